@@ -1,0 +1,5 @@
+"""`python -m osbuild` runs the command line."""
+
+from osbuild.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""The one exception hierarchy; only the CLI turns these into messages and exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+EXIT_OK = 0
+EXIT_BUILD_FAILED = 1
+EXIT_INVALID_INPUT = 2
+# Beyond the documented 0/1/2/130: the image was built but osbuild could not delete
+# everything it created; the message lists the ids to delete by hand.
+EXIT_CLEANUP_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
+
+
+class OsbuildError(Exception):
+    """Base of every error osbuild explains to its user."""
+
+    exit_code = EXIT_BUILD_FAILED
+
+    def lines(self) -> list[str]:
+        """The message as the CLI prints it: one line per problem."""
+        return [str(self)]
+
+
+class InvalidInput(OsbuildError):
+    """Bad input found before any cloud resource was created (exit 2)."""
+
+    exit_code = EXIT_INVALID_INPUT
+
+    def __init__(self, problems: Iterable[str], *, source: str | None = None) -> None:
+        self.problems = list(problems) or ["invalid input"]
+        self.source = source
+        super().__init__("; ".join(self.problems))
+
+    def lines(self) -> list[str]:
+        prefix = f"{self.source}: " if self.source else ""
+        return [f"{prefix}{p}" for p in self.problems]
+
+
+class SpecError(InvalidInput):
+    """A build spec that does not validate."""
+
+
+class PreflightError(InvalidInput):
+    """The cloud cannot run this build as specified (missing image, quota, flavor...)."""
+
+
+class AuthError(InvalidInput):
+    """Credentials or cloud configuration are wrong."""
+
+
+class CloudError(OsbuildError):
+    """An OpenStack API call failed in a way osbuild could not recover from."""
+
+
+class BuildFailed(OsbuildError):
+    """The build ran and failed; `stage` names where."""
+
+    def __init__(self, reason: str, *, stage: str | None = None) -> None:
+        self.reason = reason
+        self.stage = stage
+        super().__init__(f"{stage}: {reason}" if stage else reason)
+
+
+class GuestFailure(BuildFailed):
+    """The guest reported a failure marker."""
+
+
+class StageTimeout(BuildFailed):
+    """A stage or wait ran past its deadline."""
+
+
+class ServerFault(BuildFailed):
+    """Nova put a server in ERROR; the message carries Nova's fault."""
+
+
+class ResourceFailed(BuildFailed):
+    """A volume or image went to its failure status (error, killed)."""
+
+
+class VerifyFailed(BuildFailed):
+    """The new image failed its boot test."""
+
+
+class CleanupIncomplete(OsbuildError):
+    """Some resources could not be deleted; `leftovers` lists them for manual removal."""
+
+    exit_code = EXIT_CLEANUP_INCOMPLETE
+
+    def __init__(self, leftovers: list[str], cause: OsbuildError | None = None) -> None:
+        self.leftovers = leftovers
+        self.cause = cause
+        super().__init__("could not delete: " + ", ".join(leftovers))
+
+    def lines(self) -> list[str]:
+        out = self.cause.lines() if self.cause else []
+        out.append("cleanup incomplete; delete by hand:")
+        out.extend(f"  {item}" for item in self.leftovers)
+        return out
+
+
+class Interrupted(OsbuildError):
+    """Ctrl-C or SIGTERM; everything created was cleaned up before this is raised."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        self.signal_name = signal_name
+        super().__init__(f"interrupted by {signal_name}")

@@ -1,0 +1,1 @@
+"""Guest media: Windows facts, the config ISO layout, rendering and ISO building."""

@@ -1,0 +1,537 @@
+"""The build spec: one YAML file per image family, loaded into an immutable, typed object.
+
+Every problem in a spec is reported at once, each naming its field path and, where the YAML
+gives it, the line: ``ws2022.yaml:7: windows.edition: ...``. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from osbuild.errors import SpecError
+from osbuild.media import windows
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90m``, ``4h``, ``1h30m``, ``45s``, ``2d`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 90m, 4h or 1h30m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if not value.strip() or not match or not any(match.groups()):
+            raise ValueError(f"{value!r} is not a duration like 90m, 4h or 1h30m")
+        days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        seconds = float(days * 86400 + hours * 3600 + minutes * 60 + secs)
+    else:
+        raise ValueError("expected a duration like 90m, 4h or 1h30m")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    parts = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+# --------------------------------------------------------------------------- the model
+
+_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+_PRODUCT_KEY_RE = re.compile(r"^[0-9A-Z]{5}(-[0-9A-Z]{5}){4}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?(-[A-Z]{2}|-\d{3})?$")
+
+
+def _no_control_chars(value: str) -> str:
+    if any(not ch.isprintable() for ch in value):
+        raise ValueError("must be one line of printable text")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_control_chars)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class WindowsSpec(_Section):
+    version: Literal["2016", "2019", "2022", "2025", "10", "11"]
+    edition: Text
+    iso_image: Text = Field(description="Glance image name or ID of the Windows install ISO")
+    product_key: SecretStr | None = Field(
+        default=None,
+        description="An explicit key, `kms` for the public GVLK, or omitted for evaluation media",
+    )
+    locale: Text = "en-US"
+    input_locale: Text | None = None
+    timezone: Text = "UTC"
+    firmware: Literal["bios", "uefi"] = "bios"
+    secure_boot: bool = False
+    tpm: bool = Field(
+        default=False,
+        description="Attach a vTPM (Windows 11); without it, Setup's TPM/Secure Boot checks "
+        "are bypassed",
+    )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if not _LOCALE_RE.match(value):
+            raise ValueError(f"{value!r} is not a locale like en-US or de-DE")
+        return value
+
+    @field_validator("product_key")
+    @classmethod
+    def _product_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        if key.lower() == "kms":
+            return SecretStr("kms")
+        if not _PRODUCT_KEY_RE.match(key.upper()):
+            # The key itself is a secret: never echo it back.
+            raise ValueError("must be `kms` or a key of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
+        return SecretStr(key.upper())
+
+    @field_validator("edition")
+    @classmethod
+    def _edition(cls, value: str, info: ValidationInfo) -> str:
+        version = info.data.get("version")
+        if version is None:  # the version's own error is reported instead
+            return value
+        canonical = windows.canonical_edition(version, value)
+        if canonical is None:
+            choices = (
+                windows.SERVER_EDITIONS if windows.is_server(version) else windows.CLIENT_EDITIONS
+            )
+            raise ValueError(
+                f"{value!r} is not an edition of Windows {version} (one of: {', '.join(choices)})"
+            )
+        return canonical
+
+    @model_validator(mode="after")
+    def _firmware_and_key(self) -> WindowsSpec:
+        if self.secure_boot and self.firmware != "uefi":
+            raise ValueError("secure_boot needs firmware: uefi")
+        if self.tpm and self.firmware != "uefi":
+            raise ValueError("tpm needs firmware: uefi")
+        if (
+            self.product_key is not None
+            and self.product_key.get_secret_value() == "kms"
+            and self.edition_info.gvlk is None
+        ):
+            raise ValueError(
+                f"product_key: there is no public KMS key for Windows {self.version} "
+                f"{self.edition}; give the key explicitly or omit it for evaluation media"
+            )
+        return self
+
+    @property
+    def edition_info(self) -> windows.Edition:
+        return windows.Edition(self.version, self.edition)
+
+    @property
+    def image_name(self) -> str:
+        return self.edition_info.image_name
+
+    def resolved_product_key(self) -> str | None:
+        """The key the answer file carries (GVLK for `kms`), or None for evaluation media."""
+        if self.product_key is None:
+            return None
+        key = self.product_key.get_secret_value()
+        return self.edition_info.gvlk if key == "kms" else key
+
+
+class VirtioSpec(_Section):
+    iso_image: Text = Field(description="Glance image name or ID of the virtio-win ISO")
+    winpe_drivers: tuple[str, ...] = ("viostor", "vioscsi", "NetKVM")
+    guest_tools: bool = True
+    qemu_ga: bool = True
+
+    @field_validator("winpe_drivers")
+    @classmethod
+    def _drivers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [d for d in value if d not in windows.VIRTIO_DRIVERS]
+        if unknown:
+            raise ValueError(
+                f"unknown driver(s) {', '.join(unknown)} "
+                f"(one of: {', '.join(windows.VIRTIO_DRIVERS)})"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a driver twice")
+        return value
+
+
+class CloudbaseInitSpec(_Section):
+    msi: Text = Field(
+        description="Local path (relative to the spec file) of the MSI shipped on the config "
+        "ISO, or an https URL the guest downloads"
+    )
+    sha256: str | None = Field(
+        default=None, description="Required for an https URL; checked by the guest"
+    )
+    metadata_services: tuple[str, ...] = (
+        "cloudbaseinit.metadata.services.configdrive.ConfigDriveService",
+        "cloudbaseinit.metadata.services.httpservice.HttpService",
+    )
+    plugins: tuple[str, ...] | None = None
+    username: Text = "Admin"
+    groups: tuple[str, ...] = ("Administrators",)
+    first_logon_behaviour: Literal["no", "clear_text_injected_only", "always"] = "no"
+    inject_metadata_password: bool = True
+    config: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="Extra [DEFAULT] options for cloudbase-init.conf"
+    )
+
+    @property
+    def is_url(self) -> bool:
+        return self.msi.startswith(("https://", "http://"))
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not _SHA256_RE.match(value):
+            raise ValueError("must be 64 hex digits")
+        return value
+
+    @field_validator("config")
+    @classmethod
+    def _config_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if not re.match(r"^[a-z][a-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not a cloudbase-init option name")
+            if isinstance(item, str):
+                _no_control_chars(item)
+        return value
+
+    @model_validator(mode="after")
+    def _url_needs_checksum(self) -> CloudbaseInitSpec:
+        if self.msi.startswith("http://"):
+            raise ValueError("msi: a download URL must use https")
+        if self.is_url and self.sha256 is None:
+            raise ValueError("sha256 is required when msi is a URL (the guest checks it)")
+        return self
+
+
+class UpdatesSpec(_Section):
+    enabled: bool = False
+    max_passes: int = Field(default=5, ge=1, le=20)
+
+
+class StageTimeouts(_Section):
+    volumes: Duration = 1800.0
+    boot: Duration = 1200.0
+    winpe: Duration = 3600.0
+    specialize: Duration = 1800.0
+    firstlogon: Duration = 1800.0
+    virtio: Duration = 1200.0
+    cloudbaseinit: Duration = 1200.0
+    updates: Duration = 14400.0
+    scripts: Duration = 3600.0
+    cleanup: Duration = 900.0
+    sysprep: Duration = 1800.0
+    capture: Duration = 3600.0
+    verify: Duration = 1800.0
+
+
+class BuilderSpec(_Section):
+    flavor: Text
+    network: Text | None = Field(default=None, description="Network name or ID (none: no NIC)")
+    disk_gb: int = Field(default=40, ge=20, le=2048)
+    target: Literal["volume", "local"] = "volume"
+    volume_type: Text | None = None
+    availability_zone: Text | None = None
+    disk_bus: Literal["virtio", "scsi", "sata"] = "virtio"
+    timeout: Duration = 6 * 3600.0
+    stage_timeouts: StageTimeouts = Field(default_factory=StageTimeouts)
+
+
+class ImageSpec(_Section):
+    name: Text = Field(
+        description="Name template: {name}, {date}, {datetime}, {build_id}, {version}, {edition}"
+    )
+    visibility: Literal["private", "shared", "community", "public"] = "private"
+    properties: dict[str, str] = Field(default_factory=dict)
+    tags: tuple[Text, ...] = ()
+    disk_format: Literal["qcow2", "raw"] = "qcow2"
+    min_disk: int | None = Field(default=None, ge=1)
+    min_ram: int = Field(default=2048, ge=0)
+    keep: int = Field(default=3, ge=1)
+    max_age: Duration | None = None
+    superseded: Literal["hide", "delete"] = "hide"
+
+    @field_validator("name")
+    @classmethod
+    def _name_template(cls, value: str) -> str:
+        allowed = {"name", "date", "datetime", "build_id", "version", "edition"}
+        for field in re.findall(r"{([^{}]*)}", value):
+            if field not in allowed:
+                raise ValueError(
+                    f"unknown placeholder {{{field}}} (one of: "
+                    + ", ".join(f"{{{a}}}" for a in sorted(allowed))
+                    + ")"
+                )
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = [k for k in value if k.startswith("osbuild_")]
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: the osbuild_ prefix is osbuild's own")
+        return value
+
+
+class BuildSpec(_Section):
+    """One image family."""
+
+    name: Annotated[str, Field(pattern=_NAME_RE, description="Image family name")]
+    windows: WindowsSpec
+    virtio: VirtioSpec
+    cloudbase_init: CloudbaseInitSpec
+    updates: UpdatesSpec = Field(default_factory=UpdatesSpec)
+    scripts: tuple[Text, ...] = Field(
+        default=(), description="PowerShell files (relative to the spec) run before cleanup"
+    )
+    builder: BuilderSpec
+    image: ImageSpec
+
+    # Where the spec came from; set by load_spec, not part of the YAML.
+    source_path: Path | None = Field(default=None, exclude=True)
+    digest: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> BuildSpec:
+        if self.windows.version == "11" and self.windows.firmware != "uefi":
+            raise ValueError("windows.firmware: Windows 11 needs uefi")
+        return self
+
+    def base_dir(self) -> Path:
+        return self.source_path.parent if self.source_path else Path.cwd()
+
+    def resolve_path(self, relative: str) -> Path:
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else self.base_dir() / path
+
+    def image_name_for(self, build_id: str, when: datetime | None = None) -> str:
+        when = when or datetime.now(UTC)
+        return self.image.name.format(
+            name=self.name,
+            date=when.strftime("%Y%m%d"),
+            datetime=when.strftime("%Y%m%d%H%M%S"),
+            build_id=build_id,
+            version=self.windows.version,
+            edition=self.windows.edition.lower().replace(" ", "-"),
+        )
+
+    @property
+    def min_disk_gb(self) -> int:
+        return self.image.min_disk or self.builder.disk_gb
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that remembers the line of every mapping key and sequence item."""
+
+
+def _load_with_lines(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    node = yaml.compose(text, Loader=_LineLoader)
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(n: yaml.Node | None, path: tuple[Any, ...]) -> Any:
+        if n is None:
+            return None
+        lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in n.value:
+                key = _LineLoader(text).construct_object(key_node)  # scalars only
+                if key in out:
+                    raise SpecError(
+                        [f"line {key_node.start_mark.line + 1}: {_dotted(path + (key,))}: "
+                         "key given twice"]
+                    )
+                lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = walk(value_node, path + (key,))
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [walk(item, path + (i,)) for i, item in enumerate(n.value)]
+        return _LineLoader(text).construct_object(n)
+
+    return walk(node, ()), lines
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    msg = error["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind in ("value_error", "assertion_error"):
+        return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "string_pattern_mismatch" and error["loc"] == ("name",):
+        return "must be lowercase letters, digits, '.', '_' or '-' (at most 63)"
+    if kind == "string_type":
+        return "must be text (quote it in YAML)"
+    if kind == "literal_error":
+        return msg.replace("Input should be", "must be")
+    return msg.replace("Input should be", "must be")
+
+
+def _problems(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        line = None
+        for cut in range(len(loc), -1, -1):
+            if loc[:cut] in lines:
+                line = lines[loc[:cut]]
+                break
+        where = f"line {line}: " if line else ""
+        message = _describe(error)
+        # A model-level check names its own field in the message ("windows.firmware: ...").
+        field = _dotted(loc)
+        if message.split(":")[0].strip() and re.match(r"^[a-z_.]+:", message):
+            inner = message.split(":")[0]
+            field = f"{field}.{inner}" if loc and not inner.startswith(_dotted(loc[:1])) else inner
+            message = message.split(":", 1)[1].strip()
+        problems.append(f"{where}{field}: {message}")
+    return problems
+
+
+def parse_spec(text: str, *, source: str = "<spec>", path: Path | None = None) -> BuildSpec:
+    """Validate spec text; raises :class:`SpecError` listing every problem."""
+    try:
+        data, lines = _load_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"{where}not valid YAML: {problem}"], source=source) from None
+    except SpecError as exc:
+        raise SpecError(exc.problems, source=source) from None
+    if not isinstance(data, dict):
+        raise SpecError(["the spec must be a YAML mapping"], source=source)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    internal = [key for key in ("source_path", "digest") if key in data]
+    if internal:
+        raise SpecError(
+            [f"line {lines[(key,)]}: {key}: unknown key" for key in internal], source=source
+        )
+    try:
+        spec = BuildSpec.model_validate({**data, "source_path": path, "digest": digest})
+    except ValidationError as exc:
+        raise SpecError(_problems(exc, lines), source=source) from None
+    problems = _file_problems(spec, lines)
+    if problems:
+        raise SpecError(problems, source=source)
+    return spec
+
+
+def _file_problems(spec: BuildSpec, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    """Local files the spec names must exist and be readable."""
+    problems = []
+
+    def check(relative: str, loc: tuple[Any, ...]) -> None:
+        path = spec.resolve_path(relative)
+        if not path.is_file():
+            line = lines.get(loc)
+            where = f"line {line}: " if line else ""
+            problems.append(f"{where}{_dotted(loc)}: file not found: {path}")
+
+    if not spec.cloudbase_init.is_url:
+        check(spec.cloudbase_init.msi, ("cloudbase_init", "msi"))
+    for index, script in enumerate(spec.scripts):
+        check(script, ("scripts", index))
+    return problems
+
+
+def load_spec(path: str | Path) -> BuildSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([f"cannot read spec: {exc.strerror}"], source=str(path)) from None
+    except UnicodeDecodeError:
+        raise SpecError(["the spec is not UTF-8 text"], source=str(path)) from None
+    return parse_spec(text, source=str(path), path=path.resolve())
+
+
+def load_specs(paths: list[str] | list[Path]) -> list[BuildSpec]:
+    """Load several specs, reporting the problems of all of them together."""
+    specs, problems = [], []
+    for path in paths:
+        try:
+            specs.append(load_spec(path))
+        except SpecError as exc:
+            problems.extend(exc.lines())
+    if problems:
+        raise SpecError(problems)
+    return specs
+
+
+def json_schema() -> dict[str, Any]:
+    schema = BuildSpec.model_json_schema(mode="validation")
+    schema["properties"].pop("source_path", None)
+    schema["properties"].pop("digest", None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "osbuild build spec"
+    return schema
