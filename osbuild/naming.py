@@ -1,0 +1,54 @@
+"""How osbuild names, tags and labels what it creates, so that any run (resume, gc, images)
+can find a build's resources again in Nova, Cinder, Glance and Neutron.
+
+Convention (documented in the README for other tooling):
+
+- names: ``osbuild-<build_id>-<role>`` for temporary resources (``builder``, ``iso``,
+  ``virtio``, ``config``, ``target``, ``root``, ``verify``...).
+- Nova servers: tags ``osbuild`` and ``osbuild-build-<build_id>``; metadata
+  ``osbuild_build_id``, ``osbuild_family``, ``osbuild_role``, ``osbuild_heartbeat``.
+- Cinder volumes and Glance images: metadata/properties ``osbuild_build_id``,
+  ``osbuild_family``, ``osbuild_role``; Glance images also carry the tag ``osbuild``.
+- Published images: ``osbuild_family``, ``osbuild_build_id``, ``osbuild_version`` and,
+  for the family's current image, the tag :data:`CURRENT_TAG`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+
+TAG = "osbuild"
+BUILD_TAG_PREFIX = "osbuild-build-"
+CURRENT_TAG = "osbuild-current"
+
+PROP_BUILD_ID = "osbuild_build_id"
+PROP_FAMILY = "osbuild_family"
+PROP_ROLE = "osbuild_role"
+PROP_HEARTBEAT = "osbuild_heartbeat"
+
+_BUILD_ID_RE = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
+
+
+def new_build_id(now: datetime | None = None) -> str:
+    """Sortable and unique: ``20261126t031500-a1b2c3``."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dt%H%M%S}-{secrets.token_hex(3)}"
+
+
+def is_build_id(value: str) -> bool:
+    return bool(_BUILD_ID_RE.match(value))
+
+
+def resource_name(build_id: str, role: str) -> str:
+    return f"osbuild-{build_id}-{role}"
+
+
+def build_tag(build_id: str) -> str:
+    return BUILD_TAG_PREFIX + build_id
+
+
+def labels(build_id: str, family: str, role: str) -> dict[str, str]:
+    """Metadata / properties every temporary resource carries."""
+    return {PROP_BUILD_ID: build_id, PROP_FAMILY: family, PROP_ROLE: role}
