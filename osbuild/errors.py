@@ -108,3 +108,9 @@ class Interrupted(OsbuildError):
     def __init__(self, signal_name: str = "SIGINT") -> None:
         self.signal_name = signal_name
         super().__init__(f"interrupted by {signal_name}")
+
+
+class LockBusy(OsbuildError):
+    """Another run is building this family in this cloud: a skip, not a failure (exit 0)."""
+
+    exit_code = EXIT_OK
