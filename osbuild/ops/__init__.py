@@ -1,0 +1,1 @@
+"""Building blocks for unattended operation: state, locks, fingerprints, gc, metrics, notify."""

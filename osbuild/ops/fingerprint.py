@@ -1,0 +1,208 @@
+"""The input fingerprint stored on each image, and the skip-when-unchanged decision."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from osbuild import __version__, resources
+from osbuild.errors import SpecError
+from osbuild.spec import BuildSpec, format_duration
+
+PROP_FINGERPRINT = "osbuild_fingerprint"
+# Each input also goes on the image on its own, so a rebuild can say *what* changed.
+PROP_INPUT_PREFIX = "osbuild_input_"
+# When the image was built (ISO 8601, UTC); Glance's created_at is the fallback.
+PROP_BUILD_TIME = "osbuild_build_time"
+PROP_VERIFY = "osbuild_verify"
+
+FINGERPRINT_VERSION = 1
+# With Windows Update on and no image.max_age, inputs never change although Microsoft
+# ships patches monthly: an image older than this is rebuilt anyway.
+DEFAULT_MAX_AGE_WITH_UPDATES = 7 * 86400.0
+
+_LABELS = {
+    "spec": "the spec",
+    "osbuild_version": "the osbuild version",
+    "templates": "osbuild's templates",
+    "windows_iso": "the Windows ISO image",
+    "virtio_iso": "the VirtIO ISO image",
+    "cloudbase_msi": "the cloudbase-init MSI",
+    "updates": "the update settings",
+}
+
+
+@dataclass(frozen=True)
+class FingerprintInputs:
+    """Everything that, changed, makes a different image."""
+
+    spec: str  # sha256 of the spec text
+    osbuild_version: str
+    templates: str  # sha256 over the template files
+    windows_iso: str  # "<algo>:<hash>" of the Glance image's data
+    virtio_iso: str
+    cloudbase_msi: str  # sha256 of the MSI
+    updates: str  # "enabled:max_passes=N" or "disabled"
+
+    def digest(self) -> str:
+        payload = json.dumps(
+            {"v": FINGERPRINT_VERSION, **asdict(self)}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def properties(self) -> dict[str, str]:
+        """Image properties: the fingerprint plus one per input (Glance keeps 255 chars)."""
+        props = {PROP_FINGERPRINT: self.digest()}
+        for field in fields(self):
+            props[PROP_INPUT_PREFIX + field.name] = getattr(self, field.name)[:255]
+        return props
+
+
+def templates_digest(root: Path | None = None) -> str:
+    """sha256 over every file under the templates directory: relative path and contents."""
+    root = root if root is not None else resources.templates_dir()
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if "__pycache__" in relative:
+            continue
+        digest.update(relative.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def image_checksum(image: Any) -> str:
+    """The Glance image's data hash: multihash (os_hash_algo/os_hash_value), else md5."""
+    algo = _get(image, "hash_algo", "os_hash_algo")
+    value = _get(image, "hash_value", "os_hash_value")
+    if algo and value:
+        return f"{algo}:{value}"
+    checksum = _get(image, "checksum")
+    if checksum:
+        return f"md5:{checksum}"
+    # An image without data has no hash; its id at least changes when it is replaced.
+    return f"id:{_get(image, 'id')}"
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+        if value:
+            return value
+    return None
+
+
+def msi_sha256(spec: BuildSpec) -> str:
+    if spec.cloudbase_init.is_url:
+        assert spec.cloudbase_init.sha256 is not None  # the spec model requires it for a URL
+        return spec.cloudbase_init.sha256
+    path = spec.resolve_path(spec.cloudbase_init.msi)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise SpecError([f"cloudbase_init.msi: cannot read {path}: {exc.strerror}"]) from None
+    return digest.hexdigest()
+
+
+def inputs_for(
+    spec: BuildSpec,
+    *,
+    windows_image: Any,
+    virtio_image: Any,
+    version: str = __version__,
+    templates_root: Path | None = None,
+) -> FingerprintInputs:
+    updates = (
+        f"enabled:max_passes={spec.updates.max_passes}" if spec.updates.enabled else "disabled"
+    )
+    return FingerprintInputs(
+        spec=spec.digest,
+        osbuild_version=version,
+        templates=templates_digest(templates_root),
+        windows_iso=image_checksum(windows_image),
+        virtio_iso=image_checksum(virtio_image),
+        cloudbase_msi=msi_sha256(spec),
+        updates=updates,
+    )
+
+
+def changed_inputs(props: dict[str, Any], inputs: FingerprintInputs) -> list[str]:
+    """Which inputs differ from those recorded on an image (empty when it recorded none)."""
+    out = []
+    for field in fields(inputs):
+        recorded = props.get(PROP_INPUT_PREFIX + field.name)
+        if recorded is not None and recorded != getattr(inputs, field.name)[:255]:
+            out.append(_LABELS[field.name])
+    return out
+
+
+def image_age(props: dict[str, Any], now: datetime) -> float | None:
+    for key in (PROP_BUILD_TIME, "created_at"):
+        value = props.get(key)
+        if isinstance(value, datetime):
+            when = value
+        elif isinstance(value, str) and value:
+            try:
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+        else:
+            continue
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return (now - when).total_seconds()
+    return None
+
+
+def should_skip(
+    current_image_props: dict[str, Any] | None,
+    fingerprint: str | FingerprintInputs,
+    max_age: float | None,
+    updates_enabled: bool,
+    now: datetime | None = None,
+) -> tuple[bool, str]:
+    """Whether ``--if-changed`` may skip this build, and why (for the user, either way).
+
+    Skip only when the family's current image exists, passed verification, carries the
+    same fingerprint and is younger than ``max_age``. With updates enabled the age limit
+    defaults to :data:`DEFAULT_MAX_AGE_WITH_UPDATES`, so patches are picked up.
+    """
+    now = now or datetime.now(UTC)
+    if not current_image_props:
+        return False, "no current image of this family"
+    inputs = fingerprint if isinstance(fingerprint, FingerprintInputs) else None
+    wanted = inputs.digest() if inputs else str(fingerprint)
+    recorded = current_image_props.get(PROP_FINGERPRINT)
+    name = current_image_props.get("name") or current_image_props.get("id") or "current image"
+    if current_image_props.get(PROP_VERIFY) == "failed":
+        return False, f"{name} failed verification"
+    if not recorded:
+        return False, f"{name} has no input fingerprint"
+    if recorded != wanted:
+        what = changed_inputs(current_image_props, inputs) if inputs else []
+        detail = ", ".join(what) if what else "fingerprint differs"
+        return False, f"inputs changed since {name}: {detail}"
+    limit = max_age
+    if limit is None and updates_enabled:
+        limit = DEFAULT_MAX_AGE_WITH_UPDATES
+    age = image_age(current_image_props, now)
+    if limit is not None:
+        if age is None:
+            return False, f"{name} has no build time, cannot tell its age"
+        if age > limit:
+            why = "image.max_age" if max_age is not None else "the default for updates enabled"
+            return False, (
+                f"{name} is {format_duration(age)} old, older than {format_duration(limit)} "
+                f"({why})"
+            )
+        return True, (
+            f"{name} has the same inputs and is {format_duration(max(age, 0))} old "
+            f"(under {format_duration(limit)})"
+        )
+    return True, f"{name} has the same inputs"

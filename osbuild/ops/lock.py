@@ -1,0 +1,303 @@
+"""One build per image family per cloud: a local file lock plus a cloud-side heartbeat guard."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openstack import exceptions as os_exc
+
+from osbuild import naming
+from osbuild.errors import LockBusy
+
+# The orchestrator refreshes the builder's heartbeat at least this often while it watches;
+# a heartbeat older than STALE_AFTER means nobody is watching that builder any more (the
+# host died or the process was killed). Generous, because clocks of cron hosts drift.
+HEARTBEAT_INTERVAL = 60.0
+STALE_AFTER = 300.0
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def lock_path(locks_dir: Path, cloud: str, family: str) -> Path:
+    # Cloud names come from clouds.yaml and may hold anything; keep the file name tame.
+    return locks_dir / f"{_UNSAFE.sub('_', cloud)}--{_UNSAFE.sub('_', family)}.lock"
+
+
+class LocalLock:
+    """``fcntl.flock`` on ``<locks_dir>/<cloud>--<family>.lock``.
+
+    The kernel drops the lock when the holder dies, so a crashed or SIGKILLed run never
+    leaves a stale lock behind. The file holds the holder's description for the message
+    another run prints; it is never deleted (deleting a flock file races with lockers).
+    """
+
+    def __init__(self, locks_dir: Path, cloud: str, family: str) -> None:
+        self.cloud = cloud
+        self.family = family
+        self.path = lock_path(locks_dir, cloud, family)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(
+        self,
+        *,
+        wait: float | None = None,
+        build_id: str | None = None,
+        poll_interval: float = 0.5,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Take the lock; ``wait=None`` fails at once, else retries until ``wait`` seconds.
+
+        Raises :class:`LockBusy` naming the holder when the lock stays taken.
+        """
+        if self._fd is not None:
+            raise RuntimeError("lock already held by this object")
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + (wait or 0.0)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if wait is None or time.monotonic() >= deadline:
+                        raise LockBusy(self._busy_message(wait)) from None
+                    if cancel is not None and cancel.is_set():
+                        raise LockBusy(self._busy_message(wait)) from None
+                    time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "build_id": build_id,
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def holder(self) -> dict[str, Any] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8").strip()
+            return json.loads(text) if text else None
+        except (OSError, ValueError):
+            return None
+
+    def _busy_message(self, wait: float | None) -> str:
+        info = self.holder() or {}
+        who = ""
+        if info:
+            who = f" by pid {info.get('pid')} on {info.get('host')}"
+            if info.get("build_id"):
+                who += f" (build {info['build_id']})"
+        waited = f" after waiting {wait:g}s" if wait else ""
+        return (
+            f"{self.family} is already being built in cloud {self.cloud}{who}{waited}; "
+            "skipping (use --wait-lock to wait)"
+        )
+
+    def __enter__(self) -> LocalLock:
+        if not self.held:
+            self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# --------------------------------------------------------------------------- cloud side
+
+
+def format_heartbeat(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_heartbeat(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def is_fresh(heartbeat: datetime | None, now: datetime, stale_after: float = STALE_AFTER) -> bool:
+    """A heartbeat is fresh within ``stale_after`` either side of now.
+
+    A timestamp slightly in the future is another host's fast clock; one far in the
+    future is nonsense and must not block the family forever.
+    """
+    if heartbeat is None:
+        return False
+    return abs((now - heartbeat).total_seconds()) <= stale_after
+
+
+@dataclass(frozen=True)
+class ActiveBuilder:
+    server_id: str
+    name: str
+    build_id: str
+    family: str
+    status: str
+    heartbeat: datetime
+
+
+def _builders(conn: Any, family: str | None) -> Iterator[Any]:
+    for server in conn.compute.servers(details=True, tags=naming.TAG):
+        metadata = server.metadata or {}
+        if metadata.get(naming.PROP_ROLE, "builder") != "builder":
+            continue  # a verify server is not a build in progress
+        if family is not None and metadata.get(naming.PROP_FAMILY) != family:
+            continue
+        yield server
+
+
+def active_builders(
+    conn: Any,
+    *,
+    family: str | None = None,
+    now: datetime | None = None,
+    stale_after: float = STALE_AFTER,
+    exclude_build_id: str | None = None,
+) -> list[ActiveBuilder]:
+    """Builder servers (tag ``osbuild``) of ``family`` whose heartbeat is fresh, oldest first."""
+    now = now or datetime.now(UTC)
+    found = []
+    for server in _builders(conn, family):
+        metadata = server.metadata or {}
+        build_id = metadata.get(naming.PROP_BUILD_ID, "")
+        if exclude_build_id is not None and build_id == exclude_build_id:
+            continue
+        beat = parse_heartbeat(metadata.get(naming.PROP_HEARTBEAT))
+        if not is_fresh(beat, now, stale_after):
+            continue
+        assert beat is not None
+        found.append(
+            ActiveBuilder(
+                server_id=server.id,
+                name=server.name,
+                build_id=build_id,
+                family=metadata.get(naming.PROP_FAMILY, ""),
+                status=server.status,
+                heartbeat=beat,
+            )
+        )
+    return sorted(found, key=lambda b: b.build_id)
+
+
+def check_cloud_guard(
+    conn: Any,
+    *,
+    cloud: str,
+    family: str,
+    build_id: str,
+    wait: float | None = None,
+    poll_interval: float = 15.0,
+    stale_after: float = STALE_AFTER,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Raise :class:`LockBusy` while another host's builder of ``family`` has a fresh heartbeat.
+
+    ``wait`` seconds (None: do not wait) are spent polling for that builder to finish or
+    go stale. Our own build id is ignored, so a resumed build does not block itself.
+    """
+    deadline = clock() + (wait or 0.0)
+    while True:
+        others = active_builders(
+            conn, family=family, stale_after=stale_after, exclude_build_id=build_id
+        )
+        if not others:
+            return
+        if wait is None or clock() >= deadline:
+            other = others[0]
+            waited = f" after waiting {wait:g}s" if wait else ""
+            raise LockBusy(
+                f"{family} is already being built in cloud {cloud}: builder {other.name} "
+                f"({other.server_id}, build {other.build_id}) sent a heartbeat at "
+                f"{format_heartbeat(other.heartbeat)}{waited}; skipping "
+                "(use --wait-lock to wait)"
+            )
+        sleep(min(poll_interval, max(0.0, deadline - clock())))
+
+
+def yield_to(
+    conn: Any, *, family: str, build_id: str, stale_after: float = STALE_AFTER
+) -> ActiveBuilder | None:
+    """After booting our builder: an earlier build of the family that is also live, if any.
+
+    Two hosts can pass :func:`check_cloud_guard` at the same moment; build ids sort by start
+    time, so the later one sees the earlier one here and backs out (deterministic winner).
+    """
+    for other in active_builders(
+        conn, family=family, stale_after=stale_after, exclude_build_id=build_id
+    ):
+        if other.build_id and other.build_id < build_id:
+            return other
+    return None
+
+
+def send_heartbeat(conn: Any, server: Any, *, now: datetime | None = None) -> str:
+    """Stamp the builder's metadata with the current time; returns the value written.
+
+    Only the one key is set (``set_server_metadata`` merges), so other metadata is kept.
+    A builder that is already gone is not an error here: the watcher notices that itself.
+    """
+    value = format_heartbeat(now)
+    with contextlib.suppress(os_exc.NotFoundException):
+        conn.compute.set_server_metadata(server, **{naming.PROP_HEARTBEAT: value})
+    return value
+
+
+@contextlib.contextmanager
+def build_lock(
+    conn: Any,
+    *,
+    locks_dir: Path,
+    cloud: str,
+    family: str,
+    build_id: str,
+    wait: float | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[LocalLock]:
+    """Hold the family's local lock and pass the cloud guard, or raise :class:`LockBusy`.
+
+    With ``wait`` the local wait and the cloud wait share one deadline.
+    """
+    start = time.monotonic()
+    lock = LocalLock(locks_dir, cloud, family)
+    lock.acquire(wait=wait, build_id=build_id, cancel=cancel)
+    try:
+        remaining = None if wait is None else max(0.0, wait - (time.monotonic() - start))
+        check_cloud_guard(conn, cloud=cloud, family=family, build_id=build_id, wait=remaining)
+        yield lock
+    finally:
+        lock.release()

@@ -1,0 +1,228 @@
+"""Durable per-build state: one JSON file per build id, replaced atomically, never a secret."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from osbuild import naming
+from osbuild.errors import InvalidInput
+from osbuild.ops._atomic import write_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+# Keys that would mean someone is about to persist a credential; the state is readable by
+# whoever can read the state directory, and the Windows password must only ever exist in
+# the guest and in memory.
+_SECRET_WORDS = re.compile(r"password|secret|token|credential|private|product_key", re.I)
+
+
+class BuildStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BuildState(BaseModel):
+    """What `osbuild resume` and `osbuild gc` need to find and finish (or remove) a build."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    version: int = STATE_VERSION
+    build_id: str
+    family: str
+    cloud: str
+    status: BuildStatus = BuildStatus.RUNNING
+    # The step now running (or the last one that ran) and the steps that finished, in order.
+    step: str | None = None
+    steps_done: list[str] = Field(default_factory=list)
+    # The marker nonce is not a secret: it only makes a marker line unforgeable by echo.
+    nonce: str
+    spec_path: str
+    spec_digest: str
+    fingerprint: str | None = None
+    # Role -> id of everything the build created ("builder" -> server id, "iso" -> volume
+    # id, "config-image" -> image id...), recorded the moment each create call returns.
+    resources: dict[str, str] = Field(default_factory=dict)
+    image_id: str | None = None
+    # The console transcript on disk, how many characters of it were already parsed, and
+    # the last marker stage seen: a resumed watcher continues from there.
+    transcript_path: str | None = None
+    transcript_position: int = 0
+    last_stage: str | None = None
+    sysprep_reached: bool = False
+    host: str = Field(default_factory=socket.gethostname)
+    pid: int = Field(default_factory=os.getpid)
+    started_at: datetime = Field(default_factory=_utcnow)
+    updated_at: datetime = Field(default_factory=_utcnow)
+    error: str | None = None
+
+    @field_validator("build_id")
+    @classmethod
+    def _build_id(cls, value: str) -> str:
+        if not naming.is_build_id(value):
+            raise ValueError(f"{value!r} is not a build id like 20261126t031500-a1b2c3")
+        return value
+
+    @field_validator("resources")
+    @classmethod
+    def _no_secret_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [key for key in value if _SECRET_WORDS.search(key)]
+        if bad:
+            raise ValueError(f"resources: {', '.join(bad)}: secrets are never stored in state")
+        return value
+
+    @field_validator("started_at", "updated_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is not BuildStatus.RUNNING
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/osbuild``, else ``~/.local/state/osbuild`` (XDG base directory spec).
+
+    The spec says a relative ``XDG_STATE_HOME`` is invalid and must be ignored.
+    """
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_STATE_HOME", "")
+    if base and os.path.isabs(base):
+        return Path(base) / "osbuild"
+    home = environ.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / "osbuild"
+
+
+class StateStore:
+    """The state directory: ``<root>/builds/<build_id>.json`` (0600) and ``<root>/locks/``."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_state_dir()
+        self.builds_dir = self.root / "builds"
+        self.locks_dir = self.root / "locks"
+        # Steps record ids from several threads (volumes are created concurrently): each
+        # update is a read-modify-write that must not lose another thread's change.
+        self._lock = threading.RLock()
+
+    def ensure(self) -> None:
+        for directory in (self.root, self.builds_dir, self.locks_dir):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def path_for(self, build_id: str) -> Path:
+        # The id becomes a file name: refuse anything that could escape the directory.
+        if not naming.is_build_id(build_id):
+            raise InvalidInput([f"{build_id!r} is not a build id like 20261126t031500-a1b2c3"])
+        return self.builds_dir / f"{build_id}.json"
+
+    def create(self, state: BuildState) -> BuildState:
+        return self.save(state)
+
+    def save(self, state: BuildState) -> BuildState:
+        with self._lock:
+            self.ensure()
+            state = state.model_copy(update={"updated_at": _utcnow()})
+            data = state.model_dump_json(indent=2).encode() + b"\n"
+            write_atomic(self.path_for(state.build_id), data, mode=0o600)
+            return state
+
+    def load(self, build_id: str) -> BuildState:
+        path = self.path_for(build_id)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidInput(
+                [f"no state for build {build_id} in {self.builds_dir}"]
+            ) from None
+        try:
+            return BuildState.model_validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise InvalidInput(
+                [f"state file {path} is not valid: {where}: {first['msg']}"]
+            ) from None
+
+    def exists(self, build_id: str) -> bool:
+        return self.path_for(build_id).is_file()
+
+    def update(self, build_id: str, **changes: Any) -> BuildState:
+        """Load, change the given fields (validated), save; returns the saved state."""
+        with self._lock:
+            current = self.load(build_id)
+            merged = current.model_dump()
+            merged.update(changes)
+            return self.save(BuildState.model_validate(merged))
+
+    def record_resource(self, build_id: str, role: str, resource_id: str) -> BuildState:
+        with self._lock:
+            current = self.load(build_id)
+            return self.update(build_id, resources={**current.resources, role: resource_id})
+
+    def forget_resource(self, build_id: str, role: str) -> BuildState:
+        with self._lock:
+            current = self.load(build_id)
+            resources = {k: v for k, v in current.resources.items() if k != role}
+            return self.update(build_id, resources=resources)
+
+    def step_started(self, build_id: str, step: str) -> BuildState:
+        return self.update(build_id, step=step)
+
+    def step_finished(self, build_id: str, step: str) -> BuildState:
+        with self._lock:
+            current = self.load(build_id)
+            return self.update(build_id, step=step, steps_done=[*current.steps_done, step])
+
+    def finish(
+        self, build_id: str, status: BuildStatus, *, error: str | None = None
+    ) -> BuildState:
+        return self.update(build_id, status=status, error=error)
+
+    def list(
+        self,
+        *,
+        cloud: str | None = None,
+        family: str | None = None,
+        status: BuildStatus | None = None,
+    ) -> list[BuildState]:
+        """Every readable state, oldest build first; unreadable files are skipped (logged)."""
+        if not self.builds_dir.is_dir():
+            return []
+        out = []
+        for path in sorted(self.builds_dir.glob("*.json")):
+            if not naming.is_build_id(path.stem):
+                continue
+            try:
+                state = BuildState.model_validate_json(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("skipping unreadable state file %s: %s", path, exc)
+                continue
+            if cloud is not None and state.cloud != cloud:
+                continue
+            if family is not None and state.family != family:
+                continue
+            if status is not None and state.status is not status:
+                continue
+            out.append(state)
+        return out
+
+    def remove(self, build_id: str) -> None:
+        self.path_for(build_id).unlink(missing_ok=True)

@@ -1,0 +1,204 @@
+"""Local flock per cloud+family, the cloud-side heartbeat guard, and the heartbeat itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osbuild import naming
+from osbuild.errors import EXIT_OK, LockBusy
+from osbuild.ops import lock
+
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+def test_second_holder_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    first = lock.LocalLock(tmp_path, "prod", "ws2022")
+    first.acquire(build_id="20261126t030000-aaaaaa")
+    second = lock.LocalLock(tmp_path, "prod", "ws2022")
+    with pytest.raises(LockBusy) as info:
+        second.acquire()
+    assert info.value.exit_code == EXIT_OK
+    message = str(info.value)
+    assert "ws2022" in message and "prod" in message and "20261126t030000-aaaaaa" in message
+    # another family or another cloud is independent
+    lock.LocalLock(tmp_path, "prod", "ws2019").acquire()
+    lock.LocalLock(tmp_path, "staging", "ws2022").acquire()
+    first.release()
+    second.acquire()
+    assert second.held
+
+
+def test_cloud_names_cannot_escape_the_lock_dir(tmp_path: Path) -> None:
+    path = lock.lock_path(tmp_path, "../evil/cloud", "ws2022")
+    assert path.parent == tmp_path
+    assert "/" not in path.name
+
+
+def test_waiting_acquire_gets_the_lock_when_released(tmp_path: Path) -> None:
+    holder = lock.LocalLock(tmp_path, "prod", "ws2022")
+    holder.acquire()
+    waiter = lock.LocalLock(tmp_path, "prod", "ws2022")
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def wait_for_it() -> None:
+        started.set()
+        try:
+            waiter.acquire(wait=60, poll_interval=0.01)
+        except BaseException as exc:  # reported to the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=wait_for_it)
+    thread.start()
+    started.wait()
+    holder.release()
+    thread.join()
+    assert errors == [] and waiter.held
+
+
+def test_waiting_acquire_gives_up_at_the_deadline(tmp_path: Path) -> None:
+    lock.LocalLock(tmp_path, "prod", "ws2022").acquire()
+    with pytest.raises(LockBusy, match="after waiting"):
+        lock.LocalLock(tmp_path, "prod", "ws2022").acquire(wait=0.05, poll_interval=0.01)
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    code = (
+        "import sys, time; from pathlib import Path; from osbuild.ops.lock import LocalLock;"
+        f"LocalLock(Path({str(tmp_path)!r}), 'prod', 'ws2022').acquire();"
+        "print('held', flush=True); time.sleep(600)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(LockBusy, match=f"pid {child.pid}"):
+            lock.LocalLock(tmp_path, "prod", "ws2022").acquire()
+        child.kill()
+        child.wait()
+        lock.LocalLock(tmp_path, "prod", "ws2022").acquire()
+    finally:
+        child.kill()
+        child.wait()
+
+
+# ---------------------------------------------------------------- cloud side, fake compute
+
+
+@dataclass
+class FakeServer:
+    id: str
+    name: str
+    metadata: dict[str, str]
+    status: str = "ACTIVE"
+    tags: list[str] = field(default_factory=lambda: [naming.TAG])
+
+
+class FakeCompute:
+    def __init__(self, servers: list[FakeServer]) -> None:
+        self.items = servers
+        self.queries: list[dict[str, Any]] = []
+
+    def servers(self, **query: Any) -> list[FakeServer]:
+        self.queries.append(query)
+        return [s for s in self.items if query.get("tags") in s.tags]
+
+    def set_server_metadata(self, server: FakeServer, **metadata: str) -> None:
+        server.metadata.update(metadata)
+
+
+class FakeConn:
+    def __init__(self, servers: list[FakeServer]) -> None:
+        self.compute = FakeCompute(servers)
+
+
+def _builder(build_id: str, family: str, beat: datetime | None, role: str = "builder") -> Any:
+    metadata = naming.labels(build_id, family, role)
+    if beat is not None:
+        metadata[naming.PROP_HEARTBEAT] = lock.format_heartbeat(beat)
+    return FakeServer(id=f"srv-{build_id}", name=naming.resource_name(build_id, role),
+                      metadata=metadata)
+
+
+def test_active_builders_only_fresh_same_family_builders() -> None:
+    conn = FakeConn([
+        _builder("20261126t020000-aaaaaa", "ws2022", NOW - timedelta(seconds=30)),
+        _builder("20261126t010000-bbbbbb", "ws2022", NOW - timedelta(hours=2)),  # stale
+        _builder("20261126t010000-cccccc", "ws2019", NOW),  # other family
+        _builder("20261126t010000-dddddd", "ws2022", None),  # never beat
+        _builder("20261126t010000-eeeeee", "ws2022", NOW + timedelta(days=3)),  # nonsense
+        _builder("20261126t010000-ffffff", "ws2022", NOW, role="verify"),
+    ])
+    found = lock.active_builders(conn, family="ws2022", now=NOW)
+    assert [b.build_id for b in found] == ["20261126t020000-aaaaaa"]
+    assert found[0].heartbeat == NOW - timedelta(seconds=30)
+    assert conn.compute.queries[0]["tags"] == naming.TAG
+
+
+def test_cloud_guard_skips_waits_and_ignores_own_build() -> None:
+    now_beat = datetime.now(UTC)
+    other = _builder("20261126t020000-aaaaaa", "ws2022", now_beat)
+    conn = FakeConn([other])
+    with pytest.raises(LockBusy, match="20261126t020000-aaaaaa"):
+        lock.check_cloud_guard(conn, cloud="c", family="ws2022", build_id="20261126t030000-bbbbbb")
+    # our own builder (a resumed build) never blocks us
+    lock.check_cloud_guard(conn, cloud="c", family="ws2022", build_id="20261126t020000-aaaaaa")
+
+    # waiting: the other builder goes away after two polls
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            conn.compute.items.clear()
+
+    lock.check_cloud_guard(
+        conn, cloud="c", family="ws2022", build_id="20261126t030000-bbbbbb",
+        wait=3600, poll_interval=5, sleep=sleep,
+    )
+    assert sleeps == [5, 5]
+
+
+def test_yield_to_an_earlier_live_build() -> None:
+    beat = datetime.now(UTC)
+    conn = FakeConn([
+        _builder("20261126t020000-aaaaaa", "ws2022", beat),
+        _builder("20261126t030000-bbbbbb", "ws2022", beat),
+    ])
+    assert lock.yield_to(conn, family="ws2022", build_id="20261126t030000-bbbbbb") is not None
+    assert lock.yield_to(conn, family="ws2022", build_id="20261126t020000-aaaaaa") is None
+
+
+def test_send_heartbeat_sets_only_its_key() -> None:
+    server = _builder("20261126t020000-aaaaaa", "ws2022", None)
+    conn = FakeConn([server])
+    value = lock.send_heartbeat(conn, server, now=NOW)
+    assert lock.parse_heartbeat(value) == NOW
+    assert server.metadata[naming.PROP_HEARTBEAT] == value
+    assert server.metadata[naming.PROP_FAMILY] == "ws2022"
+
+
+def test_build_lock_takes_both_and_releases(tmp_path: Path) -> None:
+    conn = FakeConn([])
+    with lock.build_lock(conn, locks_dir=tmp_path, cloud="c", family="ws2022",
+                         build_id="20261126t030000-bbbbbb") as held:
+        assert held.held
+        with pytest.raises(LockBusy):
+            lock.LocalLock(tmp_path, "c", "ws2022").acquire()
+    lock.LocalLock(tmp_path, "c", "ws2022").acquire()
+    # a fresh builder elsewhere: refused, and the local lock is released again
+    conn = FakeConn([_builder("20261126t020000-aaaaaa", "ws2022", datetime.now(UTC))])
+    other_dir = tmp_path / "other"
+    with pytest.raises(LockBusy), lock.build_lock(
+        conn, locks_dir=other_dir, cloud="c", family="ws2022",
+        build_id="20261126t030000-bbbbbb",
+    ):
+        pass
+    lock.LocalLock(other_dir, "c", "ws2022").acquire()

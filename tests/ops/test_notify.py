@@ -1,0 +1,125 @@
+"""Webhook: a local receiver that fails once then accepts; Retry-After; no secrets sent."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from osbuild.errors import InvalidInput
+from osbuild.ops import notify
+
+
+class Receiver:
+    def __init__(self, responses: list[tuple[int, dict[str, str]]]) -> None:
+        self.responses = responses  # consumed in order; then 200
+        self.bodies: list[Any] = []
+        self.headers: list[dict[str, str]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                receiver.headers.append(dict(self.headers))
+                status, headers = receiver.responses.pop(0) if receiver.responses else (200, {})
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/abc-secret-path"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    made: list[Receiver] = []
+
+    def make(responses: list[tuple[int, dict[str, str]]]) -> Receiver:
+        made.append(Receiver(responses))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def _summary() -> dict[str, Any]:
+    return notify.build_summary(
+        build_id="20261126t030000-aaaaaa", family="ws2022", cloud="prod", succeeded=False,
+        reason="guest failure in updates", stage="updates", fingerprint="f" * 64,
+        verify="skipped", promoted=False, duration_seconds=42.0, exit_code=1,
+        extra={"admin_password": "hunter2", "details": {"os_token": "t0k", "ok": 1}},
+    )
+
+
+def test_fails_once_then_delivers(receiver: Any) -> None:
+    rx = receiver([(503, {})])
+    sleeps: list[float] = []
+    result = notify.send(rx.url, _summary(), sleep=sleeps.append, backoff=0.5)
+    assert result == notify.NotifyResult(delivered=True, attempts=2, status=200)
+    assert len(rx.bodies) == 2 and rx.bodies[0] == rx.bodies[1]
+    body = rx.bodies[1]
+    assert body["event"] == "build.failed" and body["family"] == "ws2022"
+    assert body["fingerprint"] == "f" * 64 and body["stage"] == "updates"
+    assert body["details"] == {"ok": 1}
+    assert "hunter2" not in json.dumps(body) and "t0k" not in json.dumps(body)
+    assert rx.headers[1]["Content-Type"] == "application/json"
+    assert len(sleeps) == 1
+
+
+def test_retry_after_is_honoured_and_capped(receiver: Any) -> None:
+    rx = receiver([(429, {"Retry-After": "7"}), (503, {"Retry-After": "9999"})])
+    sleeps: list[float] = []
+    result = notify.send(rx.url, {"x": 1}, sleep=sleeps.append, max_retry_after=30)
+    assert result.delivered and result.attempts == 3
+    assert sleeps == [7.0, 30.0]
+
+
+def test_bounded_attempts_and_no_retry_on_client_error(receiver: Any) -> None:
+    rx = receiver([(500, {})] * 10)
+    result = notify.send(rx.url, {"x": 1}, attempts=3, sleep=lambda s: None)
+    assert not result.delivered and result.attempts == 3 and result.status == 500
+    assert len(rx.bodies) == 3
+    rx = receiver([(404, {})])
+    result = notify.send(rx.url, {"x": 1}, sleep=lambda s: None)
+    assert (result.delivered, result.attempts, result.status) == (False, 1, 404)
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    rx = Receiver([])
+    url = rx.url
+    rx.close()  # nothing listens on that port any more
+    result = notify.send(url, {"x": 1}, attempts=2, sleep=lambda s: None, timeout=2)
+    assert not result.delivered and result.attempts == 2 and result.status is None
+    assert "cannot connect" in (result.error or "")
+
+
+def test_only_http_urls_and_redaction() -> None:
+    with pytest.raises(InvalidInput, match=r"notify\.url"):
+        notify.send("file:///etc/passwd", {"x": 1})
+    assert notify.redact_url("https://hooks.example.com/T0/B1/secret?k=v") == (
+        "https://hooks.example.com/..."
+    )
+    assert notify.should_notify(["failure"], succeeded=False)
+    assert not notify.should_notify(["failure"], succeeded=True)
+
+
+def test_retry_after_http_date() -> None:
+    assert notify.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert notify.parse_retry_after("soon") is None
