@@ -1,0 +1,31 @@
+"""Fixtures for the functional tier: one real Keystone + Glance per test session.
+
+Every test under tests/functional is marked ``functional`` and skipped, with the reason,
+when the ``functional`` extra is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from osbuild.testing.realservices import RealServices, missing_requirements
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = missing_requirements()
+    for item in items:
+        if _HERE in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.functional)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def real_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServices]:
+    with RealServices(tmp_path_factory.mktemp("real-services")) as rs:
+        yield rs
