@@ -1,0 +1,34 @@
+"""Creating a resource safely: a create call is repeated only after looking it up.
+
+POST is not idempotent: a create that timed out or got a 5xx may still have happened. Before
+trying again, look for the resource by its unique build-scoped name or tag and adopt it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from osbuild.build.context import BuildContext
+from osbuild.cloud.retry import is_transient
+
+T = TypeVar("T")
+
+
+def create_behind_lookup(ctx: BuildContext, create: Callable[[], T],
+                         lookup: Callable[[], T | None], *, what: str,
+                         attempts: int = 4) -> T:
+    last: Exception | None = None
+    for attempt in range(attempts):
+        ctx.cancel.check()
+        try:
+            return create()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            last = exc
+        found = ctx.call(lookup)
+        if found is not None:
+            return found
+        ctx.clock.sleep(min(2.0 * 2**attempt, 30.0), ctx.cancel)
+    raise RuntimeError(f"could not create {what}: {last}") from last

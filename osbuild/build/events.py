@@ -1,0 +1,59 @@
+"""Build events: what the CLI renders live (terminal) or as JSON lines (cron, log shipping)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Event names are a contract for operators' log pipelines.
+BUILD_STARTED = "build.started"
+BUILD_SUCCEEDED = "build.succeeded"
+BUILD_FAILED = "build.failed"
+BUILD_SKIPPED = "build.skipped"
+STEP_STARTED = "step.started"
+STEP_FINISHED = "step.finished"
+STAGE = "stage"
+RESOURCE_CREATED = "resource.created"
+RESOURCE_DELETED = "resource.deleted"
+CLEANUP_FAILED = "cleanup.failed"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    build_id: str
+    family: str
+    fields: dict[str, Any]
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "event": self.name,
+            "time": self.time.isoformat(timespec="milliseconds"),
+            "build_id": self.build_id,
+            "family": self.family,
+            **self.fields,
+        }
+
+
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    """Fans events out to listeners (renderer, report); thread-safe for parallel builds."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            for listener in self._listeners:
+                listener(event)

@@ -1,0 +1,191 @@
+"""The build as a literal list of steps, and running one build from spec to image."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from openstack.connection import Connection
+
+from osbuild import __version__
+from osbuild.build.clock import CancelToken
+from osbuild.build.context import BuildContext, BuildOptions
+from osbuild.build.events import EventBus
+from osbuild.build.runner import Step, final_error, run_steps
+from osbuild.build.steps.boot_builder import BootBuilder
+from osbuild.build.steps.capture_image import CaptureImage
+from osbuild.build.steps.create_volumes import CreateVolumes
+from osbuild.build.steps.preflight import Preflight
+from osbuild.build.steps.publish_image import PublishImage
+from osbuild.build.steps.render_config import RenderConfig
+from osbuild.build.steps.upload_config_iso import UploadConfigIso
+from osbuild.build.steps.watch_install import WatchInstall
+from osbuild.errors import OsbuildError
+from osbuild.naming import new_build_id
+from osbuild.spec import BuildSpec
+
+
+def build_steps() -> list[Step]:
+    """Local work and checks first; the first cloud resource is created by upload-config."""
+    return [
+        RenderConfig(),
+        Preflight(),
+        UploadConfigIso(),
+        CreateVolumes(),
+        BootBuilder(),
+        WatchInstall(),
+        CaptureImage(),
+        PublishImage(),
+    ]
+
+
+@dataclass
+class BuildResult:
+    build_id: str
+    family: str
+    cloud: str | None
+    succeeded: bool
+    image_id: str | None = None
+    image_name: str | None = None
+    image_properties: dict[str, str] = field(default_factory=dict)
+    error: OsbuildError | None = None
+    leftovers: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    step_timings: dict[str, float] = field(default_factory=dict)
+    report_path: Path | None = None
+    duration: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.error is None else self.error.exit_code
+
+
+def run_build(
+    spec: BuildSpec,
+    conn: Connection,
+    *,
+    options: BuildOptions,
+    bus: EventBus | None = None,
+    cancel: CancelToken | None = None,
+    cloud_name: str | None = None,
+    build_id: str | None = None,
+    steps: list[Step] | None = None,
+) -> BuildResult:
+    """Build one image; never raises for build failures (they are in the result)."""
+    ctx = BuildContext(
+        spec=spec,
+        build_id=build_id or new_build_id(),
+        conn=conn,
+        cloud_name=cloud_name,
+        options=options,
+        bus=bus or EventBus(),
+        cancel=cancel or CancelToken(),
+    )
+    ctx.started_at = ctx.clock.now()
+    started_wall = datetime.now(UTC)
+    ctx.emit("build.started", spec=str(spec.source_path or ""), cloud=cloud_name,
+             log_dir=str(ctx.workdir))
+    outcome = run_steps(steps if steps is not None else build_steps(), ctx)
+    error = final_error(outcome)
+    result = BuildResult(
+        build_id=ctx.build_id,
+        family=spec.name,
+        cloud=cloud_name,
+        succeeded=error is None,
+        image_id=ctx.image_id if error is None else None,
+        image_name=ctx.image_name if error is None else None,
+        image_properties=ctx.image_properties if error is None else {},
+        error=error,
+        leftovers=outcome.leftovers,
+        kept=outcome.kept,
+        stages=[asdict(s) for s in ctx.stages],
+        step_timings={k: round(v, 1) for k, v in ctx.step_timings.items()},
+        duration=round(ctx.elapsed(), 1),
+    )
+    result.report_path = _write_report(ctx, result, started_wall)
+    if error is None:
+        ctx.emit("build.succeeded", image_id=result.image_id, image_name=result.image_name,
+                 duration=result.duration, report=str(result.report_path))
+    else:
+        ctx.emit("build.failed", reason=str(error), stage=getattr(error, "stage", None),
+                 exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
+                 report=str(result.report_path))
+    return result
+
+
+def _api_calls(conn: Connection) -> dict[str, int]:
+    """Requests made, by service and method, from keystoneauth's timing records."""
+    counts: dict[str, int] = {}
+    try:
+        timings = conn.session.get_timings()
+    except Exception:
+        return counts
+    for timing in timings:
+        path = urlparse(timing.url).path.strip("/").split("/")
+        service = _service_of(conn, timing.url) or (path[0] if path else "?")
+        key = f"{service} {timing.method}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _service_of(conn: Connection, url: str) -> str | None:
+    best, best_len = None, 0
+    for service in ("compute", "block-storage", "image", "network", "identity"):
+        try:
+            endpoint = conn.endpoint_for(service) or ""
+        except Exception:
+            endpoint = ""
+        base = endpoint.rstrip("/")
+        # Version suffixes differ between catalog and request URLs; compare the root.
+        root = base.rsplit("/v", 1)[0] if "/v" in base else base
+        if root and url.startswith(root) and len(root) > best_len:
+            best, best_len = service, len(root)
+    return best
+
+
+def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> Path:
+    media = ctx.media
+    report = {
+        "osbuild_version": __version__,
+        "build_id": ctx.build_id,
+        "family": ctx.spec.name,
+        "cloud": ctx.cloud_name,
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_seconds": result.duration,
+        "result": "succeeded" if result.succeeded else "failed",
+        "error": result.error.lines() if result.error else None,
+        "exit_code": result.exit_code,
+        "inputs": {
+            "spec": str(ctx.spec.source_path or ""),
+            "spec_digest": ctx.spec.digest,
+            "windows_iso": asdict(ctx.resolved.windows_iso) if ctx.resolved else None,
+            "virtio_iso": asdict(ctx.resolved.virtio_iso) if ctx.resolved else None,
+            "flavor": ctx.resolved.flavor_name if ctx.resolved else None,
+            "config_iso_sha256": media.sha256 if media else None,
+        },
+        "image": {"id": result.image_id, "name": result.image_name,
+                  "properties": result.image_properties} if result.succeeded else None,
+        "resources": [
+            {"kind": r.kind, "id": r.id, "name": r.name, "step": r.step,
+             "deleted": r.done, "kept": not r.done}
+            for r in ctx.resources
+        ],
+        "leftovers": result.leftovers,
+        "kept_for_debugging": result.kept,
+        "stages": result.stages,
+        "step_timings": result.step_timings,
+        "api_calls": _api_calls(ctx.conn),
+        "console": {"polls": ctx.console_polls, "bytes_fetched": ctx.console_bytes,
+                    "transcript": str(ctx.workdir / "console.log")},
+    }
+    path = ctx.workdir / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path

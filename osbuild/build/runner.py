@@ -1,0 +1,106 @@
+"""Runs a build's steps in order and guarantees reverse-order cleanup, whatever happens."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from osbuild.build.context import BuildContext, TrackedResource
+from osbuild.errors import (
+    BuildFailed,
+    CleanupIncomplete,
+    Interrupted,
+    OsbuildError,
+)
+
+log = logging.getLogger(__name__)
+
+# Kinds kept for debugging with --keep-on-failure: what an operator looks at.
+KEPT_ON_FAILURE = ("server", "volume")
+
+
+class Step(Protocol):
+    name: str
+
+    def run(self, ctx: BuildContext) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    error: OsbuildError | None
+    leftovers: list[str]
+    kept: list[str]
+
+
+def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
+    """Run ``steps``; then delete what they created in reverse order.
+
+    On success, resources marked ``keep_on_success`` (the image) stay. On failure,
+    interruption or an unexpected exception, everything goes, except the builder's server
+    and volumes when ``--keep-on-failure`` asks to keep them.
+    """
+    error: OsbuildError | None = None
+    try:
+        for step in steps:
+            ctx.cancel.check()
+            ctx.current_step = step.name
+            started = ctx.clock.now()
+            ctx.emit("step.started", step=step.name)
+            step.run(ctx)
+            duration = ctx.clock.now() - started
+            ctx.step_timings[step.name] = duration
+            ctx.emit("step.finished", step=step.name, duration=round(duration, 1))
+    except OsbuildError as exc:
+        error = exc
+    except KeyboardInterrupt:
+        error = Interrupted("SIGINT")
+    except Exception as exc:  # a bug or an unexpected API failure: still clean up
+        log.debug("unexpected error in step %s", ctx.current_step, exc_info=True)
+        error = BuildFailed(f"{type(exc).__name__}: {exc}", stage=ctx.current_step)
+        error.__cause__ = exc
+    if error is not None and ctx.cancel.cancelled and not isinstance(error, Interrupted):
+        # A wait or call cut short by the signal surfaced as some other error.
+        error = Interrupted(ctx.cancel.signal_name)
+    leftovers, kept = _clean_up(ctx, succeeded=error is None)
+    return RunOutcome(error, leftovers, kept)
+
+
+def _clean_up(ctx: BuildContext, *, succeeded: bool) -> tuple[list[str], list[str]]:
+    leftovers: list[str] = []
+    kept: list[str] = []
+    ctx.current_step = "cleanup"
+    for resource in reversed(ctx.resources):
+        if resource.done:
+            continue
+        if succeeded and resource.keep_on_success:
+            continue
+        if not succeeded and ctx.options.keep_on_failure and resource.kind in KEPT_ON_FAILURE:
+            kept.append(resource.label())
+            continue
+        if not _delete(ctx, resource):
+            leftovers.append(resource.label())
+    return leftovers, kept
+
+
+def _delete(ctx: BuildContext, resource: TrackedResource) -> bool:
+    # Cleanup is not cancellable: a second Ctrl-C must not leak what the first one spared.
+    try:
+        resource.delete()
+    except KeyboardInterrupt:
+        return _delete(ctx, resource)
+    except Exception as exc:
+        log.debug("cleanup of %s failed", resource.label(), exc_info=True)
+        ctx.emit("cleanup.failed", kind=resource.kind, id=resource.id,
+                 reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return False
+    resource.done = True
+    ctx.emit("resource.deleted", kind=resource.kind, id=resource.id, name=resource.name)
+    return True
+
+
+def final_error(outcome: RunOutcome) -> OsbuildError | None:
+    """What the build as a whole reports: its error, or incomplete cleanup."""
+    if outcome.leftovers:
+        return CleanupIncomplete(outcome.leftovers, cause=outcome.error)
+    return outcome.error

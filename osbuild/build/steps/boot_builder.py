@@ -1,0 +1,136 @@
+"""Boot the builder server: target disk first, the Windows ISO as the first cdrom.
+
+Mappings follow openstack-facts: boot index 0 is the target disk (a blank disk falls
+through to the cdrom at boot index 1, the Windows installer); the VirtIO and config ISOs
+are attached but not bootable; no volume is deleted with the server (the target is
+captured afterwards, the ISO volumes are this build's and deleted by their step).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from osbuild import naming
+from osbuild.build.clock import Deadline
+from osbuild.build.context import BuildContext
+from osbuild.build.create import create_behind_lookup
+from osbuild.build.steps.preflight import hardware_properties
+from osbuild.build.waits import wait_for_status
+from osbuild.cloud.delete import delete_image, delete_server
+from osbuild.errors import ServerFault
+
+# A blank raw image for the local target's root disk: Nova grows it to the flavor's disk.
+BLANK_ROOT_BYTES = b"\0" * (1024 * 1024)
+
+
+def server_fault(server: Any) -> str:
+    fault = getattr(server, "fault", None) or {}
+    message = fault.get("message") if isinstance(fault, dict) else str(fault)
+    code = fault.get("code") if isinstance(fault, dict) else None
+    if not message:
+        return "no fault recorded"
+    return f"{message} (code {code})" if code else str(message)
+
+
+class BootBuilder:
+    name = "boot"
+
+    def run(self, ctx: BuildContext) -> None:
+        spec = ctx.spec
+        conn = ctx.conn
+        resolved = ctx.require(ctx.resolved, "resolved")
+        volumes = ctx.require(ctx.volumes, "volumes")
+        cdrom = {"source_type": "volume", "destination_type": "volume",
+                 "device_type": "cdrom", "disk_bus": "sata", "delete_on_termination": False}
+        mappings: list[dict[str, Any]] = []
+        image_id = None
+        if spec.builder.target == "volume":
+            mappings.append({
+                "boot_index": 0, "uuid": volumes.target, "source_type": "volume",
+                "destination_type": "volume", "device_type": "disk",
+                "disk_bus": spec.builder.disk_bus, "delete_on_termination": False,
+            })
+        else:
+            image_id = self._root_image(ctx)
+            mappings.append({
+                "boot_index": 0, "uuid": image_id, "source_type": "image",
+                "destination_type": "local", "device_type": "disk",
+                "disk_bus": spec.builder.disk_bus, "delete_on_termination": True,
+            })
+        mappings.append({**cdrom, "boot_index": 1, "uuid": volumes.windows_iso})
+        mappings.append({**cdrom, "boot_index": -1, "uuid": volumes.virtio_iso})
+        mappings.append({**cdrom, "boot_index": -1, "uuid": volumes.config_iso})
+
+        name = naming.resource_name(ctx.build_id, "builder")
+        tag = naming.build_tag(ctx.build_id)
+        metadata = {
+            **naming.labels(ctx.build_id, spec.name, "builder"),
+            naming.PROP_HEARTBEAT: datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        create_args: dict[str, Any] = {
+            "name": name,
+            "flavor_id": resolved.flavor_id,
+            "block_device_mapping": mappings,
+            "networks": [{"uuid": resolved.network_id}] if resolved.network_id else "none",
+            "tags": [naming.TAG, tag],
+            "metadata": metadata,
+        }
+        if image_id:
+            create_args["image_id"] = image_id
+        if spec.builder.availability_zone:
+            create_args["availability_zone"] = spec.builder.availability_zone
+
+        def lookup():  # type: ignore[no-untyped-def]
+            found = list(conn.compute.servers(tags=tag))
+            return found[0] if found else None
+
+        server = create_behind_lookup(
+            ctx, lambda: conn.compute.create_server(**create_args), lookup,
+            what="the builder server",
+        )
+        ctx.track("server", server.id, name,
+                  lambda: delete_server(conn, server.id, time_scale=ctx.options.time_scale))
+        ctx.server_id = server.id
+        wait_for_status(
+            ctx, lambda: conn.compute.get_server(server.id), want="active",
+            failures=("error",),
+            deadline=Deadline.after(ctx.clock, spec.builder.stage_timeouts.boot,
+                                    "server boot"),
+            what=f"builder server {server.id}", on_failure=server_fault,
+            interval=ctx.options.poll_min / 2, error=ServerFault,
+        )
+
+    def _root_image(self, ctx: BuildContext) -> str:
+        """A tiny blank image carrying the hardware properties, for a local root disk."""
+        conn = ctx.conn
+        name = naming.resource_name(ctx.build_id, "root")
+        labels = naming.labels(ctx.build_id, ctx.spec.name, "root")
+
+        def lookup():  # type: ignore[no-untyped-def]
+            found = list(conn.image.images(name=name))
+            return found[0] if found else None
+
+        image = create_behind_lookup(
+            ctx,
+            lambda: conn.image.create_image(
+                name=name, disk_format="raw", container_format="bare",
+                visibility="private", allow_duplicates=True,
+                **labels, **hardware_properties(ctx),
+            ),
+            lookup, what="the blank root image",
+        )
+        ctx.track("image", image.id, name,
+                  lambda: delete_image(conn, image.id, time_scale=ctx.options.time_scale))
+        ctx.root_image_id = image.id
+        ctx.call(conn.image.update_image, image.id, is_hidden=True)
+        ctx.call(lambda: conn.image.put(
+            f"/images/{image.id}/file", data=BLANK_ROOT_BYTES,
+            headers={"Content-Type": "application/octet-stream"}))
+        wait_for_status(
+            ctx, lambda: conn.image.get_image(image.id), want="active",
+            failures=("killed", "deleted"),
+            deadline=Deadline.after(ctx.clock, 600, "root image upload"),
+            what=f"root image {image.id}",
+        )
+        return str(image.id)

@@ -1,0 +1,92 @@
+"""Turn the installed disk into a Glance image.
+
+Volume target: delete the server (keeping the target volume) and let Cinder upload the
+volume to Glance; a Nova snapshot of a volume-backed server would be a zero-byte image
+pointing at Cinder snapshots, usable only inside this cloud. Local target: Nova createImage
+of the powered-off server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from osbuild import naming
+from osbuild.build.clock import Deadline
+from osbuild.build.context import BuildContext
+from osbuild.build.create import create_behind_lookup
+from osbuild.build.waits import wait_for_status
+from osbuild.cloud.delete import delete_image
+
+
+class CaptureImage:
+    name = "capture"
+
+    def run(self, ctx: BuildContext) -> None:
+        deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture, "capture")
+        name = naming.resource_name(ctx.build_id, "image")
+        if ctx.spec.builder.target == "volume":
+            image_id = self._upload_volume(ctx, name, deadline)
+        else:
+            image_id = self._snapshot_server(ctx, name)
+        image = wait_for_status(
+            ctx, lambda: ctx.conn.image.get_image(image_id), want="active",
+            failures=("killed", "deleted"), deadline=deadline,
+            what=f"captured image {image_id}",
+        )
+        ctx.image_id = image.id
+        ctx.image_properties = {k: str(v) for k, v in (image.properties or {}).items()}
+
+    def _lookup(self, ctx: BuildContext, name: str) -> Any:
+        found = list(ctx.conn.image.images(name=name))
+        return found[0].id if found else None
+
+    def _track(self, ctx: BuildContext, image_id: str, name: str) -> None:
+        # The image is the build's product: kept on success, deleted on failure.
+        ctx.track("image", image_id, name,
+                  lambda: delete_image(ctx.conn, image_id, time_scale=ctx.options.time_scale),
+                  keep_on_success=True)
+
+    def _upload_volume(self, ctx: BuildContext, name: str, deadline: Deadline) -> str:
+        conn = ctx.conn
+        volumes = ctx.require(ctx.volumes, "volumes")
+        target = ctx.require(volumes.target, "target volume")
+        server = ctx.find_resource("server", ctx.require(ctx.server_id, "server_id"))
+        if server is not None and not server.done:
+            # Deleting the server detaches the target volume (delete_on_termination=False).
+            server.delete()
+            server.done = True
+            ctx.emit("resource.deleted", kind="server", id=server.id, name=server.name)
+        wait_for_status(
+            ctx, lambda: conn.block_storage.get_volume(target), want="available",
+            failures=("error",), deadline=deadline, what=f"target volume {target}",
+        )
+        image_id = create_behind_lookup(
+            ctx,
+            lambda: conn.block_storage.upload_volume_to_image(
+                target, name, disk_format=ctx.spec.image.disk_format,
+                container_format="bare", visibility="private",
+            )["image_id"],
+            lambda: self._lookup(ctx, name),
+            what="the image upload",
+        )
+        self._track(ctx, image_id, name)
+        # The volume goes back to available when Cinder has finished uploading; only then
+        # can its step delete it.
+        wait_for_status(
+            ctx, lambda: conn.block_storage.get_volume(target), want="available",
+            failures=("error",), deadline=deadline, what=f"target volume {target} upload",
+        )
+        return str(image_id)
+
+    def _snapshot_server(self, ctx: BuildContext, name: str) -> str:
+        conn = ctx.conn
+        server_id = ctx.require(ctx.server_id, "server_id")
+        metadata = naming.labels(ctx.build_id, ctx.spec.name, "image")
+        image_id = create_behind_lookup(
+            ctx,
+            lambda: conn.compute.create_server_image(server_id, name, metadata).id,
+            lambda: self._lookup(ctx, name),
+            what="the server snapshot",
+        )
+        self._track(ctx, image_id, name)
+        return str(image_id)

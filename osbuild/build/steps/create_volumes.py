@@ -1,0 +1,129 @@
+"""Create the builder's volumes concurrently: the three ISOs as cdroms and the target disk.
+
+Nova could create the ISO volumes itself, but nova-compute gives up after about three
+minutes and a 5 GB ISO often takes longer, so they are created here and waited for.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from osbuild import naming
+from osbuild.build.clock import Deadline
+from osbuild.build.context import BuildContext, BuilderVolumes
+from osbuild.build.create import create_behind_lookup
+from osbuild.build.steps.preflight import hardware_properties
+from osbuild.build.waits import wait_for_status
+from osbuild.cloud.delete import delete_volume
+from osbuild.errors import ResourceFailed
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    role: str
+    size_gb: int
+    image_id: str | None  # None: a blank volume
+
+
+class CreateVolumes:
+    name = "volumes"
+
+    def run(self, ctx: BuildContext) -> None:
+        resolved = ctx.require(ctx.resolved, "resolved")
+        media = ctx.require(ctx.media, "media")
+        config_image_id = ctx.require(ctx.config_image_id, "config_image_id")
+        wanted = [
+            _Wanted("iso", resolved.windows_iso.volume_gb, resolved.windows_iso.id),
+            _Wanted("virtio", resolved.virtio_iso.volume_gb, resolved.virtio_iso.id),
+            _Wanted("config", max(1, math.ceil(media.size / GIB)), config_image_id),
+        ]
+        if ctx.spec.builder.target == "volume":
+            wanted.append(_Wanted("target", ctx.spec.builder.disk_gb, None))
+
+        deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.volumes,
+                                  "volumes")
+        with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
+            ids = list(pool.map(lambda w: self._create_ready(ctx, w, deadline), wanted))
+        by_role = {w.role: vid for w, vid in zip(wanted, ids, strict=True)}
+        ctx.volumes = BuilderVolumes(
+            windows_iso=by_role["iso"],
+            virtio_iso=by_role["virtio"],
+            config_iso=by_role["config"],
+            target=by_role.get("target"),
+        )
+        if ctx.volumes.target:
+            # The target volume's image metadata is what Nova builds the machine from
+            # (boot index 0), and what upload-to-image carries into the image.
+            ctx.call(ctx.conn.block_storage.set_volume_image_metadata, ctx.volumes.target,
+                     **hardware_properties(ctx))
+
+    def _create_ready(self, ctx: BuildContext, wanted: _Wanted, deadline: Deadline) -> str:
+        """Create one volume and wait for it; a volume that errors is recreated once."""
+        for attempt in (1, 2):
+            volume_id = self._create(ctx, wanted, attempt)
+            try:
+                self._wait_available(ctx, volume_id, wanted.role, deadline)
+                return volume_id
+            except ResourceFailed:
+                if attempt == 2:
+                    raise
+                # Cinder's failures to copy an image are often transient (backend busy).
+                resource = ctx.find_resource("volume", volume_id)
+                if resource is not None:
+                    resource.delete()
+                    resource.done = True
+        raise AssertionError("unreachable")
+
+    def _wait_available(self, ctx: BuildContext, volume_id: str, role: str,
+                        deadline: Deadline) -> None:
+        wait_for_status(
+            ctx, lambda: ctx.conn.block_storage.get_volume(volume_id),
+            want="available", failures=("error",), deadline=deadline,
+            what=f"{role} volume {volume_id}",
+            on_failure=lambda _v: self._cinder_message(ctx, volume_id),
+        )
+
+    def _create(self, ctx: BuildContext, wanted: _Wanted, attempt: int) -> str:
+        conn = ctx.conn
+        name = naming.resource_name(ctx.build_id, wanted.role)
+        if attempt > 1:
+            name += f"-{attempt}"
+        metadata = naming.labels(ctx.build_id, ctx.spec.name, wanted.role)
+        args = {
+            "name": name,
+            "size": wanted.size_gb,
+            "metadata": metadata,
+        }
+        if wanted.image_id:
+            args["image_id"] = wanted.image_id
+        if ctx.spec.builder.volume_type:
+            args["volume_type"] = ctx.spec.builder.volume_type
+        if ctx.spec.builder.availability_zone:
+            args["availability_zone"] = ctx.spec.builder.availability_zone
+
+        def lookup():  # type: ignore[no-untyped-def]
+            found = [v for v in conn.block_storage.volumes(details=True, name=name)]
+            return found[0] if found else None
+
+        volume = create_behind_lookup(
+            ctx, lambda: conn.block_storage.create_volume(**args), lookup,
+            what=f"the {wanted.role} volume",
+        )
+        ctx.track("volume", volume.id, name,
+                  lambda: delete_volume(conn, volume.id, time_scale=ctx.options.time_scale))
+        return str(volume.id)
+
+    def _cinder_message(self, ctx: BuildContext, volume_id: str) -> str:
+        """Cinder puts no reason on the volume; its user messages say what happened."""
+        try:
+            messages = ctx.call(lambda: list(ctx.conn.block_storage.messages()))
+        except Exception:
+            return ""
+        for message in messages:
+            if getattr(message, "resource_uuid", None) == volume_id:
+                return str(getattr(message, "user_message", "") or "")
+        return ""

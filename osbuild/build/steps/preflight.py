@@ -1,0 +1,288 @@
+"""Preflight: resolve everything the build names and check quotas, creating nothing.
+
+Every problem is collected and reported at once (exit 2) before the first resource exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from openstack import exceptions as sdk_exc
+
+from osbuild.build.context import BuildContext
+from osbuild.cloud.retry import is_not_found, status_of
+from osbuild.errors import PreflightError
+
+GIB = 1024**3
+UEFI_PREPARED_PROPERTY = "osbuild_uefi_noprompt"
+MIN_RAM_MB = {"11": 4096, "2025": 2048}
+
+
+@dataclass(frozen=True)
+class IsoImage:
+    id: str
+    name: str
+    size: int
+    checksum: str
+    properties: dict[str, Any]
+
+    @property
+    def volume_gb(self) -> int:
+        return max(1, math.ceil(self.size / GIB))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    windows_iso: IsoImage
+    virtio_iso: IsoImage
+    flavor_id: str
+    flavor_name: str
+    flavor_vcpus: int
+    flavor_ram: int
+    network_id: str | None
+    volume_type: str | None
+    availability_zone: str | None
+
+    def volume_gigabytes(self, config_gb: int, target_gb: int) -> int:
+        return self.windows_iso.volume_gb + self.virtio_iso.volume_gb + config_gb + target_gb
+
+
+class Preflight:
+    name = "preflight"
+
+    def run(self, ctx: BuildContext) -> None:
+        spec = ctx.spec
+        conn = ctx.conn
+        problems: list[str] = []
+
+        win = self._iso(ctx, spec.windows.iso_image, "windows.iso_image", problems)
+        virtio = self._iso(ctx, spec.virtio.iso_image, "virtio.iso_image", problems)
+        if win and spec.windows.firmware == "uefi":
+            prepared = str(win.properties.get(UEFI_PREPARED_PROPERTY, "")).lower() == "true"
+            if not prepared:
+                cloud = f" --os-cloud {ctx.cloud_name}" if ctx.cloud_name else ""
+                problems.append(
+                    f"windows.iso_image: {win.name!r} was not prepared for prompt-less UEFI "
+                    f"boot (its EFI boot image waits for a key press); run: osbuild media "
+                    f"prepare-uefi --image {win.name}{cloud} and use the new image"
+                )
+
+        flavor = self._find(ctx, lambda: conn.compute.find_flavor(spec.builder.flavor,
+                                                                   ignore_missing=True),
+                            f"builder.flavor: no flavor {spec.builder.flavor!r}", problems)
+        if flavor is not None:
+            min_ram = MIN_RAM_MB.get(spec.windows.version, 2048)
+            if (flavor.ram or 0) < min_ram:
+                problems.append(
+                    f"builder.flavor: {flavor.name} has {flavor.ram} MB RAM; Windows "
+                    f"{spec.windows.version} Setup needs at least {min_ram} MB"
+                )
+            if spec.builder.target == "local" and (flavor.disk or 0) < spec.builder.disk_gb:
+                problems.append(
+                    f"builder.flavor: {flavor.name} has a {flavor.disk} GB root disk; the "
+                    f"local target needs builder.disk_gb = {spec.builder.disk_gb} GB"
+                )
+
+        network_id = None
+        if spec.builder.network:
+            network = self._find(
+                ctx, lambda: conn.network.find_network(spec.builder.network,
+                                                       ignore_missing=True),
+                f"builder.network: no network {spec.builder.network!r}", problems)
+            network_id = network.id if network is not None else None
+
+        if spec.builder.volume_type:
+            self._find(ctx, lambda: conn.block_storage.find_type(spec.builder.volume_type,
+                                                                 ignore_missing=True),
+                       f"builder.volume_type: no volume type {spec.builder.volume_type!r}",
+                       problems)
+        if spec.builder.availability_zone:
+            zones = self._zones(ctx)
+            if zones is not None and spec.builder.availability_zone not in zones:
+                problems.append(
+                    f"builder.availability_zone: no availability zone "
+                    f"{spec.builder.availability_zone!r} (have: {', '.join(sorted(zones))})"
+                )
+
+        if flavor is not None and win and virtio:
+            resolved = Resolved(
+                windows_iso=win,
+                virtio_iso=virtio,
+                flavor_id=flavor.id,
+                flavor_name=flavor.name,
+                flavor_vcpus=flavor.vcpus or 0,
+                flavor_ram=flavor.ram or 0,
+                network_id=network_id,
+                volume_type=spec.builder.volume_type,
+                availability_zone=spec.builder.availability_zone,
+            )
+            problems.extend(self._quota_problems(ctx, resolved))
+            ctx.resolved = resolved
+        if problems:
+            raise PreflightError(problems, source=spec.name)
+
+    # ------------------------------------------------------------------ resolving
+
+    def _find(self, ctx: BuildContext, lookup: Any, missing: str, problems: list[str]) -> Any:
+        try:
+            found = ctx.call(lookup)
+        except sdk_exc.DuplicateResource:
+            problems.append(missing.replace("no ", "several resources named ", 1)
+                            + " (use the ID)")
+            return None
+        if found is None:
+            problems.append(missing)
+        return found
+
+    def _iso(self, ctx: BuildContext, name_or_id: str, field: str,
+             problems: list[str]) -> IsoImage | None:
+        image = self._find(ctx, lambda: ctx.conn.image.find_image(name_or_id,
+                                                                  ignore_missing=True),
+                           f"{field}: no image {name_or_id!r} in Glance", problems)
+        if image is None:
+            return None
+        ok = True
+        if (image.status or "").lower() != "active":
+            problems.append(f"{field}: image {image.name!r} is {image.status}, not active")
+            ok = False
+        if (image.disk_format or "").lower() != "iso":
+            problems.append(f"{field}: image {image.name!r} has disk_format "
+                            f"{image.disk_format}, not iso")
+            ok = False
+        if not ok:
+            return None
+        props = dict(image.properties or {})
+        return IsoImage(
+            id=image.id,
+            name=image.name,
+            size=int(image.size or 0),
+            checksum=image.hash_value or image.checksum or "",
+            properties=props,
+        )
+
+    def _zones(self, ctx: BuildContext) -> set[str] | None:
+        try:
+            zones = ctx.call(lambda: list(ctx.conn.compute.availability_zones()))
+        except sdk_exc.HttpException:
+            return None  # listing zones may be forbidden; Nova will say at boot
+        return {z.name for z in zones}
+
+    # ------------------------------------------------------------------ quotas
+
+    def _quota_problems(self, ctx: BuildContext, resolved: Resolved) -> list[str]:
+        spec = ctx.spec
+        problems: list[str] = []
+        volume_target = spec.builder.target == "volume"
+        target_gb = spec.builder.disk_gb if volume_target else 0
+        need_compute = {
+            "instances": (1, "maxTotalInstances", "totalInstancesUsed"),
+            "cores": (resolved.flavor_vcpus, "maxTotalCores", "totalCoresUsed"),
+            "ram": (resolved.flavor_ram, "maxTotalRAMSize", "totalRAMUsed"),
+        }
+        absolute = self._limits(ctx, lambda: ctx.conn.compute.get_limits())
+        for what, (need, max_key, used_key) in need_compute.items():
+            problems.extend(_check(absolute, "compute", what, need, max_key, used_key))
+        absolute = self._limits(ctx, lambda: ctx.conn.block_storage.get_limits())
+        need_volumes = 4 if volume_target else 3
+        problems.extend(_check(absolute, "block storage", "volumes", need_volumes,
+                               "maxTotalVolumes", "totalVolumesUsed"))
+        problems.extend(_check(absolute, "block storage", "gigabytes",
+                               resolved.volume_gigabytes(1, target_gb),
+                               "maxTotalVolumeGigabytes", "totalGigabytesUsed"))
+        usage = self._image_usage(ctx)
+        if usage:
+            images_needed = 2 if volume_target else 3
+            count = usage.get("image_count_total") or {}
+            limit, used = count.get("limit"), count.get("usage")
+            if isinstance(limit, int) and limit >= 0 and isinstance(used, int) \
+                    and used + images_needed > limit:
+                problems.append(
+                    f"quota: image: the build needs {images_needed} images, "
+                    f"{max(limit - used, 0)} of {limit} left"
+                )
+        return problems
+
+    def _limits(self, ctx: BuildContext, fetch: Any) -> dict[str, Any]:
+        try:
+            limits = ctx.call(fetch)
+        except sdk_exc.HttpException as exc:
+            if is_not_found(exc) or status_of(exc) in (403, 501):
+                return {}
+            raise
+        absolute = getattr(limits, "absolute", None)
+        if absolute is None:
+            return {}
+        return absolute.to_dict() if hasattr(absolute, "to_dict") else dict(absolute)
+
+    def _image_usage(self, ctx: BuildContext) -> dict[str, Any]:
+        try:
+            response = ctx.call(lambda: ctx.conn.image.get("/info/usage"))
+        except sdk_exc.HttpException:
+            return {}
+        if getattr(response, "status_code", 200) != 200:
+            return {}
+        try:
+            return dict(response.json().get("usage") or {})
+        except ValueError:
+            return {}
+
+
+_ATTRIBUTE_NAMES = {
+    # openstacksdk's AbsoluteLimits attribute names for the keys Nova/Cinder return.
+    "maxTotalInstances": "instances",
+    "totalInstancesUsed": "instances_used",
+    "maxTotalCores": "total_cores",
+    "totalCoresUsed": "total_cores_used",
+    "maxTotalRAMSize": "total_ram",
+    "totalRAMUsed": "total_ram_used",
+    "maxTotalVolumes": "max_total_volumes",
+    "totalVolumesUsed": "total_volumes_used",
+    "maxTotalVolumeGigabytes": "max_total_volume_gigabytes",
+    "totalGigabytesUsed": "total_gigabytes_used",
+}
+
+
+def _value(absolute: dict[str, Any], key: str) -> int | None:
+    for name in (key, _ATTRIBUTE_NAMES.get(key, key)):
+        value = absolute.get(name)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _check(absolute: dict[str, Any], service: str, what: str, need: int,
+           max_key: str, used_key: str) -> list[str]:
+    limit, used = _value(absolute, max_key), _value(absolute, used_key)
+    if limit is None or limit < 0 or used is None:
+        return []
+    if used + need > limit:
+        return [f"quota: {service} {what}: the build needs {need}, "
+                f"{max(limit - used, 0)} of {limit} left"]
+    return []
+
+
+def hardware_properties(ctx: BuildContext) -> dict[str, str]:
+    """Image properties that make Nova build the right machine for this Windows."""
+    spec = ctx.spec
+    props = {
+        "os_type": "windows",
+        "os_distro": "windows",
+        "os_version": spec.windows.version,
+        "hw_machine_type": "q35",
+        "hw_firmware_type": spec.windows.firmware,
+        "hw_cdrom_bus": "sata",
+        "hw_disk_bus": spec.builder.disk_bus,
+        "hw_vif_model": "virtio",
+    }
+    if spec.builder.disk_bus == "scsi":
+        props["hw_scsi_model"] = "virtio-scsi"
+    if spec.windows.secure_boot:
+        props["os_secure_boot"] = "required"
+    if spec.windows.tpm:
+        props["hw_tpm_version"] = "2.0"
+        props["hw_tpm_model"] = "tpm-crb"
+    if spec.virtio.qemu_ga:
+        props["hw_qemu_guest_agent"] = "yes"
+    return props

@@ -1,0 +1,231 @@
+"""Follow the unattended install through the console log until the guest powers off.
+
+Success is SHUTOFF after the guest's `sysprep:start` marker. Failure is a `fail` marker, the
+server going to ERROR, SHUTOFF before sysprep, a stage that makes no progress within its
+timeout, or the whole build running past `builder.timeout`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from openstack import exceptions as sdk_exc
+
+from osbuild import markers, naming
+from osbuild.build.clock import Deadline
+from osbuild.build.console import Transcript
+from osbuild.build.context import BuildContext, StageRecord
+from osbuild.build.steps.boot_builder import server_fault
+from osbuild.cloud.retry import is_not_found, status_of
+from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
+from osbuild.spec import format_duration
+
+FIRST_POLL_LINES = 200
+MAX_POLL_LINES = 1_000_000  # beyond libvirt's 100 KiB cap: "everything there is"
+LAST_LINES_ON_STALL = 15
+
+
+class StallTimeout(StageTimeout):
+    """A stage timed out; carries the console's last lines and where to look."""
+
+    def __init__(self, reason: str, *, stage: str, last_lines: list[str],
+                 console_url: str | None) -> None:
+        super().__init__(reason, stage=stage)
+        self.last_lines = last_lines
+        self.console_url = console_url
+
+    def lines(self) -> list[str]:
+        out = [str(self)]
+        if self.last_lines:
+            out.append("last console lines:")
+            out.extend(f"  | {line}" for line in self.last_lines)
+        if self.console_url:
+            out.append(f"console: {self.console_url}")
+        return out
+
+
+class WatchInstall:
+    name = "install"
+
+    def run(self, ctx: BuildContext) -> None:
+        watcher = _Watcher(ctx)
+        try:
+            watcher.watch()
+        finally:
+            watcher.transcript.close()
+
+
+class _Watcher:
+    def __init__(self, ctx: BuildContext) -> None:
+        self.ctx = ctx
+        self.conn = ctx.conn
+        self.server_id = ctx.require(ctx.server_id, "server_id")
+        media = ctx.require(ctx.media, "media")
+        self.nonce = media.nonce
+        # Stages in the order this build runs them (the plan drops disabled ones).
+        self.order = (*markers.STAGES[:3], *media.plan.stages)
+        self.timeouts = ctx.spec.builder.stage_timeouts
+        self.transcript = Transcript.to_file(ctx.workdir / "console.log")
+        self.poll_lines = FIRST_POLL_LINES
+        self.stage = "boot"
+        self.stage_deadline = Deadline.after(ctx.clock, self.timeouts.boot, "boot")
+        self.overall = Deadline(ctx.clock, ctx.started_at + ctx.spec.builder.timeout,
+                                "build", ctx.spec.builder.timeout)
+        self.next_heartbeat = ctx.clock.now() + ctx.options.heartbeat_every
+
+    # ------------------------------------------------------------------ main loop
+
+    def watch(self) -> None:
+        ctx = self.ctx
+        interval = ctx.options.poll_min
+        while True:
+            ctx.cancel.check()
+            server = ctx.call(self.conn.compute.get_server, self.server_id)
+            status = (server.status or "").upper()
+            if status == "ERROR":
+                raise ServerFault(f"Nova put the builder in ERROR: {server_fault(server)}",
+                                  stage=self.stage)
+            new_lines: list[str] = []
+            if status == "ACTIVE":
+                new_lines = self._poll_console()
+                self._handle(markers.parse_lines(new_lines, self.nonce))
+            elif status == "SHUTOFF":
+                # The log may already be gone; one last look for a marker we missed.
+                self._handle(markers.parse_lines(self._poll_console(), self.nonce))
+                self._finish_stage("ok" if ctx.sysprep_reached else "failed")
+                if ctx.sysprep_reached:
+                    return
+                raise BuildFailed(
+                    f"the builder powered off before sysprep (last stage: {self.stage})",
+                    stage=self.stage,
+                )
+            self._check_deadlines()
+            self._heartbeat()
+            interval = self._next_interval(interval, bool(new_lines))
+            ctx.clock.sleep(interval, ctx.cancel)
+
+    def _next_interval(self, interval: float, progressed: bool) -> float:
+        opts = self.ctx.options
+        if progressed or self.stage in ("boot", "sysprep"):
+            # Something is happening (or SHUTOFF is due): look again soon.
+            return opts.poll_min
+        return min(interval * 1.5, opts.poll_max)
+
+    # ------------------------------------------------------------------ console
+
+    def _poll_console(self) -> list[str]:
+        """New complete lines since the last poll, asking for more when some scrolled by."""
+        ctx = self.ctx
+        length = self.poll_lines
+        while True:
+            output = self._console_output(length)
+            if output is None:
+                return []
+            got = output.count("\n") + (0 if output.endswith("\n") or not output else 1)
+            complete = got < length
+            result = self.transcript.stitch(output, complete_log=complete)
+            if result.overlapped or complete:
+                # Ask next time for a little more than what arrived this time.
+                self.poll_lines = min(max(FIRST_POLL_LINES, 2 * len(result.new_lines) + 50),
+                                      5000)
+                return result.new_lines
+            length = min(length * 4, MAX_POLL_LINES)
+            ctx.emit("warning", message=f"console: more than {got} lines since the last "
+                     f"poll; asking for {length}")
+
+    def _console_output(self, length: int) -> str | None:
+        ctx = self.ctx
+        try:
+            reply: Any = ctx.call(self.conn.compute.get_server_console_output,
+                                  self.server_id, length=length)
+        except sdk_exc.HttpException as exc:
+            # 409: no host yet; 404: the log is gone (SHUTOFF) or not available.
+            if status_of(exc) == 409 or is_not_found(exc):
+                return None
+            raise
+        output = reply.get("output", "") if isinstance(reply, dict) else str(reply or "")
+        ctx.console_polls += 1
+        ctx.console_bytes += len(output.encode("utf-8", "replace"))
+        return output
+
+    # ------------------------------------------------------------------ markers
+
+    def _handle(self, found: list[markers.Marker]) -> None:
+        for marker in found:
+            if marker.status is markers.Status.FAIL:
+                self._finish_stage("failed", marker.detail)
+                raise GuestFailure(
+                    f"the guest reported a failure: {marker.detail or 'no detail'}",
+                    stage=marker.stage,
+                )
+            if marker.status is markers.Status.START:
+                self._finish_stage("ok")
+                self._start_stage(marker.stage)
+                if marker.stage == "sysprep":
+                    self.ctx.sysprep_reached = True
+            elif marker.status is markers.Status.OK:
+                self._finish_stage("ok")
+                following = self._next_stage(marker.stage)
+                self.stage_deadline = Deadline.after(
+                    self.ctx.clock, self._timeout_of(following), following)
+            self.ctx.emit("stage", stage=marker.stage, status=marker.status.value,
+                          detail=marker.detail, elapsed=round(self.ctx.elapsed(), 1))
+
+    def _start_stage(self, stage: str) -> None:
+        self.stage = stage
+        self.ctx.stages.append(StageRecord(stage, started=self.ctx.elapsed()))
+        self.stage_deadline = Deadline.after(self.ctx.clock, self._timeout_of(stage), stage)
+
+    def _finish_stage(self, status: str, detail: str = "") -> None:
+        if self.ctx.stages and self.ctx.stages[-1].status == "running":
+            record = self.ctx.stages[-1]
+            record.status = status
+            record.detail = detail
+            record.finished = self.ctx.elapsed()
+
+    def _next_stage(self, stage: str) -> str:
+        if stage in self.order:
+            index = self.order.index(stage)
+            if index + 1 < len(self.order):
+                return self.order[index + 1]
+        return stage
+
+    def _timeout_of(self, stage: str) -> float:
+        return float(getattr(self.timeouts, stage, self.timeouts.firstlogon))
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _check_deadlines(self) -> None:
+        for deadline, reason in (
+            (self.overall, f"the build ran past builder.timeout "
+                           f"({format_duration(self.overall.seconds)})"),
+            (self.stage_deadline, f"no progress in stage {self.stage} for "
+                                  f"{format_duration(self.stage_deadline.seconds)} "
+                                  f"(builder.stage_timeouts.{self.stage_deadline.what})"),
+        ):
+            if deadline.expired:
+                raise StallTimeout(reason, stage=self.stage,
+                                   last_lines=self.transcript.tail(LAST_LINES_ON_STALL),
+                                   console_url=self._console_url())
+
+    def _console_url(self) -> str | None:
+        try:
+            reply = self.conn.compute.get_server_console_url(self.server_id, "novnc")
+        except Exception:
+            return None
+        return reply.get("url") if isinstance(reply, dict) else None
+
+    def _heartbeat(self) -> None:
+        """Fresh metadata tells other hosts (and gc) that this build is alive."""
+        ctx = self.ctx
+        if ctx.clock.now() < self.next_heartbeat:
+            return
+        self.next_heartbeat = ctx.clock.now() + ctx.options.heartbeat_every
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            ctx.call(self.conn.compute.set_server_metadata, self.server_id,
+                     **{naming.PROP_HEARTBEAT: stamp})
+        except sdk_exc.HttpException:
+            ctx.emit("warning", message="could not refresh the builder's heartbeat")
+

@@ -1,0 +1,57 @@
+"""Waiting for a resource's status, with a deadline and cancellation.
+
+openstacksdk's own waiters (`wait_for_status`) sleep in a way nothing can interrupt; a build
+must stop within a poll interval of Ctrl-C or SIGTERM, so this loop uses the build's
+cancellable clock and the same status/failure semantics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from osbuild.build.clock import Deadline
+from osbuild.build.context import BuildContext
+from osbuild.errors import BuildFailed, ResourceFailed, StageTimeout
+
+
+def wait_for_status(
+    ctx: BuildContext,
+    fetch: Callable[[], Any],
+    *,
+    want: str | tuple[str, ...],
+    failures: tuple[str, ...],
+    deadline: Deadline,
+    what: str,
+    on_failure: Callable[[Any], str] | None = None,
+    interval: float | None = None,
+    error: type[BuildFailed] = ResourceFailed,
+) -> Any:
+    """Poll ``fetch()`` until its ``status`` is in ``want``; raise on failure or deadline."""
+    wanted = (want,) if isinstance(want, str) else want
+    wanted = tuple(s.lower() for s in wanted)
+    poll = interval if interval is not None else ctx.options.poll_min
+    while True:
+        resource = ctx.call(fetch)
+        status = (getattr(resource, "status", "") or "").lower()
+        if status in wanted:
+            return resource
+        if status in failures:
+            reason = on_failure(resource) if on_failure else ""
+            raise error(
+                f"{what} went to {status}" + (f": {reason}" if reason else ""),
+                stage=ctx.current_step,
+            )
+        if deadline.expired:
+            raise StageTimeout(
+                f"{what} still {status or 'unknown'} after {_fmt(deadline.seconds)}",
+                stage=ctx.current_step,
+            )
+        ctx.clock.sleep(min(poll, max(deadline.remaining(), 0.0)) or poll, ctx.cancel)
+        poll = min(poll * 1.5, ctx.options.poll_max)
+
+
+def _fmt(seconds: float) -> str:
+    from osbuild.spec import format_duration
+
+    return format_duration(seconds)

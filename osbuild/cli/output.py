@@ -1,0 +1,118 @@
+"""Rendering build events: a live rich view on a terminal, plain lines otherwise, or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from osbuild.build.events import Event
+
+
+class JsonLines:
+    """One JSON object per line on stdout: for cron, journald and log shipping."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        line = json.dumps(event.as_json(), default=str, sort_keys=False)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Row:
+    family: str
+    build_id: str
+    started: float = field(default_factory=time.monotonic)
+    step: str = ""
+    stage: str = ""
+    last: str = ""
+    state: str = "running"
+    finished: float | None = None
+
+    def elapsed(self) -> str:
+        seconds = int((self.finished or time.monotonic()) - self.started)
+        return f"{seconds // 60:d}:{seconds % 60:02d}"
+
+
+_INTERESTING = {"build.started", "step.started", "stage", "build.succeeded", "build.failed",
+                "warning", "cleanup.failed"}
+
+
+class HumanView:
+    """A live table per build on a terminal; one line per interesting event elsewhere."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.rows: dict[str, _Row] = {}
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+        if self.console.is_terminal:
+            self._live = Live(self._table(), console=self.console, refresh_per_second=4,
+                              transient=False)
+            self._live.start()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            row = self.rows.setdefault(event.build_id, _Row(event.family, event.build_id))
+            fields = event.fields
+            if event.name == "step.started":
+                row.step = fields["step"]
+            elif event.name == "stage":
+                row.stage = fields["stage"]
+                row.last = f"{fields['stage']}:{fields['status']}"
+                if fields.get("detail"):
+                    row.last += f" {fields['detail']}"
+            elif event.name == "build.succeeded":
+                row.state, row.finished = "succeeded", time.monotonic()
+                row.last = f"image {fields.get('image_name')}"
+            elif event.name == "build.failed":
+                row.state, row.finished = "failed", time.monotonic()
+                row.last = str(fields.get("reason", ""))
+            if self._live is not None:
+                self._live.update(self._table())
+            elif event.name in _INTERESTING:
+                self.console.print(self._line(event, row), highlight=False, markup=False)
+
+    def _line(self, event: Event, row: _Row) -> str:
+        f = event.fields
+        what = {
+            "build.started": "build started",
+            "step.started": f"step {f.get('step')}",
+            "stage": f"stage {f.get('stage')} {f.get('status')}"
+                     + (f": {f['detail']}" if f.get("detail") else ""),
+            "build.succeeded": f"succeeded: image {f.get('image_name')} ({f.get('image_id')})",
+            "build.failed": f"failed: {f.get('reason')}",
+            "warning": f"warning: {f.get('message')}",
+            "cleanup.failed": f"cleanup failed: {f.get('kind')} {f.get('id')}: {f.get('reason')}",
+        }[event.name]
+        return f"[{row.elapsed()}] {event.family} {event.build_id}: {what}"
+
+    def _table(self) -> Table:
+        table = Table(expand=False, box=None, pad_edge=False)
+        for column in ("family", "build", "elapsed", "step", "stage", "state", "last"):
+            table.add_column(column, no_wrap=column != "last", overflow="fold")
+        for row in self.rows.values():
+            style = {"succeeded": "green", "failed": "red"}.get(row.state, "")
+            table.add_row(row.family, row.build_id, row.elapsed(), row.step, row.stage,
+                          row.state, row.last, style=style)
+        return table
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.stop()

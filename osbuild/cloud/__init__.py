@@ -1,0 +1,1 @@
+"""Talking to OpenStack: connecting, retrying safely, waiting with deadlines."""

@@ -1,0 +1,63 @@
+"""Connections through openstacksdk's own config loader (clouds.yaml, OS_* variables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keystoneauth1.exceptions as ksa_exc
+import openstack
+import openstack.config.exceptions as config_exc
+from openstack import exceptions as sdk_exc
+from openstack.connection import Connection
+
+from osbuild.errors import AuthError
+
+
+def connect(cloud: str | None = None, *, region_name: str | None = None,
+            api_timeout: float = 120.0, **overrides: Any) -> Connection:
+    """A connection for ``cloud`` (None: OS_CLOUD / OS_* variables / the only cloud).
+
+    Our own retry layer decides what is safe to repeat, so keystoneauth's automatic status
+    code and connect retries are turned off: it would otherwise also repeat non-idempotent
+    POSTs (a second builder server) on a 503.
+    """
+    options: dict[str, Any] = {
+        "api_timeout": api_timeout,
+        "timing": True,
+        "connect_retries": 0,
+        "status_code_retries": 0,
+        **overrides,
+    }
+    if region_name:
+        options["region_name"] = region_name
+    try:
+        conn = openstack.connect(cloud=cloud, load_yaml_config=True, load_envvars=True,
+                                 **options)
+    except (config_exc.OpenStackConfigException, sdk_exc.ConfigException) as exc:
+        raise AuthError([f"cloud configuration: {_first_line(exc)}"]) from None
+    except ksa_exc.MissingRequiredOptions as exc:
+        raise AuthError([f"cloud configuration: {_first_line(exc)}"]) from None
+    return conn
+
+
+def check_auth(conn: Connection, cloud: str | None) -> None:
+    """Authenticate now, so wrong credentials are an input error before anything is built."""
+    name = cloud or "the configured cloud"
+    try:
+        conn.authorize()
+    except ksa_exc.Unauthorized:
+        raise AuthError(
+            [f"{name}: authentication failed (check the credentials in clouds.yaml or OS_*)"]
+        ) from None
+    except ksa_exc.MissingRequiredOptions as exc:
+        raise AuthError([f"{name}: {_first_line(exc)}"]) from None
+    except (ksa_exc.ConnectFailure, ksa_exc.DiscoveryFailure) as exc:
+        raise AuthError([f"{name}: cannot reach the identity service: {_first_line(exc)}"]) \
+            from None
+    except sdk_exc.HttpException as exc:
+        raise AuthError([f"{name}: authentication failed: {_first_line(exc)}"]) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

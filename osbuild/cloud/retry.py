@@ -1,0 +1,93 @@
+"""Which API failures are worth repeating, and the tenacity policy that repeats them.
+
+Only idempotent calls (reads, deletes, polls, updates of a known resource) go through
+:func:`retrying`. Creates are repeated only behind a lookup (see the steps that create).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import keystoneauth1.exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+T = TypeVar("T")
+
+RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def status_of(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(exc, "http_status", None)
+    return int(status) if status is not None else None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that says nothing about the request itself: retry if the call is safe."""
+    connection_errors = (
+        ksa_exc.ConnectFailure,
+        ksa_exc.ConnectionError,
+        ksa_exc.RetriableConnectionFailure,
+        ConnectionError,
+    )
+    if isinstance(exc, connection_errors):
+        return True
+    if isinstance(exc, ksa_exc.http.HttpError | sdk_exc.HttpException):
+        return status_of(exc) in RETRIABLE_STATUS
+    return False
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return isinstance(exc, sdk_exc.NotFoundException) or status_of(exc) == 404
+
+
+def retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _WaitHonouringRetryAfter:
+    def __init__(self, scale: float) -> None:
+        self._backoff = wait_exponential_jitter(initial=1, max=30, jitter=1)
+        self._scale = scale
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = retry_after(exc) if exc else None
+        delay = hinted if hinted is not None else self._backoff(state)
+        return delay / self._scale
+
+
+def retrying(
+    fn: Callable[..., T],
+    *args: Any,
+    attempts: int = 6,
+    time_scale: float = 1.0,
+    cancel: threading.Event | None = None,
+    **kwargs: Any,
+) -> T:
+    """Call ``fn`` and repeat it on transient failures (5xx, 429 with Retry-After, resets)."""
+    sleeper = cancel.wait if cancel is not None else None
+    policy = Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(attempts),
+        wait=_WaitHonouringRetryAfter(time_scale),
+        reraise=True,
+        **({"sleep": sleeper} if sleeper else {}),
+    )
+    return policy(fn, *args, **kwargs)
