@@ -1,0 +1,175 @@
+"""What the answer file says: locale, drivers, disk layout, accounts and the guest's commands."""
+
+from __future__ import annotations
+
+import base64
+import string
+from dataclasses import dataclass
+from typing import Any
+
+from osbuild.markers import Marker, Status
+from osbuild.media import layout, windows
+from osbuild.spec import BuildSpec
+
+# The config ISO's letter is unknown in WinPE and later; every candidate is tried.
+CONFIG_DRIVE_LETTERS = tuple(string.ascii_uppercase[2:])
+# Client editions disable the built-in Administrator, so they get this local account.
+CLIENT_BUILD_ACCOUNT = "osbuild"
+SERVER_BUILD_ACCOUNT = "Administrator"
+# Autologon is needed once, for FirstLogonCommands; later stages resume as SYSTEM from a
+# startup task, so no further logon (and no stored password) is needed.
+AUTOLOGON_COUNT = 1
+EFI_PARTITION_MB = 260  # 100 MB is too small on 4Kn disks; 260 MB works on both
+BIOS_SYSTEM_PARTITION_MB = 100
+MSR_PARTITION_MB = 16
+
+
+def _windows_path(iso_path: str) -> str:
+    return iso_path.replace("/", "\\")
+
+
+def _for_config_drive(command: str) -> str:
+    """cmd text that runs ``command`` (with ``%L`` = drive letter) on the config ISO's drive."""
+    letters = " ".join(CONFIG_DRIVE_LETTERS)
+    tag = _windows_path(layout.TAG_FILE)
+    return f"for %L in ({letters}) do @if exist %L:\\{tag} {command}"
+
+
+def cmd_marker(stage: str, status: Status) -> str:
+    """A cmd line that writes a marker to COM1, reading the nonce from the ISO at run time."""
+    nonce_file = _windows_path(layout.NONCE_FILE)
+    line = Marker(stage, status).render("%N")
+    inner = (
+        f'for /f "usebackq delims=" %N in ("%L:\\{nonce_file}") do @(echo {line})>COM1'
+    )
+    return "cmd.exe /c " + _for_config_drive(inner)
+
+
+def resume_command() -> str:
+    """The cmd arguments that run the first-logon driver from the config ISO."""
+    script = _windows_path(layout.FIRSTLOGON_SCRIPT)
+    return _for_config_drive(
+        f"powershell.exe -NoProfile -ExecutionPolicy Bypass -File %L:\\{script}"
+    )
+
+
+def obfuscate(password: str, suffix: str) -> str:
+    """Windows' answer-file password encoding (not encryption: it only stops casual greps)."""
+    return base64.b64encode((password + suffix).encode("utf-16-le")).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Command:
+    order: int
+    path: str
+    description: str
+
+
+def _commands(items: list[tuple[str, str]]) -> list[Command]:
+    return [Command(i, path, text) for i, (path, text) in enumerate(items, start=1)]
+
+
+def build_account(spec: BuildSpec) -> str:
+    return SERVER_BUILD_ACCOUNT if windows.is_server(spec.windows.version) else CLIENT_BUILD_ACCOUNT
+
+
+def driver_paths(spec: BuildSpec) -> list[dict[str, str]]:
+    folder = windows.virtio_os_folder(spec.windows.version)
+    paths = []
+    for driver in spec.virtio.winpe_drivers:
+        for letter in windows.WINPE_DRIVE_LETTERS:
+            paths.append(
+                {"key": str(len(paths) + 1), "path": f"{letter}:\\{driver}\\{folder}\\amd64"}
+            )
+    return paths
+
+
+def _modify(order: int, partition_id: int, fmt: str, label: str, *, letter: str | None = None,
+            active: bool = False) -> dict[str, Any]:
+    return {"order": order, "partition_id": partition_id, "format": fmt, "label": label,
+            "letter": letter, "active": active}
+
+
+def disk_layout(firmware: str) -> dict[str, Any]:
+    if firmware == "uefi":
+        # A Type EFI partition on an MBR disk aborts Setup, so UEFI always means GPT.
+        return {
+            "create": [
+                {"order": 1, "type": "EFI", "size": EFI_PARTITION_MB},
+                {"order": 2, "type": "MSR", "size": MSR_PARTITION_MB},
+                {"order": 3, "type": "Primary", "size": None},
+            ],
+            "modify": [
+                _modify(1, 1, "FAT32", "System"),
+                _modify(2, 3, "NTFS", "Windows", letter="C"),
+            ],
+            "install_partition": 3,
+        }
+    return {
+        "create": [
+            {"order": 1, "type": "Primary", "size": BIOS_SYSTEM_PARTITION_MB},
+            {"order": 2, "type": "Primary", "size": None},
+        ],
+        "modify": [
+            _modify(1, 1, "NTFS", "System", active=True),
+            _modify(2, 2, "NTFS", "Windows", letter="C"),
+        ],
+        "install_partition": 2,
+    }
+
+
+def needs_win11_bypass(spec: BuildSpec) -> bool:
+    return spec.windows.version == "11" and not spec.windows.tpm
+
+
+def context(spec: BuildSpec, password: str) -> dict[str, Any]:
+    """Everything autounattend.xml.j2 needs; the template escapes every value."""
+    win = spec.windows
+    winpe = [(cmd_marker("winpe", Status.START), "osbuild progress marker")]
+    if needs_win11_bypass(spec):
+        # No vTPM on this cloud: let Setup install Windows 11 anyway.
+        for check in ("BypassTPMCheck", "BypassSecureBootCheck", "BypassRAMCheck"):
+            winpe.append(
+                (f"reg.exe add HKLM\\SYSTEM\\Setup\\LabConfig /v {check} /t REG_DWORD /d 1 /f",
+                 f"Windows 11 Setup: {check}")
+            )
+    specialize = [
+        # Reaching specialize means WinPE applied the image and rebooted.
+        (cmd_marker("winpe", Status.OK), "osbuild progress marker"),
+        (cmd_marker("specialize", Status.START), "osbuild progress marker"),
+        ('netsh.exe advfirewall firewall add rule name="osbuild ICMPv4 echo" '
+         "protocol=icmpv4:8,any dir=in action=allow", "allow ping (IPv4)"),
+        ('netsh.exe advfirewall firewall add rule name="osbuild ICMPv6 echo" '
+         "protocol=icmpv6:128,any dir=in action=allow", "allow ping (IPv6)"),
+        (cmd_marker("specialize", Status.OK), "osbuild progress marker"),
+    ]
+    account = build_account(spec)
+    client = not windows.is_server(win.version)
+    return {
+        "locale": {
+            "ui": win.locale,
+            "input": win.input_locale or win.locale,
+            "system": win.locale,
+            "user": win.locale,
+        },
+        "driver_paths": driver_paths(spec),
+        "disk": disk_layout(win.firmware),
+        "image_name": win.image_name,
+        "product_key": win.resolved_product_key(),
+        "owner": "osbuild",
+        "winpe_commands": _commands(winpe),
+        "specialize_commands": _commands(specialize),
+        "timezone": win.timezone,
+        "firstlogon_commands": _commands(
+            [("cmd.exe /c " + resume_command(), "osbuild first-logon driver")]
+        ),
+        "autologon": {
+            "count": AUTOLOGON_COUNT,
+            "username": account,
+            "password": obfuscate(password, "Password"),
+        },
+        "administrator_password": obfuscate(password, "AdministratorPassword"),
+        "local_account": (
+            {"name": account, "password": obfuscate(password, "Password")} if client else None
+        ),
+    }
