@@ -1,0 +1,88 @@
+"""`osbuild gc`: remove what dead builds left behind, safely from cron next to running builds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from osbuild.cloud.connect import check_auth, connect
+from osbuild.errors import CleanupIncomplete
+from osbuild.ops.gc import DEFAULT_OLDER_THAN, GcResult, collect
+from osbuild.ops.state import StateStore
+from osbuild.spec import format_duration, parse_duration
+
+
+def _older_than(value: str) -> float:
+    if value.strip() in ("0", "0s"):
+        return 0.0  # "everything that belongs to no running build"
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "gc",
+        help="delete resources left behind by dead builds",
+        description="Find every server, port, volume, image and keypair osbuild created "
+        "that belongs to no running build and is older than --older-than, and delete it "
+        "(servers first). Published images are never touched.",
+    )
+    parser.add_argument("--older-than", type=_older_than, default=DEFAULT_OLDER_THAN,
+                        metavar="DURATION",
+                        help=f"only resources older than this (default "
+                        f"{format_duration(DEFAULT_OLDER_THAN)}; 0 for any age)")
+    parser.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    parser.add_argument("--os-cloud", action="append", dest="os_cloud", metavar="NAME",
+                        help="cloud from clouds.yaml (repeat for several; default: OS_CLOUD "
+                        "or OS_* variables)")
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help="build state directory (default $XDG_STATE_HOME/osbuild)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = StateStore(args.state_dir)
+    clouds: list[str | None] = list(args.os_cloud or [None])
+    results: dict[str, GcResult] = {}
+    for cloud in clouds:
+        conn = connect(cloud)
+        check_auth(conn, cloud)
+        name = cloud or "default"
+        results[name] = collect(conn, older_than=args.older_than, dry_run=args.dry_run,
+                                store=store, time_scale=args.time_scale)
+    if args.json:
+        json.dump({name: r.to_dict() for name, r in results.items()}, sys.stdout, indent=2)
+        print()
+    else:
+        for name, result in results.items():
+            _print_text(name, result, show_cloud=len(results) > 1)
+    leftovers = [f"{f.resource.kind} {f.resource.id} ({f.resource.name}): {f.error}"
+                 for r in results.values() for f in r.failed]
+    if leftovers:
+        raise CleanupIncomplete(leftovers)
+    return 0
+
+
+def _print_text(cloud: str, result: GcResult, *, show_cloud: bool) -> None:
+    prefix = f"[{cloud}] " if show_cloud else ""
+    verb = "would remove" if result.dry_run else "removed"
+    for r in result.removed:
+        print(f"{prefix}{verb} {r.kind} {r.id} {r.name} (build {r.build_id}, "
+              f"{format_duration(max(r.age_seconds, 0))} old)")
+    for k in result.kept:
+        if not k.reason.startswith("younger than"):
+            print(f"{prefix}kept {k.resource.kind} {k.resource.id} {k.resource.name}: {k.reason}")
+    young = sum(1 for k in result.kept if k.reason.startswith("younger than"))
+    summary = f"{prefix}{len(result.removed)} {verb}, {len(result.kept)} kept"
+    if young:
+        summary += f" ({young} younger than {format_duration(result.older_than)})"
+    if result.failed:
+        summary += f", {len(result.failed)} failed"
+    print(summary)
+

@@ -1,0 +1,346 @@
+"""Garbage collection: remove what dead builds left in Nova, Neutron, Cinder and Glance."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from osbuild import naming
+from osbuild.cloud import delete as cloud_delete
+from osbuild.cloud.retry import is_not_found, retrying
+from osbuild.ops import lock
+from osbuild.ops.fingerprint import PROP_BUILD_TIME
+from osbuild.ops.state import BuildState, BuildStatus, StateStore
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["server", "port", "volume", "image", "keypair"]
+# Dependency order: a server pins its ports and volumes; images and keypairs are free.
+ORDER: tuple[Kind, ...] = ("server", "port", "volume", "image", "keypair")
+DEFAULT_OLDER_THAN = 6 * 3600.0
+
+_NAME_RE = re.compile(r"^osbuild-(?P<build_id>\d{8}t\d{6}-[0-9a-f]{6})-(?P<role>[a-z0-9-]+)$")
+# The captured image keeps this role until publish renames it and adds provenance.
+_OUTPUT_ROLE = "image"
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: Kind
+    id: str
+    name: str
+    build_id: str
+    age_seconds: float
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Kept:
+    resource: Resource
+    reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    resource: Resource
+    error: str
+
+
+@dataclass
+class GcResult:
+    dry_run: bool
+    older_than: float
+    removed: list[Resource] = field(default_factory=list)  # or, dry run, would remove
+    kept: list[Kept] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    abandoned_builds: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "older_than_seconds": self.older_than,
+            "removed": [asdict(r) for r in self.removed],
+            "kept": [{**asdict(k.resource), "reason": k.reason} for k in self.kept],
+            "failed": [{**asdict(f.resource), "error": f.error} for f in self.failed],
+            "abandoned_builds": self.abandoned_builds,
+        }
+
+
+def build_time(build_id: str) -> datetime | None:
+    try:
+        return datetime.strptime(build_id[:15], "%Y%m%dt%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _age(created: Any, build_id: str, now: datetime) -> float:
+    """From the resource's own creation time, else from the time in its build id."""
+    when: datetime | None = None
+    if isinstance(created, datetime):
+        when = created
+    elif isinstance(created, str) and created:
+        try:
+            when = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+    if when is None:
+        when = build_time(build_id)
+    if when is None:
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (now - when).total_seconds()
+
+
+def _build_id_of(name: str | None, labels: dict[str, Any] | None) -> str | None:
+    value = (labels or {}).get(naming.PROP_BUILD_ID)
+    if isinstance(value, str) and naming.is_build_id(value):
+        return value
+    match = _NAME_RE.match(name or "")
+    return match["build_id"] if match else None
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A recycled pid belongs to some other program: only an osbuild process counts.
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"osbuild" in handle.read()
+    except OSError:
+        return True
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Decides whether a build is still running, from local state and cloud heartbeats."""
+
+    states: dict[str, BuildState]
+    fresh_heartbeats: frozenset[str]
+    now: datetime
+    stale_after: float = lock.STALE_AFTER
+    hostname: str = field(default_factory=socket.gethostname)
+    pid_alive: Callable[[int], bool] = _pid_alive
+
+    def running(self, build_id: str) -> str | None:
+        """Why the build counts as running, or None when it does not."""
+        state = self.states.get(build_id)
+        if state is not None and state.is_finished:
+            return None
+        if state is not None and state.host == self.hostname:
+            # Local knowledge beats a heartbeat the dead process stamped a minute ago.
+            if self.pid_alive(state.pid):
+                return f"build {build_id} is running (pid {state.pid})"
+            return None
+        if build_id in self.fresh_heartbeats:
+            return f"build {build_id} is running (fresh builder heartbeat)"
+        if state is not None:
+            age = (self.now - state.updated_at).total_seconds()
+            if age <= self.stale_after:
+                return f"build {build_id} is running on {state.host} (state updated {age:.0f}s ago)"
+        return None
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _tags(obj: Any) -> list[str]:
+    return list(getattr(obj, "tags", None) or [])
+
+
+def _image_props(image: Any) -> dict[str, Any]:
+    props = dict(getattr(image, "properties", None) or {})
+    for key in (naming.PROP_BUILD_ID, naming.PROP_ROLE, PROP_BUILD_TIME):
+        value = getattr(image, key, None)
+        if value is not None and key not in props:
+            props[key] = value
+    return props
+
+
+def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], frozenset[str]]:
+    """Everything that follows osbuild's naming conventions, the images' properties, and
+    the build ids whose builder has a fresh heartbeat."""
+    found: list[Resource] = []
+    image_props: dict[str, Any] = {}
+    fresh: set[str] = set()
+    server_ids: set[str] = set()
+
+    for server in retrying(lambda: list(conn.compute.servers(details=True, tags=naming.TAG))):
+        build_id = _build_id_of(server.name, server.metadata)
+        if build_id is None:
+            continue
+        beat = lock.parse_heartbeat((server.metadata or {}).get(naming.PROP_HEARTBEAT))
+        if lock.is_fresh(beat, now):
+            fresh.add(build_id)
+        server_ids.add(server.id)
+        found.append(Resource("server", server.id, server.name, build_id,
+                              _age(server.created_at, build_id, now), server.status))
+
+    seen_ports: set[str] = set()
+    for server in [r for r in found if r.kind == "server"]:
+        for port in retrying(lambda s=server: list(conn.network.ports(device_id=s.id))):
+            seen_ports.add(port.id)
+            found.append(Resource("port", port.id, port.name or "", server.build_id,
+                                  _age(port.created_at, server.build_id, now), port.status))
+    for port in retrying(lambda: list(conn.network.ports())):
+        build_id = _build_id_of(port.name, None)
+        if build_id is None or port.id in seen_ports:
+            continue
+        found.append(Resource("port", port.id, port.name, build_id,
+                              _age(port.created_at, build_id, now), port.status))
+
+    for volume in retrying(lambda: list(conn.block_storage.volumes(details=True))):
+        build_id = _build_id_of(volume.name, volume.metadata)
+        if build_id is None:
+            continue
+        found.append(Resource("volume", volume.id, volume.name or "", build_id,
+                              _age(volume.created_at, build_id, now), volume.status))
+
+    images: dict[str, Any] = {}
+    # Glance leaves hidden images out of the default listing; the config ISO is hidden.
+    for query in ({}, {"is_hidden": True}):
+        for image in retrying(lambda q=query: list(conn.image.images(**q))):
+            images[image.id] = image
+    for image in images.values():
+        props = _image_props(image)
+        build_id = _build_id_of(image.name, props)
+        if build_id is None:
+            continue
+        image_props[image.id] = {**props, "tags": _tags(image),
+                                 "is_protected": bool(getattr(image, "is_protected", False))}
+        found.append(Resource("image", image.id, image.name or "", build_id,
+                              _age(image.created_at, build_id, now), image.status))
+
+    for keypair in retrying(lambda: list(conn.compute.keypairs())):
+        match = _NAME_RE.match(keypair.name or "")
+        if match is None:
+            continue
+        build_id = match["build_id"]
+        found.append(Resource("keypair", keypair.name, keypair.name, build_id,
+                              _age(getattr(keypair, "created_at", None), build_id, now)))
+    return found, image_props, frozenset(fresh)
+
+
+def _image_keep_reason(resource: Resource, props: dict[str, Any],
+                       states: dict[str, BuildState]) -> str | None:
+    """Published images are the product, never garbage: rotation is `osbuild images`' job."""
+    if naming.CURRENT_TAG in props.get("tags", []):
+        return "the family's current image"
+    if props.get("is_protected"):
+        return "protected"
+    if props.get(PROP_BUILD_TIME):
+        return "a published image"
+    state = states.get(resource.build_id)
+    finished = state is not None and state.status is BuildStatus.SUCCEEDED
+    if finished and state is not None and state.image_id == resource.id:
+        return "the published image of a finished build"
+    temporary_name = _NAME_RE.match(resource.name) is not None
+    role = props.get(naming.PROP_ROLE)
+    if not temporary_name and (role is None or role == _OUTPUT_ROLE):
+        return "not a temporary image (renamed by publish)"
+    return None
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def collect(
+    conn: Any,
+    *,
+    older_than: float = DEFAULT_OLDER_THAN,
+    dry_run: bool = False,
+    store: StateStore | None = None,
+    now: datetime | None = None,
+    time_scale: float = 1.0,
+    liveness: Callable[[dict[str, BuildState], frozenset[str], datetime], Liveness] | None = None,
+) -> GcResult:
+    """Find osbuild's leftovers older than ``older_than`` seconds that belong to no running
+    build and delete them in dependency order (``dry_run``: only list them)."""
+    now = now or datetime.now(UTC)
+    states = {s.build_id: s for s in (store.list() if store else [])}
+    found, image_props, fresh = discover(conn, now)
+    live = (liveness or Liveness)(states, fresh, now)
+    result = GcResult(dry_run=dry_run, older_than=older_than)
+    doomed: list[Resource] = []
+    for resource in found:
+        reason = live.running(resource.build_id)
+        if reason is None and resource.kind == "image":
+            reason = _image_keep_reason(resource, image_props.get(resource.id, {}), states)
+        if reason is None and resource.age_seconds < older_than:
+            reason = f"younger than {older_than:.0f}s"
+        if reason is not None:
+            result.kept.append(Kept(resource, reason))
+        else:
+            doomed.append(resource)
+    doomed.sort(key=lambda r: (ORDER.index(r.kind), r.build_id, r.id))
+    if dry_run:
+        result.removed = doomed
+        return result
+
+    for resource in doomed:
+        try:
+            _delete(conn, resource, time_scale)
+        except Exception as exc:
+            log.debug("gc: deleting %s %s failed", resource.kind, resource.id, exc_info=True)
+            result.failed.append(Failed(resource, _describe(exc)))
+        else:
+            result.removed.append(resource)
+            log.info("gc: removed %s %s (%s)", resource.kind, resource.id, resource.name)
+    if store is not None:
+        result.abandoned_builds = _mark_abandoned(store, states, doomed, result.failed, live)
+    return result
+
+
+def _delete(conn: Any, resource: Resource, time_scale: float) -> None:
+    if resource.kind == "server":
+        cloud_delete.delete_server(conn, resource.id, time_scale=time_scale)
+    elif resource.kind == "port":
+        try:
+            retrying(lambda: conn.network.delete_port(resource.id), time_scale=time_scale)
+        except Exception as exc:
+            if not is_not_found(exc):
+                raise
+    elif resource.kind == "volume":
+        cloud_delete.delete_volume(conn, resource.id, time_scale=time_scale)
+    elif resource.kind == "image":
+        cloud_delete.delete_image(conn, resource.id, time_scale=time_scale)
+    else:
+        cloud_delete.delete_keypair(conn, resource.id, time_scale=time_scale)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _mark_abandoned(store: StateStore, states: dict[str, BuildState],
+                    doomed: Iterable[Resource], failed: list[Failed],
+                    live: Liveness) -> list[str]:
+    """A dead build whose resources are gone can no longer be resumed: say so in its state."""
+    failed_builds = {f.resource.build_id for f in failed}
+    out = []
+    for build_id in sorted({r.build_id for r in doomed} - failed_builds):
+        state = states.get(build_id)
+        if state is None or state.is_finished or live.running(build_id):
+            continue
+        store.finish(build_id, BuildStatus.FAILED,
+                     error="abandoned; its resources were removed by osbuild gc")
+        out.append(build_id)
+    return out
