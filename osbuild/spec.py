@@ -76,6 +76,9 @@ _NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _PRODUCT_KEY_RE = re.compile(r"^[0-9A-Z]{5}(-[0-9A-Z]{5}){4}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?(-[A-Z]{2}|-\d{3})?$")
+_PYTHON_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+# Characters Windows refuses in user and group names.
+_ACCOUNT_FORBIDDEN = set('"/\\[]:;|=,+*?<>@')
 
 
 def _no_control_chars(value: str) -> str:
@@ -85,6 +88,15 @@ def _no_control_chars(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_control_chars)]
+
+
+def _check_account_name(name: str, *, limit: int) -> None:
+    bad = set(name) & _ACCOUNT_FORBIDDEN
+    if bad or not name.strip(". ") or len(name) > limit:
+        raise ValueError(
+            f"{name!r} is not a Windows account name (at most {limit} characters, "
+            f"none of {''.join(sorted(_ACCOUNT_FORBIDDEN))})"
+        )
 
 
 class _Section(BaseModel):
@@ -218,7 +230,7 @@ class CloudbaseInitSpec(_Section):
     )
     plugins: tuple[str, ...] | None = None
     username: Text = "Admin"
-    groups: tuple[str, ...] = ("Administrators",)
+    groups: tuple[Text, ...] = ("Administrators",)
     first_logon_behaviour: Literal["no", "clear_text_injected_only", "always"] = "no"
     inject_metadata_password: bool = True
     config: dict[str, str | int | bool] = Field(
@@ -237,6 +249,27 @@ class CloudbaseInitSpec(_Section):
         value = value.strip().lower()
         if not _SHA256_RE.match(value):
             raise ValueError("must be 64 hex digits")
+        return value
+
+    @field_validator("metadata_services", "plugins")
+    @classmethod
+    def _class_paths(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for item in value or ():
+            if not _PYTHON_PATH_RE.match(item):
+                raise ValueError(f"{item!r} is not a Python class path like a.b.Class")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        _check_account_name(value, limit=20)
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            _check_account_name(name, limit=256)
         return value
 
     @field_validator("config")
@@ -296,7 +329,7 @@ class ImageSpec(_Section):
         description="Name template: {name}, {date}, {datetime}, {build_id}, {version}, {edition}"
     )
     visibility: Literal["private", "shared", "community", "public"] = "private"
-    properties: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, Text] = Field(default_factory=dict)
     tags: tuple[Text, ...] = ()
     disk_format: Literal["qcow2", "raw"] = "qcow2"
     min_disk: int | None = Field(default=None, ge=1)
@@ -304,6 +337,9 @@ class ImageSpec(_Section):
     keep: int = Field(default=3, ge=1)
     max_age: Duration | None = None
     superseded: Literal["hide", "delete"] = "hide"
+    members: tuple[Text, ...] = Field(
+        default=(), description="Project IDs the image is shared with (visibility: shared)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -326,6 +362,44 @@ class ImageSpec(_Section):
             raise ValueError(f"{', '.join(reserved)}: the osbuild_ prefix is osbuild's own")
         return value
 
+    @model_validator(mode="after")
+    def _members_need_shared(self) -> ImageSpec:
+        if self.members and self.visibility != "shared":
+            raise ValueError("members: only a shared image has members (visibility: shared)")
+        return self
+
+
+class VerifySpec(_Section):
+    """The boot test of a new image before it is promoted."""
+
+    enabled: bool = True
+    flavor: Text | None = Field(default=None, description="Default: builder.flavor")
+    network: Text | None = Field(default=None, description="Default: builder.network")
+    boot_from_volume: bool = False
+    timeout: Duration | None = Field(
+        default=None, description="Default: builder.stage_timeouts.verify"
+    )
+    console_must_match: tuple[str, ...] = Field(
+        default=(), description="Regexes the test server's console must show"
+    )
+    console_must_not_match: tuple[str, ...] = Field(
+        default=(), description="Regexes the test server's console must never show"
+    )
+    on_failure: Literal["hide", "delete"] = Field(
+        default="hide",
+        description="hide: keep the image hidden with osbuild_verify=failed; delete: delete it",
+    )
+
+    @field_validator("console_must_match", "console_must_not_match")
+    @classmethod
+    def _regexes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
 
 class BuildSpec(_Section):
     """One image family."""
@@ -340,6 +414,7 @@ class BuildSpec(_Section):
     )
     builder: BuilderSpec
     image: ImageSpec
+    verify: VerifySpec = Field(default_factory=VerifySpec)
 
     # Where the spec came from; set by load_spec, not part of the YAML.
     source_path: Path | None = Field(default=None, exclude=True)
@@ -349,6 +424,21 @@ class BuildSpec(_Section):
     def _cross_checks(self) -> BuildSpec:
         if self.windows.version == "11" and self.windows.firmware != "uefi":
             raise ValueError("windows.firmware: Windows 11 needs uefi")
+        # Without the storage driver in WinPE, Setup sees no disk (and the image would not
+        # boot: INACCESSIBLE_BOOT_DEVICE).
+        storage = windows.STORAGE_DRIVER_FOR_BUS[self.builder.disk_bus]
+        if storage is not None and storage not in self.virtio.winpe_drivers:
+            raise ValueError(
+                f"virtio.winpe_drivers: builder.disk_bus {self.builder.disk_bus} needs {storage}"
+            )
+        folder = windows.virtio_os_folder(self.windows.version)
+        missing = [
+            d for d in self.virtio.winpe_drivers if folder not in windows.VIRTIO_DRIVER_FOLDERS[d]
+        ]
+        if missing:
+            raise ValueError(
+                f"virtio.winpe_drivers: virtio-win has no {folder} build of {', '.join(missing)}"
+            )
         return self
 
     def base_dir(self) -> Path:
@@ -372,6 +462,10 @@ class BuildSpec(_Section):
     @property
     def min_disk_gb(self) -> int:
         return self.image.min_disk or self.builder.disk_gb
+
+    @property
+    def verify_timeout(self) -> float:
+        return self.verify.timeout or self.builder.stage_timeouts.verify
 
 
 # --------------------------------------------------------------------------- loading

@@ -1,0 +1,113 @@
+"""Rendered PowerShell: every script parses; spec values land as single string literals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from osbuild.media import layout
+from osbuild.media.quoting import ps_string, ps_value
+from osbuild.spec import load_spec
+
+from . import pwsh
+from .helpers import EXAMPLES, MINIMAL_SPEC, write_spec
+
+HOSTILE_TEXT = [
+    "plain",
+    "it's",
+    "'; Remove-Item C:\\ -Recurse; '",
+    "\u2019; Remove-Item C:\\ -Recurse; \u2018",
+    '"$(Remove-Item C:\\)"',
+    "$env:SystemRoot `n `$x",
+    "]]> <![CDATA[ & <tag>",
+    "line one\nline two\r\nline three",
+    "caf\u00e9 \u00fcber \u65e5\u672c \U0001f600",
+    "'",
+    "''",
+    "",
+    "@'\n'@",
+    "#> <# comment",
+]
+
+
+def test_checker_catches_broken_scripts() -> None:
+    # Guards the guard: a checker that accepts everything would make the tests below moot.
+    assert pwsh.problems(pwsh.parse("$a = 'unterminated\n")) != []
+    assert pwsh.problems(pwsh.parse("if ($a) { Write-Host 'x'\n")) != []
+    assert pwsh.problems(pwsh.parse("$a = 'fine'\n")) == []
+
+
+@pytest.mark.parametrize("value", HOSTILE_TEXT)
+def test_ps_string_is_one_literal_with_the_same_value(value: str) -> None:
+    tree = pwsh.parse(f"$value = {ps_string(value)}\nWrite-Output $value\n")
+    assert pwsh.problems(tree) == []
+    literals = pwsh.nodes(tree, "string_literal")
+    assert len(literals) == 1
+    assert pwsh.verbatim_value(literals[0]) == value
+    # nothing of the value became a command
+    commands = [(n.text or b"").decode() for n in pwsh.nodes(tree, "command_name")]
+    assert commands == ["Write-Output"]
+
+
+def test_ps_value_handles_plain_types() -> None:
+    assert ps_value(True) == "$true"
+    assert ps_value(False) == "$false"
+    assert ps_value(3) == "3"
+    assert ps_value(None) == "$null"
+    assert ps_value(["a", "b'c"]) == "@('a', 'b''c')"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_rendered_script_parses(name, example_spec, render) -> None:
+    media = render(example_spec(name))
+    scripts = sorted((media.root / layout.SCRIPTS_DIR).rglob("*.ps1"))
+    names = {p.name for p in scripts}
+    assert {"firstlogon.ps1", "lib.ps1"} <= names
+    assert {f"stage-{s}.ps1" for s in media.plan.stages} <= names
+    for script in scripts:
+        data = script.read_bytes()
+        # Windows PowerShell 5.1 needs the BOM to read UTF-8.
+        assert data.startswith(b"\xef\xbb\xbf"), script.name
+        assert pwsh.problems(pwsh.parse(data)) == [], script.name
+
+
+def _settings_literals(script: bytes) -> dict[str, str]:
+    tree = pwsh.parse(script)
+    assert pwsh.problems(tree) == []
+    values = {}
+    for literal in pwsh.nodes(tree, "string_literal"):
+        value = pwsh.verbatim_value(literal)
+        if value is not None:
+            values[value] = value
+    return values
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["O'Brien", "J\u00fcrgen M\u00fcller", "x\u2019y", "$(whoami)", "`$a", "a b'c"],
+)
+def test_hostile_username_stays_one_literal(tmp_path: Path, render, username: str) -> None:
+    quoted = username.replace("'", "''")
+    body = MINIMAL_SPEC.replace(
+        "msi: CloudbaseInitSetup_x64.msi",
+        f"msi: CloudbaseInitSetup_x64.msi\n  username: '{quoted}'",
+    )
+    spec = load_spec(write_spec(tmp_path / "spec", body))
+    assert spec.cloudbase_init.username == username
+    media = render(spec)
+    script = (media.root / layout.FIRSTLOGON_SCRIPT).read_bytes()
+    literals = _settings_literals(script)
+    assert username in literals
+    tree = pwsh.parse(script)
+    commands = {(n.text or b"").decode() for n in pwsh.nodes(tree, "command_name")}
+    assert "whoami" not in commands
+
+
+def test_scripts_do_not_embed_the_nonce(example_spec, render) -> None:
+    media = render(example_spec(EXAMPLES[0]))
+    for script in (media.root / layout.SCRIPTS_DIR).rglob("*.ps1"):
+        assert media.nonce.encode() not in script.read_bytes()
+    lib = (media.root / layout.SCRIPTS_DIR / "lib.ps1").read_text(encoding="utf-8-sig")
+    # the marker writer reads the nonce file named in layout.py
+    assert "'" + layout.NONCE_FILE.replace("/", "\\") + "'" in lib
