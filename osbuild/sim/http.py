@@ -1,0 +1,116 @@
+"""API errors and JSON responses shared by the simulated services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+# Nova and Cinder wrap faults as {"<name>": {"code": ..., "message": ...}}.
+_FAULT_NAMES = {
+    400: "badRequest",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "itemNotFound",
+    405: "badMethod",
+    406: "notAcceptable",
+    409: "conflictingRequest",
+    413: "overLimit",
+    415: "badMediaType",
+    429: "overLimit",
+    500: "computeFault",
+    501: "notImplemented",
+    503: "serviceUnavailable",
+}
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    409: "Conflict",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer; each service renders it in its own body shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        neutron_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.neutron_type = neutron_type
+        self.headers = headers or {}
+
+
+def title(status: int) -> str:
+    return _TITLES.get(status, "Error")
+
+
+def error_body(service: str, err: ApiError) -> dict[str, Any]:
+    if service in ("compute", "volume"):
+        name = _FAULT_NAMES.get(err.status, "computeFault")
+        if service == "volume" and err.status == 500:
+            name = "volumeFault"
+        return {name: {"code": err.status, "message": err.message}}
+    if service == "network":
+        kind = err.neutron_type or title(err.status).replace(" ", "")
+        return {"NeutronError": {"type": kind, "message": err.message, "detail": ""}}
+    if service == "identity":
+        return {"error": {"code": err.status, "message": err.message, "title": title(err.status)}}
+    # Glance answers with webob's JSON error document.
+    return {"code": f"{err.status} {title(err.status)}", "title": title(err.status),
+            "message": err.message}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body), status=status, headers=headers or {}, content_type="application/json"
+    )
+
+
+def empty(status: int = 204, headers: dict[str, str] | None = None) -> Response:
+    return Response(b"", status=status, headers=headers or {})
+
+
+def not_found(kind: str, ident: str) -> ApiError:
+    return ApiError(404, f"{kind} {ident} could not be found.")
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def body_dict(data: Any, key: str | None = None) -> dict[str, Any]:
+    """The request body (or its `key` member) as a dict, else 400 like the real services."""
+    if not isinstance(data, dict):
+        raise bad_request("Malformed request body")
+    if key is None:
+        return data
+    inner = data.get(key)
+    if not isinstance(inner, dict):
+        raise bad_request(f"Invalid input for field/attribute {key}.")
+    return inner
+
+
+def route(path: str, handler: Any, methods: tuple[str, ...] = ("GET",), *,
+          public: bool = False) -> Any:
+    """A werkzeug rule whose endpoint is (handler, public); public skips token checks."""
+    from werkzeug.routing import Rule
+
+    return Rule(path, endpoint=(handler, public), methods=list(methods))

@@ -1,0 +1,154 @@
+"""SimCloud: the simulated cloud served over real HTTP on 127.0.0.1, in a background thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from osbuild.sim.app import SimApp
+from osbuild.sim.clock import SimClock
+from osbuild.sim.faults import Faults
+from osbuild.sim.identity import REGION, IdentityStore
+from osbuild.sim.world import DOMAIN_ID, PROJECT_NAME, USER_NAME, World
+
+CLOUD_NAME = "osbuild-sim"
+DEFAULT_SPEED = 600.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    # Request lines would drown the CLI's output; stats() counts requests instead.
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class SimCloud:
+    """`with SimCloud(speed=600.0) as sim: conn = sim.connect()`."""
+
+    cloud_name = CLOUD_NAME
+
+    def __init__(
+        self,
+        speed: float = DEFAULT_SPEED,
+        faults: dict[str, Any] | str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.clock = SimClock(speed)
+        self.faults = Faults.from_source(faults)
+        self.world = World(self.clock, self.faults)
+        self.identity = IdentityStore.random()
+        self.app = SimApp(self.world, self.identity)
+        self._host = host
+        self._port = port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self) -> SimCloud:
+        if self._server is not None:
+            return self
+        server = make_server(self._host, self._port, self.app, threaded=True,
+                             request_handler=_QuietHandler)
+        server.daemon_threads = True
+        self._server = server
+        self.app.base_url = f"http://{self._host}:{server.server_port}"
+        self._thread = threading.Thread(target=server.serve_forever, name="osbuild-sim",
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> SimCloud:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- public API --------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulated cloud is not running")
+        return self.app.base_url
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.base_url}/identity/v3"
+
+    @property
+    def password(self) -> str:
+        return self.identity.password
+
+    def auth(self, *, application_credential: bool = False) -> dict[str, str]:
+        if application_credential:
+            return {"auth_url": self.auth_url,
+                    "application_credential_id": self.identity.app_credential_id,
+                    "application_credential_secret": self.identity.app_credential_secret}
+        return {"auth_url": self.auth_url, "username": USER_NAME, "password": self.password,
+                "project_name": PROJECT_NAME, "user_domain_id": DOMAIN_ID,
+                "project_domain_id": DOMAIN_ID}
+
+    def cloud_config(self, *, application_credential: bool = False) -> dict[str, Any]:
+        config: dict[str, Any] = {"auth": self.auth(application_credential=application_credential),
+                                  "region_name": REGION, "interface": "public",
+                                  "identity_api_version": 3}
+        if application_credential:
+            config["auth_type"] = "v3applicationcredential"
+        return config
+
+    def write_clouds_yaml(self, path: str | Path, *, application_credential: bool = False) -> Path:
+        """Write a clouds.yaml holding the `osbuild-sim` cloud, readable by its owner only."""
+        path = Path(path)
+        doc = {"clouds": {CLOUD_NAME: self.cloud_config(
+            application_credential=application_credential)}}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(doc, handle, sort_keys=False)
+        os.chmod(path, 0o600)
+        return path
+
+    def env(self, clouds_yaml: str | Path) -> dict[str, str]:
+        """Environment for a subprocess that should use this cloud through clouds.yaml."""
+        return {"OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "OS_CLOUD": CLOUD_NAME}
+
+    def connect(self, **kwargs: Any) -> Any:
+        """An unmodified openstacksdk Connection to this cloud."""
+        from openstack.connection import Connection
+
+        config = self.cloud_config()
+        return Connection(auth=config["auth"], region_name=REGION, interface="public",
+                          identity_api_version="3", **kwargs)
+
+    def resources(self) -> dict[str, Any]:
+        return self.world.resources()
+
+    def stats(self) -> dict[str, Any]:
+        return self.app.stats.to_dict(self.clock.now())
+
+    def advance(self, seconds: float) -> None:
+        """Jump simulated time forward and bring every state machine up to it."""
+        self.clock.advance(seconds)
+        self.world.advance()
