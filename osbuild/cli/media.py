@@ -1,0 +1,135 @@
+"""`osbuild media ...`: inspect installation media and prepare it for prompt-less UEFI boot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from osbuild.errors import InvalidInput
+from osbuild.media import eltorito
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("media", help="inspect and prepare Windows install media")
+    commands = parser.add_subparsers(dest="media_command", metavar="ACTION", required=True)
+
+    prepare = commands.add_parser(
+        "prepare-uefi",
+        help="switch a Windows ISO's EFI boot entry to efisys_noprompt.bin",
+        description="Rewrite the El Torito EFI entry of a Windows ISO so that a UEFI install "
+        "starts without a key press. Local: IN.iso OUT.iso. Cloud: --image NAME downloads "
+        "the Glance image, rewrites it and uploads <name>-noprompt with property "
+        "osbuild_uefi_noprompt=true.",
+    )
+    prepare.add_argument("paths", nargs="*", metavar="ISO", help="IN.iso OUT.iso (local mode)")
+    prepare.add_argument("--image", metavar="NAME", help="Glance image name or ID (cloud mode)")
+    prepare.add_argument("--os-cloud", metavar="NAME", help="cloud in clouds.yaml (cloud mode)")
+    prepare.add_argument("--name", metavar="NEW", help="name of the uploaded image "
+                         "(default: the source name with -noprompt before .iso)")
+    prepare.add_argument("--work-dir", type=Path, metavar="DIR",
+                         help="where the temporary copy goes (cloud mode; default: TMPDIR)")
+    prepare.add_argument("--force", action="store_true",
+                         help="overwrite OUT.iso / upload even if a prepared image exists")
+    prepare.set_defaults(handler=run_prepare)
+
+    inspect = commands.add_parser("inspect", help="show an ISO's boot entries and editions")
+    inspect.add_argument("path", type=Path, metavar="ISO")
+    inspect.set_defaults(handler=run_inspect)
+
+
+class _Progress:
+    """One status line on a terminal; quarter steps otherwise (logs stay short)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last: dict[str, int] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if total < 64 * 1024 * 1024:
+            return  # over in a blink; a progress line would only be noise
+        percent = min(100, done * 100 // total)
+        step = percent if self.tty else percent // 25 * 25
+        if self.last.get(phase) == step:
+            return
+        self.last[phase] = step
+        text = f"{phase:<8} {percent:3d}% ({done / 1e9:.2f}/{total / 1e9:.2f} GB)"
+        if self.tty:
+            end = "\n" if percent == 100 else ""
+            print("\r" + text, end=end, file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    if args.image:
+        if args.paths:
+            raise InvalidInput(["prepare-uefi: give either --image NAME or IN.iso OUT.iso"])
+        return _prepare_in_cloud(args)
+    if len(args.paths) != 2:
+        raise InvalidInput(["prepare-uefi: expected IN.iso OUT.iso (or --image NAME)"])
+    if args.os_cloud or args.name or args.work_dir:
+        raise InvalidInput(["prepare-uefi: --os-cloud, --name and --work-dir need --image"])
+    src, dst = Path(args.paths[0]), Path(args.paths[1])
+    if dst.exists() and not args.force:
+        raise InvalidInput([f"{dst}: already exists (use --force to overwrite)"])
+    progress = _Progress()
+    result = eltorito.prepare_uefi(
+        src, dst, progress=lambda done, total: progress("copy", done, total)
+    )
+    _print_entries(result.after)
+    if not result.changed:
+        print(f"{src}: the EFI entry already loads {eltorito.EFI_NOPROMPT_IMAGE}; copied as is")
+    print(f"wrote {dst}")
+    return 0
+
+
+def _prepare_in_cloud(args: argparse.Namespace) -> int:
+    from osbuild.cloud.connect import check_auth, connect
+    from osbuild.media.uefi_image import prepare_uefi_image
+
+    conn = connect(args.os_cloud)
+    check_auth(conn, args.os_cloud)
+    result = prepare_uefi_image(
+        conn, args.image, new_name=args.name, work_dir=args.work_dir, force=args.force,
+        progress=_Progress(),
+    )
+    if result.created:
+        print(f"uploaded {result.image_name} ({result.image_id}) from {result.source_name}")
+    else:
+        print(f"{result.image_name} ({result.image_id}) is already prepared; nothing to do")
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    from osbuild.sim.media import INSTALL_WIM, read_wim_images
+
+    path: Path = args.path
+    entries = eltorito.read_boot_entries(path)
+    _print_entries(entries)
+    with path.open("rb") as fp:
+        iso = eltorito.open_iso(fp, name=str(path))
+        try:
+            files = eltorito.list_files(iso)
+            wim = eltorito.read_file(iso, files, INSTALL_WIM) if _small(iso, files) else None
+        finally:
+            iso.close()
+    for image in read_wim_images(wim or b""):
+        print(f"image {image.index}: {image.name} (build {image.build})")
+    return 0
+
+
+def _small(iso: object, files: dict[str, dict[str, str]]) -> bool:
+    # A real install.wim is gigabytes of image data; only stand-ins are plain XML.
+    where = files.get(eltorito.normalize_path("sources/install.wim"))
+    if where is None:
+        return False
+    runs = iso.get_file_byte_extents(**where)  # type: ignore[attr-defined]
+    return sum(length for _offset, length in runs) < 4 * 1024 * 1024
+
+
+def _print_entries(entries: list[eltorito.BootEntry] | tuple[eltorito.BootEntry, ...]) -> None:
+    for entry in entries:
+        state = "bootable" if entry.bootable else "not bootable"
+        print(f"{entry.platform:<5} {entry.path or f'(sector {entry.load_rba})'} ({state}, "
+              f"{entry.sector_count} sectors)")

@@ -1,0 +1,166 @@
+"""Prepare a Windows ISO already in Glance for prompt-less UEFI boot (download, patch, upload)."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openstack import exceptions as sdk_exc
+from openstack.connection import Connection
+
+from osbuild.errors import CloudError, PreflightError, ResourceFailed
+from osbuild.media import eltorito
+
+NOPROMPT_PROPERTY = "osbuild_uefi_noprompt"
+SOURCE_PROPERTY = "osbuild_uefi_source_image"
+# Properties Glance or the SDK manage themselves; never copied onto the new image.
+_MANAGED = {
+    "os_hash_algo", "os_hash_value", "os_hidden", "stores", "owner_specified.openstack.md5",
+    "owner_specified.openstack.sha256", "owner_specified.openstack.object",
+    "direct_url", "locations", "image_type", "instance_uuid", "base_image_ref",
+}
+
+# (phase, done, total): phase is "download" or "upload".
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    source_id: str
+    source_name: str
+    image_id: str
+    image_name: str
+    created: bool  # False when a prepared image of that name already existed
+
+
+def noprompt_name(name: str) -> str:
+    """``windows-server-2025-x64.iso`` -> ``windows-server-2025-x64-noprompt.iso``."""
+    if name.lower().endswith(".iso"):
+        return name[:-4] + "-noprompt" + name[-4:]
+    return name + "-noprompt"
+
+
+class _CountingWriter(io.RawIOBase):
+    """A file wrapper that reports how much has been written (download progress)."""
+
+    def __init__(self, target: io.BufferedWriter, total: int, progress: Progress | None) -> None:
+        self._target = target
+        self._total = total
+        self._done = 0
+        self._progress = progress
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        written = self._target.write(data)
+        self._done += written
+        if self._progress is not None:
+            self._progress("download", self._done, self._total)
+        return written
+
+
+class _CountingReader(io.RawIOBase):
+    """A file wrapper that reports how much has been read (upload progress)."""
+
+    def __init__(self, source: io.BufferedReader, total: int, progress: Progress | None) -> None:
+        self._source = source
+        self._total = total
+        self._done = 0
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        buffer[: len(data)] = data
+        self._done += len(data)
+        if self._progress is not None and data:
+            self._progress("upload", self._done, self._total)
+        return len(data)
+
+
+def prepare_uefi_image(
+    conn: Connection,
+    image: str,
+    *,
+    new_name: str | None = None,
+    work_dir: Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    wait_seconds: float = 3600.0,
+) -> PreparedImage:
+    """Download Glance image ``image`` (name or ID), switch its EFI boot entry to
+    efisys_noprompt.bin and upload the result as ``new_name`` (default: ``<name>-noprompt``)
+    with property ``osbuild_uefi_noprompt=true``. Streams through one temporary file."""
+    try:
+        source = conn.image.find_image(image, ignore_missing=True)
+    except sdk_exc.DuplicateResource:
+        raise PreflightError([f"image {image!r}: several images have that name; give its ID"]) \
+            from None
+    except sdk_exc.SDKException as exc:
+        raise CloudError(f"image {image!r}: {exc}") from None
+    if source is None:
+        raise PreflightError([f"image {image!r}: not found"])
+    if source.disk_format != "iso":
+        raise PreflightError(
+            [f"image {source.name!r}: disk_format is {source.disk_format}, not iso"]
+        )
+    if source.status != "active":
+        raise PreflightError([f"image {source.name!r}: status is {source.status}, not active"])
+    properties = dict(source.properties or {})
+    if str(properties.get(NOPROMPT_PROPERTY, "")).lower() == "true":
+        raise PreflightError(
+            [f"image {source.name!r}: already prepared ({NOPROMPT_PROPERTY}=true)"]
+        )
+    target_name = new_name or noprompt_name(source.name)
+    if not force:
+        existing = [
+            found for found in conn.image.images(name=target_name)
+            if str((found.properties or {}).get(NOPROMPT_PROPERTY, "")).lower() == "true"
+            and found.status == "active"
+        ]
+        if existing:
+            return PreparedImage(source.id, source.name, existing[0].id, target_name, False)
+
+    with tempfile.TemporaryDirectory(prefix="osbuild-uefi-", dir=work_dir) as tmp:
+        path = Path(tmp) / "media.iso"
+        total = int(source.size or 0)
+        try:
+            with path.open("wb") as raw:
+                conn.image.download_image(
+                    source, stream=True, output=_CountingWriter(raw, total, progress)
+                )
+        except sdk_exc.SDKException as exc:
+            raise CloudError(f"image {source.name!r}: download failed: {exc}") from None
+        with path.open("r+b") as fp:
+            eltorito.patch_efi_entry(fp, name=f"image {source.name!r}")
+        new_properties = {
+            key: str(value) for key, value in properties.items() if key not in _MANAGED
+        }
+        new_properties.update({NOPROMPT_PROPERTY: "true", SOURCE_PROPERTY: source.id})
+        size = path.stat().st_size
+        try:
+            with path.open("rb") as fp:
+                created = conn.image.create_image(
+                    name=target_name,
+                    data=_CountingReader(fp, size, progress),
+                    disk_format="iso",
+                    container_format="bare",
+                    allow_duplicates=True,
+                    visibility=source.visibility or "private",
+                    **new_properties,
+                )
+            created = conn.image.wait_for_status(
+                created, "active", failures=["killed"], interval=2, wait=wait_seconds
+            )
+        except sdk_exc.ResourceFailure as exc:
+            raise ResourceFailed(f"image {target_name!r}: upload failed: {exc}") from None
+        except sdk_exc.SDKException as exc:
+            raise CloudError(f"image {target_name!r}: upload failed: {exc}") from None
+    return PreparedImage(source.id, source.name, created.id, target_name, True)
