@@ -283,7 +283,8 @@ def collect(
         reason = live.running(resource.build_id)
         if reason is None and resource.kind == "image":
             reason = _image_keep_reason(resource, image_props.get(resource.id, {}), states)
-        if reason is None and resource.age_seconds < older_than:
+        # 0 means any age: also resources whose creation time is ahead of our clock.
+        if reason is None and older_than > 0 and resource.age_seconds < older_than:
             reason = f"younger than {older_than:.0f}s"
         if reason is not None:
             result.kept.append(Kept(resource, reason))

@@ -1,0 +1,245 @@
+"""osbuild gc against the simulated cloud: leftovers of a dead build go, everything else stays."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from osbuild import naming
+from osbuild.cli import main
+from osbuild.errors import EXIT_OK
+from osbuild.ops import gc, lock
+from osbuild.ops.fingerprint import PROP_BUILD_TIME
+from osbuild.ops.state import BuildState, BuildStatus, StateStore
+
+DEAD = "20261126t010000-dead00"  # orchestrator killed on this host
+REMOTE = "20261126t020000-11fe00"  # running on another host, heartbeat fresh
+LOCAL = "20261126t020000-10ca10"  # running on this host (process alive)
+LOCAL_PID = 777_777
+
+
+@dataclass
+class World:
+    sim: Any
+    conn: Any
+    store: StateStore
+    now: datetime  # "later": when gc runs in the test
+    ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Any]:
+    from osbuild.sim import SimCloud
+
+    with SimCloud(speed=600.0) as cloud:
+        conn = cloud.connect()
+        # Something bootable that is not osbuild's, for the builders below.
+        _image(conn, "gc-test-boot", min_disk=1)
+        yield cloud
+
+
+def _public_key() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
+def _server(conn: Any, build_id: str, family: str, heartbeat: datetime | None) -> Any:
+    metadata = naming.labels(build_id, family, "builder")
+    if heartbeat is not None:
+        metadata[naming.PROP_HEARTBEAT] = lock.format_heartbeat(heartbeat)
+    network = conn.network.find_network("private")
+    image = conn.image.find_image("gc-test-boot")
+    return conn.compute.create_server(
+        name=naming.resource_name(build_id, "builder"),
+        flavor_id=conn.compute.find_flavor("m1.small").id,
+        image_id=image.id,
+        block_device_mapping=[{"boot_index": 0, "uuid": image.id, "source_type": "image",
+                               "destination_type": "local", "delete_on_termination": True}],
+        networks=[{"uuid": network.id}],
+        tags=[naming.TAG, naming.build_tag(build_id)],
+        metadata=metadata,
+    )
+
+
+def _volume(conn: Any, build_id: str, role: str) -> Any:
+    return conn.block_storage.create_volume(
+        size=1, name=naming.resource_name(build_id, role),
+        metadata=naming.labels(build_id, "ws2022", role),
+    )
+
+
+def _image(conn: Any, name: str, **props: Any) -> Any:
+    return conn.image.create_image(
+        name=name, data=b"\0" * 1024, disk_format="raw", container_format="bare",
+        allow_duplicates=True, **props,
+    )
+
+
+@pytest.fixture
+def world(sim: Any, tmp_path: Path) -> World:
+    conn = sim.connect()
+    later = datetime.now(UTC) + timedelta(days=2)
+    ids: dict[str, str] = {}
+    # The dead build: builder (stale heartbeat), ISO volume, hidden config image, its
+    # captured but never published image, a verify keypair, and a published image.
+    ids["dead_server"] = _server(conn, DEAD, "ws2022", later - timedelta(hours=3)).id
+    ids["dead_volume"] = _volume(conn, DEAD, "iso").id
+    config = _image(conn, naming.resource_name(DEAD, "config"), tags=[naming.TAG],
+                    **naming.labels(DEAD, "ws2022", "config"))
+    ids["dead_config"] = conn.image.update_image(config, is_hidden=True).id
+    ids["dead_capture"] = _image(
+        conn, naming.resource_name(DEAD, "image"), **naming.labels(DEAD, "ws2022", "image")).id
+    ids["dead_keypair"] = conn.compute.create_keypair(
+        name=naming.resource_name(DEAD, "verify"), public_key=_public_key()).name
+    ids["published"] = _image(
+        conn, "ws2022-std-20261120", **{naming.PROP_FAMILY: "ws2022",
+                                       naming.PROP_BUILD_ID: "20261120t010000-01d000",
+                                       PROP_BUILD_TIME: "2026-11-20T04:00:00+00:00"}).id
+    # Another host's build, alive: its builder's heartbeat is fresh at `later`.
+    ids["remote_server"] = _server(conn, REMOTE, "ws2019", later - timedelta(seconds=20)).id
+    ids["remote_volume"] = _volume(conn, REMOTE, "target").id
+    # A build of this host whose process is alive (no builder yet).
+    ids["local_volume"] = _volume(conn, LOCAL, "virtio").id
+    # Not osbuild's at all.
+    ids["foreign_volume"] = conn.block_storage.create_volume(size=1, name="someone-else").id
+    for vid in (ids["dead_volume"], ids["remote_volume"], ids["local_volume"]):
+        conn.block_storage.wait_for_status(conn.block_storage.get_volume(vid), "available",
+                                           interval=0.05, wait=30)
+    for sid in (ids["dead_server"], ids["remote_server"]):
+        conn.compute.wait_for_server(conn.compute.get_server(sid), status="ACTIVE",
+                                     interval=0.05, wait=30)
+
+    store = StateStore(tmp_path / "state")
+    common = {"family": "ws2022", "cloud": sim.cloud_name, "nonce": "0" * 32,
+              "spec_path": "/s.yaml", "spec_digest": "d"}
+    store.save(BuildState(build_id=DEAD, pid=LOCAL_PID + 1, **common))
+    store.save(BuildState(build_id=LOCAL, pid=LOCAL_PID, **common))
+    return World(sim, conn, store, later, ids)
+
+
+def _liveness() -> Any:
+    return functools.partial(gc.Liveness, pid_alive=lambda pid: pid == LOCAL_PID)
+
+
+def _osbuild_ids(sim: Any) -> set[str]:
+    res = sim.resources()
+    out = {s["id"] for s in res["servers"]}
+    out |= {v["id"] for v in res["volumes"]}
+    out |= {i["id"] for i in res["images"] if not i["seeded"]}
+    out |= {k["name"] for k in res.get("keypairs", [])}
+    return out
+
+
+def _cleanup(world: World) -> None:
+    gc.collect(world.conn, older_than=0, store=None, now=world.now, time_scale=600,
+               liveness=lambda states, fresh, now: gc.Liveness(
+                   states, frozenset(), now, pid_alive=lambda pid: False))
+    for image in world.conn.image.images():
+        if image.name == "ws2022-std-20261120":
+            world.conn.image.delete_image(image.id)
+    world.conn.block_storage.delete_volume(world.ids["foreign_volume"], ignore_missing=True)
+
+
+def test_dry_run_lists_dead_build_only(world: World) -> None:
+    try:
+        before = _osbuild_ids(world.sim)
+        result = gc.collect(world.conn, older_than=6 * 3600, dry_run=True, store=world.store,
+                            now=world.now, time_scale=600, liveness=_liveness())
+        listed = {r.id for r in result.removed}
+        w = world.ids
+        assert listed == {w["dead_server"], w["dead_volume"], w["dead_config"],
+                          w["dead_capture"], w["dead_keypair"]} | _ports_of(world, "dead_server")
+        assert [r.kind for r in result.removed][:1] == ["server"]
+        kept = {k.resource.id: k.reason for k in result.kept}
+        assert "heartbeat" in kept[w["remote_server"]]
+        assert "pid 777777" in kept[w["local_volume"]]
+        assert "published" in kept[w["published"]]
+        assert w["foreign_volume"] not in kept and w["foreign_volume"] not in listed
+        assert _osbuild_ids(world.sim) == before
+        assert world.store.load(DEAD).status is BuildStatus.RUNNING
+    finally:
+        _cleanup(world)
+
+
+def _ports_of(world: World, key: str) -> set[str]:
+    return {p["id"] for p in world.sim.resources()["ports"]
+            if p["device_id"] == world.ids[key]}
+
+
+def test_young_resources_are_kept(world: World) -> None:
+    try:
+        result = gc.collect(world.conn, older_than=365 * 86400, dry_run=True,
+                            store=world.store, now=world.now, liveness=_liveness())
+        assert result.removed == []
+    finally:
+        _cleanup(world)
+
+
+def test_removes_in_order_and_marks_the_build_abandoned(world: World) -> None:
+    try:
+        w = world.ids
+        dead_ports = _ports_of(world, "dead_server")
+        result = gc.collect(world.conn, older_than=6 * 3600, store=world.store,
+                            now=world.now, time_scale=600, liveness=_liveness())
+        assert result.ok and result.failed == []
+        assert [r.kind for r in result.removed] == sorted(
+            (r.kind for r in result.removed), key=gc.ORDER.index)
+        left = _osbuild_ids(world.sim)
+        for key in ("dead_server", "dead_volume", "dead_config", "dead_capture",
+                    "dead_keypair"):
+            assert w[key] not in left, key
+        assert not dead_ports & {p["id"] for p in world.sim.resources()["ports"]}
+        for key in ("remote_server", "remote_volume", "local_volume", "published",
+                    "foreign_volume"):
+            assert w[key] in left, key
+        assert result.abandoned_builds == [DEAD]
+        state = world.store.load(DEAD)
+        assert state.status is BuildStatus.FAILED and "osbuild gc" in (state.error or "")
+        assert world.store.load(LOCAL).status is BuildStatus.RUNNING
+        # a second run finds nothing more to do
+        again = gc.collect(world.conn, older_than=6 * 3600, store=world.store,
+                           now=world.now, time_scale=600, liveness=_liveness())
+        assert again.removed == [] and again.failed == []
+    finally:
+        _cleanup(world)
+
+
+def test_cli_dry_run_json_and_removal(world: World, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        clouds = world.sim.write_clouds_yaml(tmp_path / "clouds.yaml")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+        cloud = world.sim.cloud_name
+        state_dir = str(world.store.root)
+        # Through the CLI the real clock applies: the dead build's resources are minutes
+        # old, so --older-than 6h keeps all of them...
+        code = main(["gc", "--os-cloud", cloud, "--state-dir", state_dir, "--dry-run",
+                     "--json"])
+        out = json.loads(capsys.readouterr().out)
+        assert code == EXIT_OK
+        assert out[cloud]["dry_run"] is True
+        # ...and --older-than 0 takes everything that belongs to no running build. The
+        # DEAD state's pid is not alive here, so it is collected; the remote builder's
+        # heartbeat lies two days ahead: nonsense, not fresh, collected as well.
+        code = main(["gc", "--os-cloud", cloud, "--state-dir", state_dir,
+                     "--older-than", "0", "--time-scale", "600"])
+        text = capsys.readouterr().out
+        assert code == EXIT_OK
+        assert f"removed server {world.ids['dead_server']}" in text
+        left = _osbuild_ids(world.sim)
+        assert world.ids["dead_volume"] not in left
+        assert world.ids["published"] in left and world.ids["foreign_volume"] in left
+    finally:
+        _cleanup(world)
