@@ -17,11 +17,15 @@ from osbuild.media import eltorito
 
 NOPROMPT_PROPERTY = "osbuild_uefi_noprompt"
 SOURCE_PROPERTY = "osbuild_uefi_source_image"
-# Properties Glance or the SDK manage themselves; never copied onto the new image.
+# Image fields Glance or the SDK manage themselves; everything else (os_distro, hw_*,
+# the operator's own keys) is copied onto the prepared image.
 _MANAGED = {
-    "os_hash_algo", "os_hash_value", "os_hidden", "stores", "owner_specified.openstack.md5",
+    "id", "name", "status", "visibility", "protected", "size", "virtual_size", "checksum",
+    "created_at", "updated_at", "tags", "self", "file", "schema", "owner", "container_format",
+    "disk_format", "min_disk", "min_ram", "os_hidden", "os_hash_algo", "os_hash_value",
+    "locations", "direct_url", "stores", "owner_specified.openstack.md5",
     "owner_specified.openstack.sha256", "owner_specified.openstack.object",
-    "direct_url", "locations", "image_type", "instance_uuid", "base_image_ref",
+    "image_type", "instance_uuid", "base_image_ref",
 }
 
 # (phase, done, total): phase is "download" or "upload".
@@ -85,6 +89,19 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
+def _custom_properties(conn: Connection, image_id: str) -> dict[str, str]:
+    """The image's own properties, as Glance returns them (the SDK's Image object splits
+    them between typed attributes and ``properties``)."""
+    try:
+        body = conn.image.get(f"/images/{image_id}").json()
+    except (sdk_exc.SDKException, ValueError) as exc:
+        raise CloudError(f"image {image_id}: {exc}") from None
+    return {
+        key: str(value) for key, value in body.items()
+        if key not in _MANAGED and isinstance(value, str | int | float | bool)
+    }
+
+
 def prepare_uefi_image(
     conn: Connection,
     image: str,
@@ -92,6 +109,7 @@ def prepare_uefi_image(
     new_name: str | None = None,
     work_dir: Path | None = None,
     force: bool = False,
+    visibility: str = "private",
     progress: Progress | None = None,
     wait_seconds: float = 3600.0,
 ) -> PreparedImage:
@@ -113,7 +131,7 @@ def prepare_uefi_image(
         )
     if source.status != "active":
         raise PreflightError([f"image {source.name!r}: status is {source.status}, not active"])
-    properties = dict(source.properties or {})
+    properties = _custom_properties(conn, source.id)
     if str(properties.get(NOPROMPT_PROPERTY, "")).lower() == "true":
         raise PreflightError(
             [f"image {source.name!r}: already prepared ({NOPROMPT_PROPERTY}=true)"]
@@ -140,9 +158,7 @@ def prepare_uefi_image(
             raise CloudError(f"image {source.name!r}: download failed: {exc}") from None
         with path.open("r+b") as fp:
             eltorito.patch_efi_entry(fp, name=f"image {source.name!r}")
-        new_properties = {
-            key: str(value) for key, value in properties.items() if key not in _MANAGED
-        }
+        new_properties = dict(properties)
         new_properties.update({NOPROMPT_PROPERTY: "true", SOURCE_PROPERTY: source.id})
         size = path.stat().st_size
         try:
@@ -153,7 +169,9 @@ def prepare_uefi_image(
                     disk_format="iso",
                     container_format="bare",
                     allow_duplicates=True,
-                    visibility=source.visibility or "private",
+                    # Not the source's: vendor media are often public, and publishing an
+                    # image is an admin-only policy on most clouds.
+                    visibility=visibility,
                     **new_properties,
                 )
             created = conn.image.wait_for_status(

@@ -192,3 +192,40 @@ def test_cli_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("BIOS  boot/etfsboot.com (bootable")
     assert out[1].startswith("EFI   efi/microsoft/boot/efisys.bin (bootable")
+
+
+def test_cli_prepare_uefi_in_the_simulated_cloud(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from osbuild.sim import SimCloud
+
+    with SimCloud(speed=600.0) as sim:
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.write_clouds_yaml(tmp_path / "c.yaml")))
+        common = ["--os-cloud", sim.cloud_name, "--work-dir", str(tmp_path)]
+        # The sim seeds a prepared Server 2025 ISO already: nothing to upload.
+        assert main(["media", "prepare-uefi", "--image", "windows-server-2025-x64.iso",
+                     *common]) == 0
+        assert "already prepared" in capsys.readouterr().out
+
+        args = ["media", "prepare-uefi", "--image", "windows-server-2022-x64.iso", *common]
+        assert main(args) == 0
+        assert "uploaded windows-server-2022-x64-noprompt.iso" in capsys.readouterr().out
+        conn = sim.connect()
+        prepared = list(conn.image.images(name="windows-server-2022-x64-noprompt.iso"))
+        assert len(prepared) == 1
+        image = prepared[0]
+        assert image.status == "active" and image.disk_format == "iso"
+        assert image.visibility == "private"
+        assert image.properties["osbuild_uefi_noprompt"] == "true"
+        assert image.os_distro == "windows"  # the source's own properties come along
+        data = conn.image.download_image(image).content
+        entries = eltorito.read_boot_entries_fp(io.BytesIO(data))
+        assert [e.path for e in entries] == ["boot/etfsboot.com",
+                                             "efi/microsoft/boot/efisys_noprompt.bin"]
+        # The temporary copy is gone, and a second run finds the prepared image.
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+        assert main(args) == 0
+        assert "already prepared" in capsys.readouterr().out
+        assert len(list(conn.image.images(name="windows-server-2022-x64-noprompt.iso"))) == 1
+        assert main(["media", "prepare-uefi", "--image", "no-such.iso", *common]) == 2
+        assert "not found" in capsys.readouterr().err
