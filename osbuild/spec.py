@@ -166,9 +166,9 @@ class WindowsSpec(_Section):
     @model_validator(mode="after")
     def _firmware_and_key(self) -> WindowsSpec:
         if self.secure_boot and self.firmware != "uefi":
-            raise ValueError("secure_boot needs firmware: uefi")
+            raise ValueError("secure_boot: needs firmware uefi")
         if self.tpm and self.firmware != "uefi":
-            raise ValueError("tpm needs firmware: uefi")
+            raise ValueError("tpm: needs firmware uefi")
         if (
             self.product_key is not None
             and self.product_key.get_secret_value() == "kms"
@@ -287,7 +287,7 @@ class CloudbaseInitSpec(_Section):
         if self.msi.startswith("http://"):
             raise ValueError("msi: a download URL must use https")
         if self.is_url and self.sha256 is None:
-            raise ValueError("sha256 is required when msi is a URL (the guest checks it)")
+            raise ValueError("sha256: required when msi is a URL (the guest checks it)")
         return self
 
 
@@ -531,24 +531,26 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def _problems(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[str]:
-    problems = []
+    found: list[tuple[int, str]] = []
     for error in exc.errors():
         loc = tuple(error["loc"])
+        message = _describe(error)
+        # A model-level check names its own field in the message ("windows.firmware: ...");
+        # report it under that field, and at that field's line when the YAML has it.
+        if re.match(r"^[a-z_][a-z0-9_.]*:", message):
+            inner, message = message.split(":", 1)
+            message = message.strip()
+            inner_path = tuple(inner.split("."))
+            loc = inner_path if not loc or inner_path[0] == loc[0] else loc + inner_path
         line = None
         for cut in range(len(loc), -1, -1):
             if loc[:cut] in lines:
                 line = lines[loc[:cut]]
                 break
         where = f"line {line}: " if line else ""
-        message = _describe(error)
-        # A model-level check names its own field in the message ("windows.firmware: ...").
-        field = _dotted(loc)
-        if message.split(":")[0].strip() and re.match(r"^[a-z_.]+:", message):
-            inner = message.split(":")[0]
-            field = f"{field}.{inner}" if loc and not inner.startswith(_dotted(loc[:1])) else inner
-            message = message.split(":", 1)[1].strip()
-        problems.append(f"{where}{field}: {message}")
-    return problems
+        found.append((line or 0, f"{where}{_dotted(loc)}: {message}"))
+    # In file order, as an editor would walk through them.
+    return [text for _, text in sorted(found, key=lambda item: item[0])]
 
 
 def parse_spec(text: str, *, source: str = "<spec>", path: Path | None = None) -> BuildSpec:

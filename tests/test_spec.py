@@ -1,0 +1,325 @@
+"""The build spec: defaults, and one test per class of mistake naming the field and line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from osbuild import resources
+from osbuild.errors import EXIT_INVALID_INPUT, SpecError
+from osbuild.spec import (
+    BuildSpec,
+    format_duration,
+    json_schema,
+    load_spec,
+    load_specs,
+    parse_duration,
+    parse_spec,
+)
+
+BASE = """\
+name: test-family
+windows:
+  version: "2022"
+  edition: SERVERSTANDARD
+  iso_image: win.iso
+virtio:
+  iso_image: virtio-win.iso
+cloudbase_init:
+  msi: CloudbaseInitSetup_x64.msi
+builder:
+  flavor: m1.large
+image:
+  name: "test-{date}"
+"""
+SHA = "a" * 64
+
+
+@pytest.fixture
+def spec_dir(tmp_path: Path) -> Path:
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+    return tmp_path
+
+
+def load(spec_dir: Path, text: str) -> BuildSpec:
+    path = spec_dir / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_spec(path)
+
+
+def problems(spec_dir: Path, text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load(spec_dir, text)
+    assert info.value.exit_code == EXIT_INVALID_INPUT
+    return info.value.lines()
+
+
+def edit(old: str, new: str, base: str = BASE) -> str:
+    assert old in base, old
+    return base.replace(old, new, 1)
+
+
+def line_of(text: str, needle: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line:
+            return number
+    raise AssertionError(needle)
+
+
+def test_defaults_an_operator_expects(spec_dir: Path) -> None:
+    spec = load(spec_dir, BASE)
+    assert spec.windows.firmware == "bios"
+    assert spec.windows.locale == "en-US"
+    assert spec.windows.timezone == "UTC"
+    assert spec.windows.product_key is None
+    assert spec.windows.image_name == "Windows Server 2022 SERVERSTANDARD"
+    assert spec.virtio.winpe_drivers == ("viostor", "vioscsi", "NetKVM")
+    assert spec.updates.enabled is False
+    assert spec.builder.target == "volume"
+    assert spec.builder.disk_bus == "virtio"
+    assert spec.builder.timeout == 6 * 3600
+    assert spec.image.visibility == "private"
+    assert spec.source_path == (spec_dir / "spec.yaml").resolve()
+    assert len(spec.digest) == 64
+
+
+def test_spec_is_immutable(spec_dir: Path) -> None:
+    spec = load(spec_dir, BASE)
+    with pytest.raises(Exception, match="frozen"):
+        spec.name = "other"  # type: ignore[misc]
+    with pytest.raises(Exception, match="frozen"):
+        spec.windows.edition = "SERVERDATACENTER"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in resources.examples_dir().glob("*.yaml")))
+def test_examples_validate(tmp_path: Path, name: str) -> None:
+    text = (resources.examples_dir() / name).read_text()
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+    spec = load(tmp_path, text)
+    assert spec.name
+    assert spec.image_name_for("b1")
+
+
+def test_edition_is_case_insensitive_and_canonical(spec_dir: Path) -> None:
+    spec = load(spec_dir, edit("SERVERSTANDARD", "serverdatacentercore"))
+    assert spec.windows.edition == "SERVERDATACENTERCORE"
+    assert spec.windows.image_name == "Windows Server 2022 SERVERDATACENTERCORE"
+
+
+def test_kms_resolves_to_the_public_gvlk(spec_dir: Path) -> None:
+    spec = load(spec_dir, edit("iso_image: win.iso", "iso_image: win.iso\n  product_key: kms"))
+    assert spec.windows.resolved_product_key() == "VDYBN-27WPP-V4HQT-9VMD4-VMK7H"
+    # the key never shows in the spec's repr (logs, tracebacks)
+    assert "VDYBN" not in repr(spec)
+
+
+def test_explicit_product_key_is_secret(spec_dir: Path) -> None:
+    key = "ABCDE-12345-FGHIJ-67890-KLMNO"
+    spec = load(spec_dir, edit("iso_image: win.iso", f"iso_image: win.iso\n  product_key: {key}"))
+    assert spec.windows.resolved_product_key() == key
+    assert key not in repr(spec)
+    assert key not in spec.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("90m", 5400), ("4h", 14400), ("1h30m", 5400), ("45s", 45), ("2d", 172800), (120, 120)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+def test_duration_round_trip() -> None:
+    assert format_duration(5400) == "1h30m"
+    assert parse_duration(format_duration(3725)) == 3725
+
+
+def test_stage_timeouts_parse(spec_dir: Path) -> None:
+    spec = load(spec_dir, edit("flavor: m1.large", "flavor: m1.large\n  stage_timeouts:\n"
+                                                   "    updates: 3h\n    winpe: 45m"))
+    assert spec.builder.stage_timeouts.updates == 3 * 3600
+    assert spec.builder.stage_timeouts.winpe == 45 * 60
+
+
+# --------------------------------------------------------------------------- mistakes
+# (id, spec text, field named in the message, text the message must contain, line needle)
+MISTAKES = [
+    ("unknown key", edit("flavor: m1.large", "flavor: m1.large\n  flavour: m1.small"),
+     "builder.flavour", "unknown key", "flavour:"),
+    ("unknown top-level key", BASE + "extras: true\n", "extras", "unknown key", "extras:"),
+    ("wrong type", edit("flavor: m1.large", "flavor: m1.large\n  disk_gb: lots"),
+     "builder.disk_gb", "integer", "disk_gb:"),
+    ("wrong type bool", edit("iso_image: win.iso", "iso_image: win.iso\n  secure_boot: maybe"),
+     "windows.secure_boot", "boolean", "secure_boot:"),
+    ("wrong type list", edit("iso_image: virtio-win.iso",
+                             "iso_image: virtio-win.iso\n  winpe_drivers: viostor"),
+     "virtio.winpe_drivers", "tuple", "winpe_drivers:"),
+    ("bad enum", edit("flavor: m1.large", "flavor: m1.large\n  target: cloud"),
+     "builder.target", "'volume' or 'local'", "target:"),
+    ("bad version", edit('"2022"', '"2012"'), "windows.version", "'2016'", "version:"),
+    ("bad duration", edit("flavor: m1.large", "flavor: m1.large\n  timeout: forever"),
+     "builder.timeout", "not a duration", "timeout:"),
+    ("zero duration", edit("flavor: m1.large",
+                           "flavor: m1.large\n  stage_timeouts:\n    updates: 0m"),
+     "builder.stage_timeouts.updates", "positive", "updates:"),
+    ("missing required section", edit("builder:\n  flavor: m1.large\n", ""),
+     "builder", "required", None),
+    ("missing required field", edit("  flavor: m1.large\n", "  disk_gb: 40\n"),
+     "builder.flavor", "required", "builder:"),
+    ("out of range", edit("flavor: m1.large", "flavor: m1.large\n  disk_gb: 5"),
+     "builder.disk_gb", "greater than or equal to 20", "disk_gb:"),
+    ("bad edition for version", edit("SERVERSTANDARD", "Pro"),
+     "windows.edition", "not an edition of Windows 2022", "edition:"),
+    ("client edition for server list", edit(
+        'version: "2022"\n  edition: SERVERSTANDARD',
+        'version: "10"\n  edition: SERVERSTANDARD'),
+     "windows.edition", "not an edition of Windows 10", "edition:"),
+    ("secure boot without uefi", edit("iso_image: win.iso",
+                                      "iso_image: win.iso\n  secure_boot: true"),
+     "windows.secure_boot", "uefi", "secure_boot:"),
+    ("tpm without uefi", edit("iso_image: win.iso", "iso_image: win.iso\n  tpm: true"),
+     "windows.tpm", "uefi", "tpm:"),
+    ("windows 11 on bios", edit('version: "2022"\n  edition: SERVERSTANDARD',
+                                'version: "11"\n  edition: Pro'),
+     "windows.firmware", "needs uefi", "windows:"),
+    ("http url", edit("msi: CloudbaseInitSetup_x64.msi",
+                      f"msi: http://example.org/c.msi\n  sha256: '{SHA}'"),
+     "cloudbase_init.msi", "https", "msi:"),
+    ("url without sha256", edit("msi: CloudbaseInitSetup_x64.msi",
+                                "msi: https://example.org/c.msi"),
+     "cloudbase_init.sha256", "required", "cloudbase_init:"),
+    ("malformed sha256", edit("msi: CloudbaseInitSetup_x64.msi",
+                              "msi: https://example.org/c.msi\n  sha256: abc"),
+     "cloudbase_init.sha256", "64 hex digits", "sha256:"),
+    ("missing local msi", edit("msi: CloudbaseInitSetup_x64.msi", "msi: missing.msi"),
+     "cloudbase_init.msi", "file not found", "msi:"),
+    ("missing user script", BASE + "scripts:\n  - setup.ps1\n",
+     "scripts[0]", "file not found", "- setup.ps1"),
+    ("bad placeholder", edit("test-{date}", "test-{when}"),
+     "image.name", "unknown placeholder {when}", "name: \"test"),
+    ("reserved property", edit('name: "test-{date}"',
+                               'name: "test-{date}"\n  properties:\n    osbuild_family: x'),
+     "image.properties.osbuild_family", "osbuild's own", "osbuild_family:"),
+    ("bad family name", edit("name: test-family", "name: Test Family"),
+     "name", "lowercase", "name: Test"),
+    ("product key not text",
+     edit("iso_image: win.iso", "iso_image: win.iso\n  product_key: 12345"),
+     "windows.product_key", "must be text", "product_key:"),
+    ("bad product key",
+     edit("iso_image: win.iso", "iso_image: win.iso\n  product_key: ABCDE-12345"),
+     "windows.product_key", "XXXXX-XXXXX", "product_key:"),
+    ("no public kms key", edit(
+        'version: "2022"\n  edition: SERVERSTANDARD\n  iso_image: win.iso',
+        'version: "11"\n  edition: Education\n  iso_image: win.iso\n  firmware: uefi\n'
+        "  product_key: kms"),
+     "windows.product_key", "no public KMS key", "product_key:"),
+    ("bad locale", edit("iso_image: win.iso", "iso_image: win.iso\n  locale: english"),
+     "windows.locale", "not a locale", "locale:"),
+    ("unknown driver", edit("iso_image: virtio-win.iso",
+                            "iso_image: virtio-win.iso\n  winpe_drivers: [viostor, floppy]"),
+     "virtio.winpe_drivers", "unknown driver(s) floppy", "winpe_drivers:"),
+    ("storage driver missing for bus", edit("iso_image: virtio-win.iso",
+                                            "iso_image: virtio-win.iso\n  winpe_drivers: [NetKVM]"),
+     "virtio.winpe_drivers", "needs viostor", "winpe_drivers:"),
+    ("driver without a build for the version", edit(
+        "iso_image: virtio-win.iso",
+        "iso_image: virtio-win.iso\n  winpe_drivers: [viostor, qxldod]"),
+     "virtio.winpe_drivers", "no 2k22 build of qxldod", "winpe_drivers:"),
+    ("update cap out of range", BASE + "updates:\n  enabled: true\n  max_passes: 0\n",
+     "updates.max_passes", "greater than or equal to 1", "max_passes:"),
+    ("bad cloudbase-init option",
+     edit("msi: CloudbaseInitSetup_x64.msi",
+          "msi: CloudbaseInitSetup_x64.msi\n  config:\n    Bad-Key: 1"),
+     "cloudbase_init.config", "not a cloudbase-init option name", "config:"),
+    ("bad plugin path", edit("msi: CloudbaseInitSetup_x64.msi",
+                             "msi: CloudbaseInitSetup_x64.msi\n  plugins: ['rm -rf']"),
+     "cloudbase_init.plugins", "Python class path", "plugins:"),
+    ("bad account name", edit("msi: CloudbaseInitSetup_x64.msi",
+                              "msi: CloudbaseInitSetup_x64.msi\n  username: 'a;b'"),
+     "cloudbase_init.username", "Windows account name", "username:"),
+    ("multi-line text", edit("iso_image: win.iso", 'iso_image: "win\\nx.iso"'),
+     "windows.iso_image", "one line", "iso_image: \"win"),
+    ("internal field", BASE + "digest: abc\n", "digest", "unknown key", "digest:"),
+    ("duplicate key", edit("flavor: m1.large", "flavor: m1.large\n  flavor: m1.small"),
+     "builder.flavor", "given twice", "flavor: m1.small"),
+    ("yaml syntax error", edit("flavor: m1.large", "flavor: [m1.large"),
+     None, "not valid YAML", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "needle", "line_needle"),
+    [m[1:] for m in MISTAKES],
+    ids=[m[0] for m in MISTAKES],
+)
+def test_mistake_is_reported_with_field_and_line(
+    spec_dir: Path, text: str, field: str | None, needle: str, line_needle: str | None
+) -> None:
+    lines = problems(spec_dir, text)
+    assert len(lines) == 1, lines
+    message = lines[0]
+    assert message.startswith(f"{spec_dir / 'spec.yaml'}: ")
+    assert needle in message
+    if field is not None:
+        assert f": {field}: " in message, message
+    if line_needle is not None:
+        assert f": line {line_of(text, line_needle)}: " in message, message
+    elif field is None:
+        assert re.search(r": line \d+: ", message), message
+
+
+def test_every_problem_is_reported_at_once_in_file_order(spec_dir: Path) -> None:
+    text = edit("flavor: m1.large", "flavor: m1.large\n  target: cloud\n  disk_gb: 1")
+    text = edit("SERVERSTANDARD", "Home", text)
+    text = edit("test-{date}", "test-{when}", text)
+    lines = problems(spec_dir, text)
+    fields = [re.search(r"line \d+: ([\w.\[\]]+):", line).group(1) for line in lines]
+    assert fields == ["windows.edition", "builder.target", "builder.disk_gb", "image.name"]
+    numbers = [int(re.search(r"line (\d+):", line).group(1)) for line in lines]
+    assert numbers == sorted(numbers)
+
+
+def test_load_specs_reports_every_file(spec_dir: Path) -> None:
+    good = spec_dir / "good.yaml"
+    good.write_text(BASE)
+    bad = spec_dir / "bad.yaml"
+    bad.write_text(edit("SERVERSTANDARD", "Home"))
+    missing = spec_dir / "missing.yaml"
+    with pytest.raises(SpecError) as info:
+        load_specs([good, bad, missing])
+    lines = info.value.lines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{bad}: line 4: windows.edition")
+    assert lines[1].startswith(f"{missing}: cannot read spec")
+
+
+def test_non_mapping_and_non_utf8(spec_dir: Path) -> None:
+    with pytest.raises(SpecError, match="must be a YAML mapping"):
+        parse_spec("- a\n- b\n")
+    path = spec_dir / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(path)
+
+
+def test_json_schema_describes_the_spec() -> None:
+    schema = json_schema()
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert set(schema["required"]) >= {"name", "windows", "virtio", "cloudbase_init",
+                                       "builder", "image"}
+    assert "source_path" not in schema["properties"]
+    assert "digest" not in schema["properties"]
+    windows = schema["$defs"]["WindowsSpec"]
+    assert windows["additionalProperties"] is False
+    assert set(windows["properties"]["version"]["enum"]) == {"2016", "2019", "2022", "2025",
+                                                             "10", "11"}
+
+
+def test_a_rejected_product_key_is_not_echoed(spec_dir: Path) -> None:
+    secret = "ABCDE-12345-FGHIJ-67890-KLMN"  # one character short
+    lines = problems(spec_dir, edit("iso_image: win.iso",
+                                    f"iso_image: win.iso\n  product_key: {secret}"))
+    assert "windows.product_key" in lines[0]
+    assert secret not in lines[0]
