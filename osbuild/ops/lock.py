@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import socket
@@ -20,6 +21,8 @@ from openstack import exceptions as os_exc
 
 from osbuild import naming
 from osbuild.errors import LockBusy
+
+log = logging.getLogger(__name__)
 
 # The orchestrator refreshes the builder's heartbeat at least this often while it watches;
 # a heartbeat older than STALE_AFTER means nobody is watching that builder any more (the
@@ -275,6 +278,37 @@ def send_heartbeat(conn: Any, server: Any, *, now: datetime | None = None) -> st
     with contextlib.suppress(os_exc.NotFoundException):
         conn.compute.set_server_metadata(server, **{naming.PROP_HEARTBEAT: value})
     return value
+
+
+class Heartbeat:
+    """Refreshes a builder's heartbeat from the watcher's poll loop, at most every ``interval``.
+
+    Called in the loop rather than from a thread, so the connection is only ever used by
+    one thread. A failed stamp is logged, never raised: a missed heartbeat must not fail a
+    build (another host would only see it as stale after :data:`STALE_AFTER`).
+    """
+
+    def __init__(self, conn: Any, server: Any, *, interval: float = HEARTBEAT_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.conn = conn
+        self.server = server
+        self.interval = interval
+        self.clock = clock
+        self.last: float | None = None
+        self.sent = 0
+
+    def maybe_beat(self) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            return False
+        try:
+            send_heartbeat(self.conn, self.server)
+        except Exception as exc:  # transient API trouble: try again next poll
+            log.warning("could not refresh the builder heartbeat: %s", exc)
+            return False
+        self.last = now
+        self.sent += 1
+        return True
 
 
 @contextlib.contextmanager

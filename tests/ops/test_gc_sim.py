@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from osbuild import naming
 from osbuild.cli import main
 from osbuild.errors import EXIT_OK
-from osbuild.ops import gc, lock
+from osbuild.ops import gc
 from osbuild.ops.fingerprint import PROP_BUILD_TIME
 from osbuild.ops.state import BuildState, BuildStatus, StateStore
+
+from .helpers import image as _image
+from .helpers import public_key as _public_key
+from .helpers import server as _server
+from .helpers import volume as _volume
 
 DEAD = "20261126t010000-dead00"  # orchestrator killed on this host
 REMOTE = "20261126t020000-11fe00"  # running on another host, heartbeat fresh
@@ -34,56 +36,6 @@ class World:
     store: StateStore
     now: datetime  # "later": when gc runs in the test
     ids: dict[str, str]
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Any]:
-    from osbuild.sim import SimCloud
-
-    with SimCloud(speed=600.0) as cloud:
-        conn = cloud.connect()
-        # Something bootable that is not osbuild's, for the builders below.
-        _image(conn, "gc-test-boot", min_disk=1)
-        yield cloud
-
-
-def _public_key() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
-
-
-def _server(conn: Any, build_id: str, family: str, heartbeat: datetime | None) -> Any:
-    metadata = naming.labels(build_id, family, "builder")
-    if heartbeat is not None:
-        metadata[naming.PROP_HEARTBEAT] = lock.format_heartbeat(heartbeat)
-    network = conn.network.find_network("private")
-    image = conn.image.find_image("gc-test-boot")
-    return conn.compute.create_server(
-        name=naming.resource_name(build_id, "builder"),
-        flavor_id=conn.compute.find_flavor("m1.small").id,
-        image_id=image.id,
-        block_device_mapping=[{"boot_index": 0, "uuid": image.id, "source_type": "image",
-                               "destination_type": "local", "delete_on_termination": True}],
-        networks=[{"uuid": network.id}],
-        tags=[naming.TAG, naming.build_tag(build_id)],
-        metadata=metadata,
-    )
-
-
-def _volume(conn: Any, build_id: str, role: str) -> Any:
-    return conn.block_storage.create_volume(
-        size=1, name=naming.resource_name(build_id, role),
-        metadata=naming.labels(build_id, "ws2022", role),
-    )
-
-
-def _image(conn: Any, name: str, **props: Any) -> Any:
-    return conn.image.create_image(
-        name=name, data=b"\0" * 1024, disk_format="raw", container_format="bare",
-        allow_duplicates=True, **props,
-    )
 
 
 @pytest.fixture

@@ -202,3 +202,14 @@ def test_build_lock_takes_both_and_releases(tmp_path: Path) -> None:
     ):
         pass
     lock.LocalLock(other_dir, "c", "ws2022").acquire()
+
+
+def test_heartbeat_failure_is_logged_not_raised() -> None:
+    class Failing(FakeCompute):
+        def set_server_metadata(self, server: FakeServer, **metadata: str) -> None:
+            raise ConnectionError("connection reset")
+
+    conn = FakeConn([])
+    conn.compute = Failing([])
+    beat = lock.Heartbeat(conn, "srv", interval=60, clock=lambda: 0.0)
+    assert beat.maybe_beat() is False and beat.sent == 0
