@@ -39,9 +39,6 @@ def server(conn: Any, build_id: str, family: str, heartbeat: datetime | None) ->
         name=naming.resource_name(build_id, "builder"),
         flavor_id=conn.compute.find_flavor("m1.small").id,
         image_id=boot.id,
-        # The simulator wants the root mapping spelled out next to imageRef.
-        block_device_mapping=[{"boot_index": 0, "uuid": boot.id, "source_type": "image",
-                               "destination_type": "local", "delete_on_termination": True}],
         networks=[{"uuid": network.id}],
         tags=[naming.TAG, naming.build_tag(build_id)],
         metadata=metadata,
