@@ -9,8 +9,9 @@ Convention (documented in the README for other tooling):
   ``osbuild_build_id``, ``osbuild_family``, ``osbuild_role``, ``osbuild_heartbeat``.
 - Cinder volumes and Glance images: metadata/properties ``osbuild_build_id``,
   ``osbuild_family``, ``osbuild_role``; Glance images also carry the tag ``osbuild``.
-- Published images: ``osbuild_family``, ``osbuild_build_id``, ``osbuild_version`` and,
-  for the family's current image, the tag :data:`CURRENT_TAG`.
+- Published images: ``osbuild_family``, ``osbuild_build_id``, ``osbuild_image_version``
+  (sortable: the build id), ``osbuild_verify`` (``pending``, ``passed``, ``failed``,
+  ``skipped``) and, for the family's current image, the tag :data:`CURRENT_TAG`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PROP_BUILD_ID = "osbuild_build_id"
 PROP_FAMILY = "osbuild_family"
 PROP_ROLE = "osbuild_role"
 PROP_HEARTBEAT = "osbuild_heartbeat"
+PROP_IMAGE_VERSION = "osbuild_image_version"
+PROP_VERIFY = "osbuild_verify"
 
 _BUILD_ID_RE = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
 

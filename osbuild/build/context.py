@@ -47,6 +47,8 @@ class TrackedResource:
     step: str
     delete: Callable[[], None]
     keep_on_success: bool = False
+    # Kept when the build fails too: an image that failed its boot test, kept hidden.
+    keep_on_failure: bool = False
     done: bool = False  # deleted already, by its step or a later one
 
     def label(self) -> str:

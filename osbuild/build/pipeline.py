@@ -20,9 +20,11 @@ from osbuild.build.steps.boot_builder import BootBuilder
 from osbuild.build.steps.capture_image import CaptureImage
 from osbuild.build.steps.create_volumes import CreateVolumes
 from osbuild.build.steps.preflight import Preflight
+from osbuild.build.steps.promote_image import PromoteImage
 from osbuild.build.steps.publish_image import PublishImage
 from osbuild.build.steps.render_config import RenderConfig
 from osbuild.build.steps.upload_config_iso import UploadConfigIso
+from osbuild.build.steps.verify_image import VerifyImage
 from osbuild.build.steps.watch_install import WatchInstall
 from osbuild.errors import OsbuildError
 from osbuild.naming import new_build_id
@@ -39,7 +41,9 @@ def build_steps() -> list[Step]:
         BootBuilder(),
         WatchInstall(),
         CaptureImage(),
-        PublishImage(),
+        PublishImage(),  # hidden, with properties; not yet current
+        VerifyImage(),
+        PromoteImage(),
     ]
 
 

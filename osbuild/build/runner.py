@@ -75,6 +75,9 @@ def _clean_up(ctx: BuildContext, *, succeeded: bool) -> tuple[list[str], list[st
             continue
         if succeeded and resource.keep_on_success:
             continue
+        if not succeeded and resource.keep_on_failure:
+            kept.append(resource.label())
+            continue
         if not succeeded and ctx.options.keep_on_failure and resource.kind in KEPT_ON_FAILURE:
             kept.append(resource.label())
             continue

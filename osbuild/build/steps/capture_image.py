@@ -45,6 +45,8 @@ class CaptureImage:
         ctx.track("image", image_id, name,
                   lambda: delete_image(ctx.conn, image_id, time_scale=ctx.options.time_scale),
                   keep_on_success=True)
+        # Hidden from default listings until the boot test has passed and it is promoted.
+        ctx.call(ctx.conn.image.update_image, image_id, is_hidden=True)
 
     def _upload_volume(self, ctx: BuildContext, name: str, deadline: Deadline) -> str:
         conn = ctx.conn

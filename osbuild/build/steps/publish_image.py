@@ -1,4 +1,8 @@
-"""Give the captured image its final name, properties, tags and visibility."""
+"""Give the captured image its properties while it is still hidden and unproven.
+
+The final name, visibility, tags and members come with promotion, after the boot test: until
+then the image is hidden, private, and marked ``osbuild_verify=pending`` (or ``skipped``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from datetime import UTC, datetime
 from osbuild import __version__, naming
 from osbuild.build.context import BuildContext
 from osbuild.build.steps.preflight import hardware_properties
+from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
 
 
 def provenance(ctx: BuildContext) -> dict[str, str]:
@@ -26,6 +31,16 @@ def provenance(ctx: BuildContext) -> dict[str, str]:
     }
 
 
+def lifecycle_properties(ctx: BuildContext) -> dict[str, str]:
+    """What `osbuild images` sorts and filters a family by."""
+    return {
+        naming.PROP_ROLE: "image",
+        # Build ids start with a UTC timestamp: they sort in build order.
+        naming.PROP_IMAGE_VERSION: ctx.build_id,
+        naming.PROP_VERIFY: VERIFY_PENDING if ctx.spec.verify.enabled else VERIFY_SKIPPED,
+    }
+
+
 class PublishImage:
     name = "publish"
 
@@ -33,21 +48,20 @@ class PublishImage:
         spec = ctx.spec
         conn = ctx.conn
         image_id = ctx.require(ctx.image_id, "image_id")
-        name = spec.image_name_for(ctx.build_id)
         properties = {
             **hardware_properties(ctx),
             **spec.image.properties,
             **provenance(ctx),
+            **lifecycle_properties(ctx),
         }
         image = ctx.call(
             conn.image.update_image, image_id,
-            name=name,
-            visibility=spec.image.visibility,
+            is_hidden=True,
+            visibility="private",
             min_disk=spec.min_disk_gb,
             min_ram=spec.image.min_ram,
             **properties,
         )
-        for tag in (naming.TAG, *spec.image.tags):
-            ctx.call(conn.image.add_tag, image_id, tag)
-        ctx.image_name = image.name or name
+        ctx.call(conn.image.add_tag, image_id, naming.TAG)
+        ctx.image_name = image.name
         ctx.image_properties = {k: str(v) for k, v in properties.items()}

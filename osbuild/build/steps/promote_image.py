@@ -1,0 +1,58 @@
+"""Promote the proven image: final name, visibility, tags and members; current; rotate.
+
+Rotation failing does not fail the build: the new image is current and good; the old ones
+are left for `osbuild images prune`, and a warning says so.
+"""
+
+from __future__ import annotations
+
+from openstack import exceptions as sdk_exc
+
+from osbuild import naming
+from osbuild.build.context import BuildContext
+from osbuild.cloud.retry import status_of
+from osbuild.errors import OsbuildError
+from osbuild.images import RotationPolicy, mark_current, prune
+
+
+class PromoteImage:
+    name = "promote"
+
+    def run(self, ctx: BuildContext) -> None:
+        spec = ctx.spec
+        conn = ctx.conn
+        image_id = ctx.require(ctx.image_id, "image_id")
+        name = spec.image_name_for(ctx.build_id)
+        image = ctx.call(conn.image.update_image, image_id, name=name,
+                         visibility=spec.image.visibility)
+        for tag in spec.image.tags:
+            ctx.call(conn.image.add_tag, image_id, tag)
+        for member in spec.image.members:
+            self._add_member(ctx, image_id, member)
+        mark_current(conn, image_id, spec.name, time_scale=ctx.options.time_scale)
+        ctx.image_name = image.name or name
+        ctx.emit("image.promoted", image_id=image_id, image_name=ctx.image_name,
+                 tag=naming.CURRENT_TAG)
+        self._rotate(ctx)
+
+    def _add_member(self, ctx: BuildContext, image_id: str, member: str) -> None:
+        try:
+            ctx.call(ctx.conn.image.add_member, image_id, member=member)
+        except sdk_exc.HttpException as exc:
+            if status_of(exc) != 409:  # already a member
+                raise
+
+    def _rotate(self, ctx: BuildContext) -> None:
+        policy = RotationPolicy.from_spec(ctx.spec.image)
+        try:
+            decisions = prune(ctx.conn, ctx.spec.name, policy,
+                              time_scale=ctx.options.time_scale)
+        except (OsbuildError, sdk_exc.SDKException) as exc:
+            ctx.emit("warning", message=f"rotation of {ctx.spec.name} failed ({exc}); run "
+                     f"osbuild images prune --family {ctx.spec.name}")
+            return
+        for decision in decisions:
+            if decision.action != "keep":
+                ctx.emit("image.rotated", image_id=decision.image.id,
+                         image_name=decision.image.name, action=decision.action,
+                         reason=decision.reason)

@@ -1,0 +1,299 @@
+"""Boot-test the new image before it may become current.
+
+A test server boots from the image with a keypair generated here; it passes when, within the
+deadline, it is ACTIVE, cloudbase-init reports on the console that it finished and which
+metadata service it used, the password it posted to os-server-password decrypts with the
+private key (what `nova get-password` does) and the spec's console regexes hold. The private
+key and the password live only in this process's memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from openstack import exceptions as sdk_exc
+
+from osbuild import naming
+from osbuild.build.clock import Deadline
+from osbuild.build.console import Transcript
+from osbuild.build.context import BuildContext
+from osbuild.build.create import create_behind_lookup
+from osbuild.build.steps.boot_builder import server_fault
+from osbuild.build.waits import wait_for_status
+from osbuild.cloud.delete import delete_keypair, delete_server
+from osbuild.cloud.retry import is_not_found, status_of
+from osbuild.errors import BuildFailed, StageTimeout, VerifyFailed
+from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
+from osbuild.spec import format_duration
+
+DONE_RE = re.compile(r"Plugins execution done")
+METADATA_RE = re.compile(r"Metadata service loaded: '([^']+)'")
+CONSOLE_LINES = 2000
+# Once cloudbase-init is done, how long to wait for a late password or a late user regex
+# (cloud seconds) before calling the check failed instead of waiting out the deadline.
+GRACE_AFTER_DONE = 300.0
+
+
+@dataclass
+class _Progress:
+    done: bool = False
+    metadata_service: str | None = None
+    password_ok: bool = False
+    done_at: float | None = None
+    unmatched: list[str] = field(default_factory=list)
+
+
+def _verify_failed(check: str, detail: str) -> VerifyFailed:
+    return VerifyFailed(f"check {check} failed: {detail}", stage="verify")
+
+
+def new_keypair() -> tuple[rsa.RSAPrivateKey, str]:
+    """An RSA key (cloudbase-init encrypts with RSA PKCS#1 v1.5) and its OpenSSH public key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    return key, public.decode("ascii") + " osbuild-verify"
+
+
+def decrypts(key: rsa.RSAPrivateKey, encrypted: str) -> bool:
+    """Whether the posted password decrypts to text; the plaintext is dropped at once."""
+    try:
+        plain = key.decrypt(base64.b64decode(encrypted.strip(), validate=False),
+                            padding.PKCS1v15())
+    except (ValueError, binascii.Error):
+        return False
+    ok = bool(plain)
+    try:
+        plain.decode("utf-8")
+    except UnicodeDecodeError:
+        ok = False
+    del plain
+    return ok
+
+
+def _api_message(exc: sdk_exc.HttpException) -> str:
+    details = getattr(exc, "details", None) or str(exc)
+    return str(details).strip().splitlines()[0]
+
+
+class VerifyImage:
+    name = "verify"
+
+    def run(self, ctx: BuildContext) -> None:
+        if not ctx.spec.verify.enabled:
+            ctx.emit("verify.skipped")
+            return
+        image_id = ctx.require(ctx.image_id, "image_id")
+        try:
+            self._verify(ctx, image_id)
+        except VerifyFailed as exc:
+            self._mark(ctx, image_id, VERIFY_FAILED)
+            if ctx.spec.verify.on_failure == "hide":
+                image = ctx.find_resource("image", image_id)
+                if image is not None:
+                    image.keep_on_failure = True
+            ctx.emit("verify.failed", reason=exc.reason, image_id=image_id,
+                     console=str(ctx.workdir / "verify-console.log"))
+            raise
+        self._mark(ctx, image_id, VERIFY_PASSED)
+
+    def _mark(self, ctx: BuildContext, image_id: str, verdict: str) -> None:
+        ctx.call(ctx.conn.image.update_image, image_id, **{naming.PROP_VERIFY: verdict})
+        ctx.image_properties[naming.PROP_VERIFY] = verdict
+
+    def _verify(self, ctx: BuildContext, image_id: str) -> None:
+        spec = ctx.spec
+        deadline = Deadline.after(ctx.clock, spec.verify_timeout, "verify")
+        key, public_key = new_keypair()
+        keypair = self._import_keypair(ctx, public_key)
+        server_id = self._boot(ctx, image_id, keypair)
+        try:
+            wait_for_status(
+                ctx, lambda: ctx.conn.compute.get_server(server_id), want="active",
+                failures=("error",), deadline=deadline, what=f"test server {server_id}",
+                on_failure=server_fault, interval=ctx.options.poll_min / 2,
+            )
+        except StageTimeout as exc:
+            raise _verify_failed("server-active", exc.reason) from None
+        except BuildFailed as exc:
+            raise _verify_failed("server-active", exc.reason) from None
+        transcript = Transcript.to_file(ctx.workdir / "verify-console.log")
+        try:
+            progress = self._watch(ctx, server_id, key, transcript, deadline)
+        finally:
+            transcript.close()
+        ctx.emit("verify.passed", image_id=image_id, metadata_service=progress.metadata_service)
+        # Done with the test server and key: remove them now, not at the end of the build.
+        for kind, resource_id in (("server", server_id), ("keypair", keypair)):
+            resource = ctx.find_resource(kind, resource_id)
+            if resource is not None and not resource.done:
+                resource.delete()
+                resource.done = True
+                ctx.emit("resource.deleted", kind=kind, id=resource_id, name=resource.name)
+
+    # ------------------------------------------------------------------ resources
+
+    def _import_keypair(self, ctx: BuildContext, public_key: str) -> str:
+        conn = ctx.conn
+        name = naming.resource_name(ctx.build_id, "verify")
+
+        def lookup():  # type: ignore[no-untyped-def]
+            return conn.compute.find_keypair(name, ignore_missing=True)
+
+        create_behind_lookup(
+            ctx, lambda: conn.compute.create_keypair(name=name, public_key=public_key),
+            lookup, what="the verify keypair",
+        )
+        ctx.track("keypair", name, name,
+                  lambda: delete_keypair(conn, name, time_scale=ctx.options.time_scale))
+        return name
+
+    def _resolve(self, ctx: BuildContext) -> tuple[Any, str | None]:
+        verify = ctx.spec.verify
+        resolved = ctx.require(ctx.resolved, "resolved")
+        wanted = verify.flavor or resolved.flavor_id
+        flavor = ctx.call(ctx.conn.compute.find_flavor, wanted, ignore_missing=True)
+        if flavor is None:
+            raise _verify_failed("flavor", f"verify.flavor: no flavor {wanted!r}")
+        network_id = resolved.network_id
+        if verify.network:
+            network = ctx.call(ctx.conn.network.find_network, verify.network,
+                               ignore_missing=True)
+            if network is None:
+                raise _verify_failed("network", f"verify.network: no network "
+                                                f"{verify.network!r}")
+            network_id = network.id
+        return flavor, network_id
+
+    def _boot(self, ctx: BuildContext, image_id: str, keypair: str) -> str:
+        conn = ctx.conn
+        spec = ctx.spec
+        flavor, network_id = self._resolve(ctx)
+        # A flavor without a root disk (or a smaller one than the image needs) can only boot
+        # from a volume: Nova refuses an image-backed server on it.
+        from_volume = spec.verify.boot_from_volume or (flavor.disk or 0) < spec.min_disk_gb
+        if from_volume and not spec.verify.boot_from_volume:
+            ctx.emit("warning", message=f"verify: flavor {flavor.name} has a {flavor.disk or 0}"
+                     f" GB root disk; booting the test server from a volume")
+        name = naming.resource_name(ctx.build_id, "verify")
+        tag = naming.build_tag(ctx.build_id)
+        args: dict[str, Any] = {
+            "name": name,
+            "flavor_id": flavor.id,
+            "key_name": keypair,
+            "networks": [{"uuid": network_id}] if network_id else "none",
+            "tags": [naming.TAG, tag],
+            "metadata": naming.labels(ctx.build_id, spec.name, "verify"),
+        }
+        if from_volume:
+            # Nova makes the root volume from the image; it goes with the server.
+            args["block_device_mapping"] = [{
+                "boot_index": 0, "uuid": image_id, "source_type": "image",
+                "destination_type": "volume", "device_type": "disk",
+                "volume_size": spec.min_disk_gb, "delete_on_termination": True,
+            }]
+        else:
+            # The root disk mapping Nova would derive from imageRef, spelled out (as
+            # novaclient does) so clouds that insist on an explicit boot index 0 accept it.
+            args["image_id"] = image_id
+            args["block_device_mapping"] = [{
+                "boot_index": 0, "uuid": image_id, "source_type": "image",
+                "destination_type": "local", "device_type": "disk",
+                "delete_on_termination": True,
+            }]
+        if spec.builder.availability_zone:
+            args["availability_zone"] = spec.builder.availability_zone
+
+        def lookup():  # type: ignore[no-untyped-def]
+            found = [s for s in conn.compute.servers(tags=tag) if s.name == name]
+            return found[0] if found else None
+
+        try:
+            server = create_behind_lookup(ctx, lambda: conn.compute.create_server(**args),
+                                          lookup, what="the test server")
+        except sdk_exc.HttpException as exc:
+            raise _verify_failed("server-create", _api_message(exc)) from None
+        ctx.track("server", server.id, name,
+                  lambda: delete_server(conn, server.id, time_scale=ctx.options.time_scale))
+        return str(server.id)
+
+    # ------------------------------------------------------------------ checks
+
+    def _watch(self, ctx: BuildContext, server_id: str, key: rsa.RSAPrivateKey,
+               transcript: Transcript, deadline: Deadline) -> _Progress:
+        verify = ctx.spec.verify
+        must = [re.compile(p, re.MULTILINE) for p in verify.console_must_match]
+        must_not = [re.compile(p, re.MULTILINE) for p in verify.console_must_not_match]
+        progress = _Progress(unmatched=list(verify.console_must_match))
+        while True:
+            new = self._poll(ctx, server_id, transcript)
+            for line in new:
+                for pattern in must_not:
+                    if pattern.search(line):
+                        raise _verify_failed("console_must_not_match",
+                                             f"the console shows {pattern.pattern!r}")
+                if not progress.done and DONE_RE.search(line):
+                    progress.done = True
+                    progress.done_at = ctx.clock.now()
+                found = METADATA_RE.search(line)
+                if found and progress.metadata_service is None:
+                    progress.metadata_service = found.group(1)
+            text = "\n".join(transcript.tail(len(transcript.lines) + 1))
+            progress.unmatched = [p.pattern for p in must if not p.search(text)]
+            if progress.done and not progress.password_ok:
+                progress.password_ok = self._password(ctx, server_id, key)
+            if (progress.done and progress.metadata_service and progress.password_ok
+                    and not progress.unmatched):
+                return progress
+            self._check_time(ctx, progress, deadline)
+            ctx.clock.sleep(ctx.options.poll_min, ctx.cancel)
+
+    def _check_time(self, ctx: BuildContext, progress: _Progress, deadline: Deadline) -> None:
+        waited = format_duration(deadline.seconds)
+        grace_over = (progress.done_at is not None
+                      and ctx.clock.now() - progress.done_at > GRACE_AFTER_DONE)
+        if not deadline.expired and not grace_over:
+            return
+        if not progress.done:
+            raise _verify_failed("cloudbase-init", f"the console did not show 'Plugins "
+                                 f"execution done' within {waited} (verify-console.log)")
+        if not progress.metadata_service:
+            raise _verify_failed("metadata-service", "cloudbase-init finished without "
+                                 "loading a metadata service")
+        if not progress.password_ok:
+            raise _verify_failed("password", "no password was posted to os-server-password")
+        raise _verify_failed("console_must_match", "the console never showed "
+                             + ", ".join(repr(p) for p in progress.unmatched))
+
+    def _poll(self, ctx: BuildContext, server_id: str, transcript: Transcript) -> list[str]:
+        try:
+            reply: Any = ctx.call(ctx.conn.compute.get_server_console_output, server_id,
+                                  length=CONSOLE_LINES)
+        except sdk_exc.HttpException as exc:
+            if status_of(exc) == 409 or is_not_found(exc):
+                return []  # no host yet, or no console log on this cloud
+            raise
+        output = reply.get("output", "") if isinstance(reply, dict) else str(reply or "")
+        got = output.count("\n")
+        result = transcript.stitch(output, complete_log=got < CONSOLE_LINES)
+        return result.new_lines
+
+    def _password(self, ctx: BuildContext, server_id: str, key: rsa.RSAPrivateKey) -> bool:
+        try:
+            encrypted = ctx.call(ctx.conn.compute.get_server_password, server_id)
+        except sdk_exc.HttpException as exc:
+            if is_not_found(exc):
+                return False
+            raise
+        if not encrypted:
+            return False
+        if not decrypts(key, encrypted):
+            raise _verify_failed("password", "the password posted to os-server-password "
+                                 "does not decrypt with the test keypair's private key")
+        return True

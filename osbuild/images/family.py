@@ -1,0 +1,132 @@
+"""An image family as Glance holds it: every image carrying ``osbuild_family=<name>``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from openstack.connection import Connection
+
+from osbuild import naming
+from osbuild.cloud.retry import retrying
+from osbuild.images.usage import image_users
+
+VERIFY_PASSED = "passed"
+VERIFY_FAILED = "failed"
+VERIFY_SKIPPED = "skipped"
+VERIFY_PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class FamilyImage:
+    id: str
+    name: str
+    family: str
+    version: str
+    build_id: str
+    status: str
+    verify: str
+    current: bool
+    hidden: bool
+    protected: bool
+    visibility: str
+    created_at: datetime | None
+    in_use: int
+
+    @property
+    def verified(self) -> bool:
+        return self.verify == VERIFY_PASSED
+
+    @property
+    def promotable(self) -> bool:
+        """Passed its boot test, or was built with the test switched off on purpose."""
+        return self.status == "active" and self.verify in (VERIFY_PASSED, VERIFY_SKIPPED)
+
+    def age(self, now: datetime | None = None) -> float | None:
+        if self.created_at is None:
+            return None
+        return ((now or datetime.now(UTC)) - self.created_at).total_seconds()
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        age = self.age(now)
+        return {
+            "id": self.id, "name": self.name, "family": self.family,
+            "version": self.version, "build_id": self.build_id, "status": self.status,
+            "verify": self.verify, "current": self.current, "hidden": self.hidden,
+            "protected": self.protected, "visibility": self.visibility,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "age_seconds": round(age) if age is not None else None,
+            "in_use": self.in_use,
+        }
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _properties(image: Any) -> dict[str, Any]:
+    props = dict(getattr(image, "properties", None) or {})
+    return props
+
+
+def from_glance(image: Any, in_use: int = 0) -> FamilyImage:
+    props = _properties(image)
+    build_id = str(props.get(naming.PROP_BUILD_ID, ""))
+    return FamilyImage(
+        id=str(image.id),
+        name=str(image.name or ""),
+        family=str(props.get(naming.PROP_FAMILY, "")),
+        # Images published before versions existed sort by their build id.
+        version=str(props.get(naming.PROP_IMAGE_VERSION) or build_id),
+        build_id=build_id,
+        status=str(image.status or "").lower(),
+        verify=str(props.get(naming.PROP_VERIFY, VERIFY_SKIPPED)),
+        current=naming.CURRENT_TAG in (image.tags or []),
+        hidden=bool(image.is_hidden),
+        protected=bool(image.is_protected),
+        visibility=str(image.visibility or ""),
+        created_at=parse_time(image.created_at),
+        in_use=in_use,
+    )
+
+
+def glance_family(conn: Connection, family: str, *, time_scale: float = 1.0) -> list[Any]:
+    """The family's Glance images, hidden ones included (Glance lists them separately)."""
+    found: dict[str, Any] = {}
+    for hidden in (False, True):
+        images = retrying(lambda h=hidden: list(conn.image.images(tag=naming.TAG, is_hidden=h)),
+                          time_scale=time_scale)
+        for image in images:
+            if _properties(image).get(naming.PROP_FAMILY) != family:
+                continue
+            # Temporary images (config ISO, blank root) carry the family too, with a role.
+            if _properties(image).get(naming.PROP_ROLE) not in (None, "image"):
+                continue
+            found[str(image.id)] = image
+    return list(found.values())
+
+
+def list_family(conn: Connection, family: str, *, with_usage: bool = True,
+                time_scale: float = 1.0) -> list[FamilyImage]:
+    """The family's images, newest version first."""
+    images = glance_family(conn, family, time_scale=time_scale)
+    users = image_users(conn, time_scale=time_scale) if with_usage and images else {}
+    members = [from_glance(i, len(users.get(str(i.id), ()))) for i in images]
+    return sort_newest_first(members)
+
+
+def sort_newest_first(images: list[FamilyImage]) -> list[FamilyImage]:
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(images, key=lambda i: (i.version, i.created_at or epoch, i.id), reverse=True)
+
+
+def current_of(images: list[FamilyImage]) -> FamilyImage | None:
+    """The current image; during a promotion two may carry the tag: the newer wins."""
+    return next((i for i in sort_newest_first(images) if i.current), None)

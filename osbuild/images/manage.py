@@ -1,0 +1,106 @@
+"""Changing a family: prune per policy, mark an image current, promote, roll back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from openstack.connection import Connection
+
+from osbuild import naming
+from osbuild.cloud.delete import delete_image
+from osbuild.cloud.retry import is_not_found, retrying
+from osbuild.errors import InvalidInput
+from osbuild.images.family import (
+    FamilyImage,
+    current_of,
+    from_glance,
+    glance_family,
+    list_family,
+)
+from osbuild.images.policy import Decision, RotationPolicy, plan
+
+
+def prune(conn: Connection, family: str, policy: RotationPolicy, *, dry_run: bool = False,
+          now: datetime | None = None, time_scale: float = 1.0) -> list[Decision]:
+    """Apply ``policy`` to ``family``; with ``dry_run`` only say what would happen."""
+    decisions = plan(list_family(conn, family, time_scale=time_scale), policy, now)
+    if dry_run:
+        return decisions
+    for decision in decisions:
+        image_id = decision.image.id
+        if decision.action == "hide":
+            retrying(lambda i=image_id: conn.image.update_image(i, is_hidden=True),
+                     time_scale=time_scale)
+        elif decision.action == "delete":
+            delete_image(conn, image_id, time_scale=time_scale)
+    return decisions
+
+
+def mark_current(conn: Connection, image_id: str, family: str, *,
+                 time_scale: float = 1.0) -> None:
+    """Make ``image_id`` the family's current image and take the tag from the others.
+
+    The new image gets the tag first: a reader sees at most a moment with two current
+    images (and takes the newer version), never a moment with none. The images that lose
+    the tag are hidden: superseded images leave default listings at once.
+    """
+    retrying(lambda: conn.image.update_image(image_id, is_hidden=False), time_scale=time_scale)
+    retrying(lambda: conn.image.add_tag(image_id, naming.CURRENT_TAG), time_scale=time_scale)
+    for image in glance_family(conn, family, time_scale=time_scale):
+        if str(image.id) == image_id or naming.CURRENT_TAG not in (image.tags or []):
+            continue
+        _remove_current_tag(conn, str(image.id), time_scale)
+        retrying(lambda i=str(image.id): conn.image.update_image(i, is_hidden=True),
+                 time_scale=time_scale)
+
+
+def _remove_current_tag(conn: Connection, image_id: str, time_scale: float) -> None:
+    def remove() -> None:
+        try:
+            conn.image.remove_tag(image_id, naming.CURRENT_TAG)
+        except Exception as exc:
+            if not is_not_found(exc):  # already gone: someone else got there first
+                raise
+
+    retrying(remove, time_scale=time_scale)
+
+
+def _get(conn: Connection, image_id: str, time_scale: float) -> Any:
+    try:
+        return retrying(lambda: conn.image.get_image(image_id), time_scale=time_scale)
+    except Exception as exc:
+        if is_not_found(exc):
+            raise InvalidInput([f"image {image_id}: not found in Glance"]) from None
+        raise
+
+
+def promote(conn: Connection, image_id: str, *, time_scale: float = 1.0) -> FamilyImage:
+    """Make a verified image of a family current again."""
+    image = from_glance(_get(conn, image_id, time_scale))
+    if not image.family:
+        raise InvalidInput([f"image {image_id}: not an osbuild image "
+                            f"(no {naming.PROP_FAMILY} property)"])
+    if image.status != "active":
+        raise InvalidInput([f"image {image_id}: status is {image.status}, not active"])
+    if not image.promotable:
+        raise InvalidInput([f"image {image_id}: {naming.PROP_VERIFY} is {image.verify}; only "
+                            "an image that passed its boot test can be promoted"])
+    mark_current(conn, image.id, image.family, time_scale=time_scale)
+    return from_glance(_get(conn, image_id, time_scale))
+
+
+def rollback(conn: Connection, family: str, *, time_scale: float = 1.0) -> FamilyImage:
+    """Make the verified image before the current one current again."""
+    images = list_family(conn, family, with_usage=False, time_scale=time_scale)
+    if not images:
+        raise InvalidInput([f"family {family}: no images"])
+    current = current_of(images)
+    if current is None:
+        raise InvalidInput([f"family {family}: no current image to roll back from "
+                            f"(promote one with: osbuild images promote ID)"])
+    previous = [i for i in images if i.promotable and i.version < current.version]
+    if not previous:
+        raise InvalidInput([f"family {family}: no verified image older than the current "
+                            f"one ({current.name}, {current.id})"])
+    return promote(conn, previous[0].id, time_scale=time_scale)
