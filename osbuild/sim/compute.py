@@ -327,6 +327,10 @@ def create_server(call: Call) -> Response:
     raw_bdms = body.get("block_device_mapping_v2") or []
     if not isinstance(raw_bdms, list) or not all(isinstance(b, dict) for b in raw_bdms):
         raise _bad_create("Invalid input for field/attribute block_device_mapping_v2.")
+    if not raw_bdms and image_ref:
+        # A plain boot from an image: Nova makes the image the local root disk itself.
+        raw_bdms = [{"boot_index": 0, "source_type": "image", "destination_type": "local",
+                     "uuid": image_ref, "delete_on_termination": True}]
     try:
         hypervisor.check_mappings(raw_bdms, image_ref)
     except hypervisor.MappingError as exc:
@@ -336,10 +340,6 @@ def create_server(call: Call) -> Response:
             raise _bad_create(f"Block Device Mapping is Invalid: failed to get image "
                               f"{entry.get('uuid')}.")
     mappings = machines.normalise_mappings(raw_bdms)
-    if image is not None and not any(m.boot_index == 0 for m in mappings):
-        # Nova turns imageRef into the root disk mapping (image -> local, boot_index 0).
-        mappings.insert(0, machines.Mapping(0, "image", "local", "disk", None, image.id, None,
-                                            True))
     root = next((m for m in mappings if m.boot_index == 0), None)
     if root is not None and root.destination_type == "local" and root.source_type == "image":
         root_image = world.images[root.uuid or ""]

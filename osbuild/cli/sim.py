@@ -1,0 +1,62 @@
+"""`osbuild sim serve`: run the simulated OpenStack cloud until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from types import FrameType
+
+from osbuild.errors import InvalidInput
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sim", help="run the simulated OpenStack cloud")
+    actions = parser.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+    serve = actions.add_parser(
+        "serve", help="serve the simulated cloud over HTTP on 127.0.0.1 until interrupted"
+    )
+    serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
+    serve.add_argument("--clouds-yaml", required=True, metavar="PATH",
+                       help="write a clouds.yaml with the cloud 'osbuild-sim' here (mode 0600)")
+    serve.add_argument("--speed", type=float,
+                       default=float(os.environ.get("OSBUILD_SIM_SPEED", "600")),
+                       help="simulated seconds per real second (default 600)")
+    serve.add_argument("--faults", metavar="FILE", default=os.environ.get("OSBUILD_SIM_FAULTS"),
+                       help="faults file (YAML), see etc/sim-faults.example.yaml")
+    serve.add_argument("--application-credential", action="store_true",
+                       help="write an application credential instead of a password")
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from osbuild.sim import SimCloud
+
+    if args.speed <= 0:
+        raise InvalidInput(["--speed must be positive"])
+    if not 0 <= args.port <= 65535:
+        raise InvalidInput(["--port must be between 0 and 65535"])
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            sim = SimCloud(speed=args.speed, faults=args.faults, port=args.port).start()
+        except OSError as exc:
+            raise InvalidInput([f"cannot listen on port {args.port}: {exc.strerror}"]) from exc
+        try:
+            sim.write_clouds_yaml(args.clouds_yaml,
+                                  application_credential=args.application_credential)
+            print(f"ready {sim.auth_url}", flush=True)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            sim.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,279 @@
+"""Nova through unmodified openstacksdk: servers, mappings, actions, tags, metadata, quotas."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from openstack import exceptions
+
+from osbuild.sim.guest import disk_record_bytes, read_disk_record
+from tests.sim.conftest import run_until, server_status, volume_status
+
+BLANK_ROOT = {"boot_index": 0, "source_type": "blank", "destination_type": "volume",
+              "volume_size": 1, "delete_on_termination": True}
+
+
+def _available_volume(sim: Any, conn: Any, **kwargs: Any) -> Any:
+    volume = conn.block_storage.create_volume(**kwargs)
+    run_until(sim, lambda: volume_status(conn, volume.id) == "available")
+    return volume
+
+
+def test_flavors_match_the_contract(conn: Any) -> None:
+    flavors = {f.name: (f.vcpus, f.ram, f.disk) for f in conn.compute.flavors()}
+    assert flavors == {"m1.small": (1, 2048, 20), "m1.large": (4, 8192, 0),
+                       "m1.large.40g": (4, 8192, 40), "m1.xlarge": (8, 16384, 0)}
+    assert conn.compute.find_flavor("m1.large").id == "2"
+    assert conn.compute.find_flavor("nope") is None
+
+
+def test_microversion_negotiated_and_echoed(sim: Any, conn: Any) -> None:
+    token = conn.session.get_token()
+    url = f"{sim.base_url}/compute/v2.1/flavors"
+    answer = requests.get(url, headers={"X-Auth-Token": token,
+                                        "OpenStack-API-Version": "compute 2.61"}, timeout=10)
+    assert answer.headers["OpenStack-API-Version"] == "compute 2.61"
+    assert answer.headers["X-OpenStack-Nova-API-Version"] == "2.61"
+    latest = requests.get(url, headers={"X-Auth-Token": token,
+                                        "OpenStack-API-Version": "compute latest"}, timeout=10)
+    assert latest.headers["OpenStack-API-Version"] == "compute 2.100"
+    default = requests.get(url, headers={"X-Auth-Token": token}, timeout=10)
+    assert default.headers["OpenStack-API-Version"] == "compute 2.1"
+    too_new = requests.get(url, headers={"X-Auth-Token": token,
+                                         "OpenStack-API-Version": "compute 2.101"}, timeout=10)
+    assert too_new.status_code == 406
+    assert "maximum is 2.100" in too_new.json()["notAcceptable"]["message"]
+    # the SDK negotiates the highest version both sides know
+    assert conn.compute.get_endpoint_data().max_microversion == (2, 100)
+
+
+def test_unauthenticated_request_is_401(sim: Any) -> None:
+    answer = requests.get(f"{sim.base_url}/compute/v2.1/servers", timeout=10)
+    assert answer.status_code == 401
+    assert "Keystone uri=" in answer.headers["WWW-Authenticate"]
+
+
+def test_keypair_import_generate_duplicate_and_delete(conn: Any) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    imported = conn.compute.create_keypair(name="imported", public_key=public)
+    assert imported.public_key == public
+    assert len(imported.fingerprint.split(":")) == 16
+    generated = conn.compute.create_keypair(name="generated")
+    assert generated.private_key.startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert generated.public_key.startswith("ssh-rsa ")
+    with pytest.raises(exceptions.ConflictException, match="already exists"):
+        conn.compute.create_keypair(name="imported", public_key=public)
+    with pytest.raises(exceptions.BadRequestException, match="Keypair data is invalid"):
+        conn.compute.create_keypair(name="bad", public_key="not a key")
+    assert {k.name for k in conn.compute.keypairs()} == {"imported", "generated"}
+    conn.compute.delete_keypair("generated")
+    assert conn.compute.find_keypair("generated") is None
+
+
+def test_server_build_attaches_volumes_and_ports_then_delete_releases_them(
+    sim: Any, conn: Any
+) -> None:
+    iso_image = conn.image.find_image("windows-server-2022-x64.iso")
+    iso = _available_volume(sim, conn, size=6, image_id=iso_image.id, name="b-iso")
+    target = _available_volume(sim, conn, size=30, name="b-target")
+    network = conn.network.find_network("private")
+    server = conn.compute.create_server(
+        name="builder", flavor_id="2", networks=[{"uuid": network.id}],
+        tags=["osbuild", "osbuild-build-x"], metadata={"osbuild_role": "builder"},
+        block_device_mapping=[
+            {"boot_index": 0, "uuid": target.id, "source_type": "volume",
+             "destination_type": "volume", "delete_on_termination": False},
+            {"boot_index": 1, "uuid": iso.id, "source_type": "volume",
+             "destination_type": "volume", "device_type": "cdrom", "disk_bus": "sata",
+             "delete_on_termination": True},
+        ])
+    fetched = conn.compute.get_server(server.id)
+    assert fetched.status == "BUILD"
+    assert volume_status(conn, iso.id) == "reserved"
+    assert list(conn.network.ports(device_id=server.id)) == []
+
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    active = conn.compute.get_server(server.id)
+    assert active.tags == ["osbuild", "osbuild-build-x"]
+    assert active.metadata == {"osbuild_role": "builder"}
+    assert active.compute_host == "sim-compute-1"
+    assert {v["id"] for v in active.attached_volumes} == {iso.id, target.id}
+    assert volume_status(conn, iso.id) == "in-use"
+    attachments = conn.block_storage.get_volume(target.id).attachments
+    assert [a["server_id"] for a in attachments] == [server.id]
+    ports = list(conn.network.ports(device_id=server.id))
+    assert len(ports) == 1 and ports[0].network_id == network.id
+    assert [s.id for s in conn.compute.servers(tags="osbuild-build-x")] == [server.id]
+    assert list(conn.compute.servers(tags="osbuild-build-y")) == []
+    assert [s.id for s in conn.compute.servers(name="^build")] == [server.id]
+
+    conn.compute.delete_server(server)
+    run_until(sim, lambda: conn.compute.find_server(server.id) is None)
+    assert list(conn.network.ports(device_id=server.id)) == []
+    run_until(sim, lambda: conn.block_storage.find_volume(iso.id) is None)
+    assert volume_status(conn, target.id) == "available"  # delete_on_termination False
+
+
+def test_mapping_rules_answer_400_with_novas_message(conn: Any) -> None:
+    with pytest.raises(exceptions.BadRequestException) as err:
+        conn.compute.create_server(
+            name="bad", flavor_id="2", networks="none",
+            block_device_mapping=[dict(BLANK_ROOT, boot_index=1)])
+    assert "Boot sequence for the instance and image/block device mapping combination is " \
+           "not valid." in str(err.value)
+    image = conn.image.find_image("virtio-win.iso")
+    with pytest.raises(exceptions.BadRequestException, match="Mapping image to local is not"):
+        conn.compute.create_server(
+            name="bad", flavor_id="2", networks="none",
+            block_device_mapping=[BLANK_ROOT, {"boot_index": 1, "source_type": "image",
+                                               "destination_type": "local",
+                                               "uuid": image.id}])
+
+
+def test_mapping_an_unavailable_volume_is_400(sim: Any, conn: Any, boot_blank: Any) -> None:
+    volume = _available_volume(sim, conn, size=1, name="shared")
+    conn.compute.create_server(
+        name="first", flavor_id="2", networks="none",
+        block_device_mapping=[{"boot_index": 0, "uuid": volume.id, "source_type": "volume",
+                               "destination_type": "volume"}])
+    with pytest.raises(exceptions.BadRequestException, match="status must be 'available'"):
+        conn.compute.create_server(
+            name="second", flavor_id="2", networks="none",
+            block_device_mapping=[{"boot_index": 0, "uuid": volume.id,
+                                   "source_type": "volume", "destination_type": "volume"}])
+
+
+def test_networks_are_required_from_2_37(sim: Any, conn: Any) -> None:
+    token = conn.session.get_token()
+    body = {"server": {"name": "x", "flavorRef": "2", "block_device_mapping_v2": [BLANK_ROOT]}}
+    answer = requests.post(f"{sim.base_url}/compute/v2.1/servers", json=body, timeout=10,
+                           headers={"X-Auth-Token": token,
+                                    "OpenStack-API-Version": "compute 2.37"})
+    assert answer.status_code == 400
+    assert "'networks' is a required property" in answer.json()["badRequest"]["message"]
+
+
+def test_instance_quota_is_403_with_novas_message(sim: Any, conn: Any) -> None:
+    sim.faults.set_quota("compute", cores=5)
+    conn.compute.create_server(name="a", flavor_id="2", networks="none",
+                               block_device_mapping=[BLANK_ROOT])
+    with pytest.raises(exceptions.ForbiddenException) as err:
+        conn.compute.create_server(name="b", flavor_id="2", networks="none",
+                                   block_device_mapping=[BLANK_ROOT])
+    assert "Quota exceeded for cores: Requested 4, but already used 4 of 5 cores" in str(
+        err.value)
+    limits = conn.compute.get_limits()
+    assert limits.absolute.total_cores == 5 and limits.absolute.total_cores_used == 4
+
+
+def test_spawn_error_puts_server_in_error_with_fault_and_it_can_be_deleted(
+    sim: Any, conn: Any
+) -> None:
+    cdroms = []
+    image = conn.image.find_image("virtio-win.iso")
+    for index in range(4):
+        cdroms.append(_available_volume(sim, conn, size=1, image_id=image.id,
+                                        name=f"cd{index}"))
+    mappings = [BLANK_ROOT] + [
+        {"boot_index": None, "uuid": v.id, "source_type": "volume", "destination_type": "volume",
+         "device_type": "cdrom", "disk_bus": "ide"} for v in cdroms]
+    mappings[0] = dict(BLANK_ROOT, disk_bus="ide")
+    server = conn.compute.create_server(name="too-many-ide", flavor_id="2", networks="none",
+                                        block_device_mapping=mappings)
+    run_until(sim, lambda: server_status(conn, server.id) != "BUILD")
+    failed = conn.compute.get_server(server.id)
+    assert failed.status == "ERROR"
+    assert failed.fault["code"] == 500 and failed.fault["message"]
+    with pytest.raises(exceptions.ResourceFailure):
+        conn.compute.wait_for_server(failed, status="ACTIVE", failures=["ERROR"], interval=0.01,
+                                     wait=5)
+    conn.compute.delete_server(server)
+    run_until(sim, lambda: conn.compute.find_server(server.id) is None)
+    for volume in cdroms:
+        assert volume_status(conn, volume.id) == "available"
+
+
+def test_tags_and_metadata_endpoints(sim: Any, conn: Any, boot_blank: Any) -> None:
+    server = boot_blank("tagged", tags=["a"], metadata={"k": "v"})
+    server.add_tag(conn.compute, "b")
+    assert conn.compute.get_server(server.id).tags == ["a", "b"]
+    server.remove_tag(conn.compute, "a")
+    assert conn.compute.get_server(server.id).tags == ["b"]
+    server.set_tags(conn.compute, ["x", "y"])
+    assert conn.compute.get_server(server.id).tags == ["x", "y"]
+    conn.compute.set_server_metadata(server, osbuild_heartbeat="123")
+    assert conn.compute.get_server_metadata(server).metadata == {
+        "k": "v", "osbuild_heartbeat": "123"}
+    conn.compute.delete_server_metadata(server, ["k"])
+    assert conn.compute.get_server(server.id).metadata == {"osbuild_heartbeat": "123"}
+
+
+def test_remote_console_url_and_password(sim: Any, conn: Any, boot_blank: Any) -> None:
+    server = boot_blank("consoles")
+    url = conn.compute.get_server_console_url(server, "novnc")
+    assert url["type"] == "novnc" and url["url"].startswith(sim.base_url)
+    assert conn.compute.get_server_password(server) == ""
+    sim.world.servers[server.id].password = "c2VjcmV0"
+    assert conn.compute.get_server_password(server) == "c2VjcmV0"
+
+
+def test_stop_needs_an_active_server(sim: Any, conn: Any, boot_blank: Any) -> None:
+    server = boot_blank("stopper")
+    conn.compute.stop_server(server)
+    with pytest.raises(exceptions.ConflictException, match="task_state powering-off"):
+        conn.compute.stop_server(server)
+    run_until(sim, lambda: server_status(conn, server.id) == "SHUTOFF")
+    with pytest.raises(exceptions.ConflictException, match="vm_state stopped"):
+        conn.compute.stop_server(server)
+
+
+def test_create_server_image_from_local_root_copies_the_disk(sim: Any, conn: Any) -> None:
+    record = {"format": 1, "edition": "test"}
+    base = conn.image.create_image(name="tiny-root", data=disk_record_bytes(record),
+                                   disk_format="raw", container_format="bare",
+                                   allow_duplicates=True, os_type="windows",
+                                   hw_machine_type="q35")
+    server = conn.compute.create_server(name="local", flavor_id="1", image_id=base.id,
+                                        networks="none")
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    image = conn.compute.create_server_image(server, "snap", metadata={"extra": "1"})
+    run_until(sim, lambda: conn.image.get_image(image.id).status == "active")
+    snap = conn.image.get_image(image.id)
+    assert snap.properties["image_type"] == "snapshot"
+    assert snap.instance_uuid == server.id
+    assert snap.properties["extra"] == "1"
+    assert snap.hw_machine_type == "q35"
+    data = conn.image.download_image(snap)
+    assert read_disk_record(data.content) == record
+
+
+def test_zero_disk_flavor_cannot_boot_from_image(conn: Any) -> None:
+    image = conn.image.find_image("virtio-win.iso")
+    with pytest.raises(exceptions.ForbiddenException, match="zero disk"):
+        conn.compute.create_server(name="x", flavor_id="2", image_id=image.id, networks="none")
+
+
+def test_deployed_instance_posts_a_password_for_the_keypair(sim: Any, conn: Any) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    conn.compute.create_keypair(name="verify", public_key=public)
+    record = {"format": 1, "firmware": "bios", "drivers": ["viostor"], "sysprep": True,
+              "cloudbase_init": True}
+    base = conn.image.create_image(name="built", data=disk_record_bytes(record),
+                                   disk_format="raw", container_format="bare",
+                                   allow_duplicates=True, os_type="windows")
+    server = conn.compute.create_server(name="verify", flavor_id="1", image_id=base.id,
+                                        key_name="verify", networks="none")
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    run_until(sim, lambda: conn.compute.get_server_password(server) != "", limit=3600)
+    encrypted = base64.b64decode(conn.compute.get_server_password(server))
+    password = key.decrypt(encrypted, padding.PKCS1v15()).decode()
+    assert len(password) >= 8
