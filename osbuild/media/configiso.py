@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from time import struct_time
 from types import ModuleType
 from typing import Any
 
@@ -53,7 +54,7 @@ class _FrozenTime:
     def time(self) -> float:
         return self._epoch
 
-    def localtime(self, seconds: float | None = None) -> time.struct_time:
+    def localtime(self, seconds: float | None = None) -> struct_time:
         # UTC, so that the GMT offset pycdlib records does not depend on the host's zone.
         return time.gmtime(self._epoch if seconds is None else seconds)
 

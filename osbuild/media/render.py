@@ -263,10 +263,10 @@ def render_media(
     _write(tree, layout.NONCE_FILE, nonce + "\n")
     _write(tree, layout.PLAN_FILE, plan.to_json())
 
-    iso_path = out_dir / ISO_NAME
-    sha256, size = configiso.build_iso(tree, iso_path)
+    iso_file = out_dir / ISO_NAME
+    sha256, size = configiso.build_iso(tree, iso_file)
     return RenderedMedia(
-        root=tree, iso_path=iso_path, nonce=nonce, plan=plan, sha256=sha256, size=size
+        root=tree, iso_path=iso_file, nonce=nonce, plan=plan, sha256=sha256, size=size
     )
 
 

@@ -75,7 +75,7 @@ def build_account(spec: BuildSpec) -> str:
 
 def driver_paths(spec: BuildSpec) -> list[dict[str, str]]:
     folder = windows.virtio_os_folder(spec.windows.version)
-    paths = []
+    paths: list[dict[str, str]] = []
     for driver in spec.virtio.winpe_drivers:
         for letter in windows.WINPE_DRIVE_LETTERS:
             paths.append(
