@@ -16,19 +16,13 @@ import functools
 import hashlib
 import io
 import re
-import threading
-import time
-import types
-from collections.abc import Iterator
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
 import pycdlib
-import pycdlib.dates
-import pycdlib.headervd
-import pycdlib.pycdlib
 
 from osbuild.media import eltorito, windows
+from osbuild.media.configiso import frozen_pycdlib_clock
 
 VIRTIO_VERSION = "0.1.266"
 VIRTIO_LABEL = f"virtio-win-{VIRTIO_VERSION}"
@@ -146,30 +140,9 @@ def read_wim_images(data: bytes) -> list[WimImage]:
 
 # --------------------------------------------------------------------------- ISO writing
 
-_TIME_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _fixed_time() -> Iterator[None]:
-    """pycdlib stamps dates with time.time() in local time; pin both for identical bytes."""
-    shim = types.SimpleNamespace(
-        time=lambda: _FIXED_TIME,
-        localtime=time.gmtime,
-        gmtime=time.gmtime,
-        strftime=time.strftime,
-        strptime=time.strptime,
-        struct_time=time.struct_time,
-    )
-    modules = (pycdlib.headervd, pycdlib.pycdlib, pycdlib.dates)
-    with _TIME_LOCK:
-        saved = [module.time for module in modules]  # type: ignore[attr-defined]
-        try:
-            for module in modules:
-                module.time = shim  # type: ignore[attr-defined]
-            yield
-        finally:
-            for module, original in zip(modules, saved, strict=True):
-                module.time = original  # type: ignore[attr-defined]
+def _fixed_time() -> contextlib.AbstractContextManager[None]:
+    # The config ISO's clock swap, so that one lock guards every swap of pycdlib's clock.
+    return frozen_pycdlib_clock(_FIXED_TIME)
 
 
 class _IsoWriter:
