@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from osbuild.sim import admin, compute, identity, image, network, volume
+from osbuild.sim import admin, compute, identity, image, network, upstream_schemas, volume
 from osbuild.sim.http import ApiError, error_body, json_response
 from osbuild.sim.world import World
 
@@ -129,9 +129,13 @@ class SimApp:
                                                  self.base_url)
             self._negotiate(call)
             request.get_data(cache=True)  # read the body before taking the world lock
+            # Nova's/Cinder's own request schemas when the functional extra is installed.
+            if refused := upstream_schemas.check_call(call):
+                raise ApiError(400, refused)
             with self.world.lock:
                 self.world.advance()
                 response = handler(call, **kwargs)
+            upstream_schemas.check_response(call, response)
         except ApiError as err:
             response = json_response(error_body(service, err), err.status, err.headers)
         except (NotFound, MethodNotAllowed) as exc:

@@ -24,10 +24,12 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jsonschema
 
@@ -70,6 +72,14 @@ _ROUTES: dict[str, list[tuple[str, re.Pattern[str], str]]] = {
     service: [(method, re.compile(rf"(?:^|/){tail}/?$"), action) for method, tail, action in rows]
     for service, rows in {
         "compute": [
+            ("GET", r"servers/detail", "servers.detail"),
+            ("GET", r"servers", "servers.index"),
+            ("GET", r"servers/[^/]+", "servers.show"),
+            ("GET", r"os-keypairs", "keypairs.index"),
+            ("GET", r"os-keypairs/[^/]+", "keypairs.show"),
+            ("GET", r"servers/[^/]+/tags", "server_tags.index"),
+            ("GET", r"servers/[^/]+/metadata", "server_metadata.index"),
+            ("GET", r"servers/[^/]+/os-volume_attachments", "volume_attachments.index"),
             ("POST", r"servers", "servers.create"),
             ("PUT", r"servers/[^/]+", "servers.update"),
             ("POST", r"servers/[^/]+/action", "servers.action"),
@@ -112,11 +122,71 @@ def action_for(service: str, method: str, path: str, body: Any) -> str | None:
 def check_request(
     service: str, method: str, path: str, microversion: tuple[int, int] | None, body: Any
 ) -> str | None:
-    """The upstream error text for this request's body, or None: the simulator's one hook."""
+    """The upstream error text for this request's body, or None."""
+    if method.upper() not in ("POST", "PUT"):
+        return None
     action = action_for(service, method, path, body)
     if action is None:
         return None
     return validate_request(service, action, microversion, body)
+
+
+class _CallLike(Protocol):
+    service: str
+    microversion: tuple[int, int] | None
+
+    @property
+    def request(self) -> Any: ...
+
+
+def check_call(call: _CallLike) -> str | None:
+    """The simulator's hook before a handler runs: upstream's text for a refused body."""
+    if call.service not in PACKAGES or call.request.method not in ("POST", "PUT"):
+        return None
+    if _schemas_for(call.service) is None:
+        return None
+    try:
+        body = json.loads(call.request.get_data(cache=True) or b"null")
+    except ValueError:
+        return None  # the handler answers malformed JSON itself
+    return check_request(
+        call.service, call.request.method, call.request.path, call.microversion, body
+    )
+
+
+def check_response(call: _CallLike, response: Any) -> str | None:
+    """The hook after a handler: a successful JSON answer that fails upstream's response schema.
+
+    Like Nova's default ``response_validation = warn``, a mismatch is logged and kept in
+    :func:`response_problems` rather than failing the request.
+    """
+    if call.service not in PACKAGES or not 200 <= response.status_code < 300:
+        return None
+    if response.mimetype != "application/json" or _schemas_for(call.service) is None:
+        return None
+    method, path = call.request.method, call.request.path
+    try:
+        request_body = json.loads(call.request.get_data(cache=True) or b"null")
+        body = json.loads(response.get_data())
+    except ValueError:
+        return None
+    action = action_for(call.service, method, path, request_body)
+    if action is None:
+        return None
+    error = validate_response(call.service, action, call.microversion, body)
+    if error is not None:
+        schemas = _schemas_for(call.service)
+        leaves = schemas.explain("response", action, call.microversion, body) if schemas else []
+        # Upstream's own text for a oneOf failure repeats the whole body; the leaves say why.
+        problem = f"{method} {path} ({action}): " + ("; ".join(sorted(set(leaves))) or error)
+        log.warning("simulated %s answer fails the upstream schema: %s", call.service, problem)
+        _response_problems.append(problem)
+    return error
+
+
+def response_problems() -> list[str]:
+    """Simulator answers that failed an upstream response schema, oldest first."""
+    return list(_response_problems)
 
 
 def validate_request(
@@ -150,6 +220,7 @@ def status() -> dict[str, str]:
 # ---------------------------------------------------------------------- loading and caching
 
 _lock = threading.Lock()
+_response_problems: deque[str] = deque(maxlen=200)
 _loaded: dict[str, UpstreamSchemas | None] = {}
 _unavailable: dict[str, str] = {}
 
@@ -231,6 +302,7 @@ def reset() -> None:
     with _lock:
         _loaded.clear()
         _unavailable.clear()
+        _response_problems.clear()
 
 
 # ---------------------------------------------------------------------- validation
@@ -266,6 +338,8 @@ class UpstreamSchemas:
     draft: str
     actions: dict[str, dict[str, list[_Entry]]]
     name_formats: dict[str, dict[str, str]]
+    _checker: jsonschema.FormatChecker | None = None
+    _validators: dict[int, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UpstreamSchemas:
@@ -296,8 +370,29 @@ class UpstreamSchemas:
                     return error
         return None
 
+    def explain(
+        self, kind: str, action: str, microversion: tuple[int, int] | str | None, body: Any
+    ) -> list[str]:
+        """Every leaf error (path: message) behind a failure; oneOf hides them otherwise."""
+        version = (
+            _version_tuple(microversion) if isinstance(microversion, str) else microversion
+        )
+        out: list[str] = []
+        for entry in self.actions.get(action, {}).get(kind, []):
+            if entry.matches(version):
+                self._check(entry.schema, None)  # builds and caches the validator
+                validator = self._validators[id(entry.schema)]
+                out.extend(_leaves(validator.iter_errors(body)))
+        return out
+
     def _check(self, schema: dict[str, Any], body: Any) -> str | None:
-        validator = _validator_class(self.draft)(schema, format_checker=self._format_checker())
+        key = id(schema)
+        validator = self._validators.get(key)
+        if validator is None:
+            if self._checker is None:
+                self._checker = self._format_checker()
+            validator = _validator_class(self.draft)(schema, format_checker=self._checker)
+            self._validators[key] = validator
         try:
             validator.validate(body)
         except jsonschema.ValidationError as ex:
@@ -320,6 +415,15 @@ class UpstreamSchemas:
         for name, rule in self.name_formats.items():
             checker.checks(name, raises=_InvalidName)(_name_check(rule))
         return checker
+
+
+def _leaves(errors: Any) -> Iterator[str]:
+    for error in errors:
+        if error.context:
+            yield from _leaves(error.context)
+        else:
+            where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+            yield f"{where}: {error.message[:200]}"
 
 
 class _InvalidName(Exception):
@@ -347,6 +451,7 @@ def _is_uuid_like(instance: object) -> bool:
         return False
 
 
+@cache
 def _validator_class(draft: str) -> Any:
     base = getattr(jsonschema, draft)
 

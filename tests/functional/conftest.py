@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from osbuild.sim import upstream_schemas
 from osbuild.testing.realservices import RealServices, missing_requirements
 
 _HERE = Path(__file__).parent
@@ -29,3 +30,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def real_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServices]:
     with RealServices(tmp_path_factory.mktemp("real-services")) as rs:
         yield rs
+
+
+@pytest.fixture(scope="session")
+def schema_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private cache of upstream schemas, so the tier also proves the extraction works."""
+    path = tmp_path_factory.mktemp("upstream-schemas")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OSBUILD_SCHEMA_CACHE", str(path))
+        upstream_schemas.reset()
+        yield path
+    upstream_schemas.reset()

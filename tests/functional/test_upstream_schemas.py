@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,16 +94,6 @@ CASES: list[tuple[str, str, str, str, Any, bool]] = [
     ("volume", "request", "volumes.action#os-set_image_metadata", "3.70",
      {"os-set_image_metadata": {"metadata": ["hw_machine_type"]}}, False),
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def schema_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("schemas")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OSBUILD_SCHEMA_CACHE", str(path))
-        upstream_schemas.reset()
-        yield path
-    upstream_schemas.reset()
 
 
 def _oracle(package: str, cases: list[dict[str, Any]]) -> list[str | None]:
