@@ -106,7 +106,7 @@ def test_cloudbase_init_log_lines_and_the_password(keypair: tuple[rsa.RSAPrivate
     assert password not in "\n".join(lines)
     # The password is posted before cloudbase-init reports it is done.
     posted = next(e.at for e in events if isinstance(e.action, PostPassword))
-    # Two runs: specialize (conf\\Unattend.xml), then the service after the reboot.
+    # Two runs: specialize (conf\Unattend.xml), then the service after the reboot.
     done = [e.at for e in events
             if isinstance(e.action, ConsoleOutput) and DONE.match(e.action.text)]
     assert len(done) == 2
