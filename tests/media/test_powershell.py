@@ -111,3 +111,14 @@ def test_scripts_do_not_embed_the_nonce(example_spec, render) -> None:
     lib = (media.root / layout.SCRIPTS_DIR / "lib.ps1").read_text(encoding="utf-8-sig")
     # the marker writer reads the nonce file named in layout.py
     assert "'" + layout.NONCE_FILE.replace("/", "\\") + "'" in lib
+
+
+def test_scripts_share_state_without_scope_modifiers(example_spec, render) -> None:
+    # Stage scripts run in their own script scope: `$script:X` there would name the stage's
+    # scope, not the driver's, and StrictMode would stop on the unset variable.
+    media = render(example_spec("ws2022-standard.yaml"))
+    for script in (media.root / layout.SCRIPTS_DIR).rglob("*.ps1"):
+        tree = pwsh.parse(script.read_bytes())
+        names = [(n.text or b"").decode().lower() for n in pwsh.nodes(tree, "variable")]
+        assert names, script.name
+        assert not [n for n in names if n.startswith(("$script:", "$global:"))], script.name
