@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
@@ -77,7 +77,7 @@ def open_iso(fp: IO[bytes], *, name: str) -> pycdlib.PyCdlib:
     """Parse an ISO (headers and directories only; file data stays in ``fp``)."""
     iso = pycdlib.PyCdlib()
     try:
-        iso.open_fp(fp)
+        iso.open_fp(cast(BinaryIO, fp))
     except PyCdlibException as exc:
         raise InvalidInput([f"{name}: not an ISO 9660 image ({_first_line(exc)})"]) from None
     except (struct.error, ValueError, IndexError, EOFError):

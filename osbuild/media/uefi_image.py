@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 from openstack.connection import Connection
 
@@ -94,7 +95,7 @@ def _custom_properties(conn: Connection, image_id: str) -> dict[str, str]:
     them between typed attributes and ``properties``)."""
     try:
         body = conn.image.get(f"/images/{image_id}").json()
-    except (sdk_exc.SDKException, ValueError) as exc:
+    except (sdk_exc.SDKException, ksa_exc.ClientException, ValueError) as exc:
         raise CloudError(f"image {image_id}: {exc}") from None
     return {
         key: str(value) for key, value in body.items()
@@ -116,8 +117,11 @@ def prepare_uefi_image(
     """Download Glance image ``image`` (name or ID), switch its EFI boot entry to
     efisys_noprompt.bin and upload the result as ``new_name`` (default: ``<name>-noprompt``)
     with property ``osbuild_uefi_noprompt=true``. Streams through one temporary file."""
+    # The SDK's annotations are narrower than what it accepts (file objects as data,
+    # extra properties as keywords), so the image proxy is used untyped here.
+    images: Any = conn.image
     try:
-        source = conn.image.find_image(image, ignore_missing=True)
+        source = images.find_image(image, ignore_missing=True)
     except sdk_exc.DuplicateResource:
         raise PreflightError([f"image {image!r}: several images have that name; give its ID"]) \
             from None
@@ -139,7 +143,7 @@ def prepare_uefi_image(
     target_name = new_name or noprompt_name(source.name)
     if not force:
         existing = [
-            found for found in conn.image.images(name=target_name)
+            found for found in images.images(name=target_name)
             if str((found.properties or {}).get(NOPROMPT_PROPERTY, "")).lower() == "true"
             and found.status == "active"
         ]
@@ -151,7 +155,7 @@ def prepare_uefi_image(
         total = int(source.size or 0)
         try:
             with path.open("wb") as raw:
-                conn.image.download_image(
+                images.download_image(
                     source, stream=True, output=_CountingWriter(raw, total, progress)
                 )
         except sdk_exc.SDKException as exc:
@@ -163,7 +167,7 @@ def prepare_uefi_image(
         size = path.stat().st_size
         try:
             with path.open("rb") as fp:
-                created = conn.image.create_image(
+                created = images.create_image(
                     name=target_name,
                     data=_CountingReader(fp, size, progress),
                     disk_format="iso",
@@ -174,8 +178,8 @@ def prepare_uefi_image(
                     visibility=visibility,
                     **new_properties,
                 )
-            created = conn.image.wait_for_status(
-                created, "active", failures=["killed"], interval=2, wait=wait_seconds
+            created = images.wait_for_status(
+                created, "active", failures=["killed"], interval=2, wait=int(wait_seconds)
             )
         except sdk_exc.ResourceFailure as exc:
             raise ResourceFailed(f"image {target_name!r}: upload failed: {exc}") from None

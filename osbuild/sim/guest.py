@@ -23,7 +23,7 @@ import random
 import re
 import secrets
 import string
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -130,6 +130,12 @@ _CMD_MARKER_RE = re.compile(
     + r":[^:\s]*:(?P<stage>[a-z][a-z0-9_-]{0,31}):(?P<status>start|ok|fail|info)"
     + r"(?::(?P<detail>[^)>\r\n\"&|]*))?"
 )
+
+
+# A step of the boot that also hands back what the firmware booted / whether Setup finished.
+_Booted = tuple[str, AttachedDevice] | None
+_BootStep = Generator[GuestEvent, None, _Booted]
+_SetupStep = Generator[GuestEvent, None, bool]
 
 
 class _Halt(Exception):
@@ -379,7 +385,7 @@ class _Guest:
             yield self._say(_SEABIOS)
             yield self._say(f"Machine UUID {_uuid(self.rng)}")
 
-    def _firmware_boot(self) -> Iterator[GuestEvent]:
+    def _firmware_boot(self) -> _BootStep:
         """Try the boot devices in order; returns ("disk"|"installer", device) or None."""
         uefi = self.machine.firmware == "uefi"
         for number, device in enumerate(self.machine.boot_order(), start=1):
@@ -438,7 +444,7 @@ class _Guest:
             yield self._say("No bootable device.")
         return None
 
-    def _restart(self) -> Iterator[GuestEvent]:
+    def _restart(self) -> _BootStep:
         """A reboot inside the guest (the console log keeps going)."""
         self._wait(_FIRMWARE)
         yield from self._power_on()
@@ -497,7 +503,7 @@ class _Guest:
     def _loaded_drivers(self, answer: _Answer) -> set[str]:
         """Drivers WinPE loads: DriverPaths whose folder exists on the cdrom at that letter."""
         letters = {letter: iso for letter, _device, iso in self._cdroms()}
-        loaded = set()
+        loaded: set[str] = set()
         for raw in answer.driver_paths:
             match = re.fullmatch(r"([A-Za-z]):\\(.+?)\\?", raw)
             if not match:
@@ -562,7 +568,7 @@ class _Guest:
             installer_device = booted
         yield from self._after_setup()
 
-    def _winpe(self, installer_device: AttachedDevice) -> Iterator[GuestEvent]:
+    def _winpe(self, installer_device: AttachedDevice) -> _SetupStep:
         installer = self._iso(installer_device)
         assert installer is not None
         self._wait(_WINPE_BOOT)
