@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from osbuild.media import layout
+from osbuild import markers
+from osbuild.media import layout, windows
 from osbuild.media.quoting import ps_string, ps_value
 from osbuild.spec import load_spec
 
@@ -122,3 +124,58 @@ def test_scripts_share_state_without_scope_modifiers(example_spec, render) -> No
         names = [(n.text or b"").decode().lower() for n in pwsh.nodes(tree, "variable")]
         assert names, script.name
         assert not [n for n in names if n.startswith(("$script:", "$global:"))], script.name
+
+
+def _eval_concat(expression: str, values: dict[str, str]) -> str:
+    """Evaluate a PowerShell `a + b + c` of literals and known variables/calls."""
+    out = []
+    for term in expression.split(" + "):
+        term = term.strip()
+        if term.startswith("'"):
+            literal = pwsh.nodes(pwsh.parse(term), "string_literal")[0]
+            out.append(pwsh.verbatim_value(literal) or "")
+        else:
+            out.append(values[term])
+    return "".join(out)
+
+
+def test_marker_writer_follows_the_marker_grammar(example_spec, render) -> None:
+    media = render(example_spec("ws2022-standard.yaml"))
+    lib = (media.root / layout.SCRIPTS_DIR / "lib.ps1").read_text(encoding="utf-8-sig")
+    base = re.search(r"^\s*\$line = (.+)$", lib, re.MULTILINE)
+    detail = re.search(r"^\s*if \(\$clean\) \{ \$line \+= (.+) \}$", lib, re.MULTILINE)
+    assert base and detail
+    nonce = media.nonce
+    for stage in markers.STAGES[2:]:
+        for status in markers.Status:
+            values = {"(Get-OsbuildNonce)": nonce, "$Stage": stage, "$Status": status.value,
+                      "$clean": "pass 1/3: 2 updates"}
+            line = _eval_concat(base.group(1), values)
+            assert markers.parse_line(line, nonce) == markers.Marker(stage, status)
+            line += _eval_concat(detail.group(1), values)
+            assert markers.parse_line(line, nonce) == markers.Marker(
+                stage, status, "pass 1/3: 2 updates")
+
+
+def test_scripts_name_the_layout_paths(example_spec, render) -> None:
+    media = render(example_spec("ws2022-standard.yaml"))
+    scripts = media.root / layout.SCRIPTS_DIR
+
+    def literals(name: str) -> set[str]:
+        tree = pwsh.parse((scripts / name).read_bytes())
+        return {v for n in pwsh.nodes(tree, "string_literal")
+                if (v := pwsh.verbatim_value(n)) is not None}
+
+    def win(path: str) -> str:
+        return path.replace("/", "\\")
+
+    assert {win(layout.TAG_FILE), win(layout.PLAN_FILE)} <= literals("firstlogon.ps1")
+    assert win(layout.NONCE_FILE) in literals("lib.ps1")
+    cbi = literals("stage-cloudbaseinit.ps1")
+    assert win(layout.CLOUDBASE_DIR) in cbi
+    assert {Path(layout.CLOUDBASE_CONF).name, Path(layout.CLOUDBASE_UNATTEND_CONF).name} <= cbi
+    virtio = literals("stage-virtio.ps1")
+    assert {windows.VIRTIO_GUEST_TOOLS, win(windows.VIRTIO_QEMU_GA_MSI)} <= virtio
+    # the driver runs each plan stage from stage-<name>.ps1, which render wrote
+    driver = (scripts / "firstlogon.ps1").read_text(encoding="utf-8-sig")
+    assert '"stage-$stage.ps1"' in driver
