@@ -529,6 +529,8 @@ class _Guest:
         return images[0] if len(images) == 1 and not key else None
 
     def _passes_win11_checks(self, image: media.WimImage, answer: _Answer) -> bool:
+        # Failing shows "This PC can't run Windows 11" on the screen; nothing on the serial
+        # port, like every other Setup stop.
         if not image.name.startswith("Windows 11"):
             return True
         commands = " ".join(answer.winpe_commands)
