@@ -42,7 +42,8 @@ _PYCDLIB_MODULES: tuple[ModuleType, ...] = (
     pycdlib.udf,
     pycdlib.utils,
 )
-_clock_lock = threading.Lock()
+# Re-entrant: a caller already holding the frozen clock may build another ISO inside it.
+_clock_lock = threading.RLock()
 
 
 class _FrozenTime:
@@ -153,8 +154,12 @@ def build_iso(tree: Path, iso_path: Path, *, epoch: int | None = None) -> tuple[
             partial = iso_path.with_name(iso_path.name + ".partial")
             # The ISO carries the answer file: readable by its owner only.
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                iso.write_fp(out)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    iso.write_fp(out)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
         finally:
             iso.close()
     os.replace(partial, iso_path)
