@@ -66,7 +66,8 @@ def _image(image: Image) -> dict[str, Any]:
 def _bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise ApiError(400, f"Invalid value for {field}: {value!r} is not of type 'boolean'")
+    raise ApiError(400, f"Provided object does not match schema 'image': {value!r} is not of "
+                        f"type 'boolean' (property {field})")
 
 
 def _apply(image: Image, key: str, value: Any, *, creating: bool) -> None:

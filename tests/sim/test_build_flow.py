@@ -1,0 +1,85 @@
+"""A rendered config ISO plays through the simulated APIs to SHUTOFF and a captured image."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from osbuild import markers
+from osbuild.media.render import render_media
+from osbuild.resources import examples_dir
+from osbuild.sim.console import CONSOLE_CAP
+from osbuild.sim.guest import read_disk_record
+from osbuild.sim.media import cloudbase_msi_standin
+from osbuild.spec import load_spec
+from tests.sim.conftest import run_until, server_status, volume_status
+
+CDROM = {"source_type": "volume", "destination_type": "volume", "device_type": "cdrom",
+         "disk_bus": "sata", "delete_on_termination": False}
+
+
+def test_ws2022_volume_build_plays_to_shutoff_and_uploads(
+    sim: Any, conn: Any, tmp_path: Path
+) -> None:
+    shutil.copy(examples_dir() / "ws2022-standard.yaml", tmp_path / "spec.yaml")
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
+    spec = load_spec(tmp_path / "spec.yaml")
+    media = render_media(spec, tmp_path / "out", build_id="20261126t000000-abcdef")
+
+    config = conn.image.create_image(
+        name="osbuild-config", data=media.iso_path.read_bytes(), disk_format="iso",
+        container_format="bare", allow_duplicates=True)
+    assert conn.image.get_image(config.id).status == "active"
+    volumes = {}
+    for role, image_name in (("iso", "windows-server-2022-x64.iso"),
+                             ("virtio", "virtio-win.iso"), ("config", None)):
+        image_id = config.id if image_name is None else conn.image.find_image(image_name).id
+        volumes[role] = conn.block_storage.create_volume(size=6, image_id=image_id, name=role)
+    volumes["target"] = conn.block_storage.create_volume(size=40, name="target")
+    run_until(sim, lambda: all(volume_status(conn, v.id) == "available"
+                               for v in volumes.values()))
+    hardware = {"os_type": "windows", "os_distro": "windows", "os_version": "2022",
+                "hw_machine_type": "q35", "hw_firmware_type": "bios", "hw_cdrom_bus": "sata",
+                "hw_disk_bus": "virtio"}
+    conn.block_storage.set_volume_image_metadata(volumes["target"], **hardware)
+
+    server = conn.compute.create_server(
+        name="builder", flavor_id="2", networks="none",
+        block_device_mapping=[
+            {"boot_index": 0, "uuid": volumes["target"].id, "source_type": "volume",
+             "destination_type": "volume", "device_type": "disk", "disk_bus": "virtio",
+             "delete_on_termination": False},
+            {**CDROM, "boot_index": 1, "uuid": volumes["iso"].id},
+            {**CDROM, "boot_index": -1, "uuid": volumes["virtio"].id},
+            {**CDROM, "boot_index": -1, "uuid": volumes["config"].id},
+        ])
+    transcript = ""
+
+    def poll() -> bool:
+        nonlocal transcript
+        if server_status(conn, server.id) == "SHUTOFF":
+            return True
+        if server_status(conn, server.id) == "ACTIVE":
+            transcript = conn.compute.get_server_console_output(server)["output"]
+        return False
+
+    run_until(sim, poll, step=60.0, limit=6 * 3600)
+    assert len(transcript.encode()) < CONSOLE_CAP  # nothing was cut: the transcript is whole
+    found = markers.parse_lines(transcript.splitlines(), media.nonce)
+    started = [m.stage for m in found if m.status == markers.Status.START]
+    assert started == ["winpe", "specialize", "firstlogon", *media.plan.stages]
+    assert not [m for m in found if m.status == markers.Status.FAIL]
+    assert found[-1] == markers.Marker("sysprep", markers.Status.START)
+
+    conn.compute.delete_server(server)
+    run_until(sim, lambda: conn.compute.find_server(server.id) is None)
+    run_until(sim, lambda: volume_status(conn, volumes["target"].id) == "available")
+    image_id = conn.block_storage.upload_volume_to_image(
+        volumes["target"], "ws2022-built", disk_format="raw")["image_id"]
+    run_until(sim, lambda: conn.image.get_image(image_id).status == "active")
+    image = conn.image.get_image(image_id)
+    assert image.hw_machine_type == "q35" and image.os_type == "windows"
+    record = read_disk_record(conn.image.download_image(image).content)
+    assert record is not None and record["sysprep"] is True
+    assert record["build_id"] == "20261126t000000-abcdef"

@@ -1,0 +1,72 @@
+"""Keystone auth (password, application credential, 401) and Neutron resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import openstack
+import pytest
+import requests
+import yaml
+from openstack import exceptions
+
+
+def test_clouds_yaml_is_private_and_works_with_unmodified_openstacksdk(
+    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = sim.write_clouds_yaml(tmp_path / "clouds.yaml")
+    assert path.stat().st_mode & 0o777 == 0o600
+    doc = yaml.safe_load(path.read_text())
+    assert doc["clouds"]["osbuild-sim"]["auth"]["auth_url"] == sim.auth_url
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    conn = openstack.connect(cloud="osbuild-sim")
+    assert conn.compute.find_flavor("m1.small").vcpus == 1
+    assert conn.current_project_id == conn.identity.get_project(conn.current_project_id).id
+
+
+def test_application_credential_auth(sim: Any, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    path = sim.write_clouds_yaml(tmp_path / "clouds.yaml", application_credential=True)
+    assert "password" not in path.read_text()
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    conn = openstack.connect(cloud="osbuild-sim")
+    assert [n.name for n in conn.network.networks()] == ["private"]
+
+
+def test_wrong_password_is_401(sim: Any) -> None:
+    from openstack.connection import Connection
+
+    auth = dict(sim.auth(), password="wrong")
+    conn = Connection(auth=auth, region_name="RegionOne", identity_api_version="3")
+    from keystoneauth1.exceptions.http import Unauthorized
+
+    with pytest.raises(Unauthorized):
+        list(conn.compute.flavors())
+    answer = requests.post(f"{sim.base_url}/identity/v3/auth/tokens", timeout=10, json={
+        "auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": "wrong"}}}}})
+    assert answer.status_code == 401
+    assert answer.json()["error"]["title"] == "Unauthorized"
+
+
+def test_catalog_lists_every_service(sim: Any) -> None:
+    answer = requests.post(f"{sim.base_url}/identity/v3/auth/tokens", timeout=10, json={
+        "auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"id": "default"}, "password": sim.password}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
+    assert answer.status_code == 201
+    assert answer.headers["X-Subject-Token"]
+    types = {entry["type"] for entry in answer.json()["token"]["catalog"]}
+    assert types == {"identity", "compute", "image", "volumev3", "block-storage", "network"}
+
+
+def test_networks_subnets_security_groups(conn: Any) -> None:
+    network = conn.network.find_network("private")
+    assert network is not None and network.status == "ACTIVE"
+    subnets = list(conn.network.subnets(network_id=network.id))
+    assert [s.cidr for s in subnets] == ["10.0.0.0/24"]
+    assert conn.network.find_security_group("default") is not None
+    with pytest.raises(exceptions.NotFoundException):
+        conn.network.get_network("missing")
+    assert conn.network.find_network("missing") is None

@@ -1,0 +1,148 @@
+"""Glance through openstacksdk: upload with format inspection, properties, tags, members."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pycdlib
+import pytest
+import requests
+from openstack import exceptions
+
+
+def _iso_bytes() -> bytes:
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, vol_ident="TEST")
+    iso.add_fp(io.BytesIO(b"hello"), 5, "/HELLO.TXT;1")
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    return out.getvalue()
+
+
+def test_seeded_images_are_public_active_and_flagged(sim: Any, conn: Any) -> None:
+    names = {i.name for i in conn.image.images()}
+    assert {"windows-server-2022-x64.iso", "virtio-win.iso",
+            "windows-server-2025-x64-noprompt.iso"} <= names
+    resources = {i["name"]: i for i in sim.resources()["images"]}
+    assert resources["virtio-win.iso"]["seeded"] is True
+    image = conn.image.find_image("windows-server-2025-x64-noprompt.iso")
+    assert image.status == "active" and image.visibility == "public"
+    assert image.properties["osbuild_uefi_noprompt"] == "true"
+
+
+def test_iso_upload_with_properties_and_tags_becomes_active(conn: Any) -> None:
+    data = _iso_bytes()
+    image = conn.image.create_image(
+        name="osbuild-x-config", data=data, disk_format="iso", container_format="bare",
+        allow_duplicates=True, tags=["osbuild"], visibility="private",
+        meta={"os_hidden": True}, osbuild_role="config")
+    fetched = conn.image.get_image(image.id)
+    assert fetched.status == "active"
+    assert fetched.size == len(data)
+    assert fetched.tags == ["osbuild"]
+    assert fetched.is_hidden is True
+    assert fetched.properties["osbuild_role"] == "config"
+    assert conn.image.download_image(fetched).content == data
+    streamed = conn.image.download_image(fetched, stream=True)
+    assert b"".join(streamed.iter_content(4096)) == data
+    # os_hidden images leave default listings but can still be asked for
+    assert image.id not in {i.id for i in conn.image.images()}
+    assert image.id in {i.id for i in conn.image.images(is_hidden=True)}
+    assert [i.id for i in conn.image.images(tag="osbuild", is_hidden=True)] == [image.id]
+
+
+def test_is_hidden_as_a_keyword_is_sent_as_a_string_and_glance_refuses_it(conn: Any) -> None:
+    # openstacksdk turns extra keywords into string properties: os_hidden="True".
+    with pytest.raises(exceptions.BadRequestException, match="is not of type 'boolean'"):
+        conn.image.create_image(name="hidden", data=_iso_bytes(), disk_format="iso",
+                                container_format="bare", allow_duplicates=True, is_hidden=True)
+
+
+def test_bytes_that_are_not_an_iso_get_415_and_the_image_stays_queued(
+    sim: Any, conn: Any
+) -> None:
+    with pytest.raises(exceptions.HttpException) as err:
+        conn.image.create_image(name="junk", data=b"\0" * 40000, disk_format="iso",
+                                container_format="bare", allow_duplicates=True)
+    assert err.value.status_code == 415
+    # openstacksdk deletes the failed image itself; check the state Glance left it in first
+    token = conn.session.get_token()
+    created = requests.post(f"{sim.base_url}/image/v2/images", timeout=10,
+                            json={"name": "junk2", "disk_format": "iso",
+                                  "container_format": "bare"},
+                            headers={"X-Auth-Token": token}).json()
+    put = requests.put(f"{sim.base_url}/image/v2/images/{created['id']}/file", data=b"x" * 40000,
+                       headers={"X-Auth-Token": token,
+                                "Content-Type": "application/octet-stream"}, timeout=10)
+    assert put.status_code == 415
+    assert conn.image.get_image(created["id"]).status == "queued"
+
+
+def test_update_tags_protected_and_delete(conn: Any) -> None:
+    image = conn.image.create_image(name="raw", data=b"disk", disk_format="raw",
+                                    container_format="bare", allow_duplicates=True)
+    conn.image.update_image(image, name="renamed", osbuild_family="fam", protected=True)
+    conn.image.add_tag(image, "osbuild-current")
+    fetched = conn.image.get_image(image.id)
+    assert fetched.name == "renamed" and fetched.is_protected is True
+    assert fetched.properties["osbuild_family"] == "fam"
+    assert "osbuild-current" in fetched.tags
+    # Glance filters on any property; openstacksdk's images() drops unknown keys, so ask raw.
+    listed = conn.image.get("/images", params={"osbuild_family": "fam"}).json()["images"]
+    assert [i["id"] for i in listed] == [image.id]
+    with pytest.raises(exceptions.ForbiddenException, match="is protected"):
+        conn.image.delete_image(image, ignore_missing=False)
+    conn.image.remove_tag(image, "osbuild-current")
+    conn.image.update_image(image, protected=False)
+    conn.image.delete_image(image, ignore_missing=False)
+    assert conn.image.find_image(image.id) is None
+
+
+def test_read_only_attributes_are_403(conn: Any) -> None:
+    image = conn.image.create_image(name="ro", data=b"d", disk_format="raw",
+                                    container_format="bare", allow_duplicates=True)
+    with pytest.raises(exceptions.ForbiddenException, match="read-only"):
+        conn.image.update_image(image, status="active")
+
+
+def test_members_of_a_shared_image(conn: Any) -> None:
+    image = conn.image.create_image(name="shared", data=b"d", disk_format="raw",
+                                    container_format="bare", allow_duplicates=True,
+                                    visibility="shared")
+    conn.image.add_member(image, member_id="other-project")
+    members = list(conn.image.members(image))
+    assert [(m.member_id, m.status) for m in members] == [("other-project", "pending")]
+    conn.image.update_member("other-project", image, status="accepted")
+    assert conn.image.get_member("other-project", image).status == "accepted"
+    conn.image.remove_member("other-project", image)
+    assert list(conn.image.members(image)) == []
+
+
+def test_image_count_quota_is_413(sim: Any, conn: Any) -> None:
+    sim.faults.set_quota("image", image_count_total=1)
+    conn.image.create_image(name="one", data=b"d", disk_format="raw", container_format="bare",
+                            allow_duplicates=True)
+    with pytest.raises(exceptions.HttpException) as err:
+        conn.image.create_image(name="two", data=b"d", disk_format="raw",
+                                container_format="bare", allow_duplicates=True)
+    assert err.value.status_code == 413
+    assert "image_count_total is over limit of 1" in str(err.value)
+
+
+def test_image_killed_during_direct_upload(sim: Any, conn: Any) -> None:
+    sim.faults.add_scenario("image_killed", name="^doomed$")
+    token = conn.session.get_token()
+    created = requests.post(f"{sim.base_url}/image/v2/images", timeout=10,
+                            json={"name": "doomed", "disk_format": "raw",
+                                  "container_format": "bare"},
+                            headers={"X-Auth-Token": token}).json()
+    put = requests.put(f"{sim.base_url}/image/v2/images/{created['id']}/file", data=b"bytes",
+                       headers={"X-Auth-Token": token,
+                                "Content-Type": "application/octet-stream"}, timeout=10)
+    assert put.status_code == 500
+    image = conn.image.get_image(created["id"])
+    assert image.status == "killed"
+    with pytest.raises(exceptions.ResourceFailure):
+        conn.image.wait_for_status(image, "active", failures=["killed"], interval=0.01, wait=5)

@@ -1,0 +1,76 @@
+"""`osbuild sim serve` as a subprocess: ready line, clouds.yaml, serving, clean SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import openstack
+import pytest
+import requests
+
+
+def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    clouds = tmp_path / "clouds.yaml"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "sim", "serve", "--clouds-yaml", str(clouds),
+         "--speed", "1000", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    return proc, line
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_prints_ready_serves_and_exits_0_on_signal(tmp_path: Path,
+                                                          sig: signal.Signals) -> None:
+    proc, line = _start(tmp_path)
+    try:
+        word, url = line.split(" ", 1)
+        assert word == "ready"
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/identity/v3")
+        clouds = tmp_path / "clouds.yaml"
+        assert clouds.stat().st_mode & 0o777 == 0o600
+        env_before = os.environ.get("OS_CLIENT_CONFIG_FILE")
+        os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds)
+        try:
+            conn = openstack.connect(cloud="osbuild-sim")
+            assert conn.image.find_image("virtio-win.iso") is not None
+        finally:
+            if env_before is None:
+                del os.environ["OS_CLIENT_CONFIG_FILE"]
+            else:
+                os.environ["OS_CLIENT_CONFIG_FILE"] = env_before
+    finally:
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(url, timeout=2)
+
+
+def test_serve_loads_a_faults_file(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("quotas:\n  compute: {instances: 1}\n")
+    proc, line = _start(tmp_path, "--faults", str(faults))
+    try:
+        base = line.split(" ", 1)[1].rsplit("/identity", 1)[0]
+        answer = requests.get(f"{base}/_sim/faults", timeout=10).json()
+        assert answer["quotas"]["compute"]["instances"] == 1
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_serve_with_a_bad_faults_file_exits_2(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("nonsense: true\n")
+    proc, line = _start(tmp_path, "--faults", str(faults))
+    _, err = proc.communicate(timeout=30)
+    assert line == ""
+    assert proc.returncode == 2
+    assert "unknown key 'nonsense'" in err
