@@ -335,3 +335,29 @@ def test_drivers_follow_the_spec_and_version(tmp_path, render) -> None:
     paths = all_texts(pnp, "u:DriverPaths/u:PathAndCredentials/u:Path")
     assert {p.split("\\")[1] for p in paths} == {"viostor", "qxldod"}
     assert {p.split("\\")[2] for p in paths} == {"2k16"}
+
+
+@pytest.mark.parametrize(
+    ("version", "edition"),
+    [(v, e) for v in windows.SERVER_VERSIONS for e in windows.SERVER_EDITIONS]
+    + [(v, e) for v in windows.CLIENT_VERSIONS for e in windows.CLIENT_EDITIONS],
+)
+def test_every_version_and_edition(tmp_path, render, version: str, edition: str) -> None:
+    firmware = "uefi" if version == "11" else "bios"
+    spec = _variant(tmp_path, {
+        'version: "2022"\n  edition: SERVERSTANDARD':
+            f'version: "{version}"\n  edition: "{edition}"\n  firmware: {firmware}',
+    })
+    media = render(spec)
+    root = answer_root(media.root)
+    setup = component(root, "windowsPE", "Microsoft-Windows-Setup")
+    name = text(setup, ".//u:InstallFrom/u:MetaData/u:Value")
+    prefix = "Windows Server" if windows.is_server(version) else "Windows"
+    assert name == f"{prefix} {version} {edition}"
+    pnp = component(root, "windowsPE", "Microsoft-Windows-PnpCustomizationsWinPE")
+    folders = {p.split("\\")[2] for p in all_texts(pnp, ".//u:Path")}
+    assert folders == {windows.virtio_os_folder(version)}
+    shell = component(root, "oobeSystem", "Microsoft-Windows-Shell-Setup")
+    has_local = shell.find(".//u:LocalAccount", NS) is not None
+    assert has_local == (not windows.is_server(version))
+    assert media.plan.virtio.os_folder == windows.virtio_os_folder(version)
