@@ -490,14 +490,14 @@ def _load_with_lines(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
                 key = _LineLoader(text).construct_object(key_node)  # scalars only
                 if key in out:
                     raise SpecError(
-                        [f"line {key_node.start_mark.line + 1}: {_dotted(path + (key,))}: "
+                        [f"line {key_node.start_mark.line + 1}: {_dotted((*path, key))}: "
                          "key given twice"]
                     )
-                lines[path + (key,)] = key_node.start_mark.line + 1
-                out[key] = walk(value_node, path + (key,))
+                lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = walk(value_node, (*path, key))
             return out
         if isinstance(n, yaml.SequenceNode):
-            return [walk(item, path + (i,)) for i, item in enumerate(n.value)]
+            return [walk(item, (*path, i)) for i, item in enumerate(n.value)]
         return _LineLoader(text).construct_object(n)
 
     return walk(node, ()), lines
