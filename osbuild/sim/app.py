@@ -139,16 +139,16 @@ class SimApp:
         except ApiError as err:
             response = json_response(error_body(service, err), err.status, err.headers)
         except (NotFound, MethodNotAllowed) as exc:
-            err = ApiError(exc.code or 404, "The resource could not be found."
-                           if isinstance(exc, NotFound) else "Method not allowed.")
-            response = json_response(error_body(service, err), err.status)
+            missing = ApiError(exc.code or 404, "The resource could not be found."
+                               if isinstance(exc, NotFound) else "Method not allowed.")
+            response = json_response(error_body(service, missing), missing.status)
         except HTTPException as exc:
-            err = ApiError(exc.code or 500, exc.description or "error")
-            response = json_response(error_body(service, err), err.status)
+            other = ApiError(exc.code or 500, exc.description or "error")
+            response = json_response(error_body(service, other), other.status)
         except Exception as exc:
             log.exception("simulated cloud failed on %s %s", request.method, path)
-            err = ApiError(500, f"Unexpected error in the simulated cloud: {exc}")
-            response = json_response(error_body(service, err), 500)
+            crash = ApiError(500, f"Unexpected error in the simulated cloud: {exc}")
+            response = json_response(error_body(service, crash), 500)
         for key, value in call.response_headers.items():
             response.headers[key] = value
         response.headers.setdefault("X-Openstack-Request-Id", "req-" + _request_id())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from osbuild.sim import guest, hypervisor, storage
 from osbuild.sim.http import ApiError
@@ -166,11 +166,19 @@ def _poll_volumes(world: World, server: Server, volumes: list[Volume], attempt: 
                    f"attempts. And its status is {volume.status}.")
             return
     if all(v.status == "available" for v in volumes):
+        for mapping in server.mappings:
+            attached = world.volumes.get(mapping.volume_id or "")
+            if attached is not None and attached.status in ("reserved", "available"):
+                attached.status = "attaching"  # os-brick connects them before the spawn
         server.task_state = "spawning"
         world.schedule(SPAWN_SECONDS, lambda: _spawn(world, server))
         return
     world.schedule(VOLUME_POLL_INTERVAL,
                    lambda: _poll_volumes(world, server, volumes, attempt + 1))
+
+
+def _kind(mapping: Mapping) -> Literal["disk", "cdrom"]:
+    return "cdrom" if mapping.device_type == "cdrom" else "disk"
 
 
 def _devices(world: World, server: Server) -> list[hypervisor.AttachedDevice]:
@@ -179,19 +187,19 @@ def _devices(world: World, server: Server) -> list[hypervisor.AttachedDevice]:
         if mapping.volume_id:
             volume = world.volumes[mapping.volume_id]
             devices.append(hypervisor.AttachedDevice(
-                kind=mapping.device_type, bus=mapping.disk_bus, boot_index=mapping.boot_index,
+                kind=_kind(mapping), bus=mapping.disk_bus, boot_index=mapping.boot_index,
                 source="volume", resource_id=volume.id, data=volume.data,
                 image_meta=dict(volume.image_metadata)))
         elif mapping.source_type == "image":
             image = world.images.get(mapping.uuid or "")
             props = {k: str(v) for k, v in (image.properties if image else {}).items()}
             devices.append(hypervisor.AttachedDevice(
-                kind=mapping.device_type, bus=mapping.disk_bus, boot_index=mapping.boot_index,
+                kind=_kind(mapping), bus=mapping.disk_bus, boot_index=mapping.boot_index,
                 source="image", resource_id=mapping.uuid, data=server.local_disk or b"",
                 image_meta=props))
         else:
             devices.append(hypervisor.AttachedDevice(
-                kind=mapping.device_type, bus=mapping.disk_bus, boot_index=mapping.boot_index,
+                kind=_kind(mapping), bus=mapping.disk_bus, boot_index=mapping.boot_index,
                 source="blank", resource_id=None, data=b"", image_meta={}))
     return devices
 

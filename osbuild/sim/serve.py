@@ -59,7 +59,6 @@ class SimCloud:
             return self
         server = make_server(self._host, self._port, self.app, threaded=True,
                              request_handler=_QuietHandler)
-        server.daemon_threads = True
         self._server = server
         self.app.base_url = f"http://{self._host}:{server.server_port}"
         self._thread = threading.Thread(target=server.serve_forever, name="osbuild-sim",

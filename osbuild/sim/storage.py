@@ -285,7 +285,7 @@ def release_volume(world: World, volume: Volume, *, delete: bool) -> None:
     world.schedule(DETACH_SECONDS if was_attached else 0.0, done)
 
 
-def set_image_metadata(world: World, volume: Volume, metadata: dict[str, Any]) -> None:
+def set_image_metadata(world: World, volume: Volume, metadata: Any) -> None:
     if volume.status not in ("available", "in-use", "reserved"):
         raise ApiError(400, f"Invalid volume: Volume {volume.id} status must be available or "
                             f"in-use, but current status is: {volume.status}.")

@@ -297,7 +297,12 @@ def show_snapshot(call: Call, project_id: str, snapshot_id: str) -> Response:
             raise ApiError(400, "Invalid snapshot: Volume Snapshot status must be available "
                                 "or error.")
         snap.status = "deleting"
-        call.world.schedule(2.0, lambda: call.world.snapshots.pop(snap.id, None))
+        world = call.world
+
+        def gone() -> None:
+            world.snapshots.pop(snap.id, None)
+
+        world.schedule(2.0, gone)
         return empty(202)
     return json_response({"snapshot": _snapshot(snap)})
 

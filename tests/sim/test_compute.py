@@ -99,6 +99,9 @@ def test_server_build_attaches_volumes_and_ports_then_delete_releases_them(
     assert volume_status(conn, iso.id) == "reserved"
     assert list(conn.network.ports(device_id=server.id)) == []
 
+    run_until(sim, lambda: volume_status(conn, iso.id) != "reserved", step=1.0)
+    assert volume_status(conn, iso.id) == "attaching"
+    assert conn.compute.get_server(server.id).task_state == "spawning"
     run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
     active = conn.compute.get_server(server.id)
     assert active.tags == ["osbuild", "osbuild-build-x"]

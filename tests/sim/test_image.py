@@ -80,6 +80,21 @@ def test_bytes_that_are_not_an_iso_get_415_and_the_image_stays_queued(
     assert conn.image.get_image(created["id"]).status == "queued"
 
 
+def test_upload_from_a_file_object(conn: Any, tmp_path: Any) -> None:
+    data = _iso_bytes()
+    path = tmp_path / "config.iso"
+    path.write_bytes(data)
+    with path.open("rb") as handle:
+        from_file = conn.image.create_image(name="from-file", data=handle, disk_format="iso",
+                                            container_format="bare", allow_duplicates=True)
+    from_stream = conn.image.create_image(name="from-stream", data=io.BytesIO(data),
+                                          disk_format="iso", container_format="bare",
+                                          allow_duplicates=True)
+    for image in (from_file, from_stream):
+        assert conn.image.get_image(image.id).size == len(data)
+        assert conn.image.download_image(image).content == data
+
+
 def test_update_tags_protected_and_delete(conn: Any) -> None:
     image = conn.image.create_image(name="raw", data=b"disk", disk_format="raw",
                                     container_format="bare", allow_duplicates=True)
