@@ -531,7 +531,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     return msg.replace("Input should be", "must be")
 
 
-def _problems(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[str]:
+def _problems(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
+    """(line, message) for every validation error; line 0 when the YAML gives none."""
     found: list[tuple[int, str]] = []
     for error in exc.errors():
         loc = tuple(error["loc"])
@@ -550,7 +551,11 @@ def _problems(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[s
                 break
         where = f"line {line}: " if line else ""
         found.append((line or 0, f"{where}{_dotted(loc)}: {message}"))
-    # In file order, as an editor would walk through them.
+    return found
+
+
+def _in_file_order(found: list[tuple[int, str]]) -> list[str]:
+    # As an editor would walk through them.
     return [text for _, text in sorted(found, key=lambda item: item[0])]
 
 
@@ -573,31 +578,44 @@ def parse_spec(text: str, *, source: str = "<spec>", path: Path | None = None) -
         raise SpecError(
             [f"line {lines[(key,)]}: {key}: unknown key" for key in internal], source=source
         )
+    base_dir = path.parent if path else Path.cwd()
     try:
         spec = BuildSpec.model_validate({**data, "source_path": path, "digest": digest})
     except ValidationError as exc:
-        raise SpecError(_problems(exc, lines), source=source) from None
-    problems = _file_problems(spec, lines)
-    if problems:
-        raise SpecError(problems, source=source)
+        # Missing files are reported together with the other problems, not in a second round.
+        found = _problems(exc, lines) + _file_problems(data, base_dir, lines)
+        raise SpecError(_in_file_order(found), source=source) from None
+    missing = _file_problems(data, base_dir, lines)
+    if missing:
+        raise SpecError(_in_file_order(missing), source=source)
     return spec
 
 
-def _file_problems(spec: BuildSpec, lines: dict[tuple[Any, ...], int]) -> list[str]:
-    """Local files the spec names must exist and be readable."""
-    problems = []
+def _file_problems(
+    data: dict[str, Any], base_dir: Path, lines: dict[tuple[Any, ...], int]
+) -> list[tuple[int, str]]:
+    """Local files the spec names must exist (checked on the raw YAML, valid or not)."""
+    problems: list[tuple[int, str]] = []
 
-    def check(relative: str, loc: tuple[Any, ...]) -> None:
-        path = spec.resolve_path(relative)
-        if not path.is_file():
+    def check(relative: Any, loc: tuple[Any, ...]) -> None:
+        if not isinstance(relative, str) or not relative.strip():
+            return  # the type or value error is reported by validation
+        candidate = Path(relative.strip()).expanduser()
+        target = candidate if candidate.is_absolute() else base_dir / candidate
+        if not target.is_file():
             line = lines.get(loc)
             where = f"line {line}: " if line else ""
-            problems.append(f"{where}{_dotted(loc)}: file not found: {path}")
+            problems.append((line or 0, f"{where}{_dotted(loc)}: file not found: {target}"))
 
-    if not spec.cloudbase_init.is_url:
-        check(spec.cloudbase_init.msi, ("cloudbase_init", "msi"))
-    for index, script in enumerate(spec.scripts):
-        check(script, ("scripts", index))
+    cloudbase = data.get("cloudbase_init")
+    if isinstance(cloudbase, dict):
+        msi = cloudbase.get("msi")
+        if isinstance(msi, str) and not msi.strip().startswith(("https://", "http://")):
+            check(msi, ("cloudbase_init", "msi"))
+    scripts = data.get("scripts")
+    if isinstance(scripts, list):
+        for index, script in enumerate(scripts):
+            check(script, ("scripts", index))
     return problems
 
 

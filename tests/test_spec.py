@@ -323,3 +323,16 @@ def test_a_rejected_product_key_is_not_echoed(spec_dir: Path) -> None:
                                     f"iso_image: win.iso\n  product_key: {secret}"))
     assert "windows.product_key" in lines[0]
     assert secret not in lines[0]
+
+
+def test_missing_files_are_reported_with_other_problems(spec_dir: Path) -> None:
+    text = edit("msi: CloudbaseInitSetup_x64.msi", "msi: missing.msi")
+    text = edit("SERVERSTANDARD", "Home", text) + "scripts:\n  - nope.ps1\n"
+    text = edit("flavor: m1.large", "flavor: m1.large\n  target: cloud", text)
+    lines = problems(spec_dir, text)
+    assert len(lines) == 4
+    # one list, in file order
+    assert "windows.edition" in lines[0]
+    assert "cloudbase_init.msi: file not found" in lines[1]
+    assert "builder.target" in lines[2]
+    assert "scripts[0]: file not found" in lines[3]
