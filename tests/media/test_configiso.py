@@ -40,6 +40,9 @@ def test_iso_reads_back_with_all_three_name_spaces(name, example_spec, render) -
     try:
         assert iso.has_joliet() and iso.has_rock_ridge()
         assert iso.pvd.volume_identifier.decode().strip() == layout.VOLUME_LABEL
+        # Windows shows the Joliet label
+        joliet_label = iso.joliet_vd.volume_identifier.decode("utf-16-be").strip()
+        assert joliet_label == layout.VOLUME_LABEL
         joliet, rock = {}, {}
         for kind, found in (("joliet_path", joliet), ("rr_path", rock)):
             for directory, _dirs, files in iso.walk(**{kind: "/"}):
