@@ -1,0 +1,60 @@
+"""Contract with the simulated Windows guest: real rendered media play through to power-off."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from osbuild import markers
+from osbuild.markers import Status
+from osbuild.sim import guest as sim_guest
+from osbuild.sim import media as sim_media
+from osbuild.sim.hypervisor import AttachedDevice, build_machine
+
+from .helpers import EXAMPLES
+
+# The stand-in installer each example's iso_image names (UEFI ones are prepared, prompt-less).
+_SEEDS = {s.name: s for s in sim_media.seed_images()}
+
+
+def _machine(spec, config_iso: bytes):
+    uefi = spec.windows.firmware == "uefi"
+    props = {
+        "hw_firmware_type": spec.windows.firmware,
+        "hw_machine_type": "q35" if uefi else "pc",
+        "hw_disk_bus": spec.builder.disk_bus,
+    }
+    if spec.windows.secure_boot:
+        props["os_secure_boot"] = "required"
+    installer = _SEEDS[spec.windows.iso_image]
+    virtio = _SEEDS[spec.virtio.iso_image]
+    devices = [
+        AttachedDevice("disk", spec.builder.disk_bus, 0, "blank", None, b"", props),
+        AttachedDevice("cdrom", None, 1, "volume", "iso", installer.data, installer.properties),
+        AttachedDevice("cdrom", None, None, "volume", "virtio", virtio.data, virtio.properties),
+        AttachedDevice("cdrom", None, None, "volume", "config", config_iso, {}),
+    ]
+    return build_machine(devices, props)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_rendered_media_install_to_power_off(name, example_spec, render) -> None:
+    spec = example_spec(name)
+    media = render(spec)
+    machine = _machine(spec, media.iso_path.read_bytes())
+    events = list(sim_guest.boot(machine, rng=random.Random(7)))
+    assert isinstance(events[-1].action, sim_guest.PowerOff)
+    lines = [e.action.text for e in events if isinstance(e.action, sim_guest.ConsoleOutput)]
+    seen = markers.parse_lines(lines, media.nonce)
+    assert all(m.status != Status.FAIL for m in seen), seen
+    starts = [m.stage for m in seen if m.status == Status.START]
+    assert starts == ["winpe", "specialize", "firstlogon", *media.plan.stages]
+    assert seen[-1] == markers.Marker("sysprep", Status.START)
+    # what the guest wrote to its disk is what the spec asked for
+    writes = [e.action.data for e in events if isinstance(e.action, sim_guest.WriteDisk)]
+    record = sim_guest.read_disk_record(writes[-1])
+    assert record is not None
+    assert record["image_name"] == spec.windows.image_name
+    assert record["build_id"] == media.plan.build_id
+    assert record["sysprep"] is True
