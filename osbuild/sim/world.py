@@ -61,11 +61,16 @@ class World:
         self.security_groups: dict[str, SecurityGroup] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
+        # Set while advance() runs an event, so that what it schedules counts from its time.
+        self._event_time: float | None = None
         if seed:
             self._seed()
 
     # -- time --------------------------------------------------------------------------------
     def now(self) -> float:
+        """Simulated time; while a due event is processed, the time it was due at."""
+        if self._event_time is not None:
+            return self._event_time
         return self.clock.now()
 
     def stamp(self, at: float | None = None) -> str:
@@ -83,18 +88,23 @@ class World:
         from osbuild.sim import machines
 
         with self.lock:
-            now = self.now()
-            while True:
-                timer_at = self._timers[0][0] if self._timers else math.inf
-                server, guest_at = self._next_guest_event()
-                if min(timer_at, guest_at) > now:
-                    return
-                if timer_at <= guest_at:
-                    _, _, action = heapq.heappop(self._timers)
-                    action()
-                else:
-                    assert server is not None
-                    machines.apply_next_guest_event(self, server)
+            now = self.clock.now()
+            try:
+                while True:
+                    timer_at = self._timers[0][0] if self._timers else math.inf
+                    server, guest_at = self._next_guest_event()
+                    if min(timer_at, guest_at) > now:
+                        return
+                    if timer_at <= guest_at:
+                        _, _, action = heapq.heappop(self._timers)
+                        self._event_time = timer_at
+                        action()
+                    else:
+                        assert server is not None
+                        self._event_time = guest_at
+                        machines.apply_next_guest_event(self, server)
+            finally:
+                self._event_time = None
 
     def _next_guest_event(self) -> tuple[Server | None, float]:
         best: Server | None = None

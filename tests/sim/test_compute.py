@@ -280,3 +280,29 @@ def test_deployed_instance_posts_a_password_for_the_keypair(sim: Any, conn: Any)
     encrypted = base64.b64decode(conn.compute.get_server_password(server))
     password = key.decrypt(encrypted, padding.PKCS1v15()).decode()
     assert len(password) >= 8
+
+
+def test_one_clock_jump_runs_chained_state_changes_from_their_due_times(
+    sim: Any, conn: Any
+) -> None:
+    server = conn.compute.create_server(name="jump", flavor_id="2", networks="none",
+                                        block_device_mapping=[BLANK_ROOT])
+    sim.advance(60)  # schedule, network, blank volume, spawn: each counts from the last
+    assert server_status(conn, server.id) == "ACTIVE"
+
+
+def test_remote_consoles_endpoint(sim: Any, conn: Any, boot_blank: Any) -> None:
+    server = boot_blank("remote")
+    answer = conn.compute.post(
+        f"/servers/{server.id}/remote-consoles", microversion="2.6",
+        json={"remote_console": {"protocol": "vnc", "type": "novnc"}}).json()
+    assert answer["remote_console"]["type"] == "novnc"
+    assert answer["remote_console"]["url"].startswith(sim.base_url)
+
+
+def test_quota_sets(conn: Any) -> None:
+    project = conn.current_project_id
+    nova = conn.compute.get_quota_set(project, usage=True)
+    assert nova.instances == 10 and nova.usage["instances"] == 0
+    cinder = conn.block_storage.get_quota_set(project, usage=True)
+    assert cinder.usage == {"volumes": 0, "gigabytes": 0, "snapshots": 0}

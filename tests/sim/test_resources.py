@@ -6,6 +6,8 @@ from typing import Any
 
 import requests
 
+from osbuild.sim.machines import DELETE_SECONDS
+from osbuild.sim.storage import DETACH_SECONDS
 from tests.sim.conftest import run_until, server_status, volume_status
 
 
@@ -39,11 +41,12 @@ def test_resources_lists_everything_and_flags_seeded_images(
     assert [i["id"] for i in mine] == [own.id]
 
     conn.compute.delete_server(server)
-    run_until(sim, lambda: not sim.resources()["servers"])
+    sim.advance(DELETE_SECONDS + 0.5)
     after = sim.resources()
-    assert after["ports"] == [] and after["attachments"] == []
+    assert after["servers"] == [] and after["ports"] == [] and after["attachments"] == []
     assert [v["status"] for v in after["volumes"]] == ["detaching"]
-    run_until(sim, lambda: volume_status(conn, volume.id) == "available", step=1.0)
+    sim.advance(DETACH_SECONDS)
+    assert volume_status(conn, volume.id) == "available"
 
 
 def test_stats_count_requests_per_service_and_method(sim: Any, conn: Any) -> None:
