@@ -47,7 +47,7 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             sim = SimCloud(speed=args.speed, faults=args.faults, port=args.port).start()
         except OSError as exc:
-            raise InvalidInput([f"cannot listen on port {args.port}: {exc.strerror}"]) from exc
+            raise InvalidInput([f"cannot serve on port {args.port}: {exc}"]) from exc
         try:
             sim.write_clouds_yaml(args.clouds_yaml,
                                   application_credential=args.application_credential)

@@ -57,8 +57,12 @@ class SimCloud:
     def start(self) -> SimCloud:
         if self._server is not None:
             return self
-        server = make_server(self._host, self._port, self.app, threaded=True,
-                             request_handler=_QuietHandler)
+        try:
+            server = make_server(self._host, self._port, self.app, threaded=True,
+                                 request_handler=_QuietHandler)
+        except SystemExit as exc:
+            # werkzeug prints the reason and exits when it cannot bind; a library must not.
+            raise OSError(f"cannot listen on {self._host}:{self._port}") from exc
         self._server = server
         self.app.base_url = f"http://{self._host}:{server.server_port}"
         self._thread = threading.Thread(target=server.serve_forever, name="osbuild-sim",

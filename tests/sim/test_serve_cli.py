@@ -74,3 +74,17 @@ def test_serve_with_a_bad_faults_file_exits_2(tmp_path: Path) -> None:
     assert line == ""
     assert proc.returncode == 2
     assert "unknown key 'nonsense'" in err
+
+
+def test_serve_on_a_busy_port_exits_2(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc, line = _start(tmp_path, "--port", str(port))
+        _, err = proc.communicate(timeout=30)
+    assert line == ""
+    assert proc.returncode == 2
+    assert f"cannot serve on port {port}" in err
