@@ -7,7 +7,8 @@ optional::
     rules:                        # checked in order against every API request
       - service: compute          # identity|compute|volume|image|network|any (default any)
         method: POST              # HTTP method (default: any)
-        path: "^/servers$"        # regex searched in the path below the service root
+        path: "/servers$"         # regex searched in the path below the service prefix
+                                  # (/compute, /volume, /image, ...), e.g. "/v2.1/servers"
         error: 503                # an HTTP status (500, 503, 429...) or "drop" (connection closed)
         rate: 0.5                 # probability of firing (default 1.0)
         times: 2                  # fire at most this often (default: unlimited)
