@@ -286,7 +286,8 @@ def apply_next_guest_event(world: World, server: Server) -> None:
     elif isinstance(action, guest.PowerOff):
         server.guest = None
         server.next_event = None
-        server.power_state = 4
+        # Nova learns of the power-off only from libvirt's delayed lifecycle event: until
+        # then the server still shows ACTIVE and RUNNING.
         world.schedule(SHUTOFF_DELAY_SECONDS, lambda: _shutoff(world, server),
                        at=server.powered_on_at + event.at)
         return

@@ -306,3 +306,25 @@ def test_quota_sets(conn: Any) -> None:
     assert nova.instances == 10 and nova.usage["instances"] == 0
     cinder = conn.block_storage.get_quota_set(project, usage=True)
     assert cinder.usage == {"volumes": 0, "gigabytes": 0, "snapshots": 0}
+
+
+def test_shutoff_shows_some_seconds_after_the_guest_powers_off(
+    sim: Any, conn: Any, boot_blank: Any
+) -> None:
+    from osbuild.sim import guest
+    from osbuild.sim.machines import SHUTOFF_DELAY_SECONDS
+
+    server = boot_blank("poweroff")
+    record = sim.world.servers[server.id]
+    with sim.world.lock:
+        record.guest = iter([guest.GuestEvent(1.0, guest.ConsoleOutput("bye")),
+                             guest.GuestEvent(2.0, guest.PowerOff())])
+        record.powered_on_at = sim.world.now()
+        record.next_event = next(record.guest)
+    sim.advance(3.0)
+    shown = conn.compute.get_server(server.id)
+    assert (shown.status, shown.power_state) == ("ACTIVE", 1)
+    assert conn.compute.get_server_console_output(server, length=2)["output"] == "bye\n"
+    sim.advance(SHUTOFF_DELAY_SECONDS)
+    shown = conn.compute.get_server(server.id)
+    assert (shown.status, shown.power_state, shown.vm_state) == ("SHUTOFF", 4, "stopped")
