@@ -26,7 +26,7 @@ from osbuild.build.context import BuildContext
 from osbuild.build.create import create_behind_lookup
 from osbuild.build.steps.boot_builder import server_fault
 from osbuild.build.waits import wait_for_status
-from osbuild.cloud.delete import delete_keypair, delete_server
+from osbuild.cloud.delete import delete_keypair, delete_server, delete_volume
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import BuildFailed, StageTimeout, VerifyFailed
 from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
@@ -112,7 +112,7 @@ class VerifyImage:
         deadline = Deadline.after(ctx.clock, spec.verify_timeout, "verify")
         key, public_key = new_keypair()
         keypair = self._import_keypair(ctx, public_key)
-        server_id = self._boot(ctx, image_id, keypair)
+        server_id = self._boot(ctx, image_id, keypair, deadline)
         try:
             wait_for_status(
                 ctx, lambda: ctx.conn.compute.get_server(server_id), want="active",
@@ -130,12 +130,12 @@ class VerifyImage:
             transcript.close()
         ctx.emit("verify.passed", image_id=image_id, metadata_service=progress.metadata_service)
         # Done with the test server and key: remove them now, not at the end of the build.
-        for kind, resource_id in (("server", server_id), ("keypair", keypair)):
-            resource = ctx.find_resource(kind, resource_id)
-            if resource is not None and not resource.done:
+        for resource in reversed(ctx.resources):
+            if resource.step == self.name and not resource.done:
                 resource.delete()
                 resource.done = True
-                ctx.emit("resource.deleted", kind=kind, id=resource_id, name=resource.name)
+                ctx.emit("resource.deleted", kind=resource.kind, id=resource.id,
+                         name=resource.name)
 
     # ------------------------------------------------------------------ resources
 
@@ -171,7 +171,38 @@ class VerifyImage:
             network_id = network.id
         return flavor, network_id
 
-    def _boot(self, ctx: BuildContext, image_id: str, keypair: str) -> str:
+    def _root_volume(self, ctx: BuildContext, image_id: str, deadline: Deadline) -> str:
+        conn = ctx.conn
+        spec = ctx.spec
+        name = naming.resource_name(ctx.build_id, "verify-root")
+        args: dict[str, Any] = {
+            "name": name, "size": spec.min_disk_gb, "image_id": image_id,
+            "metadata": naming.labels(ctx.build_id, spec.name, "verify-root"),
+        }
+        if spec.builder.volume_type:
+            args["volume_type"] = spec.builder.volume_type
+        if spec.builder.availability_zone:
+            args["availability_zone"] = spec.builder.availability_zone
+
+        def lookup():  # type: ignore[no-untyped-def]
+            found = list(conn.block_storage.volumes(details=True, name=name))
+            return found[0] if found else None
+
+        volume = create_behind_lookup(ctx, lambda: conn.block_storage.create_volume(**args),
+                                      lookup, what="the test server's root volume")
+        ctx.track("volume", volume.id, name,
+                  lambda: delete_volume(conn, volume.id, time_scale=ctx.options.time_scale))
+        try:
+            wait_for_status(
+                ctx, lambda: conn.block_storage.get_volume(volume.id), want="available",
+                failures=("error",), deadline=deadline, what=f"root volume {volume.id}",
+            )
+        except BuildFailed as exc:
+            raise _verify_failed("root-volume", exc.reason) from None
+        return str(volume.id)
+
+    def _boot(self, ctx: BuildContext, image_id: str, keypair: str,
+              deadline: Deadline) -> str:
         conn = ctx.conn
         spec = ctx.spec
         flavor, network_id = self._resolve(ctx)
@@ -192,11 +223,12 @@ class VerifyImage:
             "metadata": naming.labels(ctx.build_id, spec.name, "verify"),
         }
         if from_volume:
-            # Nova makes the root volume from the image; it goes with the server.
+            # Cinder makes the root volume first: nova-compute gives up on a volume it creates
+            # itself after about three minutes, too short for a large image.
             args["block_device_mapping"] = [{
-                "boot_index": 0, "uuid": image_id, "source_type": "image",
-                "destination_type": "volume", "device_type": "disk",
-                "volume_size": spec.min_disk_gb, "delete_on_termination": True,
+                "boot_index": 0, "uuid": self._root_volume(ctx, image_id, deadline),
+                "source_type": "volume", "destination_type": "volume", "device_type": "disk",
+                "delete_on_termination": True,
             }]
         else:
             # The root disk mapping Nova would derive from imageRef, spelled out (as

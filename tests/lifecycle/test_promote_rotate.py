@@ -1,0 +1,187 @@
+"""Build, verify, promote; rotation, in-use and last-verified protection; rollback."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from osbuild import naming
+from tests.lifecycle.conftest import KNOWN_PASSWORD, Lifecycle
+
+
+def _built(lc: Lifecycle, spec: Any) -> str:
+    result = lc.build(spec)
+    assert result.code == 0, result.explain()
+    return result.event("build.succeeded")["image_id"]
+
+
+def _by_id(images: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {i["id"]: i for i in images}
+
+
+def _wait_active(lc: Lifecycle, server_id: str) -> None:
+    for _ in range(200):
+        server = lc.conn.compute.get_server(server_id)
+        if server.status == "ACTIVE":
+            return
+        assert server.status != "ERROR", server.fault
+        time.sleep(0.05)
+    raise AssertionError(f"server {server_id} never became ACTIVE")
+
+
+def test_build_verifies_and_promotes(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-basic")
+    result = lifecycle.build(spec)
+    assert result.code == 0, result.explain()
+
+    image_id = result.event("build.succeeded")["image_id"]
+    passed = result.event("verify.passed")
+    assert passed["image_id"] == image_id
+    assert passed["metadata_service"] == "HttpService"
+    image = lifecycle.image(image_id)
+    props = image.properties
+    assert props[naming.PROP_VERIFY] == "passed"
+    assert props[naming.PROP_FAMILY] == "lc-basic"
+    build_id = props[naming.PROP_BUILD_ID]
+    assert props[naming.PROP_IMAGE_VERSION] == build_id
+    assert image.name == f"lc-basic-{build_id}"
+    assert not image.is_hidden
+    assert naming.CURRENT_TAG in image.tags and "ws2022" in image.tags
+
+    # The console transcript of the test server is kept with the build's logs.
+    console = (lifecycle.logs / build_id / "verify-console.log").read_text()
+    assert "Plugins execution done" in console
+    # The test server and the temporary keypair are gone; the password was never shown.
+    assert lifecycle.leftovers() == {"servers": [], "keypairs": []}
+    everything = result.out + result.err + "".join(
+        p.read_text(errors="replace") for p in (lifecycle.logs / build_id).rglob("*")
+        if p.is_file())
+    assert KNOWN_PASSWORD not in everything
+
+    listed = lifecycle.family("lc-basic")
+    assert [(i["id"], i["current"], i["verify"]) for i in listed] == [(image_id, True, "passed")]
+
+
+def test_second_build_hides_the_first(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-hide", image={"superseded": "hide", "keep": 3})
+    first = _built(lifecycle, spec)
+    second = _built(lifecycle, spec)
+
+    images = _by_id(lifecycle.family("lc-hide"))
+    assert images[second]["current"] and not images[second]["hidden"]
+    assert not images[first]["current"] and images[first]["hidden"]
+    assert images[first]["status"] == "active"
+    assert naming.CURRENT_TAG not in lifecycle.image(first).tags
+    # Default Glance listings no longer show the superseded image.
+    visible = {i.id for i in lifecycle.conn.image.images(tag=naming.TAG)}
+    assert second in visible and first not in visible
+
+
+def test_second_build_deletes_the_first_per_policy(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-delete", image={"superseded": "delete"})
+    first = _built(lifecycle, spec)
+    second = _built(lifecycle, spec)
+
+    assert [i["id"] for i in lifecycle.family("lc-delete")] == [second]
+    assert lifecycle.conn.image.find_image(first, ignore_missing=True) is None
+
+
+def test_keep_limits_the_family(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-keep", image={"superseded": "hide", "keep": 2})
+    ids = [_built(lifecycle, spec) for _ in range(3)]
+
+    remaining = [i["id"] for i in lifecycle.family("lc-keep")]
+    assert remaining == [ids[2], ids[1]]
+
+
+def test_image_in_use_survives_pruning(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-inuse", image={"superseded": "delete"})
+    first = _built(lifecycle, spec)
+    network = lifecycle.conn.network.find_network("private")
+    flavor = lifecycle.conn.compute.find_flavor("m1.large")
+    # A volume-backed server: only its volume's image metadata names the image.
+    volume = lifecycle.conn.block_storage.create_volume(name="app-root", size=40,
+                                                        image_id=first)
+    lifecycle.conn.block_storage.wait_for_status(volume, "available", interval=0.05, wait=60)
+    server = lifecycle.conn.compute.create_server(
+        name="app-server", flavor_id=flavor.id, networks=[{"uuid": network.id}],
+        block_device_mapping=[{
+            "boot_index": 0, "uuid": volume.id, "source_type": "volume",
+            "destination_type": "volume", "device_type": "disk",
+            "delete_on_termination": True,
+        }],
+    )
+    try:
+        _wait_active(lifecycle, server.id)
+        second = _built(lifecycle, spec)
+
+        images = _by_id(lifecycle.family("lc-inuse"))
+        assert set(images) == {first, second}
+        assert images[first]["in_use"] == 1 and images[first]["hidden"]
+        assert images[second]["current"]
+
+        # Once the server is gone, pruning applies the policy.
+        lifecycle.conn.compute.delete_server(server.id)
+        lifecycle.conn.compute.wait_for_delete(server, interval=0.05, wait=30)
+        prune = lifecycle.images("prune", "--family", "lc-inuse", "--superseded", "delete")
+        assert prune.code == 0, prune.err
+        assert f"deleted {first}" in prune.out
+        assert [i["id"] for i in lifecycle.family("lc-inuse")] == [second]
+    finally:
+        if lifecycle.conn.compute.find_server(server.id, ignore_missing=True):
+            lifecycle.conn.compute.delete_server(server.id)
+
+
+def test_last_verified_image_is_never_deleted(lifecycle: Lifecycle) -> None:
+    verified = _built(lifecycle, lifecycle.spec("lc-last", image={"superseded": "delete"}))
+    # The next build skips its boot test: it becomes current, but it is not verified.
+    unverified = _built(lifecycle, lifecycle.spec(
+        "lc-last", image={"superseded": "delete"}, verify={"enabled": False}))
+
+    images = _by_id(lifecycle.family("lc-last"))
+    assert images[unverified]["current"] and images[unverified]["verify"] == "skipped"
+    assert images[verified]["verify"] == "passed" and images[verified]["hidden"]
+
+    prune = lifecycle.images("prune", "--family", "lc-last", "--keep", "1",
+                             "--superseded", "delete", "--json")
+    assert prune.code == 0, prune.err
+    assert lifecycle.conn.image.find_image(verified, ignore_missing=True) is not None
+    assert "last verified" in prune.out
+
+
+def test_prune_dry_run_changes_nothing(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-dry", image={"superseded": "hide", "keep": 5})
+    first = _built(lifecycle, spec)
+    second = _built(lifecycle, spec)
+    before = lifecycle.family("lc-dry")
+
+    dry = lifecycle.images("prune", "--family", "lc-dry", "--keep", "1", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert f"would delete {first}" in dry.out
+    assert lifecycle.family("lc-dry") == before
+
+    done = lifecycle.images("prune", str(spec), "--keep", "1")
+    assert done.code == 0, done.err
+    assert [i["id"] for i in lifecycle.family("lc-dry")] == [second]
+
+
+def test_rollback_restores_the_previous_image(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-roll", image={"superseded": "hide"})
+    first = _built(lifecycle, spec)
+    second = _built(lifecycle, spec)
+
+    back = lifecycle.images("rollback", "--family", "lc-roll")
+    assert back.code == 0, back.err
+    assert first in back.out
+    images = _by_id(lifecycle.family("lc-roll"))
+    assert images[first]["current"] and not images[first]["hidden"]
+    assert not images[second]["current"] and images[second]["hidden"]
+
+    # Nothing older than the first image: a second rollback has nowhere to go.
+    again = lifecycle.images("rollback", "--family", "lc-roll")
+    assert again.code == 2 and "no verified image older" in again.err
+
+    forward = lifecycle.images("promote", second)
+    assert forward.code == 0, forward.err
+    images = _by_id(lifecycle.family("lc-roll"))
+    assert images[second]["current"] and not images[first]["current"]
