@@ -73,8 +73,9 @@ class Lifecycle:
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         return path
 
-    def build(self, spec: Path) -> CliResult:
-        return self.cli("build", str(spec), "--os-cloud", self.sim.cloud_name, "--json",
+    def build(self, spec: Path, *, json_lines: bool = True) -> CliResult:
+        return self.cli("build", str(spec), "--os-cloud", self.sim.cloud_name,
+                        *(["--json"] if json_lines else []),
                         "--time-scale", str(SPEED), "--log-dir", str(self.logs))
 
     def images(self, *argv: str) -> CliResult:
@@ -94,6 +95,7 @@ class Lifecycle:
         state = self.sim.resources()
         return {
             "servers": [s for s in state["servers"] if "osbuild-" in s.get("name", "")],
+            "volumes": [v for v in state["volumes"] if "osbuild-" in v.get("name", "")],
             "keypairs": [k for k in state["keypairs"]
                          if "osbuild-" in (k.get("name", "") if isinstance(k, dict) else k)],
         }

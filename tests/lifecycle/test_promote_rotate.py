@@ -52,7 +52,7 @@ def test_build_verifies_and_promotes(lifecycle: Lifecycle) -> None:
     console = (lifecycle.logs / build_id / "verify-console.log").read_text()
     assert "Plugins execution done" in console
     # The test server and the temporary keypair are gone; the password was never shown.
-    assert lifecycle.leftovers() == {"servers": [], "keypairs": []}
+    assert lifecycle.leftovers() == {"servers": [], "volumes": [], "keypairs": []}
     everything = result.out + result.err + "".join(
         p.read_text(errors="replace") for p in (lifecycle.logs / build_id).rglob("*")
         if p.is_file())
@@ -60,6 +60,10 @@ def test_build_verifies_and_promotes(lifecycle: Lifecycle) -> None:
 
     listed = lifecycle.family("lc-basic")
     assert [(i["id"], i["current"], i["verify"]) for i in listed] == [(image_id, True, "passed")]
+    table = lifecycle.images(str(spec))
+    assert table.code == 0, table.err
+    row = next(line for line in table.out.splitlines() if image_id in line).split()
+    assert row[0] == build_id and "passed" in row and "yes" in row
 
 
 def test_second_build_hides_the_first(lifecycle: Lifecycle) -> None:
