@@ -116,7 +116,8 @@ def run_build(
         ctx.emit("build.succeeded", image_id=result.image_id, image_name=result.image_name,
                  duration=result.duration, report=str(result.report_path))
     else:
-        ctx.emit("build.failed", reason=str(error), stage=getattr(error, "stage", None),
+        ctx.emit("build.failed", reason=str(error), details=error.lines(),
+                 stage=getattr(error, "stage", None),
                  exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
                  report=str(result.report_path))
     return result

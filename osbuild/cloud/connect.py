@@ -26,6 +26,9 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
         "timing": True,
         "connect_retries": 0,
         "status_code_retries": 0,
+        # openstacksdk's defaults.json turns on 5 retries for the image service, which
+        # resends an upload with an already consumed file object (an empty body).
+        "image_status_code_retries": 0,
         **overrides,
     }
     if region_name:
@@ -44,7 +47,9 @@ def check_auth(conn: Connection, cloud: str | None) -> None:
     """Authenticate now, so wrong credentials are an input error before anything is built."""
     name = cloud or "the configured cloud"
     try:
-        conn.authorize()
+        # The session's own call: Connection.authorize() would flatten keystoneauth's
+        # exception classes into one SDKException.
+        conn.session.get_token()
     except ksa_exc.Unauthorized:
         raise AuthError(
             [f"{name}: authentication failed (check the credentials in clouds.yaml or OS_*)"]
@@ -54,7 +59,7 @@ def check_auth(conn: Connection, cloud: str | None) -> None:
     except (ksa_exc.ConnectFailure, ksa_exc.DiscoveryFailure) as exc:
         raise AuthError([f"{name}: cannot reach the identity service: {_first_line(exc)}"]) \
             from None
-    except sdk_exc.HttpException as exc:
+    except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
         raise AuthError([f"{name}: authentication failed: {_first_line(exc)}"]) from None
 
 

@@ -116,6 +116,9 @@ class SimApp:
                     self.stats.injected_latency += decision.latency
                 time.sleep(decision.latency)
             if decision.error is not None:
+                # Drain the body first, as a real server does: an unread body left on a
+                # kept-alive connection would be parsed as the client's next request.
+                request.get_data(cache=False)
                 with self._stats_lock:
                     self.stats.injected_errors[f"{service} {decision.error}"] += 1
                 return self._injected(service, decision.error, decision.retry_after, environ)

@@ -120,10 +120,12 @@ class CreateVolumes:
     def _cinder_message(self, ctx: BuildContext, volume_id: str) -> str:
         """Cinder puts no reason on the volume; its user messages say what happened."""
         try:
-            messages = ctx.call(lambda: list(ctx.conn.block_storage.messages()))
+            # User messages exist from volume API 3.3; the SDK's messages() sends no version.
+            reply = ctx.call(lambda: ctx.conn.block_storage.get(
+                "/messages", microversion="3.3").json())
         except Exception:
             return ""
-        for message in messages:
-            if getattr(message, "resource_uuid", None) == volume_id:
-                return str(getattr(message, "user_message", "") or "")
+        for message in reply.get("messages", []):
+            if message.get("resource_uuid") == volume_id:
+                return str(message.get("user_message") or "")
         return ""

@@ -1,0 +1,116 @@
+"""Fixtures for driving `osbuild build` end to end against the simulated cloud."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from osbuild.cli import main
+from osbuild.resources import examples_dir
+from osbuild.sim import SimCloud
+from osbuild.sim.media import cloudbase_msi_standin
+
+SPEED = 600.0
+# Everything a build creates: the kinds /_sim/resources lists besides seeded images.
+RESOURCE_KINDS = ("servers", "volumes", "images", "snapshots", "attachments", "ports",
+                  "keypairs")
+
+
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class BuildRun:
+    exit_code: int
+    events: list[dict[str, Any]]
+    stderr: str
+
+    @property
+    def why(self) -> str:
+        """What went wrong, for assertion messages."""
+        failed = self.named("build.failed")
+        details = "\n".join(failed[-1].get("details", [failed[-1]["reason"]])) if failed else ""
+        return f"{details}\n{self.stderr}".strip()
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["event"] == name]
+
+    @property
+    def failure(self) -> dict[str, Any]:
+        failed = self.named("build.failed")
+        assert failed, f"no build.failed event; stderr: {self.stderr}"
+        return failed[-1]
+
+    @property
+    def success(self) -> dict[str, Any]:
+        done = self.named("build.succeeded")
+        assert done, f"no build.succeeded event; stderr: {self.stderr}"
+        return done[-1]
+
+
+@dataclass
+class Cloud:
+    sim: SimCloud
+    workdir: Path
+    clouds_yaml: Path
+    capsys: Any
+    log_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_dir = self.workdir / "logs"
+
+    def spec(self, example: str = "ws2022-standard.yaml", **changes: Any) -> Path:
+        """An example spec copied beside a stand-in MSI, with `changes` deep-merged in."""
+        data = yaml.safe_load((examples_dir() / example).read_text())
+        data = deep_merge(data, changes)
+        path = self.workdir / f"{data['name']}-{len(list(self.workdir.glob('*.yaml')))}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        msi = self.workdir / "CloudbaseInitSetup_x64.msi"
+        if not msi.exists():
+            msi.write_bytes(cloudbase_msi_standin())
+        return path
+
+    def build(self, *specs: Path, extra: tuple[str, ...] = ()) -> BuildRun:
+        self.capsys.readouterr()
+        code = main(["build", *map(str, specs), "--os-cloud", self.sim.cloud_name,
+                     "--time-scale", str(SPEED), "--log-dir", str(self.log_dir), "--json",
+                     *extra])
+        out, err = self.capsys.readouterr()
+        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return BuildRun(code, events, err)
+
+    def leftovers(self, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Everything in the cloud that osbuild created and should not be there."""
+        resources = self.sim.resources()
+        left = []
+        for kind in RESOURCE_KINDS:
+            for item in resources.get(kind, []):
+                if item.get("seeded") or item.get("id") in keep:
+                    continue
+                left.append(f"{kind[:-1]} {item.get('name') or ''} {item.get('id')}")
+        return left
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Iterator[Cloud]:
+    with SimCloud(speed=SPEED) as sim:
+        clouds_yaml = sim.write_clouds_yaml(tmp_path / "clouds.yaml")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+        for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_TOKEN"):
+            monkeypatch.delenv(var, raising=False)
+        yield Cloud(sim, tmp_path, clouds_yaml, capsys)
+
+

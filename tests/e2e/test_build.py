@@ -1,0 +1,225 @@
+"""`osbuild build` end to end through the real CLI entry point against the simulated cloud."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from osbuild.resources import examples_dir
+from osbuild.sim.guest import read_disk_record
+from tests.e2e.conftest import Cloud
+
+EXAMPLES = sorted(p.name for p in examples_dir().glob("*.yaml"))
+
+
+def glance_image(cloud: Cloud, image_id: str) -> dict:
+    """The image as Glance returns it: properties flat, as any client sees them."""
+    return cloud.sim.connect().image.get(f"/images/{image_id}").json()
+
+
+def image_record(cloud: Cloud, image_id: str) -> dict:
+    conn = cloud.sim.connect()
+    data = b"".join(conn.image.download_image(image_id, stream=True).iter_content(65536))
+    record = read_disk_record(data)
+    assert record is not None, "the image holds no installed-Windows record"
+    return record
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_each_example_builds_and_leaves_only_its_image(cloud: Cloud, example: str) -> None:
+    spec = cloud.spec(example)
+    run = cloud.build(spec)
+    assert run.exit_code == 0, run.why
+    done = run.success
+    props = glance_image(cloud, done["image_id"])
+    assert props["status"] == "active"
+    assert props["os_type"] == "windows"
+    assert props["osbuild_family"] == done["family"]
+    assert props["osbuild_build_id"] == done["build_id"]
+    assert len(props["osbuild_spec_digest"]) == 64
+    assert props["osbuild_windows_iso_id"] and props["osbuild_virtio_iso_id"]
+    assert props["hw_machine_type"] == "q35"
+    record = image_record(cloud, done["image_id"])
+    assert record["build_id"] == done["build_id"]
+    assert cloud.leftovers(keep={done["image_id"]}) == []
+    # The stage markers arrived in the order the guest ran them.
+    stages = [e["stage"] for e in run.named("stage") if e["status"] == "start"]
+    assert stages[:2] == ["winpe", "specialize"] and stages[-1] == "sysprep"
+
+
+def test_volume_target_bios_image_carries_spec_properties(cloud: Cloud) -> None:
+    spec = cloud.spec("ws2022-standard.yaml",
+                      image={"properties": {"owner_team": "platform"}, "tags": ["golden"]})
+    run = cloud.build(spec)
+    assert run.exit_code == 0, run.why
+    image = glance_image(cloud, run.success["image_id"])
+    assert image["hw_firmware_type"] == "bios"
+    assert image["hw_disk_bus"] == "virtio"
+    assert image["owner_team"] == "platform"
+    assert "golden" in image["tags"]
+    assert image["min_ram"] == 4096 and image["min_disk"] == 40
+    assert image["name"].startswith("ws2022-std-")
+    record = image_record(cloud, image["id"])
+    assert record["image_name"] == "Windows Server 2022 SERVERSTANDARD"
+    assert record["firmware"] == "bios"
+    assert record["sysprep"] is True
+
+
+def test_local_target_is_captured_with_nova_create_image(cloud: Cloud) -> None:
+    run = cloud.build(cloud.spec("ws2019-core-local.yaml"))
+    assert run.exit_code == 0, run.why
+    image = glance_image(cloud, run.success["image_id"])
+    assert image.get("image_type") == "snapshot"
+    assert image_record(cloud, image["id"])["image_name"] == "Windows Server 2019 SERVERSTANDARDCORE"
+    created = {e["kind"] for e in run.named("resource.created")}
+    assert "server" in created and "image" in created
+
+
+def test_report_and_transcript_are_written(cloud: Cloud) -> None:
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 0, run.why
+    report = json.loads(Path(run.success["report"]).read_text())
+    assert report["result"] == "succeeded"
+    assert report["image"]["id"] == run.success["image_id"]
+    assert report["api_calls"] and all(v > 0 for v in report["api_calls"].values())
+    assert report["console"]["polls"] > 0 and report["console"]["bytes_fetched"] > 0
+    assert {r["kind"] for r in report["resources"]} >= {"server", "volume", "image"}
+    transcript = Path(report["console"]["transcript"]).read_text()
+    assert ":sysprep:start" in transcript
+    assert [s["stage"] for s in report["stages"]][-1] == "sysprep"
+
+
+# ---------------------------------------------------------------- failures
+
+
+def assert_clean_failure(cloud: Cloud, run, code: int, *phrases: str) -> None:  # noqa: ANN001
+    assert run.exit_code == code, run.why
+    message = run.why
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} not in {message!r}"
+    assert cloud.leftovers() == []
+
+
+def test_guest_failure_marker_fails_the_build(cloud: Cloud) -> None:
+    cloud.sim.faults.add_guest_scenario(
+        {"fail_stage": "cloudbaseinit", "fail_message": "msiexec exited 1603"},
+        name="builder$")
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 1, "cloudbaseinit", "msiexec exited 1603")
+    assert run.failure["stage"] == "cloudbaseinit"
+
+
+def test_setup_hang_times_out_in_its_stage_with_console_tail(cloud: Cloud) -> None:
+    cloud.sim.faults.add_guest_scenario({"setup_hangs": True}, name="builder$")
+    spec = cloud.spec(builder={"stage_timeouts": {"winpe": "20m"}})
+    run = cloud.build(spec)
+    assert_clean_failure(cloud, run, 1, "no progress in stage winpe",
+                         "builder.stage_timeouts.winpe")
+    assert "last console lines:" in run.why
+
+
+def test_server_error_shows_novas_fault(cloud: Cloud) -> None:
+    cloud.sim.faults.add_scenario("no_valid_host", name="builder$")
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 1, "No valid host was found")
+
+
+def test_volume_error_shows_cinders_message_after_one_retry(cloud: Cloud) -> None:
+    cloud.sim.faults.add_scenario("volume_error_from_image", name="-virtio", times=2)
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 1, "virtio volume", "went to error",
+                         "create volume from image: An unknown error occurred.")
+    volume_creates = [e for e in run.named("resource.created")
+                      if e["kind"] == "volume" and "virtio" in e["name"]]
+    assert len(volume_creates) == 2  # recreated once before giving up
+
+
+def test_volume_error_once_is_recovered(cloud: Cloud) -> None:
+    cloud.sim.faults.add_scenario("volume_error_from_image", name="-virtio", times=1)
+    run = cloud.build(cloud.spec(verify={"enabled": False}))
+    assert run.exit_code == 0, run.why
+    assert cloud.leftovers(keep={run.success["image_id"]}) == []
+
+
+def test_image_killed_during_capture(cloud: Cloud) -> None:
+    cloud.sim.faults.add_scenario("image_killed", name="-image$")
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 1, "killed")
+    assert run.failure["stage"] == "capture"
+
+
+def test_quota_is_caught_in_preflight_and_nothing_is_created(cloud: Cloud) -> None:
+    cloud.sim.faults.set_quota("compute", instances=0)
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 2, "quota: compute instances")
+    assert [e for e in run.named("resource.created") if e["kind"] != "local"] == []
+
+
+def test_missing_iso_image_is_a_preflight_error_naming_the_field(cloud: Cloud) -> None:
+    spec = cloud.spec(windows={"iso_image": "no-such.iso"}, builder={"flavor": "m1.nope"})
+    run = cloud.build(spec)
+    assert_clean_failure(cloud, run, 2, "windows.iso_image: no image 'no-such.iso'",
+                         "builder.flavor: no flavor 'm1.nope'")
+    assert [e for e in run.named("resource.created") if e["kind"] != "local"] == []
+
+
+def test_unprepared_uefi_iso_says_what_to_run(cloud: Cloud) -> None:
+    spec = cloud.spec("ws2025-datacenter-uefi.yaml",
+                      windows={"iso_image": "windows-server-2025-x64.iso"})
+    run = cloud.build(spec)
+    assert_clean_failure(cloud, run, 2, "osbuild media prepare-uefi --image "
+                         "windows-server-2025-x64.iso --os-cloud osbuild-sim")
+
+
+def test_cleanup_is_retried_through_injected_503s(cloud: Cloud) -> None:
+    cloud.sim.faults.add_rule(service="volume", method="DELETE", error=503, times=3)
+    cloud.sim.faults.add_rule(service="compute", method="DELETE", error=503, times=2)
+    run = cloud.build(cloud.spec(verify={"enabled": False}))
+    assert run.exit_code == 0, run.why
+    assert cloud.leftovers(keep={run.success["image_id"]}) == []
+    fired = cloud.sim.stats()["injected_errors"]
+    assert sum(fired.values()) >= 5
+
+
+def test_ten_percent_transient_errors_everywhere_still_build(cloud: Cloud) -> None:
+    cloud.sim.faults.load({
+        "seed": 11,
+        "rules": [
+            {"service": "any", "error": 503, "rate": 0.05},
+            {"service": "any", "error": 429, "rate": 0.05, "retry_after": 1},
+        ],
+    })
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 0, run.why
+    assert cloud.leftovers(keep={run.success["image_id"]}) == []
+    assert sum(cloud.sim.stats()["injected_errors"].values()) > 10
+
+
+def test_keep_on_failure_keeps_the_builder_and_says_so(cloud: Cloud) -> None:
+    cloud.sim.faults.add_guest_scenario({"fail_stage": "virtio"}, name="builder$")
+    run = cloud.build(cloud.spec(), extra=("--keep-on-failure",))
+    assert run.exit_code == 1
+    kept = run.failure["kept"]
+    assert any(k.startswith("server ") for k in kept)
+    left = cloud.leftovers()
+    assert any(item.startswith("server ") for item in left)
+    assert not any(item.startswith("image ") for item in left)  # config ISO image went
+
+
+def test_wrong_password_is_an_input_error(cloud: Cloud) -> None:
+    text = cloud.clouds_yaml.read_text()
+    password = cloud.sim.identity.password if hasattr(cloud.sim.identity, "password") else None
+    import yaml
+
+    data = yaml.safe_load(text)
+    auth = data["clouds"][cloud.sim.cloud_name]["auth"]
+    real = auth["password"]
+    auth["password"] = "wrong-" + real
+    cloud.clouds_yaml.write_text(yaml.safe_dump(data))
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 2
+    assert "authentication failed" in run.stderr
+    assert real not in run.stderr and (password is None or password not in run.stderr)
+    assert cloud.leftovers() == []
