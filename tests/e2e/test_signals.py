@@ -1,0 +1,70 @@
+"""Ctrl-C and SIGTERM mid-build: the CLI (a real subprocess) cleans up and exits 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.conftest import SPEED, Cloud
+
+
+def start_build(cloud: Cloud, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "build", str(cloud.spec()), "--os-cloud",
+         cloud.sim.cloud_name, "--time-scale", str(SPEED), "--log-dir", str(cloud.log_dir),
+         "--json", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], predicate, timeout: float = 60.0) -> list[dict]:  # noqa: ANN001
+    assert proc.stdout is not None
+    events: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        events.append(event)
+        if predicate(event):
+            return events
+    raise AssertionError(f"never saw the awaited event; got {[e['event'] for e in events]}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_watching_cleans_up_and_exits_130(cloud: Cloud, signum: int) -> None:
+    proc = start_build(cloud)
+    try:
+        read_until(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        assert any(item.startswith("server ") for item in cloud.leftovers())
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e["event"] == "build.failed"][-1]
+    assert signal.Signals(signum).name in failed["reason"]
+    assert cloud.leftovers() == []
+
+
+def test_signal_during_volume_creation_leaves_nothing(cloud: Cloud) -> None:
+    proc = start_build(cloud)
+    try:
+        read_until(proc, lambda e: e["event"] == "resource.created" and e["kind"] == "volume")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert cloud.leftovers() == []
