@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 from osbuild.build.context import BuildContext
+from osbuild.media.render import render_media
 
 
 class RenderConfig:
@@ -16,6 +17,4 @@ class RenderConfig:
         # it is removed at the end of the build whatever happens.
         ctx.track("local", str(out_dir), "rendered config media",
                   lambda: shutil.rmtree(out_dir, ignore_errors=True))
-        from osbuild.media.render import render_media
-
         ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id)
