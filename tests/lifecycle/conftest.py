@@ -56,9 +56,10 @@ class Lifecycle:
             code = main(list(argv))
         return CliResult(code, out.getvalue(), err.getvalue())
 
-    def spec(self, family: str, **sections: dict[str, Any]) -> Path:
-        """The Server 2022 example as family ``family``, updates off, sections overridden."""
-        data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    def spec(self, family: str, *, example: Path = EXAMPLE,
+             **sections: dict[str, Any]) -> Path:
+        """An example (Server 2022) as family ``family``, updates off, sections overridden."""
+        data = yaml.safe_load(example.read_text(encoding="utf-8"))
         data["name"] = family
         data["updates"] = {"enabled": False}
         data["image"]["name"] = family + "-{build_id}"

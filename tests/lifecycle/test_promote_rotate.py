@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from osbuild import naming
-from tests.lifecycle.conftest import KNOWN_PASSWORD, Lifecycle
+from tests.lifecycle.conftest import EXAMPLE, KNOWN_PASSWORD, Lifecycle
 
 
 def _built(lc: Lifecycle, spec: Any) -> str:
@@ -48,6 +48,13 @@ def test_build_verifies_and_promotes(lifecycle: Lifecycle) -> None:
     assert not image.is_hidden
     assert naming.CURRENT_TAG in image.tags and "ws2022" in image.tags
 
+    # m1.large has no root disk: the test server boots from a volume Cinder made first.
+    verify_made = {e["kind"] for e in result.events() if e["event"] == "resource.created"
+                   and e["name"].endswith(("-verify", "-verify-root"))}
+    verify_gone = {e["kind"] for e in result.events() if e["event"] == "resource.deleted"
+                   and e["name"].endswith(("-verify", "-verify-root"))}
+    assert verify_made == verify_gone == {"keypair", "server", "volume"}
+
     # The console transcript of the test server is kept with the build's logs.
     console = (lifecycle.logs / build_id / "verify-console.log").read_text()
     assert "Plugins execution done" in console
@@ -64,6 +71,21 @@ def test_build_verifies_and_promotes(lifecycle: Lifecycle) -> None:
     assert table.code == 0, table.err
     row = next(line for line in table.out.splitlines() if image_id in line).split()
     assert row[0] == build_id and "passed" in row and "yes" in row
+
+
+def test_local_target_image_boots_its_test_server_from_the_image(
+        lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-local", example=EXAMPLE.parent / "ws2019-core-local.yaml")
+    result = lifecycle.build(spec)
+    assert result.code == 0, result.explain()
+    image_id = result.event("build.succeeded")["image_id"]
+    # The flavor has a root disk: no volume is made for the test server.
+    created = [e for e in result.events() if e["event"] == "resource.created"
+               and e["name"].endswith(("-verify", "-verify-root"))]
+    assert sorted(e["kind"] for e in created) == ["keypair", "server"]
+    image = lifecycle.image(image_id)
+    assert image.properties["osbuild_verify"] == "passed"
+    assert naming.CURRENT_TAG in image.tags
 
 
 def test_second_build_hides_the_first(lifecycle: Lifecycle) -> None:
