@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from openstack.connection import Connection
+from openstack.image.v2._proxy import Proxy as ImageProxy
 
 from osbuild import naming
 from osbuild.cloud.retry import retrying
@@ -59,6 +60,11 @@ class FamilyImage:
             "age_seconds": round(age) if age is not None else None,
             "in_use": self.in_use,
         }
+
+
+def glance(conn: Connection) -> ImageProxy:
+    """The image API as v2 (tags, members, os_hidden are v2 only; v1 is long gone)."""
+    return cast(ImageProxy, conn.image)
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -15,6 +15,7 @@ from osbuild.images.family import (
     FamilyImage,
     current_of,
     from_glance,
+    glance,
     glance_family,
     list_family,
 )
@@ -30,7 +31,7 @@ def prune(conn: Connection, family: str, policy: RotationPolicy, *, dry_run: boo
     for decision in decisions:
         image_id = decision.image.id
         if decision.action == "hide":
-            retrying(lambda i=image_id: conn.image.update_image(i, is_hidden=True),
+            retrying(lambda i=image_id: glance(conn).update_image(i, is_hidden=True),
                      time_scale=time_scale)
         elif decision.action == "delete":
             delete_image(conn, image_id, time_scale=time_scale)
@@ -45,20 +46,20 @@ def mark_current(conn: Connection, image_id: str, family: str, *,
     images (and takes the newer version), never a moment with none. The images that lose
     the tag are hidden: superseded images leave default listings at once.
     """
-    retrying(lambda: conn.image.update_image(image_id, is_hidden=False), time_scale=time_scale)
-    retrying(lambda: conn.image.add_tag(image_id, naming.CURRENT_TAG), time_scale=time_scale)
+    retrying(lambda: glance(conn).update_image(image_id, is_hidden=False), time_scale=time_scale)
+    retrying(lambda: glance(conn).add_tag(image_id, naming.CURRENT_TAG), time_scale=time_scale)
     for image in glance_family(conn, family, time_scale=time_scale):
         if str(image.id) == image_id or naming.CURRENT_TAG not in (image.tags or []):
             continue
         _remove_current_tag(conn, str(image.id), time_scale)
-        retrying(lambda i=str(image.id): conn.image.update_image(i, is_hidden=True),
+        retrying(lambda i=str(image.id): glance(conn).update_image(i, is_hidden=True),
                  time_scale=time_scale)
 
 
 def _remove_current_tag(conn: Connection, image_id: str, time_scale: float) -> None:
     def remove() -> None:
         try:
-            conn.image.remove_tag(image_id, naming.CURRENT_TAG)
+            glance(conn).remove_tag(image_id, naming.CURRENT_TAG)
         except Exception as exc:
             if not is_not_found(exc):  # already gone: someone else got there first
                 raise
@@ -68,7 +69,7 @@ def _remove_current_tag(conn: Connection, image_id: str, time_scale: float) -> N
 
 def _get(conn: Connection, image_id: str, time_scale: float) -> Any:
     try:
-        return retrying(lambda: conn.image.get_image(image_id), time_scale=time_scale)
+        return retrying(lambda: glance(conn).get_image(image_id), time_scale=time_scale)
     except Exception as exc:
         if is_not_found(exc):
             raise InvalidInput([f"image {image_id}: not found in Glance"]) from None

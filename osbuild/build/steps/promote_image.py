@@ -13,6 +13,7 @@ from osbuild.build.context import BuildContext
 from osbuild.cloud.retry import status_of
 from osbuild.errors import OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
+from osbuild.images.family import glance
 
 
 class PromoteImage:
@@ -26,7 +27,7 @@ class PromoteImage:
         image = ctx.call(conn.image.update_image, image_id, name=name,
                          visibility=spec.image.visibility)
         for tag in spec.image.tags:
-            ctx.call(conn.image.add_tag, image_id, tag)
+            ctx.call(glance(conn).add_tag, image_id, tag)
         for member in spec.image.members:
             self._add_member(ctx, image_id, member)
         mark_current(conn, image_id, spec.name, time_scale=ctx.options.time_scale)
@@ -37,7 +38,7 @@ class PromoteImage:
 
     def _add_member(self, ctx: BuildContext, image_id: str, member: str) -> None:
         try:
-            ctx.call(ctx.conn.image.add_member, image_id, member=member)
+            ctx.call(glance(ctx.conn).add_member, image_id, member=member)
         except sdk_exc.HttpException as exc:
             if status_of(exc) != 409:  # already a member
                 raise

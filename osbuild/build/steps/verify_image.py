@@ -283,8 +283,20 @@ class VerifyImage:
             if (progress.done and progress.metadata_service and progress.password_ok
                     and not progress.unmatched):
                 return progress
+            self._check_server(ctx, server_id)
             self._check_time(ctx, progress, deadline)
             ctx.clock.sleep(ctx.options.poll_min, ctx.cancel)
+
+    def _check_server(self, ctx: BuildContext, server_id: str) -> None:
+        """A test server that crashed or powered off will not finish: say so at once."""
+        server = ctx.call(ctx.conn.compute.get_server, server_id)
+        status = (server.status or "").upper()
+        if status == "ERROR":
+            raise _verify_failed("server-active", f"test server {server_id} went to error: "
+                                 f"{server_fault(server)}")
+        if status in ("SHUTOFF", "STOPPED", "DELETED"):
+            raise _verify_failed("server-active", f"test server {server_id} is {status} "
+                                 "before the checks passed")
 
     def _check_time(self, ctx: BuildContext, progress: _Progress, deadline: Deadline) -> None:
         waited = format_duration(deadline.seconds)
