@@ -111,5 +111,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
         clouds = sim.write_clouds_yaml(root / "clouds.yaml")
         for key, value in sim.env(clouds).items():
             patch.setenv(key, value)
+        # Build state and family locks stay in the test's directory, not the user's.
+        patch.setenv("XDG_STATE_HOME", str(root / "state"))
         patch.setattr("osbuild.sim.guest._random_password", lambda: KNOWN_PASSWORD)
         yield Lifecycle(sim, root)

@@ -98,3 +98,23 @@ def test_failed_verify_message_on_the_terminal(lifecycle: Lifecycle, good_image:
     assert "kept" in result.err  # the hidden image, for a look
     _assert_nothing_left_and_no_secret(lifecycle, result, build_id)
     _assert_previous_still_current(lifecycle, good_image)
+
+
+def test_preflight_problems_name_unknown_verify_flavor_and_network(
+        lifecycle: Lifecycle, tmp_path: Path) -> None:
+    from osbuild.build import BuildOptions, EventBus
+    from osbuild.build.context import BuildContext
+    from osbuild.build.steps.verify_image import preflight_problems
+    from osbuild.spec import load_spec
+
+    def problems(**verify: Any) -> list[str]:
+        spec = load_spec(lifecycle.spec("lc-preflight", verify=verify))
+        ctx = BuildContext(spec=spec, build_id="20261126t000000-abcdef", conn=lifecycle.conn,
+                           cloud_name=None, options=BuildOptions(log_dir=tmp_path),
+                           bus=EventBus())
+        return preflight_problems(ctx)
+
+    assert problems(flavor="m1.large.40g", network="private") == []
+    assert problems(flavor="m9.huge", network="nowhere") == [
+        "verify.flavor: no flavor 'm9.huge'", "verify.network: no network 'nowhere'"]
+    assert problems(enabled=False, flavor="m9.huge") == []

@@ -77,6 +77,21 @@ def decrypts(key: rsa.RSAPrivateKey, encrypted: str) -> bool:
     return ok
 
 
+def preflight_problems(ctx: BuildContext) -> list[str]:
+    """The verify section's cloud names, checked before the build (for Preflight)."""
+    verify = ctx.spec.verify
+    problems: list[str] = []
+    if not verify.enabled:
+        return problems
+    if verify.flavor and ctx.call(ctx.conn.compute.find_flavor, verify.flavor,
+                                  ignore_missing=True) is None:
+        problems.append(f"verify.flavor: no flavor {verify.flavor!r}")
+    if verify.network and ctx.call(ctx.conn.network.find_network, verify.network,
+                                   ignore_missing=True) is None:
+        problems.append(f"verify.network: no network {verify.network!r}")
+    return problems
+
+
 def _api_message(exc: sdk_exc.HttpException) -> str:
     details = getattr(exc, "details", None) or str(exc)
     return str(details).strip().splitlines()[0]
