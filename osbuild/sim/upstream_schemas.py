@@ -179,7 +179,11 @@ def check_response(call: _CallLike, response: Any) -> str | None:
         leaves = schemas.explain("response", action, call.microversion, body) if schemas else []
         # Upstream's own text for a oneOf failure repeats the whole body; the leaves say why.
         problem = f"{method} {path} ({action}): " + ("; ".join(sorted(set(leaves))) or error)
-        log.warning("simulated %s answer fails the upstream schema: %s", call.service, problem)
+        # Polls repeat the same answer many times: report each distinct problem once.
+        key = f"{action}: {problem.split('): ', 1)[-1]}"
+        if key not in _seen_problems:
+            _seen_problems.add(key)
+            log.warning("simulated %s answer fails the upstream schema: %s", call.service, problem)
         _response_problems.append(problem)
     return error
 
@@ -221,6 +225,7 @@ def status() -> dict[str, str]:
 
 _lock = threading.Lock()
 _response_problems: deque[str] = deque(maxlen=200)
+_seen_problems: set[str] = set()
 _loaded: dict[str, UpstreamSchemas | None] = {}
 _unavailable: dict[str, str] = {}
 
@@ -303,6 +308,7 @@ def reset() -> None:
         _loaded.clear()
         _unavailable.clear()
         _response_problems.clear()
+        _seen_problems.clear()
 
 
 # ---------------------------------------------------------------------- validation
@@ -374,9 +380,7 @@ class UpstreamSchemas:
         self, kind: str, action: str, microversion: tuple[int, int] | str | None, body: Any
     ) -> list[str]:
         """Every leaf error (path: message) behind a failure; oneOf hides them otherwise."""
-        version = (
-            _version_tuple(microversion) if isinstance(microversion, str) else microversion
-        )
+        version = _version_tuple(microversion) if isinstance(microversion, str) else microversion
         out: list[str] = []
         for entry in self.actions.get(action, {}).get(kind, []):
             if entry.matches(version):

@@ -310,6 +310,30 @@ class RealServices:
         )
         return AppCredential(id=cred.id, name=cred.name, secret=secret)
 
+    def create_service_user(self, name: str) -> dict[str, str]:
+        """A user with admin on the service project (as Nova's and Cinder's); its auth dict."""
+        conn = self.connect()
+        password = secrets.token_urlsafe(18)
+        service = conn.identity.find_project(SERVICE_PROJECT, ignore_missing=False)
+        user = conn.identity.create_user(name=name, password=password, domain_id=DEFAULT_DOMAIN)
+        admin_role = conn.identity.find_role("admin", ignore_missing=False)
+        conn.identity.assign_project_role_to_user(service, user, admin_role)
+        return {
+            "auth_url": self.auth_url,
+            "username": name,
+            "password": password,
+            "project_name": SERVICE_PROJECT,
+            "user_domain_id": DEFAULT_DOMAIN,
+            "project_domain_id": DEFAULT_DOMAIN,
+        }
+
+    def unregister_service(self, service_id: str) -> None:
+        """Remove a service and its endpoints from the catalog."""
+        conn = self.connect()
+        for endpoint in list(conn.identity.endpoints(service_id=service_id)):
+            conn.identity.delete_endpoint(endpoint)
+        conn.identity.delete_service(service_id)
+
     def register_service(self, service_type: str, name: str, url: str) -> str:
         """Add a service and its public/internal/admin endpoints to the catalog; its id."""
         conn = self.connect()
