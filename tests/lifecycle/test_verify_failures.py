@@ -77,6 +77,11 @@ def test_failed_verify_keeps_the_image_hidden_and_unpromoted(
     assert image.name == naming.resource_name(build_id, "image")  # never given its final name
     assert (lifecycle.logs / build_id / "verify-console.log").is_file()
 
+    # It cannot be made current by hand either.
+    refused = lifecycle.images("promote", new_image)
+    assert refused.code == 2 and "osbuild_verify is failed" in refused.err
+    _assert_previous_still_current(lifecycle, good_image)
+
 
 def test_failed_verify_deletes_the_image_when_asked(lifecycle: Lifecycle,
                                                     good_image: str) -> None:
