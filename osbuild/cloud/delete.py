@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from openstack.connection import Connection
@@ -47,7 +48,7 @@ def delete_server(conn: Connection, server_id: str, *, time_scale: float = 1.0,
     # Ports Nova created are removed with the server; remove any it left behind.
     for port in retrying(lambda: list(conn.network.ports(device_id=server_id)),
                          time_scale=time_scale):
-        _ignoring_not_found(lambda p=port: conn.network.delete_port(p.id), time_scale)
+        _ignoring_not_found(partial(conn.network.delete_port, str(port.id)), time_scale)
 
 
 def delete_volume(conn: Connection, volume_id: str, *, time_scale: float = 1.0,

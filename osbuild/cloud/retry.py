@@ -7,6 +7,7 @@ Only idempotent calls (reads, deletes, polls, updates of a known resource) go th
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -82,12 +83,18 @@ def retrying(
     **kwargs: Any,
 ) -> T:
     """Call ``fn`` and repeat it on transient failures (5xx, 429 with Retry-After, resets)."""
-    sleeper = cancel.wait if cancel is not None else None
+    def sleep(seconds: float) -> None:
+        # A cancelled build stops waiting at once; the caller then sees the cancellation.
+        if cancel is not None:
+            cancel.wait(seconds)
+        else:
+            time.sleep(seconds)
+
     policy = Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
         wait=_WaitHonouringRetryAfter(time_scale),
         reraise=True,
-        **({"sleep": sleeper} if sleeper else {}),
+        sleep=sleep,
     )
     return policy(fn, *args, **kwargs)

@@ -94,7 +94,7 @@ def test_report_and_transcript_are_written(cloud: Cloud) -> None:
 # ---------------------------------------------------------------- failures
 
 
-def assert_clean_failure(cloud: Cloud, run, code: int, *phrases: str) -> None:  # noqa: ANN001
+def assert_clean_failure(cloud: Cloud, run, code: int, *phrases: str) -> None:
     assert run.exit_code == code, run.why
     message = run.why
     for phrase in phrases:

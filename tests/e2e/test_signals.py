@@ -24,7 +24,7 @@ def start_build(cloud: Cloud, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def read_until(proc: subprocess.Popen[str], predicate, timeout: float = 60.0) -> list[dict]:  # noqa: ANN001
+def read_until(proc: subprocess.Popen[str], predicate, timeout: float = 60.0) -> list[dict]:
     assert proc.stdout is not None
     events: list[dict] = []
     deadline = time.monotonic() + timeout

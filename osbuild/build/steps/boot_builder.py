@@ -104,6 +104,7 @@ class BootBuilder:
     def _root_image(self, ctx: BuildContext) -> str:
         """A tiny blank image carrying the hardware properties, for a local root disk."""
         conn = ctx.conn
+        images: Any = conn.image  # the stubs know no extra properties as keyword arguments
         name = naming.resource_name(ctx.build_id, "root")
         labels = naming.labels(ctx.build_id, ctx.spec.name, "root")
 
@@ -113,7 +114,7 @@ class BootBuilder:
 
         image = create_behind_lookup(
             ctx,
-            lambda: conn.image.create_image(
+            lambda: images.create_image(
                 name=name, disk_format="raw", container_format="bare",
                 visibility="private", allow_duplicates=True,
                 **labels, **hardware_properties(ctx),

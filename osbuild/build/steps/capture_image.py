@@ -50,6 +50,8 @@ class CaptureImage:
 
     def _upload_volume(self, ctx: BuildContext, name: str, deadline: Deadline) -> str:
         conn = ctx.conn
+        # The stubs resolve to the volume v2 proxy, which lacks visibility (API 3.1+).
+        volumes_api: Any = conn.block_storage
         volumes = ctx.require(ctx.volumes, "volumes")
         target = ctx.require(volumes.target, "target volume")
         server = ctx.find_resource("server", ctx.require(ctx.server_id, "server_id"))
@@ -64,7 +66,7 @@ class CaptureImage:
         )
         image_id = create_behind_lookup(
             ctx,
-            lambda: conn.block_storage.upload_volume_to_image(
+            lambda: volumes_api.upload_volume_to_image(
                 target, name, disk_format=ctx.spec.image.disk_format,
                 container_format="bare", visibility="private",
             )["image_id"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from openstack import exceptions as sdk_exc
 from openstack.connection import Connection
@@ -21,6 +22,8 @@ class UploadConfigIso:
     def run(self, ctx: BuildContext) -> None:
         media = ctx.require(ctx.media, "media")
         conn = ctx.conn
+        # openstacksdk's stubs know no extra image properties as keyword arguments.
+        images: Any = conn.image
         name = naming.resource_name(ctx.build_id, "config")
         labels = naming.labels(ctx.build_id, ctx.spec.name, "config")
 
@@ -30,7 +33,7 @@ class UploadConfigIso:
 
         image = create_behind_lookup(
             ctx,
-            lambda: conn.image.create_image(
+            lambda: images.create_image(
                 name=name, disk_format="iso", container_format="bare",
                 visibility="private", allow_duplicates=True, **labels,
             ),
@@ -41,7 +44,7 @@ class UploadConfigIso:
                   lambda: delete_image(conn, image.id, time_scale=ctx.options.time_scale))
         ctx.config_image_id = image.id
         ctx.call(conn.image.update_image, image.id, is_hidden=True)
-        ctx.call(conn.image.add_tag, image.id, naming.TAG)
+        ctx.call(images.add_tag, image.id, naming.TAG)
         # A PUT of the whole file: safe to repeat.
         ctx.call(_put_data, conn, image.id, media.iso_path)
         wait_for_status(
