@@ -72,7 +72,8 @@ def test_local_target_is_captured_with_nova_create_image(cloud: Cloud) -> None:
     assert run.exit_code == 0, run.why
     image = glance_image(cloud, run.success["image_id"])
     assert image.get("image_type") == "snapshot"
-    assert image_record(cloud, image["id"])["image_name"] == "Windows Server 2019 SERVERSTANDARDCORE"
+    record = image_record(cloud, image["id"])
+    assert record["image_name"] == "Windows Server 2019 SERVERSTANDARDCORE"
     created = {e["kind"] for e in run.named("resource.created")}
     assert "server" in created and "image" in created
 
