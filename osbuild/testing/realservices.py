@@ -46,7 +46,8 @@ READY_TIMEOUT = 120.0
 CHUNKED_INPUT_LIMIT = 8 * 1024 * 1024
 _LOG_TAIL_LINES = 30
 
-REQUIRED_MODULES = ("keystone", "glance", "keystonemiddleware", "openstack")
+# nova and cinder are only read for their API schemas (osbuild.sim.upstream_schemas).
+REQUIRED_MODULES = ("keystone", "glance", "keystonemiddleware", "openstack", "nova", "cinder")
 
 
 class RealServicesError(OsbuildError):

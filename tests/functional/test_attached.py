@@ -63,12 +63,17 @@ def test_catalog_points_compute_volume_network_at_the_simulator(
     assert [f.name for f in conn.compute.flavors()]
 
 
-def test_tokens_are_checked_by_the_real_keystone(attached: AttachedSim, conn: Any) -> None:
+def test_tokens_are_checked_by_the_real_keystone(
+    attached: AttachedSim, real_services: RealServices, builder_user: ProjectUser
+) -> None:
     assert attached.tokens is not None
+    fresh = real_services.connect(builder_user.auth(real_services.auth_url))
     before = attached.tokens.validations
-    list(conn.block_storage.volumes())
-    list(conn.network.networks())
-    assert attached.tokens.validations >= before  # cached per token, like keystonemiddleware
+    list(fresh.block_storage.volumes())
+    assert attached.tokens.validations == before + 1  # a new token: asked Keystone
+    list(fresh.network.networks())
+    list(fresh.compute.flavors())
+    assert attached.tokens.validations == before + 1  # then cached, like keystonemiddleware
     resp = requests.get(
         f"{attached.sim.base_url}/compute/v2.1/servers",
         headers={"X-Auth-Token": "gAAAAAnot-a-real-token"},

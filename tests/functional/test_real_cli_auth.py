@@ -10,6 +10,8 @@ import pytest
 
 from osbuild.cli import main
 from osbuild.errors import EXIT_INVALID_INPUT
+from osbuild.resources import examples_dir
+from osbuild.sim.media import cloudbase_msi_standin
 from osbuild.testing.realservices import ProjectUser, RealServices
 
 CLOUD = "osbuild-real"
@@ -62,18 +64,26 @@ def test_each_auth_variant_reaches_glance(
     assert json.loads(out) is not None  # the family listing came back from the real Glance
 
 
+@pytest.mark.parametrize("command", ["images", "build"])
 def test_wrong_password_exits_2_with_one_clear_line(
     real_services: RealServices,
     user: ProjectUser,
+    command: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: Any,
 ) -> None:
     auth = {**user.auth(real_services.auth_url), "password": "wrong-" + user.password}
-    code, _out, err = _run(
-        real_services, auth, tmp_path, monkeypatch, capsys,
-        "images", "--family", "nothing-here",
-    )  # fmt: skip
+    if command == "build":
+        spec = tmp_path / "ws2022-standard.yaml"
+        spec.write_text((examples_dir() / spec.name).read_text())
+        (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
+        argv: tuple[str, ...] = ("build", str(spec), "--log-dir", str(tmp_path / "logs"))
+    else:
+        argv = ("images", "--family", "nothing-here")
+    images_before = {i.id for i in real_services.connect().image.images()}
+    code, _out, err = _run(real_services, auth, tmp_path, monkeypatch, capsys, *argv)
+    assert {i.id for i in real_services.connect().image.images()} == images_before
     assert code == EXIT_INVALID_INPUT
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
