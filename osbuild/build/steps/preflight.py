@@ -12,6 +12,7 @@ from typing import Any
 from openstack import exceptions as sdk_exc
 
 from osbuild.build.context import BuildContext
+from osbuild.build.steps import verify_image
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import PreflightError
 
@@ -105,6 +106,8 @@ class Preflight:
                     f"builder.availability_zone: no availability zone "
                     f"{spec.builder.availability_zone!r} (have: {', '.join(sorted(zones))})"
                 )
+
+        problems.extend(verify_image.preflight_problems(ctx))
 
         if flavor is not None and win and virtio:
             resolved = Resolved(
