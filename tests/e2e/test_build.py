@@ -224,3 +224,10 @@ def test_wrong_password_is_an_input_error(cloud: Cloud) -> None:
     assert "authentication failed" in run.stderr
     assert real not in run.stderr and (password is None or password not in run.stderr)
     assert cloud.leftovers() == []
+
+
+def test_verify_section_names_are_checked_in_preflight(cloud: Cloud) -> None:
+    spec = cloud.spec(verify={"flavor": "m1.missing", "network": "nowhere"})
+    run = cloud.build(spec)
+    assert_clean_failure(cloud, run, 2, "verify.flavor: no flavor 'm1.missing'",
+                         "verify.network: no network 'nowhere'")

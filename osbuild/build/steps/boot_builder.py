@@ -15,7 +15,7 @@ from osbuild import naming
 from osbuild.build.clock import Deadline
 from osbuild.build.context import BuildContext
 from osbuild.build.create import create_behind_lookup
-from osbuild.build.steps.preflight import hardware_properties
+from osbuild.build.hardware import hardware_properties
 from osbuild.build.waits import wait_for_status
 from osbuild.cloud.delete import delete_image, delete_server
 from osbuild.errors import ServerFault

@@ -12,6 +12,7 @@ from typing import Any
 from openstack import exceptions as sdk_exc
 
 from osbuild.build.context import BuildContext
+from osbuild.build.hardware import hardware_properties
 from osbuild.build.steps import verify_image
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import PreflightError
@@ -266,26 +267,4 @@ def _check(absolute: dict[str, Any], service: str, what: str, need: int,
     return []
 
 
-def hardware_properties(ctx: BuildContext) -> dict[str, str]:
-    """Image properties that make Nova build the right machine for this Windows."""
-    spec = ctx.spec
-    props = {
-        "os_type": "windows",
-        "os_distro": "windows",
-        "os_version": spec.windows.version,
-        "hw_machine_type": "q35",
-        "hw_firmware_type": spec.windows.firmware,
-        "hw_cdrom_bus": "sata",
-        "hw_disk_bus": spec.builder.disk_bus,
-        "hw_vif_model": "virtio",
-    }
-    if spec.builder.disk_bus == "scsi":
-        props["hw_scsi_model"] = "virtio-scsi"
-    if spec.windows.secure_boot:
-        props["os_secure_boot"] = "required"
-    if spec.windows.tpm:
-        props["hw_tpm_version"] = "2.0"
-        props["hw_tpm_model"] = "tpm-crb"
-    if spec.virtio.qemu_ga:
-        props["hw_qemu_guest_agent"] = "yes"
-    return props
+__all__ = ["IsoImage", "Preflight", "Resolved", "hardware_properties"]
