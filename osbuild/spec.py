@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -402,6 +403,23 @@ class VerifySpec(_Section):
         return value
 
 
+class NotifySpec(_Section):
+    """A webhook that receives a JSON summary when a build ends."""
+
+    url: Text = Field(description="http(s) URL the summary is POSTed to")
+    on: tuple[Literal["failure", "success"], ...] = Field(
+        default=("failure",), description="which outcomes are posted"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http or https URL")
+        return value
+
+
 class BuildSpec(_Section):
     """One image family."""
 
@@ -416,6 +434,10 @@ class BuildSpec(_Section):
     builder: BuilderSpec
     image: ImageSpec
     verify: VerifySpec = Field(default_factory=VerifySpec)
+    notify: NotifySpec | None = None
+    clouds: tuple[Text, ...] = Field(
+        default=(), description="clouds.yaml entries to build in (default: the CLI's cloud)"
+    )
 
     # Where the spec came from; set by load_spec, not part of the YAML.
     source_path: Path | None = Field(default=None, exclude=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,13 +14,16 @@ from openstack.connection import Connection
 from osbuild.build.clock import CancelToken, Clock
 from osbuild.build.events import Event, EventBus
 from osbuild.cloud.retry import retrying
+from osbuild.ops.lock import HEARTBEAT_INTERVAL
 from osbuild.spec import BuildSpec
 
 if TYPE_CHECKING:
     from osbuild.build.steps.preflight import Resolved
     from osbuild.media.render import RenderedMedia
+    from osbuild.ops.state import StateStore
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,13 @@ class BuildOptions:
     # Console poll interval bounds, in cloud seconds.
     poll_min: float = 5.0
     poll_max: float = 60.0
-    # How often the builder's heartbeat metadata is refreshed (cloud seconds).
-    heartbeat_every: float = 300.0
+    # How often the builder's heartbeat metadata is refreshed (cloud seconds); well inside
+    # the time after which other hosts and gc consider a heartbeat stale.
+    heartbeat_every: float = HEARTBEAT_INTERVAL
+    # Where the durable build state goes (None: no state, e.g. library use in tests).
+    state_dir: Path | None = None
+    # The caller holds the family lock: after booting, yield to an earlier racing build.
+    lock_family: bool = False
 
 
 @dataclass
@@ -53,6 +62,15 @@ class TrackedResource:
 
     def label(self) -> str:
         return f"{self.kind} {self.id} ({self.name})"
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """What the cloud steps need from the rendered media; a resumed build has only these."""
+
+    nonce: str
+    guest_stages: tuple[str, ...]
+    size: int
 
 
 @dataclass
@@ -99,6 +117,11 @@ class BuildContext:
     resources: list[TrackedResource] = field(default_factory=list)
     current_step: str = ""
     started_at: float = 0.0
+    # Durable state (ops.state) and what a resumed build restored instead of rendering.
+    store: StateStore | None = None
+    resumed_media: MediaFacts | None = None
+    fingerprint: str | None = None
+    _state_warned: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -117,15 +140,60 @@ class BuildContext:
     def emit(self, event_name: str, /, **fields: Any) -> None:
         self.bus.publish(Event(event_name, self.build_id, self.spec.name, fields))
 
+    def media_facts(self) -> MediaFacts:
+        if self.media is not None:
+            return MediaFacts(self.media.nonce, tuple(self.media.plan.stages), self.media.size)
+        return self.require(self.resumed_media, "media")
+
     def track(self, kind: str, resource_id: str, name: str, delete: Callable[[], None], *,
-              keep_on_success: bool = False) -> TrackedResource:
-        """Record a created resource the moment its id is known (before any wait)."""
-        resource = TrackedResource(kind, resource_id, name, self.current_step, delete,
-                                   keep_on_success)
+              keep_on_success: bool = False, announce: bool = True) -> TrackedResource:
+        """Record a created resource the moment its id is known (before any wait).
+
+        With a state store, the id is also written to the build's state file at once, so a
+        resumed build or gc can find it after a crash.
+        """
+        key = state_key(self.build_id, kind, name)
+        if kind != "local":
+            self.save_state_resource(key, resource_id)
+
+        def delete_and_forget() -> None:
+            delete()
+            if kind != "local":
+                self.save_state_resource(key, None)
+
+        resource = TrackedResource(kind, resource_id, name, self.current_step,
+                                   delete_and_forget, keep_on_success)
         with self._lock:
             self.resources.append(resource)
-        self.emit("resource.created", kind=kind, id=resource_id, name=name)
+        if announce:
+            self.emit("resource.created", kind=kind, id=resource_id, name=name)
         return resource
+
+    def save_state(self, **changes: Any) -> None:
+        """Update the durable state; a state write failing must not fail the build."""
+        if self.store is None:
+            return
+        try:
+            self.store.update(self.build_id, **changes)
+        except Exception as exc:
+            self._state_trouble(exc)
+
+    def save_state_resource(self, key: str, resource_id: str | None) -> None:
+        if self.store is None:
+            return
+        try:
+            if resource_id is None:
+                self.store.forget_resource(self.build_id, key)
+            else:
+                self.store.record_resource(self.build_id, key, resource_id)
+        except Exception as exc:
+            self._state_trouble(exc)
+
+    def _state_trouble(self, exc: Exception) -> None:
+        log.debug("writing the build state failed", exc_info=True)
+        if not self._state_warned:
+            self._state_warned = True
+            self.emit("warning", message=f"could not write the build state: {exc}")
 
     def find_resource(self, kind: str, resource_id: str) -> TrackedResource | None:
         for resource in self.resources:
@@ -142,3 +210,10 @@ class BuildContext:
         if value is None:
             raise RuntimeError(f"step order bug: {what} is not set before {self.current_step}")
         return value
+
+
+def state_key(build_id: str, kind: str, name: str) -> str:
+    """``kind:role`` from the build-scoped name (``osbuild-<id>-<role>``): unique per build."""
+    prefix = f"osbuild-{build_id}-"
+    role = name[len(prefix):] if name.startswith(prefix) else name
+    return f"{kind}:{role}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from osbuild.build.events import EventBus
 from osbuild.build.runner import Step, final_error, run_steps
 from osbuild.build.steps.boot_builder import BootBuilder
 from osbuild.build.steps.capture_image import CaptureImage
+from osbuild.build.steps.check_lock import CheckLock
 from osbuild.build.steps.create_volumes import CreateVolumes
 from osbuild.build.steps.preflight import Preflight
 from osbuild.build.steps.promote_image import PromoteImage
@@ -26,8 +28,9 @@ from osbuild.build.steps.render_config import RenderConfig
 from osbuild.build.steps.upload_config_iso import UploadConfigIso
 from osbuild.build.steps.verify_image import VerifyImage
 from osbuild.build.steps.watch_install import WatchInstall
-from osbuild.errors import OsbuildError
-from osbuild.naming import new_build_id
+from osbuild.errors import Interrupted, LockBusy, OsbuildError
+from osbuild.naming import PROP_VERIFY, new_build_id
+from osbuild.ops.state import BuildState, BuildStatus, StateStore
 from osbuild.spec import BuildSpec
 
 
@@ -39,6 +42,7 @@ def build_steps() -> list[Step]:
         UploadConfigIso(),
         CreateVolumes(),
         BootBuilder(),
+        CheckLock(),
         WatchInstall(),
         CaptureImage(),
         PublishImage(),  # hidden, with properties; not yet current
@@ -63,10 +67,22 @@ class BuildResult:
     step_timings: dict[str, float] = field(default_factory=dict)
     report_path: Path | None = None
     duration: float = 0.0
+    fingerprint: str | None = None
+    verify: str | None = None
+    promoted: bool = False
+    # Why the build did not run (or backed out): another build holds the family, or
+    # --if-changed found nothing to rebuild. A skip is not a failure (exit 0).
+    skipped: str | None = None
 
     @property
     def exit_code(self) -> int:
         return 0 if self.error is None else self.error.exit_code
+
+
+def skipped_result(spec: BuildSpec, cloud_name: str | None, build_id: str,
+                   reason: str) -> BuildResult:
+    return BuildResult(build_id=build_id, family=spec.name, cloud=cloud_name,
+                       succeeded=False, skipped=reason)
 
 
 def run_build(
@@ -80,26 +96,44 @@ def run_build(
     build_id: str | None = None,
     steps: list[Step] | None = None,
 ) -> BuildResult:
-    """Build one image; never raises for build failures (they are in the result)."""
-    ctx = BuildContext(
-        spec=spec,
-        build_id=build_id or new_build_id(),
-        conn=conn,
-        cloud_name=cloud_name,
-        options=options,
-        bus=bus or EventBus(),
-        cancel=cancel or CancelToken(),
-    )
+    """Build one image; never raises for build failures (they are in the result).
+
+    With ``options.state_dir`` the build's state is written there before and after every
+    step and whenever a resource is created, so `osbuild resume` and `osbuild gc` can find
+    it after a crash.
+    """
+    ctx = new_context(spec, conn, options=options, bus=bus, cancel=cancel,
+                      cloud_name=cloud_name, build_id=build_id or new_build_id())
+    if options.state_dir is not None:
+        ctx.store = StateStore(options.state_dir)
+        ctx.store.create(BuildState(
+            build_id=ctx.build_id, family=spec.name, cloud=cloud_name or "", nonce="",
+            spec_path=str(spec.source_path or ""), spec_digest=spec.digest,
+            log_dir=str(options.log_dir),
+        ))
+    return execute(ctx, steps if steps is not None else build_steps())
+
+
+def new_context(spec: BuildSpec, conn: Connection, *, options: BuildOptions,
+                bus: EventBus | None, cancel: CancelToken | None, cloud_name: str | None,
+                build_id: str) -> BuildContext:
+    return BuildContext(spec=spec, build_id=build_id, conn=conn, cloud_name=cloud_name,
+                        options=options, bus=bus or EventBus(), cancel=cancel or CancelToken())
+
+
+def execute(ctx: BuildContext, steps: list[Step], *, resumed: bool = False) -> BuildResult:
+    """Run ``steps`` on a prepared context, write the report and the final state."""
+    spec = ctx.spec
     ctx.started_at = ctx.clock.now()
     started_wall = datetime.now(UTC)
-    ctx.emit("build.started", spec=str(spec.source_path or ""), cloud=cloud_name,
-             log_dir=str(ctx.workdir))
-    outcome = run_steps(steps if steps is not None else build_steps(), ctx)
+    ctx.emit("build.resumed" if resumed else "build.started",
+             spec=str(spec.source_path or ""), cloud=ctx.cloud_name, log_dir=str(ctx.workdir))
+    outcome = run_steps([_Recorded(step) for step in steps], ctx)
     error = final_error(outcome)
     result = BuildResult(
         build_id=ctx.build_id,
         family=spec.name,
-        cloud=cloud_name,
+        cloud=ctx.cloud_name,
         succeeded=error is None,
         image_id=ctx.image_id if error is None else None,
         image_name=ctx.image_name if error is None else None,
@@ -110,17 +144,73 @@ def run_build(
         stages=[asdict(s) for s in ctx.stages],
         step_timings={k: round(v, 1) for k, v in ctx.step_timings.items()},
         duration=round(ctx.elapsed(), 1),
+        fingerprint=ctx.fingerprint,
+        verify=ctx.image_properties.get(PROP_VERIFY),
+        promoted=error is None and PromoteImage.name in ctx.step_timings,
+        skipped=str(error) if isinstance(error, LockBusy) else None,
     )
     result.report_path = _write_report(ctx, result, started_wall)
+    _finish_state(ctx, result)
     if error is None:
         ctx.emit("build.succeeded", image_id=result.image_id, image_name=result.image_name,
-                 duration=result.duration, report=str(result.report_path))
+                 duration=result.duration, report=str(result.report_path),
+                 fingerprint=result.fingerprint, verify=result.verify,
+                 promoted=result.promoted)
+    elif result.skipped:
+        ctx.emit("build.skipped", reason=result.skipped, cloud=ctx.cloud_name)
     else:
         ctx.emit("build.failed", reason=str(error), details=error.lines(),
                  stage=getattr(error, "stage", None),
                  exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
                  report=str(result.report_path))
     return result
+
+
+class _Recorded:
+    """A step whose start and end go into the durable state, with what it found out."""
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+        self.name = step.name
+
+    def run(self, ctx: BuildContext) -> None:
+        ctx.save_state(step=self.name)
+        self.step.run(ctx)
+        ctx.save_state(**_facts_after(self.name, ctx))
+        if ctx.store is not None:
+            try:
+                ctx.store.step_finished(ctx.build_id, self.name)
+            except Exception as exc:
+                ctx._state_trouble(exc)
+
+
+def _facts_after(step: str, ctx: BuildContext) -> dict[str, Any]:
+    """What a resumed build needs from a finished step (never the media's secrets)."""
+    if step == RenderConfig.name and ctx.media is not None:
+        facts = ctx.media_facts()
+        return {"nonce": facts.nonce, "guest_stages": list(facts.guest_stages),
+                "config_iso_size": facts.size}
+    if step == Preflight.name and ctx.resolved is not None:
+        return {"resolved": asdict(ctx.resolved)}
+    if step == WatchInstall.name:
+        return {"sysprep_reached": ctx.sysprep_reached}
+    if step == CaptureImage.name:
+        return {"image_id": ctx.image_id}
+    if step == PublishImage.name:
+        return {"fingerprint": ctx.fingerprint}
+    return {}
+
+
+def _finish_state(ctx: BuildContext, result: BuildResult) -> None:
+    if result.succeeded:
+        status, reason = BuildStatus.SUCCEEDED, None
+    elif isinstance(result.error, Interrupted):
+        status, reason = BuildStatus.INTERRUPTED, str(result.error)
+    else:
+        status = BuildStatus.FAILED
+        reason = result.error.lines()[0] if result.error else "failed"
+    ctx.save_state(status=status, error=reason, image_id=result.image_id,
+                   fingerprint=result.fingerprint, pid=os.getpid())
 
 
 def _api_calls(conn: Connection) -> dict[str, int]:
@@ -176,6 +266,11 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> 
         },
         "image": {"id": result.image_id, "name": result.image_name,
                   "properties": result.image_properties} if result.succeeded else None,
+        "fingerprint": result.fingerprint,
+        "verify": result.verify,
+        "promotion": {"promoted": result.promoted,
+                      "name": result.image_name if result.promoted else None},
+        "skipped": result.skipped,
         "resources": [
             {"kind": r.kind, "id": r.id, "name": r.name, "step": r.step,
              "deleted": r.done, "kept": not r.done}

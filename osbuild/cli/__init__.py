@@ -21,7 +21,8 @@ from osbuild.errors import (
 )
 
 # Sub-command modules, in the order `osbuild --help` lists them.
-COMMANDS = ("build", "demo", "validate", "render", "schema", "media", "sim", "gc", "images")
+COMMANDS = ("build", "resume", "demo", "validate", "render", "schema", "media", "sim", "gc",
+            "images")
 
 
 def build_parser() -> argparse.ArgumentParser:

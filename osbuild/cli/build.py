@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from osbuild.build import BuildOptions, BuildResult, CancelToken, EventBus, run_build
 from osbuild.build.events import Event
+from osbuild.build.pipeline import skipped_result
 from osbuild.cli.output import HumanView, JsonLines
 from osbuild.cloud.connect import check_auth, connect
 from osbuild.errors import (
@@ -23,13 +26,41 @@ from osbuild.errors import (
     EXIT_INVALID_INPUT,
     EXIT_OK,
     InvalidInput,
+    LockBusy,
 )
-from osbuild.spec import BuildSpec, load_specs
+from osbuild.naming import new_build_id
+from osbuild.ops import metrics, notify
+from osbuild.ops.fingerprint import unchanged_since_current
+from osbuild.ops.lock import build_lock
+from osbuild.ops.state import StateStore, default_state_dir
+from osbuild.spec import BuildSpec, load_specs, parse_duration
+
+log = logging.getLogger(__name__)
+# --wait-lock without a duration: as long as a build may take (builder.timeout's default).
+DEFAULT_LOCK_WAIT = "6h"
 
 
-def default_log_dir() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "osbuild" / "builds"
+def default_log_dir(state_dir: Path | None = None) -> Path:
+    """Transcripts and reports sit beside the state files: ``<state dir>/builds/<id>/``."""
+    return (state_dir or default_state_dir()) / "builds"
+
+
+def add_state_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help=f"build state and locks (default {default_state_dir()})")
+    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                        help="where console transcripts and reports go "
+                        "(default <state dir>/builds)")
+    parser.add_argument("--metrics-file", type=Path, default=None, metavar="PATH",
+                        help="Prometheus textfile to record the outcome in "
+                        "(node_exporter textfile collector)")
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_cloud_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "build", help="build images from specs",
         description="Build Windows images in OpenStack from build specs. Exit codes: "
-        "0 success, 1 build failed, 2 invalid input, 3 built but cleanup incomplete, "
-        "130 interrupted.",
+        "0 success or skipped (family busy, or unchanged with --if-changed), 1 build "
+        "failed, 2 invalid input, 3 built but cleanup incomplete, 130 interrupted.",
     )
     parser.add_argument("specs", nargs="+", metavar="SPEC")
     add_cloud_arguments(parser)
@@ -62,9 +93,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_arguments(parser)
     parser.add_argument("--keep-on-failure", action="store_true",
                         help="keep the builder server and its volumes when a build fails")
-    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
-                        help=f"where console transcripts and reports go "
-                        f"(default {default_log_dir()})")
+    add_state_arguments(parser)
+    parser.add_argument("--wait-lock", type=_duration, nargs="?", default=None,
+                        const=parse_duration(DEFAULT_LOCK_WAIT), metavar="DURATION",
+                        help="when another run builds the family in the cloud, wait up to "
+                        f"DURATION (default {DEFAULT_LOCK_WAIT}) instead of skipping")
+    parser.add_argument("--if-changed", action="store_true",
+                        help="skip when the family's current verified image has the same "
+                        "input fingerprint and is younger than image.max_age")
     parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.set_defaults(handler=run)
 
@@ -73,24 +109,45 @@ def run(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise InvalidInput(["--parallel must be at least 1"])
     specs = load_specs(args.specs)
-    clouds = args.os_cloud or [None]
+    state_dir = (args.state_dir or default_state_dir()).resolve()
     options = BuildOptions(
-        log_dir=(args.log_dir or default_log_dir()).resolve(),
+        log_dir=(args.log_dir or default_log_dir(state_dir)).resolve(),
         keep_on_failure=args.keep_on_failure,
         time_scale=args.time_scale,
+        state_dir=state_dir,
+        lock_family=True,
     )
-    results = run_builds(specs, clouds, options=options, parallel=args.parallel,
-                         json_output=args.json, region_name=args.os_region_name)
+    results = run_builds(specs, args.os_cloud, options=options, parallel=args.parallel,
+                         json_output=args.json, region_name=args.os_region_name,
+                         wait_lock=args.wait_lock, if_changed=args.if_changed,
+                         metrics_file=args.metrics_file)
     if not args.json:
         print_summary(results)
     return combined_exit_code(results)
 
 
-def run_builds(specs: list[BuildSpec], clouds: list[str | None], *, options: BuildOptions,
+def build_jobs(specs: list[BuildSpec],
+               cli_clouds: list[str] | None) -> list[tuple[BuildSpec, str | None]]:
+    """Every (spec, cloud): the CLI's clouds for every spec, else each spec's `clouds`."""
+    jobs: list[tuple[BuildSpec, str | None]] = []
+    for spec in specs:
+        clouds: list[str | None] = list(cli_clouds or spec.clouds or [None])
+        jobs.extend((spec, cloud) for cloud in dict.fromkeys(clouds))
+    return jobs
+
+
+def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: BuildOptions,
                parallel: int = 1, json_output: bool = False, region_name: str | None = None,
-               listeners: list[Callable[[Event], None]] | None = None) -> list[BuildResult]:
-    """Check credentials for every cloud, then run every (spec, cloud) build."""
-    for cloud in clouds:  # wrong credentials are input errors, before anything is built
+               listeners: list[Callable[[Event], None]] | None = None,
+               wait_lock: float | None = None, if_changed: bool = False,
+               metrics_file: Path | None = None) -> list[BuildResult]:
+    """Check credentials for every cloud, then run every (spec, cloud) build.
+
+    Builds in different clouds do not compete: ``parallel`` applies per cloud.
+    """
+    jobs = build_jobs(specs, clouds)
+    distinct = list(dict.fromkeys(cloud for _spec, cloud in jobs))
+    for cloud in distinct:  # wrong credentials are input errors, before anything is built
         check_auth(connect(cloud, region_name=region_name), cloud)
     bus = EventBus()
     view = JsonLines() if json_output else HumanView()
@@ -98,18 +155,20 @@ def run_builds(specs: list[BuildSpec], clouds: list[str | None], *, options: Bui
     for listener in listeners or []:
         bus.subscribe(listener)
     cancel = CancelToken()
-    jobs = [(spec, cloud) for spec in specs for cloud in clouds]
 
     def one(spec: BuildSpec, cloud: str | None) -> BuildResult:
         conn = connect(cloud, region_name=region_name)
         try:
-            return run_build(spec, conn, options=options, bus=bus, cancel=cancel,
-                             cloud_name=cloud)
+            result = _locked_build(spec, conn, cloud, options=options, bus=bus,
+                                   cancel=cancel, wait_lock=wait_lock, if_changed=if_changed)
         finally:
             conn.close()
+        report_outcome(result, spec, metrics_file=metrics_file, bus=bus)
+        return result
 
     try:
-        with _signals_cancel(cancel), ThreadPoolExecutor(max_workers=parallel) as pool:
+        workers = parallel * len(distinct)
+        with _signals_cancel(cancel), ThreadPoolExecutor(max_workers=workers) as pool:
             futures: list[Future[BuildResult]] = [pool.submit(one, s, c) for s, c in jobs]
             pending = set(futures)
             while pending:
@@ -118,6 +177,73 @@ def run_builds(specs: list[BuildSpec], clouds: list[str | None], *, options: Bui
             return [f.result() for f in futures]
     finally:
         view.close()
+
+
+def _locked_build(spec: BuildSpec, conn: Any, cloud: str | None, *, options: BuildOptions,
+                  bus: EventBus, cancel: CancelToken, wait_lock: float | None,
+                  if_changed: bool) -> BuildResult:
+    """Take the family's lock in this cloud, check --if-changed, then build."""
+    build_id = new_build_id()
+    # Without a state directory (the demo's throwaway cloud) there is nothing to lock in.
+    lock: AbstractContextManager[Any] = nullcontext()
+    if options.state_dir is not None:
+        lock = build_lock(conn, locks_dir=StateStore(options.state_dir).locks_dir,
+                          cloud=cloud or "default", family=spec.name, build_id=build_id,
+                          wait=wait_lock, cancel=cancel.event)
+    try:
+        with lock:
+            if if_changed:
+                same, why = unchanged_since_current(conn, spec, time_scale=options.time_scale)
+                if same:
+                    return _skip(spec, cloud, build_id, f"unchanged: {why}", bus)
+                bus.publish(Event("build.rebuilding", build_id, spec.name,
+                                  {"reason": why, "cloud": cloud}))
+            return run_build(spec, conn, options=options, bus=bus, cancel=cancel,
+                             cloud_name=cloud, build_id=build_id)
+    except LockBusy as exc:
+        return _skip(spec, cloud, build_id, str(exc), bus)
+
+
+def _skip(spec: BuildSpec, cloud: str | None, build_id: str, reason: str,
+          bus: EventBus) -> BuildResult:
+    bus.publish(Event("build.skipped", build_id, spec.name, {"reason": reason, "cloud": cloud}))
+    return skipped_result(spec, cloud, build_id, reason)
+
+
+def report_outcome(result: BuildResult, spec: BuildSpec, *, metrics_file: Path | None,
+                   bus: EventBus) -> None:
+    """The Prometheus textfile and the webhook; neither can fail the build."""
+    finished = datetime.now(UTC)
+    if metrics_file is not None:
+        outcome = ("skipped" if result.skipped else
+                   "success" if result.succeeded else "failure")
+        try:
+            metrics.record(metrics_file, metrics.BuildOutcome(
+                result.family, result.cloud or "default", outcome,
+                None if result.skipped else result.duration, finished))
+        except OSError as exc:
+            bus.publish(Event("warning", result.build_id, result.family,
+                              {"message": f"could not write {metrics_file}: {exc}"}))
+    if spec.notify is None or result.skipped:
+        return
+    if not notify.should_notify(spec.notify.on, result.succeeded):
+        return
+    error = result.error
+    summary = notify.build_summary(
+        build_id=result.build_id, family=result.family, cloud=result.cloud or "default",
+        succeeded=result.succeeded, reason=str(error) if error else None,
+        stage=getattr(error, "stage", None), image_id=result.image_id,
+        image_name=result.image_name, fingerprint=result.fingerprint, verify=result.verify,
+        promoted=result.promoted, duration_seconds=result.duration,
+        exit_code=result.exit_code, finished_at=finished,
+        extra={"report": str(result.report_path) if result.report_path else None},
+    )
+    sent = notify.send(spec.notify.url, summary)
+    bus.publish(Event("notify.sent" if sent.delivered else "warning", result.build_id,
+                      result.family,
+                      {"attempts": sent.attempts, "status": sent.status} if sent.delivered
+                      else {"message": f"webhook not delivered after {sent.attempts} "
+                            f"attempt(s): {sent.error}"}))
 
 
 @contextmanager
@@ -161,6 +287,9 @@ def combined_exit_code(results: list[BuildResult]) -> int:
 def print_summary(results: list[BuildResult]) -> None:
     for result in results:
         where = f" in {result.cloud}" if result.cloud else ""
+        if result.skipped:
+            print(f"{result.family}{where}: skipped: {result.skipped}")
+            continue
         if result.error is None:
             print(f"{result.family}{where}: built image {result.image_name} "
                   f"({result.image_id}) in {result.duration:.0f}s")

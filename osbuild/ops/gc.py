@@ -113,7 +113,7 @@ def _build_id_of(name: str | None, labels: dict[str, Any] | None) -> str | None:
 # --------------------------------------------------------------------------- liveness
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,7 +137,7 @@ class Liveness:
     now: datetime
     stale_after: float = lock.STALE_AFTER
     hostname: str = field(default_factory=socket.gethostname)
-    pid_alive: Callable[[int], bool] = _pid_alive
+    pid_alive: Callable[[int], bool] = pid_alive
 
     def running(self, build_id: str) -> str | None:
         """Why the build counts as running, or None when it does not."""

@@ -73,6 +73,13 @@ class BuildState(BaseModel):
     started_at: datetime = Field(default_factory=_utcnow)
     updated_at: datetime = Field(default_factory=_utcnow)
     error: str | None = None
+    # What a resumed build needs to carry on without rendering or resolving again: the
+    # preflight's resolved images and flavor (ids and checksums), the guest's stage order
+    # and the config ISO's size; and where its logs and report go.
+    resolved: dict[str, Any] | None = None
+    guest_stages: list[str] | None = None
+    config_iso_size: int | None = None
+    log_dir: str | None = None
 
     @field_validator("build_id")
     @classmethod

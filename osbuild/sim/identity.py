@@ -41,6 +41,8 @@ class IdentityStore:
         self.app_credential_secret = app_credential_secret
         self._tokens: dict[str, Token] = {}
         self._lock = threading.Lock()
+        # Real seconds a token lives; tests shorten it to prove clients re-authenticate.
+        self.token_lifetime = TOKEN_LIFETIME
 
     @classmethod
     def random(cls) -> IdentityStore:
@@ -48,10 +50,16 @@ class IdentityStore:
 
     def issue(self, method: str) -> Token:
         now = time.time()
-        token = Token("gAAAA" + secrets.token_urlsafe(48), method, now, now + TOKEN_LIFETIME)
+        token = Token("gAAAA" + secrets.token_urlsafe(48), method, now, now + self.token_lifetime)
         with self._lock:
             self._tokens[token.id] = token
         return token
+
+    @property
+    def issued(self) -> int:
+        """Tokens issued so far that are still on record."""
+        with self._lock:
+            return len(self._tokens)
 
     def check(self, token_id: str | None, base_url: str) -> Token:
         with self._lock:

@@ -42,11 +42,14 @@ class SimCloud:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        token_ttl: float | None = None,
     ) -> None:
         self.clock = SimClock(speed)
         self.faults = Faults.from_source(faults)
         self.world = World(self.clock, self.faults)
         self.identity = IdentityStore.random()
+        if token_ttl is not None:
+            self.identity.token_lifetime = token_ttl
         self.app = SimApp(self.world, self.identity)
         self._host = host
         self._port = port

@@ -109,6 +109,8 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Itera
     with SimCloud(speed=SPEED) as sim:
         clouds_yaml = sim.write_clouds_yaml(tmp_path / "clouds.yaml")
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+        # Build state and family locks stay in the test's directory, not the user's.
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
         for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_TOKEN"):
             monkeypatch.delenv(var, raising=False)
         yield Cloud(sim, tmp_path, clouds_yaml, capsys)

@@ -19,13 +19,6 @@ from osbuild.spec import parse_spec
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "etc" / "systemd"
 
-# issue 7's flags on `osbuild build`, added by the orchestrator's integration.
-BUILD_FLAGS_PENDING = pytest.mark.xfail(
-    reason="osbuild build --if-changed/--metrics-file/--state-dir are not wired yet",
-    strict=True,
-)
-
-
 def _accepted(argv: list[str]) -> bool:
     with contextlib.redirect_stderr(io.StringIO()):
         try:
@@ -72,7 +65,6 @@ def test_gc_service_command_parses() -> None:
     assert argv[0] == "gc" and _accepted(argv)
 
 
-@BUILD_FLAGS_PENDING
 def test_build_service_command_parses() -> None:
     argv = _osbuild_argv(_unit(SYSTEMD / "osbuild@.service")["Service"]["ExecStart"][0])
     assert _accepted(argv)
@@ -115,7 +107,6 @@ def test_crontab_has_no_flock_and_gc_parses() -> None:
     assert gc and all(_accepted(argv) for argv in gc)
 
 
-@BUILD_FLAGS_PENDING
 def test_crontab_build_parses() -> None:
     build = [_osbuild_argv(" ".join(j.split()[5:])) for j in _cron_jobs() if " build " in j]
     assert build and all(_accepted(argv) for argv in build)
@@ -146,7 +137,6 @@ def test_cronjobs_forbid_overlap_and_mount_secret_and_state() -> None:
             assert _accepted(args)
 
 
-@BUILD_FLAGS_PENDING
 def test_cronjob_build_args_parse() -> None:
     for job in (d for d in _k8s() if d["kind"] == "CronJob"):
         args = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -34,7 +34,7 @@ class CreateVolumes:
 
     def run(self, ctx: BuildContext) -> None:
         resolved = ctx.require(ctx.resolved, "resolved")
-        media = ctx.require(ctx.media, "media")
+        media = ctx.media_facts()
         config_image_id = ctx.require(ctx.config_image_id, "config_image_id")
         wanted = [
             _Wanted("iso", resolved.windows_iso.volume_gb, resolved.windows_iso.id),

@@ -12,6 +12,7 @@ from osbuild import __version__, naming
 from osbuild.build.context import BuildContext
 from osbuild.build.steps.preflight import hardware_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
+from osbuild.ops.fingerprint import inputs_for
 
 
 def provenance(ctx: BuildContext) -> dict[str, str]:
@@ -41,6 +42,16 @@ def lifecycle_properties(ctx: BuildContext) -> dict[str, str]:
     }
 
 
+def fingerprint_properties(ctx: BuildContext) -> dict[str, str]:
+    """The input fingerprint `--if-changed` compares against, and each input on its own."""
+    resolved = ctx.require(ctx.resolved, "resolved")
+    get = ctx.conn.image.get_image
+    inputs = inputs_for(ctx.spec, windows_image=ctx.call(get, resolved.windows_iso.id),
+                        virtio_image=ctx.call(get, resolved.virtio_iso.id))
+    ctx.fingerprint = inputs.digest()
+    return inputs.properties()
+
+
 class PublishImage:
     name = "publish"
 
@@ -52,6 +63,7 @@ class PublishImage:
             **hardware_properties(ctx),
             **spec.image.properties,
             **provenance(ctx),
+            **fingerprint_properties(ctx),
             **lifecycle_properties(ctx),
         }
         image = ctx.call(

@@ -7,21 +7,23 @@ timeout, or the whole build running past `builder.timeout`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from openstack import exceptions as sdk_exc
 
-from osbuild import markers, naming
+from osbuild import markers
 from osbuild.build.clock import Deadline
 from osbuild.build.console import Transcript
 from osbuild.build.context import BuildContext, StageRecord
 from osbuild.build.steps.boot_builder import server_fault
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
+from osbuild.ops.lock import Heartbeat
 from osbuild.spec import format_duration
 
 FIRST_POLL_LINES = 200
+# Later polls ask for a few more lines than the last poll brought, and at least this many.
+MIN_POLL_LINES = 40
 MAX_POLL_LINES = 1_000_000  # beyond libvirt's 100 KiB cap: "everything there is"
 LAST_LINES_ON_STALL = 15
 
@@ -61,18 +63,23 @@ class _Watcher:
         self.ctx = ctx
         self.conn = ctx.conn
         self.server_id = ctx.require(ctx.server_id, "server_id")
-        media = ctx.require(ctx.media, "media")
+        media = ctx.media_facts()
         self.nonce = media.nonce
         # Stages in the order this build runs them (the plan drops disabled ones).
-        self.order = (*markers.STAGES[:3], *media.plan.stages)
+        self.order = (*markers.STAGES[:3], *media.guest_stages)
         self.timeouts = ctx.spec.builder.stage_timeouts
-        self.transcript = Transcript.to_file(ctx.workdir / "console.log")
+        transcript_path = ctx.workdir / "console.log"
+        self.transcript = Transcript.to_file(transcript_path)
+        ctx.save_state(transcript_path=str(transcript_path))
         self.poll_lines = FIRST_POLL_LINES
         self.stage = "boot"
         self.stage_deadline = Deadline.after(ctx.clock, self.timeouts.boot, "boot")
         self.overall = Deadline(ctx.clock, ctx.started_at + ctx.spec.builder.timeout,
                                 "build", ctx.spec.builder.timeout)
-        self.next_heartbeat = ctx.clock.now() + ctx.options.heartbeat_every
+        # Fresh metadata tells other hosts (and gc) that this build is alive; the interval
+        # is in cloud seconds, the helper counts real ones.
+        self.heartbeat = Heartbeat(self.conn, self.server_id,
+                                   interval=ctx.options.heartbeat_every / ctx.options.time_scale)
 
     # ------------------------------------------------------------------ main loop
 
@@ -101,7 +108,7 @@ class _Watcher:
                     stage=self.stage,
                 )
             self._check_deadlines()
-            self._heartbeat()
+            self.heartbeat.maybe_beat()
             interval = self._next_interval(interval, bool(new_lines))
             ctx.clock.sleep(interval, ctx.cancel)
 
@@ -127,7 +134,7 @@ class _Watcher:
             result = self.transcript.stitch(output, complete_log=complete)
             if result.overlapped or complete:
                 # Ask next time for a little more than what arrived this time.
-                self.poll_lines = min(max(FIRST_POLL_LINES, 2 * len(result.new_lines) + 50),
+                self.poll_lines = min(max(MIN_POLL_LINES, 2 * len(result.new_lines) + 20),
                                       5000)
                 return result.new_lines
             length = min(length * 4, MAX_POLL_LINES)
@@ -169,6 +176,11 @@ class _Watcher:
                 following = self._next_stage(marker.stage)
                 self.stage_deadline = Deadline.after(
                     self.ctx.clock, self._timeout_of(following), following)
+            # On disk before anyone hears of it: a resumed build reads these when the
+            # builder powered off while nobody watched.
+            self.ctx.save_state(last_stage=marker.stage,
+                                sysprep_reached=self.ctx.sysprep_reached,
+                                transcript_position=self.ctx.console_bytes)
             self.ctx.emit("stage", stage=marker.stage, status=marker.status.value,
                           detail=marker.detail, elapsed=round(self.ctx.elapsed(), 1))
 
@@ -215,17 +227,3 @@ class _Watcher:
         except Exception:
             return None
         return reply.get("url") if isinstance(reply, dict) else None
-
-    def _heartbeat(self) -> None:
-        """Fresh metadata tells other hosts (and gc) that this build is alive."""
-        ctx = self.ctx
-        if ctx.clock.now() < self.next_heartbeat:
-            return
-        self.next_heartbeat = ctx.clock.now() + ctx.options.heartbeat_every
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        try:
-            ctx.call(self.conn.compute.set_server_metadata, self.server_id,
-                     **{naming.PROP_HEARTBEAT: stamp})
-        except sdk_exc.HttpException:
-            ctx.emit("warning", message="could not refresh the builder's heartbeat")
-

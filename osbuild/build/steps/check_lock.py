@@ -1,0 +1,27 @@
+"""After booting: back out if an earlier build of the family also got past the lock."""
+
+from __future__ import annotations
+
+from osbuild.build.context import BuildContext
+from osbuild.errors import LockBusy
+from osbuild.ops.lock import yield_to
+
+
+class CheckLock:
+    """Two hosts can pass the cloud guard at the same moment: the later build id yields.
+
+    Only builds that took the family lock (``options.lock_family``) take part.
+    """
+
+    name = "lock-check"
+
+    def run(self, ctx: BuildContext) -> None:
+        if not ctx.options.lock_family:
+            return
+        other = ctx.call(yield_to, ctx.conn, family=ctx.spec.name, build_id=ctx.build_id)
+        if other is not None:
+            where = f" in cloud {ctx.cloud_name}" if ctx.cloud_name else ""
+            raise LockBusy(
+                f"{ctx.spec.name} is already being built{where} by build {other.build_id} "
+                f"(builder {other.server_id}), which started first; skipping"
+            )

@@ -1,0 +1,130 @@
+"""SIGKILL the orchestrator mid-build; `osbuild resume` finishes, or `osbuild gc` clears up."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from osbuild.ops.state import BuildStatus
+from tests.cron.conftest import Cron, read_until
+
+Event = dict[str, Any]
+
+
+def _volume_created(e: Event) -> bool:
+    return e["event"] == "resource.created" and e["kind"] == "volume"
+
+
+def _watching(e: Event) -> bool:
+    return e["event"] == "stage" and e["stage"] == "winpe" and e["status"] == "start"
+
+
+def _capturing(e: Event) -> bool:
+    return (e["event"] == "resource.created" and e["kind"] == "image"
+            and e["name"].endswith("-image"))
+
+
+KILL_POINTS: dict[str, Callable[[Event], bool]] = {
+    "volumes": _volume_created,
+    "install": _watching,
+    "capture": _capturing,
+}
+
+
+def kill_at(cron: Cron, point: Callable[[Event], bool], **spec: Any) -> str:
+    """Start a build, SIGKILL it when ``point`` matches; the build id."""
+    proc = cron.start(cron.spec(**spec))
+    try:
+        events = read_until(proc, point)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return str(events[0]["build_id"])
+
+
+@pytest.mark.parametrize("where", list(KILL_POINTS))
+def test_resume_after_sigkill_finishes_the_build(cron: Cron, where: str) -> None:
+    build_id = kill_at(cron, KILL_POINTS[where])
+    state = cron.store.load(build_id)
+    assert state.status is BuildStatus.RUNNING and state.step == where
+    assert cron.leftovers(), "the killed build left nothing to resume"
+
+    run = cron.resume(build_id)
+    assert run.exit_code == 0, run.why
+    done = run.success
+    assert done["build_id"] == build_id and done["promoted"] is True
+    assert run.named("build.resumed")
+    image = cron.sim.connect().image.get(f"/images/{done['image_id']}").json()
+    assert image["osbuild_build_id"] == build_id
+    assert "osbuild-current" in image["tags"]
+    assert cron.leftovers(keep={done["image_id"]}) == []
+    assert cron.store.load(build_id).status is BuildStatus.SUCCEEDED
+    # Only one image came out of the build, however far the dead run had got.
+    images = [i for i in cron.sim.resources()["images"] if not i.get("seeded")]
+    assert [i["id"] for i in images] == [done["image_id"]]
+
+
+@pytest.mark.parametrize("where", list(KILL_POINTS))
+def test_gc_after_sigkill_removes_everything(cron: Cron, where: str) -> None:
+    build_id = kill_at(cron, KILL_POINTS[where])
+    assert cron.leftovers()
+    assert cron.gc() == 0
+    assert cron.leftovers() == []
+    state = cron.store.load(build_id)
+    assert state.status is BuildStatus.FAILED and "gc" in (state.error or "")
+    # Nothing left to resume: resume says so instead of building.
+    assert cron.resume(build_id).exit_code == 2
+
+
+def _wait_shutoff(cron: Cron, server_id: str) -> None:
+    conn = cron.sim.connect()
+    for _ in range(600):
+        if conn.compute.get_server(server_id).status == "SHUTOFF":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the builder never powered off")
+
+
+def test_builder_that_powered_off_after_sysprep_unwatched_is_captured(cron: Cron) -> None:
+    build_id = kill_at(cron, lambda e: e["event"] == "stage" and e["stage"] == "sysprep")
+    state = cron.store.load(build_id)
+    assert state.sysprep_reached
+    _wait_shutoff(cron, state.resources["server:builder"])
+    run = cron.resume(build_id)
+    assert run.exit_code == 0, run.why
+    assert cron.leftovers(keep={run.success["image_id"]}) == []
+
+
+def test_builder_off_before_sysprep_fails_cleanly(cron: Cron) -> None:
+    build_id = kill_at(cron, _watching)
+    server_id = cron.store.load(build_id).resources["server:builder"]
+    cron.sim.connect().compute.stop_server(server_id)
+    _wait_shutoff(cron, server_id)
+    run = cron.resume(build_id)
+    assert run.exit_code == 1
+    assert "powered off before sysprep" in run.failure["reason"]
+    assert cron.leftovers() == []
+    assert cron.store.load(build_id).status is BuildStatus.FAILED
+
+
+def test_resume_refuses_a_finished_build(cron: Cron) -> None:
+    run = cron.build(cron.spec())
+    assert run.exit_code == 0, run.why
+    again = cron.resume(run.success["build_id"])
+    assert again.exit_code == 2
+    assert "already succeeded" in again.stderr
+
+
+def test_resume_report_is_json(cron: Cron) -> None:
+    build_id = kill_at(cron, _watching)
+    run = cron.resume(build_id)
+    assert run.exit_code == 0, run.why
+    report = json.loads((cron.cloud.log_dir / build_id / "report.json").read_text())
+    assert report["result"] == "succeeded" and report["promotion"]["promoted"] is True
+    assert report["verify"] == "passed" and len(report["fingerprint"]) == 64

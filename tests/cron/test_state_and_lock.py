@@ -1,0 +1,118 @@
+"""Durable build state and the family lock, through `osbuild build`."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+from osbuild.ops.lock import LocalLock
+from osbuild.ops.state import BuildStatus
+from tests.cron.conftest import Cron, read_until
+
+
+def test_state_records_steps_resources_and_outcome_without_secrets(cron: Cron) -> None:
+    run = cron.build(cron.spec())
+    assert run.exit_code == 0, run.why
+    done = run.success
+    [state] = cron.states()
+    assert state.build_id == done["build_id"]
+    assert state.status is BuildStatus.SUCCEEDED
+    assert state.steps_done[:4] == ["render", "preflight", "upload-config", "volumes"]
+    assert state.steps_done[-1] == "promote"
+    assert state.image_id == done["image_id"]
+    assert state.sysprep_reached and state.last_stage == "sysprep"
+    assert state.fingerprint and len(state.fingerprint) == 64
+    assert state.resolved and state.resolved["windows_iso"]["id"]
+    # Everything else it created was deleted, so only the product is left on record.
+    assert state.resources == {"image:image": done["image_id"]}
+    path = cron.store.path_for(state.build_id)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    assert "password" not in text.lower()
+    # Every resource that was created went into the state while the build ran.
+    created = {e["id"] for e in run.named("resource.created") if e["kind"] != "local"}
+    report = json.loads((cron.cloud.log_dir / state.build_id / "report.json").read_text())
+    assert created <= {r["id"] for r in report["resources"]}
+
+
+def test_state_holds_ids_while_the_build_runs(cron: Cron) -> None:
+    proc = cron.start(cron.spec())
+    try:
+        events = read_until(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        build_id = events[0]["build_id"]
+        state = cron.store.load(build_id)
+        assert state.status is BuildStatus.RUNNING
+        assert state.step == "install"
+        server = next(e["id"] for e in events
+                      if e["event"] == "resource.created" and e["kind"] == "server")
+        assert state.resources["server:builder"] == server
+        assert {"volume:iso", "volume:virtio", "volume:config", "image:config"} <= set(
+            state.resources)
+        assert state.pid == proc.pid
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=120)
+    assert cron.leftovers() == []
+
+
+def test_busy_family_is_a_skip_with_exit_0(cron: Cron) -> None:
+    spec = cron.spec()
+    holder = LocalLock(cron.store.locks_dir, cron.sim.cloud_name, "ws2022-standard")
+    holder.acquire(build_id="20261126t000000-aaaaaa")
+    try:
+        run = cron.build(spec)
+    finally:
+        holder.release()
+    assert run.exit_code == 0, run.why
+    [skip] = run.named("build.skipped")
+    assert "already being built" in skip["reason"] and "20261126t000000-aaaaaa" in skip["reason"]
+    assert not run.named("build.started")
+    assert "error" not in run.stderr
+    assert cron.leftovers() == []
+
+
+def test_two_concurrent_builds_one_builds_one_skips(cron: Cron) -> None:
+    spec = cron.spec()
+    first = cron.start(spec)
+    try:
+        read_until(first, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        second = cron.start(spec)
+        out2, err2 = second.communicate(timeout=120)
+        out1, err1 = first.communicate(timeout=300)
+    finally:
+        for proc in (first,):
+            if proc.poll() is None:
+                proc.kill()
+    assert second.returncode == 0, err2
+    events2 = [json.loads(line) for line in out2.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events2] == ["build.skipped"]
+    assert "already being built" in events2[0]["reason"]
+    assert first.returncode == 0, err1
+    events1 = [json.loads(line) for line in out1.splitlines() if line.startswith("{")]
+    image = next(e for e in events1 if e["event"] == "build.succeeded")["image_id"]
+    assert cron.leftovers(keep={image}) == []
+
+
+def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
+    spec = cron.spec()
+    first = cron.start(spec)
+    try:
+        read_until(first, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        second = cron.start(spec, "--wait-lock", "10m")
+        out2, err2 = second.communicate(timeout=300)
+        out1, err1 = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    events2 = [json.loads(line) for line in out2.splitlines() if line.startswith("{")]
+    assert not [e for e in events2 if e["event"] == "build.skipped"]
+    images = [json.loads(line)["image_id"] for out in (out1, out2) for line in out.splitlines()
+              if line.startswith("{") and json.loads(line)["event"] == "build.succeeded"]
+    assert len(set(images)) == 2
+    states = {s.build_id: s for s in cron.states()}
+    assert all(s.status is BuildStatus.SUCCEEDED for s in states.values())
+    # The waiting build started only after the first one had finished.
+    first_state, second_state = sorted(states.values(), key=lambda s: s.started_at)
+    assert second_state.started_at >= first_state.updated_at
