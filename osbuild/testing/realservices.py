@@ -11,30 +11,29 @@ clouds.yaml) or ``... check`` (start, smoke-test, tear down, print timings).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import grp
 import importlib.util
-import json
 import os
 import pwd
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from osbuild.errors import OsbuildError
+from osbuild.testing.processes import (
+    RealServicesError,
+    ServiceProcess,
+    free_port,
+    log_tail,
+    require_tool,
+    run_logged,
+    tool,
+)
 
 REGION = "RegionOne"
 SERVICE_PROJECT = "service"
@@ -42,22 +41,15 @@ ADMIN_PROJECT = "admin"
 DEFAULT_DOMAIN = "default"
 # Start-up from a warm cache takes about 10 s per service here; the margin covers a busy CI.
 READY_TIMEOUT = 120.0
-# openstacksdk and Cinder stream uploads in chunks; uWSGI's 1 MiB default refuses Cinder's.
-CHUNKED_INPUT_LIMIT = 8 * 1024 * 1024
-_LOG_TAIL_LINES = 30
 
 # nova and cinder are only read for their API schemas (osbuild.sim.upstream_schemas).
 REQUIRED_MODULES = ("keystone", "glance", "keystonemiddleware", "openstack", "nova", "cinder")
 
 
-class RealServicesError(OsbuildError):
-    """A real service could not be set up, started or reached."""
-
-
 def missing_requirements() -> str | None:
     """Why the real services cannot run here, or None when they can."""
     missing = [m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None]
-    if _tool("uwsgi") is None:
+    if tool("uwsgi") is None:
         missing.append("uwsgi")
     if missing:
         return (
@@ -65,36 +57,6 @@ def missing_requirements() -> str | None:
             "run: pip install -e '.[test,functional]'"
         )
     return None
-
-
-def _tool(name: str) -> str | None:
-    # Console scripts sit beside the interpreter in a venv; prefer them to anything on PATH
-    # so that the services run from the same environment as the tests.
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    return shutil.which(name)
-
-
-def _require_tool(name: str) -> str:
-    path = _tool(name)
-    if path is None:
-        raise RealServicesError(f"{name} not found beside {sys.executable} or on PATH")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _write_ini(path: Path, sections: dict[str, dict[str, str]]) -> None:
@@ -106,35 +68,6 @@ def _write_ini(path: Path, sections: dict[str, dict[str, str]]) -> None:
     path.write_text("\n".join(out))
 
 
-@dataclass
-class ServiceProcess:
-    """One uWSGI-served application and where its log goes."""
-
-    name: str
-    url: str
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    startup_seconds: float = 0.0
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, timeout: float = 15.0) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        # uWSGI runs a master, a worker and an HTTP router in its own session: signal the
-        # group we created so that none of them outlives the test run.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
-
-
 @dataclass(frozen=True)
 class ProjectUser:
     """A project and a user holding roles on it (:meth:`RealServices.create_project_user`)."""
@@ -143,7 +76,7 @@ class ProjectUser:
     project_name: str
     user_id: str
     user_name: str
-    password: str
+    password: str = field(repr=False)
     domain_id: str = DEFAULT_DOMAIN
 
     def auth(self, auth_url: str, *, by_id: bool = False) -> dict[str, str]:
@@ -168,7 +101,7 @@ class AppCredential:
 
     id: str
     name: str
-    secret: str
+    secret: str = field(repr=False)
 
     def auth(self, auth_url: str) -> dict[str, str]:
         return {
@@ -188,8 +121,8 @@ class RealServices:
 
     workdir: Path
     ready_timeout: float = READY_TIMEOUT
-    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
-    glance_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
+    glance_password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
     # The WSGI applications served; tests point one at a broken module to prove that a
     # service that does not come up is reported with its log.
     keystone_app: str = "keystone.wsgi.api:application"
@@ -392,7 +325,7 @@ class RealServices:
             },
         )
         env = {**os.environ, "OS_KEYSTONE_CONFIG_FILES": str(conf)}
-        manage = _require_tool("keystone-manage")
+        manage = require_tool("keystone-manage")
         user, group = _current_user_group()
         log = self.logs_dir / "keystone.log"
         base = [manage, "--config-file", str(conf)]
@@ -421,8 +354,8 @@ class RealServices:
             secret=self.admin_password,
         )
         self.keystone = ServiceProcess("keystone", url, log)
-        self._spawn(self.keystone, port, self.keystone_app, env, chunked=False)
-        self._wait_ready(self.keystone, url + "/v3", ok=(200,))
+        self.keystone.spawn(port, self.keystone_app, env=env, cwd=self.workdir, chunked=False)
+        self.keystone.wait_ready(url + "/v3", (200,), self.ready_timeout)
         self.keystone.startup_seconds = time.monotonic() - began
         self.timings["keystone"] = self.keystone.startup_seconds
 
@@ -477,28 +410,14 @@ class RealServices:
         conf = gdir / "glance-api.conf"
         env = {**os.environ, "OS_GLANCE_CONFIG_DIR": str(gdir)}
         log = self.logs_dir / "glance.log"
-        manage = _require_tool("glance-manage")
+        manage = require_tool("glance-manage")
         self._run("glance", [manage, "--config-file", str(conf), "db_sync"], env, log)
         self.glance = ServiceProcess("glance", url, log)
-        self._spawn(self.glance, port, self.glance_app, env, chunked=True)
-        self._wait_ready(self.glance, url + "/versions", ok=(200, 300))
+        self.glance.spawn(port, self.glance_app, env=env, cwd=self.workdir, chunked=True)
+        self.glance.wait_ready(url + "/versions", (200, 300), self.ready_timeout)
         self._check_glance_auth()
         self.glance.startup_seconds = time.monotonic() - began
         self.timings["glance"] = self.glance.startup_seconds
-
-    def _check_glance_auth(self) -> None:
-        # /versions answers without Keystone; listing images proves keystonemiddleware and
-        # the database work too.
-        assert self.glance is not None
-        try:
-            list(self.connect().image.images(limit=1))
-        except Exception as exc:
-            raise RealServicesError(
-                f"glance at {self.glance.url} started but refuses an authenticated request: "
-                f"{exc}\n--- {self.glance.log} (tail) ---\n{_log_tail(self.glance.log)}"
-            ) from None
-
-    # ------------------------------------------------------------------ processes
 
     def _run(
         self,
@@ -509,85 +428,19 @@ class RealServices:
         *,
         secret: str | None = None,
     ) -> None:
-        shown = " ".join(a if a != secret else "***" for a in argv[:1] + argv[3:])
-        with log.open("ab") as out:
-            out.write(f"$ {shown}\n".encode())
-            out.flush()
-            result = subprocess.run(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir, check=False
-            )
-        if result.returncode != 0:
-            raise RealServicesError(
-                f"{service}: `{shown}` exited {result.returncode}\n"
-                f"--- {log} (tail) ---\n{_log_tail(log)}"
-            )
+        run_logged(service, argv, env=env, log=log, cwd=self.workdir, secret=secret)
 
-    def _spawn(
-        self, svc: ServiceProcess, port: int, app: str, env: dict[str, str], *, chunked: bool
-    ) -> None:
-        argv = [
-            _require_tool("uwsgi"),
-            # The --http router keeps connections alive; --http-socket drops the kept-alive
-            # connections keystoneauth reuses (measured here).
-            "--http", f"127.0.0.1:{port}",
-            "--http-keepalive",
-            "--master",
-            "--processes", "1",
-            "--threads", "4",
-            "--enable-threads",
-            "--home", sys.prefix,
-            "--module", app,
-            "--need-app",
-            # Without it SIGTERM makes the master reload the app instead of exiting.
-            "--die-on-term",
-            "--buffer-size", "65535",
-            "--disable-logging",
-        ]  # fmt: skip
-        if chunked:
-            argv += ["--http-chunked-input", "--chunked-input-limit", str(CHUNKED_INPUT_LIMIT)]
-        out = svc.log.open("ab")
+    def _check_glance_auth(self) -> None:
+        # /versions answers without Keystone; listing images proves keystonemiddleware and
+        # the database work too.
+        assert self.glance is not None
         try:
-            svc.process = subprocess.Popen(
-                argv,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        finally:
-            out.close()
-
-    def _wait_ready(self, svc: ServiceProcess, probe: str, ok: tuple[int, ...]) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            if not svc.running():
-                code = svc.process.returncode if svc.process else None
-                raise RealServicesError(
-                    f"{svc.name} exited with status {code} before answering {probe}\n"
-                    f"--- {svc.log} (tail) ---\n{_log_tail(svc.log)}"
-                )
-            status = _http_status(probe)
-            if isinstance(status, int) and status in ok:
-                return
-            last = str(status)
-            time.sleep(0.25)
-        raise RealServicesError(
-            f"{svc.name} did not answer {probe} within {self.ready_timeout:.0f}s "
-            f"(last: {last})\n--- {svc.log} (tail) ---\n{_log_tail(svc.log)}"
-        )
-
-
-def _http_status(url: str) -> int | str:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (OSError, urllib.error.URLError) as exc:
-        return type(exc).__name__
+            list(self.connect().image.images(limit=1))
+        except Exception as exc:
+            raise RealServicesError(
+                f"glance at {self.glance.url} started but refuses an authenticated request: "
+                f"{exc}\n--- {self.glance.log} (tail) ---\n{log_tail(self.glance.log)}"
+            ) from None
 
 
 def _auth_type(auth: dict[str, str]) -> str:
@@ -614,97 +467,7 @@ def _glance_paste_ini() -> Path:
     )
 
 
-# ---------------------------------------------------------------------- developer CLI
-
-
-@contextlib.contextmanager
-def _workdir(path: str | None, keep: bool) -> Iterator[Path]:
-    if path:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        yield Path(path)
-        return
-    tmp = Path(tempfile.mkdtemp(prefix="osbuild-real-"))
-    try:
-        yield tmp
-    finally:
-        if not keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def smoke_check(rs: RealServices) -> dict[str, float]:
-    """Token, project/user, app credential and an ISO round trip through Glance; timings."""
-    import pycdlib
-
-    timings: dict[str, float] = {}
-    began = time.monotonic()
-    who = rs.create_project_user("smoke", "smoke-user")
-    cred = rs.create_application_credential(who, "smoke-cred")
-    conn = rs.connect(cred.auth(rs.auth_url))
-    conn.authorize()
-    timings["identity"] = time.monotonic() - began
-
-    began = time.monotonic()
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3)
-    payload = b"osbuild smoke\n"
-    import io
-
-    iso.add_fp(io.BytesIO(payload), len(payload), "/SMOKE.TXT;1", joliet_path="/smoke.txt")
-    buf = io.BytesIO()
-    iso.write_fp(buf)
-    iso.close()
-    image = conn.image.create_image(
-        name="osbuild-smoke",
-        data=buf.getvalue(),
-        disk_format="iso",
-        container_format="bare",
-        allow_duplicates=True,
-    )
-    image = conn.image.wait_for_status(image, "active", failures=["killed"], wait=60)
-    conn.image.delete_image(image)
-    timings["glance_iso_roundtrip"] = time.monotonic() - began
-    return timings
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m osbuild.testing.realservices",
-        description="Run real Keystone and Glance on loopback for osbuild's functional tier.",
-    )
-    parser.add_argument("action", choices=("up", "check"))
-    parser.add_argument("--workdir", help="directory for databases, keys, store and logs")
-    parser.add_argument("--keep", action="store_true", help="keep a temporary workdir")
-    parser.add_argument(
-        "--clouds-yaml", default="clouds.yaml", help="where `up` writes clouds.yaml"
-    )
-    args = parser.parse_args(argv)
-    try:
-        with _workdir(args.workdir, args.keep or args.action == "up") as workdir:
-            rs = RealServices(workdir)
-            with rs:
-                print(
-                    f"keystone {rs.auth_url} ({rs.timings['keystone']:.1f}s), "
-                    f"glance {rs.glance_url} ({rs.timings['glance']:.1f}s), logs {rs.logs_dir}",
-                    flush=True,
-                )
-                if args.action == "check":
-                    print(json.dumps({"startup": rs.timings, "check": smoke_check(rs)}))
-                    return 0
-                path = rs.write_clouds_yaml(Path(args.clouds_yaml))
-                print(f"ready: OS_CLIENT_CONFIG_FILE={path} OS_CLOUD=osbuild-real", flush=True)
-                signal.signal(signal.SIGTERM, _raise_interrupt)
-                with contextlib.suppress(KeyboardInterrupt):
-                    while True:
-                        time.sleep(3600)
-                return 0
-    except RealServicesError as exc:
-        print(f"realservices: error: {exc}", file=sys.stderr)
-        return 1
-
-
 if __name__ == "__main__":
+    from osbuild.testing.realservices_cli import main
+
     sys.exit(main())

@@ -1,0 +1,114 @@
+"""`python -m osbuild.testing.realservices up|check`: real Keystone and Glance for developers.
+
+``up`` serves them until Ctrl-C or SIGTERM and writes a clouds.yaml (cloud ``osbuild-real``);
+``check`` starts them, runs a smoke test (token, project and user, application credential,
+an ISO through Glance's format inspection), tears them down and prints the timings as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from osbuild.testing.realservices import RealServices, RealServicesError
+
+
+@contextlib.contextmanager
+def _workdir(path: str | None, keep: bool) -> Iterator[Path]:
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="osbuild-real-"))
+    try:
+        yield tmp
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def smoke_check(rs: RealServices) -> dict[str, float]:
+    """Token, project/user, app credential and an ISO round trip through Glance; timings."""
+    import pycdlib
+
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    who = rs.create_project_user("smoke", "smoke-user")
+    cred = rs.create_application_credential(who, "smoke-cred")
+    conn = rs.connect(cred.auth(rs.auth_url))
+    conn.authorize()
+    timings["identity"] = time.monotonic() - began
+
+    began = time.monotonic()
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3)
+    payload = b"osbuild smoke\n"
+
+    iso.add_fp(io.BytesIO(payload), len(payload), "/SMOKE.TXT;1", joliet_path="/smoke.txt")
+    buf = io.BytesIO()
+    iso.write_fp(buf)
+    iso.close()
+    image = conn.image.create_image(
+        name="osbuild-smoke",
+        data=buf.getvalue(),
+        disk_format="iso",
+        container_format="bare",
+        allow_duplicates=True,
+    )
+    image = conn.image.wait_for_status(image, "active", failures=["killed"], wait=60)
+    conn.image.delete_image(image)
+    timings["glance_iso_roundtrip"] = time.monotonic() - began
+    return timings
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m osbuild.testing.realservices",
+        description="Run real Keystone and Glance on loopback for osbuild's functional tier.",
+    )
+    parser.add_argument("action", choices=("up", "check"))
+    parser.add_argument("--workdir", help="directory for databases, keys, store and logs")
+    parser.add_argument("--keep", action="store_true", help="keep a temporary workdir")
+    parser.add_argument(
+        "--clouds-yaml", default="clouds.yaml", help="where `up` writes clouds.yaml"
+    )
+    args = parser.parse_args(argv)
+    try:
+        with _workdir(args.workdir, args.keep or args.action == "up") as workdir:
+            rs = RealServices(workdir)
+            with rs:
+                print(
+                    f"keystone {rs.auth_url} ({rs.timings['keystone']:.1f}s), "
+                    f"glance {rs.glance_url} ({rs.timings['glance']:.1f}s), logs {rs.logs_dir}",
+                    flush=True,
+                )
+                if args.action == "check":
+                    print(json.dumps({"startup": rs.timings, "check": smoke_check(rs)}))
+                    return 0
+                path = rs.write_clouds_yaml(Path(args.clouds_yaml))
+                print(f"ready: OS_CLIENT_CONFIG_FILE={path} OS_CLOUD=osbuild-real", flush=True)
+                signal.signal(signal.SIGTERM, _raise_interrupt)
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+                return 0
+    except RealServicesError as exc:
+        print(f"realservices: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
