@@ -45,6 +45,7 @@ from osbuild.testing.realservices import RealServices
 
 log = logging.getLogger(__name__)
 
+ATTACHED_CLOUD = "osbuild-attached"
 TOKEN_CACHE_SECONDS = 60.0
 PUMP_INTERVAL = 0.05
 HTTP_TIMEOUT = 60.0
@@ -418,4 +419,4 @@ class AttachedSim:
                 log.exception("attached pump failed")
 
     def clouds_yaml(self, auth: dict[str, str] | None = None) -> dict[str, Any]:
-        return self.rs.clouds_yaml("osbuild-attached", auth)
+        return self.rs.clouds_yaml(ATTACHED_CLOUD, auth)

@@ -1,6 +1,8 @@
 """`python -m osbuild.testing.realservices up|check`: real Keystone and Glance for developers.
 
-``up`` serves them until Ctrl-C or SIGTERM and writes a clouds.yaml (cloud ``osbuild-real``);
+``up`` serves them until Ctrl-C or SIGTERM and writes a clouds.yaml (cloud ``osbuild-real``;
+with ``--with-sim``, cloud ``osbuild-attached``: a project user's view of real Keystone and
+Glance plus the simulated compute, block storage and network, ready for ``osbuild build``);
 ``check`` starts them, runs a smoke test (token, project and user, application credential,
 an ISO through Glance's format inspection), tears them down and prints the timings as JSON.
 """
@@ -85,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--clouds-yaml", default="clouds.yaml", help="where `up` writes clouds.yaml"
     )
+    parser.add_argument(
+        "--with-sim",
+        action="store_true",
+        help="`up` also runs the simulated compute/volume/network attached to them, and "
+        "writes a project user's cloud `osbuild-attached` for `osbuild build`",
+    )
     args = parser.parse_args(argv)
     try:
         with _workdir(args.workdir, args.keep or args.action == "up") as workdir:
@@ -98,12 +106,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.action == "check":
                     print(json.dumps({"startup": rs.timings, "check": smoke_check(rs)}))
                     return 0
-                path = rs.write_clouds_yaml(Path(args.clouds_yaml))
-                print(f"ready: OS_CLIENT_CONFIG_FILE={path} OS_CLOUD=osbuild-real", flush=True)
-                signal.signal(signal.SIGTERM, _raise_interrupt)
-                with contextlib.suppress(KeyboardInterrupt):
-                    while True:
-                        time.sleep(3600)
+                with contextlib.ExitStack() as stack:
+                    path = Path(args.clouds_yaml)
+                    cloud = "osbuild-real"
+                    if args.with_sim:
+                        from osbuild.testing.attached import ATTACHED_CLOUD, AttachedSim
+
+                        stack.enter_context(AttachedSim(rs))
+                        who = rs.create_project_user("images", "image-builder")
+                        cloud = ATTACHED_CLOUD
+                        rs.write_clouds_yaml(path, cloud, who.auth(rs.auth_url))
+                    else:
+                        rs.write_clouds_yaml(path)
+                    print(f"ready: OS_CLIENT_CONFIG_FILE={path} OS_CLOUD={cloud}", flush=True)
+                    signal.signal(signal.SIGTERM, _raise_interrupt)
+                    with contextlib.suppress(KeyboardInterrupt):
+                        while True:
+                            time.sleep(3600)
                 return 0
     except RealServicesError as exc:
         print(f"realservices: error: {exc}", file=sys.stderr)
