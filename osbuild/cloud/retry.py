@@ -74,15 +74,28 @@ class _WaitHonouringRetryAfter:
         return delay / self._scale
 
 
+def is_lost_marker(exc: BaseException) -> bool:
+    """A paginated listing whose page marker was deleted meanwhile (Glance answers 400).
+
+    Other builds delete their images while we page through a shared listing; starting
+    the listing again is the remedy.
+    """
+    return status_of(exc) == 400 and "marker" in str(exc).lower()
+
+
 def retrying(
     fn: Callable[..., T],
     *args: Any,
     attempts: int = 6,
     time_scale: float = 1.0,
     cancel: threading.Event | None = None,
+    listing: bool = False,
     **kwargs: Any,
 ) -> T:
-    """Call ``fn`` and repeat it on transient failures (5xx, 429 with Retry-After, resets)."""
+    """Call ``fn`` and repeat it on transient failures (5xx, 429 with Retry-After, resets).
+
+    ``listing``: ``fn`` lists a paginated collection; a lost page marker restarts it.
+    """
     def sleep(seconds: float) -> None:
         # A cancelled build stops waiting at once; the caller then sees the cancellation.
         if cancel is not None:
@@ -91,7 +104,9 @@ def retrying(
             time.sleep(seconds)
 
     policy = Retrying(
-        retry=retry_if_exception(is_transient),
+        retry=retry_if_exception(
+            (lambda e: is_transient(e) or is_lost_marker(e)) if listing else is_transient
+        ),
         stop=stop_after_attempt(attempts),
         wait=_WaitHonouringRetryAfter(time_scale),
         reraise=True,

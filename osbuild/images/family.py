@@ -108,7 +108,7 @@ def glance_family(conn: Connection, family: str, *, time_scale: float = 1.0) -> 
     found: dict[str, Any] = {}
     for hidden in (False, True):
         images = retrying(lambda h=hidden: list(conn.image.images(tag=naming.TAG, is_hidden=h)),
-                          time_scale=time_scale)
+                          time_scale=time_scale, listing=True)
         for image in images:
             if _properties(image).get(naming.PROP_FAMILY) != family:
                 continue
