@@ -26,12 +26,13 @@ def image_users(conn: Connection, *, time_scale: float = 1.0) -> dict[str, set[s
     image would break rebuilds and the provenance of the volume.
     """
     users: dict[str, set[str]] = defaultdict(set)
-    servers = retrying(lambda: list(conn.compute.servers(details=True)), time_scale=time_scale)
+    servers = retrying(lambda: list(conn.compute.servers(details=True)), time_scale=time_scale,
+                       listing=True)
     for server in servers:
         image_id = _field(server.image, "id")
         if image_id:
             users[str(image_id)].add(str(server.id))
-    volumes = retrying(lambda: list(conn.block_storage.volumes(details=True)),
+    volumes = retrying(lambda: list(conn.block_storage.volumes(details=True)), listing=True,
                        time_scale=time_scale)
     for volume in volumes:
         image_id = (volume.volume_image_metadata or {}).get("image_id")

@@ -182,7 +182,8 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
     fresh: set[str] = set()
     server_ids: set[str] = set()
 
-    for server in retrying(lambda: list(conn.compute.servers(details=True, tags=naming.TAG))):
+    for server in retrying(lambda: list(conn.compute.servers(details=True, tags=naming.TAG)),
+                           listing=True):
         build_id = _build_id_of(server.name, server.metadata)
         if build_id is None:
             continue
@@ -206,7 +207,7 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
         found.append(Resource("port", port.id, port.name, build_id,
                               _age(port.created_at, build_id, now), port.status))
 
-    for volume in retrying(lambda: list(conn.block_storage.volumes(details=True))):
+    for volume in retrying(lambda: list(conn.block_storage.volumes(details=True)), listing=True):
         build_id = _build_id_of(volume.name, volume.metadata)
         if build_id is None:
             continue
@@ -216,7 +217,7 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
     images: dict[str, Any] = {}
     # Glance leaves hidden images out of the default listing; the config ISO is hidden.
     for query in ({}, {"is_hidden": True}):
-        for image in retrying(lambda q=query: list(conn.image.images(**q))):
+        for image in retrying(lambda q=query: list(conn.image.images(**q)), listing=True):
             images[image.id] = image
     for image in images.values():
         props = _image_props(image)
