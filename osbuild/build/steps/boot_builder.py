@@ -16,8 +16,9 @@ from osbuild.build.clock import Deadline
 from osbuild.build.context import BuildContext
 from osbuild.build.create import create_behind_lookup
 from osbuild.build.hardware import hardware_properties
+from osbuild.build.temp_image import upload_temporary_image
 from osbuild.build.waits import wait_for_status
-from osbuild.cloud.delete import delete_image, delete_server
+from osbuild.cloud.delete import delete_server
 from osbuild.errors import ServerFault
 
 # A blank raw image for the local target's root disk: Nova grows it to the flavor's disk.
@@ -103,35 +104,7 @@ class BootBuilder:
 
     def _root_image(self, ctx: BuildContext) -> str:
         """A tiny blank image carrying the hardware properties, for a local root disk."""
-        conn = ctx.conn
-        images: Any = conn.image  # the stubs know no extra properties as keyword arguments
-        name = naming.resource_name(ctx.build_id, "root")
-        labels = naming.labels(ctx.build_id, ctx.spec.name, "root")
-
-        def lookup():  # type: ignore[no-untyped-def]
-            found = list(conn.image.images(name=name))
-            return found[0] if found else None
-
-        image = create_behind_lookup(
-            ctx,
-            lambda: images.create_image(
-                name=name, disk_format="raw", container_format="bare",
-                visibility="private", allow_duplicates=True,
-                **labels, **hardware_properties(ctx),
-            ),
-            lookup, what="the blank root image",
-        )
-        ctx.track("image", image.id, name,
-                  lambda: delete_image(conn, image.id, time_scale=ctx.options.time_scale))
-        ctx.root_image_id = image.id
-        ctx.call(conn.image.update_image, image.id, is_hidden=True)
-        ctx.call(lambda: conn.image.put(
-            f"/images/{image.id}/file", data=BLANK_ROOT_BYTES,
-            headers={"Content-Type": "application/octet-stream"}))
-        wait_for_status(
-            ctx, lambda: conn.image.get_image(image.id), want="active",
-            failures=("killed", "deleted"),
-            deadline=Deadline.after(ctx.clock, 600, "root image upload"),
-            what=f"root image {image.id}",
-        )
-        return str(image.id)
+        ctx.root_image_id = upload_temporary_image(
+            ctx, role="root", disk_format="raw", data=BLANK_ROOT_BYTES,
+            properties=hardware_properties(ctx), timeout=600.0)
+        return ctx.root_image_id
