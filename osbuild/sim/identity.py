@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,15 +42,17 @@ class IdentityStore:
         self.app_credential_secret = app_credential_secret
         self._tokens: dict[str, Token] = {}
         self._lock = threading.Lock()
-        # Real seconds a token lives; tests shorten it to prove clients re-authenticate.
+        # How long a token lives, in seconds of `self.now` (real time unless the cloud
+        # set a simulated clock); tests shorten it to prove clients re-authenticate.
         self.token_lifetime = TOKEN_LIFETIME
+        self.now: Callable[[], float] = time.time
 
     @classmethod
     def random(cls) -> IdentityStore:
         return cls(secrets.token_urlsafe(18), secrets.token_hex(16), secrets.token_urlsafe(24))
 
     def issue(self, method: str) -> Token:
-        now = time.time()
+        now = self.now()
         token = Token("gAAAA" + secrets.token_urlsafe(48), method, now, now + self.token_lifetime)
         with self._lock:
             self._tokens[token.id] = token
@@ -64,7 +67,7 @@ class IdentityStore:
     def check(self, token_id: str | None, base_url: str) -> Token:
         with self._lock:
             token = self._tokens.get(token_id or "")
-        if token is None or token.expires < time.time():
+        if token is None or token.expires < self.now():
             raise ApiError(401, _UNAUTHORIZED,
                            headers={"WWW-Authenticate": f'Keystone uri="{base_url}/identity"'})
         return token

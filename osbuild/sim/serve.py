@@ -49,7 +49,11 @@ class SimCloud:
         self.world = World(self.clock, self.faults)
         self.identity = IdentityStore.random()
         if token_ttl is not None:
+            # Simulated seconds, like every other duration in the cloud: a 1 h token
+            # expires during a 3 h build here too. Tokens then say when they expire in
+            # simulated wall time, so the client trusts them until the cloud refuses one.
             self.identity.token_lifetime = token_ttl
+            self.identity.now = lambda: self.clock.wall().timestamp()
         self.app = SimApp(self.world, self.identity)
         self._host = host
         self._port = port

@@ -1,0 +1,77 @@
+"""`osbuild build --if-changed`: skip on identical inputs, rebuild when one changes or ages."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from osbuild.ops.fingerprint import PROP_FINGERPRINT, PROP_INPUT_PREFIX
+from tests.cron.conftest import Cron
+
+
+def _images(cron: Cron) -> list[str]:
+    return sorted(i["id"] for i in cron.sim.resources()["images"] if not i.get("seeded"))
+
+
+def _first_build(cron: Cron, spec: Path) -> str:
+    run = cron.build(spec)
+    assert run.exit_code == 0, run.why
+    return str(run.success["image_id"])
+
+
+def test_fingerprint_is_stored_on_the_image_and_in_the_report(cron: Cron) -> None:
+    run = cron.build(cron.spec())
+    assert run.exit_code == 0, run.why
+    done = run.success
+    image = cron.sim.connect().image.get(f"/images/{done['image_id']}").json()
+    assert image[PROP_FINGERPRINT] == done["fingerprint"]
+    assert image[PROP_INPUT_PREFIX + "windows_iso"].startswith(("sha512:", "md5:"))
+    assert len(image[PROP_INPUT_PREFIX + "cloudbase_msi"]) == 64
+
+
+def test_identical_inputs_skip_with_exit_0(cron: Cron) -> None:
+    spec = cron.spec()
+    image = _first_build(cron, spec)
+    run = cron.build(spec, extra=("--if-changed",))
+    assert run.exit_code == 0, run.why
+    [skip] = run.named("build.skipped")
+    assert "same inputs" in skip["reason"]
+    assert not run.named("build.started")
+    assert _images(cron) == [image]
+
+
+def test_changed_spec_rebuilds_and_says_why(cron: Cron) -> None:
+    image = _first_build(cron, cron.spec())
+    changed = cron.spec(image={"properties": {"owner_team": "platform"}})
+    run = cron.build(changed, extra=("--if-changed",))
+    assert run.exit_code == 0, run.why
+    [why] = run.named("build.rebuilding")
+    assert "the spec" in why["reason"]
+    assert run.success["image_id"] != image
+
+
+def test_changed_msi_rebuilds(cron: Cron) -> None:
+    spec = cron.spec()
+    _first_build(cron, spec)
+    msi = spec.parent / "CloudbaseInitSetup_x64.msi"
+    msi.write_bytes(msi.read_bytes() + b"\0patched")
+    run = cron.build(spec, extra=("--if-changed",))
+    assert run.exit_code == 0, run.why
+    assert "the cloudbase-init MSI" in run.named("build.rebuilding")[0]["reason"]
+    assert run.named("build.succeeded")
+
+
+def test_image_older_than_max_age_rebuilds(cron: Cron) -> None:
+    spec = cron.spec(image={"max_age": "1s"})
+    first = _first_build(cron, spec)
+    time.sleep(1.5)  # the image's build time is wall-clock: let it pass max_age
+    run = cron.build(spec, extra=("--if-changed",))
+    assert run.exit_code == 0, run.why
+    assert "older than" in run.named("build.rebuilding")[0]["reason"]
+    assert run.success["image_id"] != first
+
+
+def test_without_a_current_image_it_builds(cron: Cron) -> None:
+    run = cron.build(cron.spec(), extra=("--if-changed",))
+    assert run.exit_code == 0, run.why
+    assert "no current image" in run.named("build.rebuilding")[0]["reason"]

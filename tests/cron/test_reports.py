@@ -1,0 +1,174 @@
+"""Webhook, Prometheus textfile, multi-cloud builds and short-lived tokens, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from osbuild.cli import main
+from osbuild.sim import SimCloud
+from tests.cron.conftest import Cron
+from tests.e2e.conftest import SPEED, Cloud
+
+
+class Receiver:
+    """A webhook endpoint on 127.0.0.1 that answers 503 to the first ``fail`` POSTs."""
+
+    def __init__(self, fail: int = 1) -> None:
+        self.fail = fail
+        self.bodies: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 503 if len(receiver.statuses) < receiver.fail else 200
+                receiver.statuses.append(status)
+                if status == 200:
+                    receiver.bodies.append(json.loads(body))
+                self.send_response(status)
+                if status == 503:
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token=abc"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver(fail=1)
+    yield hook
+    hook.close()
+
+
+def test_webhook_gets_the_summary_after_one_injected_failure(cron: Cron,
+                                                            receiver: Receiver) -> None:
+    spec = cron.spec(notify={"url": receiver.url, "on": ["success", "failure"]})
+    run = cron.build(spec)
+    assert run.exit_code == 0, run.why
+    assert receiver.statuses == [503, 200]
+    [summary] = receiver.bodies
+    done = run.success
+    assert summary["result"] == "success" and summary["build_id"] == done["build_id"]
+    assert summary["image"]["id"] == done["image_id"]
+    assert summary["fingerprint"] == done["fingerprint"] and len(summary["fingerprint"]) == 64
+    assert summary["verify"] == "passed" and summary["promoted"] is True
+    assert summary["cloud"] == cron.sim.cloud_name
+    assert "password" not in json.dumps(summary).lower()
+    assert run.named("notify.sent")[0]["attempts"] == 2
+
+
+def test_webhook_not_called_for_outcomes_not_asked_for(cron: Cron, receiver: Receiver) -> None:
+    run = cron.build(cron.spec(notify={"url": receiver.url, "on": ["failure"]}))
+    assert run.exit_code == 0, run.why
+    assert receiver.statuses == []
+
+
+def test_failed_build_is_posted(cron: Cron, receiver: Receiver) -> None:
+    receiver.fail = 0
+    spec = cron.spec(notify={"url": receiver.url, "on": ["failure"]},
+                     windows={"iso_image": "no-such-iso"})
+    run = cron.build(spec)
+    assert run.exit_code == 2
+    [summary] = receiver.bodies
+    assert summary["result"] == "failure" and "no-such-iso" in summary["reason"]
+
+
+def test_metrics_file_is_valid_prometheus_text(cron: Cron, tmp_path: Path) -> None:
+    metrics = tmp_path / "osbuild.prom"
+    spec = cron.spec()
+    run = cron.build(spec, extra=("--metrics-file", str(metrics)))
+    assert run.exit_code == 0, run.why
+    skip = cron.build(spec, extra=("--metrics-file", str(metrics), "--if-changed"))
+    assert skip.exit_code == 0 and skip.named("build.skipped")
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    labels = {"family": "ws2022-standard", "cloud": cron.sim.cloud_name}
+
+    def value(name: str, **extra: str) -> float:
+        for sample in families[name].samples:
+            if sample.labels == {**labels, **extra}:
+                return float(sample.value)
+        raise AssertionError(f"no {name} sample for {labels | extra}")
+
+    assert value("osbuild_last_build_result") == 1
+    assert value("osbuild_last_build_duration_seconds") == pytest.approx(
+        run.success["duration"], abs=1)
+    assert value("osbuild_last_success_timestamp_seconds") > 0
+    assert value("osbuild_builds", result="success") == 1
+    assert value("osbuild_builds", result="skipped") == 1
+
+
+def test_report_has_fingerprint_verify_and_promotion(cron: Cron) -> None:
+    run = cron.build(cron.spec())
+    assert run.exit_code == 0, run.why
+    report = json.loads(Path(run.success["report"]).read_text())
+    assert report["fingerprint"] == run.success["fingerprint"]
+    assert report["verify"] == "passed"
+    assert report["promotion"] == {"promoted": True, "name": run.success["image_name"]}
+
+
+def test_spec_clouds_build_concurrently_each_with_its_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    with SimCloud(speed=SPEED) as east, SimCloud(speed=SPEED) as west:
+        clouds_yaml = tmp_path / "clouds.yaml"
+        clouds_yaml.write_text(yaml.safe_dump({"clouds": {
+            "east": east.cloud_config(), "west": west.cloud_config()}}))
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+        monkeypatch.delenv("OS_CLOUD", raising=False)
+        cloud = Cloud(east, tmp_path, clouds_yaml, capsys)
+        spec = cloud.spec(clouds=["east", "west"])
+        capsys.readouterr()
+        code = main(["build", str(spec), "--time-scale", str(SPEED), "--json",
+                     "--state-dir", str(tmp_path / "state")])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        done = {e["build_id"]: e for e in events if e["event"] == "build.succeeded"}
+        started = [e for e in events if e["event"] == "build.started"]
+        assert sorted(e["cloud"] for e in started) == ["east", "west"]
+        # Concurrently: both had started before either finished.
+        names = [e["event"] for e in events]
+        assert names.index("build.succeeded") > max(
+            i for i, e in enumerate(events) if e["event"] == "build.started")
+        reports = [json.loads(Path(d["report"]).read_text()) for d in done.values()]
+        assert sorted(r["cloud"] for r in reports) == ["east", "west"]
+        for sim, name in ((east, "east"), (west, "west")):
+            images = [i for i in sim.resources()["images"] if not i.get("seeded")]
+            [report] = [r for r in reports if r["cloud"] == name]
+            assert [i["id"] for i in images] == [report["image"]["id"]]
+
+
+def test_build_outlives_its_keystone_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: Any) -> None:
+    ttl = 1800.0  # simulated seconds: half an hour, against a build of a few hours
+    with SimCloud(speed=SPEED, token_ttl=ttl) as sim:
+        clouds_yaml = sim.write_clouds_yaml(tmp_path / "clouds.yaml")
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+        cloud = Cloud(sim, tmp_path, clouds_yaml, capsys)
+        run = cloud.build(cloud.spec(), extra=("--state-dir", str(tmp_path / "state")))
+        assert run.exit_code == 0, run.why
+        # The build outlived several tokens; the cloud refused each expired one and the
+        # client authenticated again without the build noticing.
+        lifetimes = run.success["duration"] / ttl
+        assert lifetimes > 2
+        assert sim.identity.issued >= int(lifetimes)
+        assert cloud.leftovers(keep={run.success["image_id"]}) == []
