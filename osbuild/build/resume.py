@@ -139,7 +139,7 @@ def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
         if delete is None:
             continue
         name = naming.resource_name(state.build_id, role)
-        ctx.track(kind, resource_id, name, lambda d=delete, i=resource_id: d(i),
+        ctx.track(kind, resource_id, name, _bound(delete, resource_id),
                   keep_on_success=key == "image:image", announce=False)
         ctx.emit("resource.adopted", kind=kind, id=resource_id, name=name)
     _adopt_unrecorded(ctx, state, deleters)
@@ -165,11 +165,15 @@ def _adopt_unrecorded(ctx: BuildContext, state: BuildState,
             continue  # Nova's, deleted with the server
         role_key = state_key(state.build_id, resource.kind, resource.name)
         ctx.track(resource.kind, resource.id, resource.name,
-                  lambda d=deleters[resource.kind], i=resource.id: d(i), announce=False)
+                  _bound(deleters[resource.kind], resource.id), announce=False)
         if role_key == "server:builder":
             state.resources[role_key] = resource.id
         ctx.emit("resource.adopted", kind=resource.kind, id=resource.id,
                  name=resource.name, recorded=False)
+
+
+def _bound(delete: Callable[[str], None], resource_id: str) -> Callable[[], None]:
+    return lambda: delete(resource_id)
 
 
 def _transcript_shows_sysprep(state: BuildState) -> bool:

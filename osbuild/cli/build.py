@@ -131,7 +131,7 @@ def build_jobs(specs: list[BuildSpec],
     """Every (spec, cloud): the CLI's clouds for every spec, else each spec's `clouds`."""
     jobs: list[tuple[BuildSpec, str | None]] = []
     for spec in specs:
-        clouds: list[str | None] = list(cli_clouds or spec.clouds or [None])
+        clouds: list[str | None] = [*(cli_clouds or spec.clouds)] or [None]
         jobs.extend((spec, cloud) for cloud in dict.fromkeys(clouds))
     return jobs
 
@@ -215,8 +215,8 @@ def report_outcome(result: BuildResult, spec: BuildSpec, *, metrics_file: Path |
     """The Prometheus textfile and the webhook; neither can fail the build."""
     finished = datetime.now(UTC)
     if metrics_file is not None:
-        outcome = ("skipped" if result.skipped else
-                   "success" if result.succeeded else "failure")
+        outcome: metrics.Result = ("skipped" if result.skipped else
+                                   "success" if result.succeeded else "failure")
         try:
             metrics.record(metrics_file, metrics.BuildOutcome(
                 result.family, result.cloud or "default", outcome,
