@@ -207,7 +207,7 @@ def _addresses(world: World, server: Server) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _server(call: Call, server: Server) -> dict[str, Any]:
+def _server(call: Call, server: Server, *, in_list: bool = False) -> dict[str, Any]:
     world = call.world
     host_id = hashlib.sha224((PROJECT_ID + server.host).encode()).hexdigest() if server.host else ""
     flavor = server.flavor
@@ -241,6 +241,17 @@ def _server(call: Call, server: Server) -> dict[str, Any]:
         "os-extended-volumes:volumes_attached": volumes,
         "security_groups": [{"name": g} for g in server.security_groups],
     }
+    if call.at_least(2, 3):
+        # The extended server attributes admins see from 2.3 on.
+        body.update({
+            "OS-EXT-SRV-ATTR:hostname": server.name.lower().replace("_", "-")[:63],
+            "OS-EXT-SRV-ATTR:reservation_id": f"r-{server.id[:8]}",
+            "OS-EXT-SRV-ATTR:launch_index": 0,
+            "OS-EXT-SRV-ATTR:kernel_id": "",
+            "OS-EXT-SRV-ATTR:ramdisk_id": "",
+            "OS-EXT-SRV-ATTR:root_device_name": "/dev/vda" if server.host else None,
+            "OS-EXT-SRV-ATTR:user_data": None,
+        })
     if server.fault is not None and server.status == "ERROR":
         body["fault"] = dict(server.fault)
     if call.at_least(2, 9):
@@ -253,12 +264,15 @@ def _server(call: Call, server: Server) -> dict[str, Any]:
         body["host_status"] = "UP" if server.host else ""
     if call.at_least(2, 63):
         body["trusted_image_certificates"] = None
-    if call.at_least(2, 71):
+    if call.at_least(2, 71) and not in_list:
+        # Nova shows a server's groups on GET /servers/{id}, not in the detail list.
         body["server_groups"] = []
     if call.at_least(2, 73):
         body["locked_reason"] = None
     if call.at_least(2, 96):
         body["pinned_availability_zone"] = None
+    if call.at_least(2, 100):
+        body["scheduler_hints"] = {}
     return body
 
 
@@ -421,7 +435,8 @@ def list_servers(call: Call) -> Response:
 
 
 def list_servers_detail(call: Call) -> Response:
-    return json_response({"servers": [_server(call, s) for s in _filtered_servers(call)]})
+    return json_response({"servers": [_server(call, s, in_list=True)
+                                       for s in _filtered_servers(call)]})
 
 
 def show_server(call: Call, server_id: str) -> Response:

@@ -130,3 +130,25 @@ def test_a_valid_builder_passes_and_its_create_answer_fits_novas_schema(
     finally:
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=60, interval=0.05)
+
+
+def test_a_whole_build_gets_only_answers_novas_response_schemas_accept(
+    schema_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from osbuild.cli import main
+    from osbuild.resources import examples_dir
+    from osbuild.sim.media import cloudbase_msi_standin
+
+    shutil.copy(examples_dir() / "ws2022-standard.yaml", tmp_path)
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
+    before = len(upstream_schemas.response_problems())
+    with SimCloud(speed=600.0) as cloud:
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE",
+                           str(cloud.write_clouds_yaml(tmp_path / "clouds.yaml")))
+        code = main(["build", str(tmp_path / "ws2022-standard.yaml"), "--os-cloud",
+                     cloud.cloud_name, "--time-scale", "600", "--json",
+                     "--log-dir", str(tmp_path / "logs")])
+    assert code == 0
+    assert upstream_schemas.response_problems()[before:] == []
