@@ -34,7 +34,7 @@ def test_spec_clouds_unless_the_command_line_names_clouds(tmp_path: Path) -> Non
 def test_notify_url_must_be_http(tmp_path: Path) -> None:
     from osbuild.errors import SpecError
 
-    with pytest.raises(SpecError, match="notify.url"):
+    with pytest.raises(SpecError, match=r"notify\.url"):
         load_spec(_spec(tmp_path, "bad", notify={"url": "file:///etc/passwd"}))
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import stat
+import time
 
 from osbuild.ops.lock import LocalLock
 from osbuild.ops.state import BuildStatus
@@ -76,13 +78,17 @@ def test_two_concurrent_builds_one_builds_one_skips(cron: Cron) -> None:
     first = cron.start(spec)
     try:
         read_until(first, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        # Frozen mid-install, the first run still holds the lock and its builder: the
+        # second must meet it however slowly it starts.
+        first.send_signal(signal.SIGSTOP)
         second = cron.start(spec)
         out2, err2 = second.communicate(timeout=120)
+        first.send_signal(signal.SIGCONT)
         out1, err1 = first.communicate(timeout=300)
     finally:
-        for proc in (first,):
-            if proc.poll() is None:
-                proc.kill()
+        if first.poll() is None:
+            first.send_signal(signal.SIGCONT)
+            first.kill()
     assert second.returncode == 0, err2
     events2 = [json.loads(line) for line in out2.splitlines() if line.startswith("{")]
     assert [e["event"] for e in events2] == ["build.skipped"]
@@ -98,11 +104,15 @@ def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
     first = cron.start(spec)
     try:
         read_until(first, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        first.send_signal(signal.SIGSTOP)
         second = cron.start(spec, "--wait-lock", "10m")
+        time.sleep(3)  # let the second run reach the lock while the first is frozen
+        first.send_signal(signal.SIGCONT)
         out2, err2 = second.communicate(timeout=300)
         out1, err1 = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
+            first.send_signal(signal.SIGCONT)
             first.kill()
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
