@@ -221,8 +221,9 @@ def _api_calls(conn: Connection) -> dict[str, int]:
     except Exception:
         return counts
     for timing in timings:
-        path = urlparse(timing.url).path.strip("/").split("/")
-        service = _service_of(conn, timing.url) or (path[0] if path else "?")
+        url = str(timing.url or "")
+        path = urlparse(url).path.strip("/").split("/")
+        service = _service_of(conn, url) or (path[0] if path else "?")
         key = f"{service} {timing.method}"
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))

@@ -7,6 +7,7 @@ then the image is hidden, private, and marked ``osbuild_verify=pending`` (or ``s
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from osbuild import __version__, naming
 from osbuild.build.context import BuildContext
@@ -74,6 +75,7 @@ class PublishImage:
             min_ram=spec.image.min_ram,
             **properties,
         )
-        ctx.call(conn.image.add_tag, image_id, naming.TAG)
+        images: Any = conn.image  # the stubs include the image v1 proxy, which has no tags
+        ctx.call(images.add_tag, image_id, naming.TAG)
         ctx.image_name = image.name
         ctx.image_properties = {k: str(v) for k, v in properties.items()}
