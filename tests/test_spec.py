@@ -18,22 +18,9 @@ from osbuild.spec import (
     parse_duration,
     parse_spec,
 )
+from tests.media.helpers import MINIMAL_SPEC as BASE
+from tests.media.helpers import MINIMAL_SPEC as BASE
 
-BASE = """\
-name: test-family
-windows:
-  version: "2022"
-  edition: SERVERSTANDARD
-  iso_image: win.iso
-virtio:
-  iso_image: virtio-win.iso
-cloudbase_init:
-  msi: CloudbaseInitSetup_x64.msi
-builder:
-  flavor: m1.large
-image:
-  name: "test-{date}"
-"""
 SHA = "a" * 64
 
 
