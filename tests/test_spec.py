@@ -19,7 +19,6 @@ from osbuild.spec import (
     parse_spec,
 )
 from tests.media.helpers import MINIMAL_SPEC as BASE
-from tests.media.helpers import MINIMAL_SPEC as BASE
 
 SHA = "a" * 64
 
