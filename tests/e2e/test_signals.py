@@ -68,3 +68,20 @@ def test_signal_during_volume_creation_leaves_nothing(cloud: Cloud) -> None:
             proc.kill()
     assert proc.returncode == 130, err
     assert cloud.leftovers() == []
+
+
+def test_second_ctrl_c_during_cleanup_does_not_leak(cloud: Cloud) -> None:
+    proc = start_build(cloud)
+    try:
+        read_until(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        proc.send_signal(signal.SIGINT)
+        # The first deletion means cleanup is under way; interrupt it too.
+        read_until(proc, lambda e: e["event"] == "resource.deleted")
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "still cleaning up" in err
+    assert cloud.leftovers() == []
