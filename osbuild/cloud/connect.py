@@ -36,10 +36,13 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
     try:
         conn = openstack.connect(cloud=cloud, load_yaml_config=True, load_envvars=True,
                                  **options)
-    except (config_exc.OpenStackConfigException, sdk_exc.ConfigException) as exc:
-        raise AuthError([f"cloud configuration: {_first_line(exc)}"]) from None
-    except ksa_exc.MissingRequiredOptions as exc:
-        raise AuthError([f"cloud configuration: {_first_line(exc)}"]) from None
+    except (config_exc.OpenStackConfigException, sdk_exc.ConfigException,
+            ksa_exc.MissingRequiredOptions) as exc:
+        problem = f"cloud configuration: {_first_line(exc)}"
+        if cloud is None:
+            problem += (" (no cloud chosen: pass --os-cloud NAME for an entry of clouds.yaml, "
+                        "or set OS_CLOUD or the OS_* variables)")
+        raise AuthError([problem]) from None
     return conn
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,23 @@ def test_verify_section_names_are_checked_in_preflight(cloud: Cloud) -> None:
     run = cloud.build(spec)
     assert_clean_failure(cloud, run, 2, "verify.flavor: no flavor 'm1.missing'",
                          "verify.network: no network 'nowhere'")
+
+
+def test_no_cloud_configured_says_how_to_choose_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from osbuild.cli import main
+
+    for var in [v for v in os.environ if v.startswith("OS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "ws2022.yaml"
+    shutil.copy(examples_dir() / "ws2022-standard.yaml", spec)
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+    assert main(["build", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "pass --os-cloud NAME" in err
+    assert "Traceback" not in err
