@@ -68,7 +68,7 @@ def run_logged(
     """Run a setup command (db_sync, bootstrap...) appending to ``log``; fail with its tail."""
     # The command line goes into the log and the error: mask the password, and leave out
     # the "--config-file PATH" pair that every manage command starts with.
-    shown = " ".join(a if a != secret else "***" for a in argv[:1] + argv[3:])
+    shown = " ".join(a.replace(secret, "***") if secret else a for a in argv[:1] + argv[3:])
     with log.open("ab") as out:
         out.write(f"$ {shown}\n".encode())
         out.flush()

@@ -338,8 +338,9 @@ class RealServices:
             [
                 *base,
                 "bootstrap",
-                "--bootstrap-password",
-                self.admin_password,
+                # One argument: a random password may start with "-", which argparse
+                # would take for an option.
+                f"--bootstrap-password={self.admin_password}",
                 "--bootstrap-admin-url",
                 url + "/v3",
                 "--bootstrap-internal-url",
