@@ -119,6 +119,21 @@ def inputs_for(
     version: str = __version__,
     templates_root: Path | None = None,
 ) -> FingerprintInputs:
+    return inputs_from_checksums(
+        spec, windows_iso=image_checksum(windows_image), virtio_iso=image_checksum(virtio_image),
+        version=version, templates_root=templates_root,
+    )
+
+
+def inputs_from_checksums(
+    spec: BuildSpec,
+    *,
+    windows_iso: str,
+    virtio_iso: str,
+    version: str = __version__,
+    templates_root: Path | None = None,
+) -> FingerprintInputs:
+    """The inputs when the ISO images' checksums (:func:`image_checksum`) are known."""
     updates = (
         f"enabled:max_passes={spec.updates.max_passes}" if spec.updates.enabled else "disabled"
     )
@@ -126,8 +141,8 @@ def inputs_for(
         spec=spec.digest,
         osbuild_version=version,
         templates=templates_digest(templates_root),
-        windows_iso=image_checksum(windows_image),
-        virtio_iso=image_checksum(virtio_image),
+        windows_iso=windows_iso,
+        virtio_iso=virtio_iso,
         cloudbase_msi=msi_sha256(spec),
         updates=updates,
     )

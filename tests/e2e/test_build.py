@@ -40,7 +40,9 @@ def test_each_example_builds_and_leaves_only_its_image(cloud: Cloud, example: st
     assert props["os_type"] == "windows"
     assert props["osbuild_family"] == done["family"]
     assert props["osbuild_build_id"] == done["build_id"]
-    assert len(props["osbuild_spec_digest"]) == 64
+    assert len(props["osbuild_input_spec"]) == 64
+    assert props["osbuild_input_windows_iso"].startswith(("sha512:", "md5:"))
+    assert props["osbuild_input_virtio_iso"].startswith(("sha512:", "md5:"))
     assert props["osbuild_windows_iso_id"] and props["osbuild_virtio_iso_id"]
     assert props["hw_machine_type"] == "q35"
     record = image_record(cloud, done["image_id"])

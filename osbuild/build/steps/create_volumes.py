@@ -14,7 +14,7 @@ from osbuild import naming
 from osbuild.build.clock import Deadline
 from osbuild.build.context import BuildContext, BuilderVolumes
 from osbuild.build.create import create_behind_lookup
-from osbuild.build.steps.preflight import hardware_properties
+from osbuild.build.hardware import hardware_properties
 from osbuild.build.waits import wait_for_status
 from osbuild.cloud.delete import delete_volume
 from osbuild.errors import ResourceFailed

@@ -12,10 +12,10 @@ from typing import Any
 from openstack import exceptions as sdk_exc
 
 from osbuild.build.context import BuildContext
-from osbuild.build.hardware import hardware_properties
 from osbuild.build.steps import verify_image
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import PreflightError
+from osbuild.ops.fingerprint import image_checksum
 
 GIB = 1024**3
 UEFI_PREPARED_PROPERTY = "osbuild_uefi_noprompt"
@@ -162,7 +162,7 @@ class Preflight:
             id=image.id,
             name=image.name,
             size=int(image.size or 0),
-            checksum=image.hash_value or image.checksum or "",
+            checksum=image_checksum(image),
             properties=props,
         )
 
@@ -266,5 +266,3 @@ def _check(absolute: dict[str, Any], service: str, what: str, need: int,
                 f"{max(limit - used, 0)} of {limit} left"]
     return []
 
-
-__all__ = ["IsoImage", "Preflight", "Resolved", "hardware_properties"]

@@ -11,9 +11,9 @@ from typing import Any
 
 from osbuild import __version__, naming
 from osbuild.build.context import BuildContext
-from osbuild.build.steps.preflight import hardware_properties
+from osbuild.build.hardware import hardware_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
-from osbuild.ops.fingerprint import inputs_for
+from osbuild.ops.fingerprint import inputs_from_checksums
 
 
 def provenance(ctx: BuildContext) -> dict[str, str]:
@@ -23,11 +23,9 @@ def provenance(ctx: BuildContext) -> dict[str, str]:
         naming.PROP_FAMILY: ctx.spec.name,
         naming.PROP_BUILD_ID: ctx.build_id,
         "osbuild_version": __version__,
-        "osbuild_spec_digest": ctx.spec.digest,
+        # The spec digest and the ISO checksums are among the fingerprint's inputs.
         "osbuild_windows_iso_id": resolved.windows_iso.id,
-        "osbuild_windows_iso_checksum": resolved.windows_iso.checksum,
         "osbuild_virtio_iso_id": resolved.virtio_iso.id,
-        "osbuild_virtio_iso_checksum": resolved.virtio_iso.checksum,
         "osbuild_build_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "osbuild_edition": ctx.spec.windows.image_name,
     }
@@ -44,11 +42,13 @@ def lifecycle_properties(ctx: BuildContext) -> dict[str, str]:
 
 
 def fingerprint_properties(ctx: BuildContext) -> dict[str, str]:
-    """The input fingerprint `--if-changed` compares against, and each input on its own."""
+    """The input fingerprint `--if-changed` compares against, and each input on its own.
+
+    Among them the spec digest and the ISO images' checksums, as preflight resolved them.
+    """
     resolved = ctx.require(ctx.resolved, "resolved")
-    get = ctx.conn.image.get_image
-    inputs = inputs_for(ctx.spec, windows_image=ctx.call(get, resolved.windows_iso.id),
-                        virtio_image=ctx.call(get, resolved.virtio_iso.id))
+    inputs = inputs_from_checksums(ctx.spec, windows_iso=resolved.windows_iso.checksum,
+                                   virtio_iso=resolved.virtio_iso.checksum)
     ctx.fingerprint = inputs.digest()
     return inputs.properties()
 
