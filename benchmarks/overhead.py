@@ -34,7 +34,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from osbuild.build import BuildOptions  # noqa: E402
+from osbuild.pipeline import BuildOptions  # noqa: E402
 from osbuild.cli.build import run_builds  # noqa: E402
 from osbuild.resources import examples_dir  # noqa: E402
 from osbuild.sim import SimCloud  # noqa: E402

@@ -14,9 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from osbuild.build import BuildOptions, BuildResult, CancelToken, EventBus, run_build
-from osbuild.build.events import Event
-from osbuild.build.pipeline import skipped_result
 from osbuild.cli.output import HumanView, JsonLines
 from osbuild.cloud.connect import check_auth, connect
 from osbuild.errors import (
@@ -33,6 +30,9 @@ from osbuild.ops import metrics, notify
 from osbuild.ops.fingerprint import unchanged_since_current
 from osbuild.ops.lock import build_lock
 from osbuild.ops.state import StateStore, default_state_dir
+from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
+from osbuild.pipeline.events import Event
+from osbuild.pipeline.run import skipped_result
 from osbuild.spec import BuildSpec, load_specs, parse_duration
 
 log = logging.getLogger(__name__)

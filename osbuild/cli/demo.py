@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from osbuild.build import BuildOptions, BuildResult
 from osbuild.cli.build import combined_exit_code, print_summary, run_builds
+from osbuild.pipeline import BuildOptions, BuildResult
 from osbuild.resources import examples_dir
 from osbuild.spec import format_duration, load_spec
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from osbuild.build.events import Event
+from osbuild.pipeline.events import Event
 
 
 class JsonLines:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from osbuild.build import BuildOptions, CancelToken, EventBus
-from osbuild.build.events import Event
-from osbuild.build.pipeline import skipped_result
-from osbuild.build.resume import load_resumable, resume_build
 from osbuild.cli.build import (
     _signals_cancel,
     add_output_arguments,
@@ -22,6 +18,10 @@ from osbuild.cloud.connect import check_auth, connect
 from osbuild.errors import LockBusy
 from osbuild.ops.lock import build_lock
 from osbuild.ops.state import StateStore, default_state_dir
+from osbuild.pipeline import BuildOptions, CancelToken, EventBus
+from osbuild.pipeline.events import Event
+from osbuild.pipeline.resume import load_resumable, resume_build
+from osbuild.pipeline.run import skipped_result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -107,9 +107,9 @@ def test_failed_verify_message_on_the_terminal(lifecycle: Lifecycle, good_image:
 
 def test_preflight_problems_name_unknown_verify_flavor_and_network(
         lifecycle: Lifecycle, tmp_path: Path) -> None:
-    from osbuild.build import BuildOptions, EventBus
-    from osbuild.build.context import BuildContext
-    from osbuild.build.steps.verify_image import preflight_problems
+    from osbuild.pipeline import BuildOptions, EventBus
+    from osbuild.pipeline.context import BuildContext
+    from osbuild.pipeline.steps.verify_image import preflight_problems
     from osbuild.spec import load_spec
 
     def problems(**verify: Any) -> list[str]:

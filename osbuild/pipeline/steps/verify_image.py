@@ -20,16 +20,16 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from openstack import exceptions as sdk_exc
 
 from osbuild import naming
-from osbuild.build.clock import Deadline
-from osbuild.build.console import Transcript
-from osbuild.build.context import BuildContext
-from osbuild.build.create import create_behind_lookup
-from osbuild.build.steps.boot_builder import server_fault
-from osbuild.build.waits import wait_for_status
 from osbuild.cloud.delete import delete_keypair, delete_server, delete_volume
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import BuildFailed, StageTimeout, VerifyFailed
 from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
+from osbuild.pipeline.clock import Deadline
+from osbuild.pipeline.console import Transcript
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.steps.boot_builder import server_fault
+from osbuild.pipeline.waits import wait_for_status
 from osbuild.spec import format_duration
 
 DONE_RE = re.compile(r"Plugins execution done")

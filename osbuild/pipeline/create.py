@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from osbuild.build.context import BuildContext
 from osbuild.cloud.retry import is_transient
+from osbuild.pipeline.context import BuildContext
 
 T = TypeVar("T")
 

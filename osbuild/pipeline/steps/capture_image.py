@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from osbuild import naming
-from osbuild.build.clock import Deadline
-from osbuild.build.context import BuildContext
-from osbuild.build.create import create_behind_lookup
-from osbuild.build.waits import wait_for_status
 from osbuild.cloud.delete import delete_image
+from osbuild.pipeline.clock import Deadline
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.waits import wait_for_status
 
 
 class CaptureImage:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from osbuild.build.context import BuildContext
 from osbuild.errors import LockBusy
 from osbuild.ops.lock import yield_to
+from osbuild.pipeline.context import BuildContext
 
 
 class CheckLock:

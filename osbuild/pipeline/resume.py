@@ -12,25 +12,25 @@ from pathlib import Path
 from openstack.connection import Connection
 
 from osbuild import markers, naming
-from osbuild.build.clock import CancelToken, Deadline
-from osbuild.build.context import (
+from osbuild.cloud import delete as cloud_delete
+from osbuild.cloud.retry import is_not_found
+from osbuild.errors import InvalidInput
+from osbuild.ops.gc import discover, pid_alive
+from osbuild.ops.state import BuildState, StateStore
+from osbuild.pipeline.clock import CancelToken, Deadline
+from osbuild.pipeline.context import (
     BuildContext,
     BuilderVolumes,
     BuildOptions,
     MediaFacts,
     state_key,
 )
-from osbuild.build.events import EventBus
-from osbuild.build.pipeline import BuildResult, build_steps, execute, new_context
-from osbuild.build.runner import Step
-from osbuild.build.steps.capture_image import CaptureImage
-from osbuild.build.steps.preflight import IsoImage, Resolved
-from osbuild.build.waits import wait_for_status
-from osbuild.cloud import delete as cloud_delete
-from osbuild.cloud.retry import is_not_found
-from osbuild.errors import InvalidInput
-from osbuild.ops.gc import discover, pid_alive
-from osbuild.ops.state import BuildState, StateStore
+from osbuild.pipeline.events import EventBus
+from osbuild.pipeline.run import BuildResult, build_steps, execute, new_context
+from osbuild.pipeline.runner import Step
+from osbuild.pipeline.steps.capture_image import CaptureImage
+from osbuild.pipeline.steps.preflight import IsoImage, Resolved
+from osbuild.pipeline.waits import wait_for_status
 from osbuild.spec import BuildSpec, load_spec
 
 # Steps that only prepare (locally, or the config ISO): a build that had not finished them

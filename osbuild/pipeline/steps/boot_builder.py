@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from osbuild import naming
-from osbuild.build.clock import Deadline
-from osbuild.build.context import BuildContext
-from osbuild.build.create import create_behind_lookup
-from osbuild.build.hardware import hardware_properties
-from osbuild.build.temp_image import upload_temporary_image
-from osbuild.build.waits import wait_for_status
 from osbuild.cloud.delete import delete_server
 from osbuild.errors import ServerFault
+from osbuild.pipeline.clock import Deadline
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.hardware import hardware_properties
+from osbuild.pipeline.temp_image import upload_temporary_image
+from osbuild.pipeline.waits import wait_for_status
 
 # A blank raw image for the local target's root disk: Nova grows it to the flavor's disk.
 BLANK_ROOT_BYTES = b"\0" * (1024 * 1024)

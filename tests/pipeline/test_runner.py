@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from osbuild.build.clock import CancelToken
-from osbuild.build.context import BuildContext, BuildOptions
-from osbuild.build.events import EventBus
-from osbuild.build.runner import final_error, run_steps
 from osbuild.errors import (
     BuildFailed,
     CleanupIncomplete,
     GuestFailure,
     Interrupted,
 )
+from osbuild.pipeline.clock import CancelToken
+from osbuild.pipeline.context import BuildContext, BuildOptions
+from osbuild.pipeline.events import EventBus
+from osbuild.pipeline.runner import final_error, run_steps
 from osbuild.spec import parse_spec
 
 SPEC = """

@@ -6,13 +6,13 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from osbuild.build.context import BuildContext, TrackedResource
 from osbuild.errors import (
     BuildFailed,
     CleanupIncomplete,
     Interrupted,
     OsbuildError,
 )
+from osbuild.pipeline.context import BuildContext, TrackedResource
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from osbuild.build.context import BuildContext
+from osbuild.pipeline.context import BuildContext
 
 
 def hardware_properties(ctx: BuildContext) -> dict[str, str]:

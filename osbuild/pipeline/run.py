@@ -13,24 +13,24 @@ from urllib.parse import urlparse
 from openstack.connection import Connection
 
 from osbuild import __version__
-from osbuild.build.clock import CancelToken
-from osbuild.build.context import BuildContext, BuildOptions
-from osbuild.build.events import EventBus
-from osbuild.build.runner import Step, final_error, run_steps
-from osbuild.build.steps.boot_builder import BootBuilder
-from osbuild.build.steps.capture_image import CaptureImage
-from osbuild.build.steps.check_lock import CheckLock
-from osbuild.build.steps.create_volumes import CreateVolumes
-from osbuild.build.steps.preflight import Preflight
-from osbuild.build.steps.promote_image import PromoteImage
-from osbuild.build.steps.publish_image import PublishImage
-from osbuild.build.steps.render_config import RenderConfig
-from osbuild.build.steps.upload_config_iso import UploadConfigIso
-from osbuild.build.steps.verify_image import VerifyImage
-from osbuild.build.steps.watch_install import WatchInstall
 from osbuild.errors import Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
 from osbuild.ops.state import BuildState, BuildStatus, StateStore
+from osbuild.pipeline.clock import CancelToken
+from osbuild.pipeline.context import BuildContext, BuildOptions
+from osbuild.pipeline.events import EventBus
+from osbuild.pipeline.runner import Step, final_error, run_steps
+from osbuild.pipeline.steps.boot_builder import BootBuilder
+from osbuild.pipeline.steps.capture_image import CaptureImage
+from osbuild.pipeline.steps.check_lock import CheckLock
+from osbuild.pipeline.steps.create_volumes import CreateVolumes
+from osbuild.pipeline.steps.preflight import Preflight
+from osbuild.pipeline.steps.promote_image import PromoteImage
+from osbuild.pipeline.steps.publish_image import PublishImage
+from osbuild.pipeline.steps.render_config import RenderConfig
+from osbuild.pipeline.steps.upload_config_iso import UploadConfigIso
+from osbuild.pipeline.steps.verify_image import VerifyImage
+from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.spec import BuildSpec
 
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from osbuild import __version__, naming
-from osbuild.build.context import BuildContext
-from osbuild.build.hardware import hardware_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
 from osbuild.ops.fingerprint import inputs_from_checksums
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.hardware import hardware_properties
 
 
 def provenance(ctx: BuildContext) -> dict[str, str]:

@@ -9,11 +9,11 @@ from openstack import exceptions as sdk_exc
 from openstack.connection import Connection
 
 from osbuild import naming
-from osbuild.build.clock import Deadline
-from osbuild.build.context import BuildContext
-from osbuild.build.create import create_behind_lookup
-from osbuild.build.waits import wait_for_status
 from osbuild.cloud.delete import delete_image
+from osbuild.pipeline.clock import Deadline
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.waits import wait_for_status
 
 
 def upload_temporary_image(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from osbuild.build.context import BuildContext
 from osbuild.media.render import render_media
+from osbuild.pipeline.context import BuildContext
 
 
 class RenderConfig:

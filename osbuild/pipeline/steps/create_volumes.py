@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from osbuild import naming
-from osbuild.build.clock import Deadline
-from osbuild.build.context import BuildContext, BuilderVolumes
-from osbuild.build.create import create_behind_lookup
-from osbuild.build.hardware import hardware_properties
-from osbuild.build.waits import wait_for_status
 from osbuild.cloud.delete import delete_volume
 from osbuild.errors import ResourceFailed
+from osbuild.pipeline.clock import Deadline
+from osbuild.pipeline.context import BuildContext, BuilderVolumes
+from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.hardware import hardware_properties
+from osbuild.pipeline.waits import wait_for_status
 
 GIB = 1024**3
 

@@ -12,13 +12,13 @@ from typing import Any
 from openstack import exceptions as sdk_exc
 
 from osbuild import markers
-from osbuild.build.clock import Deadline
-from osbuild.build.console import Transcript
-from osbuild.build.context import BuildContext, StageRecord
-from osbuild.build.steps.boot_builder import server_fault
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
 from osbuild.ops.lock import Heartbeat
+from osbuild.pipeline.clock import Deadline
+from osbuild.pipeline.console import Transcript
+from osbuild.pipeline.context import BuildContext, StageRecord
+from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.spec import format_duration
 
 FIRST_POLL_LINES = 200

@@ -11,11 +11,11 @@ from typing import Any
 
 from openstack import exceptions as sdk_exc
 
-from osbuild.build.context import BuildContext
-from osbuild.build.steps import verify_image
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import PreflightError
 from osbuild.ops.fingerprint import image_checksum
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.steps import verify_image
 
 GIB = 1024**3
 UEFI_PREPARED_PROPERTY = "osbuild_uefi_noprompt"

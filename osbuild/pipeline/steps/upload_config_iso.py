@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from osbuild.build.context import BuildContext
-from osbuild.build.temp_image import upload_temporary_image
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.temp_image import upload_temporary_image
 
 
 class UploadConfigIso:

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from openstack.connection import Connection
 
-from osbuild.build.clock import CancelToken, Clock
-from osbuild.build.events import Event, EventBus
 from osbuild.cloud.retry import retrying
 from osbuild.ops.lock import HEARTBEAT_INTERVAL
+from osbuild.pipeline.clock import CancelToken, Clock
+from osbuild.pipeline.events import Event, EventBus
 from osbuild.spec import BuildSpec
 
 if TYPE_CHECKING:
-    from osbuild.build.steps.preflight import Resolved
     from osbuild.media.render import RenderedMedia
     from osbuild.ops.state import StateStore
+    from osbuild.pipeline.steps.preflight import Resolved
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from openstack import exceptions as sdk_exc
 
 from osbuild import naming
-from osbuild.build.context import BuildContext
 from osbuild.cloud.retry import status_of
 from osbuild.errors import OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
 from osbuild.images.family import glance
+from osbuild.pipeline.context import BuildContext
 
 
 class PromoteImage:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from osbuild.build.clock import Deadline
-from osbuild.build.context import BuildContext
 from osbuild.errors import BuildFailed, ResourceFailed, StageTimeout
+from osbuild.pipeline.clock import Deadline
+from osbuild.pipeline.context import BuildContext
 
 
 def wait_for_status(

@@ -1,0 +1,43 @@
+"""The suite refuses to pass when a test file was silently left out of collection."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+CONFTEST = Path(__file__).with_name("conftest.py")
+
+
+def _tree(tmp_path: Path) -> Path:
+    tests = tmp_path / "tests"
+    (tests / "build").mkdir(parents=True)
+    shutil.copy(CONFTEST, tests / "conftest.py")
+    (tests / "test_seen.py").write_text("def test_seen():\n    assert True\n")
+    return tests
+
+
+def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_a_test_file_in_a_build_folder_fails_the_whole_suite(tmp_path: Path) -> None:
+    tests = _tree(tmp_path)
+    (tests / "build" / "test_hidden.py").write_text("def test_hidden():\n    assert True\n")
+    result = _pytest(tmp_path, "tests")
+    assert result.returncode != 0
+    assert "test files not collected by this run: tests/build/test_hidden.py" in (
+        result.stdout + result.stderr)
+
+
+def test_a_fully_collected_suite_passes(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    result = _pytest(tmp_path, "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_partial_run_is_not_checked(tmp_path: Path) -> None:
+    tests = _tree(tmp_path)
+    (tests / "build" / "test_hidden.py").write_text("def test_hidden():\n    assert True\n")
+    result = _pytest(tmp_path, "tests/test_seen.py")
+    assert result.returncode == 0, result.stdout + result.stderr
