@@ -355,6 +355,8 @@ def create_server(call: Call) -> Response:
                               f"{entry.get('uuid')}.")
     mappings = machines.normalise_mappings(raw_bdms)
     root = next((m for m in mappings if m.boot_index == 0), None)
+    if not image_ref and root is not None and root.source_type == "volume":
+        machines.check_root_volume_bootable(world, root)
     if root is not None and root.destination_type == "local" and root.source_type == "image":
         root_image = world.images[root.uuid or ""]
         if flavor.disk == 0:

@@ -73,6 +73,19 @@ def check_compute_quota(world: World, flavor: Flavor) -> None:
                                 f"used {used} of {limit} {unit}")
 
 
+def check_root_volume_bootable(world: World, root: Mapping) -> None:
+    """Booting from a volume (no imageRef): Nova reads the boot_index 0 volume for the image
+    metadata and refuses one Cinder does not mark bootable (nova 34,
+    nova/block_device.py get_bdm_image_metadata; seen against real Nova and Cinder: a blank
+    volume is created with bootable=false)."""
+    volume = world.volumes.get(root.uuid or "")
+    if volume is None:
+        raise ApiError(400, f"Block Device Mapping is Invalid: failed to get volume "
+                            f"{root.uuid}.")
+    if not volume.bootable:
+        raise ApiError(400, f"Block Device {volume.id} is not bootable.")
+
+
 def reserve_volumes(world: World, server: Server) -> None:
     """API time: every source=volume mapping must name an available volume; Nova reserves it."""
     for mapping in server.mappings:

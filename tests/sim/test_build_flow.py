@@ -42,6 +42,7 @@ def test_ws2022_volume_build_plays_to_shutoff_and_uploads(
     hardware = {"os_type": "windows", "os_distro": "windows", "os_version": "2022",
                 "hw_machine_type": "q35", "hw_firmware_type": "bios", "hw_cdrom_bus": "sata",
                 "hw_disk_bus": "virtio"}
+    conn.block_storage.set_volume_bootable_status(volumes["target"], True)
     conn.block_storage.set_volume_image_metadata(volumes["target"], **hardware)
 
     server = conn.compute.create_server(

@@ -83,6 +83,7 @@ def test_server_build_attaches_volumes_and_ports_then_delete_releases_them(
     iso_image = conn.image.find_image("windows-server-2022-x64.iso")
     iso = _available_volume(sim, conn, size=6, image_id=iso_image.id, name="b-iso")
     target = _available_volume(sim, conn, size=30, name="b-target")
+    conn.block_storage.set_volume_bootable_status(target, True)
     network = conn.network.find_network("private")
     server = conn.compute.create_server(
         name="builder", flavor_id="2", networks=[{"uuid": network.id}],
@@ -140,8 +141,46 @@ def test_mapping_rules_answer_400_with_novas_message(conn: Any) -> None:
                                                "uuid": image.id}])
 
 
+def test_a_blank_volume_is_not_bootable_until_cinder_marks_it(sim: Any, conn: Any) -> None:
+    # Real Cinder 29 creates a blank volume with bootable=false and real Nova 34 refuses it at
+    # boot index 0 (nova/block_device.py get_bdm_image_metadata, InvalidBDMVolumeNotBootable);
+    # seen when the default volume-target build ran against real services.
+    blank = _available_volume(sim, conn, size=1, name="blank")
+    assert conn.block_storage.get_volume(blank.id).is_bootable is False
+    root = {"boot_index": 0, "uuid": blank.id, "source_type": "volume",
+            "destination_type": "volume"}
+    with pytest.raises(exceptions.BadRequestException) as err:
+        conn.compute.create_server(name="nb", flavor_id="2", networks="none",
+                                   block_device_mapping=[root])
+    assert err.value.status_code == 400
+    assert f"Block Device {blank.id} is not bootable." in str(err.value)
+    assert volume_status(conn, blank.id) == "available"  # nothing was reserved
+
+    conn.block_storage.set_volume_bootable_status(blank, True)
+    assert conn.block_storage.get_volume(blank.id).is_bootable is True
+    server = conn.compute.create_server(name="ok", flavor_id="2", networks="none",
+                                        block_device_mapping=[root])
+    assert volume_status(conn, blank.id) == "reserved"
+    conn.compute.delete_server(server)
+
+
+def test_a_non_bootable_volume_is_fine_below_boot_index_0(sim: Any, conn: Any) -> None:
+    root = _available_volume(sim, conn, size=1, name="root")
+    conn.block_storage.set_volume_bootable_status(root, True)
+    data = _available_volume(sim, conn, size=1, name="data")
+    conn.compute.create_server(
+        name="two", flavor_id="2", networks="none",
+        block_device_mapping=[
+            {"boot_index": 0, "uuid": root.id, "source_type": "volume",
+             "destination_type": "volume"},
+            {"boot_index": -1, "uuid": data.id, "source_type": "volume",
+             "destination_type": "volume"}])
+    assert volume_status(conn, data.id) == "reserved"
+
+
 def test_mapping_an_unavailable_volume_is_400(sim: Any, conn: Any, boot_blank: Any) -> None:
     volume = _available_volume(sim, conn, size=1, name="shared")
+    conn.block_storage.set_volume_bootable_status(volume, True)
     conn.compute.create_server(
         name="first", flavor_id="2", networks="none",
         block_device_mapping=[{"boot_index": 0, "uuid": volume.id, "source_type": "volume",

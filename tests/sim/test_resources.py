@@ -21,6 +21,7 @@ def test_resources_lists_everything_and_flags_seeded_images(
     conn.compute.create_keypair(name="k")
     volume = conn.block_storage.create_volume(size=1, name="data")
     run_until(sim, lambda: volume_status(conn, volume.id) == "available")
+    conn.block_storage.set_volume_bootable_status(volume, True)
     server = conn.compute.create_server(
         name="listed", flavor_id="2", networks=[{"uuid": conn.network.find_network("private").id}],
         block_device_mapping=[{"boot_index": 0, "uuid": volume.id, "source_type": "volume",

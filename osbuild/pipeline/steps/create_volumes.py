@@ -56,6 +56,11 @@ class CreateVolumes:
             target=by_role.get("target"),
         )
         if ctx.volumes.target:
+            # Cinder creates a blank volume with bootable=false and Nova refuses it at boot
+            # index 0 ("Block Device ... is not bootable", nova/block_device.py
+            # get_bdm_image_metadata); the firmware then falls through to the Windows ISO.
+            ctx.call(ctx.conn.block_storage.set_volume_bootable_status, ctx.volumes.target,
+                     True)
             # The target volume's image metadata is what Nova builds the machine from
             # (boot index 0), and what upload-to-image carries into the image.
             ctx.call(ctx.conn.block_storage.set_volume_image_metadata, ctx.volumes.target,
