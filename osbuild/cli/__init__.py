@@ -81,6 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_BUILD_FAILED
+    except Exception as exc:
+        # A cloud failure that no command turned into an OsbuildError (the retry policy has
+        # already given up on it): one line, not a traceback.
+        if not type(exc).__module__.startswith(("openstack", "keystoneauth1")) or args.debug:
+            raise
+        print(f"osbuild: error: cloud: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BUILD_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 __all__ = ["EXIT_INVALID_INPUT", "main"]

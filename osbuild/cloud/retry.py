@@ -45,6 +45,10 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ksa_exc.http.HttpError | sdk_exc.HttpException):
         return status_of(exc) in RETRIABLE_STATUS
+    if isinstance(exc, sdk_exc.SDKException) and exc.__cause__ is not None:
+        # openstacksdk wraps what went wrong in a plain SDKException ("Image creation
+        # failed: ..." around a reset connection): judge the cause.
+        return is_transient(exc.__cause__)
     return False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 from openstack.connection import Connection
 
+from osbuild.cloud.retry import is_transient, retrying
 from osbuild.errors import CloudError, PreflightError, ResourceFailed
 from osbuild.media import eltorito
 
@@ -94,7 +96,7 @@ def _custom_properties(conn: Connection, image_id: str) -> dict[str, str]:
     """The image's own properties, as Glance returns them (the SDK's Image object splits
     them between typed attributes and ``properties``)."""
     try:
-        body = conn.image.get(f"/images/{image_id}").json()
+        body = retrying(lambda: conn.image.get(f"/images/{image_id}").json())
     except (sdk_exc.SDKException, ksa_exc.ClientException, ValueError) as exc:
         raise CloudError(f"image {image_id}: {exc}") from None
     return {
@@ -121,11 +123,11 @@ def prepare_uefi_image(
     # extra properties as keywords), so the image proxy is used untyped here.
     images: Any = conn.image
     try:
-        source = images.find_image(image, ignore_missing=True)
+        source = retrying(images.find_image, image, ignore_missing=True)
     except sdk_exc.DuplicateResource:
         raise PreflightError([f"image {image!r}: several images have that name; give its ID"]) \
             from None
-    except sdk_exc.SDKException as exc:
+    except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
         raise CloudError(f"image {image!r}: {exc}") from None
     if source is None:
         raise PreflightError([f"image {image!r}: not found"])
@@ -143,7 +145,8 @@ def prepare_uefi_image(
     target_name = new_name or noprompt_name(source.name)
     if not force:
         existing = [
-            found for found in images.images(name=target_name)
+            found for found in retrying(lambda: list(images.images(name=target_name)),
+                                        listing=True)
             if str((found.properties or {}).get(NOPROMPT_PROPERTY, "")).lower() == "true"
             and found.status == "active"
         ]
@@ -153,21 +156,27 @@ def prepare_uefi_image(
     with tempfile.TemporaryDirectory(prefix="osbuild-uefi-", dir=work_dir) as tmp:
         path = Path(tmp) / "media.iso"
         total = int(source.size or 0)
-        try:
+
+        def download() -> None:
+            # Each attempt starts the file over: a reset mid-stream leaves a partial copy.
             with path.open("wb") as raw:
                 images.download_image(
                     source, stream=True, output=_CountingWriter(raw, total, progress)
                 )
-        except sdk_exc.SDKException as exc:
+
+        try:
+            retrying(download)
+        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
             raise CloudError(f"image {source.name!r}: download failed: {exc}") from None
         with path.open("r+b") as fp:
             eltorito.patch_efi_entry(fp, name=f"image {source.name!r}")
         new_properties = dict(properties)
         new_properties.update({NOPROMPT_PROPERTY: "true", SOURCE_PROPERTY: source.id})
         size = path.stat().st_size
-        try:
+
+        def upload() -> Any:
             with path.open("rb") as fp:
-                created = images.create_image(
+                return images.create_image(
                     name=target_name,
                     data=_CountingReader(fp, size, progress),
                     disk_format="iso",
@@ -178,11 +187,57 @@ def prepare_uefi_image(
                     visibility=visibility,
                     **new_properties,
                 )
-            created = images.wait_for_status(
-                created, "active", failures=["killed"], interval=2, wait=int(wait_seconds)
-            )
-        except sdk_exc.ResourceFailure as exc:
-            raise ResourceFailed(f"image {target_name!r}: upload failed: {exc}") from None
-        except sdk_exc.SDKException as exc:
+
+        try:
+            created = _upload_behind_lookup(images, upload, target_name, source.id)
+            created = _wait_active(images, created.id, target_name, wait_seconds)
+        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
             raise CloudError(f"image {target_name!r}: upload failed: {exc}") from None
     return PreparedImage(source.id, source.name, created.id, target_name, True)
+
+
+def _ours(images: Any, name: str, source_id: str) -> list[Any]:
+    """Images this preparation uploaded (same name, pointing at the same source)."""
+    return [
+        found for found in retrying(lambda: list(images.images(name=name)), listing=True)
+        if str((found.properties or {}).get(SOURCE_PROPERTY, "")) == source_id
+    ]
+
+
+def _upload_behind_lookup(images: Any, upload: Callable[[], Any], name: str,
+                          source_id: str, attempts: int = 4) -> Any:
+    """Upload, and after a transient failure adopt what reached Glance before uploading again.
+
+    A connection reset can hide an upload that succeeded (seen against real Glance): an image
+    that got its data is adopted; one left ``queued`` without data is deleted and replaced.
+    """
+    last: BaseException | None = None
+    for attempt in range(attempts):
+        try:
+            return upload()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            last = exc
+        for found in _ours(images, name, source_id):
+            if found.status in ("active", "saving", "importing"):
+                return found
+            retrying(images.delete_image, found, ignore_missing=True)
+        time.sleep(min(2.0 * 2**attempt, 30.0))
+    raise CloudError(f"image {name!r}: upload failed: {last}")
+
+
+def _wait_active(images: Any, image_id: str, name: str, wait_seconds: float) -> Any:
+    """Poll until Glance has the image; every status check goes through the retry policy."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        image = retrying(images.get_image, image_id)
+        if image.status == "active":
+            return image
+        if image.status in ("killed", "deleted"):
+            raise ResourceFailed(f"image {name!r}: upload failed: Glance marked it "
+                                 f"{image.status}")
+        if time.monotonic() > deadline:
+            raise ResourceFailed(f"image {name!r}: not active after {int(wait_seconds)}s "
+                                 f"(status {image.status})")
+        time.sleep(2.0)

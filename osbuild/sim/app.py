@@ -115,7 +115,7 @@ class SimApp:
                 with self._stats_lock:
                     self.stats.injected_latency += decision.latency
                 time.sleep(decision.latency)
-            if decision.error is not None:
+            if decision.error is not None and decision.error != "drop-after":
                 # Drain the body first, as a real server does: an unread body left on a
                 # kept-alive connection would be parsed as the client's next request.
                 request.get_data(cache=False)
@@ -155,6 +155,11 @@ class SimApp:
         for key, value in call.response_headers.items():
             response.headers[key] = value
         response.headers.setdefault("X-Openstack-Request-Id", "req-" + _request_id())
+        if service != "sim" and decision.error == "drop-after":
+            # The request took effect; the client never hears so (a reset after an upload).
+            with self._stats_lock:
+                self.stats.injected_errors[f"{service} drop-after"] += 1
+            return self._injected(service, "drop", 0, environ)
         return response
 
     def _negotiate(self, call: Call) -> None:

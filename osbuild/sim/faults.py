@@ -9,7 +9,9 @@ optional::
         method: POST              # HTTP method (default: any)
         path: "/servers$"         # regex searched in the path below the service prefix
                                   # (/compute, /volume, /image, ...), e.g. "/v2.1/servers"
-        error: 503                # an HTTP status (500, 503, 429...) or "drop" (connection closed)
+        error: 503                # an HTTP status (500, 503, 429...), "drop" (connection
+                                  # closed, request not processed) or "drop-after" (processed,
+                                  # then the connection closed before the answer)
         rate: 0.5                 # probability of firing (default 1.0)
         times: 2                  # fire at most this often (default: unlimited)
         retry_after: 3            # Retry-After seconds on 429/503 (default 1)
@@ -167,9 +169,10 @@ class Faults:
         rule = ErrorRule(**spec)
         if rule.service not in SERVICES:
             raise InvalidInput([f"rules: service must be one of {', '.join(SERVICES)}"])
-        if isinstance(rule.error, str) and rule.error != "drop":
+        if isinstance(rule.error, str) and rule.error not in ("drop", "drop-after"):
             if not rule.error.isdigit():
-                raise InvalidInput(["rules: error must be an HTTP status or 'drop'"])
+                raise InvalidInput(["rules: error must be an HTTP status, 'drop' or "
+                                    "'drop-after'"])
             rule.error = int(rule.error)
         if rule.error is None and not rule.latency:
             raise InvalidInput(["rules: a rule needs an error or a latency"])

@@ -229,3 +229,28 @@ def test_cli_prepare_uefi_in_the_simulated_cloud(
         assert len(list(conn.image.images(name="windows-server-2022-x64-noprompt.iso"))) == 1
         assert main(["media", "prepare-uefi", "--image", "no-such.iso", *common]) == 2
         assert "not found" in capsys.readouterr().err
+
+
+def test_cli_prepare_uefi_survives_resets_around_its_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Seen against real Glance: the connection reset right after the upload, and the status
+    # check that followed died with keystoneauth's ConnectFailure and a traceback.
+    from osbuild.sim import SimCloud
+
+    with SimCloud(speed=600.0) as sim:
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.write_clouds_yaml(tmp_path / "c.yaml")))
+        sim.faults.add_rule(service="image", method="PUT", path="/file$", error="drop-after",
+                            times=1)
+        sim.faults.add_rule(service="image", method="GET", path="/v2/images/[0-9a-f-]+$",
+                            error="drop", times=2)
+        sim.faults.add_rule(service="image", method="GET", path="/v2/images$", error=503,
+                            times=1)
+        args = ["media", "prepare-uefi", "--image", "windows-server-2022-x64.iso",
+                "--os-cloud", sim.cloud_name, "--work-dir", str(tmp_path)]
+        assert main(args) == 0, capsys.readouterr().err
+        assert "uploaded windows-server-2022-x64-noprompt.iso" in capsys.readouterr().out
+        assert all(rule.fired for rule in sim.faults.rules)
+        prepared = list(sim.connect().image.images(name="windows-server-2022-x64-noprompt.iso"))
+        assert [(i.status, i.properties["osbuild_uefi_noprompt"]) for i in prepared] == [
+            ("active", "true")]

@@ -1,0 +1,35 @@
+"""Only the CLI turns exceptions into messages and exit codes: cloud failures are one line."""
+
+import argparse
+
+import pytest
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as sdk_exc
+
+from osbuild.cli import main
+
+
+@pytest.mark.parametrize("failure", [
+    ksa_exc.ConnectFailure("Unable to establish connection to http://cloud:9292/v2/images"),
+    sdk_exc.SDKException("Image creation failed: Connection aborted."),
+], ids=["keystoneauth", "openstacksdk"])
+def test_a_cloud_failure_no_command_handled_is_one_line_exit_1(
+    failure: Exception, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fail(args: argparse.Namespace) -> int:
+        raise failure
+
+    monkeypatch.setattr("osbuild.cli.schema.run", fail)
+    assert main(["schema"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("osbuild: error: cloud: ") and "Traceback" not in err
+
+
+def test_other_exceptions_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(args: argparse.Namespace) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("osbuild.cli.schema.run", fail)
+    with pytest.raises(ZeroDivisionError):
+        main(["schema"])
