@@ -14,22 +14,13 @@ from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as sdk_exc
 from openstack.connection import Connection
 
+from osbuild.cloud.image_fields import custom_properties, is_inherited
 from osbuild.cloud.retry import is_transient, retrying
 from osbuild.errors import CloudError, PreflightError, ResourceFailed
 from osbuild.media import eltorito
 
 NOPROMPT_PROPERTY = "osbuild_uefi_noprompt"
 SOURCE_PROPERTY = "osbuild_uefi_source_image"
-# Image fields Glance or the SDK manage themselves; everything else (os_distro, hw_*,
-# the operator's own keys) is copied onto the prepared image.
-_MANAGED = {
-    "id", "name", "status", "visibility", "protected", "size", "virtual_size", "checksum",
-    "created_at", "updated_at", "tags", "self", "file", "schema", "owner", "container_format",
-    "disk_format", "min_disk", "min_ram", "os_hidden", "os_hash_algo", "os_hash_value",
-    "locations", "direct_url", "stores", "owner_specified.openstack.md5",
-    "owner_specified.openstack.sha256", "owner_specified.openstack.object",
-    "image_type", "instance_uuid", "base_image_ref",
-}
 
 # (phase, done, total): phase is "download" or "upload".
 Progress = Callable[[str, int, int], None]
@@ -93,15 +84,15 @@ class _CountingReader(io.RawIOBase):
 
 
 def _custom_properties(conn: Connection, image_id: str) -> dict[str, str]:
-    """The image's own properties, as Glance returns them (the SDK's Image object splits
-    them between typed attributes and ``properties``)."""
+    """The image's own properties (os_distro, hw_*, the operator's keys), to copy onto the
+    prepared image; not what a snapshot or an upload inherited from elsewhere."""
     try:
-        body = retrying(lambda: conn.image.get(f"/images/{image_id}").json())
+        found = custom_properties(conn, image_id)
     except (sdk_exc.SDKException, ksa_exc.ClientException, ValueError) as exc:
         raise CloudError(f"image {image_id}: {exc}") from None
     return {
-        key: str(value) for key, value in body.items()
-        if key not in _MANAGED and isinstance(value, str | int | float | bool)
+        key: str(value) for key, value in found.items()
+        if not is_inherited(key) and isinstance(value, str | int | float | bool)
     }
 
 

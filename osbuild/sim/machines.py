@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from osbuild.sim import guest, hypervisor, storage
 from osbuild.sim.http import ApiError
 from osbuild.sim.records import Attachment, Mapping, Port, Server, new_id
+from osbuild.sim.world import USER_ID
 
 if TYPE_CHECKING:
     from osbuild.sim.records import Flavor, Volume
@@ -426,9 +427,12 @@ def create_image(world: World, server: Server, name: str, metadata: dict[str, st
     base = world.images.get(server.image_id or "")
     props = {k: v for k, v in (base.properties if base else {}).items()}
     props.update(metadata)
+    # Nova 34 (compute/api.py, snapshot metadata from the instance's system metadata), seen
+    # against real Nova: the base image's properties plus where the snapshot came from.
     props.update(image_type="snapshot", instance_uuid=server.id,
                  base_image_ref=server.image_id or "", owner_project_name="admin",
-                 owner_user_name="admin")
+                 owner_user_name="admin", boot_roles="member,reader",
+                 image_location="snapshot", user_id=USER_ID)
     image = storage.new_image(world, name, disk_format=base.disk_format if base else "raw",
                               container_format="bare", visibility="private",
                               properties=props, min_disk=server.flavor.disk,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from osbuild.cloud.image_fields import SNAPSHOT_INHERITED
 from osbuild.resources import examples_dir
 from osbuild.sim.guest import read_disk_record
 from tests.e2e.conftest import Cloud
@@ -75,7 +76,11 @@ def test_local_target_is_captured_with_nova_create_image(cloud: Cloud) -> None:
     run = cloud.build(cloud.spec("ws2019-core-local.yaml"))
     assert run.exit_code == 0, run.why
     image = glance_image(cloud, run.success["image_id"])
-    assert image.get("image_type") == "snapshot"
+    # createImage copied the deleted temporary root image's properties into the capture;
+    # publish leaves only osbuild's own (and Glance's).
+    inherited = [k for k in image if k in SNAPSHOT_INHERITED or k.startswith("owner_specified.")]
+    assert inherited == []
+    assert image["osbuild_role"] == "image" and image["hw_firmware_type"] == "bios"
     record = image_record(cloud, image["id"])
     assert record["image_name"] == "Windows Server 2019 SERVERSTANDARDCORE"
     created = {e["kind"] for e in run.named("resource.created")}

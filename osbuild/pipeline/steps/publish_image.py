@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from osbuild import __version__, naming
+from osbuild.cloud.image_fields import custom_properties, remove_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
 from osbuild.ops.fingerprint import inputs_from_checksums
 from osbuild.pipeline.context import BuildContext
@@ -75,6 +76,12 @@ class PublishImage:
             min_ram=spec.image.min_ram,
             **properties,
         )
+        # Nova's createImage copies the temporary root image's properties into the capture
+        # (base_image_ref to a deleted image, the SDK's owner_specified.*, boot_roles...):
+        # the published image carries exactly osbuild's and the spec's properties.
+        current = custom_properties(conn, image_id, call=ctx.call)
+        stale = [key for key in current if key not in properties]
+        remove_properties(conn, image_id, stale, call=ctx.call)
         images: Any = conn.image  # the stubs include the image v1 proxy, which has no tags
         ctx.call(images.add_tag, image_id, naming.TAG)
         ctx.image_name = image.name
