@@ -51,15 +51,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _collected_files.update(Path(str(item.path)).resolve() for item in items)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    # Under xdist the controller collects nothing itself: each worker reports its node ids.
+    root = _TESTS_DIR.parent
+    _collected_files.update((root / nodeid.split("::", 1)[0]).resolve() for nodeid in ids)
+
+
 def uncollected_test_files(collected: set[Path]) -> list[Path]:
     return sorted(p for p in _TESTS_DIR.rglob("test_*.py")
                   if p.resolve() not in collected and "__pycache__" not in p.parts)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    if not _whole_suite(session.config) or session.config.getoption("collectonly", False):
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if (hasattr(config, "workerinput") or not _whole_suite(config)
+            or config.getoption("collectonly", False)):
         return
     missing = uncollected_test_files(_collected_files)
     if missing:
         names = ", ".join(str(p.relative_to(_TESTS_DIR.parent)) for p in missing)
-        raise pytest.UsageError(f"test files not collected by this run: {names}")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"ERROR: test files not collected by this run: {names}",
+                                red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CONFTEST = Path(__file__).with_name("conftest.py")
 
 
@@ -21,18 +23,21 @@ def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_a_test_file_in_a_build_folder_fails_the_whole_suite(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_test_file_in_a_build_folder_fails_the_whole_suite(tmp_path: Path,
+                                                             workers: str) -> None:
     tests = _tree(tmp_path)
     (tests / "build" / "test_hidden.py").write_text("def test_hidden():\n    assert True\n")
-    result = _pytest(tmp_path, "tests")
+    result = _pytest(tmp_path, "-n", workers, "tests")
     assert result.returncode != 0
     assert "test files not collected by this run: tests/build/test_hidden.py" in (
         result.stdout + result.stderr)
 
 
-def test_a_fully_collected_suite_passes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_fully_collected_suite_passes(tmp_path: Path, workers: str) -> None:
     _tree(tmp_path)
-    result = _pytest(tmp_path, "tests")
+    result = _pytest(tmp_path, "-n", workers, "tests")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
