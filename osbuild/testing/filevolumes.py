@@ -168,6 +168,12 @@ class FileVolumeDriver(driver.VolumeDriver):
             run_as_root=False,
             disable_sparse=disable_sparse,
         )
+        # qemu-img convert rewrote the file at the image's size; a block device (and
+        # Cinder's NFS driver, which resizes after the copy) keeps the volume's size.
+        with self._path(volume).open("r+b") as fh:
+            end = fh.seek(0, os.SEEK_END)
+            if end < int(volume["size"]) * GiB:
+                fh.truncate(int(volume["size"]) * GiB)
 
     def copy_volume_to_image(
         self, context: Any, volume: Any, image_service: Any, image_meta: dict[str, Any]

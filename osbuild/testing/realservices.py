@@ -194,6 +194,21 @@ class RealServices:
             if svc is not None:
                 svc.stop()
 
+    def connect_with_service_token(self, auth: dict[str, str], service: dict[str, str]) -> Any:
+        """An openstacksdk Connection sending ``auth``'s token plus ``service``'s as
+        ``X-Service-Token``, the way Nova calls Cinder and Glance for a user."""
+        import openstack
+        from keystoneauth1 import loading, service_token
+        from keystoneauth1 import session as ks_session
+
+        def plugin(a: dict[str, str]) -> Any:
+            return loading.get_plugin_loader(_auth_type(a)).load_from_options(**a)
+
+        wrapped = service_token.ServiceTokenAuthWrapper(plugin(auth), plugin(service))
+        return openstack.connection.Connection(
+            session=ks_session.Session(auth=wrapped), region_name=REGION
+        )
+
     def connect(self, auth: dict[str, str] | None = None) -> Any:
         """An openstacksdk Connection (admin unless ``auth`` is given)."""
         import openstack
@@ -244,14 +259,22 @@ class RealServices:
         )
         return AppCredential(id=cred.id, name=cred.name, secret=secret)
 
-    def create_service_user(self, name: str) -> dict[str, str]:
-        """A user with admin on the service project (as Nova's and Cinder's); its auth dict."""
+    def create_service_user(
+        self, name: str, roles: Sequence[str] = ("admin", "service")
+    ) -> dict[str, str]:
+        """A service user (as Nova's and Cinder's) on the service project; its auth dict.
+
+        The ``service`` role makes its token a valid service token
+        (keystonemiddleware's ``service_token_roles``): Cinder lets only a service
+        request delete an attachment that Nova uses (bug #2004555), and Nova sends one.
+        """
         conn = self.connect()
         password = secrets.token_urlsafe(18)
         service = conn.identity.find_project(SERVICE_PROJECT, ignore_missing=False)
         user = conn.identity.create_user(name=name, password=password, domain_id=DEFAULT_DOMAIN)
-        admin_role = conn.identity.find_role("admin", ignore_missing=False)
-        conn.identity.assign_project_role_to_user(service, user, admin_role)
+        for role_name in roles:
+            role = conn.identity.find_role(role_name, ignore_missing=False)
+            conn.identity.assign_project_role_to_user(service, user, role)
         return {
             "auth_url": self.auth_url,
             "username": name,

@@ -1,4 +1,4 @@
-"""Fixtures for the functional tier: one real Keystone + Glance per test session.
+"""Fixtures for the functional tier: one real Keystone + Glance (+ Cinder) per session.
 
 Every test under tests/functional is marked ``functional`` and skipped, with the reason,
 when the ``functional`` extra is not installed.
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from osbuild.sim import upstream_schemas
+from osbuild.testing.realcinder import RealCinder
 from osbuild.testing.realservices import RealServices, missing_requirements
 
 _HERE = Path(__file__).parent
@@ -30,6 +31,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def real_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServices]:
     with RealServices(tmp_path_factory.mktemp("real-services")) as rs:
         yield rs
+
+
+@pytest.fixture(scope="session")
+def real_cinder(real_services: RealServices) -> Iterator[RealCinder]:
+    """Real Cinder (API, scheduler, volume; one process) behind the session's Keystone
+    and Glance, with file-backed volumes."""
+    with RealCinder(real_services) as cinder:
+        yield cinder
 
 
 @pytest.fixture(scope="session")
