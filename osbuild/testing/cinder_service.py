@@ -25,7 +25,7 @@ variable ``OSBUILD_CINDER_SERVICE_PASSWORD``. When the backend is ready the proc
 ``ready.json`` (port, start-up seconds) beside the settings; SIGTERM or SIGINT stops it.
 """
 
-# ruff: noqa: E402, I001  (cinder's monkey patching must come before anything else)
+# ruff: noqa: I001  (cinder's monkey patching must come before anything else)
 from cinder.tests.functional import functional_helpers
 
 import json
@@ -85,7 +85,7 @@ class CinderServer(functional_helpers._FunctionalTestBase):
 
     settings: dict[str, Any] = {}
 
-    def runTest(self) -> None:  # noqa: N802 - unittest's name
+    def runTest(self) -> None:
         """Not a test: only setUp() is used."""
 
     def _get_flags(self) -> dict[str, dict[str, Any]]:
@@ -140,7 +140,7 @@ class CinderServer(functional_helpers._FunctionalTestBase):
 
     def _start_api_service(self) -> None:
         # As the test base does (the option is registered late, by cinder's WSGI code).
-        CONF.api_paste_config = _paste_ini()
+        CONF.api_paste_config = _paste_ini()  # type: ignore[attr-defined]
         self.osapi = service.WSGIService("osapi_volume")
         self.osapi.start()
         self.auth_url = f"http://{self.osapi.host}:{self.osapi.port}/v3"
@@ -196,7 +196,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    ready = {"port": server.osapi.port, "pid": os.getpid(), "startup_seconds": time.monotonic() - began}
+    ready = {
+        "port": server.osapi.port,
+        "pid": os.getpid(),
+        "startup_seconds": time.monotonic() - began,
+    }
     tmp = settings_path.with_name("ready.json.tmp")
     tmp.write_text(json.dumps(ready))
     tmp.replace(settings_path.with_name("ready.json"))

@@ -20,11 +20,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from oslo_config import cfg
-from oslo_log import log as logging
-
 from cinder.image import image_utils
 from cinder.volume import driver, volume_utils
+from oslo_config import cfg
+from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
 
@@ -75,8 +74,7 @@ class FileVolumeDriver(driver.VolumeDriver):
         capacity = cfg.CONF.file_volumes_capacity_gb
         used = sum(p.stat().st_blocks * 512 for p in self._dir.iterdir() if p.is_file())
         self._stats = {
-            "volume_backend_name": self.configuration.safe_get("volume_backend_name")
-            or "file",
+            "volume_backend_name": self.configuration.safe_get("volume_backend_name") or "file",
             "vendor_name": "osbuild",
             "driver_version": self.VERSION,
             "storage_protocol": "file",

@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from osbuild.testing.processes import RealServicesError, http_status, log_tail
+from osbuild.testing.processes import RealServicesError, http_status, log_tail, tool
 from osbuild.testing.realservices import SERVICE_PROJECT, RealServices
 
 READY_TIMEOUT = 120.0
@@ -151,6 +151,11 @@ class RealCinder:
     # ------------------------------------------------------------------ internals
 
     def _start(self) -> None:
+        if tool("qemu-img") is None:
+            # Cinder calls it for every image<->volume copy.
+            raise RealServicesError(
+                "qemu-img not found: install Debian's qemu-utils (.ci/run does)"
+            )
         began = time.monotonic()
         assert self.workdir is not None
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -33,10 +33,14 @@ def real_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServ
         yield rs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_cinder(real_services: RealServices) -> Iterator[RealCinder]:
     """Real Cinder (API, scheduler, volume; one process) behind the session's Keystone
-    and Glance, with file-backed volumes."""
+    and Glance, with file-backed volumes.
+
+    Per module (about 6 s to start): while it runs it is the catalog's ``block-storage``,
+    and the attached-simulator tests register the simulator's under the same type.
+    """
     with RealCinder(real_services) as cinder:
         yield cinder
 
