@@ -103,7 +103,7 @@ class CinderServer(functional_helpers._FunctionalTestBase):
                     "g": "backend_defaults",
                 },
                 "volume_backend_name": {"v": "file", "g": "backend_defaults"},
-                "file_volumes_dir": {"v": str(work / "volumes")},
+                "file_volumes_dir": {"v": s.get("volumes_dir") or str(work / "volumes")},
                 "file_volumes_connection_type": {"v": s.get("connection_type", "local")},
                 "image_conversion_dir": {"v": str(work / "conversion")},
                 "state_path": {"v": str(work / "state")},

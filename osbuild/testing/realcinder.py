@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,28 @@ STOP_GRACE = 5.0
 SERVICE_TYPE = "block-storage"
 SERVICE_NAME = "cinderv3"
 PASSWORD_ENV = "OSBUILD_CINDER_SERVICE_PASSWORD"  # as osbuild.testing.cinder_service reads
+
+
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem ``path`` is on (longest mount point in /proc/mounts)."""
+    resolved = str(Path(path).resolve())
+    best, kind = "", None
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                mount = fields[1].replace("\\040", " ")
+                inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, kind = mount, fields[2]
+    except OSError:
+        return None
+    return kind
 
 
 def proc_memory_kb(pid: int, field_name: str) -> int | None:
@@ -70,6 +94,8 @@ class RealCinder:
     service_auth: dict[str, str] = field(default_factory=dict, repr=False)
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss_kb: int | None = None
+    _volumes_dir: Path | None = field(default=None, repr=False)
+    _own_volumes_dir: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir or self.services.workdir / "cinder")
@@ -83,8 +109,11 @@ class RealCinder:
 
     @property
     def volumes_dir(self) -> Path:
-        assert self.workdir is not None
-        return self.workdir / "volumes"
+        """Where the backing files are: ``<workdir>/volumes`` unless that is on tmpfs."""
+        if self._volumes_dir is None:
+            assert self.workdir is not None
+            self._volumes_dir = self.workdir / "volumes"
+        return self._volumes_dir
 
     @property
     def log(self) -> Path:
@@ -142,6 +171,9 @@ class RealCinder:
             with contextlib.suppress(Exception):
                 self.services.unregister_service(self.service_id)
         self.service_id = None
+        if self._own_volumes_dir and self._volumes_dir is not None:
+            shutil.rmtree(self._volumes_dir, ignore_errors=True)
+            self._own_volumes_dir = False
 
     def set_quota(self, project_id: str, **limits: int) -> None:
         """Per-project Cinder quotas (``volumes=1``, ``gigabytes=10``...; -1 unlimited)."""
@@ -159,6 +191,10 @@ class RealCinder:
         began = time.monotonic()
         assert self.workdir is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if filesystem_type(self.workdir) in MEMORY_FILESYSTEMS:
+            # QEMU opens volumes with O_DIRECT (cache='none'), which tmpfs refuses.
+            self._volumes_dir = Path(tempfile.mkdtemp(prefix="osbuild-volumes-", dir="/var/tmp"))
+            self._own_volumes_dir = True
         self.volumes_dir.mkdir(exist_ok=True)
         self.services.logs_dir.mkdir(parents=True, exist_ok=True)
         # A fresh name each start: a session may restart Cinder.
@@ -174,6 +210,7 @@ class RealCinder:
             "project_name": SERVICE_PROJECT,
             "region": "RegionOne",
             "connection_type": self.connection_type,
+            "volumes_dir": str(self.volumes_dir),
             "port": 0,
         }
         settings_path = self.workdir / "settings.json"

@@ -5,6 +5,8 @@ with ``--with-sim``, cloud ``osbuild-attached``: a project user's view of real K
 Glance plus the simulated compute, block storage and network, ready for ``osbuild build``);
 ``check`` starts them, runs a smoke test (token, project and user, application credential,
 an ISO through Glance's format inspection), tears them down and prints the timings as JSON.
+``--with-cinder`` adds real Cinder (:mod:`osbuild.testing.realcinder`); ``check`` then also
+makes a volume from the ISO and prints Cinder's start time and memory.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from osbuild.testing.realcinder import RealCinder
 from osbuild.testing.realservices import RealServices, RealServicesError
 
 
@@ -72,6 +75,46 @@ def smoke_check(rs: RealServices) -> dict[str, float]:
     return timings
 
 
+def cinder_check(rs: RealServices, cinder: RealCinder) -> dict[str, float]:
+    """A volume from a Glance ISO, its backing file checked, deleted; timings."""
+    began = time.monotonic()
+    who = rs.create_project_user("smoke-volumes", "smoke-volume-user")
+    conn = rs.connect(who.auth(rs.auth_url))
+    data = _smoke_iso()
+    image = conn.image.create_image(
+        name="osbuild-smoke-volume",
+        data=data,
+        disk_format="iso",
+        container_format="bare",
+        allow_duplicates=True,
+    )
+    image = conn.image.wait_for_status(image, "active", failures=["killed"], wait=60)
+    volume = conn.block_storage.create_volume(size=1, image_id=image.id, name="smoke")
+    volume = conn.block_storage.wait_for_status(
+        volume, "available", failures=["error"], interval=0.5, wait=120
+    )
+    with cinder.volume_path(volume.id).open("rb") as fh:
+        if fh.read(len(data)) != data:
+            raise RealServicesError("the volume made from the ISO does not hold its bytes")
+    conn.block_storage.delete_volume(volume)
+    conn.block_storage.wait_for_delete(volume, interval=0.5, wait=120)
+    conn.image.delete_image(image)
+    return {"volume_from_iso_roundtrip": time.monotonic() - began}
+
+
+def _smoke_iso() -> bytes:
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=3, joliet=3)
+    payload = b"osbuild smoke\n"
+    iso.add_fp(io.BytesIO(payload), len(payload), "/SMOKE.TXT;1", joliet_path="/smoke.txt")
+    buf = io.BytesIO()
+    iso.write_fp(buf)
+    iso.close()
+    return buf.getvalue()
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -93,7 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="`up` also runs the simulated compute/volume/network attached to them, and "
         "writes a project user's cloud `osbuild-attached` for `osbuild build`",
     )
+    parser.add_argument(
+        "--with-cinder",
+        action="store_true",
+        help="also run real Cinder (API, scheduler, file-backed volumes) in its own process",
+    )
     args = parser.parse_args(argv)
+    if args.with_cinder and args.with_sim:
+        parser.error("--with-cinder and --with-sim both provide block-storage; choose one")
     try:
         with _workdir(args.workdir, args.keep or args.action == "up") as workdir:
             rs = RealServices(workdir)
@@ -103,10 +153,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"glance {rs.glance_url} ({rs.timings['glance']:.1f}s), logs {rs.logs_dir}",
                     flush=True,
                 )
-                if args.action == "check":
-                    print(json.dumps({"startup": rs.timings, "check": smoke_check(rs)}))
-                    return 0
                 with contextlib.ExitStack() as stack:
+                    cinder = None
+                    if args.with_cinder:
+                        cinder = stack.enter_context(RealCinder(rs))
+                        print(
+                            f"cinder {cinder.url} ({cinder.timings['startup']:.1f}s), "
+                            f"volumes {cinder.volumes_dir}",
+                            flush=True,
+                        )
+                    if args.action == "check":
+                        report: dict[str, object] = {
+                            "startup": rs.timings,
+                            "check": smoke_check(rs),
+                        }
+                        if cinder is not None:
+                            report["cinder"] = {
+                                "startup": cinder.timings,
+                                "check": cinder_check(rs, cinder),
+                                "memory_kb": cinder.rss_kb(),
+                            }
+                        print(json.dumps(report))
+                        return 0
                     path = Path(args.clouds_yaml)
                     cloud = "osbuild-real"
                     if args.with_sim:
