@@ -136,6 +136,12 @@ class RealCinder:
             "peak": proc_memory_kb(self.process.pid, "VmHWM"),
         }
 
+    @property
+    def peak_rss(self) -> float | None:
+        """Peak resident memory in MiB (while running, or as it was when stopped)."""
+        peak = self.rss_kb()["peak"]
+        return None if peak is None else peak / 1024
+
     def __enter__(self) -> RealCinder:
         self.start()
         return self
