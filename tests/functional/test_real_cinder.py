@@ -158,8 +158,12 @@ def test_attachment_returns_the_backing_file(
         project.auth(real_services.auth_url), _nova_service_user(real_services)
     )
     try:
-        attachment = nova.block_storage.create_attachment(
-            volume, connector=NOVA_FAKE_CONNECTOR, instance=str(uuid.uuid4()), mode="rw"
+        # As Nova does it: reserve (no connector), then update with the compute's connector.
+        reserved = nova.block_storage.create_attachment(volume, instance=str(uuid.uuid4()))
+        assert not reserved.connection_info
+        assert conn.block_storage.get_volume(volume).status == "reserved"
+        attachment = nova.block_storage.update_attachment(
+            reserved, connector=NOVA_FAKE_CONNECTOR
         )
         # The attachments API answers connection_info flattened (the driver's "data" keys
         # beside driver_volume_type); Nova's cinder client puts "data" back.
