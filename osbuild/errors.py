@@ -105,9 +105,10 @@ class Interrupted(OsbuildError):
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, signal_name: str = "SIGINT") -> None:
+    def __init__(self, signal_name: str = "SIGINT", *, during: str | None = None) -> None:
         self.signal_name = signal_name
-        super().__init__(f"interrupted by {signal_name}")
+        self.during = during
+        super().__init__(f"interrupted by {signal_name}" + (f" while {during}" if during else ""))
 
 
 class LockBusy(OsbuildError):

@@ -22,6 +22,7 @@ from osbuild.errors import (
     EXIT_INTERRUPTED,
     EXIT_INVALID_INPUT,
     EXIT_OK,
+    Interrupted,
     InvalidInput,
     LockBusy,
 )
@@ -202,6 +203,13 @@ def _locked_build(spec: BuildSpec, conn: Any, cloud: str | None, *, options: Bui
                              cloud_name=cloud, build_id=build_id)
     except LockBusy as exc:
         return _skip(spec, cloud, build_id, str(exc), bus)
+    except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock
+        error = Interrupted(cancel.signal_name, during=exc.during)
+        bus.publish(Event("build.failed", build_id, spec.name,
+                          {"reason": str(error), "details": error.lines(), "stage": None,
+                           "exit_code": error.exit_code, "cloud": cloud}))
+        return BuildResult(build_id=build_id, family=spec.name, cloud=cloud,
+                           succeeded=False, error=error)
 
 
 def _skip(spec: BuildSpec, cloud: str | None, build_id: str, reason: str,
@@ -295,7 +303,8 @@ def print_summary(results: list[BuildResult]) -> None:
                   f"({result.image_id}) in {result.duration:.0f}s")
         else:
             lines = result.error.lines()
-            print(f"{result.family}{where}: build {result.build_id} failed: {lines[0]}",
+            failed = "" if isinstance(result.error, Interrupted) else "failed: "
+            print(f"{result.family}{where}: build {result.build_id} {failed}{lines[0]}",
                   file=sys.stderr)
             for line in lines[1:]:
                 print(f"  {line}", file=sys.stderr)

@@ -20,7 +20,7 @@ from typing import Any
 from openstack import exceptions as os_exc
 
 from osbuild import naming
-from osbuild.errors import LockBusy
+from osbuild.errors import Interrupted, LockBusy
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,11 @@ class LocalLock:
                 except BlockingIOError:
                     if wait is None or time.monotonic() >= deadline:
                         raise LockBusy(self._busy_message(wait)) from None
-                    if cancel is not None and cancel.is_set():
-                        raise LockBusy(self._busy_message(wait)) from None
-                    time.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+                    pause = min(poll_interval, max(0.0, deadline - time.monotonic()))
+                    if cancel is None:
+                        time.sleep(pause)
+                    elif cancel.wait(pause):
+                        raise Interrupted(during="waiting for the family lock")
         except BaseException:
             os.close(fd)
             raise
@@ -227,6 +229,7 @@ def check_cloud_guard(
     stale_after: float = STALE_AFTER,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    cancel: threading.Event | None = None,
 ) -> None:
     """Raise :class:`LockBusy` while another host's builder of ``family`` has a fresh heartbeat.
 
@@ -249,7 +252,11 @@ def check_cloud_guard(
                 f"{format_heartbeat(other.heartbeat)}{waited}; skipping "
                 "(use --wait-lock to wait)"
             )
-        sleep(min(poll_interval, max(0.0, deadline - clock())))
+        pause = min(poll_interval, max(0.0, deadline - clock()))
+        if cancel is None:
+            sleep(pause)
+        elif cancel.wait(pause):
+            raise Interrupted(during=f"waiting for builder {others[0].name} to finish")
 
 
 def yield_to(
@@ -331,7 +338,8 @@ def build_lock(
     lock.acquire(wait=wait, build_id=build_id, cancel=cancel)
     try:
         remaining = None if wait is None else max(0.0, wait - (time.monotonic() - start))
-        check_cloud_guard(conn, cloud=cloud, family=family, build_id=build_id, wait=remaining)
+        check_cloud_guard(conn, cloud=cloud, family=family, build_id=build_id, wait=remaining,
+                          cancel=cancel)
         yield lock
     finally:
         lock.release()

@@ -126,3 +126,23 @@ def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
     # The waiting build started only after the first one had finished.
     first_state, second_state = sorted(states.values(), key=lambda s: s.started_at)
     assert second_state.started_at >= first_state.updated_at
+
+
+def test_ctrl_c_while_waiting_for_the_lock_exits_130(cron: Cron) -> None:
+    spec = cron.spec()
+    holder = LocalLock(cron.store.locks_dir, cron.sim.cloud_name, "ws2022-standard")
+    holder.acquire(build_id="20261126t000000-aaaaaa")
+    try:
+        waiting = cron.start(spec, "--wait-lock", "1h")
+        time.sleep(3)  # connected, checked credentials, now waiting on the held lock
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        holder.release()
+    assert waiting.returncode == 130, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert not [e for e in events if e["event"] == "build.skipped"]
+    [failed] = [e for e in events if e["event"] == "build.failed"]
+    assert "interrupted by SIGINT" in failed["reason"]
+    assert "waiting" in failed["reason"]
+    assert cron.leftovers() == []

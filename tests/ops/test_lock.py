@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from osbuild import naming
-from osbuild.errors import EXIT_OK, LockBusy
+from osbuild.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted, LockBusy
 from osbuild.ops import lock
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -213,3 +213,14 @@ def test_heartbeat_failure_is_logged_not_raised() -> None:
     conn.compute = Failing([])
     beat = lock.Heartbeat(conn, "srv", interval=60, clock=lambda: 0.0)
     assert beat.maybe_beat() is False and beat.sent == 0
+
+
+def test_cancel_while_waiting_is_an_interruption_not_a_skip(tmp_path: Path) -> None:
+    holder = lock.LocalLock(tmp_path, "prod", "ws2022")
+    holder.acquire()
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(Interrupted) as info:
+        lock.LocalLock(tmp_path, "prod", "ws2022").acquire(wait=3600, cancel=cancel)
+    assert info.value.exit_code == EXIT_INTERRUPTED
+    assert "waiting for the family lock" in str(info.value)
