@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuild.cli.output import HumanView, JsonLines
-from osbuild.cloud.connect import check_auth, connect
+from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import (
     EXIT_BUILD_FAILED,
     EXIT_CLEANUP_INCOMPLETE,
@@ -148,8 +148,14 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
     """
     jobs = build_jobs(specs, clouds)
     distinct = list(dict.fromkeys(cloud for _spec, cloud in jobs))
+    identities: dict[str | None, str] = {}
     for cloud in distinct:  # wrong credentials are input errors, before anything is built
-        check_auth(connect(cloud, region_name=region_name), cloud)
+        conn = connect(cloud, region_name=region_name)
+        try:
+            check_auth(conn, cloud)
+            identities[cloud] = cloud_identity(conn, cloud)
+        finally:
+            conn.close()
     bus = EventBus()
     view = JsonLines() if json_output else HumanView()
     bus.subscribe(view)
@@ -160,8 +166,9 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
     def one(spec: BuildSpec, cloud: str | None) -> BuildResult:
         conn = connect(cloud, region_name=region_name)
         try:
-            result = _locked_build(spec, conn, cloud, options=options, bus=bus,
-                                   cancel=cancel, wait_lock=wait_lock, if_changed=if_changed)
+            result = _locked_build(spec, conn, cloud, identities[cloud], options=options,
+                                   bus=bus, cancel=cancel, wait_lock=wait_lock,
+                                   if_changed=if_changed)
         finally:
             conn.close()
         report_outcome(result, spec, metrics_file=metrics_file, bus=bus)
@@ -180,16 +187,20 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
         view.close()
 
 
-def _locked_build(spec: BuildSpec, conn: Any, cloud: str | None, *, options: BuildOptions,
-                  bus: EventBus, cancel: CancelToken, wait_lock: float | None,
-                  if_changed: bool) -> BuildResult:
-    """Take the family's lock in this cloud, check --if-changed, then build."""
+def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,
+                  options: BuildOptions, bus: EventBus, cancel: CancelToken,
+                  wait_lock: float | None, if_changed: bool) -> BuildResult:
+    """Take the family's lock in this cloud, check --if-changed, then build.
+
+    ``os_cloud`` is what to connect with (None: OS_* variables), ``cloud`` the cloud's
+    identity (:func:`cloud_identity`), which keys the lock, the state and the reports.
+    """
     build_id = new_build_id()
     # Without a state directory (the demo's throwaway cloud) there is nothing to lock in.
     lock: AbstractContextManager[Any] = nullcontext()
     if options.state_dir is not None:
         lock = build_lock(conn, locks_dir=StateStore(options.state_dir).locks_dir,
-                          cloud=cloud or "default", family=spec.name, build_id=build_id,
+                          cloud=cloud, family=spec.name, build_id=build_id,
                           wait=wait_lock, cancel=cancel.event)
     try:
         with lock:
@@ -200,7 +211,7 @@ def _locked_build(spec: BuildSpec, conn: Any, cloud: str | None, *, options: Bui
                 bus.publish(Event("build.rebuilding", build_id, spec.name,
                                   {"reason": why, "cloud": cloud}))
             return run_build(spec, conn, options=options, bus=bus, cancel=cancel,
-                             cloud_name=cloud, build_id=build_id)
+                             cloud_name=cloud, os_cloud=os_cloud, build_id=build_id)
     except LockBusy as exc:
         return _skip(spec, cloud, build_id, str(exc), bus)
     except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock

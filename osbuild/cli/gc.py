@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from osbuild.cloud.connect import check_auth, connect
+from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import CleanupIncomplete
 from osbuild.ops.gc import DEFAULT_OLDER_THAN, GcResult, collect
 from osbuild.ops.state import StateStore
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     for cloud in clouds:
         conn = connect(cloud)
         check_auth(conn, cloud)
-        name = cloud or "default"
+        name = cloud_identity(conn, cloud)
         results[name] = collect(conn, older_than=args.older_than, dry_run=args.dry_run,
                                 store=store, time_scale=args.time_scale)
     if args.json:

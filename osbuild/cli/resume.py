@@ -14,7 +14,7 @@ from osbuild.cli.build import (
     report_outcome,
 )
 from osbuild.cli.output import HumanView, JsonLines
-from osbuild.cloud.connect import check_auth, connect
+from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import LockBusy
 from osbuild.ops.lock import build_lock
 from osbuild.ops.state import StateStore, default_state_dir
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     state_dir = (args.state_dir or default_state_dir()).resolve()
     store = StateStore(state_dir)
     state, spec = load_resumable(store, args.build_id)
-    cloud = args.os_cloud or state.cloud or None
+    # The clouds.yaml name the build connected with; None: the OS_* variables.
+    os_cloud = args.os_cloud or (state.os_cloud if state.os_cloud is not None
+                                 else state.cloud) or None
     log_dir = args.log_dir or (Path(state.log_dir) if state.log_dir else None)
     options = BuildOptions(
         log_dir=(log_dir or default_log_dir(state_dir)).resolve(),
@@ -57,18 +59,19 @@ def run(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         lock_family=True,
     )
-    conn = connect(cloud, region_name=args.os_region_name)
-    check_auth(conn, cloud)
+    conn = connect(os_cloud, region_name=args.os_region_name)
+    check_auth(conn, os_cloud)
+    cloud = cloud_identity(conn, os_cloud)
     bus = EventBus()
     view = JsonLines() if args.json else HumanView()
     bus.subscribe(view)
     cancel = CancelToken()
-    lock = build_lock(conn, locks_dir=store.locks_dir, cloud=cloud or "default",
+    lock = build_lock(conn, locks_dir=store.locks_dir, cloud=cloud,
                       family=spec.name, build_id=state.build_id, cancel=cancel.event)
     try:
         with _signals_cancel(cancel), lock:
             result = resume_build(state, spec, conn, store=store, options=options, bus=bus,
-                                  cancel=cancel, cloud_name=cloud)
+                                  cancel=cancel, cloud_name=cloud, os_cloud=os_cloud)
     except LockBusy as exc:
         result = skipped_result(spec, cloud, state.build_id, str(exc))
         bus.publish(Event("build.skipped", state.build_id, spec.name,

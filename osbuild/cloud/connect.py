@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlparse
 
 import keystoneauth1.exceptions as ksa_exc
 import openstack
@@ -64,6 +65,38 @@ def check_auth(conn: Connection, cloud: str | None) -> None:
             from None
     except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
         raise AuthError([f"{name}: authentication failed: {_first_line(exc)}"]) from None
+
+
+# openstacksdk's names for a cloud that no clouds.yaml entry named (OS_* variables only).
+_UNNAMED = {"", "envvars", "defaults"}
+
+
+def cloud_identity(conn: Connection, cloud: str | None = None) -> str:
+    """What keys locks, state, metrics and reports for this connection's cloud.
+
+    The clouds.yaml name (from ``--os-cloud`` or ``$OS_CLOUD``); for a cloud given by plain
+    ``OS_*`` variables, its auth URL's host, project and region, so two unnamed clouds never
+    share a family lock. Never a credential.
+    """
+    if cloud:
+        return cloud
+    config = conn.config
+    name = str(getattr(config, "name", "") or "")
+    if name not in _UNNAMED:
+        return name
+    auth = dict(config.config.get("auth") or {})
+    url = urlparse(str(auth.get("auth_url") or ""))
+    path = url.path.rstrip("/").removesuffix("/v3").removesuffix("/v2.0")
+    # hostname and port only: a URL's user:password@ part must never end up in a file name.
+    host = url.hostname or "unknown"
+    identity = f"{host}:{url.port}{path}" if url.port else f"{host}{path}"
+    project = (auth.get("project_name") or auth.get("project_id") or auth.get("tenant_name")
+               or auth.get("tenant_id"))
+    if project:
+        identity += f"/{project}"
+    if config.region_name:
+        identity += f"@{config.region_name}"
+    return identity
 
 
 def _first_line(exc: BaseException) -> str:

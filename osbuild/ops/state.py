@@ -48,7 +48,10 @@ class BuildState(BaseModel):
     version: int = STATE_VERSION
     build_id: str
     family: str
+    # The cloud's identity (keys locks and metrics) and the clouds.yaml name resume connects
+    # with ("": the OS_* variables; None: a state written before the two were told apart).
     cloud: str
+    os_cloud: str | None = None
     status: BuildStatus = BuildStatus.RUNNING
     # The step now running (or the last one that ran) and the steps that finished, in order.
     step: str | None = None

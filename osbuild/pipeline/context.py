@@ -95,6 +95,7 @@ class BuildContext:
     spec: BuildSpec
     build_id: str
     conn: Connection
+    # The cloud's identity: its clouds.yaml name, or auth URL + project + region.
     cloud_name: str | None
     options: BuildOptions
     bus: EventBus
@@ -121,6 +122,8 @@ class BuildContext:
     store: StateStore | None = None
     resumed_media: MediaFacts | None = None
     fingerprint: str | None = None
+    # The clouds.yaml name to connect with (None or "": the OS_* variables).
+    os_cloud: str | None = None
     _state_warned: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

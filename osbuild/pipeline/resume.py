@@ -58,10 +58,11 @@ def load_resumable(store: StateStore, build_id: str) -> tuple[BuildState, BuildS
 def resume_build(state: BuildState, spec: BuildSpec, conn: Connection, *, store: StateStore,
                  options: BuildOptions, bus: EventBus | None = None,
                  cancel: CancelToken | None = None,
-                 cloud_name: str | None = None) -> BuildResult:
+                 cloud_name: str | None = None, os_cloud: str | None = None) -> BuildResult:
     """Adopt what the build created, run the steps it had not finished, clean up."""
     ctx = new_context(spec, conn, options=options, bus=bus, cancel=cancel,
                       cloud_name=cloud_name, build_id=state.build_id)
+    ctx.os_cloud = os_cloud
     ctx.store = store
     store.update(state.build_id, pid=os.getpid(), host=socket.gethostname())
     steps = restore(ctx, state)

@@ -95,19 +95,24 @@ def run_build(
     cloud_name: str | None = None,
     build_id: str | None = None,
     steps: list[Step] | None = None,
+    os_cloud: str | None = None,
 ) -> BuildResult:
     """Build one image; never raises for build failures (they are in the result).
 
     With ``options.state_dir`` the build's state is written there before and after every
     step and whenever a resource is created, so `osbuild resume` and `osbuild gc` can find
-    it after a crash.
+    it after a crash. ``cloud_name`` is the cloud's identity (it keys state and reports),
+    ``os_cloud`` the clouds.yaml name to connect with again (default ``cloud_name``; ``""``
+    for the ``OS_*`` variables).
     """
     ctx = new_context(spec, conn, options=options, bus=bus, cancel=cancel,
                       cloud_name=cloud_name, build_id=build_id or new_build_id())
+    ctx.os_cloud = cloud_name if os_cloud is None else os_cloud
     if options.state_dir is not None:
         ctx.store = StateStore(options.state_dir)
         ctx.store.create(BuildState(
-            build_id=ctx.build_id, family=spec.name, cloud=cloud_name or "", nonce="",
+            build_id=ctx.build_id, family=spec.name, cloud=cloud_name or "",
+            os_cloud=ctx.os_cloud or "", nonce="",
             spec_path=str(spec.source_path or ""), spec_digest=spec.digest,
             log_dir=str(options.log_dir),
         ))

@@ -64,7 +64,7 @@ class Preflight:
         if win and spec.windows.firmware == "uefi":
             prepared = str(win.properties.get(UEFI_PREPARED_PROPERTY, "")).lower() == "true"
             if not prepared:
-                cloud = f" --os-cloud {ctx.cloud_name}" if ctx.cloud_name else ""
+                cloud = f" --os-cloud {ctx.os_cloud}" if ctx.os_cloud else ""
                 problems.append(
                     f"windows.iso_image: {win.name!r} was not prepared for prompt-less UEFI "
                     f"boot (its EFI boot image waits for a key press); run: osbuild media "
