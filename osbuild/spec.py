@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,15 @@ def _no_control_chars(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_no_control_chars)]
+
+
+def _template_problem(message: str) -> str:
+    """str.format's parse errors, in the words of a spec author."""
+    if "Single '}'" in message:
+        return "'}' without '{' (write }} for a literal brace)"
+    if "expected '}'" in message or "Single '{'" in message:
+        return "'{' without '}' (write {{ for a literal brace)"
+    return message
 
 
 def _check_account_name(name: str, *, limit: int) -> None:
@@ -326,6 +336,10 @@ class BuilderSpec(_Section):
     stage_timeouts: StageTimeouts = Field(default_factory=StageTimeouts)
 
 
+# Glance refuses longer image names (its `name` column).
+GLANCE_NAME_MAX = 255
+
+
 class ImageSpec(_Section):
     name: Text = Field(
         description="Name template: {name}, {date}, {datetime}, {build_id}, {version}, {edition}"
@@ -346,11 +360,23 @@ class ImageSpec(_Section):
     @field_validator("name")
     @classmethod
     def _name_template(cls, value: str) -> str:
+        # str.format's own parser: what passes here is what promote formats.
         allowed = {"name", "date", "datetime", "build_id", "version", "edition"}
-        for field in re.findall(r"{([^{}]*)}", value):
-            if field not in allowed:
+        try:
+            parts = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ValueError(_template_problem(str(exc))) from None
+        for _literal, field, spec, conversion in parts:
+            if field is None:
+                continue
+            if field == "":
+                raise ValueError("empty placeholder {} (one of: "
+                                 + ", ".join(f"{{{a}}}" for a in sorted(allowed)) + ")")
+            if field not in allowed or spec or conversion:
+                shown = field + (f"!{conversion}" if conversion else "") + (
+                    f":{spec}" if spec else "")
                 raise ValueError(
-                    f"unknown placeholder {{{field}}} (one of: "
+                    f"unknown placeholder {{{shown}}} (one of: "
                     + ", ".join(f"{{{a}}}" for a in sorted(allowed))
                     + ")"
                 )
@@ -462,6 +488,10 @@ class BuildSpec(_Section):
             raise ValueError(
                 f"virtio.winpe_drivers: virtio-win has no {folder} build of {', '.join(missing)}"
             )
+        longest = self.image_name_for("2" * len("20261126t031500-a1b2c3"))
+        if len(longest) > GLANCE_NAME_MAX:
+            raise ValueError(f"image.name: the name it makes is longer than {GLANCE_NAME_MAX} "
+                             f"characters ({len(longest)}), Glance's limit")
         return self
 
     def base_dir(self) -> Path:

@@ -70,3 +70,15 @@ def test_console_script_entry_point(examples: list[Path]) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert ": ok (" in result.stdout
+
+
+def test_validate_rejects_an_image_name_promote_could_not_format(
+        examples: list[Path], capsys) -> None:
+    example = next(e for e in examples if e.name == "ws2022-standard.yaml")
+    bad = example.with_name("bad-name.yaml")
+    text = example.read_text()
+    bad.write_text(text.replace('name: "ws2022-std-{date}"', 'name: "{name"'))
+    assert bad.read_text() != text
+    assert main(["validate", str(bad)]) == EXIT_INVALID_INPUT
+    [line] = capsys.readouterr().err.splitlines()
+    assert "image.name: '{' without '}'" in line and line.startswith("osbuild: error: ")

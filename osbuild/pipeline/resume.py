@@ -30,6 +30,7 @@ from osbuild.pipeline.run import BuildResult, build_steps, execute, new_context
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.capture_image import CaptureImage
 from osbuild.pipeline.steps.preflight import IsoImage, Resolved
+from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.pipeline.waits import wait_for_status
 from osbuild.spec import BuildSpec, load_spec
 
@@ -140,8 +141,10 @@ def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
         if delete is None:
             continue
         name = naming.resource_name(state.build_id, role)
-        ctx.track(kind, resource_id, name, _bound(delete, resource_id),
-                  keep_on_success=key == "image:image", announce=False)
+        tracked = ctx.track(kind, resource_id, name, _bound(delete, resource_id),
+                            keep_on_success=key == "image:image", announce=False)
+        # A verified image outlives any later failure (as in VerifyImage).
+        tracked.keep_on_failure = key == "image:image" and VerifyImage.name in state.steps_done
         ctx.emit("resource.adopted", kind=kind, id=resource_id, name=name)
     _adopt_unrecorded(ctx, state, deleters)
 

@@ -117,6 +117,11 @@ class VerifyImage:
                      console=str(ctx.workdir / "verify-console.log"))
             raise
         self._mark(ctx, image_id, VERIFY_PASSED)
+        # From here on the image is proven: a later failure (promote) leaves it hidden with
+        # osbuild_verify=passed for `osbuild images promote`, never deletes it.
+        image = ctx.find_resource("image", image_id)
+        if image is not None:
+            image.keep_on_failure = True
 
     def _mark(self, ctx: BuildContext, image_id: str, verdict: str) -> None:
         ctx.call(ctx.conn.image.update_image, image_id, **{naming.PROP_VERIFY: verdict})
