@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -11,6 +10,8 @@ from typing import Any
 import yaml
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from osbuild.errors import InvalidInput
+from osbuild.ops._atomic import write_atomic
 from osbuild.sim.app import SimApp
 from osbuild.sim.clock import SimClock
 from osbuild.sim.faults import Faults
@@ -130,14 +131,20 @@ class SimCloud:
         return config
 
     def write_clouds_yaml(self, path: str | Path, *, application_credential: bool = False) -> Path:
-        """Write a clouds.yaml holding the `osbuild-sim` cloud, readable by its owner only."""
+        """Put the `osbuild-sim` cloud into a clouds.yaml, readable by its owner only.
+
+        An existing clouds.yaml keeps its other clouds (the file as it was is saved beside
+        it as ``<name>.bak``, since YAML comments do not survive); a file that is not a
+        clouds.yaml is refused, never overwritten.
+        """
         path = Path(path)
-        doc = {"clouds": {CLOUD_NAME: self.cloud_config(
-            application_credential=application_credential)}}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yaml.safe_dump(doc, handle, sort_keys=False)
-        os.chmod(path, 0o600)
+        doc, previous = _existing_clouds_yaml(path)
+        doc["clouds"][CLOUD_NAME] = self.cloud_config(
+            application_credential=application_credential)
+        others = set(doc) != {"clouds"} or set(doc["clouds"]) != {CLOUD_NAME}
+        if previous is not None and others:
+            write_atomic(path.with_name(path.name + ".bak"), previous, mode=0o600)
+        write_atomic(path, yaml.safe_dump(doc, sort_keys=False).encode("utf-8"), mode=0o600)
         return path
 
     def env(self, clouds_yaml: str | Path) -> dict[str, str]:
@@ -162,3 +169,24 @@ class SimCloud:
         """Jump simulated time forward and bring every state machine up to it."""
         self.clock.advance(seconds)
         self.world.advance()
+
+
+def _existing_clouds_yaml(path: Path) -> tuple[dict[str, Any], bytes | None]:
+    """The clouds.yaml at ``path`` as a mapping with a ``clouds`` mapping, and its bytes."""
+    try:
+        previous = path.read_bytes()
+    except FileNotFoundError:
+        return {"clouds": {}}, None
+    except OSError as exc:
+        raise InvalidInput([f"{path}: cannot read: {exc.strerror}"]) from None
+    try:
+        doc = yaml.safe_load(previous) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise InvalidInput([f"{path}: not valid YAML{where}; not overwriting it"]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("clouds") or {}, dict):
+        raise InvalidInput([f"{path}: not a clouds.yaml (no 'clouds' mapping); "
+                            "not overwriting it"])
+    doc["clouds"] = dict(doc.get("clouds") or {})
+    return doc, previous

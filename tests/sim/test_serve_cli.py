@@ -88,3 +88,39 @@ def test_serve_on_a_busy_port_exits_2(tmp_path: Path) -> None:
     assert line == ""
     assert proc.returncode == 2
     assert f"cannot serve on port {port}" in err
+
+
+def test_serve_merges_into_an_existing_clouds_yaml(tmp_path: Path) -> None:
+    import yaml
+
+    clouds = tmp_path / "clouds.yaml"
+    prod = {"auth": {"auth_url": "https://keystone.example.com:5000/v3", "username": "ops"},
+            "region_name": "RegionOne"}
+    clouds.write_text("# our clouds\n" + yaml.safe_dump(
+        {"clouds": {"prod": prod, "osbuild-sim": {"auth": {"auth_url": "http://old"}}}}))
+    before = clouds.read_text()
+    proc, line = _start(tmp_path)
+    try:
+        assert line.startswith("ready "), line
+        doc = yaml.safe_load(clouds.read_text())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert doc["clouds"]["prod"] == prod
+    assert doc["clouds"]["osbuild-sim"]["auth"]["auth_url"] == line.split(" ", 1)[1]
+    assert clouds.stat().st_mode & 0o777 == 0o600
+    # The file as it was (comments and all) is kept beside it.
+    assert (tmp_path / "clouds.yaml.bak").read_text() == before
+
+
+def test_serve_refuses_a_file_that_is_not_a_clouds_yaml(tmp_path: Path) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("- just\n- a list\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "osbuild", "sim", "serve", "--clouds-yaml", str(clouds)],
+        capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 2, proc.stderr
+    [error] = proc.stderr.splitlines()
+    assert str(clouds) in error and "not a clouds.yaml" in error
+    assert clouds.read_text() == "- just\n- a list\n"
