@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from osbuild.cli.build import combined_exit_code, print_summary, run_builds
+from osbuild.errors import InvalidInput
 from osbuild.pipeline import BuildOptions, BuildResult
 from osbuild.resources import examples_dir
 from osbuild.spec import format_duration, load_spec
@@ -41,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from osbuild.sim import SimCloud
     from osbuild.sim.media import cloudbase_msi_standin
 
+    examples = sorted(p.name for p in examples_dir().glob("*.yaml"))
+    if args.spec not in examples:
+        raise InvalidInput([f"--spec {args.spec}: not an example spec; the demo builds one of "
+                            f"{', '.join(examples)} (your own specs: osbuild sim serve, "
+                            "then osbuild build)"])
     workdir = Path(tempfile.mkdtemp(prefix="osbuild-demo-"))
     try:
         spec_path = workdir / args.spec

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from osbuild import naming
+from osbuild.errors import InvalidInput
 from osbuild.media.render import render_media
 from osbuild.spec import load_spec
 
@@ -27,9 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    if args.output.exists() and not args.output.is_dir():
+        raise InvalidInput([f"-o {args.output}: not a directory"])
     build_id = args.build_id or naming.new_build_id()
     # The per-build password is generated inside render_media and never shown.
-    media = render_media(spec, args.output, build_id=build_id)
+    try:
+        media = render_media(spec, args.output, build_id=build_id)
+    except OSError as exc:
+        where = exc.filename or args.output
+        raise InvalidInput([f"-o {args.output}: cannot write {where}: "
+                            f"{exc.strerror or exc}"]) from None
     print(f"build id: {build_id}")
     print(f"tree:     {media.root}")
     print(f"iso:      {media.iso_path} ({media.size} bytes, sha256 {media.sha256})")

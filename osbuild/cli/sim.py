@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 from osbuild.errors import InvalidInput
@@ -37,6 +38,9 @@ def run_serve(args: argparse.Namespace) -> int:
         raise InvalidInput(["--speed must be positive"])
     if not 0 <= args.port <= 65535:
         raise InvalidInput(["--port must be between 0 and 65535"])
+    folder = Path(args.clouds_yaml).parent
+    if not folder.is_dir():
+        raise InvalidInput([f"--clouds-yaml {args.clouds_yaml}: folder {folder} does not exist"])
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

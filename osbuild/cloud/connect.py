@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import keystoneauth1.exceptions as ksa_exc
 import openstack
 import openstack.config.exceptions as config_exc
+import yaml
 from openstack import exceptions as sdk_exc
+from openstack.config import loader
 from openstack.connection import Connection
 
 from osbuild.errors import AuthError
@@ -34,6 +39,9 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
     }
     if region_name:
         options["region_name"] = region_name
+    problem = config_file_problem()
+    if problem:
+        raise AuthError([problem])
     try:
         conn = openstack.connect(cloud=cloud, load_yaml_config=True, load_envvars=True,
                                  **options)
@@ -45,6 +53,57 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
                         "or set OS_CLOUD or the OS_* variables)")
         raise AuthError([problem]) from None
     return conn
+
+
+def config_file_problem() -> str | None:
+    """What is wrong with the clouds.yaml openstacksdk would read, in one line, or None.
+
+    openstacksdk skips a file it cannot parse with a log warning and then reports only
+    "Cloud X was not found", and fails with a traceback on ``clouds:`` written as a list.
+    Values are never quoted: the file holds passwords.
+    """
+    named = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if named and not Path(named).is_file():
+        return f"OS_CLIENT_CONFIG_FILE names {named}, which is not a file"
+    for candidate in ([named] if named else []) + list(loader.CONFIG_FILES):
+        path = Path(candidate)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            continue  # as openstacksdk does: the next file in its search path
+        except (OSError, UnicodeDecodeError) as exc:
+            return f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+        return _clouds_document_problem(path, text)
+    return None
+
+
+def _clouds_document_problem(path: Path, text: str) -> str | None:
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or "syntax error"
+        return f"{path}: not valid YAML{where}: {what}"
+    except ValueError as exc:
+        return f"{path}: not valid JSON: {_first_line(exc)}"
+    if not isinstance(data, dict):
+        return f"{path}: not a clouds.yaml: it must be a mapping with a 'clouds' mapping"
+    clouds = data.get("clouds")
+    if clouds is not None and not isinstance(clouds, dict):
+        return (f"{path}: clouds: must be a mapping of cloud names to their settings "
+                f"(name: {{auth: ...}}), not a {_yaml_type(clouds)}")
+    for name, entry in (clouds or {}).items():
+        if not isinstance(entry, dict):
+            return f"{path}: clouds.{name}: must be a mapping (auth:, region_name: ...)"
+        if "auth" in entry and not isinstance(entry["auth"], dict):
+            return f"{path}: clouds.{name}.auth: must be a mapping (auth_url:, username: ...)"
+    return None
+
+
+def _yaml_type(value: object) -> str:
+    return {list: "list", str: "text", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), type(value).__name__)
 
 
 def check_auth(conn: Connection, cloud: str | None) -> None:
@@ -65,6 +124,11 @@ def check_auth(conn: Connection, cloud: str | None) -> None:
             from None
     except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
         raise AuthError([f"{name}: authentication failed: {_first_line(exc)}"]) from None
+    except Exception as exc:
+        # keystoneauth's plugin loaders raise a bare Exception for a missing setting
+        # ("password is a required attribute"); its message names the setting, never a value.
+        raise AuthError([f"{name}: incomplete auth settings in clouds.yaml or OS_*: "
+                         f"{_first_line(exc)}"]) from None
 
 
 # openstacksdk's names for a cloud that no clouds.yaml entry named (OS_* variables only).

@@ -85,7 +85,7 @@ class LocalLock:
                     if cancel is None:
                         time.sleep(pause)
                     elif cancel.wait(pause):
-                        raise Interrupted(during="waiting for the family lock")
+                        raise Interrupted(during="waiting for the family lock") from None
         except BaseException:
             os.close(fd)
             raise

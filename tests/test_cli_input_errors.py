@@ -1,0 +1,111 @@
+"""Input errors are one line each and exit 2, never a traceback (through the real CLI)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osbuild import resources
+from osbuild.cli import main
+from osbuild.errors import EXIT_INVALID_INPUT
+
+
+@pytest.fixture
+def spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_TOKEN",
+                "OS_CLIENT_CONFIG_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no clouds.yaml in the working directory
+    path = tmp_path / "ws2022-standard.yaml"
+    path.write_text((resources.examples_dir() / "ws2022-standard.yaml").read_text())
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+    return path
+
+
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if line.strip()]
+    assert line.startswith("osbuild: error: "), line
+    return line
+
+
+def clouds_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> Path:
+    path = tmp_path / "clouds.yaml"
+    path.write_text(text)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    return path
+
+
+def test_a_cloud_without_a_password(spec: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    clouds_yaml(tmp_path, monkeypatch, yaml.safe_dump({"clouds": {"nopw": {"auth": {
+        "auth_url": "http://127.0.0.1:9/v3", "username": "ops", "project_name": "p",
+        "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
+    assert main(["build", str(spec), "--os-cloud", "nopw"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert "nopw" in line and "password" in line
+
+
+def test_clouds_written_as_a_list(spec: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    path = clouds_yaml(tmp_path, monkeypatch,
+                       "clouds:\n  - name: east\n    auth: {password: s3cret-value}\n")
+    assert main(["build", str(spec), "--os-cloud", "east"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert str(path) in line and "clouds: must be a mapping" in line
+    assert "s3cret-value" not in line
+
+
+def test_clouds_yaml_that_is_not_yaml(spec: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    path = clouds_yaml(tmp_path, monkeypatch,
+                       "clouds:\n  east:\n    auth: {password: [s3cret-value\n")
+    assert main(["build", str(spec), "--os-cloud", "east"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert str(path) in line and "not valid YAML" in line and "line " in line
+    assert "was not found" not in line and "s3cret-value" not in line
+
+
+def test_os_client_config_file_that_does_not_exist(spec: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys) -> None:
+    missing = tmp_path / "nope" / "clouds.yaml"
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(missing))
+    assert main(["build", str(spec), "--os-cloud", "east"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert "OS_CLIENT_CONFIG_FILE" in line and str(missing) in line
+    assert "was not found" not in line
+
+
+@pytest.mark.parametrize("name", ["nope.yaml", "ABSOLUTE"])
+def test_demo_spec_that_is_not_an_example(spec: Path, capsys, name: str) -> None:
+    if name == "ABSOLUTE":
+        name = str(spec)
+    assert main(["demo", "--spec", name]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert "--spec" in line and "ws2022-standard.yaml" in line
+
+
+def test_render_output_that_is_a_file(spec: Path, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "afile"
+    target.write_text("")
+    assert main(["render", str(spec), "-o", str(target)]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert str(target) in line and "not a directory" in line
+
+
+def test_sim_serve_clouds_yaml_in_a_missing_folder(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "clouds.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "osbuild", "sim", "serve", "--clouds-yaml", str(path)],
+        capture_output=True, text=True, timeout=20)
+    assert proc.returncode == EXIT_INVALID_INPUT, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert "--clouds-yaml" in line and str(path.parent) in line
+    assert not path.parent.exists()
