@@ -25,6 +25,7 @@ from osbuild.errors import (
     Interrupted,
     InvalidInput,
     LockBusy,
+    PreflightError,
 )
 from osbuild.naming import new_build_id
 from osbuild.ops import metrics, notify
@@ -33,7 +34,8 @@ from osbuild.ops.lock import build_lock
 from osbuild.ops.state import StateStore, default_state_dir
 from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
 from osbuild.pipeline.events import Event
-from osbuild.pipeline.run import skipped_result
+from osbuild.pipeline.run import new_context, skipped_result
+from osbuild.pipeline.steps.preflight import combined_quota_problems
 from osbuild.spec import BuildSpec, load_specs, parse_duration
 
 log = logging.getLogger(__name__)
@@ -156,6 +158,8 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
             identities[cloud] = cloud_identity(conn, cloud)
         finally:
             conn.close()
+    check_quota_together(jobs, identities, options=options, parallel=parallel,
+                         region_name=region_name)
     bus = EventBus()
     view = JsonLines() if json_output else HumanView()
     bus.subscribe(view)
@@ -185,6 +189,31 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
             return [f.result() for f in futures]
     finally:
         view.close()
+
+
+def check_quota_together(jobs: list[tuple[BuildSpec, str | None]],
+                         identities: dict[str | None, str], *, options: BuildOptions,
+                         parallel: int, region_name: str | None) -> None:
+    """Builds that will run side by side in one cloud must fit its quotas together."""
+    by_cloud: dict[str | None, list[BuildSpec]] = {}
+    for spec, cloud in jobs:
+        by_cloud.setdefault(cloud, []).append(spec)
+    problems: list[str] = []
+    for cloud, specs in by_cloud.items():
+        if min(parallel, len(specs)) < 2:
+            continue
+        conn = connect(cloud, region_name=region_name)
+        try:
+            contexts = [new_context(spec, conn, options=options, bus=EventBus(), cancel=None,
+                                    cloud_name=identities[cloud], build_id="preflight")
+                        for spec in specs]
+            found = combined_quota_problems(contexts, at_once=parallel, parallel=parallel)
+        finally:
+            conn.close()
+        where = f"{identities[cloud]}: " if len(by_cloud) > 1 else ""
+        problems.extend(where + problem for problem in found)
+    if problems:
+        raise PreflightError(problems)
 
 
 def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,

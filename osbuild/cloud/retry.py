@@ -52,6 +52,21 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_quota_error(exc: BaseException) -> bool:
+    """The cloud refused a create for lack of quota: Cinder and Glance say 413, Nova 403."""
+    status = status_of(exc)
+    if status == 413:
+        return True
+    return status == 403 and "quota" in api_message(exc).lower()
+
+
+def api_message(exc: BaseException) -> str:
+    """What the service said, without openstacksdk's "HttpException: 413: ... for url" prefix."""
+    details = getattr(exc, "details", None) or getattr(exc, "message", None) or str(exc)
+    lines = str(details).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, sdk_exc.NotFoundException) or status_of(exc) == 404
 

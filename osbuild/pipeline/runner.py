@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from osbuild.cloud.retry import api_message, is_quota_error
 from osbuild.errors import (
     BuildFailed,
     CleanupIncomplete,
@@ -57,7 +58,11 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
         error = Interrupted("SIGINT")
     except Exception as exc:  # a bug or an unexpected API failure: still clean up
         log.debug("unexpected error in step %s", ctx.current_step, exc_info=True)
-        error = BuildFailed(f"{type(exc).__name__}: {exc}", stage=ctx.current_step)
+        if is_quota_error(exc):
+            # Someone else used the quota up between preflight and this create.
+            error = BuildFailed(f"over quota: {api_message(exc)}", stage=ctx.current_step)
+        else:
+            error = BuildFailed(f"{type(exc).__name__}: {exc}", stage=ctx.current_step)
         error.__cause__ = exc
     if error is not None and ctx.cancel.cancelled and not isinstance(error, Interrupted):
         # A wait or call cut short by the signal surfaced as some other error.

@@ -6,7 +6,7 @@ Every problem is collected and reported at once (exit 2) before the first resour
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from openstack import exceptions as sdk_exc
@@ -55,6 +55,15 @@ class Preflight:
     name = "preflight"
 
     def run(self, ctx: BuildContext) -> None:
+        resolved, needs, problems = self.examine(ctx)
+        if resolved is not None and needs is not None:
+            problems.extend(quota_problems(ctx, needs))
+            ctx.resolved = resolved
+        if problems:
+            raise PreflightError(problems, source=ctx.spec.name)
+
+    def examine(self, ctx: BuildContext) -> tuple[Resolved | None, Needs | None, list[str]]:
+        """Resolve what the spec names, and what the build will hold at its peak; no quota."""
         spec = ctx.spec
         conn = ctx.conn
         problems: list[str] = []
@@ -122,10 +131,8 @@ class Preflight:
                 volume_type=spec.builder.volume_type,
                 availability_zone=spec.builder.availability_zone,
             )
-            problems.extend(self._quota_problems(ctx, resolved))
-            ctx.resolved = resolved
-        if problems:
-            raise PreflightError(problems, source=spec.name)
+            return resolved, build_needs(ctx, resolved, flavor), problems
+        return None, None, problems
 
     # ------------------------------------------------------------------ resolving
 
@@ -173,64 +180,128 @@ class Preflight:
             return None  # listing zones may be forbidden; Nova will say at boot
         return {z.name for z in zones}
 
-    # ------------------------------------------------------------------ quotas
+# ---------------------------------------------------------------------- quotas
 
-    def _quota_problems(self, ctx: BuildContext, resolved: Resolved) -> list[str]:
-        spec = ctx.spec
-        problems: list[str] = []
-        volume_target = spec.builder.target == "volume"
-        target_gb = spec.builder.disk_gb if volume_target else 0
-        need_compute = {
-            "instances": (1, "maxTotalInstances", "totalInstancesUsed"),
-            "cores": (resolved.flavor_vcpus, "maxTotalCores", "totalCoresUsed"),
-            "ram": (resolved.flavor_ram, "maxTotalRAMSize", "totalRAMUsed"),
-        }
-        absolute = self._limits(ctx, lambda: ctx.conn.compute.get_limits())
-        for what, (need, max_key, used_key) in need_compute.items():
-            problems.extend(_check(absolute, "compute", what, need, max_key, used_key))
-        absolute = self._limits(ctx, lambda: ctx.conn.block_storage.get_limits())
-        need_volumes = 4 if volume_target else 3
-        problems.extend(_check(absolute, "block storage", "volumes", need_volumes,
-                               "maxTotalVolumes", "totalVolumesUsed"))
-        problems.extend(_check(absolute, "block storage", "gigabytes",
-                               resolved.volume_gigabytes(1, target_gb),
-                               "maxTotalVolumeGigabytes", "totalGigabytesUsed"))
-        usage = self._image_usage(ctx)
-        if usage:
-            images_needed = 2 if volume_target else 3
-            count = usage.get("image_count_total") or {}
-            limit, used = count.get("limit"), count.get("usage")
-            if isinstance(limit, int) and limit >= 0 and isinstance(used, int) \
-                    and used + images_needed > limit:
-                problems.append(
-                    f"quota: image: the build needs {images_needed} images, "
-                    f"{max(limit - used, 0)} of {limit} left"
-                )
-        return problems
 
-    def _limits(self, ctx: BuildContext, fetch: Any) -> dict[str, Any]:
-        try:
-            limits = ctx.call(fetch)
-        except sdk_exc.HttpException as exc:
-            if is_not_found(exc) or status_of(exc) in (403, 501):
-                return {}
-            raise
-        absolute = getattr(limits, "absolute", None)
-        if absolute is None:
-            return {}
-        return absolute.to_dict() if hasattr(absolute, "to_dict") else dict(absolute)
+@dataclass(frozen=True)
+class Needs:
+    """What one build holds at its peak, in the units of the quotas."""
 
-    def _image_usage(self, ctx: BuildContext) -> dict[str, Any]:
-        try:
-            response = ctx.call(lambda: ctx.conn.image.get("/info/usage"))
-        except sdk_exc.HttpException:
+    instances: int = 0
+    cores: int = 0
+    ram: int = 0
+    volumes: int = 0
+    gigabytes: int = 0
+    images: int = 0
+
+    def __add__(self, other: Needs) -> Needs:
+        return Needs(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+def build_needs(ctx: BuildContext, resolved: Resolved, flavor: Any) -> Needs:
+    """The builder's server and volumes, plus the verify server (and its volume) while they
+    still exist: a volume target's builder is gone by then, a local target's is not."""
+    spec = ctx.spec
+    volume_target = spec.builder.target == "volume"
+    target_gb = spec.builder.disk_gb if volume_target else 0
+    builder = Needs(instances=1, cores=resolved.flavor_vcpus, ram=resolved.flavor_ram,
+                    volumes=4 if volume_target else 3,
+                    gigabytes=resolved.volume_gigabytes(1, target_gb),
+                    images=2 if volume_target else 3)
+    if not spec.verify.enabled:
+        return builder
+    verify_flavor = flavor
+    if spec.verify.flavor:
+        verify_flavor = ctx.call(ctx.conn.compute.find_flavor, spec.verify.flavor,
+                                 ignore_missing=True) or flavor
+    from_volume = spec.verify.boot_from_volume or (verify_flavor.disk or 0) < spec.min_disk_gb
+    verify = Needs(instances=1, cores=verify_flavor.vcpus or 0, ram=verify_flavor.ram or 0,
+                   volumes=1 if from_volume else 0,
+                   gigabytes=spec.min_disk_gb if from_volume else 0)
+    if volume_target:  # the builder server was deleted at capture; its volumes remain
+        return Needs(instances=max(builder.instances, verify.instances),
+                     cores=max(builder.cores, verify.cores), ram=max(builder.ram, verify.ram),
+                     volumes=builder.volumes + verify.volumes,
+                     gigabytes=builder.gigabytes + verify.gigabytes, images=builder.images)
+    return builder + verify
+
+
+def peak_of(needs: list[Needs], at_once: int) -> Needs:
+    """The most that ``at_once`` of these builds can hold together, resource by resource."""
+    columns = zip(*(astuple(n) for n in needs), strict=True)
+    return Needs(*(sum(sorted(column, reverse=True)[:at_once]) for column in columns))
+
+
+def quota_problems(ctx: BuildContext, needs: Needs, *, who: str = "the build") -> list[str]:
+    """One line per quota that ``needs`` would exceed, counting what the project uses now."""
+    problems: list[str] = []
+    absolute = _limits(ctx, lambda: ctx.conn.compute.get_limits())
+    for what, need, max_key, used_key in (
+            ("instances", needs.instances, "maxTotalInstances", "totalInstancesUsed"),
+            ("cores", needs.cores, "maxTotalCores", "totalCoresUsed"),
+            ("ram", needs.ram, "maxTotalRAMSize", "totalRAMUsed")):
+        problems.extend(_check(absolute, "compute", what, need, max_key, used_key, who))
+    absolute = _limits(ctx, lambda: ctx.conn.block_storage.get_limits())
+    problems.extend(_check(absolute, "block storage", "volumes", needs.volumes,
+                           "maxTotalVolumes", "totalVolumesUsed", who))
+    problems.extend(_check(absolute, "block storage", "gigabytes", needs.gigabytes,
+                           "maxTotalVolumeGigabytes", "totalGigabytesUsed", who))
+    count = _image_usage(ctx).get("image_count_total") or {}
+    limit, used = count.get("limit"), count.get("usage")
+    if isinstance(limit, int) and limit >= 0 and isinstance(used, int) \
+            and used + needs.images > limit:
+        problems.append(f"quota: image: {who} {_need(who)} {needs.images} images, "
+                        f"{max(limit - used, 0)} of {limit} left")
+    return problems
+
+
+def combined_quota_problems(contexts: list[BuildContext], *, at_once: int,
+                            parallel: int) -> list[str]:
+    """The builds of one cloud that run at the same time, checked against its quotas together.
+
+    Each build's own preflight checks it alone; this catches builds that fit one by one but
+    not side by side. Specs with problems of their own are left to their own preflight.
+    """
+    needs = []
+    for ctx in contexts:
+        _resolved, need, _problems = Preflight().examine(ctx)
+        if need is not None:
+            needs.append(need)
+    at_once = min(at_once, len(needs))
+    if at_once < 2:
+        return []
+    who = f"the {at_once} builds that run at once (--parallel {parallel})"
+    return quota_problems(contexts[0], peak_of(needs, at_once), who=who)
+
+
+def _need(who: str) -> str:
+    return "needs" if who == "the build" else "need"
+
+
+def _limits(ctx: BuildContext, fetch: Any) -> dict[str, Any]:
+    try:
+        limits = ctx.call(fetch)
+    except sdk_exc.HttpException as exc:
+        if is_not_found(exc) or status_of(exc) in (403, 501):
             return {}
-        if getattr(response, "status_code", 200) != 200:
-            return {}
-        try:
-            return dict(response.json().get("usage") or {})
-        except ValueError:
-            return {}
+        raise
+    absolute = getattr(limits, "absolute", None)
+    if absolute is None:
+        return {}
+    return absolute.to_dict() if hasattr(absolute, "to_dict") else dict(absolute)
+
+
+def _image_usage(ctx: BuildContext) -> dict[str, Any]:
+    try:
+        response = ctx.call(lambda: ctx.conn.image.get("/info/usage"))
+    except sdk_exc.HttpException:
+        return {}
+    if getattr(response, "status_code", 200) != 200:
+        return {}
+    try:
+        return dict(response.json().get("usage") or {})
+    except ValueError:
+        return {}
 
 
 _ATTRIBUTE_NAMES = {
@@ -257,12 +328,12 @@ def _value(absolute: dict[str, Any], key: str) -> int | None:
 
 
 def _check(absolute: dict[str, Any], service: str, what: str, need: int,
-           max_key: str, used_key: str) -> list[str]:
+           max_key: str, used_key: str, who: str) -> list[str]:
     limit, used = _value(absolute, max_key), _value(absolute, used_key)
     if limit is None or limit < 0 or used is None:
         return []
     if used + need > limit:
-        return [f"quota: {service} {what}: the build needs {need}, "
+        return [f"quota: {service} {what}: {who} {_need(who)} {need}, "
                 f"{max(limit - used, 0)} of {limit} left"]
     return []
 

@@ -1,0 +1,53 @@
+"""Quotas: several builds at once are checked together; a quota refusal mid-build says so."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import Cloud
+
+
+def test_parallel_builds_are_checked_against_quota_together(cloud: Cloud) -> None:
+    # Each build alone fits (4 volumes for the builder, 1 for the verify server booted from
+    # a volume: the simulated flavors have no root disk); two at once do not.
+    cloud.sim.faults.set_quota("volume", volumes=8)
+    first = cloud.spec(name="family-a")
+    second = cloud.spec(name="family-b")
+    run = cloud.build(first, second, extra=("--parallel", "2"))
+    assert run.exit_code == 2, run.why
+    assert not run.named("resource.created")
+    assert cloud.leftovers() == []
+    quota = [line for line in run.stderr.splitlines() if "quota" in line]
+    assert len(quota) == 1, run.stderr
+    assert "block storage volumes" in quota[0] and "2 builds" in quota[0]
+    assert "--parallel" in quota[0] and "Traceback" not in run.stderr
+
+
+def test_parallel_builds_that_fit_together_run(cloud: Cloud) -> None:
+    cloud.sim.faults.set_quota("volume", volumes=10)
+    run = cloud.build(cloud.spec(name="family-a"), cloud.spec(name="family-b"),
+                      extra=("--parallel", "2"))
+    assert run.exit_code == 0, run.why
+    assert len(run.named("build.succeeded")) == 2
+
+
+def test_a_quota_refusal_mid_build_is_reported_once_as_a_quota_problem(cloud: Cloud) -> None:
+    # Someone else took the last volume between preflight and our create.
+    cloud.sim.faults.add_rule(service="volume", method="POST", path="/volumes$", error=413,
+                              times=1)
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 1, run.why
+    reason = run.failure["reason"]
+    assert reason.startswith("volumes: over quota: "), reason
+    # Once, in the cloud's own words: no "HttpException: HttpException: 413: ... for url".
+    assert "HttpException" not in reason and "for url" not in reason, reason
+    assert reason.count("413") == 1, reason
+    assert run.failure["stage"] == "volumes"
+    assert cloud.leftovers() == []
+
+
+def test_one_build_counts_the_verify_servers_volume(cloud: Cloud) -> None:
+    # 4 builder volumes fit, the verify server's root volume would not: refused up front.
+    cloud.sim.faults.set_quota("volume", volumes=4)
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 2, run.why
+    assert "quota: block storage volumes: the build needs 5, 4 of 4 left" in run.why
+    assert cloud.leftovers() == []
