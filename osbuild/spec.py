@@ -26,6 +26,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -67,10 +68,21 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
+# What parse_duration accepts, for `osbuild schema`: text with units, or positive seconds.
+DURATION_JSON_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string",
+         "pattern": r"^\s*(?=\S)(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ],
+    "description": "A duration: 90m, 4h, 1h30m, 45s, 2d, or a number of seconds",
+}
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(DURATION_JSON_SCHEMA),
 ]
 
 # --------------------------------------------------------------------------- the model
@@ -116,7 +128,13 @@ class _Section(BaseModel):
 
 
 class WindowsSpec(_Section):
-    version: Literal["2016", "2019", "2022", "2025", "10", "11"]
+    version: Annotated[
+        Literal["2016", "2019", "2022", "2025", "10", "11"],
+        # YAML reads an unquoted 2022 as a number; validate takes both, so the schema does.
+        WithJsonSchema({"enum": ["2016", "2019", "2022", "2025", "10", "11",
+                                 2016, 2019, 2022, 2025, 10, 11],
+                        "description": "Windows release (text or number)"}),
+    ]
     edition: Text
     iso_image: Text = Field(description="Glance image name or ID of the Windows install ISO")
     product_key: SecretStr | None = Field(

@@ -7,8 +7,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
 from osbuild import resources
 from osbuild.cli import main
@@ -82,3 +85,71 @@ def test_validate_rejects_an_image_name_promote_could_not_format(
     assert main(["validate", str(bad)]) == EXIT_INVALID_INPUT
     [line] = capsys.readouterr().err.splitlines()
     assert "image.name: '{' without '}'" in line and line.startswith("osbuild: error: ")
+
+
+def _published_schema(capsys) -> Any:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    validator = jsonschema.validators.validator_for(schema)
+    validator.check_schema(schema)
+    return validator(schema)
+
+
+def _shipped_specs() -> dict[str, str]:
+    """etc/builds/*.yaml and the specs in the Kubernetes example's ConfigMap."""
+    specs = {e.name: e.read_text() for e in EXAMPLES}
+    kubernetes = resources.examples_dir().parent / "kubernetes" / "cronjob.yaml"
+    if kubernetes.is_file():
+        for doc in yaml.safe_load_all(kubernetes.read_text()):
+            if doc and doc.get("kind") == "ConfigMap":
+                specs.update({f"kubernetes/{name}": text
+                              for name, text in (doc.get("data") or {}).items()})
+    return specs
+
+
+SHIPPED = _shipped_specs()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_example_validates_against_the_published_schema(
+        name: str, capsys) -> None:
+    spec = yaml.safe_load(SHIPPED[name])
+    problems = [f"{'.'.join(map(str, e.path))}: {e.message}"
+                for e in _published_schema(capsys).iter_errors(spec)]
+    assert problems == []
+
+
+# What `validate` accepts, written the ways the README allows.
+ACCEPTED = {
+    "duration as text": "builder:\n  flavor: m1.large\n  timeout: 1h30m\n",
+    "duration in seconds": "builder:\n  flavor: m1.large\n  timeout: 5400\n",
+    "stage timeouts": "builder:\n  flavor: m1.large\n  stage_timeouts: {winpe: 2h, boot: 600}\n",
+    "verify timeout": "verify:\n  timeout: 45m\n",
+    "max age": "image:\n  name: \"test-{date}\"\n  max_age: 90d\n",
+    "version as a number": "windows:\n  version: 2022\n",
+}
+
+
+@pytest.mark.parametrize("change", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_the_schema_accepts_what_validate_accepts(tmp_path: Path, capsys, change: str) -> None:
+    from tests.media.helpers import MINIMAL_SPEC
+
+    data = yaml.safe_load(MINIMAL_SPEC)
+    for section, values in yaml.safe_load(change).items():
+        data[section] = {**data.get(section, {}), **values}
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    problems = [f"{'.'.join(map(str, e.path))}: {e.message}"
+                for e in _published_schema(capsys).iter_errors(data)]
+    assert problems == []
+
+
+def test_the_schema_refuses_a_duration_validate_refuses(capsys) -> None:
+    from tests.media.helpers import MINIMAL_SPEC
+
+    data = yaml.safe_load(MINIMAL_SPEC)
+    data["builder"]["timeout"] = "soon"
+    assert list(_published_schema(capsys).iter_errors(data))

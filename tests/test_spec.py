@@ -309,8 +309,10 @@ def test_json_schema_describes_the_spec() -> None:
     assert "digest" not in schema["properties"]
     windows = schema["$defs"]["WindowsSpec"]
     assert windows["additionalProperties"] is False
+    # Text or number, as validate takes them (YAML reads an unquoted 2022 as a number).
     assert set(windows["properties"]["version"]["enum"]) == {"2016", "2019", "2022", "2025",
-                                                             "10", "11"}
+                                                             "10", "11", 2016, 2019, 2022,
+                                                             2025, 10, 11}
 
 
 def test_a_rejected_product_key_is_not_echoed(spec_dir: Path) -> None:
