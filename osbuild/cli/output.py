@@ -62,8 +62,10 @@ class HumanView:
         self._lock = threading.Lock()
         self._live: Live | None = None
         if self.console.is_terminal:
-            self._live = Live(self._table(), console=self.console, refresh_per_second=4,
-                              transient=False)
+            # get_renderable: every refresh builds the table anew, so the elapsed time
+            # ticks between events (a long install stage sends none for many minutes).
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False,
+                              get_renderable=self._table)
             self._live.start()
 
     def __call__(self, event: Event) -> None:
@@ -84,7 +86,7 @@ class HumanView:
                 row.state, row.finished = "failed", time.monotonic()
                 row.last = str(fields.get("reason", ""))
             if self._live is not None:
-                self._live.update(self._table())
+                self._live.refresh()
             elif event.name in _INTERESTING:
                 self.console.print(self._line(event, row), highlight=False, markup=False)
 
@@ -106,7 +108,7 @@ class HumanView:
         table = Table(expand=False, box=None, pad_edge=False)
         for column in ("family", "build", "elapsed", "step", "stage", "state", "last"):
             table.add_column(column, no_wrap=column != "last", overflow="fold")
-        for row in self.rows.values():
+        for row in list(self.rows.values()):  # the refresh thread reads while events add
             style = {"succeeded": "green", "failed": "red"}.get(row.state, "")
             table.add_row(row.family, row.build_id, row.elapsed(), row.step, row.stage,
                           row.state, row.last, style=style)
@@ -114,5 +116,5 @@ class HumanView:
 
     def close(self) -> None:
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
             self._live.stop()
