@@ -101,6 +101,53 @@ def test_kms_resolves_to_the_public_gvlk(spec_dir: Path) -> None:
     assert "VDYBN" not in repr(spec)
 
 
+# Microsoft's table of KMS client setup keys (learn.microsoft.com, "KMS client activation
+# and product keys"), for every edition osbuild's catalog has, copied independently of
+# osbuild/media/windows.py.
+PUBLISHED_GVLKS = {
+    **{(v, e): k for v, table in {
+        "2016": {"Standard": "WC2BQ-8NRM3-FDDYY-2BFGV-KHKQY",
+                 "Datacenter": "CB7KF-BWN84-R7R2Y-793K2-8XDDG"},
+        "2019": {"Standard": "N69G4-B89J2-4G8F4-WWYCC-J464C",
+                 "Datacenter": "WMDGN-G9PQG-XVVXX-R3X43-63DFG"},
+        "2022": {"Standard": "VDYBN-27WPP-V4HQT-9VMD4-VMK7H",
+                 "Datacenter": "WX4NM-KYWYW-QJJR4-XV3QB-6VM33"},
+        "2025": {"Standard": "TVRH6-WHNXV-R9WG3-9XRFY-MY832",
+                 "Datacenter": "D764K-2NDRG-47T6Q-P8T8W-YP6DF"},
+    }.items() for edition, k in table.items()
+       for e in (f"SERVER{edition.upper()}", f"SERVER{edition.upper()}CORE")},
+    **{(v, e): k for v in ("10", "11") for e, k in {
+        "Pro": "W269N-WFGWX-YVC9B-4J6C9-T83GX",
+        "Pro N": "MH37W-N47XK-V7XM9-C7227-GCQG9",
+        "Pro for Workstations": "NRG8B-VKK3Q-CXVCJ-9G2XF-6Q84J",
+        "Pro for Workstations N": "9FNHH-K3HBT-3W4TD-6383H-6XYWF",
+        "Pro Education": "6TP4R-GNPTD-KYYHQ-7B7DP-J447Y",
+        "Pro Education N": "YVWGF-BXNMC-HTQYQ-CPQ99-66QFC",
+        "Education": "NW6C2-QMPVW-D7KKK-3GKT6-VCFB2",
+        "Education N": "2WH4N-8QGBV-H22JP-CT43Q-MDWWJ",
+        "Enterprise": "NPPR9-FWDCX-D2C8J-H872K-2YT43",
+        "Enterprise N": "DPH2V-TTNVB-4X9Q3-TJR4H-KHJW4",
+        "Enterprise G": "YYVX9-NTFWV-6MDM3-9PT4T-4M68B",
+        "Enterprise G N": "44RPN-FTY23-9VTTB-MP9BX-T84FV",
+        "Enterprise LTSC": "M7XTQ-FN8P6-TTKYV-9D4CC-J462D",
+        "Enterprise N LTSC": "92NFX-8DJQP-P6BBQ-THF9C-7CG2H",
+        "IoT Enterprise LTSC": "KBN8V-HFGQ4-MGXVD-347P6-PDQGT",
+    }.items()},
+}
+
+
+@pytest.mark.parametrize(("version", "edition"), PUBLISHED_GVLKS,
+                         ids=[f"{v}-{e}" for v, e in PUBLISHED_GVLKS])
+def test_kms_covers_every_edition_with_a_published_key(
+        spec_dir: Path, version: str, edition: str) -> None:
+    firmware = "uefi" if version == "11" else "bios"
+    spec = load(spec_dir, edit(
+        'version: "2022"\n  edition: SERVERSTANDARD\n  iso_image: win.iso',
+        f'version: "{version}"\n  edition: "{edition}"\n  iso_image: win.iso\n'
+        f"  firmware: {firmware}\n  product_key: kms"))
+    assert spec.windows.resolved_product_key() == PUBLISHED_GVLKS[(version, edition)]
+
+
 def test_explicit_product_key_is_secret(spec_dir: Path) -> None:
     key = "ABCDE-12345-FGHIJ-67890-KLMNO"
     spec = load(spec_dir, edit("iso_image: win.iso", f"iso_image: win.iso\n  product_key: {key}"))
@@ -208,7 +255,7 @@ MISTAKES = [
      "windows.product_key", "XXXXX-XXXXX", "product_key:"),
     ("no public kms key", edit(
         'version: "2022"\n  edition: SERVERSTANDARD\n  iso_image: win.iso',
-        'version: "11"\n  edition: Education\n  iso_image: win.iso\n  firmware: uefi\n'
+        'version: "11"\n  edition: IoT Enterprise\n  iso_image: win.iso\n  firmware: uefi\n'
         "  product_key: kms"),
      "windows.product_key", "no public KMS key", "product_key:"),
     ("bad locale", edit("iso_image: win.iso", "iso_image: win.iso\n  locale: english"),

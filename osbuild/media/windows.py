@@ -14,7 +14,26 @@ SERVER_EDITIONS = (
     "SERVERDATACENTERCORE",
     "SERVERDATACENTER",
 )
-CLIENT_EDITIONS = ("Pro", "Enterprise", "Education", "Pro for Workstations", "IoT Enterprise")
+CLIENT_EDITIONS = (
+    "Pro",
+    "Enterprise",
+    "Education",
+    "Pro for Workstations",
+    "IoT Enterprise",
+    # The rest of Microsoft's KMS table: N (no media apps), G (government), Pro Education
+    # and the LTSC releases (Windows 10 LTSC 2019/2021, Windows 11 LTSC 2024).
+    "Pro N",
+    "Pro for Workstations N",
+    "Pro Education",
+    "Pro Education N",
+    "Education N",
+    "Enterprise N",
+    "Enterprise G",
+    "Enterprise G N",
+    "Enterprise LTSC",
+    "Enterprise N LTSC",
+    "IoT Enterprise LTSC",
+)
 
 # Build numbers of each release's GA media (the VirtIO OS folder follows the build).
 BUILD_NUMBERS = {
@@ -26,8 +45,11 @@ BUILD_NUMBERS = {
     "11": 26100,
 }
 
-# Public KMS client setup keys (GVLK), from Microsoft's published list.
-GVLK = {
+# Public KMS client setup keys (GVLK): Microsoft's table "KMS client activation and product
+# keys" (learn.microsoft.com/windows-server/get-started/kms-client-activation-keys), every
+# edition of the catalog above that has one. Server Core shares its edition's key; Windows
+# 10 and 11 share theirs. Microsoft publishes none for the non-LTSC IoT Enterprise.
+SERVER_GVLK = {
     ("2016", "STANDARD"): "WC2BQ-8NRM3-FDDYY-2BFGV-KHKQY",
     ("2016", "DATACENTER"): "CB7KF-BWN84-R7R2Y-793K2-8XDDG",
     ("2019", "STANDARD"): "N69G4-B89J2-4G8F4-WWYCC-J464C",
@@ -36,8 +58,23 @@ GVLK = {
     ("2022", "DATACENTER"): "WX4NM-KYWYW-QJJR4-XV3QB-6VM33",
     ("2025", "STANDARD"): "TVRH6-WHNXV-R9WG3-9XRFY-MY832",
     ("2025", "DATACENTER"): "D764K-2NDRG-47T6Q-P8T8W-YP6DF",
-    ("client", "Pro"): "W269N-WFGWX-YVC9B-4J6C9-T83GX",
-    ("client", "Enterprise"): "NPPR9-FWDCX-D2C8J-H872K-2YT43",
+}
+CLIENT_GVLK = {
+    "Pro": "W269N-WFGWX-YVC9B-4J6C9-T83GX",
+    "Pro N": "MH37W-N47XK-V7XM9-C7227-GCQG9",
+    "Pro for Workstations": "NRG8B-VKK3Q-CXVCJ-9G2XF-6Q84J",
+    "Pro for Workstations N": "9FNHH-K3HBT-3W4TD-6383H-6XYWF",
+    "Pro Education": "6TP4R-GNPTD-KYYHQ-7B7DP-J447Y",
+    "Pro Education N": "YVWGF-BXNMC-HTQYQ-CPQ99-66QFC",
+    "Education": "NW6C2-QMPVW-D7KKK-3GKT6-VCFB2",
+    "Education N": "2WH4N-8QGBV-H22JP-CT43Q-MDWWJ",
+    "Enterprise": "NPPR9-FWDCX-D2C8J-H872K-2YT43",
+    "Enterprise N": "DPH2V-TTNVB-4X9Q3-TJR4H-KHJW4",
+    "Enterprise G": "YYVX9-NTFWV-6MDM3-9PT4T-4M68B",
+    "Enterprise G N": "44RPN-FTY23-9VTTB-MP9BX-T84FV",
+    "Enterprise LTSC": "M7XTQ-FN8P6-TTKYV-9D4CC-J462D",
+    "Enterprise N LTSC": "92NFX-8DJQP-P6BBQ-THF9C-7CG2H",
+    "IoT Enterprise LTSC": "KBN8V-HFGQ4-MGXVD-347P6-PDQGT",
 }
 
 # virtio-win: `<Driver>\<os folder>\amd64`.
@@ -105,8 +142,8 @@ class Edition:
     def gvlk(self) -> str | None:
         if is_server(self.version):
             family = "DATACENTER" if "DATACENTER" in self.edition else "STANDARD"
-            return GVLK.get((self.version, family))
-        return GVLK.get(("client", self.edition))
+            return SERVER_GVLK.get((self.version, family))
+        return CLIENT_GVLK.get(self.edition)
 
 
 def canonical_edition(version: str, edition: str) -> str | None:
