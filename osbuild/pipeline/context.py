@@ -121,6 +121,8 @@ class BuildContext:
     # Durable state (ops.state) and what a resumed build restored instead of rendering.
     store: StateStore | None = None
     resumed_media: MediaFacts | None = None
+    # The guest stage the dead run had last seen a marker of (a resumed build goes on there).
+    resumed_stage: str | None = None
     fingerprint: str | None = None
     # The clouds.yaml name to connect with (None or "": the OS_* variables).
     os_cloud: str | None = None

@@ -88,6 +88,7 @@ def restore(ctx: BuildContext, state: BuildState) -> list[Step]:
         ctx.volumes = _volumes(resources)
     ctx.server_id = resources.get("server:builder")
     ctx.sysprep_reached = state.sysprep_reached or _transcript_shows_sysprep(state)
+    ctx.resumed_stage = state.last_stage
     ctx.image_id = resources.get("image:image") or state.image_id
 
     steps: list[Step] = []

@@ -103,12 +103,17 @@ def test_builder_that_powered_off_after_sysprep_unwatched_is_captured(cron: Cron
 
 def test_builder_off_before_sysprep_fails_cleanly(cron: Cron) -> None:
     build_id = kill_at(cron, _watching)
-    server_id = cron.store.load(build_id).resources["server:builder"]
+    state = cron.store.load(build_id)
+    assert state.last_stage == "winpe"
+    server_id = state.resources["server:builder"]
     cron.sim.connect().compute.stop_server(server_id)
     _wait_shutoff(cron, server_id)
     run = cron.resume(build_id)
     assert run.exit_code == 1
     assert "powered off before sysprep" in run.failure["reason"]
+    # The stage the dead run had recorded, not "boot" (where a fresh watcher starts).
+    assert run.failure["stage"] == "winpe", run.failure
+    assert "last stage: winpe" in run.failure["reason"]
     assert cron.leftovers() == []
     assert cron.store.load(build_id).status is BuildStatus.FAILED
 

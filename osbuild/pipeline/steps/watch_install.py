@@ -74,6 +74,9 @@ class _Watcher:
         self.poll_lines = FIRST_POLL_LINES
         self.stage = "boot"
         self.stage_deadline = Deadline.after(ctx.clock, self.timeouts.boot, "boot")
+        if ctx.resumed_stage:
+            # A resumed build goes on from the last marker the dead run recorded.
+            self._start_stage(ctx.resumed_stage)
         self.overall = Deadline(ctx.clock, ctx.started_at + ctx.spec.builder.timeout,
                                 "build", ctx.spec.builder.timeout)
         # Fresh metadata tells other hosts (and gc) that this build is alive; the interval
