@@ -7,6 +7,19 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Build state, locks and logs of every test, in every tier, go to a temporary folder.
+
+    Session-scoped so that it is in place before any module- or session-scoped fixture
+    starts a build; a test that wants its own folder still sets XDG_STATE_HOME itself.
+    """
+    state_home = tmp_path_factory.mktemp("xdg-state-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(state_home))
+        yield state_home
+
+
 @pytest.fixture
 def sim() -> Iterator[Any]:
     """A simulated cloud at real-time speed: tests move its clock with `sim.advance(s)`."""
