@@ -598,6 +598,8 @@ def _describe(error: Mapping[str, Any]) -> str:
         return "must be text (quote it in YAML)"
     if kind == "literal_error":
         return msg.replace("Input should be", "must be")
+    if kind in ("tuple_type", "list_type"):
+        return "must be a list (- item per line, or [a, b])"
     return msg.replace("Input should be", "must be")
 
 
