@@ -406,6 +406,13 @@ class ImageSpec(_Section):
         reserved = [k for k in value if k.startswith("osbuild_")]
         if reserved:
             raise ValueError(f"{', '.join(reserved)}: the osbuild_ prefix is osbuild's own")
+        # Glance refuses to set its own fields as properties; it would say so only at publish.
+        from osbuild.cloud.image_fields import is_glance_field
+
+        glance = [k for k in value if is_glance_field(k)]
+        if glance:
+            raise ValueError(f"{', '.join(glance)}: Glance's own field, not a property "
+                             "(name, visibility, tags, min_disk, min_ram are image.* keys)")
         return value
 
     @model_validator(mode="after")
