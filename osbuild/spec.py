@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from osbuild.durations import format_duration
 from osbuild.errors import SpecError
 from osbuild.media import windows
 
@@ -56,16 +57,6 @@ def parse_duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    parts = []
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
 
 
 # What parse_duration accepts, for `osbuild schema`: text with units, or positive seconds.

@@ -36,7 +36,7 @@ from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, r
 from osbuild.pipeline.events import Event
 from osbuild.pipeline.run import new_context, skipped_result
 from osbuild.pipeline.steps.preflight import combined_quota_problems
-from osbuild.spec import BuildSpec, load_specs, parse_duration
+from osbuild.spec import BuildSpec, format_duration, load_specs, parse_duration
 
 log = logging.getLogger(__name__)
 # --wait-lock without a duration: as long as a build may take (builder.timeout's default).
@@ -340,7 +340,7 @@ def print_summary(results: list[BuildResult]) -> None:
             continue
         if result.error is None:
             print(f"{result.family}{where}: built image {result.image_name} "
-                  f"({result.image_id}) in {result.duration:.0f}s")
+                  f"({result.image_id}) in {format_duration(result.duration)}")
         else:
             lines = result.error.lines()
             failed = "" if isinstance(result.error, Interrupted) else "failed: "

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from osbuild.durations import format_duration
 from osbuild.pipeline.events import Event
 
 
@@ -45,8 +46,7 @@ class _Row:
     finished: float | None = None
 
     def elapsed(self) -> str:
-        seconds = int((self.finished or time.monotonic()) - self.started)
-        return f"{seconds // 60:d}:{seconds % 60:02d}"
+        return format_duration((self.finished or time.monotonic()) - self.started)
 
 
 _INTERESTING = {"build.started", "step.started", "stage", "build.succeeded", "build.failed",
@@ -88,7 +88,10 @@ class HumanView:
             if self._live is not None:
                 self._live.refresh()
             elif event.name in _INTERESTING:
-                self.console.print(self._line(event, row), highlight=False, markup=False)
+                # One event, one line: cron mail, journald and grep must not see it wrapped
+                # at the 80 columns rich assumes when stderr is no terminal.
+                self.console.print(self._line(event, row), highlight=False, markup=False,
+                                   soft_wrap=True)
 
     def _line(self, event: Event, row: _Row) -> str:
         f = event.fields

@@ -10,6 +10,7 @@ from typing import Any
 from openstack.connection import Connection
 
 from osbuild.cloud.retry import is_not_found, retrying
+from osbuild.durations import format_duration
 
 
 def _until_gone(fetch: Callable[[], Any], timeout: float, time_scale: float,
@@ -28,7 +29,7 @@ def _until_gone(fetch: Callable[[], Any], timeout: float, time_scale: float,
         if status in ("deleted",):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"still {status} after {timeout:.0f}s")
+            raise TimeoutError(f"still {status} after {format_duration(timeout)}")
         time.sleep(interval / time_scale)
 
 

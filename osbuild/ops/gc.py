@@ -14,6 +14,7 @@ from typing import Any, Literal
 from osbuild import naming
 from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud.retry import is_not_found, retrying
+from osbuild.durations import format_duration
 from osbuild.ops import lock
 from osbuild.ops.fingerprint import PROP_BUILD_TIME
 from osbuild.ops.state import BuildState, BuildStatus, StateStore
@@ -154,7 +155,7 @@ class Liveness:
         if state is not None:
             age = (self.now - state.updated_at).total_seconds()
             if age <= self.stale_after:
-                return f"build {build_id} is running on {state.host} (state updated {age:.0f}s ago)"
+                return f"build {build_id} is running on {state.host} (state updated {format_duration(age)} ago)"
         return None
 
 
@@ -286,7 +287,7 @@ def collect(
             reason = _image_keep_reason(resource, image_props.get(resource.id, {}), states)
         # 0 means any age: also resources whose creation time is ahead of our clock.
         if reason is None and older_than > 0 and resource.age_seconds < older_than:
-            reason = f"younger than {older_than:.0f}s"
+            reason = f"younger than {format_duration(older_than)}"
         if reason is not None:
             result.kept.append(Kept(resource, reason))
         else:

@@ -20,6 +20,7 @@ from typing import Any
 from openstack import exceptions as os_exc
 
 from osbuild import naming
+from osbuild.durations import format_duration
 from osbuild.errors import Interrupted, LockBusy
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class LocalLock:
             who = f" by pid {info.get('pid')} on {info.get('host')}"
             if info.get("build_id"):
                 who += f" (build {info['build_id']})"
-        waited = f" after waiting {wait:g}s" if wait else ""
+        waited = f" after waiting {format_duration(wait)}" if wait else ""
         return (
             f"{self.family} is already being built in cloud {self.cloud}{who}{waited}; "
             "skipping (use --wait-lock to wait)"
@@ -245,7 +246,7 @@ def check_cloud_guard(
             return
         if wait is None or clock() >= deadline:
             other = others[0]
-            waited = f" after waiting {wait:g}s" if wait else ""
+            waited = f" after waiting {format_duration(wait)}" if wait else ""
             raise LockBusy(
                 f"{family} is already being built in cloud {cloud}: builder {other.name} "
                 f"({other.server_id}, build {other.build_id}) sent a heartbeat at "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from osbuild.durations import format_duration
 from osbuild.errors import BuildFailed, ResourceFailed, StageTimeout
 from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.context import BuildContext
@@ -44,14 +45,8 @@ def wait_for_status(
             )
         if deadline.expired:
             raise StageTimeout(
-                f"{what} still {status or 'unknown'} after {_fmt(deadline.seconds)}",
+                f"{what} still {status or 'unknown'} after {format_duration(deadline.seconds)}",
                 stage=ctx.current_step,
             )
         ctx.clock.sleep(min(poll, max(deadline.remaining(), 0.0)) or poll, ctx.cancel)
         poll = min(poll * 1.5, ctx.options.poll_max)
-
-
-def _fmt(seconds: float) -> str:
-    from osbuild.spec import format_duration
-
-    return format_duration(seconds)

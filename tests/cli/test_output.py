@@ -1,0 +1,41 @@
+"""How build events and outcomes read on a terminal, in a pipe and in a file."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from rich.console import Console
+
+from osbuild.cli.build import print_summary
+from osbuild.cli.output import HumanView, _Row
+from osbuild.pipeline.events import Event
+from osbuild.pipeline.run import BuildResult
+
+
+def test_plain_lines_to_a_pipe_are_never_wrapped() -> None:
+    out = io.StringIO()
+    view = HumanView(Console(file=out, force_terminal=False, width=80))
+    reason = "verify: check server-active failed: test server went to error: " + "x" * 120
+    view(Event("build.failed", "20261201t064237-701ab5", "ws2022-standard",
+               {"reason": reason}))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith(reason)
+
+
+def test_elapsed_time_in_plain_lines_reads_like_2h14m() -> None:
+    out = io.StringIO()
+    view = HumanView(Console(file=out, force_terminal=False))
+    view.rows["b1"] = _Row("ws2022-standard", "b1", started=time.monotonic() - 8040.5)
+    view(Event("build.failed", "b1", "ws2022-standard", {"reason": "boom"}))
+    assert out.getvalue().startswith("[2h14m] ws2022-standard b1: failed: boom")
+
+
+def test_summary_prints_the_build_time_like_2h14m(capsys: pytest.CaptureFixture[str]) -> None:
+    print_summary([BuildResult(build_id="b1", family="ws2022-standard", cloud="east",
+                               succeeded=True, image_id="5c1f", image_name="ws2022-std",
+                               duration=8057.4)])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "ws2022-standard in east: built image ws2022-std (5c1f) in 2h14m17s")
