@@ -6,13 +6,14 @@ gives it, the line: ``ws2022.yaml:7: windows.edition: ...``. Unknown keys are er
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 import string
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -581,11 +582,28 @@ def _dotted(path: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the spec accepts in the mapping at ``loc`` (the parent of a bad key)."""
+    model: Any = BuildSpec
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        candidates = [field.annotation, *get_args(field.annotation)]
+        model = next((c for c in candidates
+                      if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return [name for name in model.model_fields if name not in ("source_path", "digest")]
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     msg = error["msg"]
     if kind == "extra_forbidden":
-        return "unknown key"
+        loc = tuple(error["loc"])
+        nearest = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
+        return f"unknown key (did you mean {nearest[0]}?)" if nearest else "unknown key"
     if kind == "missing":
         return "required"
     if kind in ("value_error", "assertion_error"):

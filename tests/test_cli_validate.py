@@ -47,6 +47,32 @@ def test_validate_invalid_exits_2_listing_every_problem(examples: list[Path], ca
     assert all(line.startswith("osbuild: error: ") for line in err)
 
 
+def test_validate_keeps_the_ok_lines_of_good_specs_when_another_fails(
+        examples: list[Path], capsys) -> None:
+    bad = examples[0].with_name("bad.yaml")
+    bad.write_text(examples[0].read_text().replace("edition:", "editon:"))
+    assert main(["validate", str(examples[0]), str(bad), str(examples[1])]) == EXIT_INVALID_INPUT
+    captured = capsys.readouterr()
+    assert captured.out.count(": ok (") == 2
+    assert f"{examples[0].resolve()}: ok (" in captured.out
+    assert f"{examples[1].resolve()}: ok (" in captured.out
+    assert str(bad) in captured.err and str(bad) not in captured.out
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("  edition:", "  editon:", "windows.editon: unknown key (did you mean edition?)\n"),
+    ("  enabled:", "  enabeld:", "updates.enabeld: unknown key (did you mean enabled?)\n"),
+    ("\nimage:", "\nimgae:", ": imgae: unknown key (did you mean image?)\n"),
+    ("  flavor:", "  zzzzzz:", "builder.zzzzzz: unknown key\n"),  # nothing close: no guess
+])
+def test_an_unknown_key_suggests_the_nearest_known_one(
+        examples: list[Path], capsys, old: str, new: str, expected: str) -> None:
+    spec = examples[0]
+    spec.write_text(spec.read_text().replace(old, new, 1))
+    assert main(["validate", str(spec)]) == EXIT_INVALID_INPUT
+    assert expected in capsys.readouterr().err
+
+
 def test_validate_missing_file_exits_2(tmp_path: Path, capsys) -> None:
     assert main(["validate", str(tmp_path / "nope.yaml")]) == EXIT_INVALID_INPUT
     assert "cannot read spec" in capsys.readouterr().err

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from osbuild.spec import load_specs
+from osbuild.errors import SpecError
+from osbuild.spec import load_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    specs = load_specs(args.specs)
-    for spec in specs:
+    """An ok line for every valid spec, then every problem of the others (exit 2)."""
+    problems: list[str] = []
+    for path in args.specs:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            problems.extend(exc.lines())
+            continue
         print(f"{spec.source_path}: ok ({spec.name}: {spec.windows.image_name})")
+    if problems:
+        raise SpecError(problems)
     return 0
