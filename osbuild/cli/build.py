@@ -77,6 +77,22 @@ def add_cloud_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="REGION", help="region (default: $OS_REGION_NAME)")
 
 
+def _time_scale(value: str) -> float:
+    try:
+        scale = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not scale > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return scale
+
+
+def add_time_scale_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR",
+                        help="for the simulated cloud only: its clock runs FACTOR times "
+                        "faster than real time (give its --speed, e.g. 600); default 1")
+
+
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="one JSON event per line on stdout (for cron and log shipping)")
@@ -104,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--if-changed", action="store_true",
                         help="skip when the family's current verified image has the same "
                         "input fingerprint and is younger than image.max_age")
-    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    add_time_scale_argument(parser)
     parser.set_defaults(handler=run)
 
 

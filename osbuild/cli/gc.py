@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from osbuild.cli.build import add_time_scale_argument
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import CleanupIncomplete
 from osbuild.ops.gc import DEFAULT_OLDER_THAN, GcResult, collect
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
                         help="build state directory (default $XDG_STATE_HOME/osbuild)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    add_time_scale_argument(parser)
     parser.set_defaults(handler=run)
 
 

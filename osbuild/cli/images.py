@@ -10,6 +10,7 @@ from typing import Any
 
 from openstack.connection import Connection
 
+from osbuild.cli.build import add_time_scale_argument
 from osbuild.cloud.connect import check_auth, connect
 from osbuild.errors import InvalidInput
 from osbuild.images import (
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="prune: delete images older than this (e.g. 90d)")
     parser.add_argument("--superseded", choices=("hide", "delete"),
                         help="prune: what happens to images older than the current one")
-    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    add_time_scale_argument(parser)
     parser.set_defaults(handler=run)
 
 

@@ -9,6 +9,7 @@ from osbuild.cli.build import (
     _signals_cancel,
     add_output_arguments,
     add_state_arguments,
+    add_time_scale_argument,
     default_log_dir,
     print_summary,
     report_outcome,
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-on-failure", action="store_true",
                         help="keep the builder server and its volumes when the build fails")
     add_state_arguments(parser)
-    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    add_time_scale_argument(parser)
     parser.set_defaults(handler=run)
 
 
