@@ -13,6 +13,19 @@ EXIT_CLEANUP_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: first line`` of an unexpected exception, naming the type once.
+
+    openstacksdk's ``HttpException`` already starts its text with its class name; prefixing
+    it again printed ``HttpException: HttpException: 413 ...``.
+    """
+    name = type(exc).__name__
+    text = (str(exc).strip().splitlines() or [""])[0]
+    if not text:
+        return name
+    return text if text.startswith(f"{name}:") else f"{name}: {text}"
+
+
 class OsbuildError(Exception):
     """Base of every error osbuild explains to its user."""
 

@@ -12,6 +12,7 @@ from osbuild.errors import (
     CleanupIncomplete,
     Interrupted,
     OsbuildError,
+    describe,
 )
 from osbuild.pipeline.context import BuildContext, TrackedResource
 
@@ -62,7 +63,7 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
             # Someone else used the quota up between preflight and this create.
             error = BuildFailed(f"over quota: {api_message(exc)}", stage=ctx.current_step)
         else:
-            error = BuildFailed(f"{type(exc).__name__}: {exc}", stage=ctx.current_step)
+            error = BuildFailed(describe(exc), stage=ctx.current_step)
         error.__cause__ = exc
     if error is not None and ctx.cancel.cancelled and not isinstance(error, Interrupted):
         # A wait or call cut short by the signal surfaced as some other error.
@@ -100,7 +101,7 @@ def _delete(ctx: BuildContext, resource: TrackedResource) -> bool:
     except Exception as exc:
         log.debug("cleanup of %s failed", resource.label(), exc_info=True)
         ctx.emit("cleanup.failed", kind=resource.kind, id=resource.id,
-                 reason=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                 reason=describe(exc))
         return False
     resource.done = True
     ctx.emit("resource.deleted", kind=resource.kind, id=resource.id, name=resource.name)

@@ -92,6 +92,19 @@ def test_unexpected_exception_becomes_build_failure_and_still_cleans(tmp_path: P
     assert log == ["a1"]
 
 
+def test_an_sdk_error_names_its_type_once(tmp_path: Path) -> None:
+    from openstack import exceptions as sdk_exc
+
+    # What openstacksdk raises for a 413: its text already starts with "HttpException:".
+    error = sdk_exc.HttpException(message="HttpException: 413: Client Error for url: "
+                                  "http://cloud/volumes, VolumeSizeExceedsAvailableQuota")
+    outcome = run_steps([Creates("volumes", [], fail=error)], make_ctx(tmp_path))
+    assert str(outcome.error) == ("volumes: HttpException: 413: Client Error for url: "
+                                  "http://cloud/volumes, VolumeSizeExceedsAvailableQuota")
+    outcome = run_steps([Creates("b", [], fail=KeyError("x"))], make_ctx(tmp_path))
+    assert str(outcome.error) == "b: KeyError: 'x'"
+
+
 def test_cancellation_before_a_step_interrupts_and_cleans(tmp_path: Path) -> None:
     log: list[str] = []
     ctx = make_ctx(tmp_path)
