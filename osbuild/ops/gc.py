@@ -155,7 +155,8 @@ class Liveness:
         if state is not None:
             age = (self.now - state.updated_at).total_seconds()
             if age <= self.stale_after:
-                return f"build {build_id} is running on {state.host} (state updated {format_duration(age)} ago)"
+                return (f"build {build_id} is running on {state.host} "
+                        f"(state updated {format_duration(age)} ago)")
         return None
 
 

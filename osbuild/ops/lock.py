@@ -125,7 +125,8 @@ class LocalLock:
                 who += f" (build {info['build_id']})"
         waited = f" after waiting {format_duration(wait)}" if wait else ""
         return (
-            f"{self.family} is already being built in cloud {self.cloud}{who}{waited}; "
+            # The summary line names the family and cloud: "FAMILY in CLOUD: skipped: ..."
+            f"already being built{who}{waited}; "
             "skipping (use --wait-lock to wait)"
         )
 
@@ -248,7 +249,7 @@ def check_cloud_guard(
             other = others[0]
             waited = f" after waiting {format_duration(wait)}" if wait else ""
             raise LockBusy(
-                f"{family} is already being built in cloud {cloud}: builder {other.name} "
+                f"already being built from another host: builder {other.name} "
                 f"({other.server_id}, build {other.build_id}) sent a heartbeat at "
                 f"{format_heartbeat(other.heartbeat)}{waited}; skipping "
                 "(use --wait-lock to wait)"

@@ -20,8 +20,7 @@ class CheckLock:
             return
         other = ctx.call(yield_to, ctx.conn, family=ctx.spec.name, build_id=ctx.build_id)
         if other is not None:
-            where = f" in cloud {ctx.cloud_name}" if ctx.cloud_name else ""
             raise LockBusy(
-                f"{ctx.spec.name} is already being built{where} by build {other.build_id} "
+                f"already being built by build {other.build_id} "
                 f"(builder {other.server_id}), which started first; skipping"
             )

@@ -60,7 +60,7 @@ class Preflight:
             problems.extend(quota_problems(ctx, needs))
             ctx.resolved = resolved
         if problems:
-            raise PreflightError(problems, source=ctx.spec.name)
+            raise PreflightError(problems)  # the summary names the family
 
     def examine(self, ctx: BuildContext) -> tuple[Resolved | None, Needs | None, list[str]]:
         """Resolve what the spec names, and what the build will hold at its peak; no quota."""
