@@ -50,7 +50,7 @@ class _Row:
 
 
 _INTERESTING = {"build.started", "step.started", "stage", "build.succeeded", "build.failed",
-                "warning", "cleanup.failed"}
+                "info", "warning", "cleanup.failed"}
 
 
 class HumanView:
@@ -102,6 +102,7 @@ class HumanView:
                      + (f": {f['detail']}" if f.get("detail") else ""),
             "build.succeeded": f"succeeded: image {f.get('image_name')} ({f.get('image_id')})",
             "build.failed": f"failed: {f.get('reason')}",
+            "info": f"{f.get('message')}",
             "warning": f"warning: {f.get('message')}",
             "cleanup.failed": f"cleanup failed: {f.get('kind')} {f.get('id')}: {f.get('reason')}",
         }[event.name]

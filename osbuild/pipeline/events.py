@@ -20,6 +20,7 @@ RESOURCE_CREATED = "resource.created"
 RESOURCE_DELETED = "resource.deleted"
 CLEANUP_FAILED = "cleanup.failed"
 WARNING = "warning"
+INFO = "info"  # worth knowing, nothing wrong: shown in plain output, not as a warning
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +39,10 @@ CONSOLE_LINES = 2000
 # Once cloudbase-init is done, how long to wait for a late password or a late user regex
 # (cloud seconds) before calling the check failed instead of waiting out the deadline.
 GRACE_AFTER_DONE = 300.0
+# Nova's scheduler message when no compute host fits: retried a few times, a minute apart.
+NO_VALID_HOST = "No valid host"
+NO_VALID_HOST_ATTEMPTS = 3
+NO_VALID_HOST_PAUSE = 60.0
 
 
 @dataclass
@@ -132,17 +137,7 @@ class VerifyImage:
         deadline = Deadline.after(ctx.clock, spec.verify_timeout, "verify")
         key, public_key = new_keypair()
         keypair = self._import_keypair(ctx, public_key)
-        server_id = self._boot(ctx, image_id, keypair, deadline)
-        try:
-            wait_for_status(
-                ctx, lambda: ctx.conn.compute.get_server(server_id), want="active",
-                failures=("error",), deadline=deadline, what=f"test server {server_id}",
-                on_failure=server_fault, interval=ctx.options.poll_min / 2,
-            )
-        except StageTimeout as exc:
-            raise _verify_failed("server-active", exc.reason) from None
-        except BuildFailed as exc:
-            raise _verify_failed("server-active", exc.reason) from None
+        server_id = self._boot_until_scheduled(ctx, image_id, keypair, deadline)
         transcript = Transcript.to_file(ctx.workdir / "verify-console.log")
         try:
             progress = self._watch(ctx, server_id, key, transcript, deadline)
@@ -152,6 +147,45 @@ class VerifyImage:
         # Done with the test server and key: remove them now, not at the end of the build.
         for resource in reversed(ctx.resources):
             if resource.step == self.name and not resource.done:
+                resource.delete()
+                resource.done = True
+                ctx.emit("resource.deleted", kind=resource.kind, id=resource.id,
+                         name=resource.name)
+
+    def _boot_until_scheduled(self, ctx: BuildContext, image_id: str, keypair: str,
+                              deadline: Deadline) -> str:
+        """Boot the test server until it is ACTIVE; "No valid host" is retried.
+
+        The scheduler finds no host when the cloud is momentarily full (or a host is being
+        drained): a transient state, not a fault of the image.
+        """
+        for attempt in range(1, NO_VALID_HOST_ATTEMPTS + 1):
+            server_id = self._boot(ctx, image_id, keypair, deadline, first=attempt == 1)
+            fetch = partial(ctx.conn.compute.get_server, server_id)
+            try:
+                wait_for_status(
+                    ctx, fetch, want="active",
+                    failures=("error",), deadline=deadline, what=f"test server {server_id}",
+                    on_failure=server_fault, interval=ctx.options.poll_min / 2,
+                )
+                return server_id
+            except StageTimeout as exc:
+                raise _verify_failed("server-active", exc.reason) from None
+            except BuildFailed as exc:
+                if (NO_VALID_HOST not in exc.reason or attempt == NO_VALID_HOST_ATTEMPTS
+                        or deadline.remaining() < NO_VALID_HOST_PAUSE):
+                    raise _verify_failed("server-active", exc.reason) from None
+                ctx.emit("info", message=f"verify: no valid host for the test server "
+                         f"(attempt {attempt} of {NO_VALID_HOST_ATTEMPTS}); retrying in "
+                         f"{format_duration(NO_VALID_HOST_PAUSE)}")
+                self._delete_attempt(ctx)
+                ctx.clock.sleep(NO_VALID_HOST_PAUSE, ctx.cancel)
+        raise AssertionError("unreachable")
+
+    def _delete_attempt(self, ctx: BuildContext) -> None:
+        """The failed test server and its root volume; the keypair serves the next try."""
+        for resource in reversed(ctx.resources):
+            if resource.step == self.name and not resource.done and resource.kind != "keypair":
                 resource.delete()
                 resource.done = True
                 ctx.emit("resource.deleted", kind=resource.kind, id=resource.id,
@@ -176,12 +210,22 @@ class VerifyImage:
 
     def _resolve(self, ctx: BuildContext) -> tuple[Any, str | None]:
         verify = ctx.spec.verify
-        resolved = ctx.require(ctx.resolved, "resolved")
-        wanted = verify.flavor or resolved.flavor_id
+        builder = ctx.spec.builder
+        # A re-verification (`osbuild images verify`) has no preflight: the spec's names.
+        resolved = ctx.resolved
+        wanted = verify.flavor or (resolved.flavor_id if resolved else builder.flavor)
         flavor = ctx.call(ctx.conn.compute.find_flavor, wanted, ignore_missing=True)
         if flavor is None:
-            raise _verify_failed("flavor", f"verify.flavor: no flavor {wanted!r}")
-        network_id = resolved.network_id
+            field = "verify.flavor" if verify.flavor else "builder.flavor"
+            raise _verify_failed("flavor", f"{field}: no flavor {wanted!r}")
+        network_id = resolved.network_id if resolved else None
+        if resolved is None and builder.network and not verify.network:
+            network = ctx.call(ctx.conn.network.find_network, builder.network,
+                               ignore_missing=True)
+            if network is None:
+                raise _verify_failed("network", f"builder.network: no network "
+                                                f"{builder.network!r}")
+            network_id = network.id
         if verify.network:
             network = ctx.call(ctx.conn.network.find_network, verify.network,
                                ignore_missing=True)
@@ -222,15 +266,16 @@ class VerifyImage:
         return str(volume.id)
 
     def _boot(self, ctx: BuildContext, image_id: str, keypair: str,
-              deadline: Deadline) -> str:
+              deadline: Deadline, *, first: bool = True) -> str:
         conn = ctx.conn
         spec = ctx.spec
         flavor, network_id = self._resolve(ctx)
         # A flavor without a root disk (or a smaller one than the image needs) can only boot
         # from a volume: Nova refuses an image-backed server on it.
         from_volume = spec.verify.boot_from_volume or (flavor.disk or 0) < spec.min_disk_gb
-        if from_volume and not spec.verify.boot_from_volume:
-            ctx.emit("warning", message=f"verify: flavor {flavor.name} has a {flavor.disk or 0}"
+        if from_volume and not spec.verify.boot_from_volume and first:
+            # Normal on clouds whose flavors have no root disk: information, said once.
+            ctx.emit("info", message=f"verify: flavor {flavor.name} has a {flavor.disk or 0}"
                      f" GB root disk; booting the test server from a volume")
         name = naming.resource_name(ctx.build_id, "verify")
         tag = naming.build_tag(ctx.build_id)
