@@ -357,6 +357,9 @@ def print_summary(results: list[BuildResult]) -> None:
         if result.error is None:
             print(f"{result.family}{where}: built image {result.image_name} "
                   f"({result.image_id}) in {format_duration(result.duration)}")
+            if result.interrupted:
+                print(f"  {result.interrupted} came during the last step, which finished: "
+                      "the image is published; exit 130")
         else:
             lines = result.error.lines()
             failed = "" if isinstance(result.error, Interrupted) else "failed: "

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from openstack.connection import Connection
 
 from osbuild import __version__
-from osbuild.errors import Interrupted, LockBusy, OsbuildError
+from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
 from osbuild.ops.state import BuildState, BuildStatus, StateStore
 from osbuild.pipeline.clock import CancelToken
@@ -73,10 +73,14 @@ class BuildResult:
     # Why the build did not run (or backed out): another build holds the family, or
     # --if-changed found nothing to rebuild. A skip is not a failure (exit 0).
     skipped: str | None = None
+    # SIGINT/SIGTERM came while the last step finished: built, and still exit 130.
+    interrupted: str | None = None
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.error is None else self.error.exit_code
+        if self.error is None:
+            return EXIT_INTERRUPTED if self.interrupted else 0
+        return self.error.exit_code
 
 
 def skipped_result(spec: BuildSpec, cloud_name: str | None, build_id: str,
@@ -153,6 +157,7 @@ def execute(ctx: BuildContext, steps: list[Step], *, resumed: bool = False) -> B
         verify=ctx.image_properties.get(PROP_VERIFY),
         promoted=error is None and PromoteImage.name in ctx.step_timings,
         skipped=str(error) if isinstance(error, LockBusy) else None,
+        interrupted=outcome.late_signal if error is None else None,
     )
     result.report_path = _write_report(ctx, result, started_wall)
     _finish_state(ctx, result)
@@ -160,7 +165,7 @@ def execute(ctx: BuildContext, steps: list[Step], *, resumed: bool = False) -> B
         ctx.emit("build.succeeded", image_id=result.image_id, image_name=result.image_name,
                  duration=result.duration, report=str(result.report_path),
                  fingerprint=result.fingerprint, verify=result.verify,
-                 promoted=result.promoted)
+                 promoted=result.promoted, interrupted=result.interrupted)
     elif result.skipped:
         ctx.emit("build.skipped", reason=result.skipped, cloud=ctx.cloud_name)
     else:

@@ -33,6 +33,9 @@ class RunOutcome:
     error: OsbuildError | None
     leftovers: list[str]
     kept: list[str]
+    # A signal that came during the last step, which finished anyway (promote is not cut
+    # short halfway): the build succeeded, and the run still exits 130.
+    late_signal: str | None = None
 
 
 def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
@@ -68,8 +71,9 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
     if error is not None and ctx.cancel.cancelled and not isinstance(error, Interrupted):
         # A wait or call cut short by the signal surfaced as some other error.
         error = Interrupted(ctx.cancel.signal_name)
+    late_signal = ctx.cancel.signal_name if error is None and ctx.cancel.cancelled else None
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
-    return RunOutcome(error, leftovers, kept)
+    return RunOutcome(error, leftovers, kept, late_signal)
 
 
 def _clean_up(ctx: BuildContext, *, succeeded: bool) -> tuple[list[str], list[str]]:

@@ -85,3 +85,24 @@ def test_second_ctrl_c_during_cleanup_does_not_leak(cloud: Cloud) -> None:
     assert proc.returncode == 130, err
     assert "still cleaning up" in err
     assert cloud.leftovers() == []
+
+
+def test_sigint_during_promote_finishes_it_keeps_the_image_and_exits_130(cloud: Cloud) -> None:
+    # Slow Glance updates keep the promote step busy when the signal comes.
+    cloud.sim.faults.add_rule(service="image", method="PATCH", latency=1.0)
+    proc = start_build(cloud)
+    try:
+        read_until(proc, lambda e: e["event"] == "step.started" and e["step"] == "promote",
+                   timeout=120)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    [done] = [e for e in events if e["event"] == "build.succeeded"]
+    assert done["interrupted"] == "SIGINT" and done["promoted"] is True
+    image = cloud.sim.connect().image.get_image(done["image_id"])
+    assert "osbuild-current" in image.tags
+    assert cloud.leftovers(keep={done["image_id"]}) == []

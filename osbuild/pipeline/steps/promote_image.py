@@ -6,14 +6,26 @@ are left for `osbuild images prune`, and a warning says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from openstack import exceptions as sdk_exc
 
 from osbuild import naming
-from osbuild.cloud.retry import status_of
+from osbuild.cloud.retry import retrying, status_of
 from osbuild.errors import OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
 from osbuild.images.family import glance
 from osbuild.pipeline.context import BuildContext
+
+T = TypeVar("T")
+
+
+def _to_the_end(ctx: BuildContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A call that Ctrl-C does not cut short: a half-promoted image (renamed, not current)
+    helps nobody, and the verified image must not be deleted as if the build had failed.
+    The runner still reports the signal (exit 130) once the step is done."""
+    return retrying(fn, *args, time_scale=ctx.options.time_scale, **kwargs)
 
 
 class PromoteImage:
@@ -24,10 +36,10 @@ class PromoteImage:
         conn = ctx.conn
         image_id = ctx.require(ctx.image_id, "image_id")
         name = spec.image_name_for(ctx.build_id)
-        image = ctx.call(conn.image.update_image, image_id, name=name,
-                         visibility=spec.image.visibility)
+        image = _to_the_end(ctx, conn.image.update_image, image_id, name=name,
+                            visibility=spec.image.visibility)
         for tag in spec.image.tags:
-            ctx.call(glance(conn).add_tag, image_id, tag)
+            _to_the_end(ctx, glance(conn).add_tag, image_id, tag)
         for member in spec.image.members:
             self._add_member(ctx, image_id, member)
         mark_current(conn, image_id, spec.name, time_scale=ctx.options.time_scale)
@@ -38,7 +50,7 @@ class PromoteImage:
 
     def _add_member(self, ctx: BuildContext, image_id: str, member: str) -> None:
         try:
-            ctx.call(glance(ctx.conn).add_member, image_id, member=member)
+            _to_the_end(ctx, glance(ctx.conn).add_member, image_id, member=member)
         except sdk_exc.HttpException as exc:
             if status_of(exc) != 409:  # already a member
                 raise
