@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from openstack.connection import Connection
 
-from osbuild.cli.build import add_time_scale_argument
+from osbuild.cli.build import _signals_cancel, add_time_scale_argument, default_log_dir
+from osbuild.cli.output import HumanView, JsonLines
 from osbuild.cloud.connect import check_auth, connect
 from osbuild.errors import InvalidInput
 from osbuild.images import (
@@ -22,9 +25,14 @@ from osbuild.images import (
     prune,
     rollback,
 )
-from osbuild.spec import format_duration, load_spec, parse_duration
+from osbuild.images.family import from_glance
+from osbuild.images.manage import find_image
+from osbuild.ops.state import StateStore, default_state_dir
+from osbuild.pipeline import BuildOptions, CancelToken, EventBus
+from osbuild.pipeline.reverify import reverify
+from osbuild.spec import BuildSpec, format_duration, load_spec, parse_duration
 
-ACTIONS = ("list", "prune", "promote", "rollback")
+ACTIONS = ("list", "prune", "promote", "rollback", "verify")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,12 +40,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "images", help="list, prune, promote and roll back image families",
         description="osbuild images SPEC|--family NAME: list a family. "
         "osbuild images prune SPEC|--family NAME [--dry-run]: hide and delete per policy. "
-        "osbuild images promote ID: make a verified image current. "
-        "osbuild images rollback --family NAME: make the previous verified image current.",
+        "osbuild images promote IMAGE: make a verified image current. "
+        "osbuild images rollback SPEC|--family NAME: make the previous verified image "
+        "current. osbuild images verify IMAGE [SPEC]: run the boot test of a kept image "
+        "again (SPEC: the family's spec, found from the build's state when omitted). "
+        "IMAGE is an ID or a name; a name several images share is refused with the list.",
     )
-    parser.add_argument("words", nargs="*", metavar="[ACTION] SPEC|ID",
+    parser.add_argument("words", nargs="*", metavar="[ACTION] SPEC|IMAGE",
                         help=f"action ({', '.join(ACTIONS)}; default list), then a spec "
-                        "file or, for promote, an image ID")
+                        "file or, for promote and verify, an image ID or name")
     parser.add_argument("--family", metavar="NAME", help="the image family (spec `name`)")
     parser.add_argument("--os-cloud", metavar="NAME", default=None,
                         help="cloud from clouds.yaml (default: $OS_CLOUD or OS_* variables)")
@@ -52,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="prune: delete images older than this (e.g. 90d)")
     parser.add_argument("--superseded", choices=("hide", "delete"),
                         help="prune: what happens to images older than the current one")
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help="verify: where builds keep their state and reports "
+                        f"(default {default_state_dir()})")
     add_time_scale_argument(parser)
     parser.set_defaults(handler=run)
 
@@ -64,15 +78,15 @@ def run(args: argparse.Namespace) -> int:
         check_auth(conn, args.os_cloud)
         if action == "promote":
             if len(words) != 1:
-                raise InvalidInput(["images promote: give exactly one image ID"])
+                raise InvalidInput(["images promote: give exactly one image ID or name"])
             image = promote(conn, words[0], time_scale=args.time_scale)
             return _changed(args, "promoted", image)
-        if action == "rollback":
-            if words or not args.family:
-                raise InvalidInput(["images rollback: give --family NAME (and nothing else)"])
-            image = rollback(conn, args.family, time_scale=args.time_scale)
-            return _changed(args, "rolled back to", image)
+        if action == "verify":
+            return _verify(args, conn, words)
         family, policy = _family_and_policy(args, words)
+        if action == "rollback":
+            image = rollback(conn, family, time_scale=args.time_scale)
+            return _changed(args, "rolled back to", image)
         if action == "prune":
             return _prune(args, conn, family, policy)
         return _list(args, conn, family)
@@ -101,6 +115,54 @@ def _family_and_policy(args: argparse.Namespace,
         superseded=args.superseded or policy.superseded,
     )
     return family, policy
+
+
+def _verify(args: argparse.Namespace, conn: Connection, words: list[str]) -> int:
+    if not 1 <= len(words) <= 2 or args.family:
+        raise InvalidInput(["images verify: give an image ID or name, then optionally the "
+                            "family's spec file"])
+    spec = load_spec(words[1]) if len(words) == 2 else _spec_of_build(conn, words[0], args)
+    state_dir = (args.state_dir or default_state_dir()).resolve()
+    options = BuildOptions(log_dir=default_log_dir(state_dir).resolve(),
+                           time_scale=args.time_scale)
+    bus = EventBus()
+    view = JsonLines() if args.json else HumanView()
+    bus.subscribe(view)
+    cancel = CancelToken()
+    try:
+        with _signals_cancel(cancel):
+            result = reverify(spec, conn, words[0], options=options, bus=bus, cancel=cancel,
+                              cloud_name=args.os_cloud)
+    finally:
+        view.close()
+    if not args.json:
+        if result.error is None:
+            print(f"{spec.name}: image {result.image_name} ({result.image_id}) passed its "
+                  f"boot test; make it current with: osbuild images promote {result.image_id}")
+        else:
+            lines = result.error.lines()
+            print(f"{spec.name}: image {words[0]} failed its boot test again: {lines[0]}",
+                  file=sys.stderr)
+            for line in lines[1:]:
+                print(f"  {line}", file=sys.stderr)
+        if result.report_path:
+            print(f"  report: {result.report_path}")
+    return result.exit_code
+
+
+def _spec_of_build(conn: Connection, image: str, args: argparse.Namespace) -> BuildSpec:
+    """The spec the image was built from, as its build's state file on this host names it."""
+    found = from_glance(find_image(conn, image, time_scale=args.time_scale))
+    store = StateStore((args.state_dir or default_state_dir()).resolve())
+    try:
+        path = store.load(found.build_id).spec_path if found.build_id else ""
+    except Exception:
+        path = ""
+    if not path:
+        raise InvalidInput([f"image {image}: no state of build {found.build_id or '?'} on "
+                            "this host names its spec; give it: osbuild images verify "
+                            f"{image} SPEC"])
+    return load_spec(path)
 
 
 def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:

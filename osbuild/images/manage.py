@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,8 +19,11 @@ from osbuild.images.family import (
     glance,
     glance_family,
     list_family,
+    sort_newest_first,
 )
 from osbuild.images.policy import Decision, RotationPolicy, plan
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 
 def prune(conn: Connection, family: str, policy: RotationPolicy, *, dry_run: bool = False,
@@ -76,9 +80,42 @@ def _get(conn: Connection, image_id: str, time_scale: float) -> Any:
         raise
 
 
+def _by_name(conn: Connection, name: str, time_scale: float) -> list[Any]:
+    """osbuild's images named ``name``, hidden ones included (a name is not unique)."""
+    found: dict[str, Any] = {}
+    for hidden in (False, True):
+        images = retrying(
+            lambda h=hidden: list(glance(conn).images(tag=naming.TAG, is_hidden=h, name=name)),
+            time_scale=time_scale, listing=True)
+        found.update((str(i.id), i) for i in images if i.name == name)
+    return list(found.values())
+
+
+def find_image(conn: Connection, name_or_id: str, *, time_scale: float = 1.0) -> Any:
+    """The Glance image with this ID, or the one osbuild image with this name.
+
+    Names repeat in Glance (a family's `{date}` names do within a day): an ambiguous name is
+    an error that lists the candidates, never a guess.
+    """
+    if _UUID_RE.match(name_or_id):
+        return _get(conn, name_or_id, time_scale)
+    matches = _by_name(conn, name_or_id, time_scale)
+    if not matches:
+        raise InvalidInput([f"image {name_or_id}: no image with this ID or name in Glance"])
+    if len(matches) > 1:
+        candidates = sort_newest_first([from_glance(i) for i in matches])
+        raise InvalidInput(
+            [f"image {name_or_id}: {len(matches)} images have this name; give the ID of one:"]
+            + [f"  {i.id}  version {i.version}, verify {i.verify}"
+               + (", current" if i.current else "") + (", hidden" if i.hidden else "")
+               for i in candidates])
+    return matches[0]
+
+
 def promote(conn: Connection, image_id: str, *, time_scale: float = 1.0) -> FamilyImage:
-    """Make a verified image of a family current again."""
-    image = from_glance(_get(conn, image_id, time_scale))
+    """Make a verified image of a family current again (``image_id``: its ID or name)."""
+    image = from_glance(find_image(conn, image_id, time_scale=time_scale))
+    image_id = image.id
     if not image.family:
         raise InvalidInput([f"image {image_id}: not an osbuild image "
                             f"(no {naming.PROP_FAMILY} property)"])

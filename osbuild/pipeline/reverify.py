@@ -1,0 +1,56 @@
+"""Verify a kept image again (`osbuild images verify`): the build's boot test, alone.
+
+An image whose boot test failed for a reason outside the image (a full cloud, a flaky
+metadata service) stays hidden with ``osbuild_verify=failed``. Running the verify step on
+it again, under a new build id, records the new verdict; a pass makes it promotable.
+The image itself is never tracked here, so nothing this run does can delete it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openstack.connection import Connection
+
+from osbuild import naming
+from osbuild.errors import InvalidInput
+from osbuild.images.family import from_glance
+from osbuild.images.manage import find_image
+from osbuild.naming import new_build_id
+from osbuild.pipeline.clock import CancelToken
+from osbuild.pipeline.context import BuildContext, BuildOptions
+from osbuild.pipeline.events import EventBus
+from osbuild.pipeline.run import BuildResult, execute, new_context
+from osbuild.pipeline.steps.verify_image import VerifyImage
+from osbuild.spec import BuildSpec
+
+
+class _UseImage:
+    """Stands in for capture and publish: the image exists already."""
+
+    name = "find-image"
+
+    def __init__(self, image: Any) -> None:
+        self.image = image
+
+    def run(self, ctx: BuildContext) -> None:
+        ctx.image_id = str(self.image.id)
+        ctx.image_name = str(self.image.name or "")
+        ctx.image_properties = {k: str(v) for k, v in (self.image.properties or {}).items()
+                                if k.startswith("osbuild_")}
+
+
+def reverify(spec: BuildSpec, conn: Connection, image: str, *, options: BuildOptions,
+             bus: EventBus | None = None, cancel: CancelToken | None = None,
+             cloud_name: str | None = None) -> BuildResult:
+    """Boot-test ``image`` (ID or name) of ``spec``'s family with the spec's verify settings."""
+    found = find_image(conn, image, time_scale=options.time_scale)
+    facts = from_glance(found)
+    if facts.family != spec.name:
+        have = facts.family or f"no {naming.PROP_FAMILY}"
+        raise InvalidInput([f"image {facts.id}: not an image of family {spec.name} ({have})"])
+    if facts.status != "active":
+        raise InvalidInput([f"image {facts.id}: status is {facts.status}, not active"])
+    ctx = new_context(spec, conn, options=options, bus=bus, cancel=cancel,
+                      cloud_name=cloud_name, build_id=new_build_id())
+    return execute(ctx, [_UseImage(found), VerifyImage()])

@@ -1,0 +1,79 @@
+"""`osbuild images`: names as well as IDs, spec files everywhere, a kept image verified again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from osbuild import naming
+from tests.lifecycle.conftest import Lifecycle
+
+
+def _built(lifecycle: Lifecycle, spec: Path) -> str:
+    result = lifecycle.build(spec)
+    assert result.code == 0, result.explain()
+    return str(result.event("build.succeeded")["image_id"])
+
+
+def test_promote_by_a_name_several_images_share_lists_them(lifecycle: Lifecycle) -> None:
+    # "{name}-{date}": two builds on one day give two images of one name.
+    spec = lifecycle.spec("lc-names", image={"name": "lc-names-{date}"})
+    first, second = _built(lifecycle, spec), _built(lifecycle, spec)
+    name = lifecycle.image(second).name
+    assert lifecycle.image(first).name == name
+
+    result = lifecycle.images("promote", name)
+    assert result.code == 2
+    lines = result.err.splitlines()
+    assert lines[0] == f"osbuild: error: image {name}: 2 images have this name; give the ID of one:"
+    assert lines[1].startswith(f"osbuild: error:   {second}  version ")
+    assert lines[1].endswith(", verify passed, current")
+    assert lines[2].startswith(f"osbuild: error:   {first}  version ")
+
+    unknown = lifecycle.images("promote", "no-such-image")
+    assert unknown.code == 2 and "no image with this ID or name" in unknown.err
+
+
+def test_promote_by_a_unique_name(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-byname", image={"superseded": "hide"})
+    first = _built(lifecycle, spec)
+    _built(lifecycle, spec)
+    result = lifecycle.images("promote", lifecycle.image(first).name)
+    assert result.code == 0, result.err
+    assert naming.CURRENT_TAG in lifecycle.image(first).tags
+
+
+def test_rollback_takes_the_spec_file(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-rollspec", image={"superseded": "hide"})
+    first = _built(lifecycle, spec)
+    _built(lifecycle, spec)
+    result = lifecycle.images("rollback", str(spec))
+    assert result.code == 0, result.err
+    assert first in result.out
+    assert naming.CURRENT_TAG in lifecycle.image(first).tags
+
+
+def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-again", verify={"timeout": "30m"})
+    lifecycle.sim.faults.add_guest_scenario({"no_password": True}, name="-verify$", times=1)
+    failed = lifecycle.build(spec)
+    assert failed.code == 1
+    image_id = failed.event("verify.failed")["image_id"]
+    assert lifecycle.image(image_id).properties[naming.PROP_VERIFY] == "failed"
+
+    # Without a spec: the build's state on this host names it.
+    again = lifecycle.images("verify", image_id, "--json")
+    assert again.code == 0, again.out + again.err
+    assert again.event("verify.passed")["image_id"] == image_id
+    assert lifecycle.image(image_id).properties[naming.PROP_VERIFY] == "passed"
+    assert lifecycle.leftovers() == {"servers": [], "volumes": [], "keypairs": []}
+
+    promoted = lifecycle.images("promote", image_id)
+    assert promoted.code == 0, promoted.err
+
+
+def test_verify_refuses_an_image_of_another_family(lifecycle: Lifecycle) -> None:
+    image_id = _built(lifecycle, lifecycle.spec("lc-mine"))
+    other = lifecycle.spec("lc-other")
+    result = lifecycle.images("verify", image_id, str(other))
+    assert result.code == 2
+    assert f"image {image_id}: not an image of family lc-other (lc-mine)" in result.err
