@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 import string
 from collections.abc import Mapping
@@ -647,6 +648,13 @@ def _in_file_order(found: list[tuple[int, str]]) -> list[str]:
     return [text for _, text in sorted(found, key=lambda item: item[0])]
 
 
+def content_digest(data: Any) -> str:
+    """The spec's digest, from what it says rather than how it is written: comments, key
+    order, quoting and layout do not change it (resume and --if-changed compare it)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def parse_spec(text: str, *, source: str = "<spec>", path: Path | None = None) -> BuildSpec:
     """Validate spec text; raises :class:`SpecError` listing every problem."""
     try:
@@ -660,7 +668,7 @@ def parse_spec(text: str, *, source: str = "<spec>", path: Path | None = None) -
         raise SpecError(exc.problems, source=source) from None
     if not isinstance(data, dict):
         raise SpecError(["the spec must be a YAML mapping"], source=source)
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    digest = content_digest(data)
     internal = [key for key in ("source_path", "digest") if key in data]
     if internal:
         raise SpecError(

@@ -386,3 +386,15 @@ def test_missing_files_are_reported_with_other_problems(spec_dir: Path) -> None:
     assert "cloudbase_init.msi: file not found" in lines[1]
     assert "builder.target" in lines[2]
     assert "scripts[0]: file not found" in lines[3]
+
+
+
+def test_the_digest_ignores_comments_layout_and_key_order() -> None:
+    text = BASE.replace("msi: CloudbaseInitSetup_x64.msi",
+                        "msi: https://example.invalid/cbi.msi\n  sha256: " + "a" * 64)
+    base = parse_spec(text).digest
+    noted = "# a note\n" + text.replace("name: test-family", "name: 'test-family'  # family")
+    assert parse_spec(noted).digest == base
+    reordered = text.replace("builder:\n  flavor: m1.large\n", "") + "builder: {flavor: m1.large}\n"
+    assert parse_spec(reordered).digest == base
+    assert parse_spec(text.replace("m1.large", "m1.xlarge")).digest != base

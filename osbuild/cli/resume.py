@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_arguments(parser)
     parser.add_argument("--keep-on-failure", action="store_true",
                         help="keep the builder server and its volumes when the build fails")
+    parser.add_argument("--force", action="store_true",
+                        help="resume even though the spec file changed since the build "
+                        "started: the rest of the build follows the spec as it is now")
     add_state_arguments(parser)
     add_time_scale_argument(parser)
     parser.set_defaults(handler=run)
@@ -48,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     state_dir = (args.state_dir or default_state_dir()).resolve()
     store = StateStore(state_dir)
-    state, spec = load_resumable(store, args.build_id)
+    state, spec = load_resumable(store, args.build_id, force=args.force)
     # The clouds.yaml name the build connected with; None: the OS_* variables.
     os_cloud = args.os_cloud or (state.os_cloud if state.os_cloud is not None
                                  else state.cloud) or None

@@ -40,8 +40,10 @@ _PREPARATION = ("render", "preflight", "upload-config")
 _VOLUME_ROLES = ("iso", "virtio", "config", "target")
 
 
-def load_resumable(store: StateStore, build_id: str) -> tuple[BuildState, BuildSpec]:
-    """The build's state and spec, refusing builds that finished, run, or whose spec changed."""
+def load_resumable(store: StateStore, build_id: str, *,
+                   force: bool = False) -> tuple[BuildState, BuildSpec]:
+    """The build's state and spec, refusing builds that finished, run, or whose spec changed
+    (unless ``force``: then the spec as it is now finishes the build)."""
     state = store.load(build_id)
     if state.is_finished:
         raise InvalidInput([f"build {build_id} already {state.status.value}; "
@@ -50,9 +52,15 @@ def load_resumable(store: StateStore, build_id: str) -> tuple[BuildState, BuildS
             and pid_alive(state.pid)):
         raise InvalidInput([f"build {build_id} is still running (pid {state.pid})"])
     spec = load_spec(Path(state.spec_path))
-    if spec.digest != state.spec_digest:
-        raise InvalidInput([f"{state.spec_path} changed since build {build_id} started; "
-                            "resume needs the spec it started with"])
+    if spec.digest != state.spec_digest and not force:
+        raise InvalidInput([
+            f"{state.spec_path} changed since build {build_id} started (comments and "
+            "layout aside); its builder was set up from the old spec. Either:",
+            f"  finish it with the spec as it is now: osbuild resume {build_id} --force",
+            "  or delete what it left and build again: osbuild gc --older-than 0, then "
+            f"osbuild build {state.spec_path}",
+            "  (or put the spec back as it was and resume)",
+        ])
     return state, spec
 
 

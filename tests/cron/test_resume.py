@@ -133,3 +133,32 @@ def test_resume_report_is_json(cron: Cron) -> None:
     report = json.loads((cron.cloud.log_dir / build_id / "report.json").read_text())
     assert report["result"] == "succeeded" and report["promotion"]["promoted"] is True
     assert report["verify"] == "passed" and len(report["fingerprint"]) == 64
+
+
+def test_resume_after_a_spec_edit_explains_force_and_gc(cron: Cron) -> None:
+    build_id = kill_at(cron, _watching)
+    spec_path = cron.store.load(build_id).spec_path
+    with open(spec_path, encoding="utf-8") as f:
+        text = f.read()
+    with open(spec_path, "w", encoding="utf-8") as f:
+        f.write(text.replace("keep: 3", "keep: 4"))
+
+    refused = cron.resume(build_id)
+    assert refused.exit_code == 2
+    lines = [line.removeprefix("osbuild: error: ") for line in refused.stderr.splitlines()]
+    assert lines[0].startswith(f"{spec_path} changed since build {build_id} started")
+    assert f"  finish it with the spec as it is now: osbuild resume {build_id} --force" in lines
+    assert any("osbuild gc --older-than 0" in line for line in lines)
+
+    forced = cron.resume(build_id, "--force")
+    assert forced.exit_code == 0, forced.why
+    assert cron.leftovers(keep={forced.success["image_id"]}) == []
+
+
+def test_a_comment_only_edit_does_not_stop_resume(cron: Cron) -> None:
+    build_id = kill_at(cron, _watching)
+    spec_path = cron.store.load(build_id).spec_path
+    with open(spec_path, "a", encoding="utf-8") as f:
+        f.write("# reviewed by the on-call operator\n")
+    run = cron.resume(build_id)
+    assert run.exit_code == 0, run.why
