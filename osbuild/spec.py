@@ -35,7 +35,7 @@ from pydantic import (
 
 from osbuild.durations import format_duration
 from osbuild.errors import SpecError
-from osbuild.media import windows
+from osbuild.media import intl, windows
 
 # --------------------------------------------------------------------------- durations
 
@@ -83,7 +83,6 @@ Duration = Annotated[
 _NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _PRODUCT_KEY_RE = re.compile(r"^[0-9A-Z]{5}(-[0-9A-Z]{5}){4}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_LOCALE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?(-[A-Z]{2}|-\d{3})?$")
 _PYTHON_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 # Characters Windows refuses in user and group names.
 _ACCOUNT_FORBIDDEN = set('"/\\[]:;|=,+*?<>@')
@@ -153,9 +152,31 @@ class WindowsSpec(_Section):
     @field_validator("locale")
     @classmethod
     def _locale(cls, value: str) -> str:
-        if not _LOCALE_RE.match(value):
-            raise ValueError(f"{value!r} is not a locale like en-US or de-DE")
-        return value
+        canonical = intl.windows_locale(value)
+        if canonical is None:
+            raise ValueError(intl.locale_hint(value))
+        return canonical
+
+    @field_validator("input_locale")
+    @classmethod
+    def _input_locale(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        entries = [entry.strip() for entry in value.split(";") if entry.strip()]
+        bad = [entry for entry in entries if not intl.is_input_profile(entry)]
+        if bad or not entries:
+            raise ValueError(
+                f"{value!r}: not Windows input profiles (a locale like de-DE, or a language and "
+                "keyboard pair like 0407:00000407; several separated by ';')")
+        return ";".join(intl.windows_locale(e) or e for e in entries)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        canonical = intl.windows_time_zone(value)
+        if canonical is None:
+            raise ValueError(intl.time_zone_hint(value))
+        return canonical
 
     @field_validator("product_key")
     @classmethod

@@ -262,7 +262,7 @@ MISTAKES = [
         "  product_key: kms"),
      "windows.product_key", "no public KMS key", "product_key:"),
     ("bad locale", edit("iso_image: win.iso", "iso_image: win.iso\n  locale: english"),
-     "windows.locale", "not a locale", "locale:"),
+     "windows.locale", "not a Windows locale", "locale:"),
     ("unknown driver", edit("iso_image: virtio-win.iso",
                             "iso_image: virtio-win.iso\n  winpe_drivers: [viostor, floppy]"),
      "virtio.winpe_drivers", "unknown driver(s) floppy", "winpe_drivers:"),
@@ -398,3 +398,42 @@ def test_the_digest_ignores_comments_layout_and_key_order() -> None:
     reordered = text.replace("builder:\n  flavor: m1.large\n", "") + "builder: {flavor: m1.large}\n"
     assert parse_spec(reordered).digest == base
     assert parse_spec(text.replace("m1.large", "m1.xlarge")).digest != base
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("locale", "de-de", "de-DE"),
+    ("locale", "sr-latn-rs", "sr-Latn-RS"),
+    ("timezone", "w. europe standard time", "W. Europe Standard Time"),
+    ("timezone", "UTC", "UTC"),
+    ("input_locale", "0407:00000407; en-us", "0407:00000407;en-US"),
+])
+def test_windows_names_are_taken_as_windows_spells_them(field: str, value: str,
+                                                        expected: str) -> None:
+    spec = parse_spec(_url_msi(BASE).replace("iso_image: win.iso",
+                                             f"iso_image: win.iso\n  {field}: '{value}'"))
+    assert getattr(spec.windows, field) == expected
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("locale", "en-UK", "windows.locale: 'en-UK' is not a Windows locale (did you mean en-US"),
+    ("locale", "english", "windows.locale: 'english' is not a Windows locale"),
+    ("timezone", "Europe/Berlin",
+     "windows.timezone: 'Europe/Berlin' is an IANA name; Windows calls it "
+     "'W. Europe Standard Time'"),
+    ("timezone", "W Europe Standard Time",
+     "windows.timezone: 'W Europe Standard Time' is not a Windows time zone (did you mean "
+     "'W. Europe Standard Time'"),
+    ("timezone", "CET", "windows.timezone: 'CET' is an IANA name"),
+    ("input_locale", "0407:0407", "windows.input_locale: '0407:0407': not Windows input"),
+])
+def test_locale_and_timezone_are_checked_against_windows_lists(field: str, value: str,
+                                                               message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(_url_msi(BASE).replace("iso_image: win.iso",
+                                          f"iso_image: win.iso\n  {field}: '{value}'"))
+    assert any(message in line for line in info.value.lines()), info.value.lines()
+
+
+def _url_msi(text: str) -> str:
+    return text.replace("msi: CloudbaseInitSetup_x64.msi",
+                        "msi: https://example.invalid/cbi.msi\n  sha256: " + "a" * 64)
