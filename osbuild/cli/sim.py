@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="faults file (YAML), see etc/sim-faults.example.yaml")
     serve.add_argument("--application-credential", action="store_true",
                        help="write an application credential instead of a password")
+    serve.add_argument("--msi", metavar="PATH", default=None,
+                       help="write a stand-in cloudbase-init MSI here (unless a file is "
+                       "there already), e.g. etc/builds/CloudbaseInitSetup_x64.msi beside "
+                       "the example specs: on the simulated cloud any file serves as the MSI")
     serve.set_defaults(handler=run_serve)
 
 
@@ -41,6 +45,8 @@ def run_serve(args: argparse.Namespace) -> int:
     folder = Path(args.clouds_yaml).parent
     if not folder.is_dir():
         raise InvalidInput([f"--clouds-yaml {args.clouds_yaml}: folder {folder} does not exist"])
+    if args.msi is not None:
+        _seed_msi(Path(args.msi))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -56,6 +62,7 @@ def run_serve(args: argparse.Namespace) -> int:
             sim.write_clouds_yaml(args.clouds_yaml,
                                   application_credential=args.application_credential)
             print(f"ready {sim.auth_url}", flush=True)
+            print(_msi_note(args.msi), flush=True)
             while not stop.wait(0.5):
                 pass
         finally:
@@ -64,3 +71,24 @@ def run_serve(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _seed_msi(path: Path) -> None:
+    from osbuild.sim.media import cloudbase_msi_standin
+
+    if path.is_file():
+        return
+    if not path.parent.is_dir():
+        raise InvalidInput([f"--msi: no folder {path.parent}"])
+    try:
+        path.write_bytes(cloudbase_msi_standin())
+    except OSError as exc:
+        raise InvalidInput([f"--msi: cannot write {path}: {exc.strerror}"]) from None
+
+
+def _msi_note(msi: str | None) -> str:
+    if msi is not None:
+        return (f"cloudbase-init MSI for the example specs: {msi} (a stand-in: on the "
+                "simulated cloud any file serves as the MSI)")
+    return ("on the simulated cloud any file serves as the cloudbase-init MSI: put one beside "
+            "your spec (cloudbase_init.msi), or start with --msi PATH to have one written")

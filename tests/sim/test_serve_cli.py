@@ -124,3 +124,33 @@ def test_serve_refuses_a_file_that_is_not_a_clouds_yaml(tmp_path: Path) -> None:
     [error] = proc.stderr.splitlines()
     assert str(clouds) in error and "not a clouds.yaml" in error
     assert clouds.read_text() == "- just\n- a list\n"
+
+
+def test_serve_seeds_the_msi_the_example_specs_name(tmp_path: Path) -> None:
+    msi = tmp_path / "CloudbaseInitSetup_x64.msi"
+    proc, line = _start(tmp_path, "--msi", str(msi))
+    try:
+        assert line.startswith("ready ")
+        assert proc.stdout is not None
+        note = proc.stdout.readline()
+        assert f"cloudbase-init MSI for the example specs: {msi}" in note
+        assert "any file serves as the MSI" in note
+        assert msi.is_file() and msi.stat().st_size > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    msi.write_bytes(b"mine")  # an existing file is left alone
+    proc, _ = _start(tmp_path, "--msi", str(msi))
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert msi.read_bytes() == b"mine"
+
+
+def test_serve_without_msi_says_any_file_serves(tmp_path: Path) -> None:
+    proc, _line = _start(tmp_path)
+    try:
+        assert proc.stdout is not None
+        assert "any file serves as the cloudbase-init MSI" in proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
