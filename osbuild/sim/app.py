@@ -17,7 +17,16 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from osbuild.sim import admin, compute, identity, image, network, upstream_schemas, volume
+from osbuild.sim import (
+    admin,
+    compute,
+    identity,
+    image,
+    network,
+    operator,
+    upstream_schemas,
+    volume,
+)
 from osbuild.sim.http import ApiError, error_body, json_response
 from osbuild.sim.world import World
 
@@ -81,7 +90,7 @@ class Stats:
 
 def _build_map() -> Map:
     rules: list[Rule] = []
-    for module in (identity, compute, volume, image, network, admin):
+    for module in (identity, compute, volume, image, network, admin, operator):
         rules.extend(module.rules())
     return Map(rules, strict_slashes=False, merge_slashes=False)
 
