@@ -232,6 +232,14 @@ def get_data(call: Call, image_id: str) -> Response:
     image = find_image(call.world, image_id)
     if image.data is None or image.status != "active":
         return empty(204)
+    wanted = call.request.range  # Glance serves one byte range (206), as downloads resume
+    if wanted is not None and len(wanted.ranges) == 1:
+        bounds = wanted.range_for_length(len(image.data))
+        if bounds is None:
+            return Response(b"", 416, headers={"Content-Range": f"bytes */{len(image.data)}"})
+        start, stop = bounds
+        return Response(image.data[start:stop], 206, content_type="application/octet-stream",
+                        headers={"Content-Range": f"bytes {start}-{stop - 1}/{len(image.data)}"})
     return Response(image.data, 200, content_type="application/octet-stream",
                     headers={"Content-MD5": image.checksum or ""})
 

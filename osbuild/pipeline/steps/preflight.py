@@ -5,18 +5,24 @@ Every problem is collected and reported at once (exit 2) before the first resour
 
 from __future__ import annotations
 
+import io
+import logging
 import math
 from dataclasses import astuple, dataclass
 from typing import Any
 
 from openstack import exceptions as sdk_exc
 
+from osbuild.cloud.image_ranges import ImageRanges
 from osbuild.cloud.retry import is_not_found, status_of
-from osbuild.errors import PreflightError
+from osbuild.errors import PreflightError, describe
+from osbuild.media import wim
+from osbuild.media import windows as windows_catalog
 from osbuild.ops.fingerprint import image_checksum
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.steps import verify_image
 
+log = logging.getLogger(__name__)
 GIB = 1024**3
 UEFI_PREPARED_PROPERTY = "osbuild_uefi_noprompt"
 MIN_RAM_MB = {"11": 4096, "2025": 2048}
@@ -79,6 +85,9 @@ class Preflight:
                     f"boot (its EFI boot image waits for a key press); run: osbuild media "
                     f"prepare-uefi --image {win.name}{cloud} and use the new image"
                 )
+
+        if win:
+            problems.extend(self._edition_problems(ctx, win))
 
         flavor = self._find(ctx, lambda: conn.compute.find_flavor(spec.builder.flavor,
                                                                    ignore_missing=True),
@@ -172,6 +181,29 @@ class Preflight:
             checksum=image_checksum(image),
             properties=props,
         )
+
+    def _edition_problems(self, ctx: BuildContext, win: IsoImage) -> list[str]:
+        """The spec's edition must be on the ISO: else Setup waits at its edition choice
+        until the 1-hour WinPE timeout. Read from install.wim's XML through Glance."""
+        windows = ctx.spec.windows
+        try:
+            editions = ctx.call(_iso_editions, ctx.conn, win)
+        except Exception as exc:  # no Range support, not an ISO, an odd install image
+            log.debug("could not read the editions of %s", win.id, exc_info=True)
+            editions = None
+            why = describe(exc)
+        else:
+            why = "no install.wim metadata found"
+        if editions is None:
+            ctx.emit("info", message=f"windows.edition: could not read the editions on "
+                     f"{win.name!r} from Glance ({why}); `osbuild media inspect ISO` lists "
+                     "them from a copy of the ISO")
+            return []
+        if windows.image_name.lower() in (name.lower() for name in editions):
+            return []
+        have = ", ".join(_edition_of(windows.version, name) for name in editions) or "none"
+        return [f"windows.edition: {windows.edition} is not on {win.name!r}; its install "
+                f"image holds: {have}"]
 
     def _zones(self, ctx: BuildContext) -> set[str] | None:
         try:
@@ -337,3 +369,15 @@ def _check(absolute: dict[str, Any], service: str, what: str, need: int,
                 f"{max(limit - used, 0)} of {limit} left"]
     return []
 
+
+def _iso_editions(conn: Any, win: IsoImage) -> list[str] | None:
+    reader = io.BufferedReader(ImageRanges(conn, win.id, win.size), buffer_size=64 * 1024)
+    return wim.iso_editions(reader, name=win.name)
+
+
+def _edition_of(version: str, image_name: str) -> str:
+    """``SERVERSTANDARD`` for `Windows Server 2022 SERVERSTANDARD`: as a spec would say it."""
+    for edition in (*windows_catalog.SERVER_EDITIONS, *windows_catalog.CLIENT_EDITIONS):
+        if windows_catalog.Edition(version, edition).image_name.lower() == image_name.lower():
+            return edition
+    return image_name

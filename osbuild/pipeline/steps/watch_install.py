@@ -220,6 +220,9 @@ class _Watcher:
                                   f"(builder.stage_timeouts.{self.stage_deadline.what})"),
         ):
             if deadline.expired:
+                if self.stage == "winpe" and deadline is self.stage_deadline:
+                    reason += ("; Setup also stops here when windows.edition is not on the "
+                               "ISO (`osbuild media inspect ISO` lists its editions)")
                 raise StallTimeout(reason, stage=self.stage,
                                    last_lines=self.transcript.tail(LAST_LINES_ON_STALL),
                                    console_url=self._console_url())

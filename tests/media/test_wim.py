@@ -1,0 +1,80 @@
+"""install.wim's XML metadata: from a real WIM header, from the simulated stand-in, on an ISO."""
+
+from __future__ import annotations
+
+import io
+import struct
+from typing import Any
+
+import pytest
+
+from osbuild.cloud.image_ranges import ImageRanges, RangesUnsupported
+from osbuild.media import wim
+from osbuild.sim.media import install_wim_xml, windows_iso
+
+
+def _real_wim(xml: bytes) -> bytes:
+    """A WIM with a 208-byte header whose XML resource points past some image data."""
+    data = b"\x00" * 4096
+    header = bytearray(208)
+    header[:8] = wim.WIM_MAGIC
+    struct.pack_into("<I", header, 8, 208)
+    offset = 208 + len(data)
+    struct.pack_into("<QQQ", header, 0x48, len(xml), offset, len(xml))
+    return bytes(header) + data + xml
+
+
+def test_names_from_a_real_wim_header() -> None:
+    xml = install_wim_xml("2022", ("SERVERSTANDARD", "SERVERDATACENTER"))
+    blob = _real_wim(xml)
+    found = wim.wim_xml(lambda offset, length: blob[offset:offset + length], len(blob))
+    assert found is not None
+    assert wim.image_names(found) == ["Windows Server 2022 SERVERSTANDARD",
+                                      "Windows Server 2022 SERVERDATACENTER"]
+
+
+def test_garbage_is_not_a_wim() -> None:
+    blob = b"\x01\x02" * 300
+    assert wim.wim_xml(lambda o, n: blob[o:o + n], len(blob)) is None
+
+
+def test_editions_on_an_iso() -> None:
+    iso = windows_iso("11", editions=("Pro", "Enterprise"))
+    assert wim.iso_editions(io.BytesIO(iso)) == ["Windows 11 Pro", "Windows 11 Enterprise"]
+
+
+class _Response:
+    def __init__(self, status: int, content: bytes) -> None:
+        self.status_code = status
+        self.content = content
+
+    def close(self) -> None:
+        pass
+
+
+class _Conn:
+    def __init__(self, data: bytes, honour_ranges: bool = True) -> None:
+        self.data = data
+        self.honour = honour_ranges
+        self.image = self
+
+    def get(self, url: str, headers: dict[str, str], **_: Any) -> _Response:
+        start, end = (int(x) for x in headers["Range"].removeprefix("bytes=").split("-"))
+        if not self.honour:
+            return _Response(200, self.data)
+        return _Response(206, self.data[start:end + 1])
+
+
+def test_image_ranges_reads_only_what_is_asked() -> None:
+    iso = windows_iso("2022")
+    reader = ImageRanges(_Conn(iso), "id", len(iso))
+    assert wim.iso_editions(io.BufferedReader(reader))
+    assert reader.requests <= 2
+
+
+def test_a_cloud_without_ranges_is_detected_at_once() -> None:
+    iso = windows_iso("2022")
+    reader = ImageRanges(_Conn(iso, honour_ranges=False), "id", len(iso))
+    with pytest.raises(RangesUnsupported):
+        reader.read(10)
+    assert reader.requests == 1
