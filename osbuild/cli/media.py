@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from osbuild.errors import InvalidInput
-from osbuild.media import eltorito
+from osbuild.media import eltorito, wim
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -102,30 +102,17 @@ def _prepare_in_cloud(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from osbuild.sim.media import INSTALL_WIM, read_wim_images
-
     path: Path = args.path
     entries = eltorito.read_boot_entries(path)
     _print_entries(entries)
     with path.open("rb") as fp:
-        iso = eltorito.open_iso(fp, name=str(path))
-        try:
-            files = eltorito.list_files(iso)
-            wim = eltorito.read_file(iso, files, INSTALL_WIM) if _small(iso, files) else None
-        finally:
-            iso.close()
-    for image in read_wim_images(wim or b""):
-        print(f"image {image.index}: {image.name} (build {image.build})")
+        # Only the WIM header and its XML metadata are read, not gigabytes of image data.
+        editions = wim.iso_editions(fp, name=str(path))
+    if editions is None:
+        print("no readable sources/install.wim (or install.esd): no Windows editions")
+    for index, name in enumerate(editions or [], start=1):
+        print(f"image {index}: {name}")
     return 0
-
-
-def _small(iso: object, files: dict[str, dict[str, str]]) -> bool:
-    # A real install.wim is gigabytes of image data; only stand-ins are plain XML.
-    where = files.get(eltorito.normalize_path("sources/install.wim"))
-    if where is None:
-        return False
-    runs = iso.get_file_byte_extents(**where)  # type: ignore[attr-defined]
-    return sum(length for _offset, length in runs) < 4 * 1024 * 1024
 
 
 def _print_entries(entries: list[eltorito.BootEntry] | tuple[eltorito.BootEntry, ...]) -> None:

@@ -78,3 +78,27 @@ def test_a_cloud_without_ranges_is_detected_at_once() -> None:
     with pytest.raises(RangesUnsupported):
         reader.read(10)
     assert reader.requests == 1
+
+
+def test_media_inspect_lists_the_editions_of_a_real_format_wim(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import pycdlib
+
+    from osbuild.cli import main
+
+    blob = _real_wim(install_wim_xml("2025", ("SERVERSTANDARD", "SERVERDATACENTER")))
+    iso = pycdlib.PyCdlib()
+    iso.new(joliet=3)
+    boot = b"\xeb" * 2048
+    iso.add_fp(io.BytesIO(boot), len(boot), "/ETFSBOOT.COM;1", joliet_path="/etfsboot.com")
+    iso.add_eltorito("/ETFSBOOT.COM;1", bootcatfile="/BOOT.CAT;1", joliet_bootcatfile="/boot.cat")
+    iso.add_directory("/SOURCES", joliet_path="/sources")
+    iso.add_fp(io.BytesIO(blob), len(blob), "/SOURCES/INSTALL.WIM;1",
+               joliet_path="/sources/install.wim")
+    path = tmp_path / "win.iso"
+    iso.write(str(path))
+    iso.close()
+    assert main(["media", "inspect", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == ["image 1: Windows Server 2025 SERVERSTANDARD",
+                        "image 2: Windows Server 2025 SERVERDATACENTER"]
