@@ -46,3 +46,12 @@ def test_a_partial_run_is_not_checked(tmp_path: Path) -> None:
     (tests / "build" / "test_hidden.py").write_text("def test_hidden():\n    assert True\n")
     result = _pytest(tmp_path, "tests/test_seen.py")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_run_narrowed_by_marker_is_not_checked(tmp_path: Path) -> None:
+    tests = _tree(tmp_path)
+    (tests / "test_other.py").write_text(
+        "import pytest\n\n@pytest.mark.slow\ndef test_other():\n    assert True\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: slow\n")
+    result = _pytest(tmp_path, "-n", "2", "-m", "not slow", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
