@@ -8,6 +8,7 @@ from pathlib import Path
 
 from osbuild.errors import InvalidInput
 from osbuild.media import eltorito, wim
+from osbuild.media.virtio_iso import read_virtio_iso
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,15 +104,27 @@ def _prepare_in_cloud(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     path: Path = args.path
-    entries = eltorito.read_boot_entries(path)
-    _print_entries(entries)
+    try:
+        _print_entries(eltorito.read_boot_entries(path))
+    except InvalidInput as exc:
+        if "El Torito" not in str(exc):
+            raise
+        print("no El Torito boot catalog (not bootable media)")  # virtio-win is not
     with path.open("rb") as fp:
         # Only the WIM header and its XML metadata are read, not gigabytes of image data.
         editions = wim.iso_editions(fp, name=str(path))
-    if editions is None:
-        print("no readable sources/install.wim (or install.esd): no Windows editions")
     for index, name in enumerate(editions or [], start=1):
         print(f"image {index}: {name}")
+    with path.open("rb") as fp:
+        drivers = read_virtio_iso(fp, name=str(path))
+    if drivers is not None:
+        for driver, folders in drivers.drivers.items():
+            print(f"driver {driver}: {' '.join(folders)}")
+        print(f"guest tools: {'yes' if drivers.guest_tools else 'no'}; "
+              f"QEMU guest agent: {'yes' if drivers.qemu_ga else 'no'}")
+    if editions is None and drivers is None:
+        print("no readable sources/install.wim (or install.esd) and no virtio-win driver "
+              "folders")
     return 0
 
 
