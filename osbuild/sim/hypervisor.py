@@ -299,3 +299,15 @@ def build_machine(devices: list[AttachedDevice], hw_props: dict[str, str]) -> Ma
         os_type=hw_props.get("os_type"),
         devices=tuple(resolved),
     )
+
+
+def boot_disk_index(machine: Machine) -> int | None:
+    """Index in ``machine.devices`` of the disk the guest installs to and boots from: the
+    first disk in boot order, else the first disk."""
+    candidates = [d for d in machine.boot_order() if d.kind == "disk"]
+    candidates += [d for d in machine.devices if d.kind == "disk"]
+    for wanted in candidates:
+        for index, device in enumerate(machine.devices):
+            if device is wanted:
+                return index
+    return None

@@ -308,19 +308,9 @@ def apply_next_guest_event(world: World, server: Server) -> None:
     _pull(server)
 
 
-def _boot_disk_index(machine: hypervisor.Machine) -> int | None:
-    candidates = [d for d in machine.boot_order() if d.kind == "disk"]
-    candidates += [d for d in machine.devices if d.kind == "disk"]
-    for wanted in candidates:
-        for index, device in enumerate(machine.devices):
-            if device is wanted:
-                return index
-    return None
-
-
 def _write_boot_disk(world: World, server: Server, data: bytes) -> None:
     machine = getattr(server, "machine", None)
-    index = _boot_disk_index(machine) if machine is not None else None
+    index = hypervisor.boot_disk_index(machine) if machine is not None else None
     if index is None or index >= len(server.mappings):
         log.warning("server %s wrote a disk it does not have", server.id)
         return
