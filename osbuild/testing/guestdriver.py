@@ -9,19 +9,13 @@ the file-backed Cinder) and the local root disk from Glance, then plays
 ``get_console_output`` serves, disk writes to the boot disk's file, the password to
 ``os-server-password``, and a power-off becomes a STOPPED lifecycle event.
 
-Configured through the environment of the Nova process:
-
-- ``OSBUILD_GUEST_STATE``: directory for local disks and console logs;
-- ``OSBUILD_GUEST_CONTROL``: a JSON file read at every spawn, ``{"speed": <simulated seconds
-  per real second>, "scenarios": {<fnmatch pattern of server names>: {GuestScenario
-  fields}}}`` (:func:`write_control`).
+``OSBUILD_GUEST_STATE`` names the directory for local disks and console logs; the pace and
+per-server failure scenarios come from :mod:`osbuild.testing.guestcontrol` at every spawn.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import json
 import logging
 import os
 import random
@@ -41,12 +35,10 @@ from nova.virt import driver, fake
 from nova.virt import event as virtevent
 
 from osbuild.sim import guest, hypervisor
+from osbuild.testing.guestcontrol import STATE_ENV, read_control, scenario_for
 
 LOG = logging.getLogger(__name__)
 
-STATE_ENV = "OSBUILD_GUEST_STATE"
-CONTROL_ENV = "OSBUILD_GUEST_CONTROL"
-DEFAULT_SPEED = 600.0
 # libvirt keeps the last 100 KiB of a guest's console log (nova.virt.libvirt.driver).
 MAX_CONSOLE_BYTES = 100 * 1024
 QCOW2_MAGIC = b"QFI\xfb"
@@ -61,32 +53,6 @@ TPM_TRAITS = (
     "COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST",
     "COMPUTE_SECURITY_TPM_SECRET_SECURITY_DEPLOYMENT",
 )
-
-
-def write_control(path: Path, *, speed: float, scenarios: dict[str, guest.GuestScenario]) -> None:
-    """Write the control file the driver reads at each spawn (atomically)."""
-    doc = {
-        "speed": speed,
-        "scenarios": {k: dataclasses.asdict(v) for k, v in scenarios.items()},
-    }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
-
-
-def _control() -> tuple[float, dict[str, dict[str, Any]]]:
-    path = os.environ.get(CONTROL_ENV)
-    if not path or not Path(path).is_file():
-        return DEFAULT_SPEED, {}
-    doc = json.loads(Path(path).read_text())
-    return float(doc.get("speed") or DEFAULT_SPEED), dict(doc.get("scenarios") or {})
-
-
-def scenario_for(name: str, scenarios: dict[str, dict[str, Any]]) -> guest.GuestScenario:
-    for pattern, fields in scenarios.items():
-        if fnmatch.fnmatchcase(name, pattern):
-            return guest.GuestScenario(**fields)
-    return guest.GuestScenario()
 
 
 def used_bytes(path: Path) -> bytes:
@@ -288,7 +254,7 @@ class GuestDriver(fake.FakeDriver):
     # ---------------------------------------------------------------- the guest
 
     def _start_guest(self, vm: _Vm, public_key: str | None) -> None:
-        speed, scenarios = _control()
+        speed, scenarios = read_control()
         scenario = scenario_for(vm.name, scenarios)
         vm.boots += 1
         vm.stop = threading.Event()

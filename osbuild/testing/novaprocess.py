@@ -9,11 +9,12 @@ and a read-only view of NeutronFixture's networks and ports are served on one lo
 the bound port is written to ``SETTINGS.ready`` once everything answers.
 """
 
+# ruff: noqa: I001  (Nova's eventlet monkey-patching must come before anything else)
 from __future__ import annotations
 
 # Nova's test package monkey-patches with eventlet when imported; nothing that must be
 # patched (urllib3, requests) may be imported before it.
-import nova.tests.functional  # noqa: F401,I001  (import first: eventlet monkey-patching)
+import nova.tests.functional  # noqa: F401
 
 import json
 import logging
@@ -38,7 +39,7 @@ from nova.tests import fixtures as nova_fixtures
 from nova.tests.functional import fixtures as func_fixtures
 from nova.tests.functional import integrated_helpers
 
-from osbuild.testing import guestdriver
+from osbuild.testing import guestcontrol, guestdriver
 
 # Nova prefixes compute_driver with "nova.virt.".
 DRIVER_MODULE = "nova.virt.osbuild_guest"
@@ -100,8 +101,8 @@ class NovaStack(integrated_helpers._IntegratedTestBase):
         super().__init__()
         self.settings = settings
 
-    def runTest(self) -> None:  # noqa: N802  (unittest's name)
-        pass
+    def runTest(self) -> None:
+        """Not a test: only setUp() is used."""
 
     def setUp(self) -> None:
         # _IntegratedTestBase.setUp would stub Glance and Cinder: do its work without them.
@@ -212,8 +213,8 @@ def main(argv: list[str]) -> int:
     settings_path = Path(argv[0])
     settings = json.loads(settings_path.read_text())
     workdir = Path(settings["workdir"])
-    os.environ[guestdriver.STATE_ENV] = settings["guest_state"]
-    os.environ[guestdriver.CONTROL_ENV] = settings["guest_control"]
+    os.environ[guestcontrol.STATE_ENV] = settings["guest_state"]
+    os.environ[guestcontrol.CONTROL_ENV] = settings["guest_control"]
     shutil.copy(settings["paste_source"], settings["api_paste_config"])
     conf_file = workdir / "nova.conf"
     fd = os.open(conf_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

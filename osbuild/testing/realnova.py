@@ -25,9 +25,9 @@ from types import TracebackType
 from typing import Any
 
 from osbuild.sim.guest import GuestScenario
-from osbuild.testing.guestdriver import write_control
+from osbuild.testing.guestcontrol import write_control
 from osbuild.testing.processes import RealServicesError, log_tail
-from osbuild.testing.realservices import REGION, RealServices
+from osbuild.testing.realservices import REGION, SERVICE_PROJECT, RealServices
 
 READY_TIMEOUT = 180.0
 STOP_TIMEOUT = 15.0
@@ -147,6 +147,7 @@ class RealNova:
         self._write_control()
         if self._service_auth is None:
             self._service_auth = self.rs.create_service_user("nova")
+            self._grant_service_role()
         settings = {
             "workdir": str(self.workdir),
             "port": self.port,
@@ -193,6 +194,17 @@ class RealNova:
                 self.rs.register_service("network", "neutron", self.network_url))
         self._check_ready(deadline)
         self.timings["nova"] = time.monotonic() - began
+
+    def _grant_service_role(self) -> None:
+        # Nova sends a service token with the user's on calls to Cinder ([service_user]);
+        # keystonemiddleware (service_token_roles_required) refuses the whole request with
+        # 401 unless that token carries the "service" role.
+        conn = self.rs.connect()
+        role = conn.identity.find_role("service") or conn.identity.create_role(name="service")
+        project = conn.identity.find_project(SERVICE_PROJECT, ignore_missing=False)
+        assert self._service_auth is not None
+        user = conn.identity.find_user(self._service_auth["username"], ignore_missing=False)
+        conn.identity.assign_project_role_to_user(project, user, role)
 
     def _check_ready(self, deadline: float) -> None:
         last: Exception | None = None

@@ -14,6 +14,9 @@ import pytest
 from osbuild.sim import upstream_schemas
 from osbuild.testing.realcinder import RealCinder
 from osbuild.testing.realservices import RealServices, missing_requirements
+from osbuild.testing.realstack import RealStack, missing_cinder
+
+_REPORTS: list[str] = []
 
 _HERE = Path(__file__).parent
 
@@ -54,3 +57,23 @@ def schema_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         upstream_schemas.reset()
         yield path
     upstream_schemas.reset()
+
+
+@pytest.fixture(scope="session")
+def real_stack(
+    real_services: RealServices, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealStack]:
+    """Real Cinder and Nova (plus the network) on top of ``real_services``, seeded with the
+    simulator's stand-in media; see :mod:`osbuild.testing.realstack`."""
+    reason = missing_cinder()
+    if reason:
+        pytest.skip(f"real Cinder is not available: {reason}")
+    with RealStack(real_services, tmp_path_factory.mktemp("real-stack")) as stack:
+        _REPORTS.append(stack.report())
+        yield stack
+        _REPORTS.append(stack.report().replace("real stack:", "real stack at the end:"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _REPORTS:
+        terminalreporter.write_line(line)
