@@ -9,7 +9,10 @@ the published image.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ import yaml
 
 from osbuild.cli import main
 from osbuild.resources import examples_dir
-from osbuild.sim.guest import read_disk_record
+from osbuild.sim.guest import GuestScenario, read_disk_record
 from osbuild.sim.media import cloudbase_msi_standin
 from osbuild.testing.qcow2 import is_qcow2
 from osbuild.testing.realservices import ProjectUser
@@ -38,6 +41,16 @@ def builder(real_stack: RealStack) -> ProjectUser:
 @pytest.fixture
 def user_conn(real_stack: RealStack, builder: ProjectUser) -> Any:
     return real_stack.connect(builder)
+
+
+@pytest.fixture
+def guests(real_stack: RealStack) -> Iterator[Any]:
+    """The real Nova, to steer its guests (``guests.set_guest_scenario("*-builder", ...)``,
+    ``guests.set_speed(...)``); scenarios and pace are reset afterwards."""
+    assert real_stack.nova is not None
+    yield real_stack.nova
+    real_stack.nova.clear_guest_scenarios()
+    real_stack.nova.set_speed(real_stack.speed)
 
 
 @pytest.fixture
@@ -120,6 +133,10 @@ def finish(stack: RealStack, conn: Any, builder: ProjectUser, published: str | N
     left = stack.leftovers(keep_images={published} if published else set(), users=[builder])
     if published:
         conn.image.delete_image(published, ignore_missing=True)
+    for image in conn.image.images(owner=builder.project_id):
+        # an image a failed test promoted by mistake must not fail the next tests too
+        if image.id not in stack.media.values():
+            conn.image.delete_image(image, ignore_missing=True)
     assert left == []
 
 
@@ -157,3 +174,138 @@ def test_local_target_build_on_real_nova(
     finally:
         finish(real_stack, user_conn, builder, published)
     print(f"local-target build took {took:.1f}s")
+
+
+def failed_report(events: list[dict[str, Any]]) -> dict[str, Any]:
+    return [e for e in events if e["event"] == "build.failed"][-1]
+
+
+def test_uefi_secure_boot_virtio_scsi_example_on_real_nova(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    tmp_path: Path, capsys: Any,
+) -> None:
+    # Secure Boot needs the compute's COMPUTE_SECURITY_UEFI_SECURE_BOOT trait to schedule.
+    spec = write_spec(tmp_path, "ws2025-datacenter-uefi.yaml")
+    code, events, err, took = run_build(tmp_path, capsys, spec)
+    published = None
+    try:
+        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
+        published = assert_published(user_conn, events)
+        raw = dict(user_conn.image.get(f"/images/{published}").json())
+        assert raw["hw_firmware_type"] == "uefi"
+        assert raw["os_secure_boot"] == "required"
+        assert raw["hw_disk_bus"] == "scsi"
+    finally:
+        finish(real_stack, user_conn, builder, published)
+    print(f"UEFI + Secure Boot + virtio-scsi build took {took:.1f}s")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "phrases"),
+    [
+        (GuestScenario(fail_stage="cloudbaseinit", fail_message="msiexec exited 1603"),
+         ("cloudbaseinit", "msiexec exited 1603")),
+        (GuestScenario(power_off_at_stage="cloudbaseinit"), ("powered off before sysprep",)),
+    ],
+    ids=["failure-marker", "power-off-before-sysprep"],
+)
+def test_guest_failure_on_real_nova_fails_cleanly(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    guests: Any, tmp_path: Path, capsys: Any, scenario: GuestScenario,
+    phrases: tuple[str, ...],
+) -> None:
+    guests.set_guest_scenario("*-builder", scenario)
+    spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    code, events, err, _ = run_build(tmp_path, capsys, spec)
+    try:
+        assert code == 1, (err[-4000:], json.dumps(events[-3:]))
+        why = json.dumps(failed_report(events))
+        for phrase in phrases:
+            assert phrase in why, why
+    finally:
+        finish(real_stack, user_conn, builder, None)
+
+
+def test_verify_failure_on_real_nova_keeps_the_image_unpromoted(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    guests: Any, tmp_path: Path, capsys: Any,
+) -> None:
+    # The verify server's cloudbase-init never sets the password.
+    guests.set_guest_scenario("*-verify*", GuestScenario(no_password=True))
+    spec = write_spec(tmp_path, "ws2022-standard.yaml")
+    code, events, err, _ = run_build(tmp_path, capsys, spec)
+    try:
+        assert code == 1, (err[-4000:], json.dumps(events[-3:]))
+        assert "verify" in json.dumps(failed_report(events))
+    finally:
+        finish(real_stack, user_conn, builder, None)
+
+
+def test_real_nova_refuses_a_non_bootable_volume_at_boot_index_0(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any
+) -> None:
+    """The check the simulator once lacked: this is Nova's own code answering."""
+    volume = user_conn.block_storage.create_volume(size=1, name="not-bootable")
+    try:
+        volume = user_conn.block_storage.wait_for_status(volume, "available", wait=60)
+        assert volume.is_bootable is False
+        net = user_conn.network.find_network("private", ignore_missing=False)
+        with pytest.raises(Exception, match=f"Block Device {volume.id} is not bootable"):
+            user_conn.compute.create_server(
+                name="bfv-not-bootable", flavor_id=user_conn.compute.find_flavor("m1.small").id,
+                networks=[{"uuid": net.id}],
+                block_device_mapping=[{"boot_index": 0, "uuid": volume.id,
+                                       "source_type": "volume", "destination_type": "volume"}])
+    finally:
+        user_conn.block_storage.delete_volume(volume)
+        user_conn.block_storage.wait_for_delete(volume, wait=60)
+    finish(real_stack, user_conn, builder, None)
+
+
+def start_build(spec: Path, clouds: Path, log_dir: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
+         "--time-scale", str(REAL_TIME_SCALE), "--log-dir", str(log_dir), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], predicate: Any, timeout: float = 180.0) -> None:
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if not line.startswith("{"):
+            continue
+        event = json.loads(line)
+        seen.append(event["event"])
+        if predicate(event):
+            return
+    raise AssertionError(f"never saw the awaited event; got {seen}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_install_on_real_nova_cleans_up(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    guests: Any, tmp_path: Path, signum: int,
+) -> None:
+    guests.set_speed(20.0)  # a slow guest: the install is still running when the signal comes
+    spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    proc = start_build(spec, clouds_yaml, tmp_path / "logs")
+    try:
+        read_until(proc, lambda e: e["event"] == "stage" and e.get("stage") == "winpe")
+        assert any(i.startswith("server ") for i in real_stack.leftovers(users=[builder]))
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-4000:]
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert signal.Signals(signum).name in failed_report(events)["reason"]
+    finish(real_stack, user_conn, builder, None)
