@@ -262,18 +262,22 @@ def test_real_nova_refuses_a_non_bootable_volume_at_boot_index_0(
     finish(real_stack, user_conn, builder, None)
 
 
-def start_build(spec: Path, clouds: Path, log_dir: Path) -> subprocess.Popen[str]:
+def start_build(spec: Path, clouds: Path, workdir: Path, *extra: str) -> subprocess.Popen[str]:
+    """`osbuild build` as its own process, so that it can be signalled or SIGKILLed."""
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
     return subprocess.Popen(
         [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
-         "--time-scale", str(REAL_TIME_SCALE), "--log-dir", str(log_dir), "--json"],
+         "--time-scale", str(REAL_TIME_SCALE), "--log-dir", str(workdir / "logs"), "--json",
+         *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
 
 
-def read_until(proc: subprocess.Popen[str], predicate: Any, timeout: float = 180.0) -> None:
+def read_until(
+    proc: subprocess.Popen[str], predicate: Any, timeout: float = 180.0
+) -> list[dict[str, Any]]:
     assert proc.stdout is not None
-    seen: list[str] = []
+    events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -281,31 +285,97 @@ def read_until(proc: subprocess.Popen[str], predicate: Any, timeout: float = 180
             break
         if not line.startswith("{"):
             continue
-        event = json.loads(line)
-        seen.append(event["event"])
-        if predicate(event):
-            return
-    raise AssertionError(f"never saw the awaited event; got {seen}")
+        events.append(json.loads(line))
+        if predicate(events[-1]):
+            return events
+    raise AssertionError(f"never saw the awaited event; got {[e['event'] for e in events]}")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_during_install_on_real_nova_cleans_up(
+def installing(event: dict[str, Any]) -> bool:
+    return event["event"] == "stage" and event.get("stage") == "winpe"
+
+
+def capturing(event: dict[str, Any]) -> bool:
+    # The step's start, not the image's creation: real Cinder uploads the sparse target in
+    # about a second, and a signal after the last cancellable wait lets the build finish.
+    return event["event"] == "step.started" and event.get("step") == "capture"
+
+
+@pytest.mark.parametrize(
+    ("signum", "point"),
+    [(signal.SIGINT, installing), (signal.SIGTERM, installing), (signal.SIGINT, capturing)],
+    ids=["SIGINT-install", "SIGTERM-install", "SIGINT-capture"],
+)
+def test_signal_on_real_nova_cleans_up_and_exits_130(
     real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
-    guests: Any, tmp_path: Path, signum: int,
+    guests: Any, tmp_path: Path, signum: int, point: Any,
 ) -> None:
-    guests.set_speed(20.0)  # a slow guest: the install is still running when the signal comes
+    if point is installing:
+        guests.set_speed(20.0)  # a slow guest: still installing when the signal comes
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
-    proc = start_build(spec, clouds_yaml, tmp_path / "logs")
+    proc = start_build(spec, clouds_yaml, tmp_path)
     try:
-        read_until(proc, lambda e: e["event"] == "stage" and e.get("stage") == "winpe")
-        assert any(i.startswith("server ") for i in real_stack.leftovers(users=[builder]))
+        read_until(proc, point)
+        assert real_stack.leftovers(users=[builder])
         proc.send_signal(signum)
+        sent_at = time.time()
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err[-4000:]
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    after = [(e["event"], e.get("step"), e["time"]) for e in events]
+    assert proc.returncode == 130, (err[-2000:], time.strftime("%H:%M:%S", time.gmtime(sent_at)),
+                                    f"{sent_at % 60:.3f}", after)
     assert signal.Signals(signum).name in failed_report(events)["reason"]
+    finish(real_stack, user_conn, builder, None)
+
+
+def kill_during_install(spec: Path, clouds: Path, workdir: Path) -> str:
+    """Start a build, SIGKILL it once the guest installs; its build id."""
+    proc = start_build(spec, clouds, workdir, "--state-dir", str(workdir / "state"))
+    try:
+        events = read_until(proc, installing)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return str(events[0]["build_id"])
+
+
+def test_sigkill_then_resume_on_real_nova_finishes_the_build(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    guests: Any, tmp_path: Path, capsys: Any,
+) -> None:
+    guests.set_speed(100.0)
+    spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    build_id = kill_during_install(spec, clouds_yaml, tmp_path)
+    assert real_stack.leftovers(users=[builder])
+    capsys.readouterr()
+    code = main(["resume", build_id, "--state-dir", str(tmp_path / "state"),
+                 "--time-scale", str(REAL_TIME_SCALE), "--json"])
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    published = None
+    try:
+        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
+        published = assert_published(user_conn, events)
+    finally:
+        finish(real_stack, user_conn, builder, published)
+
+
+def test_sigkill_then_gc_on_real_nova_removes_everything(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    guests: Any, tmp_path: Path, capsys: Any,
+) -> None:
+    guests.set_speed(20.0)
+    spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    kill_during_install(spec, clouds_yaml, tmp_path)
+    assert real_stack.leftovers(users=[builder])
+    capsys.readouterr()
+    code = main(["gc", "--older-than", "0", "--time-scale", str(REAL_TIME_SCALE),
+                 "--os-cloud", REAL_CLOUD, "--state-dir", str(tmp_path / "state")])
+    _, err = capsys.readouterr()
+    assert code == 0, err[-4000:]
     finish(real_stack, user_conn, builder, None)
