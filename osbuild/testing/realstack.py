@@ -105,6 +105,15 @@ class RealStack:
         self.memory()  # the peaks, while the processes still run
         self._exit.close()
 
+    def restart_nova(self, *, kill: bool = False) -> None:
+        """Stop (SIGTERM, or SIGKILL with ``kill``) and start Nova again on the same port.
+        Nova keeps its state in memory: it comes back empty, so the flavors are made again."""
+        assert self.nova is not None
+        if kill:
+            self.nova.kill()
+        self.nova.restart()
+        self._seed_flavors()
+
     # ------------------------------------------------------------------ helpers for tests
 
     def connect(self, who: ProjectUser | None = None) -> Any:
@@ -158,18 +167,23 @@ class RealStack:
     # ------------------------------------------------------------------ seeding
 
     def _seed(self) -> None:
+        self._seed_flavors()
         conn = self.rs.connect()
-        existing = {f.name for f in conn.compute.flavors()}
-        for name, vcpus, ram, disk in SEED_FLAVORS:
-            if name not in existing:
-                conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk,
-                                           is_public=True)
         for seed in seed_images():
             image = conn.image.create_image(
                 name=seed.name, data=seed.data, disk_format=seed.disk_format,
                 container_format=seed.container_format, visibility="public",
                 allow_duplicates=True, **{k: str(v) for k, v in seed.properties.items()})
             self.media[seed.name] = image.id
+
+
+    def _seed_flavors(self) -> None:
+        conn = self.rs.connect()
+        existing = {f.name for f in conn.compute.flavors()}
+        for name, vcpus, ram, disk in SEED_FLAVORS:
+            if name not in existing:
+                conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk,
+                                           is_public=True)
 
 
 def _tree_peak_rss(pid: int) -> float | None:

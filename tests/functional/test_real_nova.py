@@ -379,3 +379,29 @@ def test_sigkill_then_gc_on_real_nova_removes_everything(
     _, err = capsys.readouterr()
     assert code == 0, err[-4000:]
     finish(real_stack, user_conn, builder, None)
+
+
+def test_media_prepare_uefi_in_glance_then_uefi_build_on_real_nova(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    tmp_path: Path, capsys: Any,
+) -> None:
+    (tmp_path / "uefi").mkdir()
+    capsys.readouterr()
+    code = main(["media", "prepare-uefi", "--image", "windows-server-2025-x64.iso",
+                 "--os-cloud", REAL_CLOUD, "--name", "ws2025-prepared.iso",
+                 "--work-dir", str(tmp_path / "uefi")])
+    out, err = capsys.readouterr()
+    prepared = user_conn.image.find_image("ws2025-prepared.iso")
+    published = None
+    try:
+        assert code == 0, (out[-2000:], err[-2000:])
+        assert prepared is not None and prepared.status == "active"
+        spec = write_spec(tmp_path, "ws2025-datacenter-uefi.yaml",
+                          windows={"iso_image": "ws2025-prepared.iso"}, verify={"enabled": False})
+        code, events, err, _ = run_build(tmp_path, capsys, spec)
+        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
+        published = assert_published(user_conn, events)
+    finally:
+        if prepared is not None:
+            user_conn.image.delete_image(prepared, ignore_missing=True)
+        finish(real_stack, user_conn, builder, published)
