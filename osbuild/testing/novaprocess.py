@@ -71,7 +71,10 @@ def nova_conf(settings: dict[str, Any]) -> str:
     }
     cinder: dict[str, str] = {**auth, "os_region_name": settings["region"]}
     if settings.get("cinder_url"):
-        cinder["endpoint_template"] = settings["cinder_url"].rstrip("/") + "/v3/%(project_id)s"
+        # The block-storage endpoint, with or without its /v3; Nova adds the project.
+        base = settings["cinder_url"].rstrip("/").removesuffix("/%(project_id)s")
+        base = base if base.endswith("/v3") else base + "/v3"
+        cinder["endpoint_template"] = base + "/%(project_id)s"
     return _ini({
         "DEFAULT": {"compute_driver": "osbuild_guest.GuestDriver",
                     "instances_path": settings["instances_path"],

@@ -39,7 +39,7 @@ REAL_GUEST_SPEED = 600.0
 # seconds, more than 30 min / 600), so builds use a smaller scale than the guest's pace.
 REAL_TIME_SCALE = 60.0
 # "module:attribute" of the Cinder launcher: a callable (rs, workdir) -> context manager
-# with ``url`` (and optionally ``timings``, ``peak_rss``, ``process``).
+# with ``url``, the block-storage endpoint (and optionally ``timings``, ``process``).
 CINDER_LAUNCHER_ENV = "OSBUILD_CINDER_LAUNCHER"
 DEFAULT_CINDER_LAUNCHER = "osbuild.testing.realcinder:RealCinder"
 
@@ -133,7 +133,8 @@ class RealStack:
         if cinder_proc is not None and cinder_proc.poll() is None:
             out["cinder"] = peak_rss_mb(cinder_proc.pid)
         else:
-            out["cinder"] = getattr(self.cinder, "peak_rss", None)
+            peak_kb = getattr(self.cinder, "peak_rss_kb", None)
+            out["cinder"] = peak_kb / 1024 if peak_kb else getattr(self.cinder, "peak_rss", None)
         if self.nova is not None:
             out["nova"] = self.nova.current_rss_mb() or self.nova.peak_rss
         return out
@@ -148,21 +149,31 @@ class RealStack:
         return "real stack: " + ", ".join(parts)
 
     def leftovers(self, *, keep_images: set[str] | frozenset[str] = frozenset(),
-                  users: list[ProjectUser] | tuple[ProjectUser, ...] = ()) -> list[str]:
+                  users: list[ProjectUser] | tuple[ProjectUser, ...] = (),
+                  baseline: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """What is left, seen as admin across all projects: servers, volumes, images other
-        than the seeded media and ``keep_images``, and the ``users``' keypairs."""
+        than the seeded media and ``keep_images``, and the ``users``' keypairs; ids in
+        ``baseline`` (:meth:`resource_ids` before the test: other tests' images share this
+        Glance) are not counted."""
         conn = self.rs.connect()
-        found = [f"server {s.name} {s.id} {s.status}"
+        found = [(s.id, f"server {s.name} {s.id} {s.status}")
                  for s in conn.compute.servers(details=True, all_projects=True)]
-        found += [f"volume {v.name} {v.id} {v.status}"
+        found += [(v.id, f"volume {v.name} {v.id} {v.status}")
                   for v in conn.block_storage.volumes(details=True, all_projects=True)]
-        skip = set(self.media.values()) | set(keep_images)
-        found += [f"image {i.name} {i.id} {i.status}" for i in conn.image.images()
-                  if i.id not in skip]
+        skip = set(self.media.values()) | set(keep_images) | set(baseline)
+        found += [(i.id, f"image {i.name} {i.id} {i.status}") for i in conn.image.images()]
         for user in users:
-            found += [f"keypair {k.name} of {user.user_name}"
+            found += [(f"keypair:{user.user_id}:{k.name}", f"keypair {k.name} of {user.user_name}")
                       for k in conn.compute.keypairs(user_id=user.user_id)]
-        return found
+        return [label for key, label in found if key not in skip]
+
+    def resource_ids(self) -> frozenset[str]:
+        """Ids of every server, volume and image now (a baseline for :meth:`leftovers`)."""
+        conn = self.rs.connect()
+        ids = {s.id for s in conn.compute.servers(all_projects=True)}
+        ids |= {v.id for v in conn.block_storage.volumes(all_projects=True)}
+        ids |= {i.id for i in conn.image.images()}
+        return frozenset(ids)
 
     # ------------------------------------------------------------------ seeding
 

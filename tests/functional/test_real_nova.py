@@ -31,6 +31,7 @@ from osbuild.testing.realservices import ProjectUser
 from osbuild.testing.realstack import REAL_CLOUD, REAL_TIME_SCALE, RealStack
 
 pytestmark = pytest.mark.slow
+BASELINE: set[str] = set()  # ids that existed before the running test (fixture ``baseline``)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,15 @@ def builder(real_stack: RealStack) -> ProjectUser:
 @pytest.fixture
 def user_conn(real_stack: RealStack, builder: ProjectUser) -> Any:
     return real_stack.connect(builder)
+
+
+@pytest.fixture(autouse=True)
+def baseline(real_stack: RealStack) -> frozenset[str]:
+    """What exists before the test (other modules' tests share Keystone and Glance)."""
+    ids = real_stack.resource_ids()
+    BASELINE.clear()
+    BASELINE.update(ids)
+    return ids
 
 
 @pytest.fixture
@@ -130,7 +140,8 @@ def image_head(conn: Any, image_id: str, disk_format: str) -> bytes:
 
 def finish(stack: RealStack, conn: Any, builder: ProjectUser, published: str | None) -> None:
     """No leftovers in any project (seen as admin), then drop the published image."""
-    left = stack.leftovers(keep_images={published} if published else set(), users=[builder])
+    left = stack.leftovers(keep_images={published} if published else set(), users=[builder],
+                           baseline=BASELINE)
     if published:
         conn.image.delete_image(published, ignore_missing=True)
     for image in conn.image.images(owner=builder.project_id):
@@ -316,7 +327,7 @@ def test_signal_on_real_nova_cleans_up_and_exits_130(
     proc = start_build(spec, clouds_yaml, tmp_path)
     try:
         read_until(proc, point)
-        assert real_stack.leftovers(users=[builder])
+        assert real_stack.leftovers(users=[builder], baseline=BASELINE)
         proc.send_signal(signum)
         sent_at = time.time()
         out, err = proc.communicate(timeout=300)
@@ -351,7 +362,7 @@ def test_sigkill_then_resume_on_real_nova_finishes_the_build(
     guests.set_speed(100.0)
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
     build_id = kill_during_install(spec, clouds_yaml, tmp_path)
-    assert real_stack.leftovers(users=[builder])
+    assert real_stack.leftovers(users=[builder], baseline=BASELINE)
     capsys.readouterr()
     code = main(["resume", build_id, "--state-dir", str(tmp_path / "state"),
                  "--time-scale", str(REAL_TIME_SCALE), "--json"])
@@ -372,7 +383,7 @@ def test_sigkill_then_gc_on_real_nova_removes_everything(
     guests.set_speed(20.0)
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
     kill_during_install(spec, clouds_yaml, tmp_path)
-    assert real_stack.leftovers(users=[builder])
+    assert real_stack.leftovers(users=[builder], baseline=BASELINE)
     capsys.readouterr()
     code = main(["gc", "--older-than", "0", "--time-scale", str(REAL_TIME_SCALE),
                  "--os-cloud", REAL_CLOUD, "--state-dir", str(tmp_path / "state")])
