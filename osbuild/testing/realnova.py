@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -146,7 +147,8 @@ class RealNova:
         self.guest_state.mkdir(exist_ok=True)
         self._write_control()
         if self._service_auth is None:
-            self._service_auth = self.rs.create_service_user("nova")
+            # One per launcher: a module-scoped stack is started more than once a session.
+            self._service_auth = self.rs.create_service_user(f"nova-{secrets.token_hex(4)}")
             self._grant_service_role()
         settings = {
             "workdir": str(self.workdir),

@@ -102,8 +102,14 @@ class RealStack:
         self.timings["stack"] = time.monotonic() - began
 
     def stop(self) -> None:
-        self.memory()  # the peaks, while the processes still run
-        self._exit.close()
+        try:
+            if self.media:
+                conn = self.rs.connect()
+                for image_id in self.media.values():
+                    conn.image.delete_image(image_id, ignore_missing=True)
+                self.media.clear()
+        finally:
+            self._exit.close()
 
     def restart_nova(self, *, kill: bool = False) -> None:
         """Stop (SIGTERM, or SIGKILL with ``kill``) and start Nova again on the same port.

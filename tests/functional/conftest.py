@@ -59,12 +59,14 @@ def schema_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     upstream_schemas.reset()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_stack(
     real_services: RealServices, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealStack]:
     """Real Cinder and Nova (plus the network) on top of ``real_services``, seeded with the
-    simulator's stand-in media; see :mod:`osbuild.testing.realstack`."""
+    simulator's stand-in media; see :mod:`osbuild.testing.realstack`. Per module: the
+    attached simulator registers its own compute, block-storage and network in the same
+    catalog, so the two must never be up together."""
     reason = missing_cinder()
     if reason:
         pytest.skip(f"real Cinder is not available: {reason}")
