@@ -151,12 +151,16 @@ def finish(stack: RealStack, conn: Any, builder: ProjectUser, published: str | N
     assert left == []
 
 
-@pytest.mark.parametrize("verify", [False, True], ids=["verify-off", "verify-on"])
+@pytest.mark.parametrize(
+    ("verify", "from_volume"), [(False, False), (True, False), (True, True)],
+    ids=["verify-off", "verify-on", "verify-on-from-volume"],
+)
 def test_volume_target_build_on_real_nova(
     real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
-    tmp_path: Path, capsys: Any, verify: bool,
+    tmp_path: Path, capsys: Any, verify: bool, from_volume: bool,
 ) -> None:
-    spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": verify})
+    spec = write_spec(tmp_path, "ws2022-standard.yaml",
+                      verify={"enabled": verify, "boot_from_volume": from_volume})
     code, events, err, took = run_build(tmp_path, capsys, spec)
     published = None
     try:
@@ -169,7 +173,8 @@ def test_volume_target_build_on_real_nova(
                 e["event"] for e in events]
     finally:
         finish(real_stack, user_conn, builder, published)
-    print(f"volume-target build (verify {'on' if verify else 'off'}) took {took:.1f}s")
+    print(f"volume-target build (verify {'on' if verify else 'off'}"
+          f"{' from a volume' if from_volume else ''}) took {took:.1f}s")
 
 
 def test_local_target_build_on_real_nova(
