@@ -33,3 +33,15 @@ def test_other_exceptions_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr("osbuild.cli.schema.run", fail)
     with pytest.raises(ZeroDivisionError):
         main(["schema"])
+
+
+def test_prepare_uefi_with_a_missing_work_dir_is_an_input_error(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Seen against the real stack: a raw FileNotFoundError escaped after the download began.
+    missing = tmp_path / "nowhere"
+    code = main(["media", "prepare-uefi", "--image", "x.iso", "--os-cloud", "none",
+                 "--work-dir", str(missing)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"osbuild: error: --work-dir {missing}: not an existing folder")

@@ -89,6 +89,9 @@ def _prepare_in_cloud(args: argparse.Namespace) -> int:
     from osbuild.cloud.connect import check_auth, connect
     from osbuild.media.uefi_image import prepare_uefi_image
 
+    if args.work_dir is not None and not args.work_dir.is_dir():
+        # Checked before the cloud is touched: the ISO is downloaded into this folder.
+        raise InvalidInput([f"--work-dir {args.work_dir}: not an existing folder"])
     conn = connect(args.os_cloud)
     check_auth(conn, args.os_cloud)
     result = prepare_uefi_image(
