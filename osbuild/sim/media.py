@@ -246,12 +246,16 @@ def _windows_iso(version: str, editions: tuple[str, ...] | None) -> bytes:
 
 
 @functools.lru_cache(maxsize=2)
-def virtio_iso() -> bytes:
-    """virtio-win with its real layout (`<Driver>/<os>/amd64`), installers and guest agent."""
+def virtio_iso(releases: tuple[str, ...] | None = None) -> bytes:
+    """virtio-win with its real layout (`<Driver>/<os>/amd64`), installers and guest agent.
+
+    ``releases`` limits the OS folders, like an older virtio-win without the newest one."""
     with _fixed_time():
         iso = _IsoWriter(VIRTIO_LABEL)
         for driver in windows.VIRTIO_DRIVERS:
             for folder in windows.VIRTIO_DRIVER_FOLDERS[driver]:
+                if releases is not None and folder not in releases:
+                    continue
                 base = f"{driver}/{folder}/amd64/{driver.lower()}"
                 iso.add(f"{base}.inf", f"; {driver} for {folder}\r\n[Version]\r\n"
                         f"Signature=\"$WINDOWS NT$\"\r\nDriverVer=10/01/2024,100.95.104."

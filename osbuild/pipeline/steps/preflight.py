@@ -18,6 +18,7 @@ from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import PreflightError, describe
 from osbuild.media import wim
 from osbuild.media import windows as windows_catalog
+from osbuild.media.virtio_iso import VirtioContents, read_virtio_iso
 from osbuild.ops.fingerprint import image_checksum
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.steps import verify_image
@@ -88,6 +89,8 @@ class Preflight:
 
         if win:
             problems.extend(self._edition_problems(ctx, win))
+        if virtio:
+            problems.extend(self._virtio_problems(ctx, virtio))
 
         flavor = self._find(ctx, lambda: conn.compute.find_flavor(spec.builder.flavor,
                                                                    ignore_missing=True),
@@ -204,6 +207,43 @@ class Preflight:
         have = ", ".join(_edition_of(windows.version, name) for name in editions) or "none"
         return [f"windows.edition: {windows.edition} is not on {win.name!r}; its install "
                 f"image holds: {have}"]
+
+    def _virtio_problems(self, ctx: BuildContext, virtio: IsoImage) -> list[str]:
+        """The drivers WinPE and the virtio stage load must have a build for this Windows
+        release: an older virtio-win lacks the newest release's folders,
+        and Setup would then not see the disk. Read from the ISO's directories in Glance."""
+        spec = ctx.spec
+        folder = windows_catalog.virtio_os_folder(spec.windows.version)
+        try:
+            contents = ctx.call(_virtio_contents, ctx.conn, virtio)
+        except Exception as exc:
+            log.debug("could not read the layout of %s", virtio.id, exc_info=True)
+            ctx.emit("info", message=f"virtio.iso_image: could not read the driver folders "
+                     f"of {virtio.name!r} from Glance ({describe(exc)}); `osbuild media "
+                     "inspect ISO` lists them from a copy of the ISO")
+            return []
+        if contents is None:
+            return [f"virtio.iso_image: {virtio.name!r} holds no virtio-win driver folders "
+                    "(<driver>/<release>/amd64)"]
+        problems = []
+        # The virtio stage also installs vioserial and Balloon (templates/scripts).
+        needed = tuple(dict.fromkeys((*spec.virtio.winpe_drivers, "vioserial", "Balloon")))
+        missing = contents.missing_for(folder, needed)
+        if missing:
+            have = sorted({f for d in missing for f in contents.drivers.get(d, ())})
+            problems.append(
+                f"virtio.iso_image: {virtio.name!r} has no {folder} build of "
+                f"{', '.join(missing)} (Windows {spec.windows.version}); its folders for "
+                f"them: {', '.join(have) or 'none'}. Use a virtio-win release that "
+                f"supports Windows {spec.windows.version}")
+        if spec.virtio.guest_tools and not contents.guest_tools:
+            problems.append(f"virtio.iso_image: {virtio.name!r} has no "
+                            f"{windows_catalog.VIRTIO_GUEST_TOOLS}; set virtio.guest_tools: "
+                            "false or use a newer virtio-win")
+        if spec.virtio.qemu_ga and not contents.qemu_ga:
+            problems.append(f"virtio.iso_image: {virtio.name!r} has no "
+                            f"{windows_catalog.VIRTIO_QEMU_GA_MSI}; set virtio.qemu_ga: false")
+        return problems
 
     def _zones(self, ctx: BuildContext) -> set[str] | None:
         try:
@@ -373,6 +413,12 @@ def _check(absolute: dict[str, Any], service: str, what: str, need: int,
 def _iso_editions(conn: Any, win: IsoImage) -> list[str] | None:
     reader = io.BufferedReader(ImageRanges(conn, win.id, win.size), buffer_size=64 * 1024)
     return wim.iso_editions(reader, name=win.name)
+
+
+def _virtio_contents(conn: Any, virtio: IsoImage) -> VirtioContents | None:
+    reader = io.BufferedReader(ImageRanges(conn, virtio.id, virtio.size),
+                               buffer_size=64 * 1024)
+    return read_virtio_iso(reader, name=virtio.name)
 
 
 def _edition_of(version: str, image_name: str) -> str:
