@@ -137,6 +137,25 @@ def _write(
     return target
 
 
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
+def _copy_user_script(source: Path, target: Path) -> None:
+    """A user's script as Windows PowerShell 5.1 will read it: UTF-8 gets its BOM (without
+    one, 5.1 reads the file in the ANSI code page and mangles every non-ASCII character).
+    A script that already has a BOM, or is not UTF-8 (meant for the ANSI page), is kept."""
+    data = source.read_bytes()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not data.startswith(_BOMS):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            data = _BOMS[0] + data
+    target.write_bytes(data)
+
+
 def _copy_hashing(source: Path, target: Path) -> str:
     """Copy in chunks while hashing: one pass, never the whole file in memory."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +233,7 @@ def render_media(
     user_scripts = []
     for index, source in enumerate(spec.scripts):
         iso_path = f"{layout.USER_SCRIPTS_DIR}/{user_script_name(index, source)}"
-        _copy_hashing(spec.resolve_path(source), tree / iso_path)
+        _copy_user_script(spec.resolve_path(source), tree / iso_path)
         user_scripts.append(iso_path)
 
     plan = GuestPlan(

@@ -49,7 +49,8 @@ def resume_command() -> str:
     """The cmd arguments that run the first-logon driver from the config ISO."""
     script = _windows_path(layout.FIRSTLOGON_SCRIPT)
     return _for_config_drive(
-        f"powershell.exe -NoProfile -ExecutionPolicy Bypass -File %L:\\{script}"
+        f"powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "
+        f"%L:\\{script}"
     )
 
 

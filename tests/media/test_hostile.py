@@ -124,4 +124,4 @@ def test_hostile_script_file_name_is_sanitised(tmp_path: Path, render) -> None:
     (iso_path,) = media.plan.scripts
     assert iso_path.startswith(layout.USER_SCRIPTS_DIR + "/01-")
     assert all(ch.isalnum() or ch in "/._-" for ch in iso_path)
-    assert (media.root / iso_path).read_text() == "Write-Host 'user script'\n"
+    assert (media.root / iso_path).read_text(encoding="utf-8-sig") == "Write-Host 'user script'\n"

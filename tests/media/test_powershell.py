@@ -179,3 +179,46 @@ def test_scripts_name_the_layout_paths(example_spec, render) -> None:
     # the driver runs each plan stage from stage-<name>.ps1, which render wrote
     driver = (scripts / "firstlogon.ps1").read_text(encoding="utf-8-sig")
     assert '"stage-$stage.ps1"' in driver
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_powershell_launch_is_non_interactive(name, example_spec, render) -> None:
+    # A prompt nobody can answer (a confirmation, Read-Host) would hang the build silently.
+    media = render(example_spec(name))
+    launches: list[str] = []
+    for script in (media.root / layout.SCRIPTS_DIR).rglob("*.ps1"):
+        text = script.read_text(encoding="utf-8-sig")
+        # Argument strings of Start-Process, and command lines (the resume task's).
+        launches += re.findall(r"[\"'](-NoProfile[^\"'`]*)", text)
+        launches += re.findall(r"powershell\.exe[^'\r\n]*", text)
+    launches += re.findall(r"powershell\.exe[^<\r\n]*",
+                           (media.root / "autounattend.xml").read_text(encoding="utf-8"))
+    assert launches
+    assert all("-NonInteractive" in line for line in launches), launches
+
+
+def test_the_library_turns_the_progress_bar_off_before_any_download(
+        example_spec, render) -> None:
+    # Windows PowerShell 5.1's progress bar makes Invoke-WebRequest 10-50x slower.
+    media = render(example_spec(EXAMPLES[0]))
+    lib = (media.root / layout.SCRIPTS_DIR / "lib.ps1").read_text(encoding="utf-8-sig")
+    tree = pwsh.parse(lib.encode())
+    assigned = [node.text.decode() for node in pwsh.nodes(tree, "assignment_expression")]
+    assert "$ProgressPreference = 'SilentlyContinue'" in assigned
+    first_function = lib.index("function ")
+    assert lib.index("$ProgressPreference") < first_function
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("Write-Output 'Grüße'\n".encode(), b"\xef\xbb\xbf" + "Write-Output 'Grüße'\n".encode()),
+    (b"\xef\xbb\xbfWrite-Output 'x'\n", b"\xef\xbb\xbfWrite-Output 'x'\n"),
+    ("Write-Output 'x'\n".encode("utf-16"), "Write-Output 'x'\n".encode("utf-16")),
+    (b"Write-Output '\xe9t\xe9'\n", b"Write-Output '\xe9t\xe9'\n"),  # ANSI, on purpose
+], ids=["utf8-gets-bom", "bom-kept", "utf16-kept", "ansi-kept"])
+def test_user_scripts_reach_powershell_5_1_readable(
+        tmp_path: Path, render, source: bytes, expected: bytes) -> None:
+    (tmp_path / "mine.ps1").write_bytes(source)
+    spec = load_spec(write_spec(tmp_path, MINIMAL_SPEC + "scripts: [mine.ps1]\n"))
+    media = render(spec)
+    [copied] = (media.root / layout.USER_SCRIPTS_DIR).glob("*.ps1")
+    assert copied.read_bytes() == expected
