@@ -70,7 +70,8 @@ def test_user_scripts_are_numbered_copied_and_planned(tmp_path: Path, render) ->
         f"{layout.USER_SCRIPTS_DIR}/02-harden.ps1",
     )
     assert "scripts" in media.plan.stages
-    assert (media.root / media.plan.scripts[1]).read_text(encoding="utf-8-sig") == "Write-Host 'harden'\n"
+    copied = (media.root / media.plan.scripts[1]).read_text(encoding="utf-8-sig")
+    assert copied == "Write-Host 'harden'\n"
     assert (media.root / layout.SCRIPTS_DIR / "stage-scripts.ps1").is_file()
 
 
