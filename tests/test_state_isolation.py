@@ -31,8 +31,7 @@ def test_a_build_without_state_flags_writes_to_the_temporary_folder(
     spec = tmp_path / "spec.yaml"
     spec.write_text((examples_dir() / "ws2022-standard.yaml").read_text())
     (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
-    code = main(["build", str(spec), "--os-cloud", fast_sim.cloud_name, "--time-scale", "600",
-                 "--json"])
+    code = main(["build", str(spec), "--os-cloud", fast_sim.cloud_name, "--json"])
     out = capsys.readouterr().out
     assert code == 0, out[-2000:]
     started = next(json.loads(line) for line in out.splitlines()

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuild.cli.output import HumanView, JsonLines
+from osbuild.cloud.clock import PACE_KEY
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import (
     EXIT_BUILD_FAILED,
@@ -88,9 +89,16 @@ def _time_scale(value: str) -> float:
 
 
 def add_time_scale_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR",
-                        help="for the simulated cloud only: its clock runs FACTOR times "
-                        "faster than real time (give its --speed, e.g. 600); default 1")
+    parser.add_argument("--time-scale", type=_time_scale, default=None, metavar="FACTOR",
+                        help="the cloud's clock runs FACTOR times faster than real time; "
+                        f"overrides its clouds.yaml entry's {PACE_KEY} (the simulated cloud "
+                        "writes it there); default: that entry's, else 1")
+
+
+def pace_override(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings the command line adds to the clouds.yaml entry (the cloud's pace)."""
+    scale = getattr(args, "time_scale", None)
+    return {PACE_KEY: scale} if scale is not None else {}
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,14 +140,13 @@ def run(args: argparse.Namespace) -> int:
     options = BuildOptions(
         log_dir=(args.log_dir or default_log_dir(state_dir)).resolve(),
         keep_on_failure=args.keep_on_failure,
-        time_scale=args.time_scale,
         state_dir=state_dir,
         lock_family=True,
     )
     results = run_builds(specs, args.os_cloud, options=options, parallel=args.parallel,
                          json_output=args.json, region_name=args.os_region_name,
                          wait_lock=args.wait_lock, if_changed=args.if_changed,
-                         metrics_file=args.metrics_file)
+                         metrics_file=args.metrics_file, cloud_settings=pace_override(args))
     if not args.json:
         print_summary(results)
     return combined_exit_code(results)
@@ -159,23 +166,26 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
                parallel: int = 1, json_output: bool = False, region_name: str | None = None,
                listeners: list[Callable[[Event], None]] | None = None,
                wait_lock: float | None = None, if_changed: bool = False,
-               metrics_file: Path | None = None) -> list[BuildResult]:
+               metrics_file: Path | None = None,
+               cloud_settings: Mapping[str, Any] | None = None) -> list[BuildResult]:
     """Check credentials for every cloud, then run every (spec, cloud) build.
 
     Builds in different clouds do not compete: ``parallel`` applies per cloud.
+    ``cloud_settings`` overrides clouds.yaml settings of every cloud (``--time-scale``).
     """
+    settings = dict(cloud_settings or {})
     jobs = build_jobs(specs, clouds)
     distinct = list(dict.fromkeys(cloud for _spec, cloud in jobs))
     identities: dict[str | None, str] = {}
     for cloud in distinct:  # wrong credentials are input errors, before anything is built
-        conn = connect(cloud, region_name=region_name)
+        conn = connect(cloud, region_name=region_name, **settings)
         try:
             check_auth(conn, cloud)
             identities[cloud] = cloud_identity(conn, cloud)
         finally:
             conn.close()
     check_quota_together(jobs, identities, options=options, parallel=parallel,
-                         region_name=region_name)
+                         region_name=region_name, settings=settings)
     bus = EventBus()
     view = JsonLines() if json_output else HumanView()
     bus.subscribe(view)
@@ -184,7 +194,7 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
     cancel = CancelToken()
 
     def one(spec: BuildSpec, cloud: str | None) -> BuildResult:
-        conn = connect(cloud, region_name=region_name)
+        conn = connect(cloud, region_name=region_name, **settings)
         try:
             result = _locked_build(spec, conn, cloud, identities[cloud], options=options,
                                    bus=bus, cancel=cancel, wait_lock=wait_lock,
@@ -209,7 +219,8 @@ def run_builds(specs: list[BuildSpec], clouds: list[str] | None, *, options: Bui
 
 def check_quota_together(jobs: list[tuple[BuildSpec, str | None]],
                          identities: dict[str | None, str], *, options: BuildOptions,
-                         parallel: int, region_name: str | None) -> None:
+                         parallel: int, region_name: str | None,
+                         settings: Mapping[str, Any] | None = None) -> None:
     """Builds that will run side by side in one cloud must fit its quotas together."""
     by_cloud: dict[str | None, list[BuildSpec]] = {}
     for spec, cloud in jobs:
@@ -218,7 +229,7 @@ def check_quota_together(jobs: list[tuple[BuildSpec, str | None]],
     for cloud, specs in by_cloud.items():
         if min(parallel, len(specs)) < 2:
             continue
-        conn = connect(cloud, region_name=region_name)
+        conn = connect(cloud, region_name=region_name, **(settings or {}))
         try:
             contexts = [new_context(spec, conn, options=options, bus=EventBus(), cancel=None,
                                     cloud_name=identities[cloud], build_id="preflight")
@@ -250,7 +261,7 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
     try:
         with lock:
             if if_changed:
-                same, why = unchanged_since_current(conn, spec, time_scale=options.time_scale)
+                same, why = unchanged_since_current(conn, spec)
                 if same:
                     return _skip(spec, cloud, build_id, f"unchanged: {why}", bus)
                 bus.publish(Event("build.rebuilding", build_id, spec.name,

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             clouds_yaml = sim.write_clouds_yaml(workdir / "clouds.yaml")
             os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds_yaml)
             print(f"simulated cloud at {sim.auth_url} (speed x{args.speed:.0f})")
-            options = BuildOptions(log_dir=workdir / "logs", time_scale=args.speed)
+            options = BuildOptions(log_dir=workdir / "logs")
             results = run_builds([spec], [sim.cloud_name], options=options,
                                  json_output=args.json)
             leftovers = leaked_resources(sim.resources(),

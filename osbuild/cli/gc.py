@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from osbuild.cli.build import add_time_scale_argument
+from osbuild.cli.build import add_time_scale_argument, pace_override
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import CleanupIncomplete
 from osbuild.ops.gc import DEFAULT_OLDER_THAN, GcResult, collect
@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
     clouds: list[str | None] = list(args.os_cloud or [None])
     results: dict[str, GcResult] = {}
     for cloud in clouds:
-        conn = connect(cloud)
+        conn = connect(cloud, **pace_override(args))
         check_auth(conn, cloud)
         name = cloud_identity(conn, cloud)
         results[name] = collect(conn, older_than=args.older_than, dry_run=args.dry_run,
-                                store=store, time_scale=args.time_scale)
+                                store=store)
     if args.json:
         json.dump({name: r.to_dict() for name, r in results.items()}, sys.stdout, indent=2)
         print()

@@ -12,7 +12,12 @@ from typing import Any
 
 from openstack.connection import Connection
 
-from osbuild.cli.build import _signals_cancel, add_time_scale_argument, default_log_dir
+from osbuild.cli.build import (
+    _signals_cancel,
+    add_time_scale_argument,
+    default_log_dir,
+    pace_override,
+)
 from osbuild.cli.output import HumanView, JsonLines
 from osbuild.cloud.connect import check_auth, connect
 from osbuild.errors import InvalidInput
@@ -73,19 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     words = list(args.words)
     action = words.pop(0) if words and words[0] in ACTIONS else "list"
-    conn = connect(args.os_cloud, region_name=args.os_region_name)
+    conn = connect(args.os_cloud, region_name=args.os_region_name, **pace_override(args))
     try:
         check_auth(conn, args.os_cloud)
         if action == "promote":
             if len(words) != 1:
                 raise InvalidInput(["images promote: give exactly one image ID or name"])
-            image = promote(conn, words[0], time_scale=args.time_scale)
+            image = promote(conn, words[0])
             return _changed(args, "promoted", image)
         if action == "verify":
             return _verify(args, conn, words)
         family, policy = _family_and_policy(args, words)
         if action == "rollback":
-            image = rollback(conn, family, time_scale=args.time_scale)
+            image = rollback(conn, family)
             return _changed(args, "rolled back to", image)
         if action == "prune":
             return _prune(args, conn, family, policy)
@@ -123,8 +128,7 @@ def _verify(args: argparse.Namespace, conn: Connection, words: list[str]) -> int
                             "family's spec file"])
     spec = load_spec(words[1]) if len(words) == 2 else _spec_of_build(conn, words[0], args)
     state_dir = (args.state_dir or default_state_dir()).resolve()
-    options = BuildOptions(log_dir=default_log_dir(state_dir).resolve(),
-                           time_scale=args.time_scale)
+    options = BuildOptions(log_dir=default_log_dir(state_dir).resolve())
     bus = EventBus()
     view = JsonLines() if args.json else HumanView()
     bus.subscribe(view)
@@ -152,7 +156,7 @@ def _verify(args: argparse.Namespace, conn: Connection, words: list[str]) -> int
 
 def _spec_of_build(conn: Connection, image: str, args: argparse.Namespace) -> BuildSpec:
     """The spec the image was built from, as its build's state file on this host names it."""
-    found = from_glance(find_image(conn, image, time_scale=args.time_scale))
+    found = from_glance(find_image(conn, image))
     store = StateStore((args.state_dir or default_state_dir()).resolve())
     try:
         path = store.load(found.build_id).spec_path if found.build_id else ""
@@ -166,7 +170,7 @@ def _spec_of_build(conn: Connection, image: str, args: argparse.Namespace) -> Bu
 
 
 def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
-    images = list_family(conn, family, time_scale=args.time_scale)
+    images = list_family(conn, family)
     now = datetime.now(UTC)
     if args.json:
         print(json.dumps({"family": family, "images": [i.to_dict(now) for i in images]},
@@ -190,7 +194,7 @@ def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
 
 def _prune(args: argparse.Namespace, conn: Connection, family: str,
            policy: RotationPolicy) -> int:
-    decisions = prune(conn, family, policy, dry_run=args.dry_run, time_scale=args.time_scale)
+    decisions = prune(conn, family, policy, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"family": family, "dry_run": args.dry_run,
                           "decisions": [_decision_dict(d) for d in decisions]}, indent=2))

@@ -11,6 +11,7 @@ from osbuild.cli.build import (
     add_state_arguments,
     add_time_scale_argument,
     default_log_dir,
+    pace_override,
     print_summary,
     report_outcome,
 )
@@ -59,11 +60,10 @@ def run(args: argparse.Namespace) -> int:
     options = BuildOptions(
         log_dir=(log_dir or default_log_dir(state_dir)).resolve(),
         keep_on_failure=args.keep_on_failure,
-        time_scale=args.time_scale,
         state_dir=state_dir,
         lock_family=True,
     )
-    conn = connect(os_cloud, region_name=args.os_region_name)
+    conn = connect(os_cloud, region_name=args.os_region_name, **pace_override(args))
     check_auth(conn, os_cloud)
     cloud = cloud_identity(conn, os_cloud)
     bus = EventBus()

@@ -16,12 +16,16 @@ from openstack import exceptions as sdk_exc
 from openstack.config import loader
 from openstack.connection import Connection
 
+from osbuild.cloud.clock import PACE_KEY, pace
 from osbuild.errors import AuthError
 
 
 def connect(cloud: str | None = None, *, region_name: str | None = None,
             api_timeout: float = 120.0, **overrides: Any) -> Connection:
     """A connection for ``cloud`` (None: OS_CLOUD / OS_* variables / the only cloud).
+
+    The cloud's pace (``osbuild_time_scale`` in its clouds.yaml entry, or in ``overrides``)
+    sets the session's clock (:func:`osbuild.cloud.clock.session_clock`).
 
     Our own retry layer decides what is safe to repeat, so keystoneauth's automatic status
     code and connect retries are turned off: it would otherwise also repeat non-idempotent
@@ -52,6 +56,14 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
             problem += (" (no cloud chosen: pass --os-cloud NAME for an entry of clouds.yaml, "
                         "or set OS_CLOUD or the OS_* variables)")
         raise AuthError([problem]) from None
+    scale = conn.config.config.get(PACE_KEY)
+    if scale is not None:
+        try:
+            pace(scale)
+        except (TypeError, ValueError):
+            conn.close()
+            raise AuthError([f"cloud configuration: {PACE_KEY}: must be a positive number, "
+                             f"not {scale!r}"]) from None
     return conn
 
 

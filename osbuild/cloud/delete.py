@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from openstack.connection import Connection
 
+from osbuild.cloud.clock import Clock, Deadline, session_clock
 from osbuild.cloud.retry import is_not_found, retrying
 from osbuild.durations import format_duration
 
 
-def _until_gone(fetch: Callable[[], Any], timeout: float, time_scale: float,
+def _until_gone(fetch: Callable[[], Any], timeout: float, clock: Clock,
                 interval: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout / time_scale
+    deadline = Deadline.after(clock, timeout, "deletion")
     while True:
         try:
-            resource = retrying(fetch, time_scale=time_scale)
+            resource = retrying(fetch, clock=clock)
         except Exception as exc:
             if is_not_found(exc):
                 return
@@ -28,32 +28,33 @@ def _until_gone(fetch: Callable[[], Any], timeout: float, time_scale: float,
         status = (getattr(resource, "status", "") or "").lower()
         if status in ("deleted",):
             return
-        if time.monotonic() > deadline:
+        if deadline.expired:
             raise TimeoutError(f"still {status} after {format_duration(timeout)}")
-        time.sleep(interval / time_scale)
+        clock.sleep(interval)
 
 
-def _ignoring_not_found(fn: Callable[[], Any], time_scale: float) -> None:
+def _ignoring_not_found(fn: Callable[[], Any], clock: Clock) -> None:
     try:
-        retrying(fn, time_scale=time_scale)
+        retrying(fn, clock=clock)
     except Exception as exc:
         if not is_not_found(exc):
             raise
 
 
-def delete_server(conn: Connection, server_id: str, *, time_scale: float = 1.0,
-                  timeout: float = 600.0) -> None:
+def delete_server(conn: Connection, server_id: str, *, timeout: float = 600.0) -> None:
     """Delete and wait until Nova has released the server's volumes and ports."""
-    _ignoring_not_found(lambda: conn.compute.delete_server(server_id), time_scale)
-    _until_gone(lambda: conn.compute.get_server(server_id), timeout, time_scale)
+    clock = session_clock(conn)
+    _ignoring_not_found(lambda: conn.compute.delete_server(server_id), clock)
+    _until_gone(lambda: conn.compute.get_server(server_id), timeout, clock)
     # Ports Nova created are removed with the server; remove any it left behind.
     for port in retrying(lambda: list(conn.network.ports(device_id=server_id)),
-                         time_scale=time_scale):
-        _ignoring_not_found(partial(conn.network.delete_port, str(port.id)), time_scale)
+                         clock=clock):
+        _ignoring_not_found(partial(conn.network.delete_port, str(port.id)), clock)
 
 
-def delete_volume(conn: Connection, volume_id: str, *, time_scale: float = 1.0,
-                  timeout: float = 600.0) -> None:
+def delete_volume(conn: Connection, volume_id: str, *, timeout: float = 600.0) -> None:
+    clock = session_clock(conn)
+
     def attempt() -> None:
         volume = conn.block_storage.get_volume(volume_id)
         status = (volume.status or "").lower()
@@ -65,28 +66,28 @@ def delete_volume(conn: Connection, volume_id: str, *, time_scale: float = 1.0,
             raise _Busy(status)
         conn.block_storage.delete_volume(volume_id)
 
-    deadline = time.monotonic() + timeout / time_scale
+    deadline = Deadline.after(clock, timeout, "volume deletion")
     while True:
         try:
-            retrying(attempt, time_scale=time_scale)
+            retrying(attempt, clock=clock)
             break
         except _Busy as busy:
-            if time.monotonic() > deadline:
+            if deadline.expired:
                 raise TimeoutError(f"volume {volume_id} stuck in {busy}") from None
-            time.sleep(2.0 / time_scale)
+            clock.sleep(2.0)
         except Exception as exc:
             if is_not_found(exc):
                 return
             raise
-    _until_gone(lambda: conn.block_storage.get_volume(volume_id), timeout, time_scale)
+    _until_gone(lambda: conn.block_storage.get_volume(volume_id), timeout, clock)
 
 
-def delete_image(conn: Connection, image_id: str, *, time_scale: float = 1.0) -> None:
-    _ignoring_not_found(lambda: conn.image.delete_image(image_id), time_scale)
+def delete_image(conn: Connection, image_id: str) -> None:
+    _ignoring_not_found(lambda: conn.image.delete_image(image_id), session_clock(conn))
 
 
-def delete_keypair(conn: Connection, name: str, *, time_scale: float = 1.0) -> None:
-    _ignoring_not_found(lambda: conn.compute.delete_keypair(name), time_scale)
+def delete_keypair(conn: Connection, name: str) -> None:
+    _ignoring_not_found(lambda: conn.compute.delete_keypair(name), session_clock(conn))
 
 
 class _Busy(Exception):

@@ -21,6 +21,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from osbuild.cloud.clock import Clock
+
 T = TypeVar("T")
 
 RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
@@ -82,6 +84,8 @@ def retry_after(exc: BaseException) -> float | None:
 
 
 class _WaitHonouringRetryAfter:
+    """Back-off in cloud seconds (Retry-After too), slept in real seconds."""
+
     def __init__(self, scale: float) -> None:
         self._backoff = wait_exponential_jitter(initial=1, max=30, jitter=1)
         self._scale = scale
@@ -106,7 +110,7 @@ def retrying(
     fn: Callable[..., T],
     *args: Any,
     attempts: int = 6,
-    time_scale: float = 1.0,
+    clock: Clock | None = None,
     cancel: threading.Event | None = None,
     listing: bool = False,
     **kwargs: Any,
@@ -114,6 +118,8 @@ def retrying(
     """Call ``fn`` and repeat it on transient failures (5xx, 429 with Retry-After, resets).
 
     ``listing``: ``fn`` lists a paginated collection; a lost page marker restarts it.
+    ``clock``: the session's clock (:func:`osbuild.cloud.clock.session_clock`); back-offs are
+    cloud seconds.
     """
     def sleep(seconds: float) -> None:
         # A cancelled build stops waiting at once; the caller then sees the cancellation.
@@ -127,7 +133,7 @@ def retrying(
             (lambda e: is_transient(e) or is_lost_marker(e)) if listing else is_transient
         ),
         stop=stop_after_attempt(attempts),
-        wait=_WaitHonouringRetryAfter(time_scale),
+        wait=_WaitHonouringRetryAfter(clock.scale if clock is not None else 1.0),
         reraise=True,
         sleep=sleep,
     )

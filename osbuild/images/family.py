@@ -10,6 +10,7 @@ from openstack.connection import Connection
 from openstack.image.v2._proxy import Proxy as ImageProxy
 
 from osbuild import naming
+from osbuild.cloud.clock import session_clock
 from osbuild.cloud.retry import retrying
 from osbuild.images.usage import image_users
 
@@ -103,12 +104,12 @@ def from_glance(image: Any, in_use: int = 0) -> FamilyImage:
     )
 
 
-def glance_family(conn: Connection, family: str, *, time_scale: float = 1.0) -> list[Any]:
+def glance_family(conn: Connection, family: str) -> list[Any]:
     """The family's Glance images, hidden ones included (Glance lists them separately)."""
     found: dict[str, Any] = {}
     for hidden in (False, True):
         images = retrying(lambda h=hidden: list(conn.image.images(tag=naming.TAG, is_hidden=h)),
-                          time_scale=time_scale, listing=True)
+                          clock=session_clock(conn), listing=True)
         for image in images:
             if _properties(image).get(naming.PROP_FAMILY) != family:
                 continue
@@ -119,11 +120,10 @@ def glance_family(conn: Connection, family: str, *, time_scale: float = 1.0) -> 
     return list(found.values())
 
 
-def list_family(conn: Connection, family: str, *, with_usage: bool = True,
-                time_scale: float = 1.0) -> list[FamilyImage]:
+def list_family(conn: Connection, family: str, *, with_usage: bool = True) -> list[FamilyImage]:
     """The family's images, newest version first."""
-    images = glance_family(conn, family, time_scale=time_scale)
-    users = image_users(conn, time_scale=time_scale) if with_usage and images else {}
+    images = glance_family(conn, family)
+    users = image_users(conn) if with_usage and images else {}
     members = [from_glance(i, len(users.get(str(i.id), ()))) for i in images]
     return sort_newest_first(members)
 

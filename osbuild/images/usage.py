@@ -7,6 +7,7 @@ from typing import Any
 
 from openstack.connection import Connection
 
+from osbuild.cloud.clock import session_clock
 from osbuild.cloud.retry import retrying
 
 
@@ -18,7 +19,7 @@ def _field(value: Any, key: str) -> Any:
     return getattr(value, key, None)
 
 
-def image_users(conn: Connection, *, time_scale: float = 1.0) -> dict[str, set[str]]:
+def image_users(conn: Connection) -> dict[str, set[str]]:
     """Image id -> ids of the servers that depend on it.
 
     A volume-backed server shows no image of its own; its boot volume's
@@ -26,14 +27,14 @@ def image_users(conn: Connection, *, time_scale: float = 1.0) -> dict[str, set[s
     image would break rebuilds and the provenance of the volume.
     """
     users: dict[str, set[str]] = defaultdict(set)
-    servers = retrying(lambda: list(conn.compute.servers(details=True)), time_scale=time_scale,
+    servers = retrying(lambda: list(conn.compute.servers(details=True)), clock=session_clock(conn),
                        listing=True)
     for server in servers:
         image_id = _field(server.image, "id")
         if image_id:
             users[str(image_id)].add(str(server.id))
     volumes = retrying(lambda: list(conn.block_storage.volumes(details=True)), listing=True,
-                       time_scale=time_scale)
+                       clock=session_clock(conn))
     for volume in volumes:
         image_id = (volume.volume_image_metadata or {}).get("image_id")
         if not image_id:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuild import __version__, resources
+from osbuild.cloud.clock import session_clock
 from osbuild.errors import SpecError
 from osbuild.spec import BuildSpec, format_duration
 
@@ -223,16 +224,15 @@ def should_skip(
     return True, f"{name} has the same inputs"
 
 
-def current_image_properties(conn: Any, family: str, *,
-                             time_scale: float = 1.0) -> dict[str, Any] | None:
+def current_image_properties(conn: Any, family: str) -> dict[str, Any] | None:
     """The family's current image as `should_skip` reads it: properties, name, created_at."""
     from osbuild.cloud.retry import retrying
     from osbuild.images.family import current_of, list_family
 
-    current = current_of(list_family(conn, family, with_usage=False, time_scale=time_scale))
+    current = current_of(list_family(conn, family, with_usage=False))
     if current is None:
         return None
-    image = retrying(conn.image.get_image, current.id, time_scale=time_scale)
+    image = retrying(conn.image.get_image, current.id, clock=session_clock(conn))
     props = {str(k): v for k, v in (getattr(image, "properties", None) or {}).items()}
     props.update({"id": image.id, "name": image.name, "created_at": image.created_at})
     # A verdict osbuild keeps on the image; the listing's reading wins if the SDK hid it.
@@ -240,19 +240,19 @@ def current_image_properties(conn: Any, family: str, *,
     return props
 
 
-def unchanged_since_current(conn: Any, spec: BuildSpec, *, time_scale: float = 1.0,
+def unchanged_since_current(conn: Any, spec: BuildSpec, *,
                             now: datetime | None = None) -> tuple[bool, str]:
     """`--if-changed`: whether the family's current image already is this build's output."""
     from osbuild.cloud.retry import retrying
 
-    props = current_image_properties(conn, spec.name, time_scale=time_scale)
+    props = current_image_properties(conn, spec.name)
     if props is None:
         return False, "no current image of this family"
     found = []
     for field_name, name_or_id in (("windows.iso_image", spec.windows.iso_image),
                                    ("virtio.iso_image", spec.virtio.iso_image)):
         image = retrying(conn.image.find_image, name_or_id, ignore_missing=True,
-                         time_scale=time_scale)
+                         clock=session_clock(conn))
         if image is None:
             return False, f"{field_name}: no image {name_or_id!r} in Glance"
         found.append(image)

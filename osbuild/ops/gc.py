@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from osbuild import naming
 from osbuild.cloud import delete as cloud_delete
+from osbuild.cloud.clock import session_clock
 from osbuild.cloud.retry import is_not_found, retrying
 from osbuild.durations import format_duration
 from osbuild.ops import lock
@@ -183,9 +184,10 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
     image_props: dict[str, Any] = {}
     fresh: set[str] = set()
     server_ids: set[str] = set()
+    clock = session_clock(conn)
 
     for server in retrying(lambda: list(conn.compute.servers(details=True, tags=naming.TAG)),
-                           listing=True):
+                           listing=True, clock=clock):
         build_id = _build_id_of(server.name, server.metadata)
         if build_id is None:
             continue
@@ -198,18 +200,20 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
 
     seen_ports: set[str] = set()
     for server in [r for r in found if r.kind == "server"]:
-        for port in retrying(lambda s=server: list(conn.network.ports(device_id=s.id))):
+        for port in retrying(lambda s=server: list(conn.network.ports(device_id=s.id)),
+                             clock=clock):
             seen_ports.add(port.id)
             found.append(Resource("port", port.id, port.name or "", server.build_id,
                                   _age(port.created_at, server.build_id, now), port.status))
-    for port in retrying(lambda: list(conn.network.ports())):
+    for port in retrying(lambda: list(conn.network.ports()), clock=clock):
         build_id = _build_id_of(port.name, None)
         if build_id is None or port.id in seen_ports:
             continue
         found.append(Resource("port", port.id, port.name, build_id,
                               _age(port.created_at, build_id, now), port.status))
 
-    for volume in retrying(lambda: list(conn.block_storage.volumes(details=True)), listing=True):
+    for volume in retrying(lambda: list(conn.block_storage.volumes(details=True)), listing=True,
+                           clock=clock):
         build_id = _build_id_of(volume.name, volume.metadata)
         if build_id is None:
             continue
@@ -219,7 +223,8 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
     images: dict[str, Any] = {}
     # Glance leaves hidden images out of the default listing; the config ISO is hidden.
     for query in ({}, {"is_hidden": True}):
-        for image in retrying(lambda q=query: list(conn.image.images(**q)), listing=True):
+        for image in retrying(lambda q=query: list(conn.image.images(**q)), listing=True,
+                              clock=clock):
             images[image.id] = image
     for image in images.values():
         props = _image_props(image)
@@ -231,7 +236,7 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
         found.append(Resource("image", image.id, image.name or "", build_id,
                               _age(image.created_at, build_id, now), image.status))
 
-    for keypair in retrying(lambda: list(conn.compute.keypairs())):
+    for keypair in retrying(lambda: list(conn.compute.keypairs()), clock=clock):
         match = _NAME_RE.match(keypair.name or "")
         if match is None:
             continue
@@ -271,7 +276,6 @@ def collect(
     dry_run: bool = False,
     store: StateStore | None = None,
     now: datetime | None = None,
-    time_scale: float = 1.0,
     liveness: Callable[[dict[str, BuildState], frozenset[str], datetime], Liveness] | None = None,
 ) -> GcResult:
     """Find osbuild's leftovers older than ``older_than`` seconds that belong to no running
@@ -300,7 +304,7 @@ def collect(
 
     for resource in doomed:
         try:
-            _delete(conn, resource, time_scale)
+            _delete(conn, resource)
         except Exception as exc:
             log.debug("gc: deleting %s %s failed", resource.kind, resource.id, exc_info=True)
             result.failed.append(Failed(resource, _describe(exc)))
@@ -312,21 +316,21 @@ def collect(
     return result
 
 
-def _delete(conn: Any, resource: Resource, time_scale: float) -> None:
+def _delete(conn: Any, resource: Resource) -> None:
     if resource.kind == "server":
-        cloud_delete.delete_server(conn, resource.id, time_scale=time_scale)
+        cloud_delete.delete_server(conn, resource.id)
     elif resource.kind == "port":
         try:
-            retrying(lambda: conn.network.delete_port(resource.id), time_scale=time_scale)
+            retrying(lambda: conn.network.delete_port(resource.id), clock=session_clock(conn))
         except Exception as exc:
             if not is_not_found(exc):
                 raise
     elif resource.kind == "volume":
-        cloud_delete.delete_volume(conn, resource.id, time_scale=time_scale)
+        cloud_delete.delete_volume(conn, resource.id)
     elif resource.kind == "image":
-        cloud_delete.delete_image(conn, resource.id, time_scale=time_scale)
+        cloud_delete.delete_image(conn, resource.id)
     else:
-        cloud_delete.delete_keypair(conn, resource.id, time_scale=time_scale)
+        cloud_delete.delete_keypair(conn, resource.id)
 
 
 def _describe(exc: BaseException) -> str:

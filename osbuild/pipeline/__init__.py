@@ -1,6 +1,6 @@
 """The build orchestrator: a literal list of steps run with guaranteed cleanup."""
 
-from osbuild.pipeline.clock import CancelToken
+from osbuild.cloud.clock import CancelToken
 from osbuild.pipeline.context import BuildOptions
 from osbuild.pipeline.events import Event, EventBus
 from osbuild.pipeline.run import BuildResult, build_steps, run_build

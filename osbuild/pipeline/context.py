@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from openstack.connection import Connection
 
+from osbuild.cloud.clock import CancelToken, Clock, session_clock
 from osbuild.cloud.retry import retrying
 from osbuild.ops.lock import HEARTBEAT_INTERVAL
-from osbuild.pipeline.clock import CancelToken, Clock
 from osbuild.pipeline.events import Event, EventBus
 from osbuild.spec import BuildSpec
 
@@ -32,8 +32,6 @@ class BuildOptions:
 
     log_dir: Path
     keep_on_failure: bool = False
-    # Cloud time runs this much faster than real time (simulated clouds only).
-    time_scale: float = 1.0
     # Console poll interval bounds, in cloud seconds.
     poll_min: float = 5.0
     poll_max: float = 60.0
@@ -131,7 +129,7 @@ class BuildContext:
 
     @property
     def clock(self) -> Clock:
-        return Clock(self.options.time_scale)
+        return session_clock(self.conn)
 
     @property
     def workdir(self) -> Path:
@@ -208,7 +206,7 @@ class BuildContext:
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """An idempotent API call, repeated on transient failures."""
-        return retrying(fn, *args, time_scale=self.options.time_scale,
+        return retrying(fn, *args, clock=self.clock,
                         cancel=self.cancel.event, **kwargs)
 
     def require(self, value: T | None, what: str) -> T:

@@ -13,11 +13,11 @@ from openstack.connection import Connection
 
 from osbuild import markers, naming
 from osbuild.cloud import delete as cloud_delete
+from osbuild.cloud.clock import CancelToken, Deadline
 from osbuild.cloud.retry import is_not_found
 from osbuild.errors import InvalidInput
 from osbuild.ops.gc import discover, pid_alive
 from osbuild.ops.state import BuildState, StateStore
-from osbuild.pipeline.clock import CancelToken, Deadline
 from osbuild.pipeline.context import (
     BuildContext,
     BuilderVolumes,
@@ -135,14 +135,14 @@ def _volumes(resources: dict[str, str]) -> BuilderVolumes:
 
 def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
     """Track everything on record so the runner deletes it like its own (the product kept)."""
-    conn, scale = ctx.conn, ctx.options.time_scale
+    conn = ctx.conn
     media_dir = ctx.workdir / "media"  # the answer file with the password, if it survived
     ctx.track("local", str(media_dir), "rendered config media",
               lambda: shutil.rmtree(media_dir, ignore_errors=True), announce=False)
     deleters: dict[str, Callable[[str], None]] = {
-        "server": lambda i: cloud_delete.delete_server(conn, i, time_scale=scale),
-        "volume": lambda i: cloud_delete.delete_volume(conn, i, time_scale=scale),
-        "image": lambda i: cloud_delete.delete_image(conn, i, time_scale=scale),
+        "server": lambda i: cloud_delete.delete_server(conn, i),
+        "volume": lambda i: cloud_delete.delete_volume(conn, i),
+        "image": lambda i: cloud_delete.delete_image(conn, i),
     }
     for key, resource_id in state.resources.items():
         kind, _, role = key.partition(":")
@@ -164,10 +164,10 @@ def _adopt_unrecorded(ctx: BuildContext, state: BuildState,
 
     The builder server is adopted as the builder; anything else is deleted at the end.
     """
-    conn, scale = ctx.conn, ctx.options.time_scale
+    conn = ctx.conn
     deleters = {
         **deleters,
-        "keypair": lambda i: cloud_delete.delete_keypair(conn, i, time_scale=scale),
+        "keypair": lambda i: cloud_delete.delete_keypair(conn, i),
     }
     recorded = set(state.resources.values())
     found, _props, _fresh = discover(conn, datetime.now(UTC))

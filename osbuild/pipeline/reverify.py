@@ -13,11 +13,11 @@ from typing import Any
 from openstack.connection import Connection
 
 from osbuild import naming
+from osbuild.cloud.clock import CancelToken
 from osbuild.errors import InvalidInput
 from osbuild.images.family import from_glance
 from osbuild.images.manage import find_image
 from osbuild.naming import new_build_id
-from osbuild.pipeline.clock import CancelToken
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus
 from osbuild.pipeline.run import BuildResult, execute, new_context
@@ -44,7 +44,7 @@ def reverify(spec: BuildSpec, conn: Connection, image: str, *, options: BuildOpt
              bus: EventBus | None = None, cancel: CancelToken | None = None,
              cloud_name: str | None = None) -> BuildResult:
     """Boot-test ``image`` (ID or name) of ``spec``'s family with the spec's verify settings."""
-    found = find_image(conn, image, time_scale=options.time_scale)
+    found = find_image(conn, image)
     facts = from_glance(found)
     if facts.family != spec.name:
         have = facts.family or f"no {naming.PROP_FAMILY}"

@@ -13,10 +13,10 @@ from urllib.parse import urlparse
 from openstack.connection import Connection
 
 from osbuild import __version__
+from osbuild.cloud.clock import CancelToken
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
 from osbuild.ops.state import BuildState, BuildStatus, StateStore
-from osbuild.pipeline.clock import CancelToken
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus
 from osbuild.pipeline.runner import Step, final_error, run_steps

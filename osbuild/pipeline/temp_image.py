@@ -9,8 +9,8 @@ from openstack import exceptions as sdk_exc
 from openstack.connection import Connection
 
 from osbuild import naming
+from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_image
-from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.waits import wait_for_status
@@ -46,7 +46,7 @@ def upload_temporary_image(
     )
     image_id = str(image.id)
     ctx.track("image", image_id, name,
-              lambda: delete_image(conn, image_id, time_scale=ctx.options.time_scale))
+              lambda: delete_image(conn, image_id))
     ctx.call(conn.image.update_image, image_id, is_hidden=True)
     ctx.call(images.add_tag, image_id, naming.TAG)
     # A PUT of the whole data: safe to repeat.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from osbuild.cloud.clock import Deadline
 from osbuild.durations import format_duration
 from osbuild.errors import BuildFailed, ResourceFailed, StageTimeout
-from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.context import BuildContext
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from osbuild.cloud.clock import PACE_KEY
 from osbuild.errors import InvalidInput
 from osbuild.ops._atomic import write_atomic
 from osbuild.sim.app import SimApp
@@ -125,7 +126,9 @@ class SimCloud:
     def cloud_config(self, *, application_credential: bool = False) -> dict[str, Any]:
         config: dict[str, Any] = {"auth": self.auth(application_credential=application_credential),
                                   "region_name": REGION, "interface": "public",
-                                  "identity_api_version": 3}
+                                  "identity_api_version": 3,
+                                  # The simulated cloud's pace: the client's clock follows it.
+                                  PACE_KEY: self.clock.speed}
         if application_credential:
             config["auth_type"] = "v3applicationcredential"
         return config
@@ -156,6 +159,7 @@ class SimCloud:
         from openstack.connection import Connection
 
         config = self.cloud_config()
+        kwargs.setdefault(PACE_KEY, self.clock.speed)
         return Connection(auth=config["auth"], region_name=REGION, interface="public",
                           identity_api_version="3", **kwargs)
 

@@ -51,11 +51,11 @@ class Cron:
 
     def resume(self, build_id: str, *extra: str) -> BuildRun:
         return self.cli("resume", build_id, "--state-dir", str(self.state_dir),
-                        "--time-scale", str(SPEED), *extra)
+                        *extra)
 
     def gc(self) -> int:
         self.cloud.capsys.readouterr()
-        code = main(["gc", "--older-than", "0", "--time-scale", str(SPEED), "--os-cloud",
+        code = main(["gc", "--older-than", "0", "--os-cloud",
                      self.sim.cloud_name, "--state-dir", str(self.state_dir)])
         self.cloud.capsys.readouterr()
         return code
@@ -65,7 +65,7 @@ class Cron:
         env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(self.cloud.clouds_yaml)}
         return subprocess.Popen(
             [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud",
-             self.sim.cloud_name, "--time-scale", str(SPEED), "--log-dir",
+             self.sim.cloud_name, "--log-dir",
              str(self.cloud.log_dir), "--state-dir", str(self.state_dir), "--json", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )

@@ -11,14 +11,13 @@ import yaml
 from osbuild.ops.lock import LocalLock, lock_path
 from osbuild.sim.identity import REGION
 from osbuild.sim.world import PROJECT_NAME
-from tests.cron.conftest import SPEED, Cron
+from tests.cron.conftest import Cron
 from tests.e2e.conftest import BuildRun
 
 
 def _build_without_os_cloud(cron: Cron, spec: Path, metrics: Path) -> BuildRun:
     return cron.cli("build", str(spec), "--state-dir", str(cron.state_dir), "--log-dir",
-                    str(cron.cloud.log_dir), "--time-scale", str(SPEED),
-                    "--metrics-file", str(metrics))
+                    str(cron.cloud.log_dir), "--metrics-file", str(metrics))
 
 
 @pytest.mark.parametrize("chosen_by", ["OS_CLOUD", "OS_* variables"])
@@ -42,6 +41,8 @@ def test_the_chosen_cloud_keys_lock_state_metrics_and_report(
             monkeypatch.setenv(f"OS_{key.upper()}", auth[key])
         monkeypatch.setenv("OS_REGION_NAME", REGION)
         monkeypatch.setenv("OS_INTERFACE", "public")
+        # The cloud's pace, as openstacksdk reads any setting from OS_* variables.
+        monkeypatch.setenv("OS_OSBUILD_TIME_SCALE", str(sim.clock.speed))
         expected = f"127.0.0.1:{sim.port}/identity/{PROJECT_NAME}@{REGION}"
     spec = cron.spec()
     metrics = tmp_path / "osbuild.prom"

@@ -137,7 +137,7 @@ def test_spec_clouds_build_concurrently_each_with_its_report(
         cloud = Cloud(east, tmp_path, clouds_yaml, capsys)
         spec = cloud.spec(clouds=["east", "west"])
         capsys.readouterr()
-        code = main(["build", str(spec), "--time-scale", str(SPEED), "--json",
+        code = main(["build", str(spec), "--json",
                      "--state-dir", str(tmp_path / "state")])
         out, err = capsys.readouterr()
         assert code == 0, err

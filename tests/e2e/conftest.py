@@ -86,7 +86,7 @@ class Cloud:
     def build(self, *specs: Path, extra: tuple[str, ...] = ()) -> BuildRun:
         self.capsys.readouterr()
         code = main(["build", *map(str, specs), "--os-cloud", self.sim.cloud_name,
-                     "--time-scale", str(SPEED), "--log-dir", str(self.log_dir), "--json",
+                     "--log-dir", str(self.log_dir), "--json",
                      *extra])
         out, err = self.capsys.readouterr()
         events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

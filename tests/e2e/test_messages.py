@@ -5,13 +5,13 @@ from __future__ import annotations
 from osbuild.cli import main
 from osbuild.ops.lock import LocalLock
 from osbuild.ops.state import StateStore
-from tests.e2e.conftest import SPEED, Cloud
+from tests.e2e.conftest import Cloud
 
 
 def _build_text(cloud: Cloud, *args: str) -> tuple[int, str, str]:
     cloud.capsys.readouterr()
-    code = main(["build", *args, "--os-cloud", cloud.sim.cloud_name, "--time-scale",
-                 str(SPEED), "--log-dir", str(cloud.log_dir),
+    code = main(["build", *args, "--os-cloud", cloud.sim.cloud_name,
+                 "--log-dir", str(cloud.log_dir),
                  "--state-dir", str(cloud.workdir / "state")])
     out, err = cloud.capsys.readouterr()
     return code, out, err

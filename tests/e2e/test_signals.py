@@ -11,14 +11,14 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import SPEED, Cloud
+from tests.e2e.conftest import Cloud
 
 
 def start_build(cloud: Cloud, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}
     return subprocess.Popen(
         [sys.executable, "-m", "osbuild", "build", str(cloud.spec()), "--os-cloud",
-         cloud.sim.cloud_name, "--time-scale", str(SPEED), "--log-dir", str(cloud.log_dir),
+         cloud.sim.cloud_name, "--log-dir", str(cloud.log_dir),
          "--json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )

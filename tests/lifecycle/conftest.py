@@ -77,11 +77,10 @@ class Lifecycle:
     def build(self, spec: Path, *, json_lines: bool = True) -> CliResult:
         return self.cli("build", str(spec), "--os-cloud", self.sim.cloud_name,
                         *(["--json"] if json_lines else []),
-                        "--time-scale", str(SPEED), "--log-dir", str(self.logs))
+                        "--log-dir", str(self.logs))
 
     def images(self, *argv: str) -> CliResult:
-        return self.cli("images", *argv, "--os-cloud", self.sim.cloud_name,
-                        "--time-scale", str(SPEED))
+        return self.cli("images", *argv, "--os-cloud", self.sim.cloud_name)
 
     def family(self, family: str) -> list[dict[str, Any]]:
         result = self.images("--family", family, "--json")

@@ -94,7 +94,7 @@ def _osbuild_ids(sim: Any) -> set[str]:
 
 
 def _cleanup(world: World) -> None:
-    gc.collect(world.conn, older_than=0, store=None, now=world.now, time_scale=600,
+    gc.collect(world.conn, older_than=0, store=None, now=world.now,
                liveness=lambda states, fresh, now: gc.Liveness(
                    states, frozenset(), now, pid_alive=lambda pid: False))
     for image in world.conn.image.images():
@@ -107,7 +107,7 @@ def test_dry_run_lists_dead_build_only(world: World) -> None:
     try:
         before = _osbuild_ids(world.sim)
         result = gc.collect(world.conn, older_than=6 * 3600, dry_run=True, store=world.store,
-                            now=world.now, time_scale=600, liveness=_liveness())
+                            now=world.now, liveness=_liveness())
         listed = {r.id for r in result.removed}
         w = world.ids
         assert listed == {w["dead_server"], w["dead_volume"], w["dead_config"],
@@ -143,7 +143,7 @@ def test_removes_in_order_and_marks_the_build_abandoned(world: World) -> None:
         w = world.ids
         dead_ports = _ports_of(world, "dead_server")
         result = gc.collect(world.conn, older_than=6 * 3600, store=world.store,
-                            now=world.now, time_scale=600, liveness=_liveness())
+                            now=world.now, liveness=_liveness())
         assert result.ok and result.failed == []
         assert [r.kind for r in result.removed] == sorted(
             (r.kind for r in result.removed), key=gc.ORDER.index)
@@ -161,7 +161,7 @@ def test_removes_in_order_and_marks_the_build_abandoned(world: World) -> None:
         assert world.store.load(LOCAL).status is BuildStatus.RUNNING
         # a second run finds nothing more to do
         again = gc.collect(world.conn, older_than=6 * 3600, store=world.store,
-                           now=world.now, time_scale=600, liveness=_liveness())
+                           now=world.now, liveness=_liveness())
         assert again.removed == [] and again.failed == []
     finally:
         _cleanup(world)
@@ -186,7 +186,7 @@ def test_cli_dry_run_json_and_removal(world: World, tmp_path: Path,
         # DEAD state's pid is not alive here, so it is collected; the remote builder's
         # heartbeat lies two days ahead: nonsense, not fresh, collected as well.
         code = main(["gc", "--os-cloud", cloud, "--state-dir", state_dir,
-                     "--older-than", "0", "--time-scale", "600"])
+                     "--older-than", "0"])
         text = capsys.readouterr().out
         assert code == EXIT_OK
         assert f"removed server {world.ids['dead_server']}" in text

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from osbuild.cloud.clock import CancelToken
 from osbuild.errors import (
     BuildFailed,
     CleanupIncomplete,
     GuestFailure,
     Interrupted,
 )
-from osbuild.pipeline.clock import CancelToken
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus
 from osbuild.pipeline.runner import final_error, run_steps

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from osbuild import naming
+from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_server
 from osbuild.errors import ServerFault
-from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.hardware import hardware_properties
@@ -91,7 +91,7 @@ class BootBuilder:
             what="the builder server",
         )
         ctx.track("server", server.id, name,
-                  lambda: delete_server(conn, server.id, time_scale=ctx.options.time_scale))
+                  lambda: delete_server(conn, server.id))
         ctx.server_id = server.id
         wait_for_status(
             ctx, lambda: conn.compute.get_server(server.id), want="active",

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from osbuild import naming
+from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_image
-from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.waits import wait_for_status
@@ -43,7 +43,7 @@ class CaptureImage:
     def _track(self, ctx: BuildContext, image_id: str, name: str) -> None:
         # The image is the build's product: kept on success, deleted on failure.
         ctx.track("image", image_id, name,
-                  lambda: delete_image(ctx.conn, image_id, time_scale=ctx.options.time_scale),
+                  lambda: delete_image(ctx.conn, image_id),
                   keep_on_success=True)
         # Hidden from default listings until the boot test has passed and it is promoted.
         ctx.call(ctx.conn.image.update_image, image_id, is_hidden=True)

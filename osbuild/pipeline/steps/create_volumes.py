@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from osbuild import naming
+from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_volume
 from osbuild.errors import ResourceFailed
-from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.context import BuildContext, BuilderVolumes
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.hardware import hardware_properties
@@ -119,7 +119,7 @@ class CreateVolumes:
             what=f"the {wanted.role} volume",
         )
         ctx.track("volume", volume.id, name,
-                  lambda: delete_volume(conn, volume.id, time_scale=ctx.options.time_scale))
+                  lambda: delete_volume(conn, volume.id))
         return str(volume.id)
 
     def _cinder_message(self, ctx: BuildContext, volume_id: str) -> str:

@@ -25,7 +25,7 @@ def _to_the_end(ctx: BuildContext, fn: Callable[..., T], *args: Any, **kwargs: A
     """A call that Ctrl-C does not cut short: a half-promoted image (renamed, not current)
     helps nobody, and the verified image must not be deleted as if the build had failed.
     The runner still reports the signal (exit 130) once the step is done."""
-    return retrying(fn, *args, time_scale=ctx.options.time_scale, **kwargs)
+    return retrying(fn, *args, clock=ctx.clock, **kwargs)
 
 
 class PromoteImage:
@@ -42,7 +42,7 @@ class PromoteImage:
             _to_the_end(ctx, glance(conn).add_tag, image_id, tag)
         for member in spec.image.members:
             self._add_member(ctx, image_id, member)
-        mark_current(conn, image_id, spec.name, time_scale=ctx.options.time_scale)
+        mark_current(conn, image_id, spec.name)
         ctx.image_name = image.name or name
         ctx.emit("image.promoted", image_id=image_id, image_name=ctx.image_name,
                  tag=naming.CURRENT_TAG)
@@ -59,7 +59,7 @@ class PromoteImage:
         policy = RotationPolicy.from_spec(ctx.spec.image)
         try:
             decisions = prune(ctx.conn, ctx.spec.name, policy,
-                              time_scale=ctx.options.time_scale)
+                              )
         except (OsbuildError, sdk_exc.SDKException) as exc:
             ctx.emit("warning", message=f"rotation of {ctx.spec.name} failed ({exc}); run "
                      f"osbuild images prune --family {ctx.spec.name}")

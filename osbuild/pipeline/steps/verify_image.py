@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from openstack import exceptions as sdk_exc
 
 from osbuild import naming
+from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_keypair, delete_server, delete_volume
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import BuildFailed, StageTimeout, VerifyFailed
 from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
-from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
@@ -205,7 +205,7 @@ class VerifyImage:
             lookup, what="the verify keypair",
         )
         ctx.track("keypair", name, name,
-                  lambda: delete_keypair(conn, name, time_scale=ctx.options.time_scale))
+                  lambda: delete_keypair(conn, name))
         return name
 
     def _resolve(self, ctx: BuildContext) -> tuple[Any, str | None]:
@@ -255,7 +255,7 @@ class VerifyImage:
         volume = create_behind_lookup(ctx, lambda: conn.block_storage.create_volume(**args),
                                       lookup, what="the test server's root volume")
         ctx.track("volume", volume.id, name,
-                  lambda: delete_volume(conn, volume.id, time_scale=ctx.options.time_scale))
+                  lambda: delete_volume(conn, volume.id))
         try:
             wait_for_status(
                 ctx, lambda: conn.block_storage.get_volume(volume.id), want="available",
@@ -317,7 +317,7 @@ class VerifyImage:
         except sdk_exc.HttpException as exc:
             raise _verify_failed("server-create", _api_message(exc)) from None
         ctx.track("server", server.id, name,
-                  lambda: delete_server(conn, server.id, time_scale=ctx.options.time_scale))
+                  lambda: delete_server(conn, server.id))
         return str(server.id)
 
     # ------------------------------------------------------------------ checks

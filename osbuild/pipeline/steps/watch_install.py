@@ -12,10 +12,10 @@ from typing import Any
 from openstack import exceptions as sdk_exc
 
 from osbuild import markers
+from osbuild.cloud.clock import Deadline
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
 from osbuild.ops.lock import Heartbeat
-from osbuild.pipeline.clock import Deadline
 from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext, StageRecord
 from osbuild.pipeline.steps.boot_builder import server_fault
@@ -82,7 +82,7 @@ class _Watcher:
         # Fresh metadata tells other hosts (and gc) that this build is alive; the interval
         # is in cloud seconds, the helper counts real ones.
         self.heartbeat = Heartbeat(self.conn, self.server_id,
-                                   interval=ctx.options.heartbeat_every / ctx.options.time_scale)
+                                   interval=ctx.options.heartbeat_every / ctx.clock.scale)
 
     # ------------------------------------------------------------------ main loop
 

@@ -1,7 +1,8 @@
-"""Cloud time: real time, or faster for a simulated cloud that runs `time_scale` times faster.
+"""Cloud time: the pace of a cloud session, read from its clouds.yaml entry.
 
-Every duration in osbuild (timeouts, poll intervals, back-offs) is written in cloud seconds;
-against the simulated cloud at speed S the orchestrator runs S times faster with it.
+Every duration in osbuild (timeouts, poll intervals, back-offs) is written in cloud seconds.
+A real cloud runs at real time; a cloud whose clouds.yaml entry says ``osbuild_time_scale: S``
+(the simulated cloud writes it) runs S times faster, and the orchestrator's clock with it.
 """
 
 from __future__ import annotations
@@ -9,8 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from osbuild.errors import Interrupted
+
+# The clouds.yaml key (openstacksdk keeps unknown keys in ``conn.config.config``) that gives
+# a cloud's pace: cloud seconds per real second.
+PACE_KEY = "osbuild_time_scale"
 
 
 @dataclass
@@ -70,3 +76,18 @@ class Deadline:
     @property
     def expired(self) -> bool:
         return self.remaining() <= 0
+
+
+def session_clock(conn: Any) -> Clock:
+    """The clock of ``conn``'s cloud: real time unless its config sets ``osbuild_time_scale``."""
+    config = getattr(getattr(conn, "config", None), "config", None)
+    value = config.get(PACE_KEY) if isinstance(config, dict) else None
+    return Clock(pace(value) if value is not None else 1.0)
+
+
+def pace(value: Any) -> float:
+    """A pace from clouds.yaml or the command line; ValueError unless a positive number."""
+    scale = float(value)
+    if not scale > 0 or scale == float("inf"):
+        raise ValueError("must be positive")
+    return scale
