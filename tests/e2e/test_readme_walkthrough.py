@@ -32,7 +32,10 @@ def _free_port() -> int:
 
 
 def test_the_walkthrough_builds_an_image(tmp_path: Path) -> None:
+    """As written (the cloud's pace reaches osbuild through clouds.yaml), then `images` and
+    `gc` against the same cloud, also unmodified."""
     serve, build, curl = _walkthrough()
+    assert "--speed" not in serve and "--time-scale" not in build
     assert serve[:3] == ["osbuild", "sim", "serve"] and "--msi" in serve
     assert build[0].startswith("OS_CLIENT_CONFIG_FILE=") and build[1:3] == ["osbuild", "build"]
     assert curl[0] == "curl"
@@ -46,7 +49,8 @@ def test_the_walkthrough_builds_an_image(tmp_path: Path) -> None:
                 for a in argv]
 
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    proc = subprocess.Popen([sys.executable, "-m", *local(serve)], cwd=tmp_path, env=env,
+    served = local(serve)
+    proc = subprocess.Popen([sys.executable, "-m", *served], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -65,6 +69,18 @@ def test_the_walkthrough_builds_an_image(tmp_path: Path) -> None:
         images = [i for i in resources["images"] if not i.get("seeded")]
         assert [i["name"] for i in images] == [re.search(r"built image (\S+)",
                                                          result.stdout)[1]]
+        cloud_env = {**env, "OS_CLIENT_CONFIG_FILE": clouds}
+        listed = subprocess.run(
+            [sys.executable, "-m", "osbuild", "images", "--family", "ws2022-standard",
+             "--os-cloud", "osbuild-sim", "--json"],
+            cwd=tmp_path, env=cloud_env, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr[-3000:]
+        assert images[0]["id"] in listed.stdout
+        collected = subprocess.run(
+            [sys.executable, "-m", "osbuild", "gc", "--older-than", "0", "--os-cloud",
+             "osbuild-sim"], cwd=tmp_path, env=cloud_env, capture_output=True, text=True,
+            timeout=60)
+        assert collected.returncode == 0, collected.stderr[-3000:]
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
