@@ -79,10 +79,12 @@ class _Watcher:
             self._start_stage(ctx.resumed_stage)
         self.overall = Deadline(ctx.clock, ctx.started_at + ctx.spec.builder.timeout,
                                 "build", ctx.spec.builder.timeout)
-        # Fresh metadata tells other hosts (and gc) that this build is alive; the interval
-        # is in cloud seconds, the helper counts real ones.
+        # Fresh metadata tells other hosts (and gc) that this build is alive. The stamps are
+        # wall-clock times that other hosts judge against their wall clock (STALE_AFTER), so
+        # the interval is real seconds whatever the cloud's pace: a simulated cloud at speed
+        # 6000 would otherwise get a metadata update with every console poll.
         self.heartbeat = Heartbeat(self.conn, self.server_id,
-                                   interval=ctx.options.heartbeat_every / ctx.clock.scale)
+                                   interval=ctx.options.heartbeat_every)
 
     # ------------------------------------------------------------------ main loop
 
@@ -117,8 +119,10 @@ class _Watcher:
 
     def _next_interval(self, interval: float, progressed: bool) -> float:
         opts = self.ctx.options
-        if progressed or self.stage in ("boot", "sysprep"):
-            # Something is happening (or SHUTOFF is due): look again soon.
+        if progressed or self.stage in ("boot", "sysprep") or \
+                self._next_stage(self.stage) == "sysprep":
+            # Something is happening (or sysprep and SHUTOFF are due: sysprep's start is only
+            # on the console until the guest powers off): look again soon.
             return opts.poll_min
         return min(interval * 1.5, opts.poll_max)
 
