@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from openstack.connection import Connection
 
+from osbuild.cloud import network
 from osbuild.cloud.clock import Clock, Deadline, session_clock
 from osbuild.cloud.retry import is_not_found, retrying
 from osbuild.durations import format_duration
@@ -47,9 +47,8 @@ def delete_server(conn: Connection, server_id: str, *, timeout: float = 600.0) -
     _ignoring_not_found(lambda: conn.compute.delete_server(server_id), clock)
     _until_gone(lambda: conn.compute.get_server(server_id), timeout, clock)
     # Ports Nova created are removed with the server; remove any it left behind.
-    for port in retrying(lambda: list(conn.network.ports(device_id=server_id)),
-                         clock=clock):
-        _ignoring_not_found(partial(conn.network.delete_port, str(port.id)), clock)
+    for port in network.ports(conn, device_id=server_id):
+        network.delete_port(conn, str(port.id))
 
 
 def delete_volume(conn: Connection, volume_id: str, *, timeout: float = 600.0) -> None:

@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from osbuild import naming
 from osbuild.cloud import delete as cloud_delete
+from osbuild.cloud import network
 from osbuild.cloud.clock import session_clock
-from osbuild.cloud.retry import is_not_found, retrying
+from osbuild.cloud.retry import retrying
 from osbuild.durations import format_duration
 from osbuild.ops import lock
 from osbuild.ops.fingerprint import PROP_BUILD_TIME
@@ -200,12 +201,11 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
 
     seen_ports: set[str] = set()
     for server in [r for r in found if r.kind == "server"]:
-        for port in retrying(lambda s=server: list(conn.network.ports(device_id=s.id)),
-                             clock=clock):
+        for port in network.ports(conn, device_id=server.id):
             seen_ports.add(port.id)
             found.append(Resource("port", port.id, port.name or "", server.build_id,
                                   _age(port.created_at, server.build_id, now), port.status))
-    for port in retrying(lambda: list(conn.network.ports()), clock=clock):
+    for port in network.ports(conn):
         build_id = _build_id_of(port.name, None)
         if build_id is None or port.id in seen_ports:
             continue
@@ -320,11 +320,7 @@ def _delete(conn: Any, resource: Resource) -> None:
     if resource.kind == "server":
         cloud_delete.delete_server(conn, resource.id)
     elif resource.kind == "port":
-        try:
-            retrying(lambda: conn.network.delete_port(resource.id), clock=session_clock(conn))
-        except Exception as exc:
-            if not is_not_found(exc):
-                raise
+        network.delete_port(conn, resource.id)
     elif resource.kind == "volume":
         cloud_delete.delete_volume(conn, resource.id)
     elif resource.kind == "image":

@@ -13,6 +13,7 @@ from typing import Any
 
 from openstack import exceptions as sdk_exc
 
+from osbuild.cloud import network as network_api
 from osbuild.cloud.image_ranges import ImageRanges
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import PreflightError, describe
@@ -92,8 +93,8 @@ class Preflight:
         if virtio:
             problems.extend(self._virtio_problems(ctx, virtio))
 
-        flavor = self._find(ctx, lambda: conn.compute.find_flavor(spec.builder.flavor,
-                                                                   ignore_missing=True),
+        flavor = self._find(ctx, lambda: ctx.call(conn.compute.find_flavor, spec.builder.flavor,
+                                                  ignore_missing=True),
                             f"builder.flavor: no flavor {spec.builder.flavor!r}", problems)
         if flavor is not None:
             min_ram = MIN_RAM_MB.get(spec.windows.version, 2048)
@@ -111,14 +112,14 @@ class Preflight:
         network_id = None
         if spec.builder.network:
             network = self._find(
-                ctx, lambda: conn.network.find_network(spec.builder.network,
-                                                       ignore_missing=True),
+                ctx, lambda: network_api.find_network(conn, spec.builder.network,
+                                                      cancel=ctx.cancel.event),
                 f"builder.network: no network {spec.builder.network!r}", problems)
             network_id = network.id if network is not None else None
 
         if spec.builder.volume_type:
-            self._find(ctx, lambda: conn.block_storage.find_type(spec.builder.volume_type,
-                                                                 ignore_missing=True),
+            self._find(ctx, lambda: ctx.call(conn.block_storage.find_type,
+                                             spec.builder.volume_type, ignore_missing=True),
                        f"builder.volume_type: no volume type {spec.builder.volume_type!r}",
                        problems)
         if spec.builder.availability_zone:
@@ -149,8 +150,9 @@ class Preflight:
     # ------------------------------------------------------------------ resolving
 
     def _find(self, ctx: BuildContext, lookup: Any, missing: str, problems: list[str]) -> Any:
+        """``lookup()`` (a call that retries) found something, or ``missing`` is a problem."""
         try:
-            found = ctx.call(lookup)
+            found = lookup()
         except sdk_exc.DuplicateResource:
             problems.append(missing.replace("no ", "several resources named ", 1)
                             + " (use the ID)")
@@ -161,8 +163,8 @@ class Preflight:
 
     def _iso(self, ctx: BuildContext, name_or_id: str, field: str,
              problems: list[str]) -> IsoImage | None:
-        image = self._find(ctx, lambda: ctx.conn.image.find_image(name_or_id,
-                                                                  ignore_missing=True),
+        image = self._find(ctx, lambda: ctx.call(ctx.conn.image.find_image, name_or_id,
+                                                 ignore_missing=True),
                            f"{field}: no image {name_or_id!r} in Glance", problems)
         if image is None:
             return None

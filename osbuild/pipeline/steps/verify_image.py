@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from openstack import exceptions as sdk_exc
 
 from osbuild import naming
+from osbuild.cloud import network as network_api
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_keypair, delete_server, delete_volume
 from osbuild.cloud.retry import is_not_found, status_of
@@ -91,8 +92,8 @@ def preflight_problems(ctx: BuildContext) -> list[str]:
     if verify.flavor and ctx.call(ctx.conn.compute.find_flavor, verify.flavor,
                                   ignore_missing=True) is None:
         problems.append(f"verify.flavor: no flavor {verify.flavor!r}")
-    if verify.network and ctx.call(ctx.conn.network.find_network, verify.network,
-                                   ignore_missing=True) is None:
+    if verify.network and network_api.find_network(ctx.conn, verify.network,
+                                                   cancel=ctx.cancel.event) is None:
         problems.append(f"verify.network: no network {verify.network!r}")
     return problems
 
@@ -220,15 +221,15 @@ class VerifyImage:
             raise _verify_failed("flavor", f"{field}: no flavor {wanted!r}")
         network_id = resolved.network_id if resolved else None
         if resolved is None and builder.network and not verify.network:
-            network = ctx.call(ctx.conn.network.find_network, builder.network,
-                               ignore_missing=True)
+            network = network_api.find_network(ctx.conn, builder.network,
+                                               cancel=ctx.cancel.event)
             if network is None:
                 raise _verify_failed("network", f"builder.network: no network "
                                                 f"{builder.network!r}")
             network_id = network.id
         if verify.network:
-            network = ctx.call(ctx.conn.network.find_network, verify.network,
-                               ignore_missing=True)
+            network = network_api.find_network(ctx.conn, verify.network,
+                                               cancel=ctx.cancel.event)
             if network is None:
                 raise _verify_failed("network", f"verify.network: no network "
                                                 f"{verify.network!r}")
