@@ -34,7 +34,7 @@ from osbuild.ops.fingerprint import unchanged_since_current
 from osbuild.ops.lock import build_lock
 from osbuild.ops.state import StateStore, default_state_dir
 from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
-from osbuild.pipeline.events import Event
+from osbuild.pipeline.events import Event, EventName
 from osbuild.pipeline.run import new_context, skipped_result
 from osbuild.pipeline.steps.preflight import combined_quota_problems
 from osbuild.spec import BuildSpec, format_duration, load_specs, parse_duration
@@ -264,7 +264,7 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
                 same, why = unchanged_since_current(conn, spec)
                 if same:
                     return _skip(spec, cloud, build_id, f"unchanged: {why}", bus)
-                bus.publish(Event("build.rebuilding", build_id, spec.name,
+                bus.publish(Event(EventName.BUILD_REBUILDING, build_id, spec.name,
                                   {"reason": why, "cloud": cloud}))
             return run_build(spec, conn, options=options, bus=bus, cancel=cancel,
                              cloud_name=cloud, os_cloud=os_cloud, build_id=build_id)
@@ -272,7 +272,7 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
         return _skip(spec, cloud, build_id, str(exc), bus)
     except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock
         error = Interrupted(cancel.signal_name, during=exc.during)
-        bus.publish(Event("build.failed", build_id, spec.name,
+        bus.publish(Event(EventName.BUILD_FAILED, build_id, spec.name,
                           {"reason": str(error), "details": error.lines(), "stage": None,
                            "exit_code": error.exit_code, "cloud": cloud}))
         return BuildResult(build_id=build_id, family=spec.name, cloud=cloud,
@@ -281,7 +281,8 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
 
 def _skip(spec: BuildSpec, cloud: str | None, build_id: str, reason: str,
           bus: EventBus) -> BuildResult:
-    bus.publish(Event("build.skipped", build_id, spec.name, {"reason": reason, "cloud": cloud}))
+    bus.publish(Event(EventName.BUILD_SKIPPED, build_id, spec.name,
+                      {"reason": reason, "cloud": cloud}))
     return skipped_result(spec, cloud, build_id, reason)
 
 
@@ -297,7 +298,7 @@ def report_outcome(result: BuildResult, spec: BuildSpec, *, metrics_file: Path |
                 result.family, result.cloud or "default", outcome,
                 None if result.skipped else result.duration, finished))
         except OSError as exc:
-            bus.publish(Event("warning", result.build_id, result.family,
+            bus.publish(Event(EventName.WARNING, result.build_id, result.family,
                               {"message": f"could not write {metrics_file}: {exc}"}))
     if spec.notify is None or result.skipped:
         return
@@ -314,7 +315,8 @@ def report_outcome(result: BuildResult, spec: BuildSpec, *, metrics_file: Path |
         extra={"report": str(result.report_path) if result.report_path else None},
     )
     sent = notify.send(spec.notify.url, summary)
-    bus.publish(Event("notify.sent" if sent.delivered else "warning", result.build_id,
+    bus.publish(Event(EventName.NOTIFY_SENT if sent.delivered else EventName.WARNING,
+                      result.build_id,
                       result.family,
                       {"attempts": sent.attempts, "status": sent.status} if sent.delivered
                       else {"message": f"webhook not delivered after {sent.attempts} "

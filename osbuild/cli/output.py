@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from osbuild.durations import format_duration
-from osbuild.pipeline.events import Event
+from osbuild.pipeline.events import Event, EventName
 
 
 class JsonLines:
@@ -49,8 +49,9 @@ class _Row:
         return format_duration((self.finished or time.monotonic()) - self.started)
 
 
-_INTERESTING = {"build.started", "step.started", "stage", "build.succeeded", "build.failed",
-                "info", "warning", "cleanup.failed"}
+_INTERESTING = {EventName.BUILD_STARTED, EventName.STEP_STARTED, EventName.STAGE,
+                EventName.BUILD_SUCCEEDED, EventName.BUILD_FAILED, EventName.INFO,
+                EventName.WARNING, EventName.CLEANUP_FAILED}
 
 
 class HumanView:
@@ -72,17 +73,17 @@ class HumanView:
         with self._lock:
             row = self.rows.setdefault(event.build_id, _Row(event.family, event.build_id))
             fields = event.fields
-            if event.name == "step.started":
+            if event.name == EventName.STEP_STARTED:
                 row.step = fields["step"]
-            elif event.name == "stage":
+            elif event.name == EventName.STAGE:
                 row.stage = fields["stage"]
                 row.last = f"{fields['stage']}:{fields['status']}"
                 if fields.get("detail"):
                     row.last += f" {fields['detail']}"
-            elif event.name == "build.succeeded":
+            elif event.name == EventName.BUILD_SUCCEEDED:
                 row.state, row.finished = "succeeded", time.monotonic()
                 row.last = f"image {fields.get('image_name')}"
-            elif event.name == "build.failed":
+            elif event.name == EventName.BUILD_FAILED:
                 row.state, row.finished = "failed", time.monotonic()
                 row.last = str(fields.get("reason", ""))
             if self._live is not None:
@@ -96,15 +97,17 @@ class HumanView:
     def _line(self, event: Event, row: _Row) -> str:
         f = event.fields
         what = {
-            "build.started": "build started",
-            "step.started": f"step {f.get('step')}",
-            "stage": f"stage {f.get('stage')} {f.get('status')}"
-                     + (f": {f['detail']}" if f.get("detail") else ""),
-            "build.succeeded": f"succeeded: image {f.get('image_name')} ({f.get('image_id')})",
-            "build.failed": f"failed: {f.get('reason')}",
-            "info": f"{f.get('message')}",
-            "warning": f"warning: {f.get('message')}",
-            "cleanup.failed": f"cleanup failed: {f.get('kind')} {f.get('id')}: {f.get('reason')}",
+            EventName.BUILD_STARTED: "build started",
+            EventName.STEP_STARTED: f"step {f.get('step')}",
+            EventName.STAGE: f"stage {f.get('stage')} {f.get('status')}"
+                             + (f": {f['detail']}" if f.get("detail") else ""),
+            EventName.BUILD_SUCCEEDED: f"succeeded: image {f.get('image_name')} "
+                                       f"({f.get('image_id')})",
+            EventName.BUILD_FAILED: f"failed: {f.get('reason')}",
+            EventName.INFO: f"{f.get('message')}",
+            EventName.WARNING: f"warning: {f.get('message')}",
+            EventName.CLEANUP_FAILED: f"cleanup failed: {f.get('kind')} {f.get('id')}: "
+                                      f"{f.get('reason')}",
         }[event.name]
         return f"[{row.elapsed()}] {event.family} {event.build_id}: {what}"
 

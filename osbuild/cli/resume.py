@@ -21,7 +21,7 @@ from osbuild.errors import LockBusy
 from osbuild.ops.lock import build_lock
 from osbuild.ops.state import StateStore, default_state_dir
 from osbuild.pipeline import BuildOptions, CancelToken, EventBus
-from osbuild.pipeline.events import Event
+from osbuild.pipeline.events import Event, EventName
 from osbuild.pipeline.resume import load_resumable, resume_build
 from osbuild.pipeline.run import skipped_result
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                                   cancel=cancel, cloud_name=cloud, os_cloud=os_cloud)
     except LockBusy as exc:
         result = skipped_result(spec, cloud, state.build_id, str(exc))
-        bus.publish(Event("build.skipped", state.build_id, spec.name,
+        bus.publish(Event(EventName.BUILD_SKIPPED, state.build_id, spec.name,
                           {"reason": result.skipped, "cloud": cloud}))
     finally:
         view.close()

@@ -14,7 +14,7 @@ from openstack.connection import Connection
 from osbuild.cloud.clock import CancelToken, Clock, session_clock
 from osbuild.cloud.retry import retrying
 from osbuild.ops.lock import HEARTBEAT_INTERVAL
-from osbuild.pipeline.events import Event, EventBus
+from osbuild.pipeline.events import Event, EventBus, EventName
 from osbuild.spec import BuildSpec
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class BuildContext:
     def elapsed(self) -> float:
         return self.clock.now() - self.started_at
 
-    def emit(self, event_name: str, /, **fields: Any) -> None:
+    def emit(self, event_name: EventName, /, **fields: Any) -> None:
         self.bus.publish(Event(event_name, self.build_id, self.spec.name, fields))
 
     def media_facts(self) -> MediaFacts:
@@ -169,7 +169,7 @@ class BuildContext:
         with self._lock:
             self.resources.append(resource)
         if announce:
-            self.emit("resource.created", kind=kind, id=resource_id, name=name)
+            self.emit(EventName.RESOURCE_CREATED, kind=kind, id=resource_id, name=name)
         return resource
 
     def save_state(self, **changes: Any) -> None:
@@ -196,7 +196,7 @@ class BuildContext:
         log.debug("writing the build state failed", exc_info=True)
         if not self._state_warned:
             self._state_warned = True
-            self.emit("warning", message=f"could not write the build state: {exc}")
+            self.emit(EventName.WARNING, message=f"could not write the build state: {exc}")
 
     def find_resource(self, kind: str, resource_id: str) -> TrackedResource | None:
         for resource in self.resources:

@@ -6,26 +6,39 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
-# Event names are a contract for operators' log pipelines.
-BUILD_STARTED = "build.started"
-BUILD_SUCCEEDED = "build.succeeded"
-BUILD_FAILED = "build.failed"
-BUILD_SKIPPED = "build.skipped"
-STEP_STARTED = "step.started"
-STEP_FINISHED = "step.finished"
-STAGE = "stage"
-RESOURCE_CREATED = "resource.created"
-RESOURCE_DELETED = "resource.deleted"
-CLEANUP_FAILED = "cleanup.failed"
-WARNING = "warning"
-INFO = "info"  # worth knowing, nothing wrong: shown in plain output, not as a warning
+
+class EventName(StrEnum):
+    """Every event a build emits: a contract for operators' log pipelines (README, Output)."""
+
+    BUILD_STARTED = "build.started"
+    BUILD_RESUMED = "build.resumed"
+    BUILD_REBUILDING = "build.rebuilding"
+    BUILD_SUCCEEDED = "build.succeeded"
+    BUILD_FAILED = "build.failed"
+    BUILD_SKIPPED = "build.skipped"
+    STEP_STARTED = "step.started"
+    STEP_FINISHED = "step.finished"
+    STAGE = "stage"
+    RESOURCE_CREATED = "resource.created"
+    RESOURCE_ADOPTED = "resource.adopted"
+    RESOURCE_DELETED = "resource.deleted"
+    CLEANUP_FAILED = "cleanup.failed"
+    VERIFY_PASSED = "verify.passed"
+    VERIFY_FAILED = "verify.failed"
+    VERIFY_SKIPPED = "verify.skipped"
+    IMAGE_PROMOTED = "image.promoted"
+    IMAGE_ROTATED = "image.rotated"
+    NOTIFY_SENT = "notify.sent"
+    WARNING = "warning"
+    INFO = "info"  # worth knowing, nothing wrong: shown in plain output, not as a warning
 
 
 @dataclass(frozen=True)
 class Event:
-    name: str
+    name: EventName
     build_id: str
     family: str
     fields: dict[str, Any]
@@ -33,7 +46,7 @@ class Event:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "event": self.name,
+            "event": str(self.name),
             "time": self.time.isoformat(timespec="milliseconds"),
             "build_id": self.build_id,
             "family": self.family,

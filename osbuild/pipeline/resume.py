@@ -25,7 +25,7 @@ from osbuild.pipeline.context import (
     MediaFacts,
     state_key,
 )
-from osbuild.pipeline.events import EventBus
+from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.run import BuildResult, build_steps, execute, new_context
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.capture_image import CaptureImage
@@ -83,7 +83,7 @@ def restore(ctx: BuildContext, state: BuildState) -> list[Step]:
     _adopt_resources(ctx, state)
     done = set(state.steps_done)
     if not all(name in done for name in _PREPARATION) or state.resolved is None:
-        ctx.emit("warning", message="the build had not uploaded its config ISO; "
+        ctx.emit(EventName.WARNING, message="the build had not uploaded its config ISO; "
                  "starting it over")
         return build_steps()
     ctx.resolved = _resolved(state.resolved)
@@ -154,7 +154,7 @@ def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
                             keep_on_success=key == "image:image", announce=False)
         # A verified image outlives any later failure (as in VerifyImage).
         tracked.keep_on_failure = key == "image:image" and VerifyImage.name in state.steps_done
-        ctx.emit("resource.adopted", kind=kind, id=resource_id, name=name)
+        ctx.emit(EventName.RESOURCE_ADOPTED, kind=kind, id=resource_id, name=name)
     _adopt_unrecorded(ctx, state, deleters)
 
 
@@ -181,7 +181,7 @@ def _adopt_unrecorded(ctx: BuildContext, state: BuildState,
                   _bound(deleters[resource.kind], resource.id), announce=False)
         if role_key == "server:builder":
             state.resources[role_key] = resource.id
-        ctx.emit("resource.adopted", kind=resource.kind, id=resource.id,
+        ctx.emit(EventName.RESOURCE_ADOPTED, kind=resource.kind, id=resource.id,
                  name=resource.name, recorded=False)
 
 

@@ -18,7 +18,7 @@ from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
 from osbuild.ops.state import BuildState, BuildStatus, StateStore
 from osbuild.pipeline.context import BuildContext, BuildOptions
-from osbuild.pipeline.events import EventBus
+from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.runner import Step, final_error, run_steps
 from osbuild.pipeline.steps.boot_builder import BootBuilder
 from osbuild.pipeline.steps.capture_image import CaptureImage
@@ -135,7 +135,7 @@ def execute(ctx: BuildContext, steps: list[Step], *, resumed: bool = False) -> B
     spec = ctx.spec
     ctx.started_at = ctx.clock.now()
     started_wall = datetime.now(UTC)
-    ctx.emit("build.resumed" if resumed else "build.started",
+    ctx.emit(EventName.BUILD_RESUMED if resumed else EventName.BUILD_STARTED,
              spec=str(spec.source_path or ""), cloud=ctx.cloud_name, log_dir=str(ctx.workdir))
     outcome = run_steps([_Recorded(step) for step in steps], ctx)
     error = final_error(outcome)
@@ -162,14 +162,14 @@ def execute(ctx: BuildContext, steps: list[Step], *, resumed: bool = False) -> B
     result.report_path = _write_report(ctx, result, started_wall)
     _finish_state(ctx, result)
     if error is None:
-        ctx.emit("build.succeeded", image_id=result.image_id, image_name=result.image_name,
+        ctx.emit(EventName.BUILD_SUCCEEDED, image_id=result.image_id, image_name=result.image_name,
                  duration=result.duration, report=str(result.report_path),
                  fingerprint=result.fingerprint, verify=result.verify,
                  promoted=result.promoted, interrupted=result.interrupted)
     elif result.skipped:
-        ctx.emit("build.skipped", reason=result.skipped, cloud=ctx.cloud_name)
+        ctx.emit(EventName.BUILD_SKIPPED, reason=result.skipped, cloud=ctx.cloud_name)
     else:
-        ctx.emit("build.failed", reason=str(error), details=error.lines(),
+        ctx.emit(EventName.BUILD_FAILED, reason=str(error), details=error.lines(),
                  stage=getattr(error, "stage", None),
                  exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
                  report=str(result.report_path))

@@ -15,6 +15,7 @@ from osbuild.errors import (
     describe,
 )
 from osbuild.pipeline.context import BuildContext, TrackedResource
+from osbuild.pipeline.events import EventName
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,11 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
             ctx.cancel.check()
             ctx.current_step = step.name
             started = ctx.clock.now()
-            ctx.emit("step.started", step=step.name)
+            ctx.emit(EventName.STEP_STARTED, step=step.name)
             step.run(ctx)
             duration = ctx.clock.now() - started
             ctx.step_timings[step.name] = duration
-            ctx.emit("step.finished", step=step.name, duration=round(duration, 1))
+            ctx.emit(EventName.STEP_FINISHED, step=step.name, duration=round(duration, 1))
     except OsbuildError as exc:
         error = exc
     except KeyboardInterrupt:
@@ -104,11 +105,11 @@ def _delete(ctx: BuildContext, resource: TrackedResource) -> bool:
         return _delete(ctx, resource)
     except Exception as exc:
         log.debug("cleanup of %s failed", resource.label(), exc_info=True)
-        ctx.emit("cleanup.failed", kind=resource.kind, id=resource.id,
+        ctx.emit(EventName.CLEANUP_FAILED, kind=resource.kind, id=resource.id,
                  reason=describe(exc))
         return False
     resource.done = True
-    ctx.emit("resource.deleted", kind=resource.kind, id=resource.id, name=resource.name)
+    ctx.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id, name=resource.name)
     return True
 
 

@@ -15,6 +15,7 @@ from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_image
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.events import EventName
 from osbuild.pipeline.waits import wait_for_status
 
 
@@ -59,7 +60,7 @@ class CaptureImage:
             # Deleting the server detaches the target volume (delete_on_termination=False).
             server.delete()
             server.done = True
-            ctx.emit("resource.deleted", kind="server", id=server.id, name=server.name)
+            ctx.emit(EventName.RESOURCE_DELETED, kind="server", id=server.id, name=server.name)
         wait_for_status(
             ctx, lambda: conn.block_storage.get_volume(target), want="available",
             failures=("error",), deadline=deadline, what=f"target volume {target}",

@@ -22,6 +22,7 @@ from osbuild.media import windows as windows_catalog
 from osbuild.media.virtio_iso import VirtioContents, read_virtio_iso
 from osbuild.ops.fingerprint import image_checksum
 from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.events import EventName
 from osbuild.pipeline.steps import verify_image
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ class Preflight:
         else:
             why = "no install.wim metadata found"
         if editions is None:
-            ctx.emit("info", message=f"windows.edition: could not read the editions on "
+            ctx.emit(EventName.INFO, message=f"windows.edition: could not read the editions on "
                      f"{win.name!r} from Glance ({why}); `osbuild media inspect ISO` lists "
                      "them from a copy of the ISO")
             return []

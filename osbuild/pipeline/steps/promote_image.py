@@ -17,6 +17,7 @@ from osbuild.errors import OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
 from osbuild.images.family import glance
 from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.events import EventName
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ class PromoteImage:
             self._add_member(ctx, image_id, member)
         mark_current(conn, image_id, spec.name)
         ctx.image_name = image.name or name
-        ctx.emit("image.promoted", image_id=image_id, image_name=ctx.image_name,
+        ctx.emit(EventName.IMAGE_PROMOTED, image_id=image_id, image_name=ctx.image_name,
                  tag=naming.CURRENT_TAG)
         self._rotate(ctx)
 
@@ -61,11 +62,11 @@ class PromoteImage:
             decisions = prune(ctx.conn, ctx.spec.name, policy,
                               )
         except (OsbuildError, sdk_exc.SDKException) as exc:
-            ctx.emit("warning", message=f"rotation of {ctx.spec.name} failed ({exc}); run "
+            ctx.emit(EventName.WARNING, message=f"rotation of {ctx.spec.name} failed ({exc}); run "
                      f"osbuild images prune --family {ctx.spec.name}")
             return
         for decision in decisions:
             if decision.action != "keep":
-                ctx.emit("image.rotated", image_id=decision.image.id,
+                ctx.emit(EventName.IMAGE_ROTATED, image_id=decision.image.id,
                          image_name=decision.image.name, action=decision.action,
                          reason=decision.reason)

@@ -30,6 +30,7 @@ from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
 from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.events import EventName
 from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.pipeline.waits import wait_for_status
 from osbuild.spec import format_duration
@@ -108,7 +109,7 @@ class VerifyImage:
 
     def run(self, ctx: BuildContext) -> None:
         if not ctx.spec.verify.enabled:
-            ctx.emit("verify.skipped")
+            ctx.emit(EventName.VERIFY_SKIPPED)
             return
         image_id = ctx.require(ctx.image_id, "image_id")
         try:
@@ -119,7 +120,7 @@ class VerifyImage:
                 image = ctx.find_resource("image", image_id)
                 if image is not None:
                     image.keep_on_failure = True
-            ctx.emit("verify.failed", reason=exc.reason, image_id=image_id,
+            ctx.emit(EventName.VERIFY_FAILED, reason=exc.reason, image_id=image_id,
                      console=str(ctx.workdir / "verify-console.log"))
             raise
         self._mark(ctx, image_id, VERIFY_PASSED)
@@ -144,13 +145,14 @@ class VerifyImage:
             progress = self._watch(ctx, server_id, key, transcript, deadline)
         finally:
             transcript.close()
-        ctx.emit("verify.passed", image_id=image_id, metadata_service=progress.metadata_service)
+        ctx.emit(EventName.VERIFY_PASSED, image_id=image_id,
+                 metadata_service=progress.metadata_service)
         # Done with the test server and key: remove them now, not at the end of the build.
         for resource in reversed(ctx.resources):
             if resource.step == self.name and not resource.done:
                 resource.delete()
                 resource.done = True
-                ctx.emit("resource.deleted", kind=resource.kind, id=resource.id,
+                ctx.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id,
                          name=resource.name)
 
     def _boot_until_scheduled(self, ctx: BuildContext, image_id: str, keypair: str,
@@ -176,7 +178,7 @@ class VerifyImage:
                 if (NO_VALID_HOST not in exc.reason or attempt == NO_VALID_HOST_ATTEMPTS
                         or deadline.remaining() < NO_VALID_HOST_PAUSE):
                     raise _verify_failed("server-active", exc.reason) from None
-                ctx.emit("info", message=f"verify: no valid host for the test server "
+                ctx.emit(EventName.INFO, message=f"verify: no valid host for the test server "
                          f"(attempt {attempt} of {NO_VALID_HOST_ATTEMPTS}); retrying in "
                          f"{format_duration(NO_VALID_HOST_PAUSE)}")
                 self._delete_attempt(ctx)
@@ -189,7 +191,7 @@ class VerifyImage:
             if resource.step == self.name and not resource.done and resource.kind != "keypair":
                 resource.delete()
                 resource.done = True
-                ctx.emit("resource.deleted", kind=resource.kind, id=resource.id,
+                ctx.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id,
                          name=resource.name)
 
     # ------------------------------------------------------------------ resources
@@ -276,8 +278,8 @@ class VerifyImage:
         from_volume = spec.verify.boot_from_volume or (flavor.disk or 0) < spec.min_disk_gb
         if from_volume and not spec.verify.boot_from_volume and first:
             # Normal on clouds whose flavors have no root disk: information, said once.
-            ctx.emit("info", message=f"verify: flavor {flavor.name} has a {flavor.disk or 0}"
-                     f" GB root disk; booting the test server from a volume")
+            ctx.emit(EventName.INFO, message=f"verify: flavor {flavor.name} has a "
+                     f"{flavor.disk or 0} GB root disk; booting the test server from a volume")
         name = naming.resource_name(ctx.build_id, "verify")
         tag = naming.build_tag(ctx.build_id)
         args: dict[str, Any] = {

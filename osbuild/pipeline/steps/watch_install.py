@@ -18,6 +18,7 @@ from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
 from osbuild.ops.lock import Heartbeat
 from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext, StageRecord
+from osbuild.pipeline.events import EventName
 from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.spec import format_duration
 
@@ -145,7 +146,7 @@ class _Watcher:
                                       5000)
                 return result.new_lines
             length = min(length * 4, MAX_POLL_LINES)
-            ctx.emit("warning", message=f"console: more than {got} lines since the last "
+            ctx.emit(EventName.WARNING, message=f"console: more than {got} lines since the last "
                      f"poll; asking for {length}")
 
     def _console_output(self, length: int) -> str | None:
@@ -188,7 +189,7 @@ class _Watcher:
             self.ctx.save_state(last_stage=marker.stage,
                                 sysprep_reached=self.ctx.sysprep_reached,
                                 transcript_position=self.ctx.console_bytes)
-            self.ctx.emit("stage", stage=marker.stage, status=marker.status.value,
+            self.ctx.emit(EventName.STAGE, stage=marker.stage, status=marker.status.value,
                           detail=marker.detail, elapsed=round(self.ctx.elapsed(), 1))
 
     def _start_stage(self, stage: str) -> None:
