@@ -1,13 +1,16 @@
 """The thin command line: parses arguments, calls the library, renders results and errors.
 
-Each sub-command is a module with ``register(subparsers)``, which adds its parser and sets
-``handler`` to a function ``(args) -> int``. Only :func:`main` turns exceptions into
-messages and exit codes.
+Each sub-command is a module with ``register(parser)``, which adds its arguments and sets
+``handler`` to a function ``(args) -> int``; it may define ``normalize(argv)`` to rewrite
+older spellings of its arguments. Only the named sub-command's module is imported (the
+others pull in openstacksdk), so ``osbuild --help`` stays fast. Only :func:`main` turns
+exceptions into messages and exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -20,12 +23,23 @@ from osbuild.errors import (
     OsbuildError,
 )
 
-# Sub-command modules, in the order `osbuild --help` lists them.
-COMMANDS = ("build", "resume", "demo", "validate", "render", "schema", "media", "sim", "gc",
-            "images")
+# Sub-command modules and their one-line help, in the order `osbuild --help` lists them.
+COMMANDS = {
+    "build": "build images from specs",
+    "resume": "finish a build whose orchestrator died",
+    "demo": "build the Server 2022 example in the embedded simulated cloud",
+    "validate": "check build specs (exit 0 valid, 2 invalid)",
+    "render": "render a spec's answer file, scripts and config ISO locally",
+    "schema": "print the JSON Schema of the build spec",
+    "media": "inspect and prepare Windows install media",
+    "sim": "run the simulated OpenStack cloud",
+    "gc": "delete resources left behind by dead builds",
+    "images": "list, prune, promote and roll back image families",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv``, only the sub-command it names gets its full arguments."""
     parser = argparse.ArgumentParser(
         prog="osbuild",
         description="Build Windows cloud images from vendor install media inside OpenStack.",
@@ -35,17 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="show tracebacks and debug logging"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    import importlib
-
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"osbuild.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"osbuild.cli.{name}":
-                continue  # not built yet
-            raise
-        module.register(subparsers)
+    wanted = None if argv is None else _command(argv)
+    for name, summary in COMMANDS.items():
+        command = subparsers.add_parser(name, help=summary)
+        if argv is None or name == wanted:
+            importlib.import_module(f"osbuild.cli.{name}").register(command)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command argv names: its first word that is no option (none take values)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _normalized(argv: Sequence[str]) -> list[str]:
+    """argv with the named sub-command's older spellings rewritten (``images SPEC``)."""
+    argv = list(argv)
+    name = _command(argv)
+    if name not in COMMANDS:
+        return argv
+    normalize = getattr(importlib.import_module(f"osbuild.cli.{name}"), "normalize", None)
+    if normalize is None:
+        return argv
+    at = argv.index(name) + 1
+    return [*argv[:at], *normalize(argv[at:])]
 
 
 class _UsageExit(Exception):
@@ -53,7 +80,8 @@ class _UsageExit(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = _normalized(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help

@@ -13,8 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from osbuild.cli.build import combined_exit_code, print_summary, run_builds
+from osbuild.cli import options
+from osbuild.cli.build import print_signal, print_summary
+from osbuild.cli.output import event_view
 from osbuild.errors import InvalidInput
+from osbuild.ops.jobs import run_builds
 from osbuild.pipeline import BuildOptions, BuildResult
 from osbuild.resources import examples_dir
 from osbuild.spec import format_duration, load_spec
@@ -23,16 +26,13 @@ DEMO_SPEC = "ws2022-standard.yaml"
 DEMO_SPEED = 600.0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo", help="build the Server 2022 example in the embedded simulated cloud",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec", default=DEMO_SPEC, metavar="NAME",
                         help=f"example spec from etc/builds (default {DEMO_SPEC})")
     parser.add_argument("--speed", type=float, default=DEMO_SPEED,
                         help="how much faster than real time the simulated cloud runs "
                         f"(default {DEMO_SPEED:.0f})")
-    parser.add_argument("--json", action="store_true", help="JSON events instead of a view")
+    options.add_json(parser)
     parser.add_argument("--keep", action="store_true",
                         help="keep the demo's working directory (logs, report)")
     parser.set_defaults(handler=run)
@@ -58,9 +58,12 @@ def run(args: argparse.Namespace) -> int:
             clouds_yaml = sim.write_clouds_yaml(workdir / "clouds.yaml")
             os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds_yaml)
             print(f"simulated cloud at {sim.auth_url} (speed x{args.speed:.0f})")
-            options = BuildOptions(log_dir=workdir / "logs")
-            results = run_builds([spec], [sim.cloud_name], options=options,
-                                 json_output=args.json)
+            build_options = BuildOptions(log_dir=workdir / "logs")
+            with event_view(json_output=args.json) as view:
+                outcome = run_builds(specs=[spec], clouds=[sim.cloud_name],
+                                     options=build_options, listeners=[view],
+                                     on_signal=print_signal)
+            results = outcome.results
             leftovers = leaked_resources(sim.resources(),
                                          keep={r.image_id for r in results if r.image_id})
         if not args.json:
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 print("left behind in the simulated cloud: " + ", ".join(leftovers))
             else:
                 print("nothing left behind in the simulated cloud")
-        code = combined_exit_code(results)
+        code = outcome.exit_code
         return code if code or not leftovers else 1
     finally:
         if args.keep:

@@ -5,45 +5,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from osbuild.cli.build import add_time_scale_argument, pace_override
+from osbuild.cli import options
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import CleanupIncomplete
 from osbuild.ops.gc import DEFAULT_OLDER_THAN, GcResult, collect
 from osbuild.ops.state import StateStore
-from osbuild.spec import format_duration, parse_duration
+from osbuild.spec import format_duration
 
 
 def _older_than(value: str) -> float:
     if value.strip() in ("0", "0s"):
         return 0.0  # "everything that belongs to no running build"
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return options.duration(value)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "gc",
-        help="delete resources left behind by dead builds",
-        description="Find every server, port, volume, image and keypair osbuild created "
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Find every server, port, volume, image and keypair osbuild created "
         "that belongs to no running build and is older than --older-than, and delete it "
-        "(servers first). Published images are never touched.",
-    )
+        "(servers first). Published images are never touched.")
     parser.add_argument("--older-than", type=_older_than, default=DEFAULT_OLDER_THAN,
                         metavar="DURATION",
                         help=f"only resources older than this (default "
                         f"{format_duration(DEFAULT_OLDER_THAN)}; 0 for any age)")
     parser.add_argument("--dry-run", action="store_true", help="list, delete nothing")
-    parser.add_argument("--os-cloud", action="append", dest="os_cloud", metavar="NAME",
-                        help="cloud from clouds.yaml (repeat for several; default: OS_CLOUD "
-                        "or OS_* variables)")
-    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
-                        help="build state directory (default $XDG_STATE_HOME/osbuild)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    add_time_scale_argument(parser)
+    options.add_cloud(parser, several=True)
+    options.add_state_dir(parser)
+    options.add_json(parser, events=False)
+    options.add_time_scale(parser)
     parser.set_defaults(handler=run)
 
 
@@ -52,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     clouds: list[str | None] = list(args.os_cloud or [None])
     results: dict[str, GcResult] = {}
     for cloud in clouds:
-        conn = connect(cloud, **pace_override(args))
+        conn = connect(cloud, region_name=args.os_region_name, **options.pace_override(args))
         check_auth(conn, cloud)
         name = cloud_identity(conn, cloud)
         results[name] = collect(conn, older_than=args.older_than, dry_run=args.dry_run,

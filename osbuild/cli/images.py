@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from openstack.connection import Connection
 
-from osbuild.cli.build import (
-    _signals_cancel,
-    add_time_scale_argument,
-    default_log_dir,
-    pace_override,
-)
-from osbuild.cli.output import HumanView, JsonLines
+from osbuild.cli import options
+from osbuild.cli.build import print_signal
+from osbuild.cli.output import event_view
 from osbuild.cloud.connect import check_auth, connect
 from osbuild.errors import InvalidInput
 from osbuild.images import (
@@ -32,82 +28,154 @@ from osbuild.images import (
 )
 from osbuild.images.family import from_glance
 from osbuild.images.manage import find_image
+from osbuild.ops.jobs import default_log_dir, signals_cancel
 from osbuild.ops.state import StateStore, default_state_dir
 from osbuild.pipeline import BuildOptions, CancelToken, EventBus
 from osbuild.pipeline.reverify import reverify
 from osbuild.spec import BuildSpec, format_duration, load_spec, parse_duration
 
 ACTIONS = ("list", "prune", "promote", "rollback", "verify")
+# The options of `osbuild images` that take a value (so their value is not an action).
+_VALUE_OPTIONS = {"--family", "--os-cloud", "--os-region-name", "--keep", "--max-age",
+                  "--superseded", "--state-dir", "--time-scale"}
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "images", help="list, prune, promote and roll back image families",
-        description="osbuild images SPEC|--family NAME: list a family. "
-        "osbuild images prune SPEC|--family NAME [--dry-run]: hide and delete per policy. "
-        "osbuild images promote IMAGE: make a verified image current. "
-        "osbuild images rollback SPEC|--family NAME: make the previous verified image "
-        "current. osbuild images verify IMAGE [SPEC]: run the boot test of a kept image "
-        "again (SPEC: the family's spec, found from the build's state when omitted). "
-        "IMAGE is an ID or a name; a name several images share is refused with the list.",
-    )
-    parser.add_argument("words", nargs="*", metavar="[ACTION] SPEC|IMAGE",
-                        help=f"action ({', '.join(ACTIONS)}; default list), then a spec "
-                        "file or, for promote and verify, an image ID or name")
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = (
+        "List a family's images, prune them per policy, make an image current, roll back,\n"
+        "or run a kept image's boot test again. Without an action: list (osbuild images\n"
+        "SPEC). IMAGE is an ID or a name; a name several images share is refused with the\n"
+        "list. Every action takes --os-cloud, --os-region-name, --json and --time-scale\n"
+        "(for the simulated cloud only); osbuild images ACTION --help tells more.")
+    actions = parser.add_subparsers(dest="images_command", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="list a family's images (the default action)",
+                                 description="Versions, status, verify result, current, "
+                                 "hidden, age, servers using each image.")
+    _add_family(listing)
+    _add_common(listing, json_help="print JSON")
+    listing.set_defaults(handler=run_list)
+
+    prune = actions.add_parser("prune", help="hide and delete per the retention policy",
+                               description="Apply the policy: the spec's, or with --family "
+                               "the defaults (keep 3, hide), overridable.")
+    _add_family(prune)
+    prune.add_argument("--dry-run", action="store_true",
+                       help="only say what would be hidden or deleted")
+    prune.add_argument("--keep", type=int, metavar="N",
+                       help="keep the newest N (default: the spec's image.keep, or 3)")
+    prune.add_argument("--max-age", metavar="DURATION",
+                       help="delete images older than this (e.g. 90d)")
+    prune.add_argument("--superseded", choices=("hide", "delete"),
+                       help="what happens to images older than the current one")
+    _add_common(prune, json_help="print the decisions as JSON")
+    prune.set_defaults(handler=run_prune)
+
+    promote = actions.add_parser("promote", help="make a verified image current")
+    promote.add_argument("image", metavar="IMAGE", help="image ID or name")
+    _add_common(promote, json_help="print the image as JSON")
+    promote.set_defaults(handler=run_promote)
+
+    rollback = actions.add_parser("rollback", help="make the previous verified image current")
+    _add_family(rollback)
+    _add_common(rollback, json_help="print the image as JSON")
+    rollback.set_defaults(handler=run_rollback)
+
+    verify = actions.add_parser(
+        "verify", help="run the boot test of a kept image again",
+        description="Run the build's verify step alone on IMAGE under a new build id and "
+        "record osbuild_verify; the image is never deleted.")
+    verify.add_argument("image", metavar="IMAGE", help="image ID or name")
+    verify.add_argument("spec", nargs="?", metavar="SPEC",
+                        help="the family's spec (default: found from the build's state)")
+    options.add_state_dir(verify)
+    _add_common(verify, json_help=None)
+    verify.set_defaults(handler=run_verify)
+
+    # `osbuild images --help` shows every action's synopsis, each declared once above.
+    parser.epilog = "actions:\n" + "".join(
+        "  " + sub.format_usage().removeprefix("usage: ")
+        for sub in (listing, prune, promote, rollback, verify))
+
+
+def _add_family(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", nargs="?", metavar="SPEC", help="the family's spec file")
     parser.add_argument("--family", metavar="NAME", help="the image family (spec `name`)")
-    parser.add_argument("--os-cloud", metavar="NAME", default=None,
-                        help="cloud from clouds.yaml (default: $OS_CLOUD or OS_* variables)")
-    parser.add_argument("--os-region-name", default=os.environ.get("OS_REGION_NAME"),
-                        metavar="REGION")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="prune: only say what would be hidden or deleted")
-    parser.add_argument("--keep", type=int, metavar="N",
-                        help="prune: keep the newest N (default: the spec's image.keep, or 3)")
-    parser.add_argument("--max-age", metavar="DURATION",
-                        help="prune: delete images older than this (e.g. 90d)")
-    parser.add_argument("--superseded", choices=("hide", "delete"),
-                        help="prune: what happens to images older than the current one")
-    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
-                        help="verify: where builds keep their state and reports "
-                        f"(default {default_state_dir()})")
-    add_time_scale_argument(parser)
-    parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    words = list(args.words)
-    action = words.pop(0) if words and words[0] in ACTIONS else "list"
-    conn = connect(args.os_cloud, region_name=args.os_region_name, **pace_override(args))
+def _add_common(parser: argparse.ArgumentParser, *, json_help: str | None) -> None:
+    options.add_cloud(parser)
+    if json_help is None:
+        options.add_json(parser)
+    else:
+        parser.add_argument("--json", action="store_true", help=json_help)
+    options.add_time_scale(parser)
+
+
+def normalize(argv: list[str]) -> list[str]:
+    """Today's spellings: no action means list, and options may come before the action."""
+    if argv[:1] and argv[0] in ("-h", "--help", *ACTIONS):
+        return argv
+    after_option = False
+    for index, word in enumerate(argv):
+        if word in ACTIONS and not after_option:
+            return [word, *argv[:index], *argv[index + 1:]]
+        after_option = word in _VALUE_OPTIONS
+    return ["list", *argv]
+
+
+@contextmanager
+def _connected(args: argparse.Namespace) -> Iterator[Connection]:
+    conn = connect(args.os_cloud, region_name=args.os_region_name,
+                   **options.pace_override(args))
     try:
         check_auth(conn, args.os_cloud)
-        if action == "promote":
-            if len(words) != 1:
-                raise InvalidInput(["images promote: give exactly one image ID or name"])
-            image = promote(conn, words[0])
-            return _changed(args, "promoted", image)
-        if action == "verify":
-            return _verify(args, conn, words)
-        family, policy = _family_and_policy(args, words)
-        if action == "rollback":
-            image = rollback(conn, family)
-            return _changed(args, "rolled back to", image)
-        if action == "prune":
-            return _prune(args, conn, family, policy)
-        return _list(args, conn, family)
+        yield conn
     finally:
         conn.close()
 
 
-def _family_and_policy(args: argparse.Namespace,
-                       words: list[str]) -> tuple[str, RotationPolicy]:
-    if len(words) > 1 or (words and args.family) or not (words or args.family):
-        raise InvalidInput(["images: give one spec file or --family NAME"])
-    if words:
-        spec = load_spec(words[0])
+def run_list(args: argparse.Namespace) -> int:
+    with _connected(args) as conn:
+        family, _policy = _family_and_policy(args)
+        return _list(args, conn, family)
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    with _connected(args) as conn:
+        family, policy = _family_and_policy(args)
+        return _prune(args, conn, family, policy)
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    with _connected(args) as conn:
+        image = promote(conn, args.image)
+    return _changed(args, "promoted", image)
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    with _connected(args) as conn:
+        family, _policy = _family_and_policy(args)
+        image = rollback(conn, family)
+    return _changed(args, "rolled back to", image)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    with _connected(args) as conn:
+        return _verify(args, conn)
+
+
+def _family_and_policy(args: argparse.Namespace) -> tuple[str, RotationPolicy]:
+    if (args.spec and args.family) or not (args.spec or args.family):
+        raise InvalidInput([f"images {args.images_command}: give one spec file or "
+                            "--family NAME"])
+    if args.spec:
+        spec = load_spec(args.spec)
         family, policy = spec.name, RotationPolicy.from_spec(spec.image)
     else:
         family, policy = args.family, RotationPolicy()
+    if args.images_command != "prune":
+        return family, policy
     try:
         max_age = parse_duration(args.max_age) if args.max_age else policy.max_age
     except ValueError as exc:
@@ -122,30 +190,24 @@ def _family_and_policy(args: argparse.Namespace,
     return family, policy
 
 
-def _verify(args: argparse.Namespace, conn: Connection, words: list[str]) -> int:
-    if not 1 <= len(words) <= 2 or args.family:
-        raise InvalidInput(["images verify: give an image ID or name, then optionally the "
-                            "family's spec file"])
-    spec = load_spec(words[1]) if len(words) == 2 else _spec_of_build(conn, words[0], args)
+def _verify(args: argparse.Namespace, conn: Connection) -> int:
+    spec = load_spec(args.spec) if args.spec else _spec_of_build(conn, args.image, args)
     state_dir = (args.state_dir or default_state_dir()).resolve()
-    options = BuildOptions(log_dir=default_log_dir(state_dir).resolve())
+    build_options = BuildOptions(log_dir=default_log_dir(state_dir).resolve())
     bus = EventBus()
-    view = JsonLines() if args.json else HumanView()
-    bus.subscribe(view)
     cancel = CancelToken()
-    try:
-        with _signals_cancel(cancel):
-            result = reverify(spec, conn, words[0], options=options, bus=bus, cancel=cancel,
+    with event_view(json_output=args.json) as view:
+        bus.subscribe(view)
+        with signals_cancel(cancel, on_signal=print_signal):
+            result = reverify(spec, conn, args.image, options=build_options, bus=bus, cancel=cancel,
                               cloud_name=args.os_cloud)
-    finally:
-        view.close()
     if not args.json:
         if result.error is None:
             print(f"{spec.name}: image {result.image_name} ({result.image_id}) passed its "
                   f"boot test; make it current with: osbuild images promote {result.image_id}")
         else:
             lines = result.error.lines()
-            print(f"{spec.name}: image {words[0]} failed its boot test again: {lines[0]}",
+            print(f"{spec.name}: image {args.image} failed its boot test again: {lines[0]}",
                   file=sys.stderr)
             for line in lines[1:]:
                 print(f"  {line}", file=sys.stderr)

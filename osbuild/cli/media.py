@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from osbuild.cli import options
 from osbuild.errors import InvalidInput
 from osbuild.media import eltorito, wim
 from osbuild.media.virtio_iso import read_virtio_iso
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("media", help="inspect and prepare Windows install media")
+def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="media_command", metavar="ACTION", required=True)
 
     prepare = commands.add_parser(
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prepare.add_argument("paths", nargs="*", metavar="ISO", help="IN.iso OUT.iso (local mode)")
     prepare.add_argument("--image", metavar="NAME", help="Glance image name or ID (cloud mode)")
-    prepare.add_argument("--os-cloud", metavar="NAME", help="cloud in clouds.yaml (cloud mode)")
+    options.add_cloud(prepare, default_help="$OS_CLOUD or OS_* variables; cloud mode")
     prepare.add_argument("--name", metavar="NEW", help="name of the uploaded image "
                          "(default: the source name with -noprompt before .iso)")
     prepare.add_argument("--work-dir", type=Path, metavar="DIR",
@@ -92,7 +92,7 @@ def _prepare_in_cloud(args: argparse.Namespace) -> int:
     if args.work_dir is not None and not args.work_dir.is_dir():
         # Checked before the cloud is touched: the ISO is downloaded into this folder.
         raise InvalidInput([f"--work-dir {args.work_dir}: not an existing folder"])
-    conn = connect(args.os_cloud)
+    conn = connect(args.os_cloud, region_name=args.os_region_name)
     check_auth(conn, args.os_cloud)
     result = prepare_uefi_image(
         conn, args.image, new_name=args.name, work_dir=args.work_dir, force=args.force,

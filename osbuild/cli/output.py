@@ -6,6 +6,8 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -125,3 +127,13 @@ class HumanView:
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
+
+
+@contextmanager
+def event_view(*, json_output: bool) -> Iterator[JsonLines | HumanView]:
+    """The listener that renders a command's build events, closed when the command is done."""
+    view: JsonLines | HumanView = JsonLines() if json_output else HumanView()
+    try:
+        yield view
+    finally:
+        view.close()

@@ -11,10 +11,7 @@ from osbuild.media.render import render_media
 from osbuild.spec import load_spec
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "render", help="render a spec's answer file, scripts and config ISO locally"
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC")
     parser.add_argument(
         "-o", "--output", required=True, type=Path, metavar="DIR",

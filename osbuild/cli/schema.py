@@ -8,8 +8,7 @@ import json
 from osbuild.spec import json_schema
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("schema", help="print the JSON Schema of the build spec")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 

@@ -12,8 +12,7 @@ from types import FrameType
 from osbuild.errors import InvalidInput
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sim", help="run the simulated OpenStack cloud")
+def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
     serve = actions.add_parser(
         "serve", help="serve the simulated cloud over HTTP on 127.0.0.1 until interrupted"

@@ -8,10 +8,7 @@ from osbuild.errors import SpecError
 from osbuild.spec import load_spec
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "validate", help="check build specs (exit 0 valid, 2 invalid)"
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="+", metavar="SPEC")
     parser.set_defaults(handler=run)
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from osbuild.cli import build_parser
-from osbuild.cli.build import build_jobs, default_log_dir
+from osbuild.ops.jobs import default_log_dir, plan_jobs
 from osbuild.resources import examples_dir
 from osbuild.spec import load_spec
 
@@ -25,10 +25,11 @@ def _spec(tmp_path: Path, name: str, **changes: object) -> Path:
 def test_spec_clouds_unless_the_command_line_names_clouds(tmp_path: Path) -> None:
     multi = load_spec(_spec(tmp_path, "multi", clouds=["a", "b", "a"]))
     plain = load_spec(_spec(tmp_path, "plain"))
-    jobs = build_jobs([multi, plain], None)
-    assert [(s.name, c) for s, c in jobs] == [("multi", "a"), ("multi", "b"), ("plain", None)]
-    jobs = build_jobs([multi, plain], ["z"])
-    assert [(s.name, c) for s, c in jobs] == [("multi", "z"), ("plain", "z")]
+    jobs = plan_jobs(specs=[multi, plain], clouds=None)
+    assert [(j.spec.name, j.cloud) for j in jobs] == [("multi", "a"), ("multi", "b"),
+                                                      ("plain", None)]
+    jobs = plan_jobs(specs=[multi, plain], clouds=["z"])
+    assert [(j.spec.name, j.cloud) for j in jobs] == [("multi", "z"), ("plain", "z")]
 
 
 def test_notify_url_must_be_http(tmp_path: Path) -> None:

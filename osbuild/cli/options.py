@@ -1,0 +1,85 @@
+"""Options several sub-commands share, each declared once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+
+def duration(value: str) -> float:
+    """An argparse type: ``90m``, ``6h``, ``2d``... in seconds."""
+    from osbuild.spec import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_cloud(parser: argparse.ArgumentParser, *, several: bool = False,
+              default_help: str = "$OS_CLOUD or OS_* variables", region: bool = True) -> None:
+    """``--os-cloud`` (repeatable with ``several``: a list) and ``--os-region-name``."""
+    more = "; repeat for several clouds" if several else ""
+    parser.add_argument("--os-cloud", action="append" if several else "store",
+                        dest="os_cloud", default=None, metavar="NAME",
+                        help=f"cloud from clouds.yaml (default: {default_help}){more}")
+    if region:
+        parser.add_argument("--os-region-name", default=os.environ.get("OS_REGION_NAME"),
+                            metavar="REGION", help="region (default: $OS_REGION_NAME)")
+
+
+def add_json(parser: argparse.ArgumentParser, *, events: bool = True) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON event per line on stdout (for cron and log shipping)"
+                        if events else "print the result as JSON")
+
+
+def add_state_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                        help="build state, locks and reports (default "
+                        "$XDG_STATE_HOME/osbuild)")
+
+
+def add_state(parser: argparse.ArgumentParser) -> None:
+    """Where a build keeps its state, logs and outcome: ``build`` and ``resume``."""
+    add_state_dir(parser)
+    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                        help="where console transcripts and reports go "
+                        "(default <state dir>/builds)")
+    parser.add_argument("--metrics-file", type=Path, default=None, metavar="PATH",
+                        help="Prometheus textfile to record the outcome in "
+                        "(node_exporter textfile collector)")
+
+
+def add_keep_on_failure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-on-failure", action="store_true",
+                        help="keep the builder server and its volumes when a build fails")
+
+
+def _time_scale(value: str) -> float:
+    try:
+        scale = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not scale > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return scale
+
+
+def add_time_scale(parser: argparse.ArgumentParser) -> None:
+    from osbuild.cloud.clock import PACE_KEY
+
+    parser.add_argument("--time-scale", type=_time_scale, default=None, metavar="FACTOR",
+                        help="the cloud's clock runs FACTOR times faster than real time; "
+                        f"overrides its clouds.yaml entry's {PACE_KEY} (the simulated cloud "
+                        "writes it there); default: that entry's, else 1")
+
+
+def pace_override(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings the command line adds to the clouds.yaml entry (the cloud's pace)."""
+    from osbuild.cloud.clock import PACE_KEY
+
+    scale = getattr(args, "time_scale", None)
+    return {PACE_KEY: scale} if scale is not None else {}

@@ -1,0 +1,330 @@
+"""Unattended runs: many builds (specs x clouds) at once, family locks, --if-changed, outcomes.
+
+What `osbuild build` and `osbuild resume` do between parsing and printing, usable without
+the CLI: take keyword-only arguments, return result objects, raise :mod:`osbuild.errors`.
+Events go to the listeners the caller gives; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from osbuild.cloud.connect import check_auth, cloud_identity, connect
+from osbuild.errors import (
+    EXIT_BUILD_FAILED,
+    EXIT_CLEANUP_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_INPUT,
+    EXIT_OK,
+    Interrupted,
+    InvalidInput,
+    LockBusy,
+    PreflightError,
+)
+from osbuild.naming import new_build_id
+from osbuild.ops import metrics, notify
+from osbuild.ops.fingerprint import unchanged_since_current
+from osbuild.ops.lock import build_lock
+from osbuild.ops.state import StateStore, default_state_dir
+from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
+from osbuild.pipeline.events import Event, EventName, Listener
+from osbuild.pipeline.resume import load_resumable, resume_build
+from osbuild.pipeline.run import new_context, skipped_result
+from osbuild.pipeline.steps.preflight import combined_quota_problems
+from osbuild.spec import BuildSpec
+
+# --wait-lock without a duration: as long as a build may take (builder.timeout's default).
+DEFAULT_LOCK_WAIT = "6h"
+# Worst exit code first: what a run of several builds exits with.
+_EXIT_PRECEDENCE = (EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_CLEANUP_INCOMPLETE,
+                    EXIT_BUILD_FAILED)
+
+
+def default_log_dir(state_dir: Path | None = None) -> Path:
+    """Transcripts and reports sit beside the state files: ``<state dir>/builds/<id>/``."""
+    return (state_dir or default_state_dir()) / "builds"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One build: a spec in a cloud (``cloud`` as clouds.yaml names it; None: OS_* vars)."""
+
+    spec: BuildSpec
+    cloud: str | None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of every job, in the order the jobs were planned."""
+
+    results: list[BuildResult]
+
+    @property
+    def exit_code(self) -> int:
+        return combined_exit_code(self.results)
+
+
+def combined_exit_code(results: Sequence[BuildResult]) -> int:
+    codes = {r.exit_code for r in results}
+    return next((code for code in _EXIT_PRECEDENCE if code in codes), EXIT_OK)
+
+
+def plan_jobs(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None) -> list[Job]:
+    """Every (spec, cloud): the given clouds for every spec, else each spec's `clouds`."""
+    jobs: list[Job] = []
+    for spec in specs:
+        names: list[str | None] = [*(clouds or spec.clouds)] or [None]
+        jobs.extend(Job(spec, cloud) for cloud in dict.fromkeys(names))
+    return jobs
+
+
+def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
+               options: BuildOptions, parallel: int = 1, region_name: str | None = None,
+               listeners: Sequence[Listener] = (), wait_lock: float | None = None,
+               if_changed: bool = False, metrics_file: Path | None = None,
+               on_signal: SignalNotice | None = None,
+               cloud_settings: Mapping[str, Any] | None = None) -> RunResult:
+    """Check credentials for every cloud, then run every (spec, cloud) build.
+
+    Builds in different clouds do not compete: ``parallel`` applies per cloud. SIGINT and
+    SIGTERM (when called from the main thread) cancel every build, which then cleans up.
+    ``cloud_settings`` overrides clouds.yaml settings of every cloud (``--time-scale``).
+    """
+    settings = dict(cloud_settings or {})
+    if parallel < 1:
+        raise InvalidInput(["--parallel must be at least 1"])
+    jobs = plan_jobs(specs=specs, clouds=clouds)
+    distinct = list(dict.fromkeys(job.cloud for job in jobs))
+    identities = _check_clouds(distinct, region_name=region_name, settings=settings)
+    check_quota_together(jobs=jobs, identities=identities, options=options,
+                         parallel=parallel, region_name=region_name, settings=settings)
+    bus = _bus(listeners)
+    cancel = CancelToken()
+
+    def one(job: Job) -> BuildResult:
+        conn = connect(job.cloud, region_name=region_name, **settings)
+        try:
+            result = _locked_build(job.spec, conn, job.cloud, identities[job.cloud],
+                                   options=options, bus=bus, cancel=cancel,
+                                   wait_lock=wait_lock, if_changed=if_changed)
+        finally:
+            conn.close()
+        report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
+        return result
+
+    workers = parallel * len(distinct)
+    with signals_cancel(cancel, on_signal=on_signal), \
+            ThreadPoolExecutor(max_workers=workers) as pool:
+        futures: list[Future[BuildResult]] = [pool.submit(one, job) for job in jobs]
+        pending = set(futures)
+        while pending:
+            # Short waits keep the main thread free to take SIGINT/SIGTERM.
+            _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        return RunResult([f.result() for f in futures])
+
+
+def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None = None,
+           keep_on_failure: bool = False, os_cloud: str | None = None,
+           region_name: str | None = None, force: bool = False,
+           listeners: Sequence[Listener] = (), metrics_file: Path | None = None,
+           on_signal: SignalNotice | None = None,
+           cloud_settings: Mapping[str, Any] | None = None) -> BuildResult:
+    """Finish a build whose orchestrator died, under its family's lock.
+
+    ``log_dir`` None: where the build logged, else beside the state; ``os_cloud`` None:
+    the cloud the build ran in.
+    """
+    state_dir = (state_dir or default_state_dir()).resolve()
+    store = StateStore(state_dir)
+    state, spec = load_resumable(store, build_id, force=force)
+    # The clouds.yaml name the build connected with; None: the OS_* variables.
+    os_cloud = os_cloud or (state.os_cloud if state.os_cloud is not None
+                            else state.cloud) or None
+    log_dir = log_dir or (Path(state.log_dir) if state.log_dir else None)
+    options = BuildOptions(log_dir=(log_dir or default_log_dir(state_dir)).resolve(),
+                           keep_on_failure=keep_on_failure,
+                           state_dir=state_dir, lock_family=True)
+    conn = connect(os_cloud, region_name=region_name, **(cloud_settings or {}))
+    check_auth(conn, os_cloud)
+    cloud = cloud_identity(conn, os_cloud)
+    bus = _bus(listeners)
+    cancel = CancelToken()
+    lock = build_lock(conn, locks_dir=store.locks_dir, cloud=cloud,
+                      family=spec.name, build_id=state.build_id, cancel=cancel.event)
+    try:
+        with signals_cancel(cancel, on_signal=on_signal), lock:
+            result = resume_build(state, spec, conn, store=store, options=options, bus=bus,
+                                  cancel=cancel, cloud_name=cloud, os_cloud=os_cloud)
+    except LockBusy as exc:
+        result = _skip(spec, cloud, state.build_id, str(exc), bus)
+    finally:
+        conn.close()
+    report_outcome(result=result, spec=spec, metrics_file=metrics_file, bus=bus)
+    return result
+
+
+def _bus(listeners: Sequence[Listener]) -> EventBus:
+    bus = EventBus()
+    for listener in listeners:
+        bus.subscribe(listener)
+    return bus
+
+
+def _check_clouds(clouds: Sequence[str | None], *, region_name: str | None,
+                  settings: Mapping[str, Any]) -> dict[str | None, str]:
+    """Each cloud's identity; wrong credentials are input errors, before anything is built."""
+    identities: dict[str | None, str] = {}
+    for cloud in clouds:
+        conn = connect(cloud, region_name=region_name, **settings)
+        try:
+            check_auth(conn, cloud)
+            identities[cloud] = cloud_identity(conn, cloud)
+        finally:
+            conn.close()
+    return identities
+
+
+def check_quota_together(*, jobs: Sequence[Job], identities: dict[str | None, str],
+                         options: BuildOptions, parallel: int, region_name: str | None,
+                         settings: Mapping[str, Any] | None = None) -> None:
+    """Builds that will run side by side in one cloud must fit its quotas together."""
+    by_cloud: dict[str | None, list[BuildSpec]] = {}
+    for job in jobs:
+        by_cloud.setdefault(job.cloud, []).append(job.spec)
+    problems: list[str] = []
+    for cloud, specs in by_cloud.items():
+        if min(parallel, len(specs)) < 2:
+            continue
+        conn = connect(cloud, region_name=region_name, **(settings or {}))
+        try:
+            contexts = [new_context(spec, conn, options=options, bus=EventBus(), cancel=None,
+                                    cloud_name=identities[cloud], build_id="preflight")
+                        for spec in specs]
+            found = combined_quota_problems(contexts, at_once=parallel, parallel=parallel)
+        finally:
+            conn.close()
+        where = f"{identities[cloud]}: " if len(by_cloud) > 1 else ""
+        problems.extend(where + problem for problem in found)
+    if problems:
+        raise PreflightError(problems)
+
+
+def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,
+                  options: BuildOptions, bus: EventBus, cancel: CancelToken,
+                  wait_lock: float | None, if_changed: bool) -> BuildResult:
+    """Take the family's lock in this cloud, check --if-changed, then build.
+
+    ``os_cloud`` is what to connect with (None: OS_* variables), ``cloud`` the cloud's
+    identity (:func:`cloud_identity`), which keys the lock, the state and the reports.
+    """
+    build_id = new_build_id()
+    # Without a state directory (the demo's throwaway cloud) there is nothing to lock in.
+    lock: AbstractContextManager[Any] = nullcontext()
+    if options.state_dir is not None:
+        lock = build_lock(conn, locks_dir=StateStore(options.state_dir).locks_dir,
+                          cloud=cloud, family=spec.name, build_id=build_id,
+                          wait=wait_lock, cancel=cancel.event)
+    try:
+        with lock:
+            if if_changed:
+                same, why = unchanged_since_current(conn, spec)
+                if same:
+                    return _skip(spec, cloud, build_id, f"unchanged: {why}", bus)
+                bus.publish(Event(EventName.BUILD_REBUILDING, build_id, spec.name,
+                                  {"reason": why, "cloud": cloud}))
+            return run_build(spec, conn, options=options, bus=bus, cancel=cancel,
+                             cloud_name=cloud, os_cloud=os_cloud, build_id=build_id)
+    except LockBusy as exc:
+        return _skip(spec, cloud, build_id, str(exc), bus)
+    except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock
+        error = Interrupted(cancel.signal_name, during=exc.during)
+        bus.publish(Event(EventName.BUILD_FAILED, build_id, spec.name,
+                          {"reason": str(error), "details": error.lines(), "stage": None,
+                           "exit_code": error.exit_code, "cloud": cloud}))
+        return BuildResult(build_id=build_id, family=spec.name, cloud=cloud,
+                           succeeded=False, error=error)
+
+
+def _skip(spec: BuildSpec, cloud: str | None, build_id: str, reason: str,
+          bus: EventBus) -> BuildResult:
+    bus.publish(Event(EventName.BUILD_SKIPPED, build_id, spec.name,
+                      {"reason": reason, "cloud": cloud}))
+    return skipped_result(spec, cloud, build_id, reason)
+
+
+def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path | None,
+                   bus: EventBus) -> None:
+    """The Prometheus textfile and the webhook; neither can fail the build."""
+    finished = datetime.now(UTC)
+    if metrics_file is not None:
+        outcome: metrics.Result = ("skipped" if result.skipped else
+                                   "success" if result.succeeded else "failure")
+        try:
+            metrics.record(metrics_file, metrics.BuildOutcome(
+                result.family, result.cloud or "default", outcome,
+                None if result.skipped else result.duration, finished))
+        except OSError as exc:
+            bus.publish(Event(EventName.WARNING, result.build_id, result.family,
+                              {"message": f"could not write {metrics_file}: {exc}"}))
+    if spec.notify is None or result.skipped:
+        return
+    if not notify.should_notify(spec.notify.on, result.succeeded):
+        return
+    error = result.error
+    summary = notify.build_summary(
+        build_id=result.build_id, family=result.family, cloud=result.cloud or "default",
+        succeeded=result.succeeded, reason=str(error) if error else None,
+        stage=getattr(error, "stage", None), image_id=result.image_id,
+        image_name=result.image_name, fingerprint=result.fingerprint, verify=result.verify,
+        promoted=result.promoted, duration_seconds=result.duration,
+        exit_code=result.exit_code, finished_at=finished,
+        extra={"report": str(result.report_path) if result.report_path else None},
+    )
+    sent = notify.send(spec.notify.url, summary)
+    if sent.delivered:
+        bus.publish(Event(EventName.NOTIFY_SENT, result.build_id, result.family,
+                          {"attempts": sent.attempts, "status": sent.status}))
+    else:
+        bus.publish(Event(EventName.WARNING, result.build_id, result.family,
+                          {"message": f"webhook not delivered after {sent.attempts} "
+                           f"attempt(s): {sent.error}"}))
+
+
+# Told of each SIGINT/SIGTERM: the signal's name, and whether a cancel was already under way.
+SignalNotice = Callable[[str, bool], None]
+
+
+@contextmanager
+def signals_cancel(cancel: CancelToken, *,
+                   on_signal: SignalNotice | None = None) -> Iterator[None]:
+    """SIGINT/SIGTERM cancel every build; the builds then clean up and return.
+
+    Only the main thread can take signals: elsewhere this does nothing.
+    """
+
+    def handler(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        again = cancel.cancelled
+        if on_signal is not None:
+            on_signal(name, again)
+        if not again:
+            cancel.cancel(name)
+
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
