@@ -60,10 +60,17 @@ def _whole_suite(config: pytest.Config) -> bool:
     return any(a in (_TESTS_DIR, _TESTS_DIR.parent) for a in args)
 
 
+_FUNCTIONAL_DIR = _TESTS_DIR / "functional"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # tryfirst: record before -m/-k deselect anything.
     _collected_files.update(Path(str(item.path)).resolve() for item in items)
+    for item in items:
+        # The functional tier starts real services: never part of the `-m "not slow"` loop.
+        if _FUNCTIONAL_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 CONFTEST = Path(__file__).with_name("conftest.py")
 
 

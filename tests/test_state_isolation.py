@@ -13,6 +13,9 @@ from osbuild.ops.state import default_state_dir
 from osbuild.resources import examples_dir
 from osbuild.sim.media import cloudbase_msi_standin
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 REAL_STATE_DIR = default_state_dir({"HOME": str(Path.home())})
 
 

@@ -14,6 +14,9 @@ from osbuild.sim.world import PROJECT_NAME
 from tests.cron.conftest import Cron
 from tests.e2e.conftest import BuildRun
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def _build_without_os_cloud(cron: Cron, spec: Path, metrics: Path) -> BuildRun:
     return cron.cli("build", str(spec), "--state-dir", str(cron.state_dir), "--log-dir",

@@ -5,8 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from osbuild.ops.fingerprint import PROP_FINGERPRINT, PROP_INPUT_PREFIX
 from tests.cron.conftest import Cron
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def _images(cron: Cron) -> list[str]:

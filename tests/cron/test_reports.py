@@ -18,6 +18,9 @@ from osbuild.sim import SimCloud
 from tests.cron.conftest import Cron
 from tests.e2e.conftest import SPEED, Cloud
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 class Receiver:
     """A webhook endpoint on 127.0.0.1 that answers 503 to the first ``fail`` POSTs."""

@@ -13,6 +13,9 @@ import pytest
 from osbuild.ops.state import BuildStatus
 from tests.cron.conftest import Cron, read_until
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 Event = dict[str, Any]
 
 

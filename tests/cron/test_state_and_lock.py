@@ -7,9 +7,14 @@ import signal
 import stat
 import time
 
+import pytest
+
 from osbuild.ops.lock import LocalLock
 from osbuild.ops.state import BuildStatus
 from tests.cron.conftest import Cron, read_until
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def test_state_records_steps_resources_and_outcome_without_secrets(cron: Cron) -> None:

@@ -14,6 +14,9 @@ from osbuild.resources import examples_dir
 from osbuild.sim.guest import read_disk_record
 from tests.e2e.conftest import Cloud
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = sorted(p.name for p in examples_dir().glob("*.yaml"))
 
 

@@ -8,6 +8,9 @@ from osbuild.cloud.image_ranges import RangesUnsupported
 from osbuild.sim.media import windows_iso
 from tests.e2e.conftest import Cloud
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def _upload(cloud: Cloud, name: str, data: bytes) -> str:
     conn = cloud.sim.connect()

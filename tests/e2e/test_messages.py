@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from osbuild.cli import main
 from osbuild.ops.lock import LocalLock
 from osbuild.ops.state import StateStore
 from tests.e2e.conftest import Cloud
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def _build_text(cloud: Cloud, *args: str) -> tuple[int, str, str]:

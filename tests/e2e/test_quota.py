@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.conftest import Cloud
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def test_parallel_builds_are_checked_against_quota_together(cloud: Cloud) -> None:

@@ -13,6 +13,9 @@ import pytest
 
 from tests.e2e.conftest import Cloud
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def start_build(cloud: Cloud, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from osbuild import naming
 from tests.lifecycle.conftest import Lifecycle
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def _built(lifecycle: Lifecycle, spec: Path) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from osbuild import naming
 from tests.lifecycle.conftest import Lifecycle
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 FAMILY = "lc-promote-fails"
 

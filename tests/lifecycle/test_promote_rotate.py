@@ -5,8 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from osbuild import naming
 from tests.lifecycle.conftest import EXAMPLE, KNOWN_PASSWORD, Lifecycle
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def _built(lc: Lifecycle, spec: Any) -> str:

@@ -11,6 +11,9 @@ import pytest
 from osbuild import naming
 from tests.lifecycle.conftest import KNOWN_PASSWORD, CliResult, Lifecycle
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 FAMILY = "lc-verify"
 # Short enough that a guest that never finishes costs little real time at the sim's speed.
 VERIFY = {"timeout": "30m"}

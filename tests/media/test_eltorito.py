@@ -231,6 +231,7 @@ def test_cli_prepare_uefi_in_the_simulated_cloud(
         assert "not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_prepare_uefi_survives_resets_around_its_upload(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,9 @@ import openstack
 import pytest
 import requests
 
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
 
 def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     clouds = tmp_path / "clouds.yaml"
