@@ -1,0 +1,137 @@
+"""The unattended-run library without the CLI: keyword-only calls, result objects, events."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osbuild.errors import (
+    BuildFailed,
+    CleanupIncomplete,
+    Interrupted,
+    InvalidInput,
+)
+from osbuild.ops import jobs
+from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus
+from osbuild.pipeline.events import Event, EventName
+from osbuild.resources import examples_dir
+from osbuild.spec import BuildSpec, load_spec
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> BuildSpec:
+    shutil.copy(examples_dir() / "ws2022-standard.yaml", tmp_path / "ws2022-standard.yaml")
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+    return load_spec(tmp_path / "ws2022-standard.yaml")
+
+
+def _result(error: Any = None, **fields: Any) -> BuildResult:
+    return BuildResult(build_id="b", family="f", cloud=None, succeeded=error is None,
+                       error=error, **fields)
+
+
+def test_the_worst_exit_code_wins() -> None:
+    failed, cleanup = _result(BuildFailed("boom")), _result(CleanupIncomplete(["volume v"]))
+    assert jobs.RunResult([]).exit_code == 0
+    assert jobs.RunResult([_result(), _result(skipped="busy")]).exit_code == 0
+    assert jobs.RunResult([_result(), failed]).exit_code == 1
+    assert jobs.RunResult([failed, cleanup]).exit_code == 3
+    assert jobs.RunResult([cleanup, _result(InvalidInput(["x"]))]).exit_code == 2
+    assert jobs.RunResult([_result(Interrupted("SIGTERM")), failed]).exit_code == 130
+    assert jobs.RunResult([_result(interrupted="SIGINT")]).exit_code == 130
+
+
+def test_jobs_are_specs_times_clouds_without_repeats(spec: BuildSpec) -> None:
+    planned = jobs.plan_jobs(specs=[spec], clouds=["east", "west", "east"])
+    assert planned == [jobs.Job(spec, "east"), jobs.Job(spec, "west")]
+    assert jobs.plan_jobs(specs=[spec], clouds=None) == [jobs.Job(spec, None)]
+
+
+def test_the_arguments_are_keyword_only(spec: BuildSpec, tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        jobs.run_builds([spec], None, BuildOptions(log_dir=tmp_path))  # type: ignore[misc]
+
+
+def test_parallel_below_one_is_refused_before_any_cloud_is_asked(spec: BuildSpec,
+                                                                 tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="--parallel must be at least 1"):
+        jobs.run_builds(specs=[spec], clouds=["no-such-cloud"],
+                        options=BuildOptions(log_dir=tmp_path), parallel=0)
+
+
+def _recording_bus() -> tuple[EventBus, list[Event]]:
+    bus, seen = EventBus(), []
+    bus.subscribe(seen.append)
+    return bus, seen
+
+
+def test_metrics_record_a_skip(spec: BuildSpec, tmp_path: Path) -> None:
+    bus, seen = _recording_bus()
+    path = tmp_path / "osbuild.prom"
+    skipped = BuildResult(build_id="b", family=spec.name, cloud="east", succeeded=False,
+                          skipped="busy")
+    jobs.report_outcome(result=skipped, spec=spec, metrics_file=path, bus=bus)
+    assert 'result="skipped"' in path.read_text()
+    assert seen == []  # no webhook for a skip, nothing to warn about
+
+
+def test_an_unwritable_metrics_file_is_a_warning_not_a_failure(spec: BuildSpec,
+                                                               tmp_path: Path) -> None:
+    bus, seen = _recording_bus()
+    (tmp_path / "a-file").write_text("")
+    jobs.report_outcome(result=_result(), spec=spec,
+                        metrics_file=tmp_path / "a-file" / "osbuild.prom", bus=bus)
+    assert [e.name for e in seen] == [EventName.WARNING]
+    assert "could not write" in seen[0].fields["message"]
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="only the main thread takes signals")
+def test_signals_cancel_every_build_and_tell_the_caller() -> None:
+    cancel, told = CancelToken(), []
+    before = signal.getsignal(signal.SIGTERM)
+    with jobs.signals_cancel(cancel, on_signal=lambda name, again: told.append((name, again))):
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert cancel.cancelled and cancel.signal_name == "SIGTERM"
+    assert told == [("SIGTERM", False), ("SIGTERM", True)]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_signals_are_left_alone_off_the_main_thread() -> None:
+    cancel, installed = CancelToken(), []
+
+    def body() -> None:
+        with jobs.signals_cancel(cancel):
+            installed.append(signal.getsignal(signal.SIGINT))
+
+    before = signal.getsignal(signal.SIGINT)
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert installed == [before]
+
+
+@pytest.mark.slow
+def test_a_library_run_builds_and_reports_through_listeners(spec: BuildSpec, tmp_path: Path,
+                                                            fast_sim: Any) -> None:
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(fast_sim.write_clouds_yaml(tmp_path / "c.yaml"))
+    seen: list[Event] = []
+    metrics_file = tmp_path / "osbuild.prom"
+    outcome = jobs.run_builds(
+        specs=[spec], clouds=[fast_sim.cloud_name], listeners=[seen.append],
+        options=BuildOptions(log_dir=tmp_path / "logs", time_scale=600.0,
+                             state_dir=tmp_path / "state", lock_family=True),
+        metrics_file=metrics_file)
+    assert outcome.exit_code == 0, outcome.results[0].error
+    [result] = outcome.results
+    assert result.succeeded and result.image_id
+    names = [e.name for e in seen]
+    assert names[0] == EventName.BUILD_STARTED and names[-1] == EventName.BUILD_SUCCEEDED
+    assert 'result="success"' in metrics_file.read_text()
