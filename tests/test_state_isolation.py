@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from osbuild.cli import main
-from osbuild.ops.state import default_state_dir
 from osbuild.resources import examples_dir
 from osbuild.sim.media import cloudbase_msi_standin
+from osbuild.unattended.state import default_state_dir
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow

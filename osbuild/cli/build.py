@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from osbuild.cli import options
 from osbuild.cli.output import event_view
 from osbuild.errors import Interrupted
-from osbuild.ops.jobs import DEFAULT_LOCK_WAIT, default_log_dir, run_builds
-from osbuild.ops.state import default_state_dir
 from osbuild.pipeline import BuildOptions, BuildResult
 from osbuild.spec import format_duration, load_specs
+from osbuild.unattended.jobs import DEFAULT_LOCK_WAIT, default_log_dir, run_builds
+from osbuild.unattended.state import default_state_dir
 
 
 def register(parser: argparse.ArgumentParser) -> None:

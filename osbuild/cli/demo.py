@@ -17,10 +17,10 @@ from osbuild.cli import options
 from osbuild.cli.build import print_signal, print_summary
 from osbuild.cli.output import event_view
 from osbuild.errors import InvalidInput
-from osbuild.ops.jobs import run_builds
 from osbuild.pipeline import BuildOptions, BuildResult
 from osbuild.resources import examples_dir
 from osbuild.spec import format_duration, load_spec
+from osbuild.unattended.jobs import run_builds
 
 DEMO_SPEC = "ws2022-standard.yaml"
 DEMO_SPEED = 600.0

@@ -9,9 +9,9 @@ import sys
 from osbuild.cli import options
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import CleanupIncomplete
-from osbuild.ops.gc import DEFAULT_OLDER_THAN, GcResult, collect
-from osbuild.ops.state import StateStore
 from osbuild.spec import format_duration
+from osbuild.unattended.gc import DEFAULT_OLDER_THAN, GcResult, collect
+from osbuild.unattended.state import StateStore
 
 
 def _older_than(value: str) -> float:

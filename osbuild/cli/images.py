@@ -28,11 +28,11 @@ from osbuild.images import (
 )
 from osbuild.images.family import from_glance
 from osbuild.images.manage import find_image
-from osbuild.ops.jobs import default_log_dir, signals_cancel
-from osbuild.ops.state import StateStore, default_state_dir
 from osbuild.pipeline import BuildOptions, CancelToken, EventBus
 from osbuild.pipeline.reverify import reverify
 from osbuild.spec import BuildSpec, format_duration, load_spec, parse_duration
+from osbuild.unattended.jobs import default_log_dir, signals_cancel
+from osbuild.unattended.state import StateStore, default_state_dir
 
 ACTIONS = ("list", "prune", "promote", "rollback", "verify")
 # The options of `osbuild images` that take a value (so their value is not an action).

@@ -7,7 +7,7 @@ import argparse
 from osbuild.cli import options
 from osbuild.cli.build import print_signal, print_summary
 from osbuild.cli.output import event_view
-from osbuild.ops.jobs import resume
+from osbuild.unattended.jobs import resume
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -13,14 +13,14 @@ from openstack.connection import Connection
 
 from osbuild.cloud.clock import CancelToken, Clock, session_clock
 from osbuild.cloud.retry import retrying
-from osbuild.ops.lock import HEARTBEAT_INTERVAL
 from osbuild.pipeline.events import Event, EventBus, EventName
 from osbuild.spec import BuildSpec
+from osbuild.unattended.lock import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
     from osbuild.media.render import RenderedMedia
-    from osbuild.ops.state import StateStore
     from osbuild.pipeline.steps.preflight import Resolved
+    from osbuild.unattended.state import StateStore
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class BuildContext:
     resources: list[TrackedResource] = field(default_factory=list)
     current_step: str = ""
     started_at: float = 0.0
-    # Durable state (ops.state) and what a resumed build restored instead of rendering.
+    # Durable state (unattended.state) and what a resumed build restored instead of rendering.
     store: StateStore | None = None
     resumed_media: MediaFacts | None = None
     # The guest stage the dead run had last seen a marker of (a resumed build goes on there).

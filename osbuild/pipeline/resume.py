@@ -16,8 +16,6 @@ from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud.clock import CancelToken, Deadline
 from osbuild.cloud.retry import is_not_found
 from osbuild.errors import InvalidInput
-from osbuild.ops.gc import discover, pid_alive
-from osbuild.ops.state import BuildState, StateStore
 from osbuild.pipeline.context import (
     BuildContext,
     BuilderVolumes,
@@ -33,6 +31,8 @@ from osbuild.pipeline.steps.preflight import IsoImage, Resolved
 from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.pipeline.waits import wait_for_status
 from osbuild.spec import BuildSpec, load_spec
+from osbuild.unattended.gc import discover, pid_alive
+from osbuild.unattended.state import BuildState, StateStore
 
 # Steps that only prepare (locally, or the config ISO): a build that had not finished them
 # starts over under its id; what it had created is adopted and cleaned up at the end.

@@ -16,7 +16,6 @@ from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
-from osbuild.ops.state import BuildState, BuildStatus, StateStore
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.runner import Step, final_error, run_steps
@@ -32,6 +31,7 @@ from osbuild.pipeline.steps.upload_config_iso import UploadConfigIso
 from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.spec import BuildSpec
+from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
 
 def build_steps() -> list[Step]:

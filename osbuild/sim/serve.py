@@ -12,12 +12,12 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from osbuild.cloud.clock import PACE_KEY
 from osbuild.errors import InvalidInput
-from osbuild.ops._atomic import write_atomic
 from osbuild.sim.app import SimApp
 from osbuild.sim.clock import SimClock
 from osbuild.sim.faults import Faults
 from osbuild.sim.identity import REGION, IdentityStore
 from osbuild.sim.world import DOMAIN_ID, PROJECT_NAME, USER_NAME, World
+from osbuild.unattended._atomic import write_atomic
 
 CLOUD_NAME = "osbuild-sim"
 DEFAULT_SPEED = 600.0

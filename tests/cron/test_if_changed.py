@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuild.ops.fingerprint import PROP_FINGERPRINT, PROP_INPUT_PREFIX
+from osbuild.unattended.fingerprint import PROP_FINGERPRINT, PROP_INPUT_PREFIX
 from tests.cron.conftest import Cron
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from osbuild.cli import build_parser
-from osbuild.ops.jobs import default_log_dir, plan_jobs
 from osbuild.resources import examples_dir
 from osbuild.spec import load_spec
+from osbuild.unattended.jobs import default_log_dir, plan_jobs
 
 
 def _spec(tmp_path: Path, name: str, **changes: object) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from osbuild.ops.state import BuildStatus
+from osbuild.unattended.state import BuildStatus
 from tests.cron.conftest import Cron, read_until
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

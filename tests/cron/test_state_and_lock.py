@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from osbuild.ops.lock import LocalLock
-from osbuild.ops.state import BuildStatus
+from osbuild.unattended.lock import LocalLock
+from osbuild.unattended.state import BuildStatus
 from tests.cron.conftest import Cron, read_until
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from osbuild.cli import main
-from osbuild.ops.lock import LocalLock
-from osbuild.ops.state import StateStore
+from osbuild.unattended.lock import LocalLock
+from osbuild.unattended.state import StateStore
 from tests.e2e.conftest import Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

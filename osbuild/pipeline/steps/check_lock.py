@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from osbuild.errors import LockBusy
-from osbuild.ops.lock import yield_to
 from osbuild.pipeline.context import BuildContext
+from osbuild.unattended.lock import yield_to
 
 
 class CheckLock:

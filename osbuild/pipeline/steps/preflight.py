@@ -20,10 +20,10 @@ from osbuild.errors import PreflightError, describe
 from osbuild.media import wim
 from osbuild.media import windows as windows_catalog
 from osbuild.media.virtio_iso import VirtioContents, read_virtio_iso
-from osbuild.ops.fingerprint import image_checksum
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.steps import verify_image
+from osbuild.unattended.fingerprint import image_checksum
 
 log = logging.getLogger(__name__)
 GIB = 1024**3

@@ -12,9 +12,9 @@ from typing import Any
 from osbuild import __version__, naming
 from osbuild.cloud.image_fields import custom_properties, remove_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
-from osbuild.ops.fingerprint import inputs_from_checksums
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.hardware import hardware_properties
+from osbuild.unattended.fingerprint import inputs_from_checksums
 
 
 def provenance(ctx: BuildContext) -> dict[str, str]:

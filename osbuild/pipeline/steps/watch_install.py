@@ -15,12 +15,12 @@ from osbuild import markers
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.retry import is_not_found, status_of
 from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
-from osbuild.ops.lock import Heartbeat
 from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext, StageRecord
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.spec import format_duration
+from osbuild.unattended.lock import Heartbeat
 
 FIRST_POLL_LINES = 200
 # Later polls ask for a few more lines than the last poll brought, and at least this many.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from osbuild import naming
-from osbuild.ops import gc
-from osbuild.ops.fingerprint import PROP_BUILD_TIME
-from osbuild.ops.state import BuildState, BuildStatus
+from osbuild.unattended import gc
+from osbuild.unattended.fingerprint import PROP_BUILD_TIME
+from osbuild.unattended.state import BuildState, BuildStatus
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 BID = "20261126t030000-aaaaaa"

@@ -11,7 +11,7 @@ import pytest
 
 from osbuild import naming
 from osbuild.errors import LockBusy
-from osbuild.ops import lock
+from osbuild.unattended import lock
 
 from .helpers import server
 

@@ -1,4 +1,4 @@
-"""The simulated cloud for the ops tests (one per module: gc tests clean up after each test)."""
+"""The simulated cloud for the unattended tests (one per module: gc tests clean up after each)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from osbuild import resources
-from osbuild.ops import fingerprint as fp
 from osbuild.spec import load_spec
+from osbuild.unattended import fingerprint as fp
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 WIN = {"id": "img-win", "hash_algo": "sha512", "hash_value": "a" * 128, "checksum": "b" * 32}

@@ -17,9 +17,9 @@ from osbuild.cloud import network
 from osbuild.cloud.clock import session_clock
 from osbuild.cloud.retry import retrying
 from osbuild.durations import format_duration
-from osbuild.ops import lock
-from osbuild.ops.fingerprint import PROP_BUILD_TIME
-from osbuild.ops.state import BuildState, BuildStatus, StateStore
+from osbuild.unattended import lock
+from osbuild.unattended.fingerprint import PROP_BUILD_TIME
+from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from osbuild import naming
-from osbuild.ops import lock
+from osbuild.unattended import lock
 
 BOOT_IMAGE = "ops-test-boot"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from osbuild.errors import InvalidInput
-from osbuild.ops import notify
+from osbuild.unattended import notify
 
 
 class Receiver:

@@ -14,7 +14,7 @@ import pytest
 
 from osbuild import naming
 from osbuild.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted, LockBusy
-from osbuild.ops import lock
+from osbuild.unattended import lock
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
@@ -74,7 +74,7 @@ def test_waiting_acquire_gives_up_at_the_deadline(tmp_path: Path) -> None:
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from osbuild.ops.lock import LocalLock;"
+        "import sys, time; from pathlib import Path; from osbuild.unattended.lock import LocalLock;"
         f"LocalLock(Path({str(tmp_path)!r}), 'prod', 'ws2022').acquire();"
         "print('held', flush=True); time.sleep(600)"
     )

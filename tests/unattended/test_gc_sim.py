@@ -14,9 +14,9 @@ import pytest
 from osbuild import naming
 from osbuild.cli import main
 from osbuild.errors import EXIT_OK
-from osbuild.ops import gc
-from osbuild.ops.fingerprint import PROP_BUILD_TIME
-from osbuild.ops.state import BuildState, BuildStatus, StateStore
+from osbuild.unattended import gc
+from osbuild.unattended.fingerprint import PROP_BUILD_TIME
+from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
 from .helpers import image as _image
 from .helpers import public_key as _public_key

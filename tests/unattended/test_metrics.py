@@ -9,8 +9,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from osbuild.ops import metrics
-from osbuild.ops.metrics import BuildOutcome
+from osbuild.unattended import metrics
+from osbuild.unattended.metrics import BuildOutcome
 
 T1 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pytest
 
 from osbuild import naming
 from osbuild.errors import InvalidInput
-from osbuild.ops.state import BuildState, BuildStatus, StateStore, default_state_dir
+from osbuild.unattended.state import BuildState, BuildStatus, StateStore, default_state_dir
 
 
 def _state(build_id: str | None = None, **kw: object) -> BuildState:

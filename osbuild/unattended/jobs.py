@@ -31,16 +31,16 @@ from osbuild.errors import (
     PreflightError,
 )
 from osbuild.naming import new_build_id
-from osbuild.ops import metrics, notify
-from osbuild.ops.fingerprint import unchanged_since_current
-from osbuild.ops.lock import build_lock
-from osbuild.ops.state import StateStore, default_state_dir
 from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
 from osbuild.pipeline.events import Event, EventName, Listener
 from osbuild.pipeline.resume import load_resumable, resume_build
 from osbuild.pipeline.run import new_context, skipped_result
 from osbuild.pipeline.steps.preflight import combined_quota_problems
 from osbuild.spec import BuildSpec
+from osbuild.unattended import metrics, notify
+from osbuild.unattended.fingerprint import unchanged_since_current
+from osbuild.unattended.lock import build_lock
+from osbuild.unattended.state import StateStore, default_state_dir
 
 # --wait-lock without a duration: as long as a build may take (builder.timeout's default).
 DEFAULT_LOCK_WAIT = "6h"

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from osbuild import naming
 from osbuild.errors import InvalidInput
-from osbuild.ops._atomic import write_atomic
+from osbuild.unattended._atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

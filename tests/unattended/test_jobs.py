@@ -17,11 +17,11 @@ from osbuild.errors import (
     Interrupted,
     InvalidInput,
 )
-from osbuild.ops import jobs
 from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus
 from osbuild.pipeline.events import Event, EventName
 from osbuild.resources import examples_dir
 from osbuild.spec import BuildSpec, load_spec
+from osbuild.unattended import jobs
 
 
 @pytest.fixture

@@ -1,1 +1,0 @@
-"""Building blocks for unattended operation: state, locks, fingerprints, gc, metrics, notify."""

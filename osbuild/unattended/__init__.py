@@ -1,0 +1,1 @@
+"""Unattended operation: many builds at once (jobs), state, locks, fingerprints, gc, metrics."""
