@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from osbuild.sim.media import virtio_iso
 from tests.e2e.conftest import Cloud
+
+# Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
 
 
 def _upload(cloud: Cloud, name: str, data: bytes) -> str:

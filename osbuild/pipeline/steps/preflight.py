@@ -221,7 +221,7 @@ class Preflight:
             contents = ctx.call(_virtio_contents, ctx.conn, virtio)
         except Exception as exc:
             log.debug("could not read the layout of %s", virtio.id, exc_info=True)
-            ctx.emit("info", message=f"virtio.iso_image: could not read the driver folders "
+            ctx.emit(EventName.INFO, message=f"virtio.iso_image: could not read the driver folders "
                      f"of {virtio.name!r} from Glance ({describe(exc)}); `osbuild media "
                      "inspect ISO` lists them from a copy of the ISO")
             return []
