@@ -119,15 +119,17 @@ def test_signals_are_left_alone_off_the_main_thread() -> None:
 
 
 @pytest.mark.slow
-def test_a_library_run_builds_and_reports_through_listeners(spec: BuildSpec, tmp_path: Path,
-                                                            fast_sim: Any) -> None:
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(fast_sim.write_clouds_yaml(tmp_path / "c.yaml"))
+def test_a_library_run_builds_and_reports_through_listeners(
+        spec: BuildSpec, tmp_path: Path, fast_sim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The clouds.yaml entry the simulated cloud writes carries its pace.
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE",
+                       str(fast_sim.write_clouds_yaml(tmp_path / "c.yaml")))
     seen: list[Event] = []
     metrics_file = tmp_path / "osbuild.prom"
     outcome = jobs.run_builds(
         specs=[spec], clouds=[fast_sim.cloud_name], listeners=[seen.append],
-        options=BuildOptions(log_dir=tmp_path / "logs", time_scale=600.0,
-                             state_dir=tmp_path / "state", lock_family=True),
+        options=BuildOptions(log_dir=tmp_path / "logs", state_dir=tmp_path / "state",
+                             lock_family=True),
         metrics_file=metrics_file)
     assert outcome.exit_code == 0, outcome.results[0].error
     [result] = outcome.results
