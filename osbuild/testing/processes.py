@@ -149,19 +149,43 @@ class ServiceProcess:
         )
 
     def stop(self, timeout: float = 15.0) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
         # uWSGI runs a master, a worker and an HTTP router in its own session: signal the
         # group we created so that none of them outlives the test run.
+        stop_process_group(self.process, signal.SIGINT, timeout)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None,
+                       first: signal.Signals, grace: float) -> None:
+    """Signal a service's process group, and SIGKILL it if it has not gone after ``grace``
+    seconds (a Nova with the libvirt driver, or a busy Cinder, may ignore SIGTERM)."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, first)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(grace)
+
+
+def proc_memory_kb(pid: int, field_name: str) -> int | None:
+    """A ``/proc/<pid>/status`` size field (``VmHWM`` peak RSS, ``VmRSS``) in KiB."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process' peak resident set size in MiB, or None when it is gone."""
+    peak = proc_memory_kb(pid, "VmHWM")
+    return None if peak is None else peak / 1024
 
 
 def http_status(url: str) -> int | str:

@@ -33,7 +33,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from osbuild.testing.processes import RealServicesError, http_status, log_tail, tool
+from osbuild.testing.processes import (
+    RealServicesError,
+    http_status,
+    log_tail,
+    proc_memory_kb,
+    stop_process_group,
+    tool,
+)
 from osbuild.testing.realservices import SERVICE_PROJECT, RealServices
 
 READY_TIMEOUT = 120.0
@@ -65,15 +72,6 @@ def filesystem_type(path: Path) -> str | None:
     return kind
 
 
-def proc_memory_kb(pid: int, field_name: str) -> int | None:
-    """A ``/proc/<pid>/status`` size field (``VmHWM`` peak RSS, ``VmRSS``) in KiB."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
     return None
 
 
@@ -165,14 +163,7 @@ class RealCinder:
         proc = self.process
         if proc is not None and proc.poll() is None:
             self.peak_rss_kb = proc_memory_kb(proc.pid, "VmHWM")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(STOP_GRACE)
+            stop_process_group(proc, signal.SIGTERM, STOP_GRACE)
         if self.service_id and self.services.keystone and self.services.keystone.running():
             with contextlib.suppress(Exception):
                 self.services.unregister_service(self.service_id)

@@ -27,7 +27,12 @@ from typing import Any
 
 from osbuild.sim.guest import GuestScenario
 from osbuild.testing.guestcontrol import write_control
-from osbuild.testing.processes import RealServicesError, log_tail
+from osbuild.testing.processes import (
+    RealServicesError,
+    log_tail,
+    peak_rss_mb,
+    stop_process_group,
+)
 from osbuild.testing.realservices import REGION, SERVICE_PROJECT, RealServices
 
 READY_TIMEOUT = 180.0
@@ -49,14 +54,6 @@ def _paste_ini() -> Path:
     )
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """The process' peak resident set size (VmHWM) in MiB, or None when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
     return None
 
 
@@ -231,12 +228,7 @@ class RealNova:
         if proc is None or proc.poll() is not None:
             return
         self.peak_rss = peak_rss_mb(proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        stop_process_group(proc, signal.SIGTERM, STOP_TIMEOUT)
 
     def kill(self) -> None:
         proc = self.process

@@ -27,8 +27,8 @@ from typing import Any
 
 from osbuild.sim.media import seed_images
 from osbuild.sim.world import SEED_FLAVORS
-from osbuild.testing.processes import RealServicesError
-from osbuild.testing.realnova import RealNova, peak_rss_mb
+from osbuild.testing.processes import RealServicesError, peak_rss_mb
+from osbuild.testing.realnova import RealNova
 from osbuild.testing.realservices import ProjectUser, RealServices
 
 REAL_CLOUD = "osbuild-real"

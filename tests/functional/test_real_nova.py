@@ -8,6 +8,7 @@ the published image.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -138,6 +139,19 @@ def image_head(conn: Any, image_id: str, disk_format: str) -> bytes:
         response.close()
 
 
+@contextlib.contextmanager
+def published_build(stack: RealStack, conn: Any, builder: ProjectUser,
+                    code: int, events: list[dict[str, Any]], err: str) -> Iterator[str]:
+    """The build succeeded and published its image; afterwards nothing else is left."""
+    published = None
+    try:
+        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
+        published = assert_published(conn, events)
+        yield published
+    finally:
+        finish(stack, conn, builder, published)
+
+
 def finish(stack: RealStack, conn: Any, builder: ProjectUser, published: str | None) -> None:
     """No leftovers in any project (seen as admin), then drop the published image."""
     left = stack.leftovers(keep_images={published} if published else set(), users=[builder],
@@ -162,17 +176,12 @@ def test_volume_target_build_on_real_nova(
     spec = write_spec(tmp_path, "ws2022-standard.yaml",
                       verify={"enabled": verify, "boot_from_volume": from_volume})
     code, events, err, took = run_build(tmp_path, capsys, spec)
-    published = None
-    try:
-        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
-        published = assert_published(user_conn, events)
+    with published_build(real_stack, user_conn, builder, code, events, err):
         kinds = {e.get("kind") for e in events if e["event"] == "resource.created"}
         assert "volume" in kinds and "server" in kinds
         if verify:
             assert any(e["event"].startswith("verify") for e in events), [
                 e["event"] for e in events]
-    finally:
-        finish(real_stack, user_conn, builder, published)
     print(f"volume-target build (verify {'on' if verify else 'off'}"
           f"{' from a volume' if from_volume else ''}) took {took:.1f}s")
 
@@ -183,12 +192,8 @@ def test_local_target_build_on_real_nova(
 ) -> None:
     spec = write_spec(tmp_path, "ws2019-core-local.yaml")
     code, events, err, took = run_build(tmp_path, capsys, spec)
-    published = None
-    try:
-        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
-        published = assert_published(user_conn, events)
-    finally:
-        finish(real_stack, user_conn, builder, published)
+    with published_build(real_stack, user_conn, builder, code, events, err):
+        pass
     print(f"local-target build took {took:.1f}s")
 
 
@@ -203,16 +208,11 @@ def test_uefi_secure_boot_virtio_scsi_example_on_real_nova(
     # Secure Boot needs the compute's COMPUTE_SECURITY_UEFI_SECURE_BOOT trait to schedule.
     spec = write_spec(tmp_path, "ws2025-datacenter-uefi.yaml")
     code, events, err, took = run_build(tmp_path, capsys, spec)
-    published = None
-    try:
-        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
-        published = assert_published(user_conn, events)
+    with published_build(real_stack, user_conn, builder, code, events, err) as published:
         raw = dict(user_conn.image.get(f"/images/{published}").json())
         assert raw["hw_firmware_type"] == "uefi"
         assert raw["os_secure_boot"] == "required"
         assert raw["hw_disk_bus"] == "scsi"
-    finally:
-        finish(real_stack, user_conn, builder, published)
     print(f"UEFI + Secure Boot + virtio-scsi build took {took:.1f}s")
 
 
@@ -373,12 +373,8 @@ def test_sigkill_then_resume_on_real_nova_finishes_the_build(
                  "--time-scale", str(REAL_TIME_SCALE), "--json"])
     out, err = capsys.readouterr()
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    published = None
-    try:
-        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
-        published = assert_published(user_conn, events)
-    finally:
-        finish(real_stack, user_conn, builder, published)
+    with published_build(real_stack, user_conn, builder, code, events, err):
+        pass
 
 
 def test_sigkill_then_gc_on_real_nova_removes_everything(
