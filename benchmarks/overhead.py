@@ -36,11 +36,11 @@ sys.path.insert(0, str(REPO))
 
 from osbuild.pipeline import BuildOptions  # noqa: E402
 from osbuild.resources import examples_dir  # noqa: E402
-from osbuild.sim import SimCloud  # noqa: E402
-from osbuild.sim import machines as sim_machines  # noqa: E402
-from osbuild.sim.media import cloudbase_msi_standin  # noqa: E402
 from osbuild.spec import load_spec  # noqa: E402
 from osbuild.unattended.jobs import run_builds  # noqa: E402
+from osbuild_sim import SimCloud  # noqa: E402
+from osbuild_sim import machines as sim_machines  # noqa: E402
+from osbuild_sim.media import cloudbase_msi_standin  # noqa: E402
 
 SPEC = "ws2022-standard.yaml"
 

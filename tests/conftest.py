@@ -23,7 +23,7 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 @pytest.fixture
 def sim() -> Iterator[Any]:
     """A simulated cloud at real-time speed: tests move its clock with `sim.advance(s)`."""
-    from osbuild.sim import SimCloud
+    from osbuild_sim import SimCloud
 
     with SimCloud(speed=1.0) as cloud:
         yield cloud
@@ -32,7 +32,7 @@ def sim() -> Iterator[Any]:
 @pytest.fixture
 def fast_sim() -> Iterator[Any]:
     """A simulated cloud at demo speed (600x), for flows that wait on real status changes."""
-    from osbuild.sim import SimCloud
+    from osbuild_sim import SimCloud
 
     with SimCloud(speed=600.0) as cloud:
         yield cloud

@@ -10,8 +10,8 @@ import pytest
 
 from osbuild.cli import main
 from osbuild.resources import examples_dir
-from osbuild.sim.media import cloudbase_msi_standin
 from osbuild.unattended.state import default_state_dir
+from osbuild_sim.media import cloudbase_msi_standin
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow

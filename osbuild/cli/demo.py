@@ -39,8 +39,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from osbuild.sim import SimCloud
-    from osbuild.sim.media import cloudbase_msi_standin
+    from osbuild_sim import SimCloud
+    from osbuild_sim.media import cloudbase_msi_standin
 
     examples = sorted(p.name for p in examples_dir().glob("*.yaml"))
     if args.spec not in examples:

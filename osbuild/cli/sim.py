@@ -35,7 +35,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from osbuild.sim import SimCloud
+    from osbuild_sim import SimCloud
 
     if args.speed <= 0:
         raise InvalidInput(["--speed must be positive"])
@@ -73,7 +73,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _seed_msi(path: Path) -> None:
-    from osbuild.sim.media import cloudbase_msi_standin
+    from osbuild_sim.media import cloudbase_msi_standin
 
     if path.is_file():
         return

@@ -10,7 +10,7 @@ import yaml
 from osbuild.cloud.clock import PACE_KEY, Clock, session_clock
 from osbuild.cloud.connect import connect
 from osbuild.errors import AuthError
-from osbuild.sim import SimCloud
+from osbuild_sim import SimCloud
 
 
 def _clouds_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **entry: object) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from osbuild.cli import main
-from osbuild.sim import SimCloud
 from osbuild.unattended.state import BuildState, StateStore
+from osbuild_sim import SimCloud
 from tests.e2e.conftest import SPEED, BuildRun, Cloud, cloud  # noqa: F401  (fixture)
 
 

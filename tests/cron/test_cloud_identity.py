@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuild.sim.identity import REGION
-from osbuild.sim.world import PROJECT_NAME
 from osbuild.unattended.lock import LocalLock, lock_path
+from osbuild_sim.identity import REGION
+from osbuild_sim.world import PROJECT_NAME
 from tests.cron.conftest import Cron
 from tests.e2e.conftest import BuildRun
 

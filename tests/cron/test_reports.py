@@ -14,7 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from osbuild.cli import main
-from osbuild.sim import SimCloud
+from osbuild_sim import SimCloud
 from tests.cron.conftest import Cron
 from tests.e2e.conftest import SPEED, Cloud
 

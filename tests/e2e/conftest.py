@@ -13,8 +13,8 @@ import yaml
 
 from osbuild.cli import main
 from osbuild.resources import examples_dir
-from osbuild.sim import SimCloud
-from osbuild.sim.media import cloudbase_msi_standin
+from osbuild_sim import SimCloud
+from osbuild_sim.media import cloudbase_msi_standin
 
 SPEED = 600.0
 # Everything a build creates: the kinds /_sim/resources lists besides seeded images.

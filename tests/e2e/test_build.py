@@ -11,7 +11,7 @@ import pytest
 
 from osbuild.cloud.image_fields import SNAPSHOT_INHERITED
 from osbuild.resources import examples_dir
-from osbuild.sim.guest import read_disk_record
+from osbuild_sim.guest import read_disk_record
 from tests.e2e.conftest import Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

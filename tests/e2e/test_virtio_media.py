@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from osbuild.sim.media import virtio_iso
+from osbuild_sim.media import virtio_iso
 from tests.e2e.conftest import Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

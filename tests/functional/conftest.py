@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from osbuild.sim import upstream_schemas
-from osbuild.testing.realcinder import RealCinder
-from osbuild.testing.realservices import RealServices, missing_requirements
-from osbuild.testing.realstack import RealStack, missing_cinder
+from osbuild_sim import upstream_schemas
+from tests.support.realcinder import RealCinder
+from tests.support.realservices import RealServices, missing_requirements
+from tests.support.realstack import RealStack, missing_cinder
 
 _REPORTS: list[str] = []
 
@@ -64,7 +64,7 @@ def real_stack(
     real_services: RealServices, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RealStack]:
     """Real Cinder and Nova (plus the network) on top of ``real_services``, seeded with the
-    simulator's stand-in media; see :mod:`osbuild.testing.realstack`. Per module: the
+    simulator's stand-in media; see :mod:`tests.support.realstack`. Per module: the
     attached simulator registers its own compute, block-storage and network in the same
     catalog, so the two must never be up together."""
     reason = missing_cinder()

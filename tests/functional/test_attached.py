@@ -13,11 +13,11 @@ import yaml
 
 from osbuild.cli import main
 from osbuild.resources import examples_dir
-from osbuild.sim.guest import read_disk_record
-from osbuild.sim.media import cloudbase_msi_standin
-from osbuild.testing.attached import AttachedSim
-from osbuild.testing.qcow2 import is_qcow2, qcow2_to_raw
-from osbuild.testing.realservices import ProjectUser, RealServices
+from osbuild_sim.guest import read_disk_record
+from osbuild_sim.media import cloudbase_msi_standin
+from tests.support.attached import AttachedSim
+from tests.support.qcow2 import is_qcow2, qcow2_to_raw
+from tests.support.realservices import ProjectUser, RealServices
 
 SPEED = 600.0
 CLOUD = "osbuild-attached"

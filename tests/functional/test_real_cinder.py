@@ -18,8 +18,8 @@ import pytest
 from openstack import exceptions as sdk_exc
 
 from osbuild.media.configiso import build_iso
-from osbuild.testing.realcinder import RealCinder
-from osbuild.testing.realservices import ProjectUser, RealServices
+from tests.support.realcinder import RealCinder
+from tests.support.realservices import ProjectUser, RealServices
 
 WAIT = 120
 # What Nova's fake virt driver sends (nova.virt.fake.FakeDriver.get_volume_connector).

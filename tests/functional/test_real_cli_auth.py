@@ -11,8 +11,8 @@ import pytest
 from osbuild.cli import main
 from osbuild.errors import EXIT_INVALID_INPUT
 from osbuild.resources import examples_dir
-from osbuild.sim.media import cloudbase_msi_standin
-from osbuild.testing.realservices import ProjectUser, RealServices
+from osbuild_sim.media import cloudbase_msi_standin
+from tests.support.realservices import ProjectUser, RealServices
 
 CLOUD = "osbuild-real"
 

@@ -1,7 +1,7 @@
 """osbuild builds against real Nova 34 and real Cinder 29 behind real Keystone and Glance.
 
 The guest is the simulator's Windows model played by Nova's virt driver
-(:mod:`osbuild.testing.guestdriver`); everything else is the services' own code. Each build
+(:mod:`tests.support.guestdriver`); everything else is the services' own code. Each build
 runs as a normal project user; afterwards the admin finds nothing left in any project but
 the published image.
 """
@@ -25,11 +25,11 @@ import yaml
 
 from osbuild.cli import main
 from osbuild.resources import examples_dir
-from osbuild.sim.guest import GuestScenario, read_disk_record
-from osbuild.sim.media import cloudbase_msi_standin
-from osbuild.testing.qcow2 import is_qcow2
-from osbuild.testing.realservices import ProjectUser
-from osbuild.testing.realstack import REAL_CLOUD, REAL_TIME_SCALE, RealStack
+from osbuild_sim.guest import GuestScenario, read_disk_record
+from osbuild_sim.media import cloudbase_msi_standin
+from tests.support.qcow2 import is_qcow2
+from tests.support.realservices import ProjectUser
+from tests.support.realstack import REAL_CLOUD, REAL_TIME_SCALE, RealStack
 
 pytestmark = pytest.mark.slow
 BASELINE: set[str] = set()  # ids that existed before the running test (fixture ``baseline``)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from osbuild.testing.realstack import RealStack
+from tests.support.realstack import RealStack
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pycdlib
 import pytest
 from openstack import exceptions as sdk_exc
 
-from osbuild.testing.realservices import RealServices, RealServicesError
+from tests.support.realservices import RealServices, RealServicesError
 
 
 def _tiny_iso() -> bytes:

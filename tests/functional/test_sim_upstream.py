@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from openstack import exceptions as sdk_exc
 
-from osbuild.sim import SimCloud, upstream_schemas
+from osbuild_sim import SimCloud, upstream_schemas
 
 FLOPPY = (
     "Invalid input for field/attribute source_type. Value: floppy. "
@@ -139,7 +139,7 @@ def test_a_whole_build_gets_only_answers_novas_response_schemas_accept(
 
     from osbuild.cli import main
     from osbuild.resources import examples_dir
-    from osbuild.sim.media import cloudbase_msi_standin
+    from osbuild_sim.media import cloudbase_msi_standin
 
     shutil.copy(examples_dir() / "ws2022-standard.yaml", tmp_path)
     (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())

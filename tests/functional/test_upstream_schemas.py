@@ -1,4 +1,4 @@
-"""osbuild.sim.upstream_schemas against Nova's and Cinder's own validators."""
+"""osbuild_sim.upstream_schemas against Nova's and Cinder's own validators."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from osbuild.sim import upstream_schemas
+from osbuild_sim import upstream_schemas
 
 VOLUME_ID = str(uuid.uuid4())
 SERVER_ID = str(uuid.uuid4())
@@ -98,7 +98,7 @@ CASES: list[tuple[str, str, str, str, Any, bool]] = [
 
 def _oracle(package: str, cases: list[dict[str, Any]]) -> list[str | None]:
     proc = subprocess.run(
-        [sys.executable, "-W", "ignore", "-m", "osbuild.testing.upstream_extract", "oracle",
+        [sys.executable, "-W", "ignore", "-m", "osbuild_sim.upstream_extract", "oracle",
          package],
         input=json.dumps(cases), capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip

@@ -67,7 +67,7 @@ class Lifecycle:
             data.setdefault(section, {}).update(values)
         folder = self.root / family
         folder.mkdir(exist_ok=True)
-        from osbuild.sim.media import cloudbase_msi_standin
+        from osbuild_sim.media import cloudbase_msi_standin
 
         (folder / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
         path = folder / "spec.yaml"
@@ -103,7 +103,7 @@ class Lifecycle:
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
-    from osbuild.sim import SimCloud
+    from osbuild_sim import SimCloud
 
     root = tmp_path_factory.mktemp("lifecycle")
     with SimCloud(speed=SPEED) as sim, pytest.MonkeyPatch.context() as patch:
@@ -112,5 +112,5 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
             patch.setenv(key, value)
         # Build state and family locks stay in the test's directory, not the user's.
         patch.setenv("XDG_STATE_HOME", str(root / "state"))
-        patch.setattr("osbuild.sim.guest._random_password", lambda: KNOWN_PASSWORD)
+        patch.setattr("osbuild_sim.guest._random_password", lambda: KNOWN_PASSWORD)
         yield Lifecycle(sim, root)

@@ -197,7 +197,7 @@ def test_cli_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_cli_prepare_uefi_in_the_simulated_cloud(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from osbuild.sim import SimCloud
+    from osbuild_sim import SimCloud
 
     with SimCloud(speed=600.0) as sim:
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.write_clouds_yaml(tmp_path / "c.yaml")))
@@ -237,7 +237,7 @@ def test_cli_prepare_uefi_survives_resets_around_its_upload(
 ) -> None:
     # Seen against real Glance: the connection reset right after the upload, and the status
     # check that followed died with keystoneauth's ConnectFailure and a traceback.
-    from osbuild.sim import SimCloud
+    from osbuild_sim import SimCloud
 
     with SimCloud(speed=600.0) as sim:
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.write_clouds_yaml(tmp_path / "c.yaml")))

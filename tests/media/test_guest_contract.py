@@ -8,9 +8,9 @@ import pytest
 
 from osbuild import markers
 from osbuild.markers import Status
-from osbuild.sim import guest as sim_guest
-from osbuild.sim import media as sim_media
-from osbuild.sim.hypervisor import AttachedDevice, build_machine
+from osbuild_sim import guest as sim_guest
+from osbuild_sim import media as sim_media
+from osbuild_sim.hypervisor import AttachedDevice, build_machine
 
 from .helpers import EXAMPLES
 

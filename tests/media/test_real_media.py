@@ -12,7 +12,7 @@ import pytest
 from osbuild.cli import main
 from osbuild.media import windows
 from osbuild.media.virtio_iso import read_virtio_iso
-from osbuild.sim.media import virtio_iso
+from osbuild_sim.media import virtio_iso
 
 EDITIONS = ("Windows Server 2025 SERVERSTANDARDCORE", "Windows Server 2025 SERVERDATACENTER")
 

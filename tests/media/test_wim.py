@@ -10,7 +10,7 @@ import pytest
 
 from osbuild.cloud.image_ranges import ImageRanges, RangesUnsupported
 from osbuild.media import wim
-from osbuild.sim.media import install_wim_xml, windows_iso
+from osbuild_sim.media import install_wim_xml, windows_iso
 
 
 def _real_wim(xml: bytes) -> bytes:

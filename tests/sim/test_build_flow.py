@@ -9,10 +9,10 @@ from typing import Any
 from osbuild import markers
 from osbuild.media.render import render_media
 from osbuild.resources import examples_dir
-from osbuild.sim.console import CONSOLE_CAP
-from osbuild.sim.guest import read_disk_record
-from osbuild.sim.media import cloudbase_msi_standin
 from osbuild.spec import load_spec
+from osbuild_sim.console import CONSOLE_CAP
+from osbuild_sim.guest import read_disk_record
+from osbuild_sim.media import cloudbase_msi_standin
 from tests.sim.conftest import run_until, server_status, volume_status
 
 CDROM = {"source_type": "volume", "destination_type": "volume", "device_type": "cdrom",

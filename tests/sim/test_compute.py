@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from openstack import exceptions
 
-from osbuild.sim.guest import disk_record_bytes, read_disk_record
+from osbuild_sim.guest import disk_record_bytes, read_disk_record
 from tests.sim.conftest import run_until, server_status, volume_status
 
 BLANK_ROOT = {"boot_index": 0, "source_type": "blank", "destination_type": "volume",
@@ -350,8 +350,8 @@ def test_quota_sets(conn: Any) -> None:
 def test_shutoff_shows_some_seconds_after_the_guest_powers_off(
     sim: Any, conn: Any, boot_blank: Any
 ) -> None:
-    from osbuild.sim import guest
-    from osbuild.sim.machines import SHUTOFF_DELAY_SECONDS
+    from osbuild_sim import guest
+    from osbuild_sim.machines import SHUTOFF_DELAY_SECONDS
 
     server = boot_blank("poweroff")
     record = sim.world.servers[server.id]

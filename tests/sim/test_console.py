@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from openstack import exceptions
 
-from osbuild.sim.console import CONSOLE_CAP, ConsoleLog
+from osbuild_sim.console import CONSOLE_CAP, ConsoleLog
 from tests.sim.conftest import run_until, server_status
 
 

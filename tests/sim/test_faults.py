@@ -11,8 +11,8 @@ from openstack import exceptions
 
 from osbuild.errors import InvalidInput
 from osbuild.resources import examples_dir
-from osbuild.sim.faults import Faults
-from osbuild.sim.guest import GuestScenario
+from osbuild_sim.faults import Faults
+from osbuild_sim.guest import GuestScenario
 from tests.sim.conftest import run_until, server_status
 
 BLANK_ROOT = {"boot_index": 0, "source_type": "blank", "destination_type": "volume",

@@ -14,8 +14,9 @@ import pytest
 from osbuild import markers, resources
 from osbuild.media import configiso, layout, windows
 from osbuild.media.render import RenderedMedia, render_media
-from osbuild.sim import media
-from osbuild.sim.guest import (
+from osbuild.spec import BuildSpec, load_spec
+from osbuild_sim import media
+from osbuild_sim.guest import (
     ConsoleOutput,
     GuestEvent,
     GuestScenario,
@@ -24,8 +25,7 @@ from osbuild.sim.guest import (
     boot,
     read_disk_record,
 )
-from osbuild.sim.hypervisor import AttachedDevice, Machine, boot_properties, build_machine
-from osbuild.spec import BuildSpec, load_spec
+from osbuild_sim.hypervisor import AttachedDevice, Machine, boot_properties, build_machine
 
 NONCE = "5f0c3e2a9b8d7c6e5f4a3b2c1d0e9f8a"
 BUILD_ID = "20261126t031500-d00d00"

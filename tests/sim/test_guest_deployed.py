@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from osbuild.sim.guest import (
+from osbuild_sim.guest import (
     ConsoleOutput,
     GuestEvent,
     GuestScenario,
@@ -21,7 +21,7 @@ from osbuild.sim.guest import (
     disk_record_bytes,
     read_disk_record,
 )
-from osbuild.sim.hypervisor import AttachedDevice, Machine, build_machine
+from osbuild_sim.hypervisor import AttachedDevice, Machine, build_machine
 
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \d+ (INFO|ERROR) [a-z_.]+ \[-\] .+$"

@@ -8,7 +8,7 @@ import pycdlib
 import pytest
 
 from osbuild.media import eltorito, windows
-from osbuild.sim import media
+from osbuild_sim import media
 
 SEEDED = [
     "windows-server-2016-x64.iso",

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from osbuild.sim.hypervisor import (
+from osbuild_sim.hypervisor import (
     AttachedDevice,
     MappingError,
     SpawnError,

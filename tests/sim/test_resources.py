@@ -6,8 +6,8 @@ from typing import Any
 
 import requests
 
-from osbuild.sim.machines import DELETE_SECONDS
-from osbuild.sim.storage import DETACH_SECONDS
+from osbuild_sim.machines import DELETE_SECONDS
+from osbuild_sim.storage import DETACH_SECONDS
 from tests.sim.conftest import run_until, server_status, volume_status
 
 

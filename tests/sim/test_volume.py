@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from openstack import exceptions
 
-from osbuild.sim.storage import DOWNLOAD_START_SECONDS
+from osbuild_sim.storage import DOWNLOAD_START_SECONDS
 from tests.sim.conftest import run_until, volume_status
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from osbuild.testing.attached import _produced_image, _referenced_images
+from tests.support.attached import _produced_image, _referenced_images
 
 
 def test_referenced_images_cover_volumes_servers_and_image_mappings() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuild.testing.processes import run_logged
-from osbuild.testing.realservices import RealServicesError
+from tests.support.processes import run_logged
+from tests.support.realservices import RealServicesError
 
 
 def test_failed_command_masks_a_password_inside_an_argument(tmp_path: Path) -> None:

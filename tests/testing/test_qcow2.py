@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from osbuild.testing.qcow2 import CLUSTER, is_qcow2, qcow2_to_raw, raw_to_qcow2
+from tests.support.qcow2 import CLUSTER, is_qcow2, qcow2_to_raw, raw_to_qcow2
 
 
 @pytest.mark.parametrize("size", [1, 1000, CLUSTER, CLUSTER + 1, 3 * CLUSTER + 17])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuild.testing import realservices
-from osbuild.testing.realservices import RealServices, RealServicesError
+from tests.support import realservices
+from tests.support.realservices import RealServices, RealServicesError
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from osbuild.sim import upstream_schemas
+from osbuild_sim import upstream_schemas
 
 
 @pytest.fixture

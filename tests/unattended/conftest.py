@@ -12,7 +12,7 @@ from .helpers import BOOT_IMAGE, image
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Any]:
-    from osbuild.sim import SimCloud
+    from osbuild_sim import SimCloud
 
     with SimCloud(speed=600.0) as cloud:
         image(cloud.connect(), BOOT_IMAGE, min_disk=1)

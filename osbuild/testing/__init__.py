@@ -1,1 +1,0 @@
-"""Test helpers that ship with osbuild: real OpenStack services for the functional tier."""

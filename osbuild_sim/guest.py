@@ -1,0 +1,906 @@
+"""The simulated Windows guest: everything a machine does from power-on, driven by its disks.
+
+:func:`boot` looks at what the machine has attached, the way firmware and Windows would:
+the boot disk (an installed-Windows record makes it a deployed instance), the Windows
+installer ISO (editions and build from ``sources/install.wim``, the El Torito entry its
+firmware boots), the virtio-win ISO (driver folders for WinPE, guest tools) and osbuild's
+config ISO (answer file, nonce, plan). It yields what happens, lazily, with simulated
+timestamps: console lines, disk writes, the posted password and the power-off.
+
+Failures are the ones Windows has, and most of them are silent: Setup waiting on a screen
+nobody sees writes nothing to the serial port. Progress markers come only from what the
+guest is given (the answer file's cmd lines, the first-logon driver's stages in the plan's
+order), rendered with :mod:`osbuild.markers` and the nonce read from the config ISO.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import random
+import re
+import secrets
+import string
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from xml.etree import ElementTree
+
+from osbuild import markers
+from osbuild.errors import InvalidInput
+from osbuild.markers import Marker, Status
+from osbuild.media import eltorito, layout, windows
+from osbuild_sim import media
+from osbuild_sim.hypervisor import AttachedDevice, Machine
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class ConsoleOutput:
+    text: str  # one line written to the serial port (no newline)
+
+
+@dataclass(frozen=True)
+class PowerOff:
+    pass
+
+
+@dataclass(frozen=True)
+class PostPassword:
+    encrypted: str  # base64 RSA (PKCS#1 v1.5) ciphertext, like cloudbase-init
+
+
+@dataclass(frozen=True)
+class WriteDisk:
+    data: bytes  # new contents of the machine's boot disk
+
+
+@dataclass(frozen=True)
+class GuestEvent:
+    at: float  # simulated seconds after power-on, non-decreasing
+    action: ConsoleOutput | PowerOff | PostPassword | WriteDisk
+
+
+@dataclass(frozen=True)
+class GuestScenario:
+    setup_hangs: bool = False  # Setup stops silently after WinPE starts
+    fail_stage: str | None = None  # a stage writes a fail marker
+    fail_message: str = "simulated failure"
+    endless_updates: bool = False  # update loop that never ends (ignores max_passes)
+    power_off_at_stage: str | None = None  # unexpected power-off when this stage starts
+    cloudbase_init_never_finishes: bool = False  # deployed instance
+    no_password: bool = False  # deployed instance posts no password
+    wrong_key_password: bool = False  # password encrypted with another key
+
+
+# --------------------------------------------------------------------------- the disk record
+
+DISK_MAGIC = b"OSBUILD-SIM-DISK\x00"
+DISK_RECORD_FORMAT = 1
+
+
+def disk_record_bytes(record: dict[str, Any]) -> bytes:
+    return DISK_MAGIC + json.dumps(record, sort_keys=True).encode()
+
+
+def read_disk_record(data: bytes) -> dict[str, Any] | None:
+    """What the simulated guest left on a disk (or a captured image of it), or None."""
+    if not data.startswith(DISK_MAGIC):
+        return None
+    try:
+        record = json.loads(data[len(DISK_MAGIC):].rstrip(b"\x00"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+# --------------------------------------------------------------------------- durations
+
+# Simulated seconds (low, high), as on a real cloud with a 4-vCPU builder.
+_FIRMWARE = (1.0, 3.0)
+_WINPE_BOOT = (35.0, 60.0)
+_WINPE_COMMAND = (0.5, 2.0)
+_IMAGE_APPLY = (420.0, 720.0)
+_WINDOWS_BOOT = (40.0, 80.0)
+_SPECIALIZE = (90.0, 180.0)
+_OOBE = (60.0, 120.0)
+_FIRSTLOGON = (20.0, 40.0)
+_PROMPT_TIMEOUT = (5.0, 6.0)
+_STAGE = {
+    "virtio": (90.0, 180.0),
+    "cloudbaseinit": (60.0, 120.0),
+    "cleanup": (30.0, 60.0),
+}
+_UPDATE_SEARCH = (60.0, 180.0)
+_UPDATE_INSTALL = (300.0, 900.0)
+_SCRIPT = (20.0, 60.0)
+_SYSPREP = (180.0, 360.0)
+_CLOUDBASE_STEP = (1.0, 6.0)
+
+_REDHAT_SIGNER = "CN=Red Hat, Inc., O=Red Hat, Inc., L=Raleigh, S=North Carolina, C=US"
+_SEABIOS = "SeaBIOS (version 1.16.3-debian-1.16.3-2)"
+
+_NS = {"u": "urn:schemas-microsoft-com:unattend"}
+_CMD_MARKER_RE = re.compile(
+    markers.PREFIX
+    + r":[^:\s]*:(?P<stage>[a-z][a-z0-9_-]{0,31}):(?P<status>start|ok|fail|info)"
+    + r"(?::(?P<detail>[^)>\r\n\"&|]*))?"
+)
+
+
+# A step of the boot that also hands back what the firmware booted / whether Setup finished.
+_Booted = tuple[str, AttachedDevice] | None
+_BootStep = Generator[GuestEvent, None, _Booted]
+_SetupStep = Generator[GuestEvent, None, bool]
+
+
+class _Halt(Exception):
+    """The guest stops producing output (it may still be running, or powered off)."""
+
+
+# --------------------------------------------------------------------------- reading media
+
+
+class _Iso:
+    """An attached cdrom's files, read with pycdlib from its bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self._fp = io.BytesIO(data)
+        self._iso = eltorito.open_iso(self._fp, name="cdrom")
+        self.files = eltorito.list_files(self._iso)
+        try:
+            self._fp.seek(0)
+            self.entries = eltorito.read_boot_entries_fp(self._fp, name="cdrom")
+        except InvalidInput:
+            self.entries = []
+
+    def has(self, path: str) -> bool:
+        return eltorito.normalize_path(path) in self.files
+
+    def read(self, path: str) -> bytes | None:
+        return eltorito.read_file(self._iso, self.files, path)
+
+    def has_dir(self, path: str) -> bool:
+        prefix = eltorito.normalize_path(path) + "/"
+        return any(name.startswith(prefix) for name in self.files)
+
+    def files_under(self, path: str) -> list[str]:
+        prefix = eltorito.normalize_path(path) + "/"
+        return [name for name in self.files if name.startswith(prefix)]
+
+    @property
+    def is_installer(self) -> bool:
+        return self.has(media.SETUP_EXE) and self.has(media.INSTALL_WIM)
+
+
+@dataclass
+class _Answer:
+    """The parts of autounattend.xml that decide whether and how Setup runs."""
+
+    image_key: str | None = None
+    image_value: str | None = None
+    partitions: list[str] = field(default_factory=list)
+    install_partition: int | None = None
+    has_disk_config: bool = False
+    driver_paths: list[str] = field(default_factory=list)
+    winpe_commands: list[str] = field(default_factory=list)
+    specialize_commands: list[str] = field(default_factory=list)
+    firstlogon_commands: list[str] = field(default_factory=list)
+    autologon: bool = False
+
+
+def _component(root: Any, pass_name: str, name: str) -> Any:
+    for settings in root.findall("u:settings", _NS):
+        if settings.get("pass") != pass_name:
+            continue
+        for component in settings.findall("u:component", _NS):
+            if component.get("name") == name:
+                return component
+    return None
+
+
+def _ordered(elements: list[Any], text_tag: str) -> list[str]:
+    items = []
+    for element in elements:
+        order = element.findtext("u:Order", "0", _NS).strip()
+        items.append((int(order) if order.isdigit() else 0, element.findtext(text_tag, "", _NS)))
+    return [text for _order, text in sorted(items, key=lambda item: item[0])]
+
+
+def parse_answer_file(data: bytes) -> _Answer | None:
+    """None when the file is not well-formed XML (Setup then stops without a word)."""
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError:
+        return None
+    answer = _Answer()
+    setup = _component(root, "windowsPE", "Microsoft-Windows-Setup")
+    if setup is not None:
+        meta = setup.find("u:ImageInstall/u:OSImage/u:InstallFrom/u:MetaData", _NS)
+        if meta is not None:
+            answer.image_key = (meta.findtext("u:Key", "", _NS) or "").strip()
+            answer.image_value = (meta.findtext("u:Value", "", _NS) or "").strip()
+        disk = setup.find("u:DiskConfiguration/u:Disk", _NS)
+        if disk is not None:
+            answer.has_disk_config = True
+            parts = disk.findall("u:CreatePartitions/u:CreatePartition", _NS)
+            answer.partitions = [t.strip() for t in _ordered(parts, "u:Type")]
+        install_to = setup.findtext("u:ImageInstall/u:OSImage/u:InstallTo/u:PartitionID", "",
+                                    _NS).strip()
+        answer.install_partition = int(install_to) if install_to.isdigit() else None
+        answer.winpe_commands = _ordered(
+            setup.findall("u:RunSynchronous/u:RunSynchronousCommand", _NS), "u:Path"
+        )
+    pnp = _component(root, "windowsPE", "Microsoft-Windows-PnpCustomizationsWinPE")
+    if pnp is not None:
+        answer.driver_paths = [
+            (p.text or "").strip()
+            for p in pnp.findall("u:DriverPaths/u:PathAndCredentials/u:Path", _NS)
+        ]
+    deployment = _component(root, "specialize", "Microsoft-Windows-Deployment")
+    if deployment is not None:
+        answer.specialize_commands = _ordered(
+            deployment.findall("u:RunSynchronous/u:RunSynchronousCommand", _NS), "u:Path"
+        )
+    shell = _component(root, "oobeSystem", "Microsoft-Windows-Shell-Setup")
+    if shell is not None:
+        enabled = shell.findtext("u:AutoLogon/u:Enabled", "", _NS).strip().lower() == "true"
+        count = shell.findtext("u:AutoLogon/u:LogonCount", "0", _NS).strip()
+        answer.autologon = enabled and count.isdigit() and int(count) >= 1
+        answer.firstlogon_commands = _ordered(
+            shell.findall("u:FirstLogonCommands/u:SynchronousCommand", _NS), "u:CommandLine"
+        )
+    return answer
+
+
+def command_markers(command: str) -> list[Marker]:
+    """The markers a cmd line from the answer file writes (its nonce is read at run time)."""
+    return [
+        Marker(m.group("stage"), Status(m.group("status")), (m.group("detail") or "").strip())
+        for m in _CMD_MARKER_RE.finditer(command)
+    ]
+
+
+# --------------------------------------------------------------------------- the guest
+
+
+def boot(machine: Machine, *, public_key: str | None = None,
+         scenario: GuestScenario = GuestScenario(),
+         rng: random.Random | None = None,
+         started_at: datetime | None = None) -> Iterator[GuestEvent]:
+    """Everything the guest does from power-on, lazily (an endless update loop is an endless
+    iterator). A boot disk holding the installed-Windows record -> a deployed instance
+    (cloudbase-init log lines, PostPassword if ``public_key``); else the first cdrom in boot
+    order being the Windows installer -> the unattended install driven by the config ISO;
+    else firmware's "no bootable device" lines and nothing more.
+
+    ``started_at`` is the wall-clock time of power-on (cloudbase-init's log timestamps).
+    """
+    guest = _Guest(machine, public_key, scenario, rng or random.Random(),
+                   started_at or datetime.now(UTC))
+    return guest.run()
+
+
+@dataclass
+class _Config:
+    """osbuild's config ISO as the guest finds it (by the tag file, like the scripts do)."""
+
+    iso: _Iso
+    nonce: str | None
+    plan: layout.GuestPlan | None
+
+
+class _Guest:
+    def __init__(self, machine: Machine, public_key: str | None, scenario: GuestScenario,
+                 rng: random.Random, started_at: datetime) -> None:
+        self.machine = machine
+        self.public_key = public_key
+        self.scenario = scenario
+        self.rng = rng
+        self.started_at = started_at
+        self.t = 0.0
+        self.disks: dict[int, bytes] = {i: d.data for i, d in enumerate(machine.devices)}
+        self._isos: dict[int, _Iso | None] = {}
+        self.config: _Config | None = None
+        self.answer = _Answer()
+        self.target: AttachedDevice | None = None
+        self.record: dict[str, Any] = {}
+
+    # ---- small helpers
+
+    def _wait(self, span: tuple[float, float]) -> None:
+        self.t += self.rng.uniform(*span)
+
+    def _say(self, text: str) -> GuestEvent:
+        return GuestEvent(self.t, ConsoleOutput(text))
+
+    def _index(self, device: AttachedDevice) -> int:
+        return next(i for i, d in enumerate(self.machine.devices) if d is device)
+
+    def _iso(self, device: AttachedDevice) -> _Iso | None:
+        index = self._index(device)
+        if index not in self._isos:
+            try:
+                self._isos[index] = _Iso(self.disks[index])
+            except InvalidInput:
+                self._isos[index] = None
+        return self._isos[index]
+
+    def _cdroms(self) -> list[tuple[str, AttachedDevice, _Iso | None]]:
+        """Cdroms with the drive letters Windows gives them (D: onwards, in device order)."""
+        out = []
+        for letter, device in zip(string.ascii_uppercase[3:], self.machine.cdroms(),
+                                  strict=False):
+            out.append((letter, device, self._iso(device)))
+        return out
+
+    def _marker(self, marker: Marker) -> Iterator[GuestEvent]:
+        """Write a marker, applying the scenario's power-off or failure at a stage start."""
+        config = self.config
+        if config is None or config.nonce is None:
+            return  # the cmd/PowerShell code finds no nonce file and writes nothing
+        yield self._say(marker.render(config.nonce))
+        if marker.status is Status.START:
+            if self.scenario.power_off_at_stage == marker.stage:
+                self.t += self.rng.uniform(5.0, 30.0)
+                yield GuestEvent(self.t, PowerOff())
+                raise _Halt
+            if self.scenario.fail_stage == marker.stage:
+                self.t += self.rng.uniform(10.0, 60.0)
+                yield self._say(
+                    Marker(marker.stage, Status.FAIL, self.scenario.fail_message).render(
+                        config.nonce
+                    )
+                )
+                raise _Halt
+
+    def _stage_marker(self, stage: str, status: Status, detail: str = "") -> Iterator[GuestEvent]:
+        return self._marker(Marker(stage, status, detail))
+
+    # ---- firmware
+
+    def _device_path(self, device: AttachedDevice) -> tuple[str, str]:
+        n = [d for d in self.machine.devices if d.kind == device.kind].index(device) + 1
+        if device.kind == "cdrom":
+            name = f"UEFI QEMU DVD-ROM QM0000{n} "
+        else:
+            name = (
+                "UEFI Misc Device" if device.bus == "virtio" else f"UEFI QEMU HARDDISK QM0000{n} "
+            )
+        path = {
+            "sata": f"PciRoot(0x0)/Pci(0x1F,0x2)/Sata(0x{n - 1:X},0xFFFF,0x0)",
+            "ide": f"PciRoot(0x0)/Pci(0x1,0x1)/Ata(Secondary,Master,0x{n - 1:X})",
+            "scsi": f"PciRoot(0x0)/Pci(0x3,0x0)/Scsi(0x{n - 1:X},0x0)",
+            "virtio": f"PciRoot(0x0)/Pci(0x{3 + n:X},0x0)",
+        }.get(device.bus or "", f"PciRoot(0x0)/Pci(0x{8 + n:X},0x0)")
+        return name, path
+
+    def _power_on(self) -> Iterator[GuestEvent]:
+        self._wait(_FIRMWARE)
+        if self.machine.firmware == "bios":
+            yield self._say(_SEABIOS)
+            yield self._say(f"Machine UUID {_uuid(self.rng)}")
+
+    def _firmware_boot(self) -> _BootStep:
+        """Try the boot devices in order; returns ("disk"|"installer", device) or None."""
+        uefi = self.machine.firmware == "uefi"
+        for number, device in enumerate(self.machine.boot_order(), start=1):
+            name, path = self._device_path(device)
+            if device.kind == "disk":
+                record = read_disk_record(self.disks[self._index(device)])
+                bootable = record is not None and record.get("firmware") == self.machine.firmware
+                if uefi:
+                    if bootable:
+                        loader = "HD(1,GPT)/\\EFI\\Microsoft\\Boot\\bootmgfw.efi"
+                        yield self._say(f'BdsDxe: loading Boot0003 "Windows Boot Manager" '
+                                        f"from {loader}")
+                        yield self._say(f'BdsDxe: starting Boot0003 "Windows Boot Manager" '
+                                        f"from {loader}")
+                        return ("disk", device)
+                    yield self._say(f'BdsDxe: failed to load Boot000{number} "{name}" from '
+                                    f"{path}: Not Found")
+                    continue
+                yield self._say("Booting from Hard Disk...")
+                if bootable:
+                    return ("disk", device)
+                yield self._say("Boot failed: not a bootable disk")
+                yield self._say("")
+                continue
+
+            iso = self._iso(device)
+            entries = iso.entries if iso is not None else []
+            entry = eltorito.efi_entry(entries) if uefi else eltorito.bios_entry(entries)
+            if uefi:
+                if entry is None or iso is None or not iso.is_installer:
+                    yield self._say(f'BdsDxe: failed to load Boot000{number} "{name}" from '
+                                    f"{path}: Not Found")
+                    continue
+                yield self._say(f'BdsDxe: loading Boot000{number} "{name}" from {path}')
+                yield self._say(f'BdsDxe: starting Boot000{number} "{name}" from {path}')
+                if entry.path != eltorito.normalize_path(eltorito.EFI_NOPROMPT_IMAGE):
+                    # The stock efisys.bin waits for a key nobody presses.
+                    yield self._say("Press any key to boot from CD or DVD......")
+                    self._wait(_PROMPT_TIMEOUT)
+                    return None
+                return ("installer", device)
+            yield self._say("Booting from DVD/CD...")
+            if entry is None or iso is None or not iso.is_installer:
+                yield self._say("Boot failed: Could not read from CDROM (code 0004)")
+                continue
+            if any(read_disk_record(self.disks[self._index(d)]) for d in self.machine.disks()):
+                # etfsboot prompts only when the hard disk is bootable, then falls through.
+                yield self._say("Press any key to boot from CD or DVD..")
+                self._wait(_PROMPT_TIMEOUT)
+                continue
+            return ("installer", device)
+        if uefi:
+            yield self._say("BdsDxe: No bootable option or device was found.")
+            yield self._say("BdsDxe: Press any key to enter the Boot Manager Menu.")
+        else:
+            yield self._say("No bootable device.")
+        return None
+
+    def _restart(self) -> _BootStep:
+        """A reboot inside the guest (the console log keeps going)."""
+        self._wait(_FIRMWARE)
+        yield from self._power_on()
+        target = yield from self._firmware_boot()
+        return target
+
+    # ---- entry point
+
+    def run(self) -> Iterator[GuestEvent]:
+        try:
+            yield from self._power_on()
+            target = yield from self._firmware_boot()
+            if target is None:
+                return
+            kind, device = target
+            if kind == "disk":
+                yield from self._deployed(device)
+            else:
+                yield from self._install(device)
+        except _Halt:
+            return
+
+    # ---- Windows Setup
+
+    def _find_config(self) -> None:
+        for _letter, _device, iso in self._cdroms():
+            if iso is None or not iso.has(layout.TAG_FILE):
+                continue
+            raw_nonce = iso.read(layout.NONCE_FILE)
+            nonce = raw_nonce.decode("ascii", "replace").strip() if raw_nonce else None
+            if nonce is not None and not re.fullmatch(r"[0-9a-f]{32}", nonce):
+                nonce = None  # the scripts refuse a malformed nonce file
+            plan = None
+            raw_plan = iso.read(layout.PLAN_FILE)
+            if raw_plan is not None:
+                try:
+                    plan = layout.GuestPlan.from_json(raw_plan)
+                except ValueError:
+                    plan = None
+            self.config = _Config(iso=iso, nonce=nonce, plan=plan)
+            return
+
+    def _answer(self) -> _Answer | None:
+        # Setup reads autounattend.xml from the root of removable media, first found wins.
+        for _letter, _device, iso in self._cdroms():
+            if iso is not None and iso.has(layout.ANSWER_FILE):
+                data = iso.read(layout.ANSWER_FILE) or b""
+                return parse_answer_file(data)
+        return None
+
+    def _target_disk(self) -> AttachedDevice | None:
+        order = [d for d in self.machine.boot_order() if d.kind == "disk"]
+        disks = order or list(self.machine.disks())
+        return disks[0] if disks else None
+
+    def _loaded_drivers(self, answer: _Answer) -> set[str]:
+        """Drivers WinPE loads: DriverPaths whose folder exists on the cdrom at that letter."""
+        letters = {letter: iso for letter, _device, iso in self._cdroms()}
+        loaded: set[str] = set()
+        for raw in answer.driver_paths:
+            match = re.fullmatch(r"([A-Za-z]):\\(.+?)\\?", raw)
+            if not match:
+                continue
+            iso = letters.get(match.group(1).upper())
+            folder = match.group(2).replace("\\", "/")
+            if iso is None or not any(f.endswith(".inf") for f in iso.files_under(folder)):
+                continue
+            driver = folder.split("/")[0].casefold()
+            loaded.update(d for d in windows.VIRTIO_DRIVERS if d.casefold() == driver)
+        return loaded
+
+    def _select_image(self, answer: _Answer, installer: _Iso) -> media.WimImage | None:
+        images = media.read_wim_images(installer.read(media.INSTALL_WIM) or b"")
+        if not images:
+            return None
+        key, value = (answer.image_key or "").upper(), answer.image_value or ""
+        if key == "/IMAGE/NAME":
+            return next((i for i in images if i.name.casefold() == value.casefold()), None)
+        if key == "/IMAGE/INDEX":
+            return next((i for i in images if str(i.index) == value), None)
+        # Without a selection Setup asks which edition to install.
+        return images[0] if len(images) == 1 and not key else None
+
+    def _passes_win11_checks(self, image: media.WimImage, answer: _Answer) -> bool:
+        # Failing shows "This PC can't run Windows 11" on the screen; nothing on the serial
+        # port, like every other Setup stop.
+        if not image.name.startswith("Windows 11"):
+            return True
+        commands = " ".join(answer.winpe_commands)
+        bypassed = "LabConfig" in commands
+        tpm_ok = self.machine.tpm or (bypassed and "BypassTPMCheck" in commands)
+        secure_ok = (self.machine.firmware == "uefi" and self.machine.secure_boot) or (
+            bypassed and "BypassSecureBootCheck" in commands
+        )
+        return tpm_ok and secure_ok
+
+    def _disk_layout_ok(self, answer: _Answer) -> bool:
+        if not answer.has_disk_config or not answer.partitions:
+            return False  # Setup shows the disk selection page
+        gpt = "EFI" in answer.partitions
+        if gpt != (self.machine.firmware == "uefi"):
+            # An EFI partition on BIOS (MBR) or an MBR layout on UEFI: Setup aborts.
+            return False
+        index = answer.install_partition
+        return index is not None and 1 <= index <= len(answer.partitions) and (
+            answer.partitions[index - 1] == "Primary"
+        )
+
+    def _install(self, device: AttachedDevice) -> Iterator[GuestEvent]:
+        installer_device = device
+        self._find_config()
+        while True:
+            installed = yield from self._winpe(installer_device)
+            if not installed:
+                return
+            target = yield from self._restart()
+            if target is None:
+                return
+            kind, booted = target
+            if kind == "disk":
+                break
+            # The prompt-less installer is still first in the boot order: Setup starts over.
+            installer_device = booted
+        yield from self._after_setup()
+
+    def _winpe(self, installer_device: AttachedDevice) -> _SetupStep:
+        installer = self._iso(installer_device)
+        assert installer is not None
+        self._wait(_WINPE_BOOT)
+        answer = self._answer()
+        if answer is None:
+            return False  # no or malformed answer file: Setup waits for a user
+        self.answer = answer
+        for command in answer.winpe_commands:
+            self._wait(_WINPE_COMMAND)
+            for marker in command_markers(command):
+                yield from self._marker(marker)
+        if self.scenario.setup_hangs:
+            return False
+        image = self._select_image(answer, installer)
+        if image is None or not self._passes_win11_checks(image, answer):
+            return False
+        target = self._target_disk()
+        if target is None:
+            return False
+        loaded = self._loaded_drivers(answer)
+        needed = windows.STORAGE_DRIVER_FOR_BUS.get(target.bus or "")
+        if needed is not None and needed not in loaded:
+            return False  # "We couldn't find any drives"
+        if not self._disk_layout_ok(answer):
+            return False
+        self._wait(_IMAGE_APPLY)
+        plan = self.config.plan if self.config else None
+        self.target = target
+        self.record = {
+            "format": DISK_RECORD_FORMAT,
+            "os": "windows",
+            "image_name": image.name,
+            "edition_id": image.edition_id,
+            "build": image.build,
+            "firmware": self.machine.firmware,
+            "machine_type": self.machine.machine_type,
+            "disk_bus": target.bus,
+            "drivers": sorted(loaded),
+            "virtio_guest_tools": False,
+            "qemu_ga": False,
+            "cloudbase_init": False,
+            "cloudbase_init_metadata_services": [],
+            "update_passes": 0,
+            "scripts": [],
+            "sysprep": False,
+            "build_id": plan.build_id if plan else None,
+            "stage": "setup",
+        }
+        yield from self._write_disk()
+        return True
+
+    def _write_disk(self) -> Iterator[GuestEvent]:
+        assert self.target is not None
+        data = disk_record_bytes(self.record)
+        self.disks[self._index(self.target)] = data
+        yield GuestEvent(self.t, WriteDisk(data))
+
+    def _after_setup(self) -> Iterator[GuestEvent]:
+        answer = self.answer
+        self._wait(_WINDOWS_BOOT)
+        specialize_span = self.rng.uniform(*_SPECIALIZE)
+        step = specialize_span / (len(answer.specialize_commands) + 1)
+        for command in answer.specialize_commands:
+            self.t += step
+            for marker in command_markers(command):
+                yield from self._marker(marker)
+        self.t += step
+        target = yield from self._restart()  # Setup reboots into OOBE
+        if target is None:
+            return
+        if target[0] != "disk":
+            yield from self._install(target[1])
+            return
+        self._wait(_WINDOWS_BOOT)
+        self._wait(_OOBE)
+        runs_driver = any(
+            layout.FIRSTLOGON_SCRIPT.rsplit("/", 1)[-1] in command
+            for command in answer.firstlogon_commands
+        )
+        config = self.config
+        if not (answer.autologon and runs_driver and config is not None):
+            return  # the logon screen waits for someone
+        if not config.iso.has(layout.FIRSTLOGON_SCRIPT) or config.plan is None:
+            return  # the command finds nothing to run
+        if config.nonce is None:
+            return
+        self._wait(_FIRSTLOGON)
+        yield from self._firstlogon(config.plan)
+
+    # ---- the first-logon driver (templates/scripts/firstlogon.ps1)
+
+    def _firstlogon(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        yield from self._stage_marker("firstlogon", Status.START, plan.build_id)
+        self.t += self.rng.uniform(2.0, 5.0)
+        yield from self._stage_marker("firstlogon", Status.OK)
+        for stage in plan.stages:
+            yield from self._stage_marker(stage, Status.START)
+            handler = getattr(self, f"_stage_{stage}", None)
+            if handler is None:
+                # No stage script of that name: the driver's call throws.
+                self.t += 1.0
+                yield from self._stage_marker(
+                    stage, Status.FAIL, f"stage-{stage}.ps1 is not recognized"
+                )
+                raise _Halt
+            try:
+                yield from handler(plan)
+            except _StageFailed as failure:
+                yield from self._stage_marker(stage, Status.FAIL, str(failure))
+                raise _Halt from None
+            if stage == "sysprep":
+                return
+            self.record["stage"] = stage
+            yield from self._stage_marker(stage, Status.OK)
+
+    def _reboot_and_resume(self, stage: str) -> Iterator[GuestEvent]:
+        target = yield from self._restart()
+        if target is None:
+            raise _Halt
+        if target[0] != "disk":
+            yield from self._install(target[1])
+            raise _Halt
+        self._wait(_WINDOWS_BOOT)
+        yield from self._stage_marker(stage, Status.INFO, "resumed after reboot")
+
+    def _find_on_cdroms(self, path: str) -> _Iso | None:
+        for _letter, _device, iso in self._cdroms():
+            if iso is not None and iso.has(path):
+                return iso
+        return None
+
+    def _stage_virtio(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        self._wait(_STAGE["virtio"])
+        virtio = self._find_on_cdroms(windows.VIRTIO_GUEST_TOOLS)
+        if virtio is None:
+            raise _StageFailed(f"no drive holds {windows.VIRTIO_GUEST_TOOLS}")
+        folder = plan.virtio.os_folder
+        catalog = any(
+            name.endswith(".cat")
+            for driver in ("vioserial", "Balloon", *plan.virtio.winpe_drivers)
+            for name in virtio.files_under(f"{driver}/{folder}/amd64")
+        )
+        if not catalog:
+            raise _StageFailed(f"no signed driver catalog for {folder} on the VirtIO ISO")
+        yield from self._stage_marker("virtio", Status.INFO, f"trusted {_REDHAT_SIGNER}")
+        if plan.virtio.guest_tools:
+            self._wait((30.0, 90.0))
+            self.record["virtio_guest_tools"] = True
+            # The guest tools install every driver on the ISO for this Windows version.
+            self.record["drivers"] = sorted(
+                set(self.record["drivers"])
+                | {d for d in windows.VIRTIO_DRIVERS if virtio.has_dir(f"{d}/{folder}")}
+            )
+            yield from self._stage_marker("virtio", Status.INFO, "guest tools installed")
+        if plan.virtio.qemu_ga:
+            if not virtio.has(windows.VIRTIO_QEMU_GA_MSI):
+                raise _StageFailed("msiexec.exe exited with code 1619")
+            self._wait((10.0, 30.0))
+            self.record["qemu_ga"] = True
+            yield from self._stage_marker("virtio", Status.INFO, "qemu guest agent installed")
+
+    def _stage_cloudbaseinit(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        config = self.config
+        assert config is not None
+        source = plan.cloudbase_init
+        if source.path:
+            msi = config.iso.read(source.path)
+            if msi is None:
+                raise _StageFailed(f"Cannot find path '{source.path}' because it does not exist.")
+            actual = hashlib.sha256(msi).hexdigest()
+            if actual != source.sha256:
+                raise _StageFailed(
+                    f"cloudbase-init MSI sha256 is {actual}, expected {source.sha256}"
+                )
+        else:
+            yield from self._stage_marker("cloudbaseinit", Status.INFO, "downloading the MSI")
+            self._wait((20.0, 60.0))
+        self._wait(_STAGE["cloudbaseinit"])
+        for conf in (layout.CLOUDBASE_CONF, layout.CLOUDBASE_UNATTEND_CONF):
+            if not config.iso.has(conf):
+                raise _StageFailed(f"Could not find file '{conf}'.")
+        self.record["cloudbase_init"] = True
+        self.record["cloudbase_init_metadata_services"] = _metadata_services(
+            config.iso.read(layout.CLOUDBASE_CONF) or b""
+        )
+
+    def _stage_updates(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        cap = plan.updates.max_passes
+        rounds_with_updates = self.rng.randint(1, 3)
+        while True:
+            done = self.record["update_passes"]
+            if done >= cap and not self.scenario.endless_updates:
+                yield from self._stage_marker(
+                    "updates", Status.INFO, f"stopped at the cap of {cap} passes"
+                )
+                break
+            this_pass = done + 1
+            self._wait(_UPDATE_SEARCH)
+            if this_pass > rounds_with_updates and not self.scenario.endless_updates:
+                yield from self._stage_marker(
+                    "updates", Status.INFO, f"pass {this_pass}/{cap}: no updates left"
+                )
+                break
+            self._wait(_UPDATE_INSTALL)
+            count = self.rng.randint(2, 14) if this_pass == 1 else self.rng.randint(1, 4)
+            self.record["update_passes"] = this_pass
+            yield from self._stage_marker(
+                "updates", Status.INFO, f"pass {this_pass}/{cap}: {count} updates, result code 2"
+            )
+            yield from self._reboot_and_resume("updates")
+        self._wait((60.0, 240.0))  # DISM component cleanup
+
+    def _stage_scripts(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        config = self.config
+        assert config is not None
+        for relative in plan.scripts:
+            name = relative.rsplit("/", 1)[-1]
+            yield from self._stage_marker("scripts", Status.INFO, f"running {name}")
+            self._wait(_SCRIPT)
+            if not config.iso.has(relative):
+                # powershell.exe -File on a missing file exits with this code.
+                raise _StageFailed(f"{name} exited with code -196608")
+            self.record["scripts"] = [*self.record["scripts"], name]
+
+    def _stage_cleanup(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        self._wait(_STAGE["cleanup"])
+        return
+        yield
+
+    def _stage_sysprep(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        self._wait(_SYSPREP)
+        self.record["sysprep"] = True
+        self.record["stage"] = "sysprep"
+        yield from self._write_disk()
+        yield GuestEvent(self.t, PowerOff())
+
+    # ---- a deployed instance
+
+    def _deployed(self, device: AttachedDevice) -> Iterator[GuestEvent]:
+        record = read_disk_record(self.disks[self._index(device)]) or {}
+        needed = windows.STORAGE_DRIVER_FOR_BUS.get(device.bus or "")
+        if needed is not None and needed not in record.get("drivers", []):
+            return  # INACCESSIBLE_BOOT_DEVICE: Windows never gets to write anything
+        self._wait(_WINDOWS_BOOT)
+        if not record.get("sysprep") or not record.get("cloudbase_init"):
+            return  # Windows sits at the logon screen; nothing on the serial port
+        services = record.get("cloudbase_init_metadata_services") or []
+        service = _loaded_service(services)
+        # cloudbase-init runs in specialize (conf\Unattend.xml), Windows reboots, then the
+        # service runs at startup and sets the password.
+        self._wait(_SPECIALIZE)
+        yield from self._cloudbase_run(service, ["SetHostNamePlugin", "NTPClientPlugin",
+                                                 "MTUPlugin"], password=False)
+        target = yield from self._restart()
+        if target is None or target[0] != "disk":
+            return
+        self._wait(_WINDOWS_BOOT)
+        yield from self._cloudbase_run(service, [
+            "CreateUserPlugin", "SetUserPasswordPlugin", "SetUserSSHPublicKeysPlugin",
+            "ExtendVolumesPlugin", "UserDataPlugin", "LocalScriptsPlugin",
+        ], password=True)
+
+    def _log(self, pid: int, level: str, name: str, message: str) -> GuestEvent:
+        when = self.started_at + timedelta(seconds=self.t)
+        stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
+        return self._say(f"{stamp} {pid} {level} {name} [-] {message}")
+
+    def _cloudbase_run(self, service: str, plugins: list[str], *,
+                       password: bool) -> Iterator[GuestEvent]:
+        pid = self.rng.randint(1000, 9999)
+        yield self._log(pid, "INFO", "cloudbaseinit.init", f"Metadata service loaded: '{service}'")
+        for plugin in plugins:
+            self._wait(_CLOUDBASE_STEP)
+            yield self._log(pid, "INFO", "cloudbaseinit.init", f"Executing plugin '{plugin}'")
+            if self.scenario.cloudbase_init_never_finishes:
+                raise _Halt
+            if plugin == "SetUserPasswordPlugin" and password:
+                yield from self._post_password(pid)
+        self._wait(_CLOUDBASE_STEP)
+        yield self._log(pid, "INFO", "cloudbaseinit.init", "Plugins execution done")
+
+    def _post_password(self, pid: int) -> Iterator[GuestEvent]:
+        if self.public_key is None or self.scenario.no_password:
+            return
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+        key = None
+        try:
+            loaded = serialization.load_ssh_public_key(self.public_key.strip().encode())
+            key = loaded if isinstance(loaded, rsa.RSAPublicKey) else None
+        except (ValueError, TypeError):
+            key = None
+        if key is None:
+            yield self._log(pid, "ERROR", "cloudbaseinit.plugins.common.setuserpassword",
+                            "Cannot encrypt the password: the public key is not an RSA key")
+            return
+        if self.scenario.wrong_key_password:
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+        secret = _random_password()
+        encrypted = key.encrypt(secret.encode(), padding.PKCS1v15())
+        yield GuestEvent(self.t, PostPassword(base64.b64encode(encrypted).decode("ascii")))
+
+
+class _StageFailed(Exception):
+    """A stage script threw; the driver writes ``<stage>:fail:<message>``."""
+
+
+def _metadata_services(conf: bytes) -> list[str]:
+    text = conf.decode("utf-8", "replace")
+    match = re.search(r"^\s*metadata_services\s*=\s*(.+)$", text, re.MULTILINE)
+    if not match:
+        return []
+    return [item.strip() for item in match.group(1).split(",") if item.strip()]
+
+
+def _loaded_service(services: list[str]) -> str:
+    # No config drive is attached to a simulated instance, so the HTTP service answers.
+    names = [s.rsplit(".", 1)[-1] for s in services]
+    if "HttpService" in names or not names:
+        return "HttpService"
+    return names[0]
+
+
+def _random_password() -> str:
+    # cloudbase-init's own generator: letters, digits and punctuation, 20+ characters.
+    alphabet = string.ascii_letters + string.digits + "!@#$%^&*()-_=+"
+    return "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+def _uuid(rng: random.Random) -> str:
+    raw = f"{rng.getrandbits(128):032x}"
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"

@@ -1,0 +1,1 @@
+"""The test suite: an import root for `tests.support` (the real-services helpers)."""

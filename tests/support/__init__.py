@@ -1,0 +1,1 @@
+"""Test helpers, outside the wheel: real OpenStack services for the functional tier."""
