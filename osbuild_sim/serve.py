@@ -10,9 +10,9 @@ from typing import Any
 import yaml
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from osbuild.atomicfile import write_atomic
 from osbuild.cloud.clock import PACE_KEY
 from osbuild.errors import InvalidInput
-from osbuild.unattended._atomic import write_atomic
 from osbuild_sim.app import SimApp
 from osbuild_sim.clock import SimClock
 from osbuild_sim.faults import Faults

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from osbuild.unattended._atomic import write_atomic
+from osbuild.atomicfile import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from osbuild import naming
+from osbuild.atomicfile import write_atomic
 from osbuild.errors import InvalidInput
-from osbuild.unattended._atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

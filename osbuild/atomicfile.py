@@ -1,4 +1,4 @@
-"""Crash-safe file replacement shared by the state store and the metrics writer."""
+"""Crash-safe file replacement shared by the state store, the metrics writer and the simulator."""
 
 from __future__ import annotations
 
