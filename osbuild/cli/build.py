@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from osbuild.cli import options
-from osbuild.cli.output import event_view
+from osbuild.durations import format_duration
 from osbuild.errors import Interrupted
-from osbuild.pipeline import BuildOptions, BuildResult
-from osbuild.spec import format_duration, load_specs
-from osbuild.unattended.jobs import DEFAULT_LOCK_WAIT, default_log_dir, run_builds
-from osbuild.unattended.state import default_state_dir
+
+if TYPE_CHECKING:
+    from osbuild.pipeline import BuildResult
+
+# --wait-lock without a duration: as long as a build may take (builder.timeout's default).
+DEFAULT_LOCK_WAIT = "6h"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +42,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: `osbuild build --help` must not pay for openstacksdk and pydantic.
+    from osbuild.cli.output import event_view
+    from osbuild.pipeline import BuildOptions
+    from osbuild.spec import load_specs
+    from osbuild.unattended.jobs import default_log_dir, run_builds
+    from osbuild.unattended.state import default_state_dir
+
     specs = load_specs(args.specs)
     state_dir = (args.state_dir or default_state_dir()).resolve()
     build_options = BuildOptions(

@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from osbuild.durations import parse_duration
+
 
 def duration(value: str) -> float:
     """An argparse type: ``90m``, ``6h``, ``2d``... in seconds."""
-    from osbuild.spec import parse_duration
-
     try:
         return parse_duration(value)
     except ValueError as exc:

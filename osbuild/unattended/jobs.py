@@ -42,8 +42,6 @@ from osbuild.unattended.fingerprint import unchanged_since_current
 from osbuild.unattended.lock import build_lock
 from osbuild.unattended.state import StateStore, default_state_dir
 
-# --wait-lock without a duration: as long as a build may take (builder.timeout's default).
-DEFAULT_LOCK_WAIT = "6h"
 # Worst exit code first: what a run of several builds exits with.
 _EXIT_PRECEDENCE = (EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_CLEANUP_INCOMPLETE,
                     EXIT_BUILD_FAILED)
