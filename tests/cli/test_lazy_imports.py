@@ -1,0 +1,34 @@
+"""What `--help` loads: never the simulator or the tests, and for `build` not the cloud layer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def help_in_a_fresh_interpreter(argvs: list[list[str]], roots: set[str]) -> tuple[str, str]:
+    """The help text of each command line, and which of `roots` the interpreter loaded."""
+    code = ("import sys\nfrom osbuild.cli import main\n"
+            f"for argv in {argvs!r}:\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            f"print('LOADED', sorted({{m.split('.')[0] for m in sys.modules}} & {roots!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    out, _, loaded = done.stdout.rpartition("LOADED ")
+    return out, loaded.strip()
+
+
+def test_help_of_every_command_leaves_the_simulator_and_the_tests_unloaded() -> None:
+    argvs = [["demo", "--help"], ["sim", "--help"], ["sim", "serve", "--help"],
+             ["build", "--help"], ["validate", "--help"]]
+    out, loaded = help_in_a_fresh_interpreter(argvs, {"osbuild_sim", "tests"})
+    assert out.count("usage: osbuild") == len(argvs), out
+    assert loaded == "[]"
+
+
+def test_build_help_loads_neither_openstack_nor_pydantic() -> None:
+    out, loaded = help_in_a_fresh_interpreter(
+        [["build", "--help"]], {"openstack", "pydantic", "keystoneauth1"})
+    assert "--wait-lock [DURATION]" in out
+    assert "(default 6h)" in out
+    assert loaded == "[]"
