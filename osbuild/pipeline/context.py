@@ -181,6 +181,15 @@ class BuildContext:
         except Exception as exc:
             self._state_trouble(exc)
 
+    def save_record(self, step: str, **facts: Any) -> None:
+        """Merge ``facts`` into what ``step`` leaves a resumed build (see pipeline.resumable)."""
+        if self.store is None:
+            return
+        try:
+            self.store.save_record(self.build_id, step, facts)
+        except Exception as exc:
+            self._state_trouble(exc)
+
     def save_state_resource(self, key: str, resource_id: str | None) -> None:
         if self.store is None:
             return

@@ -5,39 +5,24 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from openstack.connection import Connection
 
-from osbuild import markers, naming
+from osbuild import naming
 from osbuild.cloud import delete as cloud_delete
-from osbuild.cloud.clock import CancelToken, Deadline
-from osbuild.cloud.retry import is_not_found
+from osbuild.cloud.clock import CancelToken
 from osbuild.errors import InvalidInput
-from osbuild.pipeline.context import (
-    BuildContext,
-    BuilderVolumes,
-    BuildOptions,
-    MediaFacts,
-    state_key,
-)
+from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName
+from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.run import BuildResult, build_steps, execute, new_context
 from osbuild.pipeline.runner import Step
-from osbuild.pipeline.steps.capture_image import CaptureImage
-from osbuild.pipeline.steps.preflight import IsoImage, Resolved
-from osbuild.pipeline.steps.verify_image import VerifyImage
-from osbuild.pipeline.waits import wait_for_status
 from osbuild.spec import BuildSpec, load_spec
 from osbuild.unattended.gc import discover, pid_alive
 from osbuild.unattended.state import BuildState, StateStore
-
-# Steps that only prepare (locally, or the config ISO): a build that had not finished them
-# starts over under its id; what it had created is adopted and cleaned up at the end.
-_PREPARATION = ("render", "preflight", "upload-config")
-_VOLUME_ROLES = ("iso", "virtio", "config", "target")
 
 
 def load_resumable(store: StateStore, build_id: str, *,
@@ -78,59 +63,29 @@ def resume_build(state: BuildState, spec: BuildSpec, conn: Connection, *, store:
     return execute(ctx, steps, resumed=True)
 
 
-def restore(ctx: BuildContext, state: BuildState) -> list[Step]:
+def restore(ctx: BuildContext, state: BuildState,
+            steps: Sequence[Resumable] | None = None) -> list[Step]:
     """Fill ``ctx`` from the state and return the steps still to run."""
     _adopt_resources(ctx, state)
+    return steps_to_resume(ctx, state, build_steps() if steps is None else steps)
+
+
+def steps_to_resume(ctx: BuildContext, state: BuildState,
+                    steps: Sequence[Resumable]) -> list[Step]:
+    """Each step takes back what it recorded, in order, and says what is left to run."""
     done = set(state.steps_done)
-    if not all(name in done for name in _PREPARATION) or state.resolved is None:
-        ctx.emit(EventName.WARNING, message="the build had not uploaded its config ISO; "
-                 "starting it over")
-        return build_steps()
-    ctx.resolved = _resolved(state.resolved)
-    ctx.resumed_media = MediaFacts(state.nonce, tuple(state.guest_stages or ()),
-                                   state.config_iso_size or 0)
-    resources = state.resources
-    ctx.config_image_id = resources.get("image:config")
-    ctx.root_image_id = resources.get("image:root")
-    if "volumes" in done:
-        ctx.volumes = _volumes(resources)
-    ctx.server_id = resources.get("server:builder")
-    ctx.sysprep_reached = state.sysprep_reached or _transcript_shows_sysprep(state)
-    ctx.resumed_stage = state.last_stage
-    ctx.image_id = resources.get("image:image") or state.image_id
-
-    steps: list[Step] = []
-    for step in build_steps():
-        if step.name in done or step.name in _PREPARATION:
-            continue
-        if step.name == "boot" and ctx.server_id and _exists(ctx, ctx.server_id):
-            continue  # the builder is up: watch it rather than boot another
-        if step.name == CaptureImage.name and ctx.image_id:
-            steps.append(AdoptCapture())
-            continue
-        steps.append(step)
-    return steps
-
-
-def _resolved(data: dict[str, object]) -> Resolved:
-    fields = dict(data)
-    windows = IsoImage(**fields.pop("windows_iso"))  # type: ignore[arg-type]
-    virtio = IsoImage(**fields.pop("virtio_iso"))  # type: ignore[arg-type]
-    return Resolved(windows_iso=windows, virtio_iso=virtio, **fields)  # type: ignore[arg-type]
-
-
-def _volumes(resources: dict[str, str]) -> BuilderVolumes:
-    by_role: dict[str, str] = {}
-    for role in _VOLUME_ROLES:
-        # A volume recreated after an error carries "-2"; the later one is the one in use.
-        for key in (f"volume:{role}", f"volume:{role}-2"):
-            if key in resources:
-                by_role[role] = resources[key]
-    missing = [r for r in ("iso", "virtio", "config") if r not in by_role]
-    if missing:
-        raise InvalidInput([f"the state records no {', '.join(missing)} volume"])
-    return BuilderVolumes(by_role["iso"], by_role["virtio"], by_role["config"],
-                          by_role.get("target"))
+    todo: list[Step] = []
+    try:
+        for step in steps:
+            saved = Saved(done=step.name in done, record=state.records.get(step.name, {}),
+                          resources=state.resources)
+            then = step.resume(ctx, saved)
+            if then is not None:
+                todo.append(then)
+    except StartOver as exc:
+        ctx.emit(EventName.WARNING, message=str(exc))
+        return list(steps)
+    return todo
 
 
 def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
@@ -150,10 +105,8 @@ def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
         if delete is None:
             continue
         name = naming.resource_name(state.build_id, role)
-        tracked = ctx.track(kind, resource_id, name, _bound(delete, resource_id),
-                            keep_on_success=key == "image:image", announce=False)
-        # A verified image outlives any later failure (as in VerifyImage).
-        tracked.keep_on_failure = key == "image:image" and VerifyImage.name in state.steps_done
+        # What a step keeps (its image) it marks again when it resumes.
+        ctx.track(kind, resource_id, name, _bound(delete, resource_id), announce=False)
         ctx.emit(EventName.RESOURCE_ADOPTED, kind=kind, id=resource_id, name=name)
     _adopt_unrecorded(ctx, state, deleters)
 
@@ -187,49 +140,3 @@ def _adopt_unrecorded(ctx: BuildContext, state: BuildState,
 
 def _bound(delete: Callable[[str], None], resource_id: str) -> Callable[[], None]:
     return lambda: delete(resource_id)
-
-
-def _transcript_shows_sysprep(state: BuildState) -> bool:
-    """The transcript on disk holds every marker the dead watcher saw (and some it did not)."""
-    if not state.transcript_path or not state.nonce:
-        return False
-    try:
-        lines = Path(state.transcript_path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return False
-    return any(m.stage == "sysprep" and m.status is markers.Status.START
-               for m in markers.parse_lines(lines, state.nonce))
-
-
-def _exists(ctx: BuildContext, server_id: str) -> bool:
-    try:
-        ctx.call(ctx.conn.compute.get_server, server_id)
-    except Exception as exc:
-        if is_not_found(exc):
-            return False
-        raise
-    return True
-
-
-class AdoptCapture:
-    """The capture had started: wait for that image instead of capturing a second one."""
-
-    name = CaptureImage.name
-
-    def run(self, ctx: BuildContext) -> None:
-        image_id = ctx.require(ctx.image_id, "image_id")
-        deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture,
-                                  "capture")
-        image = wait_for_status(
-            ctx, lambda: ctx.conn.image.get_image(image_id), want="active",
-            failures=("killed", "deleted"), deadline=deadline,
-            what=f"captured image {image_id}",
-        )
-        target = ctx.volumes.target if ctx.volumes else None
-        if target:
-            # Cinder marks the volume available again when the upload has finished.
-            wait_for_status(
-                ctx, lambda: ctx.conn.block_storage.get_volume(target), want="available",
-                failures=("error",), deadline=deadline, what=f"target volume {target} upload",
-            )
-        ctx.image_properties = {k: str(v) for k, v in (image.properties or {}).items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus, EventName
+from osbuild.pipeline.resumable import Resumable
 from osbuild.pipeline.runner import Step, final_error, run_steps
 from osbuild.pipeline.steps.boot_builder import BootBuilder
 from osbuild.pipeline.steps.capture_image import CaptureImage
@@ -34,7 +36,7 @@ from osbuild.spec import BuildSpec
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
 
-def build_steps() -> list[Step]:
+def build_steps() -> list[Resumable]:
     """Local work and checks first; the first cloud resource is created by upload-config."""
     return [
         RenderConfig(),
@@ -98,7 +100,7 @@ def run_build(
     cancel: CancelToken | None = None,
     cloud_name: str | None = None,
     build_id: str | None = None,
-    steps: list[Step] | None = None,
+    steps: Sequence[Step] | None = None,
     os_cloud: str | None = None,
 ) -> BuildResult:
     """Build one image; never raises for build failures (they are in the result).
@@ -116,7 +118,7 @@ def run_build(
         ctx.store = StateStore(options.state_dir)
         ctx.store.create(BuildState(
             build_id=ctx.build_id, family=spec.name, cloud=cloud_name or "",
-            os_cloud=ctx.os_cloud or "", nonce="",
+            os_cloud=ctx.os_cloud or "",
             spec_path=str(spec.source_path or ""), spec_digest=spec.digest,
             log_dir=str(options.log_dir),
         ))
@@ -130,7 +132,7 @@ def new_context(spec: BuildSpec, conn: Connection, *, options: BuildOptions,
                         options=options, bus=bus or EventBus(), cancel=cancel or CancelToken())
 
 
-def execute(ctx: BuildContext, steps: list[Step], *, resumed: bool = False) -> BuildResult:
+def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) -> BuildResult:
     """Run ``steps`` on a prepared context, write the report and the final state."""
     spec = ctx.spec
     ctx.started_at = ctx.clock.now()
@@ -177,7 +179,7 @@ def execute(ctx: BuildContext, steps: list[Step], *, resumed: bool = False) -> B
 
 
 class _Recorded:
-    """A step whose start and end go into the durable state, with what it found out."""
+    """A step whose start and end go into the durable state, with what it records."""
 
     def __init__(self, step: Step) -> None:
         self.step = step
@@ -186,29 +188,15 @@ class _Recorded:
     def run(self, ctx: BuildContext) -> None:
         ctx.save_state(step=self.name)
         self.step.run(ctx)
-        ctx.save_state(**_facts_after(self.name, ctx))
+        if isinstance(self.step, Resumable):
+            facts = self.step.record(ctx)
+            if facts:
+                ctx.save_record(self.name, **facts)
         if ctx.store is not None:
             try:
                 ctx.store.step_finished(ctx.build_id, self.name)
             except Exception as exc:
                 ctx._state_trouble(exc)
-
-
-def _facts_after(step: str, ctx: BuildContext) -> dict[str, Any]:
-    """What a resumed build needs from a finished step (never the media's secrets)."""
-    if step == RenderConfig.name and ctx.media is not None:
-        facts = ctx.media_facts()
-        return {"nonce": facts.nonce, "guest_stages": list(facts.guest_stages),
-                "config_iso_size": facts.size}
-    if step == Preflight.name and ctx.resolved is not None:
-        return {"resolved": asdict(ctx.resolved)}
-    if step == WatchInstall.name:
-        return {"sysprep_reached": ctx.sysprep_reached}
-    if step == CaptureImage.name:
-        return {"image_id": ctx.image_id}
-    if step == PublishImage.name:
-        return {"fingerprint": ctx.fingerprint}
-    return {}
 
 
 def _finish_state(ctx: BuildContext, result: BuildResult) -> None:

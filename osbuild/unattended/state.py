@@ -13,7 +13,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from osbuild import naming
 from osbuild.atomicfile import write_atomic
@@ -21,7 +28,16 @@ from osbuild.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+# 2: what each step recorded for resume moved under "records" (see _from_version_1).
+STATE_VERSION = 2
+
+# Version 1 kept the steps' facts at the top level; the step each belongs to.
+_V1_RECORDS = {
+    "render": ("nonce", "guest_stages", "config_iso_size"),
+    "install": ("transcript_path", "transcript_position", "last_stage", "sysprep_reached"),
+    "capture": ("image_id",),
+    "publish": ("fingerprint",),
+}
 
 # Keys that would mean someone is about to persist a credential; the state is readable by
 # whoever can read the state directory, and the Windows password must only ever exist in
@@ -56,8 +72,6 @@ class BuildState(BaseModel):
     # The step now running (or the last one that ran) and the steps that finished, in order.
     step: str | None = None
     steps_done: list[str] = Field(default_factory=list)
-    # The marker nonce is not a secret: it only makes a marker line unforgeable by echo.
-    nonce: str
     spec_path: str
     spec_digest: str
     fingerprint: str | None = None
@@ -65,24 +79,29 @@ class BuildState(BaseModel):
     # id, "config-image" -> image id...), recorded the moment each create call returns.
     resources: dict[str, str] = Field(default_factory=dict)
     image_id: str | None = None
-    # The console transcript on disk, how many characters of it were already parsed, and
-    # the last marker stage seen: a resumed watcher continues from there.
-    transcript_path: str | None = None
-    transcript_position: int = 0
-    last_stage: str | None = None
-    sysprep_reached: bool = False
+    # Step name -> what that step recorded for a resumed build (its ``record``, and the
+    # progress it saved while running); the runner writes it, each step reads its own back.
+    records: dict[str, dict[str, Any]] = Field(default_factory=dict)
     host: str = Field(default_factory=socket.gethostname)
     pid: int = Field(default_factory=os.getpid)
     started_at: datetime = Field(default_factory=_utcnow)
     updated_at: datetime = Field(default_factory=_utcnow)
     error: str | None = None
-    # What a resumed build needs to carry on without rendering or resolving again: the
-    # preflight's resolved images and flavor (ids and checksums), the guest's stage order
-    # and the config ISO's size; and where its logs and report go.
-    resolved: dict[str, Any] | None = None
-    guest_stages: list[str] | None = None
-    config_iso_size: int | None = None
+    # Where its logs and report go.
     log_dir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            version = data.get("version", 1)
+            if isinstance(version, int) and version > STATE_VERSION:
+                raise ValueError(f"written by a newer osbuild (state version {version}, this "
+                                 f"one reads up to {STATE_VERSION}); resume it with that "
+                                 "version, or remove what it left with osbuild gc")
+            if version == 1:
+                return _from_version_1(data)
+        return data
 
     @field_validator("build_id")
     @classmethod
@@ -91,12 +110,14 @@ class BuildState(BaseModel):
             raise ValueError(f"{value!r} is not a build id like 20261126t031500-a1b2c3")
         return value
 
-    @field_validator("resources")
+    @field_validator("resources", "records")
     @classmethod
-    def _no_secret_roles(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [key for key in value if _SECRET_WORDS.search(key)]
+    def _no_secret_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        keys = [*value, *(f"{step}.{key}" for step, record in value.items()
+                          if isinstance(record, dict) for key in record)]
+        bad = [key for key in keys if _SECRET_WORDS.search(key)]
         if bad:
-            raise ValueError(f"resources: {', '.join(bad)}: secrets are never stored in state")
+            raise ValueError(f"{', '.join(bad)}: secrets are never stored in state")
         return value
 
     @field_validator("started_at", "updated_at")
@@ -107,6 +128,24 @@ class BuildState(BaseModel):
     @property
     def is_finished(self) -> bool:
         return self.status is not BuildStatus.RUNNING
+
+
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state (osbuild before step records) as version 2: same facts, same meaning."""
+    data = dict(data)
+    records: dict[str, dict[str, Any]] = {}
+    for step, keys in _V1_RECORDS.items():
+        # image_id and fingerprint stay at the top level too: they describe the build.
+        kept = step in ("capture", "publish")
+        facts = {k: (data.get(k) if kept else data.pop(k)) for k in keys if k in data}
+        if any(v not in (None, "", 0, False) for v in facts.values()):
+            records[step] = facts
+    resolved = data.pop("resolved", None)
+    if resolved:
+        records["preflight"] = resolved
+    data["records"] = {**records, **(data.get("records") or {})}
+    data["version"] = STATE_VERSION
+    return data
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -192,6 +231,13 @@ class StateStore:
             current = self.load(build_id)
             resources = {k: v for k, v in current.resources.items() if k != role}
             return self.update(build_id, resources=resources)
+
+    def save_record(self, build_id: str, step: str, facts: Mapping[str, Any]) -> BuildState:
+        """Merge ``facts`` into what ``step`` recorded so far."""
+        with self._lock:
+            current = self.load(build_id)
+            record = {**current.records.get(step, {}), **facts}
+            return self.update(build_id, records={**current.records, step: record})
 
     def step_started(self, build_id: str, step: str) -> BuildState:
         return self.update(build_id, step=step)

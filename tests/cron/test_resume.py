@@ -97,7 +97,7 @@ def _wait_shutoff(cron: Cron, server_id: str) -> None:
 def test_builder_that_powered_off_after_sysprep_unwatched_is_captured(cron: Cron) -> None:
     build_id = kill_at(cron, lambda e: e["event"] == "stage" and e["stage"] == "sysprep")
     state = cron.store.load(build_id)
-    assert state.sysprep_reached
+    assert state.records["install"]["sysprep_reached"]
     _wait_shutoff(cron, state.resources["server:builder"])
     run = cron.resume(build_id)
     assert run.exit_code == 0, run.why
@@ -107,7 +107,7 @@ def test_builder_that_powered_off_after_sysprep_unwatched_is_captured(cron: Cron
 def test_builder_off_before_sysprep_fails_cleanly(cron: Cron) -> None:
     build_id = kill_at(cron, _watching)
     state = cron.store.load(build_id)
-    assert state.last_stage == "winpe"
+    assert state.records["install"]["last_stage"] == "winpe"
     server_id = state.resources["server:builder"]
     cron.sim.connect().compute.stop_server(server_id)
     _wait_shutoff(cron, server_id)

@@ -27,9 +27,11 @@ def test_state_records_steps_resources_and_outcome_without_secrets(cron: Cron) -
     assert state.steps_done[:4] == ["render", "preflight", "upload-config", "volumes"]
     assert state.steps_done[-1] == "promote"
     assert state.image_id == done["image_id"]
-    assert state.sysprep_reached and state.last_stage == "sysprep"
+    install = state.records["install"]
+    assert install["sysprep_reached"] and install["last_stage"] == "sysprep"
     assert state.fingerprint and len(state.fingerprint) == 64
-    assert state.resolved and state.resolved["windows_iso"]["id"]
+    assert state.records["publish"]["fingerprint"] == state.fingerprint
+    assert state.records["preflight"]["windows_iso"]["id"]
     # Everything else it created was deleted, so only the product is left on record.
     assert state.resources == {"image:image": done["image_id"]}
     path = cron.store.path_for(state.build_id)

@@ -19,7 +19,7 @@ def _state(build_id: str | None = None, **kw: object) -> BuildState:
         "build_id": build_id or naming.new_build_id(),
         "family": "ws2022-standard",
         "cloud": "osbuild-sim",
-        "nonce": "0" * 32,
+        "records": {"render": {"nonce": "0" * 32}},
         "spec_path": "/specs/ws2022.yaml",
         "spec_digest": "ab" * 32,
     }
@@ -55,14 +55,15 @@ def test_update_steps_resources_and_finish(tmp_path: Path) -> None:
     store.step_started(build_id, "create_volumes")
     store.record_resource(build_id, "iso", "vol-1")
     store.step_finished(build_id, "create_volumes")
-    store.update(build_id, transcript_position=1234, last_stage="winpe")
+    store.save_record(build_id, "install", {"transcript_position": 1234})
+    store.save_record(build_id, "install", {"last_stage": "winpe"})
     store.forget_resource(build_id, "iso")
     done = store.finish(build_id, BuildStatus.FAILED, error="guest failure")
     loaded = store.load(build_id)
     assert loaded == done
     assert loaded.steps_done == ["create_volumes"]
     assert loaded.resources == {}
-    assert (loaded.transcript_position, loaded.last_stage) == (1234, "winpe")
+    assert loaded.records["install"] == {"transcript_position": 1234, "last_stage": "winpe"}
     assert loaded.status is BuildStatus.FAILED and loaded.is_finished
 
 
@@ -88,6 +89,8 @@ def test_secret_looking_roles_and_unknown_fields_refused(tmp_path: Path) -> None
         store.record_resource(build_id, "admin_password", "hunter2")
     with pytest.raises(ValueError):
         store.update(build_id, windows_password="hunter2")
+    with pytest.raises(ValueError, match=r"render\.admin_password: secrets are never stored"):
+        store.save_record(build_id, "render", {"admin_password": "hunter2"})
     assert "hunter2" not in store.path_for(build_id).read_text()
 
 

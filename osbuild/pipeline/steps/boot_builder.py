@@ -14,10 +14,13 @@ from typing import Any
 from osbuild import naming
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_server
+from osbuild.cloud.retry import is_not_found
 from osbuild.errors import ServerFault
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.hardware import hardware_properties
+from osbuild.pipeline.resumable import Resumable, Saved
+from osbuild.pipeline.runner import Step
 from osbuild.pipeline.temp_image import upload_temporary_image
 from osbuild.pipeline.waits import wait_for_status
 
@@ -34,7 +37,7 @@ def server_fault(server: Any) -> str:
     return f"{message} (code {code})" if code else str(message)
 
 
-class BootBuilder:
+class BootBuilder(Resumable):
     name = "boot"
 
     def run(self, ctx: BuildContext) -> None:
@@ -102,9 +105,28 @@ class BootBuilder:
             interval=ctx.options.poll_min / 2, error=ServerFault,
         )
 
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        ctx.server_id = saved.resources.get("server:builder")
+        ctx.root_image_id = saved.resources.get("image:root")
+        if saved.done:
+            return None
+        if ctx.server_id and _exists(ctx, ctx.server_id):
+            return None  # the builder is up: watch it rather than boot another
+        return self
+
     def _root_image(self, ctx: BuildContext) -> str:
         """A tiny blank image carrying the hardware properties, for a local root disk."""
         ctx.root_image_id = upload_temporary_image(
             ctx, role="root", disk_format="raw", data=BLANK_ROOT_BYTES,
             properties=hardware_properties(ctx), timeout=600.0)
         return ctx.root_image_id
+
+
+def _exists(ctx: BuildContext, server_id: str) -> bool:
+    try:
+        ctx.call(ctx.conn.compute.get_server, server_id)
+    except Exception as exc:
+        if is_not_found(exc):
+            return False
+        raise
+    return True

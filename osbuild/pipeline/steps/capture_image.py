@@ -16,10 +16,12 @@ from osbuild.cloud.delete import delete_image
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.events import EventName
+from osbuild.pipeline.resumable import Resumable, Saved
+from osbuild.pipeline.runner import Step
 from osbuild.pipeline.waits import wait_for_status
 
 
-class CaptureImage:
+class CaptureImage(Resumable):
     name = "capture"
 
     def run(self, ctx: BuildContext) -> None:
@@ -36,6 +38,18 @@ class CaptureImage:
         )
         ctx.image_id = image.id
         ctx.image_properties = {k: str(v) for k, v in (image.properties or {}).items()}
+
+    def record(self, ctx: BuildContext) -> dict[str, Any]:
+        return {"image_id": ctx.image_id}
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        ctx.image_id = saved.resources.get("image:image") or saved.record.get("image_id")
+        image = ctx.find_resource("image", ctx.image_id) if ctx.image_id else None
+        if image is not None:
+            image.keep_on_success = True  # the build's product, as in _track
+        if saved.done:
+            return None
+        return AdoptCapture() if ctx.image_id else self
 
     def _lookup(self, ctx: BuildContext, name: str) -> Any:
         found = list(ctx.conn.image.images(name=name))
@@ -95,3 +109,27 @@ class CaptureImage:
         )
         self._track(ctx, image_id, name)
         return str(image_id)
+
+
+class AdoptCapture:
+    """The capture had started: wait for that image instead of capturing a second one."""
+
+    name = CaptureImage.name
+
+    def run(self, ctx: BuildContext) -> None:
+        image_id = ctx.require(ctx.image_id, "image_id")
+        deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture,
+                                  "capture")
+        image = wait_for_status(
+            ctx, lambda: ctx.conn.image.get_image(image_id), want="active",
+            failures=("killed", "deleted"), deadline=deadline,
+            what=f"captured image {image_id}",
+        )
+        target = ctx.volumes.target if ctx.volumes else None
+        if target:
+            # Cinder marks the volume available again when the upload has finished.
+            wait_for_status(
+                ctx, lambda: ctx.conn.block_storage.get_volume(target), want="available",
+                failures=("error",), deadline=deadline, what=f"target volume {target} upload",
+            )
+        ctx.image_properties = {k: str(v) for k, v in (image.properties or {}).items()}

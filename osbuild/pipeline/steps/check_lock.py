@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from osbuild.errors import LockBusy
 from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.resumable import Resumable
 from osbuild.unattended.lock import yield_to
 
 
-class CheckLock:
+class CheckLock(Resumable):
     """Two hosts can pass the cloud guard at the same moment: the later build id yields.
 
     Only builds that took the family lock (``options.lock_family``) take part.

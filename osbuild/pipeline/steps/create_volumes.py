@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from osbuild import naming
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_volume
-from osbuild.errors import ResourceFailed
+from osbuild.errors import InvalidInput, ResourceFailed
 from osbuild.pipeline.context import BuildContext, BuilderVolumes
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.hardware import hardware_properties
+from osbuild.pipeline.resumable import Resumable, Saved
+from osbuild.pipeline.runner import Step
 from osbuild.pipeline.waits import wait_for_status
 
 GIB = 1024**3
@@ -29,7 +31,7 @@ class _Wanted:
     image_id: str | None  # None: a blank volume
 
 
-class CreateVolumes:
+class CreateVolumes(Resumable):
     name = "volumes"
 
     def run(self, ctx: BuildContext) -> None:
@@ -65,6 +67,22 @@ class CreateVolumes:
             # (boot index 0), and what upload-to-image carries into the image.
             ctx.call(ctx.conn.block_storage.set_volume_image_metadata, ctx.volumes.target,
                      **hardware_properties(ctx))
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        if not saved.done:
+            return self  # what it had created is adopted and deleted at the end
+        by_role: dict[str, str] = {}
+        for role in ("iso", "virtio", "config", "target"):
+            # A volume recreated after an error carries "-2"; the later one is the one in use.
+            for key in (f"volume:{role}", f"volume:{role}-2"):
+                if key in saved.resources:
+                    by_role[role] = saved.resources[key]
+        missing = [r for r in ("iso", "virtio", "config") if r not in by_role]
+        if missing:
+            raise InvalidInput([f"the state records no {', '.join(missing)} volume"])
+        ctx.volumes = BuilderVolumes(by_role["iso"], by_role["virtio"], by_role["config"],
+                                     by_role.get("target"))
+        return None
 
     def _create_ready(self, ctx: BuildContext, wanted: _Wanted, deadline: Deadline) -> str:
         """Create one volume and wait for it; a volume that errors is recreated once."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
 from openstack import exceptions as sdk_exc
@@ -22,6 +22,8 @@ from osbuild.media import windows as windows_catalog
 from osbuild.media.virtio_iso import VirtioContents, read_virtio_iso
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
+from osbuild.pipeline.resumable import Resumable, Saved, StartOver
+from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps import verify_image
 from osbuild.unattended.fingerprint import image_checksum
 
@@ -59,8 +61,15 @@ class Resolved:
     def volume_gigabytes(self, config_gb: int, target_gb: int) -> int:
         return self.windows_iso.volume_gb + self.virtio_iso.volume_gb + config_gb + target_gb
 
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Resolved:
+        fields = dict(data)
+        windows = IsoImage(**fields.pop("windows_iso"))
+        virtio = IsoImage(**fields.pop("virtio_iso"))
+        return cls(windows_iso=windows, virtio_iso=virtio, **fields)
 
-class Preflight:
+
+class Preflight(Resumable):
     name = "preflight"
 
     def run(self, ctx: BuildContext) -> None:
@@ -70,6 +79,15 @@ class Preflight:
             ctx.resolved = resolved
         if problems:
             raise PreflightError(problems)  # the summary names the family
+
+    def record(self, ctx: BuildContext) -> dict[str, Any]:
+        return asdict(ctx.resolved) if ctx.resolved is not None else {}
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        if not saved.done or not saved.record:
+            raise StartOver("the build had not uploaded its config ISO; starting it over")
+        ctx.resolved = Resolved.from_record(dict(saved.record))
+        return None
 
     def examine(self, ctx: BuildContext) -> tuple[Resolved | None, Needs | None, list[str]]:
         """Resolve what the spec names, and what the build will hold at its peak; no quota."""

@@ -18,6 +18,7 @@ from osbuild.images import RotationPolicy, mark_current, prune
 from osbuild.images.family import glance
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
+from osbuild.pipeline.resumable import Resumable
 
 T = TypeVar("T")
 
@@ -29,7 +30,7 @@ def _to_the_end(ctx: BuildContext, fn: Callable[..., T], *args: Any, **kwargs: A
     return retrying(fn, *args, clock=ctx.clock, **kwargs)
 
 
-class PromoteImage:
+class PromoteImage(Resumable):
     name = "promote"
 
     def run(self, ctx: BuildContext) -> None:

@@ -14,6 +14,8 @@ from osbuild.cloud.image_fields import custom_properties, remove_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.hardware import hardware_properties
+from osbuild.pipeline.resumable import Resumable, Saved
+from osbuild.pipeline.runner import Step
 from osbuild.unattended.fingerprint import inputs_from_checksums
 
 
@@ -54,7 +56,7 @@ def fingerprint_properties(ctx: BuildContext) -> dict[str, str]:
     return inputs.properties()
 
 
-class PublishImage:
+class PublishImage(Resumable):
     name = "publish"
 
     def run(self, ctx: BuildContext) -> None:
@@ -86,3 +88,10 @@ class PublishImage:
         ctx.call(images.add_tag, image_id, naming.TAG)
         ctx.image_name = image.name
         ctx.image_properties = {k: str(v) for k, v in properties.items()}
+
+    def record(self, ctx: BuildContext) -> dict[str, Any]:
+        return {"fingerprint": ctx.fingerprint}
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        ctx.fingerprint = saved.record.get("fingerprint")
+        return None if saved.done else self

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from osbuild.media.render import render_media
-from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.context import BuildContext, MediaFacts
+from osbuild.pipeline.resumable import Resumable, Saved, StartOver
+from osbuild.pipeline.runner import Step
 
 
-class RenderConfig:
+class RenderConfig(Resumable):
     name = "render"
 
     def run(self, ctx: BuildContext) -> None:
@@ -18,3 +21,17 @@ class RenderConfig:
         ctx.track("local", str(out_dir), "rendered config media",
                   lambda: shutil.rmtree(out_dir, ignore_errors=True))
         ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id)
+
+    def record(self, ctx: BuildContext) -> dict[str, Any]:
+        # The facts the cloud steps use, never the media (it holds the password).
+        facts = ctx.media_facts()
+        return {"nonce": facts.nonce, "guest_stages": list(facts.guest_stages),
+                "config_iso_size": facts.size}
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        if not saved.done or not saved.record.get("nonce"):
+            raise StartOver("the build had not uploaded its config ISO; starting it over")
+        ctx.resumed_media = MediaFacts(str(saved.record["nonce"]),
+                                       tuple(saved.record.get("guest_stages") or ()),
+                                       int(saved.record.get("config_iso_size") or 0))
+        return None

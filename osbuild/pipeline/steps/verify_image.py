@@ -31,6 +31,8 @@ from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.events import EventName
+from osbuild.pipeline.resumable import Resumable, Saved
+from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.pipeline.waits import wait_for_status
 from osbuild.spec import format_duration
@@ -104,7 +106,7 @@ def _api_message(exc: sdk_exc.HttpException) -> str:
     return str(details).strip().splitlines()[0]
 
 
-class VerifyImage:
+class VerifyImage(Resumable):
     name = "verify"
 
     def run(self, ctx: BuildContext) -> None:
@@ -129,6 +131,14 @@ class VerifyImage:
         image = ctx.find_resource("image", image_id)
         if image is not None:
             image.keep_on_failure = True
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        if not saved.done:
+            return self
+        image = ctx.find_resource("image", ctx.image_id) if ctx.image_id else None
+        if image is not None:
+            image.keep_on_failure = True  # proven: outlives a later failure, as in run
+        return None
 
     def _mark(self, ctx: BuildContext, image_id: str, verdict: str) -> None:
         ctx.call(ctx.conn.image.update_image, image_id, **{naming.PROP_VERIFY: verdict})

@@ -7,6 +7,7 @@ timeout, or the whole build running past `builder.timeout`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from openstack import exceptions as sdk_exc
@@ -18,6 +19,8 @@ from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
 from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext, StageRecord
 from osbuild.pipeline.events import EventName
+from osbuild.pipeline.resumable import Resumable, Saved
+from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.spec import format_duration
 from osbuild.unattended.lock import Heartbeat
@@ -48,7 +51,7 @@ class StallTimeout(StageTimeout):
         return out
 
 
-class WatchInstall:
+class WatchInstall(Resumable):
     name = "install"
 
     def run(self, ctx: BuildContext) -> None:
@@ -57,6 +60,30 @@ class WatchInstall:
             watcher.watch()
         finally:
             watcher.transcript.close()
+
+    def record(self, ctx: BuildContext) -> dict[str, Any]:
+        # The transcript and the last stage are saved as the markers come (see _handle).
+        return {"sysprep_reached": ctx.sysprep_reached}
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        nonce = ctx.resumed_media.nonce if ctx.resumed_media else ""
+        ctx.sysprep_reached = (bool(saved.record.get("sysprep_reached"))
+                               or _transcript_shows_sysprep(saved.record, nonce))
+        ctx.resumed_stage = saved.record.get("last_stage")
+        return None if saved.done else self
+
+
+def _transcript_shows_sysprep(record: Any, nonce: str) -> bool:
+    """The transcript on disk holds every marker the dead watcher saw (and some it did not)."""
+    path = record.get("transcript_path")
+    if not path or not nonce:
+        return False
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    return any(m.stage == "sysprep" and m.status is markers.Status.START
+               for m in markers.parse_lines(lines, nonce))
 
 
 class _Watcher:
@@ -71,7 +98,7 @@ class _Watcher:
         self.timeouts = ctx.spec.builder.stage_timeouts
         transcript_path = ctx.workdir / "console.log"
         self.transcript = Transcript.to_file(transcript_path)
-        ctx.save_state(transcript_path=str(transcript_path))
+        ctx.save_record(WatchInstall.name, transcript_path=str(transcript_path))
         self.poll_lines = FIRST_POLL_LINES
         self.stage = "boot"
         self.stage_deadline = Deadline.after(ctx.clock, self.timeouts.boot, "boot")
@@ -186,9 +213,9 @@ class _Watcher:
                     self.ctx.clock, self._timeout_of(following), following)
             # On disk before anyone hears of it: a resumed build reads these when the
             # builder powered off while nobody watched.
-            self.ctx.save_state(last_stage=marker.stage,
-                                sysprep_reached=self.ctx.sysprep_reached,
-                                transcript_position=self.ctx.console_bytes)
+            self.ctx.save_record(WatchInstall.name, last_stage=marker.stage,
+                                 sysprep_reached=self.ctx.sysprep_reached,
+                                 transcript_position=self.ctx.console_bytes)
             self.ctx.emit(EventName.STAGE, stage=marker.stage, status=marker.status.value,
                           detail=marker.detail, elapsed=round(self.ctx.elapsed(), 1))
 

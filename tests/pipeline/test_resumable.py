@@ -1,0 +1,137 @@
+"""Steps declare what they record for `osbuild resume`; resume takes it back with no name switch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osbuild.errors import InvalidInput
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.resumable import Resumable, Saved
+from osbuild.pipeline.resume import steps_to_resume
+from osbuild.pipeline.run import build_steps, execute
+from osbuild.pipeline.runner import Step
+from osbuild.unattended.state import STATE_VERSION, BuildState, StateStore
+from tests.pipeline.test_runner import make_ctx
+
+BUILD_ID = "20260101t000000-abcdef"
+
+
+class CountSheep(Resumable):
+    """A step no code in resume knows about: it records a count and takes it back."""
+
+    name = "count-sheep"
+
+    def __init__(self) -> None:
+        self.restored: Saved | None = None
+
+    def run(self, ctx: BuildContext) -> None:
+        ctx.save_record(self.name, started=True)  # progress, while it runs
+
+    def record(self, ctx: BuildContext) -> dict[str, Any]:
+        return {"sheep": 42}
+
+    def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
+        self.restored = saved
+        return None if saved.done else self
+
+
+class Fails(Resumable):
+    name = "fails"
+
+    def run(self, ctx: BuildContext) -> None:
+        raise RuntimeError("the orchestrator died here")
+
+
+def _with_store(tmp_path: Path) -> BuildContext:
+    ctx = make_ctx(tmp_path)
+    ctx.store = StateStore(tmp_path / "state")
+    ctx.store.create(BuildState(build_id=BUILD_ID, family="unit", cloud="c", spec_path="s",
+                                spec_digest="d"))
+    return ctx
+
+
+def test_a_new_steps_record_round_trips_through_resume(tmp_path: Path) -> None:
+    ctx = _with_store(tmp_path)
+    assert ctx.store is not None
+    result = execute(ctx, [CountSheep(), Fails()])
+    assert not result.succeeded
+    state = ctx.store.load(BUILD_ID)
+    assert state.steps_done == ["count-sheep"]
+    assert state.records["count-sheep"] == {"started": True, "sheep": 42}
+
+    again = [CountSheep(), Fails()]
+    todo = steps_to_resume(make_ctx(tmp_path), state, again)
+    assert again[0].restored == Saved(done=True, record={"started": True, "sheep": 42},
+                                      resources={})
+    assert todo == [again[1]]
+
+
+# What osbuild wrote before steps declared their records (state version 1): a build killed
+# while watching the install.
+_VERSION_1 = {
+    "version": 1, "build_id": BUILD_ID, "family": "unit", "cloud": "osbuild-sim",
+    "os_cloud": "osbuild-sim", "status": "running", "step": "install",
+    "steps_done": ["render", "preflight", "upload-config", "volumes", "boot", "lock-check"],
+    "nonce": "f" * 32, "spec_path": "/specs/unit.yaml", "spec_digest": "ab" * 32,
+    "fingerprint": None,
+    "resources": {"image:config": "img-cfg", "volume:iso": "v-iso", "volume:virtio": "v-vio",
+                  "volume:config": "v-cfg", "volume:config-2": "v-cfg2",
+                  "server:builder": "srv-1"},
+    "image_id": None, "transcript_path": None, "transcript_position": 812,
+    "last_stage": "winpe", "sysprep_reached": False,
+    "host": "h", "pid": 1, "started_at": "2026-01-01T00:00:00Z",
+    "updated_at": "2026-01-01T00:05:00Z", "error": None,
+    "resolved": {
+        "windows_iso": {"id": "w", "name": "win.iso", "size": 5, "checksum": "c1",
+                        "properties": {}},
+        "virtio_iso": {"id": "v", "name": "virtio.iso", "size": 5, "checksum": "c2",
+                       "properties": {}},
+        "flavor_id": "f1", "flavor_name": "m1.large", "flavor_vcpus": 4, "flavor_ram": 8192,
+        "network_id": None, "volume_type": None, "availability_zone": None,
+    },
+    "guest_stages": ["drivers", "updates"], "config_iso_size": 2048, "log_dir": "/logs",
+}
+
+
+def _store_with(tmp_path: Path, data: dict[str, Any]) -> StateStore:
+    store = StateStore(tmp_path / "state")
+    store.ensure()
+    store.path_for(BUILD_ID).write_text(json.dumps(data))
+    return store
+
+
+def test_a_version_1_state_resumes_where_it_stopped(tmp_path: Path) -> None:
+    state = _store_with(tmp_path, _VERSION_1).load(BUILD_ID)
+    assert state.version == STATE_VERSION
+    ctx = make_ctx(tmp_path)
+    todo = steps_to_resume(ctx, state, build_steps())
+    assert [s.name for s in todo] == ["install", "capture", "publish", "verify", "promote"]
+    assert ctx.resumed_media is not None
+    assert (ctx.resumed_media.nonce, ctx.resumed_media.guest_stages,
+            ctx.resumed_media.size) == ("f" * 32, ("drivers", "updates"), 2048)
+    assert ctx.resolved is not None and ctx.resolved.windows_iso.checksum == "c1"
+    assert ctx.resolved.flavor_name == "m1.large"
+    assert ctx.config_image_id == "img-cfg" and ctx.server_id == "srv-1"
+    assert ctx.volumes is not None and ctx.volumes.config_iso == "v-cfg2"  # the recreated one
+    assert ctx.resumed_stage == "winpe" and not ctx.sysprep_reached
+
+
+def test_a_build_that_had_not_uploaded_its_config_starts_over(tmp_path: Path) -> None:
+    data = {**_VERSION_1, "steps_done": ["render", "preflight"], "step": "upload-config"}
+    state = _store_with(tmp_path, data).load(BUILD_ID)
+    ctx = make_ctx(tmp_path)
+    warnings: list[str] = []
+    ctx.bus.subscribe(lambda e: warnings.append(str(e.fields.get("message"))))
+    steps = build_steps()
+    assert steps_to_resume(ctx, state, steps) == steps
+    assert warnings == ["the build had not uploaded its config ISO; starting it over"]
+
+
+def test_a_state_from_a_newer_osbuild_is_refused_clearly(tmp_path: Path) -> None:
+    store = _store_with(tmp_path, {**_VERSION_1, "version": STATE_VERSION + 1})
+    with pytest.raises(InvalidInput, match="written by a newer osbuild"):
+        store.load(BUILD_ID)
