@@ -99,10 +99,9 @@ class _Section(BaseModel):
 
 class WindowsSpec(_Section):
     version: Annotated[
-        Literal["2016", "2019", "2022", "2025", "10", "11"],
+        str,
         # YAML reads an unquoted 2022 as a number; validate takes both, so the schema does.
-        WithJsonSchema({"enum": ["2016", "2019", "2022", "2025", "10", "11",
-                                 2016, 2019, 2022, 2025, 10, 11],
+        WithJsonSchema({"enum": [*windows.VERSIONS, *(int(v) for v in windows.VERSIONS)],
                         "description": "Windows release (text or number)"}),
     ]
     edition: Text
@@ -126,6 +125,14 @@ class WindowsSpec(_Section):
     @classmethod
     def _version_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        if value not in windows.RELEASE:
+            *first, last = (repr(v) for v in windows.VERSIONS)
+            raise ValueError(f"Input should be {', '.join(first)} or {last}")
+        return value
 
     @field_validator("locale")
     @classmethod
@@ -488,8 +495,9 @@ class BuildSpec(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> BuildSpec:
-        if self.windows.version == "11" and self.windows.firmware != "uefi":
-            raise ValueError("windows.firmware: Windows 11 needs uefi")
+        if (windows.RELEASE[self.windows.version].hardware_checks
+                and self.windows.firmware != "uefi"):
+            raise ValueError(f"windows.firmware: Windows {self.windows.version} needs uefi")
         # Without the storage driver in WinPE, Setup sees no disk (and the image would not
         # boot: INACCESSIBLE_BOOT_DEVICE).
         storage = windows.STORAGE_DRIVER_FOR_BUS[self.builder.disk_bus]

@@ -44,17 +44,6 @@ _SERVER_EDITION_IDS = {
 _CLIENT_EDITION_IDS = {"Pro": "Professional", "Enterprise": "Enterprise", "Education": "Education"}
 CLIENT_MEDIA_EDITIONS = ("Pro", "Enterprise", "Education")
 
-# Volume labels in the style of Microsoft's media.
-_LABELS = {
-    "2016": "SSS_X64FREE_EN-US_DV9",
-    "2019": "SSS_X64FREE_EN-US_DV9",
-    "2022": "SSS_X64FREE_EN-US_DV9",
-    "2025": "SSS_X64FREE_EN-US_DV9",
-    "10": "CCCOMA_X64FRE_EN-US_DV9",
-    "11": "CCCOMA_X64FRE_EN-US_DV9",
-}
-
-
 @dataclass(frozen=True)
 class SeedImage:
     name: str
@@ -220,7 +209,7 @@ def windows_iso(version: str, *, noprompt: bool = False,
 @functools.lru_cache(maxsize=16)
 def _windows_iso(version: str, editions: tuple[str, ...] | None) -> bytes:
     with _fixed_time():
-        iso = _IsoWriter(_LABELS[version])
+        iso = _IsoWriter(windows.RELEASE[version].media_label)
         build = windows.BUILD_NUMBERS[version]
         iso.add("boot/bcd", _filler(f"bcd-{version}", 3000))
         bios = iso.add(eltorito.BIOS_BOOT_IMAGE, b"\xeb\x3cETFSBOOT" + _filler("etfs", 4086))
@@ -281,20 +270,28 @@ def cloudbase_msi_standin() -> bytes:
     return _msi_bytes("CloudbaseInitSetup_x64", 16_000)
 
 
+# The releases whose example specs boot UEFI: their ISOs are also seeded as `prepare-uefi`
+# leaves them (no "press any key" prompt).
+_UEFI_EXAMPLES = ("2025", "11")
+
+
+def seed_iso_name(version: str) -> str:
+    """The Glance name of the simulator's installer ISO for ``version`` (the examples use it)."""
+    if windows.is_server(version):
+        return f"windows-server-{version}-x64.iso"
+    # The Windows 11 example is the Enterprise one.
+    return "windows-11-enterprise-x64.iso" if version == "11" else f"windows-{version}-x64.iso"
+
+
 @functools.lru_cache(maxsize=1)
 def _seed_images() -> tuple[SeedImage, ...]:
     seeds = []
-    for version, name in (
-        ("2016", "windows-server-2016-x64.iso"),
-        ("2019", "windows-server-2019-x64.iso"),
-        ("2022", "windows-server-2022-x64.iso"),
-        ("2025", "windows-server-2025-x64.iso"),
-        ("11", "windows-11-enterprise-x64.iso"),
-        ("10", "windows-10-x64.iso"),
-    ):
+    for release in windows.RELEASES:
+        version = release.version
+        name = seed_iso_name(version)
         props = {"os_distro": "windows", "os_version": version}
         seeds.append(SeedImage(name, "iso", "bare", props, windows_iso(version)))
-        if version in ("2025", "11"):
+        if version in _UEFI_EXAMPLES:
             noprompt = name.removesuffix(".iso") + "-noprompt.iso"
             seeds.append(
                 SeedImage(noprompt, "iso", "bare", {**props, NOPROMPT_PROPERTY: "true"},

@@ -120,7 +120,7 @@ def disk_layout(firmware: str) -> dict[str, Any]:
 
 
 def needs_win11_bypass(spec: BuildSpec) -> bool:
-    return spec.windows.version == "11" and not spec.windows.tpm
+    return windows.RELEASE[spec.windows.version].hardware_checks and not spec.windows.tpm
 
 
 def context(spec: BuildSpec, password: str) -> dict[str, Any]:

@@ -4,9 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SERVER_VERSIONS = ("2016", "2019", "2022", "2025")
-CLIENT_VERSIONS = ("10", "11")
+
+@dataclass(frozen=True)
+class Release:
+    """One Windows release: everything the spec, the templates, preflight and the simulated
+    cloud know about it comes from here."""
+
+    version: str  # as a spec writes it
+    server: bool
+    build: int  # the GA media's build number (the VirtIO OS folder follows it)
+    # Setup's minimum memory (Microsoft's system requirements), checked against the flavor.
+    min_ram_mb: int = 2048
+    # Windows 11 Setup checks TPM 2.0, Secure Boot and UEFI ("This PC can't run Windows 11")
+    # unless told not to; it cannot install on BIOS at all.
+    hardware_checks: bool = False
+    # The volume label of Microsoft's media (the ISO the simulator makes carries it too).
+    media_label: str = "SSS_X64FREE_EN-US_DV9"
+
+
+RELEASES = (
+    Release("2016", server=True, build=14393),
+    Release("2019", server=True, build=17763),
+    Release("2022", server=True, build=20348),
+    Release("2025", server=True, build=26100),
+    Release("10", server=False, build=19045, media_label="CCCOMA_X64FRE_EN-US_DV9"),
+    Release("11", server=False, build=26100, min_ram_mb=4096, hardware_checks=True,
+            media_label="CCCOMA_X64FRE_EN-US_DV9"),
+)
+RELEASE = {r.version: r for r in RELEASES}
+SERVER_VERSIONS = tuple(r.version for r in RELEASES if r.server)
+CLIENT_VERSIONS = tuple(r.version for r in RELEASES if not r.server)
 VERSIONS = SERVER_VERSIONS + CLIENT_VERSIONS
+BUILD_NUMBERS = {r.version: r.build for r in RELEASES}
 
 SERVER_EDITIONS = (
     "SERVERSTANDARDCORE",
@@ -34,16 +63,6 @@ CLIENT_EDITIONS = (
     "Enterprise N LTSC",
     "IoT Enterprise LTSC",
 )
-
-# Build numbers of each release's GA media (the VirtIO OS folder follows the build).
-BUILD_NUMBERS = {
-    "2016": 14393,
-    "2019": 17763,
-    "2022": 20348,
-    "2025": 26100,
-    "10": 19045,
-    "11": 26100,
-}
 
 # Public KMS client setup keys (GVLK): Microsoft's table "KMS client activation and product
 # keys" (learn.microsoft.com/windows-server/get-started/kms-client-activation-keys), every
@@ -91,12 +110,6 @@ VIRTIO_DRIVERS = (
     "viofs",
     "qxldod",
 )
-VIRTIO_OS_FOLDERS = ("2k16", "2k19", "2k22", "2k25", "w10", "w11")
-# qxldod is only packaged for the older releases.
-VIRTIO_DRIVER_FOLDERS = {
-    driver: (("2k16", "2k19", "w10") if driver == "qxldod" else VIRTIO_OS_FOLDERS)
-    for driver in VIRTIO_DRIVERS
-}
 VIRTIO_GUEST_TOOLS = "virtio-win-guest-tools.exe"
 VIRTIO_GT_MSI = "virtio-win-gt-x64.msi"
 VIRTIO_QEMU_GA_MSI = "guest-agent/qemu-ga-x86_64.msi"
@@ -107,23 +120,27 @@ WINPE_DRIVE_LETTERS = ("D", "E", "F", "G", "H", "I")
 
 
 def is_server(version: str) -> bool:
-    return version in SERVER_VERSIONS
+    return RELEASE[version].server if version in RELEASE else False
 
 
 def virtio_os_folder(version: str, build: int | None = None) -> str:
     """The virtio-win OS folder for a Windows version (by build number for servers)."""
-    if version == "10":
-        return "w10"
-    if version == "11":
-        return "w11"
-    build = build if build is not None else BUILD_NUMBERS[version]
-    if build >= 26100:
-        return "2k25"
-    if build >= 20348:
-        return "2k22"
-    if build >= 17763:
-        return "2k19"
-    return "2k16"
+    release = RELEASE[version]
+    if not release.server:
+        return f"w{version}"
+    build = build if build is not None else release.build
+    servers = [r for r in RELEASES if r.server]
+    newest = max((r for r in servers if r.build <= build), key=lambda r: r.build,
+                 default=servers[0])
+    return f"2k{newest.version[2:]}"
+
+
+VIRTIO_OS_FOLDERS = tuple(virtio_os_folder(v) for v in VERSIONS)
+# qxldod is only packaged for the older releases.
+VIRTIO_DRIVER_FOLDERS = {
+    driver: (("2k16", "2k19", "w10") if driver == "qxldod" else VIRTIO_OS_FOLDERS)
+    for driver in VIRTIO_DRIVERS
+}
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ SEEDED = [
     "windows-server-2022-x64.iso",
     "windows-server-2025-x64.iso",
     "windows-server-2025-x64-noprompt.iso",
+    "windows-10-x64.iso",
     "windows-11-enterprise-x64.iso",
     "windows-11-enterprise-x64-noprompt.iso",
-    "windows-10-x64.iso",
     "virtio-win.iso",
 ]
 VERSION_OF = {

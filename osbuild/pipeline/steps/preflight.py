@@ -30,7 +30,6 @@ from osbuild.unattended.fingerprint import image_checksum
 log = logging.getLogger(__name__)
 GIB = 1024**3
 UEFI_PREPARED_PROPERTY = "osbuild_uefi_noprompt"
-MIN_RAM_MB = {"11": 4096, "2025": 2048}
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class Preflight(Resumable):
                                                   ignore_missing=True),
                             f"builder.flavor: no flavor {spec.builder.flavor!r}", problems)
         if flavor is not None:
-            min_ram = MIN_RAM_MB.get(spec.windows.version, 2048)
+            min_ram = windows_catalog.RELEASE[spec.windows.version].min_ram_mb
             if (flavor.ram or 0) < min_ram:
                 problems.append(
                     f"builder.flavor: {flavor.name} has {flavor.ram} MB RAM; Windows "
