@@ -19,6 +19,7 @@ import tenacity
 
 from osbuild import __version__
 from osbuild.errors import InvalidInput
+from osbuild.pipeline.events import EventName
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def build_summary(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        "event": "build.succeeded" if succeeded else "build.failed",
+        "event": str(EventName.BUILD_SUCCEEDED if succeeded else EventName.BUILD_FAILED),
         "result": "success" if succeeded else "failure",
         "build_id": build_id,
         "family": family,

@@ -53,6 +53,19 @@ def test_every_emitted_event_name_is_declared() -> None:
     assert not wrong, "emit EventName members, not strings: " + "; ".join(wrong)
 
 
+def test_no_event_name_is_spelled_as_a_string_outside_its_declaration() -> None:
+    # A webhook payload or a renderer comparing names must use EventName too.
+    dotted = {e.value for e in EventName if "." in e.value}
+    spelled = []
+    for path in sorted(PRODUCT.rglob("*.py")):
+        if path.relative_to(PRODUCT).parts[0] in NOT_PRODUCT or path.name == "events.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in dotted:
+                spelled.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not spelled, "use EventName, not strings: " + "; ".join(spelled)
+
+
 def test_every_declared_event_is_emitted_somewhere() -> None:
     emitted = {m for _where, expr in _event_name_arguments()
                for m in _declared_members(expr) or []}
