@@ -303,7 +303,7 @@ def apply_next_guest_event(world: World, server: Server) -> None:
         # Nova learns of the power-off only from libvirt's delayed lifecycle event: until
         # then the server still shows ACTIVE and RUNNING.
         world.schedule(SHUTOFF_DELAY_SECONDS, lambda: _shutoff(world, server),
-                       at=server.powered_on_at + event.at)
+                       at=world.guest_time(server, event.at))
         return
     _pull(server)
 

@@ -44,9 +44,16 @@ SEED_FLAVORS = (
 
 
 class World:
-    def __init__(self, clock: SimClock, faults: Faults, *, seed: bool = True) -> None:
+    def __init__(self, clock: SimClock, faults: Faults, *, seed: bool = True,
+                 guest_pace: float = 1.0) -> None:
+        if guest_pace <= 0:
+            raise ValueError("guest_pace must be positive")
         self.clock = clock
         self.faults = faults
+        # How many times faster than on a real cloud the guests work (install, boot, sysprep):
+        # tests that only need a finished build shorten it without speeding up the clock,
+        # so every API wait keeps its real-time margin.
+        self.guest_pace = guest_pace
         self.lock = threading.RLock()
         self.flavors: dict[str, Flavor] = {}
         self.keypairs: dict[str, Keypair] = {}
@@ -111,10 +118,14 @@ class World:
         best_at = math.inf
         for server in self.servers.values():
             if server.next_event is not None:
-                at = server.powered_on_at + server.next_event.at
+                at = self.guest_time(server, server.next_event.at)
                 if at < best_at:
                     best, best_at = server, at
         return best, best_at
+
+    def guest_time(self, server: Server, at: float) -> float:
+        """When a guest event ``at`` seconds after the server's power-on happens."""
+        return server.powered_on_at + at / self.guest_pace
 
     # -- seed --------------------------------------------------------------------------------
     def _seed(self) -> None:

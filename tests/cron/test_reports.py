@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from osbuild.cli import main
 from osbuild_sim import SimCloud
 from tests.cron.conftest import Cron
-from tests.e2e.conftest import SPEED, Cloud
+from tests.e2e.conftest import GUEST_PACE, SPEED, Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -131,7 +131,8 @@ def test_report_has_fingerprint_verify_and_promotion(cron: Cron) -> None:
 
 def test_spec_clouds_build_concurrently_each_with_its_report(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    with SimCloud(speed=SPEED) as east, SimCloud(speed=SPEED) as west:
+    with SimCloud(speed=SPEED, guest_pace=GUEST_PACE) as east, \
+            SimCloud(speed=SPEED, guest_pace=GUEST_PACE) as west:
         clouds_yaml = tmp_path / "clouds.yaml"
         clouds_yaml.write_text(yaml.safe_dump({"clouds": {
             "east": east.cloud_config(), "west": west.cloud_config()}}))
@@ -163,7 +164,7 @@ def test_spec_clouds_build_concurrently_each_with_its_report(
 def test_build_outlives_its_keystone_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: Any) -> None:
     ttl = 1800.0  # simulated seconds: half an hour, against a build of a few hours
-    with SimCloud(speed=SPEED, token_ttl=ttl) as sim:
+    with SimCloud(speed=SPEED, token_ttl=ttl, guest_pace=GUEST_PACE) as sim:
         clouds_yaml = sim.write_clouds_yaml(tmp_path / "clouds.yaml")
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
         cloud = Cloud(sim, tmp_path, clouds_yaml, capsys)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import yaml
@@ -17,6 +19,10 @@ from osbuild_sim import SimCloud
 from osbuild_sim.media import cloudbase_msi_standin
 
 SPEED = 600.0
+# The simulated guests work 3x faster than on a real cloud (an install of about 20 simulated
+# minutes instead of an hour) while the clock keeps its pace, so every wait keeps its margin;
+# sysprep (1-2 simulated minutes here) still outlasts the longest console poll interval.
+GUEST_PACE = 3.0
 # Everything a build creates: the kinds /_sim/resources lists besides seeded images.
 RESOURCE_KINDS = ("servers", "volumes", "images", "snapshots", "attachments", "ports",
                   "keypairs")
@@ -84,13 +90,13 @@ class Cloud:
         return path
 
     def build(self, *specs: Path, extra: tuple[str, ...] = ()) -> BuildRun:
-        self.capsys.readouterr()
-        code = main(["build", *map(str, specs), "--os-cloud", self.sim.cloud_name,
-                     "--log-dir", str(self.log_dir), "--json",
-                     *extra])
-        out, err = self.capsys.readouterr()
-        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        return BuildRun(code, events, err)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["build", *map(str, specs), "--os-cloud", self.sim.cloud_name,
+                         "--log-dir", str(self.log_dir), "--json", *extra])
+        events = [json.loads(line) for line in out.getvalue().splitlines()
+                  if line.startswith("{")]
+        return BuildRun(code, events, err.getvalue())
 
     def leftovers(self, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Everything in the cloud that osbuild created and should not be there."""
@@ -104,15 +110,44 @@ class Cloud:
         return left
 
 
-@pytest.fixture
-def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Iterator[Cloud]:
-    with SimCloud(speed=SPEED) as sim:
-        clouds_yaml = sim.write_clouds_yaml(tmp_path / "clouds.yaml")
-        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+@contextlib.contextmanager
+def sim_cloud(workdir: Path, capsys: Any = None) -> Iterator[Cloud]:
+    """A simulated cloud, with the environment pointing the CLI at it and state in ``workdir``."""
+    with SimCloud(speed=SPEED, guest_pace=GUEST_PACE) as sim, \
+            pytest.MonkeyPatch.context() as patch:
+        clouds_yaml = sim.write_clouds_yaml(workdir / "clouds.yaml")
+        patch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
         # Build state and family locks stay in the test's directory, not the user's.
-        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        patch.setenv("XDG_STATE_HOME", str(workdir / "state"))
         for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_TOKEN"):
-            monkeypatch.delenv(var, raising=False)
-        yield Cloud(sim, tmp_path, clouds_yaml, capsys)
+            patch.delenv(var, raising=False)
+        yield Cloud(sim, workdir, clouds_yaml, capsys)
 
 
+@pytest.fixture
+def cloud(tmp_path: Path, capsys: Any) -> Iterator[Cloud]:
+    with sim_cloud(tmp_path, capsys) as made:
+        yield made
+
+
+class Built(NamedTuple):
+    """An example built in a cloud of its own, for tests that only read what came out."""
+
+    cloud: Cloud
+    run: BuildRun
+
+
+@pytest.fixture(scope="module")
+def built_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Built]]:
+    """``built_example(name)``: the example spec ``name`` built once per module (unchanged)."""
+    with contextlib.ExitStack() as stack:
+        done: dict[str, Built] = {}
+
+        def build(example: str) -> Built:
+            if example not in done:
+                workdir = tmp_path_factory.mktemp(example.removesuffix(".yaml"))
+                made = stack.enter_context(sim_cloud(workdir))
+                done[example] = Built(made, made.build(made.spec(example)))
+            return done[example]
+
+        yield build

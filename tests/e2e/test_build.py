@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from osbuild.cloud.image_fields import SNAPSHOT_INHERITED
 from osbuild.resources import examples_dir
 from osbuild_sim.guest import read_disk_record
-from tests.e2e.conftest import Cloud
+from tests.e2e.conftest import Built, Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -34,9 +35,9 @@ def image_record(cloud: Cloud, image_id: str) -> dict:
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_each_example_builds_and_leaves_only_its_image(cloud: Cloud, example: str) -> None:
-    spec = cloud.spec(example)
-    run = cloud.build(spec)
+def test_each_example_builds_and_leaves_only_its_image(
+        built_example: Callable[[str], Built], example: str) -> None:
+    cloud, run = built_example(example)
     assert run.exit_code == 0, run.why
     done = run.success
     props = glance_image(cloud, done["image_id"])
@@ -57,16 +58,16 @@ def test_each_example_builds_and_leaves_only_its_image(cloud: Cloud, example: st
     assert stages[:2] == ["winpe", "specialize"] and stages[-1] == "sysprep"
 
 
-def test_volume_target_bios_image_carries_spec_properties(cloud: Cloud) -> None:
-    spec = cloud.spec("ws2022-standard.yaml",
-                      image={"properties": {"owner_team": "platform"}, "tags": ["golden"]})
-    run = cloud.build(spec)
+def test_volume_target_bios_image_carries_spec_properties(
+        built_example: Callable[[str], Built]) -> None:
+    cloud, run = built_example("ws2022-standard.yaml")
     assert run.exit_code == 0, run.why
     image = glance_image(cloud, run.success["image_id"])
     assert image["hw_firmware_type"] == "bios"
     assert image["hw_disk_bus"] == "virtio"
-    assert image["owner_team"] == "platform"
-    assert "golden" in image["tags"]
+    # The example's image.properties and image.tags.
+    assert image["os_admin_user"] == "Admin"
+    assert {"windows", "ws2022"} <= set(image["tags"])
     assert image["min_ram"] == 4096 and image["min_disk"] == 40
     assert image["name"].startswith("ws2022-std-")
     record = image_record(cloud, image["id"])
@@ -75,8 +76,9 @@ def test_volume_target_bios_image_carries_spec_properties(cloud: Cloud) -> None:
     assert record["sysprep"] is True
 
 
-def test_local_target_is_captured_with_nova_create_image(cloud: Cloud) -> None:
-    run = cloud.build(cloud.spec("ws2019-core-local.yaml"))
+def test_local_target_is_captured_with_nova_create_image(
+        built_example: Callable[[str], Built]) -> None:
+    cloud, run = built_example("ws2019-core-local.yaml")
     assert run.exit_code == 0, run.why
     image = glance_image(cloud, run.success["image_id"])
     # createImage copied the deleted temporary root image's properties into the capture;
@@ -90,8 +92,8 @@ def test_local_target_is_captured_with_nova_create_image(cloud: Cloud) -> None:
     assert "server" in created and "image" in created
 
 
-def test_report_and_transcript_are_written(cloud: Cloud) -> None:
-    run = cloud.build(cloud.spec())
+def test_report_and_transcript_are_written(built_example: Callable[[str], Built]) -> None:
+    _cloud, run = built_example("ws2022-standard.yaml")
     assert run.exit_code == 0, run.why
     report = json.loads(Path(run.success["report"]).read_text())
     assert report["result"] == "succeeded"

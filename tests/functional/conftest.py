@@ -1,7 +1,8 @@
 """Fixtures for the functional tier: one real Keystone + Glance (+ Cinder) per session.
 
 Every test under tests/functional is marked ``functional`` and skipped, with the reason,
-when the ``functional`` extra is not installed.
+when the ``functional`` extra is not installed, or when no ``-m`` expression selects the tier
+(the main suite's ``python -m pytest``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,13 @@ _REPORTS: list[str] = []
 _HERE = Path(__file__).parent
 
 
+# The main suite (`python -m pytest`) is the simulated cloud's; this tier runs on its own
+# (`python -m tox -e functional`, or any `-m` expression that selects it), not twice.
+_OWN_TIER = "the functional tier: run it with python -m tox -e functional (or -m functional)"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = missing_requirements()
+    reason = missing_requirements() or (None if config.getoption("markexpr", "") else _OWN_TIER)
     for item in items:
         if _HERE in Path(item.fspath).parents:
             item.add_marker(pytest.mark.functional)
