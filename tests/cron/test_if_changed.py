@@ -24,17 +24,8 @@ def _first_build(cron: Cron, spec: Path) -> str:
     return str(run.success["image_id"])
 
 
-def test_fingerprint_is_stored_on_the_image_and_in_the_report(cron: Cron) -> None:
-    run = cron.build(cron.spec())
-    assert run.exit_code == 0, run.why
-    done = run.success
-    image = cron.sim.connect().image.get(f"/images/{done['image_id']}").json()
-    assert image[PROP_FINGERPRINT] == done["fingerprint"]
-    assert image[PROP_INPUT_PREFIX + "windows_iso"].startswith(("sha512:", "md5:"))
-    assert len(image[PROP_INPUT_PREFIX + "cloudbase_msi"]) == 64
-
-
-def test_identical_inputs_skip_with_exit_0(cron: Cron) -> None:
+def test_identical_inputs_skip_and_each_changed_input_rebuilds(cron: Cron) -> None:
+    # One family through one sequence: first build, identical inputs, a spec edit, a new MSI.
     spec = cron.spec()
     image = _first_build(cron, spec)
     run = cron.build(spec, extra=("--if-changed",))
@@ -44,9 +35,6 @@ def test_identical_inputs_skip_with_exit_0(cron: Cron) -> None:
     assert not run.named("build.started")
     assert _images(cron) == [image]
 
-
-def test_changed_spec_rebuilds_and_says_why(cron: Cron) -> None:
-    image = _first_build(cron, cron.spec())
     changed = cron.spec(image={"properties": {"owner_team": "platform"}})
     run = cron.build(changed, extra=("--if-changed",))
     assert run.exit_code == 0, run.why
@@ -54,13 +42,9 @@ def test_changed_spec_rebuilds_and_says_why(cron: Cron) -> None:
     assert "the spec" in why["reason"]
     assert run.success["image_id"] != image
 
-
-def test_changed_msi_rebuilds(cron: Cron) -> None:
-    spec = cron.spec()
-    _first_build(cron, spec)
-    msi = spec.parent / "CloudbaseInitSetup_x64.msi"
+    msi = changed.parent / "CloudbaseInitSetup_x64.msi"
     msi.write_bytes(msi.read_bytes() + b"\0patched")
-    run = cron.build(spec, extra=("--if-changed",))
+    run = cron.build(changed, extra=("--if-changed",))
     assert run.exit_code == 0, run.why
     assert "the cloudbase-init MSI" in run.named("build.rebuilding")[0]["reason"]
     assert run.named("build.succeeded")
@@ -76,7 +60,12 @@ def test_image_older_than_max_age_rebuilds(cron: Cron) -> None:
     assert run.success["image_id"] != first
 
 
-def test_without_a_current_image_it_builds(cron: Cron) -> None:
+def test_without_a_current_image_it_builds_and_stores_the_fingerprint(cron: Cron) -> None:
     run = cron.build(cron.spec(), extra=("--if-changed",))
     assert run.exit_code == 0, run.why
     assert "no current image" in run.named("build.rebuilding")[0]["reason"]
+    done = run.success
+    image = cron.sim.connect().image.get(f"/images/{done['image_id']}").json()
+    assert image[PROP_FINGERPRINT] == done["fingerprint"]
+    assert image[PROP_INPUT_PREFIX + "windows_iso"].startswith(("sha512:", "md5:"))
+    assert len(image[PROP_INPUT_PREFIX + "cloudbase_msi"]) == 64

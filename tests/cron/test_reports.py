@@ -164,7 +164,7 @@ def test_spec_clouds_build_concurrently_each_with_its_report(
 def test_build_outlives_its_keystone_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: Any) -> None:
     ttl = 1800.0  # simulated seconds: half an hour, against a build of a few hours
-    with SimCloud(speed=SPEED, token_ttl=ttl, guest_pace=GUEST_PACE) as sim:
+    with SimCloud(speed=SPEED, token_ttl=ttl) as sim:  # the guest's real pace
         clouds_yaml = sim.write_clouds_yaml(tmp_path / "clouds.yaml")
         monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
         cloud = Cloud(sim, tmp_path, clouds_yaml, capsys)

@@ -93,8 +93,10 @@ def test_local_target_image_boots_its_test_server_from_the_image(
     assert naming.CURRENT_TAG in image.tags
 
 
-def test_second_build_hides_the_first(lifecycle: Lifecycle) -> None:
-    spec = lifecycle.spec("lc-hide", image={"superseded": "hide", "keep": 3})
+def test_second_build_hides_the_first_and_keep_limits_the_family(
+        lifecycle: Lifecycle) -> None:
+    # One family, three builds: the second hides the first, the third drops it (keep 2).
+    spec = lifecycle.spec("lc-hide", image={"superseded": "hide", "keep": 2})
     first = _built(lifecycle, spec)
     second = _built(lifecycle, spec)
 
@@ -107,6 +109,10 @@ def test_second_build_hides_the_first(lifecycle: Lifecycle) -> None:
     visible = {i.id for i in lifecycle.conn.image.images(tag=naming.TAG)}
     assert second in visible and first not in visible
 
+    third = _built(lifecycle, spec)
+    remaining = [i["id"] for i in lifecycle.family("lc-hide")]
+    assert remaining == [third, second]
+
 
 def test_second_build_deletes_the_first_per_policy(lifecycle: Lifecycle) -> None:
     spec = lifecycle.spec("lc-delete", image={"superseded": "delete"})
@@ -115,14 +121,6 @@ def test_second_build_deletes_the_first_per_policy(lifecycle: Lifecycle) -> None
 
     assert [i["id"] for i in lifecycle.family("lc-delete")] == [second]
     assert lifecycle.conn.image.find_image(first, ignore_missing=True) is None
-
-
-def test_keep_limits_the_family(lifecycle: Lifecycle) -> None:
-    spec = lifecycle.spec("lc-keep", image={"superseded": "hide", "keep": 2})
-    ids = [_built(lifecycle, spec) for _ in range(3)]
-
-    remaining = [i["id"] for i in lifecycle.family("lc-keep")]
-    assert remaining == [ids[2], ids[1]]
 
 
 def test_image_in_use_survives_pruning(lifecycle: Lifecycle) -> None:
@@ -180,29 +178,8 @@ def test_last_verified_image_is_never_deleted(lifecycle: Lifecycle) -> None:
     assert "last verified" in prune.out
 
 
-def test_prune_dry_run_changes_nothing(lifecycle: Lifecycle) -> None:
-    spec = lifecycle.spec("lc-dry", image={"superseded": "hide", "keep": 5})
-    first = _built(lifecycle, spec)
-    second = _built(lifecycle, spec)
-    def state() -> list[dict]:
-        # Everything but the age, which the clock changes between two listings.
-        return [{k: v for k, v in image.items() if k != "age_seconds"}
-                for image in lifecycle.family("lc-dry")]
-
-    before = state()
-
-    dry = lifecycle.images("prune", "--family", "lc-dry", "--keep", "1", "--dry-run")
-    assert dry.code == 0, dry.err
-    assert f"would delete {first}" in dry.out
-    assert state() == before
-
-    done = lifecycle.images("prune", str(spec), "--keep", "1")
-    assert done.code == 0, done.err
-    assert [i["id"] for i in lifecycle.family("lc-dry")] == [second]
-
-
-def test_rollback_restores_the_previous_image(lifecycle: Lifecycle) -> None:
-    spec = lifecycle.spec("lc-roll", image={"superseded": "hide"})
+def test_rollback_then_a_prune_dry_run_then_a_prune(lifecycle: Lifecycle) -> None:
+    spec = lifecycle.spec("lc-roll", image={"superseded": "hide", "keep": 5})
     first = _built(lifecycle, spec)
     second = _built(lifecycle, spec)
 
@@ -221,3 +198,18 @@ def test_rollback_restores_the_previous_image(lifecycle: Lifecycle) -> None:
     assert forward.code == 0, forward.err
     images = _by_id(lifecycle.family("lc-roll"))
     assert images[second]["current"] and not images[first]["current"]
+
+    def state() -> list[dict]:
+        # Everything but the age, which the clock changes between two listings.
+        return [{k: v for k, v in image.items() if k != "age_seconds"}
+                for image in lifecycle.family("lc-roll")]
+
+    before = state()
+    dry = lifecycle.images("prune", "--family", "lc-roll", "--keep", "1", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert f"would delete {first}" in dry.out
+    assert state() == before
+
+    done = lifecycle.images("prune", str(spec), "--keep", "1")
+    assert done.code == 0, done.err
+    assert [i["id"] for i in lifecycle.family("lc-roll")] == [second]
