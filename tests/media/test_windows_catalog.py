@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from osbuild.media import windows
-from osbuild.sim import media
 from osbuild.spec import BuildSpec, WindowsSpec
+from osbuild_sim import media
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
