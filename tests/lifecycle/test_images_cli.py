@@ -19,10 +19,17 @@ def _built(lifecycle: Lifecycle, spec: Path) -> str:
     return str(result.event("build.succeeded")["image_id"])
 
 
-def test_promote_by_a_name_several_images_share_lists_them(lifecycle: Lifecycle) -> None:
+@pytest.fixture(scope="module")
+def same_name(lifecycle: Lifecycle) -> tuple[str, str]:
+    """Two images of family lc-names that share one name (the first, the second)."""
     # "{name}-{date}": two builds on one day give two images of one name.
     spec = lifecycle.spec("lc-names", image={"name": "lc-names-{date}"})
-    first, second = _built(lifecycle, spec), _built(lifecycle, spec)
+    return _built(lifecycle, spec), _built(lifecycle, spec)
+
+
+def test_promote_by_a_name_several_images_share_lists_them(
+        lifecycle: Lifecycle, same_name: tuple[str, str]) -> None:
+    first, second = same_name
     name = lifecycle.image(second).name
     assert lifecycle.image(first).name == name
 
@@ -38,23 +45,19 @@ def test_promote_by_a_name_several_images_share_lists_them(lifecycle: Lifecycle)
     assert unknown.code == 2 and "no image with this ID or name" in unknown.err
 
 
-def test_promote_by_a_unique_name(lifecycle: Lifecycle) -> None:
-    spec = lifecycle.spec("lc-byname", image={"superseded": "hide"})
-    first = _built(lifecycle, spec)
-    _built(lifecycle, spec)
-    result = lifecycle.images("promote", lifecycle.image(first).name)
-    assert result.code == 0, result.err
-    assert naming.CURRENT_TAG in lifecycle.image(first).tags
-
-
-def test_rollback_takes_the_spec_file(lifecycle: Lifecycle) -> None:
+def test_rollback_takes_the_spec_file_and_promote_a_unique_name(lifecycle: Lifecycle) -> None:
     spec = lifecycle.spec("lc-rollspec", image={"superseded": "hide"})
     first = _built(lifecycle, spec)
-    _built(lifecycle, spec)
+    second = _built(lifecycle, spec)
     result = lifecycle.images("rollback", str(spec))
     assert result.code == 0, result.err
     assert first in result.out
     assert naming.CURRENT_TAG in lifecycle.image(first).tags
+
+    result = lifecycle.images("promote", lifecycle.image(second).name)
+    assert result.code == 0, result.err
+    assert naming.CURRENT_TAG in lifecycle.image(second).tags
+    assert naming.CURRENT_TAG not in lifecycle.image(first).tags
 
 
 def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -> None:
@@ -76,9 +79,10 @@ def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -
     assert promoted.code == 0, promoted.err
 
 
-def test_verify_refuses_an_image_of_another_family(lifecycle: Lifecycle) -> None:
-    image_id = _built(lifecycle, lifecycle.spec("lc-mine"))
+def test_verify_refuses_an_image_of_another_family(
+        lifecycle: Lifecycle, same_name: tuple[str, str]) -> None:
+    image_id = same_name[0]
     other = lifecycle.spec("lc-other")
     result = lifecycle.images("verify", image_id, str(other))
     assert result.code == 2
-    assert f"image {image_id}: not an image of family lc-other (lc-mine)" in result.err
+    assert f"image {image_id}: not an image of family lc-other (lc-names)" in result.err
