@@ -451,7 +451,8 @@ def create_image(world: World, server: Server, name: str, metadata: dict[str, st
         storage.finalize_image_data(image)
 
     world.schedule(SNAPSHOT_START_SECONDS, uploading)
-    world.schedule(SNAPSHOT_START_SECONDS + SNAPSHOT_SECONDS_PER_GB * server.flavor.disk, done)
+    world.schedule(SNAPSHOT_START_SECONDS
+                   + SNAPSHOT_SECONDS_PER_GB * server.flavor.disk / world.work_pace, done)
     return image.id
 
 

@@ -45,11 +45,11 @@ class SimCloud:
         host: str = "127.0.0.1",
         port: int = 0,
         token_ttl: float | None = None,
-        guest_pace: float = 1.0,
+        work_pace: float = 1.0,
     ) -> None:
         self.clock = SimClock(speed)
         self.faults = Faults.from_source(faults)
-        self.world = World(self.clock, self.faults, guest_pace=guest_pace)
+        self.world = World(self.clock, self.faults, work_pace=work_pace)
         self.identity = IdentityStore.random()
         if token_ttl is not None:
             # Simulated seconds, like every other duration in the cloud: a 1 h token

@@ -185,7 +185,7 @@ def create_volume(
         _download(world, volume, image)
     elif source is not None:
         data, meta = source.data, dict(source.image_metadata)
-        world.schedule(5.0 + CLONE_SECONDS_PER_GB * size,
+        world.schedule(5.0 + CLONE_SECONDS_PER_GB * size / world.work_pace,
                        lambda: _became_available(world, volume, data, meta, source.bootable))
     else:
         world.schedule(BLANK_VOLUME_SECONDS,
@@ -219,7 +219,8 @@ def _download(world: World, volume: Volume, image: Image) -> None:
         _became_available(world, volume, data, meta, True)
 
     world.schedule(DOWNLOAD_START_SECONDS, start)
-    world.schedule(DOWNLOAD_START_SECONDS + DOWNLOAD_SECONDS_PER_GB * volume.size, finish)
+    world.schedule(DOWNLOAD_START_SECONDS
+                   + DOWNLOAD_SECONDS_PER_GB * volume.size / world.work_pace, finish)
 
 
 def _became_available(world: World, volume: Volume, data: bytes, meta: dict[str, str],
@@ -349,7 +350,8 @@ def upload_to_image(
         finalize_image_data(image)
 
     world.schedule(UPLOAD_START_SECONDS, saving)
-    world.schedule(UPLOAD_START_SECONDS + UPLOAD_SECONDS_PER_GB * volume.size, done)
+    world.schedule(UPLOAD_START_SECONDS + UPLOAD_SECONDS_PER_GB * volume.size / world.work_pace,
+                   done)
     return image
 
 

@@ -45,15 +45,16 @@ SEED_FLAVORS = (
 
 class World:
     def __init__(self, clock: SimClock, faults: Faults, *, seed: bool = True,
-                 guest_pace: float = 1.0) -> None:
-        if guest_pace <= 0:
-            raise ValueError("guest_pace must be positive")
+                 work_pace: float = 1.0) -> None:
+        if work_pace <= 0:
+            raise ValueError("work_pace must be positive")
         self.clock = clock
         self.faults = faults
-        # How many times faster than on a real cloud the guests work (install, boot, sysprep):
-        # tests that only need a finished build shorten it without speeding up the clock,
-        # so every API wait keeps its real-time margin.
-        self.guest_pace = guest_pace
+        # How many times faster than on a real cloud the slow work goes: the guests (install,
+        # boot, sysprep) and the data copies (image to volume, volume to image, snapshots).
+        # Tests that only need a finished build shorten it without speeding up the clock, so
+        # every API wait keeps its real-time margin.
+        self.work_pace = work_pace
         self.lock = threading.RLock()
         self.flavors: dict[str, Flavor] = {}
         self.keypairs: dict[str, Keypair] = {}
@@ -125,7 +126,7 @@ class World:
 
     def guest_time(self, server: Server, at: float) -> float:
         """When a guest event ``at`` seconds after the server's power-on happens."""
-        return server.powered_on_at + at / self.guest_pace
+        return server.powered_on_at + at / self.work_pace
 
     # -- seed --------------------------------------------------------------------------------
     def _seed(self) -> None:

@@ -33,8 +33,9 @@ def sim() -> Iterator[Any]:
 def fast_sim() -> Iterator[Any]:
     """A simulated cloud at demo speed (600x), for flows that wait on real status changes."""
     from osbuild_sim import SimCloud
+    from tests.e2e.conftest import WORK_PACE
 
-    with SimCloud(speed=600.0) as cloud:
+    with SimCloud(speed=600.0, work_pace=WORK_PACE) as cloud:
         yield cloud
 
 

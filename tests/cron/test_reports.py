@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from osbuild.cli import main
 from osbuild_sim import SimCloud
 from tests.cron.conftest import Cron
-from tests.e2e.conftest import GUEST_PACE, SPEED, Cloud
+from tests.e2e.conftest import SPEED, WORK_PACE, Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -123,8 +123,8 @@ def test_metrics_file_is_valid_prometheus_text_and_success_is_not_posted_unasked
 
 def test_spec_clouds_build_concurrently_each_with_its_report(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    with SimCloud(speed=SPEED, guest_pace=GUEST_PACE) as east, \
-            SimCloud(speed=SPEED, guest_pace=GUEST_PACE) as west:
+    with SimCloud(speed=SPEED, work_pace=WORK_PACE) as east, \
+            SimCloud(speed=SPEED, work_pace=WORK_PACE) as west:
         clouds_yaml = tmp_path / "clouds.yaml"
         clouds_yaml.write_text(yaml.safe_dump({"clouds": {
             "east": east.cloud_config(), "west": west.cloud_config()}}))

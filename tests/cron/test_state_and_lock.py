@@ -83,7 +83,7 @@ def test_busy_family_is_a_skip_with_exit_0(cron: Cron) -> None:
 def test_two_concurrent_builds_one_builds_one_skips(cron: Cron) -> None:
     # The guest goes on while the first run is frozen (seconds of real time): at the
     # real guest pace it is still installing when the run wakes up.
-    cron.sim.world.guest_pace = 1.0
+    cron.sim.world.work_pace = 1.0
     spec = cron.spec()
     first = cron.start(spec)
     try:
@@ -112,7 +112,7 @@ def test_two_concurrent_builds_one_builds_one_skips(cron: Cron) -> None:
 def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
     # The guest goes on while the first run is frozen (seconds of real time): at the
     # real guest pace it is still installing when the run wakes up.
-    cron.sim.world.guest_pace = 1.0
+    cron.sim.world.work_pace = 1.0
     spec = cron.spec()
     first = cron.start(spec)
     try:

@@ -19,10 +19,11 @@ from osbuild_sim import SimCloud
 from osbuild_sim.media import cloudbase_msi_standin
 
 SPEED = 600.0
-# The simulated guests work 3x faster than on a real cloud (an install of about 20 simulated
-# minutes instead of an hour) while the clock keeps its pace, so every wait keeps its margin;
-# sysprep (1-2 simulated minutes here) still outlasts the longest console poll interval.
-GUEST_PACE = 3.0
+# The simulated guests and data copies work 3x faster than on a real cloud (an install of
+# about 20 simulated minutes instead of an hour) while the clock keeps its pace, so every wait
+# keeps its margin; sysprep (1-2 simulated minutes here) still outlasts the longest console
+# poll interval, so the watcher sees it start as it would on a real cloud.
+WORK_PACE = 3.0
 # Everything a build creates: the kinds /_sim/resources lists besides seeded images.
 RESOURCE_KINDS = ("servers", "volumes", "images", "snapshots", "attachments", "ports",
                   "keypairs")
@@ -113,7 +114,7 @@ class Cloud:
 @contextlib.contextmanager
 def sim_cloud(workdir: Path, capsys: Any = None) -> Iterator[Cloud]:
     """A simulated cloud, with the environment pointing the CLI at it and state in ``workdir``."""
-    with SimCloud(speed=SPEED, guest_pace=GUEST_PACE) as sim, \
+    with SimCloud(speed=SPEED, work_pace=WORK_PACE) as sim, \
             pytest.MonkeyPatch.context() as patch:
         clouds_yaml = sim.write_clouds_yaml(workdir / "clouds.yaml")
         patch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from osbuild.cli import main
-from tests.e2e.conftest import GUEST_PACE
+from tests.e2e.conftest import WORK_PACE
 
 SPEED = 600.0
 EXAMPLE = Path(__file__).resolve().parents[2] / "etc" / "builds" / "ws2022-standard.yaml"
@@ -107,7 +107,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
     from osbuild_sim import SimCloud
 
     root = tmp_path_factory.mktemp("lifecycle")
-    with SimCloud(speed=SPEED, guest_pace=GUEST_PACE) as sim, \
+    with SimCloud(speed=SPEED, work_pace=WORK_PACE) as sim, \
             pytest.MonkeyPatch.context() as patch:
         clouds = sim.write_clouds_yaml(root / "clouds.yaml")
         for key, value in sim.env(clouds).items():
