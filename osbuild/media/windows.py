@@ -119,6 +119,15 @@ STORAGE_DRIVER_FOR_BUS = {"virtio": "viostor", "scsi": "vioscsi", "sata": None}
 WINPE_DRIVE_LETTERS = ("D", "E", "F", "G", "H", "I")
 
 
+def release_of_image(image_name: str) -> Release | None:
+    """The release of an install.wim ``/IMAGE/NAME`` (``Windows Server 2022 ...``), if known."""
+    words = image_name.split()
+    server = words[:2] == ["Windows", "Server"]
+    version = words[2 if server else 1] if len(words) > (2 if server else 1) else ""
+    release = RELEASE.get(version)
+    return release if release is not None and release.server == server else None
+
+
 def is_server(version: str) -> bool:
     return RELEASE[version].server if version in RELEASE else False
 

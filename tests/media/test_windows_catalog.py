@@ -79,3 +79,14 @@ def test_the_readme_tables_match_the_catalog() -> None:
     known = _readme_row("winpe_drivers").split("Known:")[1]
     assert re.findall(r"\w+", known.split("|")[0]) == list(windows.VIRTIO_DRIVERS)
 
+
+
+def test_every_edition_image_name_leads_back_to_its_release() -> None:
+    # The simulated Setup finds the release (and its hardware checks) from the WIM name.
+    for release in windows.RELEASES:
+        editions = windows.SERVER_EDITIONS if release.server else windows.CLIENT_EDITIONS
+        for edition in editions:
+            name = windows.Edition(release.version, edition).image_name
+            assert windows.release_of_image(name) == release, name
+    assert windows.release_of_image("Windows Server 11 Pro") is None
+    assert windows.release_of_image("Windows 2022 SERVERSTANDARD") is None
