@@ -72,7 +72,7 @@ def test_a_new_steps_record_round_trips_through_resume(tmp_path: Path) -> None:
 
 # What osbuild wrote before steps declared their records (state version 1): a build killed
 # while watching the install.
-_VERSION_1 = {
+_VERSION_1: dict[str, Any] = {
     "version": 1, "build_id": BUILD_ID, "family": "unit", "cloud": "osbuild-sim",
     "os_cloud": "osbuild-sim", "status": "running", "step": "install",
     "steps_done": ["render", "preflight", "upload-config", "volumes", "boot", "lock-check"],
@@ -135,3 +135,11 @@ def test_a_state_from_a_newer_osbuild_is_refused_clearly(tmp_path: Path) -> None
     store = _store_with(tmp_path, {**_VERSION_1, "version": STATE_VERSION + 1})
     with pytest.raises(InvalidInput, match="written by a newer osbuild"):
         store.load(BUILD_ID)
+
+
+def test_finished_volumes_the_state_does_not_record_are_an_input_error(tmp_path: Path) -> None:
+    resources = {k: v for k, v in _VERSION_1["resources"].items()
+                 if not k.startswith("volume:")}
+    state = _store_with(tmp_path, {**_VERSION_1, "resources": resources}).load(BUILD_ID)
+    with pytest.raises(InvalidInput, match="the state records no iso, virtio, config volume"):
+        steps_to_resume(make_ctx(tmp_path), state, build_steps())

@@ -71,17 +71,13 @@ class CreateVolumes(Resumable):
     def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
         if not saved.done:
             return self  # what it had created is adopted and deleted at the end
-        by_role: dict[str, str] = {}
-        for role in ("iso", "virtio", "config", "target"):
-            # A volume recreated after an error carries "-2"; the later one is the one in use.
-            for key in (f"volume:{role}", f"volume:{role}-2"):
-                if key in saved.resources:
-                    by_role[role] = saved.resources[key]
-        missing = [r for r in ("iso", "virtio", "config") if r not in by_role]
-        if missing:
+        iso, virtio, config, target = (saved.resource("volume", role)
+                                       for role in ("iso", "virtio", "config", "target"))
+        missing = [role for role, found in (("iso", iso), ("virtio", virtio), ("config", config))
+                   if found is None]
+        if iso is None or virtio is None or config is None:
             raise InvalidInput([f"the state records no {', '.join(missing)} volume"])
-        ctx.volumes = BuilderVolumes(by_role["iso"], by_role["virtio"], by_role["config"],
-                                     by_role.get("target"))
+        ctx.volumes = BuilderVolumes(iso, virtio, config, target)
         return None
 
     def _create_ready(self, ctx: BuildContext, wanted: _Wanted, deadline: Deadline) -> str:
