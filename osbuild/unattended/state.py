@@ -94,6 +94,8 @@ class BuildState(BaseModel):
     @classmethod
     def _migrate(cls, data: Any) -> Any:
         if isinstance(data, dict):
+            # Without a version: built in code, possibly with version-1 fields (nonce=...),
+            # which the migration moves; a current object goes through it unchanged.
             version = data.get("version", 1)
             if isinstance(version, int) and version > STATE_VERSION:
                 raise ValueError(f"written by a newer osbuild (state version {version}, this "
