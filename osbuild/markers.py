@@ -14,6 +14,27 @@ A marker is one line on COM1, written by osbuild's own guest scripts:
 
 A marker may be preceded by other output on the same line (the serial port is shared with
 cloudbase-init's and Windows' own logging), so it is searched anywhere in a line.
+
+The last markers always arrive (the power-off protocol)
+-------------------------------------------------------
+With Nova's default pty console the console API answers 404 from the moment the guest's
+domain shuts off (before Nova even shows SHUTOFF): whatever the guest printed after the
+orchestrator's last poll is lost. So the build's outcome never depends on a marker printed
+just before power-off:
+
+1. ``sysprep:start`` is the decisive marker: SHUTOFF after it is a finished install.
+2. The guest keeps running for at least :data:`SYSPREP_HOLD` seconds after writing it: the
+   first-logon driver runs ``sysprep /generalize /oobe /quit`` (minutes on real Windows),
+   checks that Windows is generalized (a failure is a ``sysprep:fail`` marker and the guest
+   stays on), waits out what is left of the hold, writes ``sysprep:ok`` and only then powers
+   off. ``sysprep:ok`` is the final marker and may be lost to the 404; nothing depends on it.
+3. The orchestrator never waits more than :data:`MAX_POLL_INTERVAL` between console polls
+   (a third of the hold), so ``sysprep:start`` is read at least twice before power-off
+   can remove it.
+4. SHUTOFF without ``sysprep:start`` fails the build: the guest powered off before sysprep
+   (or outside the protocol), and a false success would publish an image that was never
+   generalized. The watcher takes one last look at the console first, for clouds whose log
+   survives power-off (``[serial_console] enabled``, other virt drivers).
 """
 
 from __future__ import annotations
@@ -35,7 +56,7 @@ class Status(StrEnum):
 
 # Every stage in the order a build passes through them. `winpe` and `specialize` are
 # written by cmd from the answer file; the rest by the first-logon PowerShell driver.
-# `sysprep:start` is the last marker: the guest powers off after it.
+# `sysprep:start` is the decisive marker; `sysprep:ok` follows just before the power-off.
 STAGES: tuple[str, ...] = (
     "winpe",
     "specialize",
@@ -47,6 +68,11 @@ STAGES: tuple[str, ...] = (
     "cleanup",
     "sysprep",
 )
+
+# How long (seconds) the guest keeps running after writing `sysprep:start`, and the longest
+# the orchestrator waits between two console polls: at least two polls see the marker.
+SYSPREP_HOLD = 180.0
+MAX_POLL_INTERVAL = SYSPREP_HOLD / 3
 
 # Stages of the first-logon driver, which the config ISO's plan lists in run order.
 FIRSTLOGON_STAGES: tuple[str, ...] = STAGES[3:]

@@ -72,6 +72,13 @@ class GuestScenario:
     fail_message: str = "simulated failure"
     endless_updates: bool = False  # update loop that never ends (ignores max_passes)
     power_off_at_stage: str | None = None  # unexpected power-off when this stage starts
+    # the guest powers off right after this stage's ok marker, never starting the next one
+    power_off_after_stage: str | None = None
+    # how long sysprep.exe runs (None: minutes, as on real Windows); 0 is the worst timing
+    # of the power-off protocol: only its hold keeps sysprep:start on the console
+    sysprep_seconds: float | None = None
+    # from the final marker to the power-off (None: a Windows shutdown, a few seconds)
+    shutdown_seconds: float | None = None
     cloudbase_init_never_finishes: bool = False  # deployed instance
     no_password: bool = False  # deployed instance posts no password
     wrong_key_password: bool = False  # password encrypted with another key
@@ -119,6 +126,7 @@ _UPDATE_SEARCH = (60.0, 180.0)
 _UPDATE_INSTALL = (300.0, 900.0)
 _SCRIPT = (20.0, 60.0)
 _SYSPREP = (180.0, 360.0)
+_SHUTDOWN = (3.0, 10.0)
 _CLOUDBASE_STEP = (1.0, 6.0)
 
 _REDHAT_SIGNER = "CN=Red Hat, Inc., O=Red Hat, Inc., L=Raleigh, S=North Carolina, C=US"
@@ -686,6 +694,9 @@ class _Guest:
                 return
             self.record["stage"] = stage
             yield from self._stage_marker(stage, Status.OK)
+            if self.scenario.power_off_after_stage == stage:
+                yield self._shut_down()
+                raise _Halt
 
     def _reboot_and_resume(self, stage: str) -> Iterator[GuestEvent]:
         target = yield from self._restart()
@@ -802,11 +813,26 @@ class _Guest:
         yield
 
     def _stage_sysprep(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
-        self._wait(_SYSPREP)
+        # templates/scripts/firstlogon.ps1 and stage-sysprep.ps1: sysprep /quit, then the
+        # power-off protocol of osbuild/markers.py: sysprep:start (just written) stays on the
+        # console for SYSPREP_HOLD seconds at least, sysprep:ok, power-off.
+        started = self.t
+        seconds = self.scenario.sysprep_seconds
+        if seconds is None:
+            self._wait(_SYSPREP)
+        else:
+            self.t += seconds
         self.record["sysprep"] = True
         self.record["stage"] = "sysprep"
         yield from self._write_disk()
-        yield GuestEvent(self.t, PowerOff())
+        self.t = max(self.t, started + markers.SYSPREP_HOLD)
+        yield from self._stage_marker("sysprep", Status.OK)
+        yield self._shut_down()
+
+    def _shut_down(self) -> GuestEvent:
+        seconds = self.scenario.shutdown_seconds
+        self.t += self.rng.uniform(*_SHUTDOWN) if seconds is None else seconds
+        return GuestEvent(self.t, PowerOff())
 
     # ---- a deployed instance
 

@@ -196,6 +196,8 @@ class Server:
     # the running guest: its event iterator, power-on time and the next event it yields
     guest: Iterator[Any] | None = None
     powered_on_at: float = 0.0
+    # the guest powered itself off; Nova shows SHUTOFF only after libvirt's event delay
+    domain_off: bool = False
     next_event: Any = None
     guest_error: str | None = None
     boots: int = 0

@@ -302,6 +302,7 @@ def _script_context(spec: BuildSpec, build_id: str) -> dict[str, Any]:
         "resume_task": RESUME_TASK,
         "resume_command": unattend.resume_command(),
         "marker_prefix": markers.PREFIX,
+        "sysprep_hold": int(markers.SYSPREP_HOLD),
         "tag_file": layout.TAG_FILE.translate(win_path),
         "nonce_file": layout.NONCE_FILE.translate(win_path),
         "plan_file": layout.PLAN_FILE.translate(win_path),

@@ -50,7 +50,13 @@ def test_rendered_media_install_to_power_off(name, example_spec, render) -> None
     assert all(m.status != Status.FAIL for m in seen), seen
     starts = [m.stage for m in seen if m.status == Status.START]
     assert starts == ["winpe", "specialize", "firstlogon", *media.plan.stages]
-    assert seen[-1] == markers.Marker("sysprep", Status.START)
+    assert seen[-2:] == [markers.Marker("sysprep", Status.START),
+                         markers.Marker("sysprep", Status.OK)]
+    # The power-off protocol: sysprep:start stays on the console for the declared hold.
+    start_line = next(e for e in events if isinstance(e.action, sim_guest.ConsoleOutput)
+                      and markers.parse_line(e.action.text, media.nonce)
+                      == markers.Marker("sysprep", Status.START))
+    assert events[-1].at - start_line.at >= markers.SYSPREP_HOLD
     # what the guest wrote to its disk is what the spec asked for
     writes = [e.action.data for e in events if isinstance(e.action, sim_guest.WriteDisk)]
     record = sim_guest.read_disk_record(writes[-1])

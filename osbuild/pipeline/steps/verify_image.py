@@ -23,11 +23,12 @@ from openstack import exceptions as sdk_exc
 from osbuild import naming
 from osbuild.cloud import network as network_api
 from osbuild.cloud.clock import Deadline
+from osbuild.cloud.console import ConsoleReader
 from osbuild.cloud.delete import delete_keypair, delete_server, delete_volume
-from osbuild.cloud.retry import is_not_found, status_of
+from osbuild.cloud.retry import is_not_found
+from osbuild.cloud.transcript import Transcript
 from osbuild.errors import BuildFailed, StageTimeout, VerifyFailed
 from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
-from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.events import EventName
@@ -341,9 +342,11 @@ class VerifyImage(Resumable):
         must = [re.compile(p, re.MULTILINE) for p in verify.console_must_match]
         must_not = [re.compile(p, re.MULTILINE) for p in verify.console_must_not_match]
         progress = _Progress(unmatched=list(verify.console_must_match))
+        # No console yet (409) or none on this cloud (404) reads as no new lines.
+        reader = ConsoleReader(ctx.conn, server_id, transcript, first_lines=CONSOLE_LINES,
+                               adaptive=False, cancel=ctx.cancel.event)
         while True:
-            new = self._poll(ctx, server_id, transcript)
-            for line in new:
+            for line in reader.read().new_lines:
                 for pattern in must_not:
                     if pattern.search(line):
                         raise _verify_failed("console_must_not_match",
@@ -392,19 +395,6 @@ class VerifyImage(Resumable):
             raise _verify_failed("password", "no password was posted to os-server-password")
         raise _verify_failed("console_must_match", "the console never showed "
                              + ", ".join(repr(p) for p in progress.unmatched))
-
-    def _poll(self, ctx: BuildContext, server_id: str, transcript: Transcript) -> list[str]:
-        try:
-            reply: Any = ctx.call(ctx.conn.compute.get_server_console_output, server_id,
-                                  length=CONSOLE_LINES)
-        except sdk_exc.HttpException as exc:
-            if status_of(exc) == 409 or is_not_found(exc):
-                return []  # no host yet, or no console log on this cloud
-            raise
-        output = reply.get("output", "") if isinstance(reply, dict) else str(reply or "")
-        got = output.count("\n")
-        result = transcript.stitch(output, complete_log=got < CONSOLE_LINES)
-        return result.new_lines
 
     def _password(self, ctx: BuildContext, server_id: str, key: rsa.RSAPrivateKey) -> bool:
         try:

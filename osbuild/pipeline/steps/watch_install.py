@@ -1,8 +1,9 @@
 """Follow the unattended install through the console log until the guest powers off.
 
-Success is SHUTOFF after the guest's `sysprep:start` marker. Failure is a `fail` marker, the
-server going to ERROR, SHUTOFF before sysprep, a stage that makes no progress within its
-timeout, or the whole build running past `builder.timeout`.
+Success is SHUTOFF after the guest's `sysprep:start` marker (the power-off protocol in
+osbuild/markers.py makes sure it is read before the console can vanish). Failure is a `fail`
+marker, the server going to ERROR, SHUTOFF before sysprep, a stage that makes no progress
+within its timeout, or the whole build running past `builder.timeout`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from openstack import exceptions as sdk_exc
-
 from osbuild import markers
 from osbuild.cloud.clock import Deadline
-from osbuild.cloud.retry import is_not_found, status_of
+from osbuild.cloud.console import ConsoleRead, ConsoleReader
+from osbuild.cloud.transcript import Transcript
 from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
-from osbuild.pipeline.console import Transcript
 from osbuild.pipeline.context import BuildContext, StageRecord
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable, Saved
@@ -26,9 +25,6 @@ from osbuild.spec import format_duration
 from osbuild.unattended.lock import Heartbeat
 
 FIRST_POLL_LINES = 200
-# Later polls ask for a few more lines than the last poll brought, and at least this many.
-MIN_POLL_LINES = 40
-MAX_POLL_LINES = 1_000_000  # beyond libvirt's 100 KiB cap: "everything there is"
 LAST_LINES_ON_STALL = 15
 
 
@@ -99,7 +95,9 @@ class _Watcher:
         transcript_path = ctx.workdir / "console.log"
         self.transcript = Transcript.to_file(transcript_path)
         ctx.save_record(WatchInstall.name, transcript_path=str(transcript_path))
-        self.poll_lines = FIRST_POLL_LINES
+        self.reader = ConsoleReader(self.conn, self.server_id, self.transcript,
+                                    first_lines=FIRST_POLL_LINES, cancel=ctx.cancel.event,
+                                    on_scroll=self._scrolled)
         self.stage = "boot"
         self.stage_deadline = Deadline.after(ctx.clock, self.timeouts.boot, "boot")
         if ctx.resumed_stage:
@@ -126,20 +124,23 @@ class _Watcher:
             if status == "ERROR":
                 raise ServerFault(f"Nova put the builder in ERROR: {server_fault(server)}",
                                   stage=self.stage)
-            new_lines: list[str] = []
+            new_lines: tuple[str, ...] = ()
             if status == "ACTIVE":
-                new_lines = self._poll_console()
+                new_lines = self._read_console().new_lines
                 self._handle(markers.parse_lines(new_lines, self.nonce))
             elif status == "SHUTOFF":
-                # The log may already be gone; one last look for a marker we missed.
-                self._handle(markers.parse_lines(self._poll_console(), self.nonce))
+                # One last look: some clouds keep the log after power-off (libvirt's default
+                # pty console does not: 404).
+                last = self._read_console()
+                self._handle(markers.parse_lines(last.new_lines, self.nonce))
                 self._finish_stage("ok" if ctx.sysprep_reached else "failed")
                 if ctx.sysprep_reached:
                     return
-                raise BuildFailed(
-                    f"the builder powered off before sysprep (last stage: {self.stage})",
-                    stage=self.stage,
-                )
+                reason = f"the builder powered off before sysprep (last stage: {self.stage})"
+                if not last.available:
+                    reason += ("; no sysprep:start marker was read while it ran, and its "
+                               "console was gone after power-off")
+                raise BuildFailed(reason, stage=self.stage)
             self._check_deadlines()
             self.heartbeat.maybe_beat()
             interval = self._next_interval(interval, bool(new_lines))
@@ -151,45 +152,22 @@ class _Watcher:
                 self._next_stage(self.stage) == "sysprep":
             # Something is happening (or sysprep and SHUTOFF are due: sysprep's start is only
             # on the console until the guest powers off): look again soon.
-            return opts.poll_min
-        return min(interval * 1.5, opts.poll_max)
+            return min(opts.poll_min, markers.MAX_POLL_INTERVAL)
+        # Never longer than the power-off protocol allows (osbuild/markers.py): sysprep:start
+        # must be read before the guest may power off and take the console with it.
+        return min(interval * 1.5, opts.poll_max, markers.MAX_POLL_INTERVAL)
 
     # ------------------------------------------------------------------ console
 
-    def _poll_console(self) -> list[str]:
-        """New complete lines since the last poll, asking for more when some scrolled by."""
-        ctx = self.ctx
-        length = self.poll_lines
-        while True:
-            output = self._console_output(length)
-            if output is None:
-                return []
-            got = output.count("\n") + (0 if output.endswith("\n") or not output else 1)
-            complete = got < length
-            result = self.transcript.stitch(output, complete_log=complete)
-            if result.overlapped or complete:
-                # Ask next time for a little more than what arrived this time.
-                self.poll_lines = min(max(MIN_POLL_LINES, 2 * len(result.new_lines) + 20),
-                                      5000)
-                return result.new_lines
-            length = min(length * 4, MAX_POLL_LINES)
-            ctx.emit(EventName.WARNING, message=f"console: more than {got} lines since the last "
-                     f"poll; asking for {length}")
+    def _read_console(self) -> ConsoleRead:
+        read = self.reader.read()
+        self.ctx.console_polls += read.polls
+        self.ctx.console_bytes += read.bytes
+        return read
 
-    def _console_output(self, length: int) -> str | None:
-        ctx = self.ctx
-        try:
-            reply: Any = ctx.call(self.conn.compute.get_server_console_output,
-                                  self.server_id, length=length)
-        except sdk_exc.HttpException as exc:
-            # 409: no host yet; 404: the log is gone (SHUTOFF) or not available.
-            if status_of(exc) == 409 or is_not_found(exc):
-                return None
-            raise
-        output = reply.get("output", "") if isinstance(reply, dict) else str(reply or "")
-        ctx.console_polls += 1
-        ctx.console_bytes += len(output.encode("utf-8", "replace"))
-        return output
+    def _scrolled(self, got: int, asking: int) -> None:
+        self.ctx.emit(EventName.WARNING, message=f"console: more than {got} lines since the "
+                      f"last poll; asking for {asking}")
 
     # ------------------------------------------------------------------ markers
 
@@ -257,11 +235,4 @@ class _Watcher:
                                "ISO (`osbuild media inspect ISO` lists its editions)")
                 raise StallTimeout(reason, stage=self.stage,
                                    last_lines=self.transcript.tail(LAST_LINES_ON_STALL),
-                                   console_url=self._console_url())
-
-    def _console_url(self) -> str | None:
-        try:
-            reply = self.conn.compute.get_server_console_url(self.server_id, "novnc")
-        except Exception:
-            return None
-        return reply.get("url") if isinstance(reply, dict) else None
+                                   console_url=self.reader.url())

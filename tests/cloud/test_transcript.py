@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuild.pipeline.console import GAP_NOTE, Transcript
+from osbuild.cloud.transcript import GAP_NOTE, Transcript
 
 
 def log(n: int, start: int = 0) -> list[str]:

@@ -1,0 +1,43 @@
+"""The last markers always arrive: the power-off protocol of osbuild/markers.py end to end.
+
+The simulated cloud answers 404 on os-getConsoleOutput from the guest's power-off on, like
+Nova with libvirt's default pty console, so a marker printed after the last poll is lost.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import Cloud
+from tests.e2e.test_build import assert_clean_failure
+
+pytestmark = pytest.mark.slow
+
+
+def stages_seen(run) -> list[str]:
+    return [f"{e['stage']}:{e['status']}" for e in run.named("stage")]
+
+
+def test_guest_powering_off_one_second_after_its_final_marker_still_builds(
+        cloud: Cloud) -> None:
+    # The worst timing the protocol allows: sysprep itself takes no time, so only the hold
+    # keeps sysprep:start on the console; the final marker (sysprep:ok) comes 1 s before
+    # the power-off and, polled at the default pace, is usually never read.
+    cloud.sim.faults.add_guest_scenario({"sysprep_seconds": 0, "shutdown_seconds": 1},
+                                        name="builder$")
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 0, run.why
+    assert "sysprep:start" in stages_seen(run)
+    assert cloud.leftovers(keep={run.success["image_id"]}) == []
+
+
+def test_guest_powering_off_without_the_sysprep_marker_fails_clearly(cloud: Cloud) -> None:
+    cloud.sim.faults.add_guest_scenario(
+        {"power_off_after_stage": "cleanup", "shutdown_seconds": 1}, name="builder$")
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 1,
+                         "the builder powered off before sysprep (last stage: cleanup)",
+                         "no sysprep:start marker was read while it ran, and its console "
+                         "was gone after power-off")
+    assert "sysprep:start" not in stages_seen(run)
+
