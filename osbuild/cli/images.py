@@ -10,12 +10,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from openstack.connection import Connection
-
 from osbuild.cli import options
 from osbuild.cli.build import print_signal
 from osbuild.cli.output import event_view
-from osbuild.cloud.connect import check_auth, connect
+from osbuild.cloud.connect import Connection, check_auth, connect
 from osbuild.errors import InvalidInput
 from osbuild.images import (
     Decision,

@@ -19,6 +19,8 @@ from openstack.connection import Connection
 from osbuild.cloud.clock import PACE_KEY, pace
 from osbuild.errors import AuthError
 
+__all__ = ["Connection", "check_auth", "cloud_identity", "config_file_problem", "connect"]
+
 
 def connect(cloud: str | None = None, *, region_name: str | None = None,
             api_timeout: float = 120.0, **overrides: Any) -> Connection:

@@ -25,6 +25,14 @@ from osbuild.cloud.clock import Clock
 
 T = TypeVar("T")
 
+# What the cloud layer's callers catch, so that only osbuild/cloud names openstacksdk: an HTTP
+# error answer of any service, a name that several resources share, and anything the SDK
+# raises.
+HttpError = sdk_exc.HttpException
+DuplicateResource = sdk_exc.DuplicateResource
+SDKError = sdk_exc.SDKException
+ClientError = ksa_exc.ClientException  # keystoneauth: connection, auth and HTTP failures
+
 RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
-
-from openstack.connection import Connection
-from openstack.image.v2._proxy import Proxy as ImageProxy
+from typing import Any
 
 from osbuild import naming
-from osbuild.cloud.clock import session_clock
-from osbuild.cloud.retry import retrying
+from osbuild.cloud import images as image_api
+from osbuild.cloud.connect import Connection
 from osbuild.images.usage import image_users
 
 VERIFY_PASSED = "passed"
@@ -63,11 +60,6 @@ class FamilyImage:
         }
 
 
-def glance(conn: Connection) -> ImageProxy:
-    """The image API as v2 (tags, members, os_hidden are v2 only; v1 is long gone)."""
-    return cast(ImageProxy, conn.image)
-
-
 def parse_time(value: Any) -> datetime | None:
     if not value:
         return None
@@ -78,13 +70,8 @@ def parse_time(value: Any) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def _properties(image: Any) -> dict[str, Any]:
-    props = dict(getattr(image, "properties", None) or {})
-    return props
-
-
-def from_glance(image: Any, in_use: int = 0) -> FamilyImage:
-    props = _properties(image)
+def from_glance(image: image_api.Image, in_use: int = 0) -> FamilyImage:
+    props = image.properties
     build_id = str(props.get(naming.PROP_BUILD_ID, ""))
     return FamilyImage(
         id=str(image.id),
@@ -93,30 +80,28 @@ def from_glance(image: Any, in_use: int = 0) -> FamilyImage:
         # Images published before versions existed sort by their build id.
         version=str(props.get(naming.PROP_IMAGE_VERSION) or build_id),
         build_id=build_id,
-        status=str(image.status or "").lower(),
+        status=image.status.lower(),
         verify=str(props.get(naming.PROP_VERIFY, VERIFY_SKIPPED)),
-        current=naming.CURRENT_TAG in (image.tags or []),
-        hidden=bool(image.is_hidden),
-        protected=bool(image.is_protected),
-        visibility=str(image.visibility or ""),
+        current=naming.CURRENT_TAG in image.tags,
+        hidden=image.hidden,
+        protected=image.protected,
+        visibility=image.visibility,
         created_at=parse_time(image.created_at),
         in_use=in_use,
     )
 
 
-def glance_family(conn: Connection, family: str) -> list[Any]:
+def glance_family(conn: Connection, family: str) -> list[image_api.Image]:
     """The family's Glance images, hidden ones included (Glance lists them separately)."""
-    found: dict[str, Any] = {}
+    found: dict[str, image_api.Image] = {}
     for hidden in (False, True):
-        images = retrying(lambda h=hidden: list(conn.image.images(tag=naming.TAG, is_hidden=h)),
-                          clock=session_clock(conn), listing=True)
-        for image in images:
-            if _properties(image).get(naming.PROP_FAMILY) != family:
+        for image in image_api.images(conn, tag=naming.TAG, is_hidden=hidden):
+            if image.properties.get(naming.PROP_FAMILY) != family:
                 continue
             # Temporary images (config ISO, blank root) carry the family too, with a role.
-            if _properties(image).get(naming.PROP_ROLE) not in (None, "image"):
+            if image.properties.get(naming.PROP_ROLE) not in (None, "image"):
                 continue
-            found[str(image.id)] = image
+            found[image.id] = image
     return list(found.values())
 
 
@@ -124,7 +109,7 @@ def list_family(conn: Connection, family: str, *, with_usage: bool = True) -> li
     """The family's images, newest version first."""
     images = glance_family(conn, family)
     users = image_users(conn) if with_usage and images else {}
-    members = [from_glance(i, len(users.get(str(i.id), ()))) for i in images]
+    members = [from_glance(i, len(users.get(i.id, ()))) for i in images]
     return sort_newest_first(members)
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
-
-from openstack.connection import Connection
 
 from osbuild import naming
+from osbuild.cloud import images as image_api
 from osbuild.cloud.clock import session_clock
+from osbuild.cloud.connect import Connection
 from osbuild.cloud.delete import delete_image
 from osbuild.cloud.retry import is_not_found, retrying
 from osbuild.errors import InvalidInput
@@ -17,7 +16,6 @@ from osbuild.images.family import (
     FamilyImage,
     current_of,
     from_glance,
-    glance,
     glance_family,
     list_family,
     sort_newest_first,
@@ -36,8 +34,7 @@ def prune(conn: Connection, family: str, policy: RotationPolicy, *, dry_run: boo
     for decision in decisions:
         image_id = decision.image.id
         if decision.action == "hide":
-            retrying(lambda i=image_id: glance(conn).update_image(i, is_hidden=True),
-                     clock=session_clock(conn))
+            image_api.update_image(conn, image_id, is_hidden=True)
         elif decision.action == "delete":
             delete_image(conn, image_id)
     return decisions
@@ -50,21 +47,19 @@ def mark_current(conn: Connection, image_id: str, family: str) -> None:
     images (and takes the newer version), never a moment with none. The images that lose
     the tag are hidden: superseded images leave default listings at once.
     """
-    clock = session_clock(conn)
-    retrying(lambda: glance(conn).update_image(image_id, is_hidden=False), clock=clock)
-    retrying(lambda: glance(conn).add_tag(image_id, naming.CURRENT_TAG), clock=clock)
+    image_api.update_image(conn, image_id, is_hidden=False)
+    image_api.add_tag(conn, image_id, naming.CURRENT_TAG)
     for image in glance_family(conn, family):
-        if str(image.id) == image_id or naming.CURRENT_TAG not in (image.tags or []):
+        if image.id == image_id or naming.CURRENT_TAG not in image.tags:
             continue
-        _remove_current_tag(conn, str(image.id))
-        retrying(lambda i=str(image.id): glance(conn).update_image(i, is_hidden=True),
-                 clock=session_clock(conn))
+        _remove_current_tag(conn, image.id)
+        image_api.update_image(conn, image.id, is_hidden=True)
 
 
 def _remove_current_tag(conn: Connection, image_id: str) -> None:
     def remove() -> None:
         try:
-            glance(conn).remove_tag(image_id, naming.CURRENT_TAG)
+            image_api.remove_tag(conn, image_id, naming.CURRENT_TAG)
         except Exception as exc:
             if not is_not_found(exc):  # already gone: someone else got there first
                 raise
@@ -72,27 +67,25 @@ def _remove_current_tag(conn: Connection, image_id: str) -> None:
     retrying(remove, clock=session_clock(conn))
 
 
-def _get(conn: Connection, image_id: str) -> Any:
+def _get(conn: Connection, image_id: str) -> image_api.Image:
     try:
-        return retrying(lambda: glance(conn).get_image(image_id), clock=session_clock(conn))
+        return image_api.get_image(conn, image_id)
     except Exception as exc:
         if is_not_found(exc):
             raise InvalidInput([f"image {image_id}: not found in Glance"]) from None
         raise
 
 
-def _by_name(conn: Connection, name: str) -> list[Any]:
+def _by_name(conn: Connection, name: str) -> list[image_api.Image]:
     """osbuild's images named ``name``, hidden ones included (a name is not unique)."""
-    found: dict[str, Any] = {}
+    found: dict[str, image_api.Image] = {}
     for hidden in (False, True):
-        images = retrying(
-            lambda h=hidden: list(glance(conn).images(tag=naming.TAG, is_hidden=h, name=name)),
-            clock=session_clock(conn), listing=True)
-        found.update((str(i.id), i) for i in images if i.name == name)
+        images = image_api.images(conn, tag=naming.TAG, is_hidden=hidden, name=name)
+        found.update((i.id, i) for i in images if i.name == name)
     return list(found.values())
 
 
-def find_image(conn: Connection, name_or_id: str) -> Any:
+def find_image(conn: Connection, name_or_id: str) -> image_api.Image:
     """The Glance image with this ID, or the one osbuild image with this name.
 
     Names repeat in Glance (a family's `{date}` names do within a day): an ambiguous name is

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
-from openstack.connection import Connection
-
-from osbuild.cloud.clock import session_clock
-from osbuild.cloud.retry import retrying
-
-
-def _field(value: Any, key: str) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        return value.get(key)
-    return getattr(value, key, None)
+from osbuild.cloud import compute
+from osbuild.cloud import volumes as volume_api
+from osbuild.cloud.connect import Connection
 
 
 def image_users(conn: Connection) -> dict[str, set[str]]:
@@ -27,20 +17,12 @@ def image_users(conn: Connection) -> dict[str, set[str]]:
     image would break rebuilds and the provenance of the volume.
     """
     users: dict[str, set[str]] = defaultdict(set)
-    servers = retrying(lambda: list(conn.compute.servers(details=True)), clock=session_clock(conn),
-                       listing=True)
-    for server in servers:
-        image_id = _field(server.image, "id")
-        if image_id:
-            users[str(image_id)].add(str(server.id))
-    volumes = retrying(lambda: list(conn.block_storage.volumes(details=True)), listing=True,
-                       clock=session_clock(conn))
-    for volume in volumes:
-        image_id = (volume.volume_image_metadata or {}).get("image_id")
-        if not image_id:
+    for server in compute.servers(conn):
+        if server.image_id:
+            users[server.image_id].add(server.id)
+    for volume in volume_api.volumes(conn):
+        if not volume.source_image_id:
             continue
-        for attachment in volume.attachments or []:
-            server_id = _field(attachment, "server_id")
-            if server_id:
-                users[str(image_id)].add(str(server_id))
+        for server_id in volume.attached_to:
+            users[volume.source_image_id].add(server_id)
     return dict(users)

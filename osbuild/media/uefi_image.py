@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import io
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keystoneauth1 import exceptions as ksa_exc
-from openstack import exceptions as sdk_exc
-from openstack.connection import Connection
-
+from osbuild.cloud import images as image_api
+from osbuild.cloud.clock import Deadline, session_clock
+from osbuild.cloud.connect import Connection
+from osbuild.cloud.delete import delete_image
 from osbuild.cloud.image_fields import custom_properties, is_inherited
-from osbuild.cloud.retry import is_transient, retrying
+from osbuild.cloud.retry import ClientError, DuplicateResource, SDKError, is_transient
 from osbuild.errors import CloudError, PreflightError, ResourceFailed
 from osbuild.media import eltorito
 
@@ -88,7 +87,7 @@ def _custom_properties(conn: Connection, image_id: str) -> dict[str, str]:
     prepared image; not what a snapshot or an upload inherited from elsewhere."""
     try:
         found = custom_properties(conn, image_id)
-    except (sdk_exc.SDKException, ksa_exc.ClientException, ValueError) as exc:
+    except (SDKError, ClientError, ValueError) as exc:
         raise CloudError(f"image {image_id}: {exc}") from None
     return {
         key: str(value) for key, value in found.items()
@@ -110,15 +109,12 @@ def prepare_uefi_image(
     """Download Glance image ``image`` (name or ID), switch its EFI boot entry to
     efisys_noprompt.bin and upload the result as ``new_name`` (default: ``<name>-noprompt``)
     with property ``osbuild_uefi_noprompt=true``. Streams through one temporary file."""
-    # The SDK's annotations are narrower than what it accepts (file objects as data,
-    # extra properties as keywords), so the image proxy is used untyped here.
-    images: Any = conn.image
     try:
-        source = retrying(images.find_image, image, ignore_missing=True)
-    except sdk_exc.DuplicateResource:
+        source = image_api.find_image(conn, image)
+    except DuplicateResource:
         raise PreflightError([f"image {image!r}: several images have that name; give its ID"]) \
             from None
-    except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+    except (SDKError, ClientError) as exc:
         raise CloudError(f"image {image!r}: {exc}") from None
     if source is None:
         raise PreflightError([f"image {image!r}: not found"])
@@ -136,9 +132,8 @@ def prepare_uefi_image(
     target_name = new_name or noprompt_name(source.name)
     if not force:
         existing = [
-            found for found in retrying(lambda: list(images.images(name=target_name)),
-                                        listing=True)
-            if str((found.properties or {}).get(NOPROMPT_PROPERTY, "")).lower() == "true"
+            found for found in image_api.images(conn, name=target_name)
+            if str(found.properties.get(NOPROMPT_PROPERTY, "")).lower() == "true"
             and found.status == "active"
         ]
         if existing:
@@ -146,18 +141,12 @@ def prepare_uefi_image(
 
     with tempfile.TemporaryDirectory(prefix="osbuild-uefi-", dir=work_dir) as tmp:
         path = Path(tmp) / "media.iso"
-        total = int(source.size or 0)
-
-        def download() -> None:
-            # Each attempt starts the file over: a reset mid-stream leaves a partial copy.
-            with path.open("wb") as raw:
-                images.download_image(
-                    source, stream=True, output=_CountingWriter(raw, total, progress)
-                )
-
+        total = source.size
         try:
-            retrying(download)
-        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+            image_api.download_image(
+                conn, source.id, path,
+                wrap=lambda raw: _CountingWriter(raw, total, progress))  # type: ignore[arg-type]
+        except (SDKError, ClientError) as exc:
             raise CloudError(f"image {source.name!r}: download failed: {exc}") from None
         with path.open("r+b") as fp:
             eltorito.patch_efi_entry(fp, name=f"image {source.name!r}")
@@ -165,38 +154,30 @@ def prepare_uefi_image(
         new_properties.update({NOPROMPT_PROPERTY: "true", SOURCE_PROPERTY: source.id})
         size = path.stat().st_size
 
-        def upload() -> Any:
-            with path.open("rb") as fp:
-                return images.create_image(
-                    name=target_name,
-                    data=_CountingReader(fp, size, progress),
-                    disk_format="iso",
-                    container_format="bare",
-                    allow_duplicates=True,
-                    # Not the source's: vendor media are often public, and publishing an
-                    # image is an admin-only policy on most clouds.
-                    visibility=visibility,
-                    **new_properties,
-                )
+        def upload() -> image_api.Image:
+            return image_api.upload_image(
+                conn, name=target_name, path=path, disk_format="iso",
+                # Not the source's: vendor media are often public, and publishing an
+                # image is an admin-only policy on most clouds.
+                visibility=visibility, properties=new_properties,
+                wrap=lambda fp: _CountingReader(fp, size, progress))  # type: ignore[arg-type]
 
         try:
-            created = _upload_behind_lookup(images, upload, target_name, source.id)
-            created = _wait_active(images, created.id, target_name, wait_seconds)
-        except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+            created = _upload_behind_lookup(conn, upload, target_name, source.id)
+            created = _wait_active(conn, created.id, target_name, wait_seconds)
+        except (SDKError, ClientError) as exc:
             raise CloudError(f"image {target_name!r}: upload failed: {exc}") from None
     return PreparedImage(source.id, source.name, created.id, target_name, True)
 
 
-def _ours(images: Any, name: str, source_id: str) -> list[Any]:
+def _ours(conn: Connection, name: str, source_id: str) -> list[image_api.Image]:
     """Images this preparation uploaded (same name, pointing at the same source)."""
-    return [
-        found for found in retrying(lambda: list(images.images(name=name)), listing=True)
-        if str((found.properties or {}).get(SOURCE_PROPERTY, "")) == source_id
-    ]
+    return [found for found in image_api.images(conn, name=name)
+            if str(found.properties.get(SOURCE_PROPERTY, "")) == source_id]
 
 
-def _upload_behind_lookup(images: Any, upload: Callable[[], Any], name: str,
-                          source_id: str, attempts: int = 4) -> Any:
+def _upload_behind_lookup(conn: Connection, upload: Callable[[], image_api.Image], name: str,
+                          source_id: str, attempts: int = 4) -> image_api.Image:
     """Upload, and after a transient failure adopt what reached Glance before uploading again.
 
     A connection reset can hide an upload that succeeded (seen against real Glance): an image
@@ -210,25 +191,27 @@ def _upload_behind_lookup(images: Any, upload: Callable[[], Any], name: str,
             if not is_transient(exc):
                 raise
             last = exc
-        for found in _ours(images, name, source_id):
+        for found in _ours(conn, name, source_id):
             if found.status in ("active", "saving", "importing"):
                 return found
-            retrying(images.delete_image, found, ignore_missing=True)
-        time.sleep(min(2.0 * 2**attempt, 30.0))
+            delete_image(conn, found.id)
+        session_clock(conn).sleep(min(2.0 * 2**attempt, 30.0))
     raise CloudError(f"image {name!r}: upload failed: {last}")
 
 
-def _wait_active(images: Any, image_id: str, name: str, wait_seconds: float) -> Any:
+def _wait_active(conn: Connection, image_id: str, name: str,
+                 wait_seconds: float) -> image_api.Image:
     """Poll until Glance has the image; every status check goes through the retry policy."""
-    deadline = time.monotonic() + wait_seconds
+    clock = session_clock(conn)
+    deadline = Deadline.after(clock, wait_seconds, f"image {name!r} upload")
     while True:
-        image = retrying(images.get_image, image_id)
+        image = image_api.get_image(conn, image_id)
         if image.status == "active":
             return image
         if image.status in ("killed", "deleted"):
             raise ResourceFailed(f"image {name!r}: upload failed: Glance marked it "
                                  f"{image.status}")
-        if time.monotonic() > deadline:
+        if deadline.expired:
             raise ResourceFailed(f"image {name!r}: not active after {int(wait_seconds)}s "
                                  f"(status {image.status})")
-        time.sleep(2.0)
+        clock.sleep(2.0)

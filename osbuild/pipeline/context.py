@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from openstack.connection import Connection
-
 from osbuild.cloud.clock import CancelToken, Clock, session_clock
+from osbuild.cloud.connect import Connection
 from osbuild.cloud.retry import retrying
 from osbuild.pipeline.events import Event, EventBus, EventName
 from osbuild.spec import BuildSpec

@@ -27,7 +27,7 @@ def create_behind_lookup(ctx: BuildContext, create: Callable[[], T],
             if not is_transient(exc):
                 raise
             last = exc
-        found = ctx.call(lookup)
+        found = lookup()  # a read of osbuild/cloud: it retries on its own
         if found is not None:
             return found
         ctx.clock.sleep(min(2.0 * 2**attempt, 30.0), ctx.cancel)

@@ -9,11 +9,10 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from openstack.connection import Connection
-
 from osbuild import naming
 from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud.clock import CancelToken
+from osbuild.cloud.connect import Connection
 from osbuild.errors import InvalidInput
 from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName

@@ -8,12 +8,10 @@ The image itself is never tracked here, so nothing this run does can delete it.
 
 from __future__ import annotations
 
-from typing import Any
-
-from openstack.connection import Connection
-
 from osbuild import naming
+from osbuild.cloud import images as image_api
 from osbuild.cloud.clock import CancelToken
+from osbuild.cloud.connect import Connection
 from osbuild.errors import InvalidInput
 from osbuild.images.family import from_glance
 from osbuild.images.manage import find_image
@@ -30,13 +28,13 @@ class _UseImage:
 
     name = "find-image"
 
-    def __init__(self, image: Any) -> None:
+    def __init__(self, image: image_api.Image) -> None:
         self.image = image
 
     def run(self, ctx: BuildContext) -> None:
-        ctx.image_id = str(self.image.id)
-        ctx.image_name = str(self.image.name or "")
-        ctx.image_properties = {k: str(v) for k, v in (self.image.properties or {}).items()
+        ctx.image_id = self.image.id
+        ctx.image_name = self.image.name
+        ctx.image_properties = {k: str(v) for k, v in self.image.properties.items()
                                 if k.startswith("osbuild_")}
 
 

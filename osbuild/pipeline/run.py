@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from openstack.connection import Connection
-
 from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
+from osbuild.cloud.connect import Connection
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions

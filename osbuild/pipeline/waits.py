@@ -28,12 +28,13 @@ def wait_for_status(
     interval: float | None = None,
     error: type[BuildFailed] = ResourceFailed,
 ) -> Any:
-    """Poll ``fetch()`` until its ``status`` is in ``want``; raise on failure or deadline."""
+    """Poll ``fetch()`` (a read of osbuild/cloud, which retries on its own) until its
+    ``status`` is in ``want``; raise on failure or deadline."""
     wanted = (want,) if isinstance(want, str) else want
     wanted = tuple(s.lower() for s in wanted)
     poll = interval if interval is not None else ctx.options.poll_min
     while True:
-        resource = ctx.call(fetch)
+        resource = fetch()  # the cloud layer's reads retry on their own
         status = (getattr(resource, "status", "") or "").lower()
         if status in wanted:
             return resource

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from osbuild import __version__, resources
-from osbuild.cloud.clock import session_clock
 from osbuild.errors import SpecError
 from osbuild.spec import BuildSpec, format_duration
 
@@ -226,14 +225,14 @@ def should_skip(
 
 def current_image_properties(conn: Any, family: str) -> dict[str, Any] | None:
     """The family's current image as `should_skip` reads it: properties, name, created_at."""
-    from osbuild.cloud.retry import retrying
+    from osbuild.cloud import images as image_api
     from osbuild.images.family import current_of, list_family
 
     current = current_of(list_family(conn, family, with_usage=False))
     if current is None:
         return None
-    image = retrying(conn.image.get_image, current.id, clock=session_clock(conn))
-    props = {str(k): v for k, v in (getattr(image, "properties", None) or {}).items()}
+    image = image_api.get_image(conn, current.id)
+    props = {str(k): v for k, v in image.properties.items()}
     props.update({"id": image.id, "name": image.name, "created_at": image.created_at})
     # A verdict osbuild keeps on the image; the listing's reading wins if the SDK hid it.
     props.setdefault(PROP_VERIFY, current.verify)
@@ -243,7 +242,7 @@ def current_image_properties(conn: Any, family: str) -> dict[str, Any] | None:
 def unchanged_since_current(conn: Any, spec: BuildSpec, *,
                             now: datetime | None = None) -> tuple[bool, str]:
     """`--if-changed`: whether the family's current image already is this build's output."""
-    from osbuild.cloud.retry import retrying
+    from osbuild.cloud import images as image_api
 
     props = current_image_properties(conn, spec.name)
     if props is None:
@@ -251,8 +250,7 @@ def unchanged_since_current(conn: Any, spec: BuildSpec, *,
     found = []
     for field_name, name_or_id in (("windows.iso_image", spec.windows.iso_image),
                                    ("virtio.iso_image", spec.virtio.iso_image)):
-        image = retrying(conn.image.find_image, name_or_id, ignore_missing=True,
-                         clock=session_clock(conn))
+        image = image_api.find_image(conn, name_or_id)
         if image is None:
             return False, f"{field_name}: no image {name_or_id!r} in Glance"
         found.append(image)

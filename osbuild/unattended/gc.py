@@ -6,16 +6,16 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from osbuild import naming
+from osbuild.cloud import compute, network
 from osbuild.cloud import delete as cloud_delete
-from osbuild.cloud import network
-from osbuild.cloud.clock import session_clock
-from osbuild.cloud.retry import retrying
+from osbuild.cloud import images as image_api
+from osbuild.cloud import volumes as volume_api
 from osbuild.durations import format_duration
 from osbuild.unattended import lock
 from osbuild.unattended.fingerprint import PROP_BUILD_TIME
@@ -105,7 +105,7 @@ def _age(created: Any, build_id: str, now: datetime) -> float:
     return (now - when).total_seconds()
 
 
-def _build_id_of(name: str | None, labels: dict[str, Any] | None) -> str | None:
+def _build_id_of(name: str | None, labels: Mapping[str, Any] | None) -> str | None:
     value = (labels or {}).get(naming.PROP_BUILD_ID)
     if isinstance(value, str) and naming.is_build_id(value):
         return value
@@ -165,19 +165,6 @@ class Liveness:
 # --------------------------------------------------------------------------- discovery
 
 
-def _tags(obj: Any) -> list[str]:
-    return list(getattr(obj, "tags", None) or [])
-
-
-def _image_props(image: Any) -> dict[str, Any]:
-    props = dict(getattr(image, "properties", None) or {})
-    for key in (naming.PROP_BUILD_ID, naming.PROP_ROLE, PROP_BUILD_TIME):
-        value = getattr(image, key, None)
-        if value is not None and key not in props:
-            props[key] = value
-    return props
-
-
 def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], frozenset[str]]:
     """Everything that follows osbuild's naming conventions, the images' properties, and
     the build ids whose builder has a fresh heartbeat."""
@@ -185,14 +172,12 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
     image_props: dict[str, Any] = {}
     fresh: set[str] = set()
     server_ids: set[str] = set()
-    clock = session_clock(conn)
 
-    for server in retrying(lambda: list(conn.compute.servers(details=True, tags=naming.TAG)),
-                           listing=True, clock=clock):
+    for server in compute.servers(conn, tag=naming.TAG):
         build_id = _build_id_of(server.name, server.metadata)
         if build_id is None:
             continue
-        beat = lock.parse_heartbeat((server.metadata or {}).get(naming.PROP_HEARTBEAT))
+        beat = lock.parse_heartbeat(server.metadata.get(naming.PROP_HEARTBEAT))
         if lock.is_fresh(beat, now):
             fresh.add(build_id)
         server_ids.add(server.id)
@@ -200,11 +185,11 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
                               _age(server.created_at, build_id, now), server.status))
 
     seen_ports: set[str] = set()
-    for server in [r for r in found if r.kind == "server"]:
-        for port in network.ports(conn, device_id=server.id):
+    for builder in [r for r in found if r.kind == "server"]:
+        for port in network.ports(conn, device_id=builder.id):
             seen_ports.add(port.id)
-            found.append(Resource("port", port.id, port.name or "", server.build_id,
-                                  _age(port.created_at, server.build_id, now), port.status))
+            found.append(Resource("port", port.id, port.name or "", builder.build_id,
+                                  _age(port.created_at, builder.build_id, now), port.status))
     for port in network.ports(conn):
         build_id = _build_id_of(port.name, None)
         if build_id is None or port.id in seen_ports:
@@ -212,37 +197,35 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
         found.append(Resource("port", port.id, port.name, build_id,
                               _age(port.created_at, build_id, now), port.status))
 
-    for volume in retrying(lambda: list(conn.block_storage.volumes(details=True)), listing=True,
-                           clock=clock):
+    for volume in volume_api.volumes(conn):
         build_id = _build_id_of(volume.name, volume.metadata)
         if build_id is None:
             continue
-        found.append(Resource("volume", volume.id, volume.name or "", build_id,
+        found.append(Resource("volume", volume.id, volume.name, build_id,
                               _age(volume.created_at, build_id, now), volume.status))
 
-    images: dict[str, Any] = {}
+    images: dict[str, image_api.Image] = {}
     # Glance leaves hidden images out of the default listing; the config ISO is hidden.
-    for query in ({}, {"is_hidden": True}):
-        for image in retrying(lambda q=query: list(conn.image.images(**q)), listing=True,
-                              clock=clock):
+    for listing in (image_api.images(conn), image_api.images(conn, is_hidden=True)):
+        for image in listing:
             images[image.id] = image
     for image in images.values():
-        props = _image_props(image)
+        props = dict(image.properties)
         build_id = _build_id_of(image.name, props)
         if build_id is None:
             continue
-        image_props[image.id] = {**props, "tags": _tags(image),
-                                 "is_protected": bool(getattr(image, "is_protected", False))}
-        found.append(Resource("image", image.id, image.name or "", build_id,
+        image_props[image.id] = {**props, "tags": list(image.tags),
+                                 "is_protected": image.protected}
+        found.append(Resource("image", image.id, image.name, build_id,
                               _age(image.created_at, build_id, now), image.status))
 
-    for keypair in retrying(lambda: list(conn.compute.keypairs()), clock=clock):
-        match = _NAME_RE.match(keypair.name or "")
+    for keypair in compute.keypairs(conn):
+        match = _NAME_RE.match(keypair.name)
         if match is None:
             continue
         build_id = match["build_id"]
         found.append(Resource("keypair", keypair.name, keypair.name, build_id,
-                              _age(getattr(keypair, "created_at", None), build_id, now)))
+                              _age(keypair.created_at, build_id, now)))
     return found, image_props, frozenset(fresh)
 
 

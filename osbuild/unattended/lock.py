@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from openstack import exceptions as os_exc
-
 from osbuild import naming
+from osbuild.cloud import compute
+from osbuild.cloud.retry import is_not_found
 from osbuild.durations import format_duration
 from osbuild.errors import Interrupted, LockBusy
 
@@ -177,9 +177,9 @@ class ActiveBuilder:
     heartbeat: datetime
 
 
-def _builders(conn: Any, family: str | None) -> Iterator[Any]:
-    for server in conn.compute.servers(details=True, tags=naming.TAG):
-        metadata = server.metadata or {}
+def _builders(conn: Any, family: str | None) -> Iterator[compute.Server]:
+    for server in compute.servers(conn, tag=naming.TAG):
+        metadata = server.metadata
         if metadata.get(naming.PROP_ROLE, "builder") != "builder":
             continue  # a verify server is not a build in progress
         if family is not None and metadata.get(naming.PROP_FAMILY) != family:
@@ -199,7 +199,7 @@ def active_builders(
     now = now or datetime.now(UTC)
     found = []
     for server in _builders(conn, family):
-        metadata = server.metadata or {}
+        metadata = server.metadata
         build_id = metadata.get(naming.PROP_BUILD_ID, "")
         if exclude_build_id is not None and build_id == exclude_build_id:
             continue
@@ -277,15 +277,18 @@ def yield_to(
     return None
 
 
-def send_heartbeat(conn: Any, server: Any, *, now: datetime | None = None) -> str:
+def send_heartbeat(conn: Any, server_id: str, *, now: datetime | None = None) -> str:
     """Stamp the builder's metadata with the current time; returns the value written.
 
     Only the one key is set (``set_server_metadata`` merges), so other metadata is kept.
     A builder that is already gone is not an error here: the watcher notices that itself.
     """
     value = format_heartbeat(now)
-    with contextlib.suppress(os_exc.NotFoundException):
-        conn.compute.set_server_metadata(server, **{naming.PROP_HEARTBEAT: value})
+    try:
+        compute.set_server_metadata(conn, server_id, {naming.PROP_HEARTBEAT: value})
+    except Exception as exc:
+        if not is_not_found(exc):
+            raise
     return value
 
 
@@ -297,10 +300,10 @@ class Heartbeat:
     build (another host would only see it as stale after :data:`STALE_AFTER`).
     """
 
-    def __init__(self, conn: Any, server: Any, *, interval: float = HEARTBEAT_INTERVAL,
+    def __init__(self, conn: Any, server_id: str, *, interval: float = HEARTBEAT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.conn = conn
-        self.server = server
+        self.server_id = server_id
         self.interval = interval
         self.clock = clock
         self.last: float | None = None
@@ -311,7 +314,7 @@ class Heartbeat:
         if self.last is not None and now - self.last < self.interval:
             return False
         try:
-            send_heartbeat(self.conn, self.server)
+            send_heartbeat(self.conn, self.server_id)
         except Exception as exc:  # transient API trouble: try again next poll
             log.warning("could not refresh the builder heartbeat: %s", exc)
             return False

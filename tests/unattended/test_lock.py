@@ -112,8 +112,8 @@ class FakeCompute:
         self.queries.append(query)
         return [s for s in self.items if query.get("tags") in s.tags]
 
-    def set_server_metadata(self, server: FakeServer, **metadata: str) -> None:
-        server.metadata.update(metadata)
+    def set_server_metadata(self, server_id: str, **metadata: str) -> None:
+        next(s for s in self.items if s.id == server_id).metadata.update(metadata)
 
 
 class FakeConn:
@@ -181,7 +181,7 @@ def test_yield_to_an_earlier_live_build() -> None:
 def test_send_heartbeat_sets_only_its_key() -> None:
     server = _builder("20261126t020000-aaaaaa", "ws2022", None)
     conn = FakeConn([server])
-    value = lock.send_heartbeat(conn, server, now=NOW)
+    value = lock.send_heartbeat(conn, server.id, now=NOW)
     assert lock.parse_heartbeat(value) == NOW
     assert server.metadata[naming.PROP_HEARTBEAT] == value
     assert server.metadata[naming.PROP_FAMILY] == "ws2022"
@@ -208,7 +208,7 @@ def test_build_lock_takes_both_and_releases(tmp_path: Path) -> None:
 
 def test_heartbeat_failure_is_logged_not_raised() -> None:
     class Failing(FakeCompute):
-        def set_server_metadata(self, server: FakeServer, **metadata: str) -> None:
+        def set_server_metadata(self, server_id: str, **metadata: str) -> None:
             raise ConnectionError("connection reset")
 
     conn = FakeConn([])

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from osbuild import naming
+from osbuild.cloud import compute
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_server
 from osbuild.cloud.retry import is_not_found
@@ -28,13 +29,8 @@ from osbuild.pipeline.waits import wait_for_status
 BLANK_ROOT_BYTES = b"\0" * (1024 * 1024)
 
 
-def server_fault(server: Any) -> str:
-    fault = getattr(server, "fault", None) or {}
-    message = fault.get("message") if isinstance(fault, dict) else str(fault)
-    code = fault.get("code") if isinstance(fault, dict) else None
-    if not message:
-        return "no fault recorded"
-    return f"{message} (code {code})" if code else str(message)
+def server_fault(server: compute.Server) -> str:
+    return server.fault or "no fault recorded"
 
 
 class BootBuilder(Resumable):
@@ -85,19 +81,20 @@ class BootBuilder(Resumable):
         if spec.builder.availability_zone:
             create_args["availability_zone"] = spec.builder.availability_zone
 
-        def lookup():  # type: ignore[no-untyped-def]
-            found = list(conn.compute.servers(tags=tag))
+        def lookup() -> compute.Server | None:
+            found = compute.servers(conn, tag=tag, cancel=ctx.cancel.event)
             return found[0] if found else None
 
         server = create_behind_lookup(
-            ctx, lambda: conn.compute.create_server(**create_args), lookup,
+            ctx, lambda: compute.create_server(conn, **create_args), lookup,
             what="the builder server",
         )
         ctx.track("server", server.id, name,
                   lambda: delete_server(conn, server.id))
         ctx.server_id = server.id
         wait_for_status(
-            ctx, lambda: conn.compute.get_server(server.id), want="active",
+            ctx, lambda: compute.get_server(conn, server.id,
+                                            cancel=ctx.cancel.event), want="active",
             failures=("error",),
             deadline=Deadline.after(ctx.clock, spec.builder.stage_timeouts.boot,
                                     "server boot"),
@@ -124,7 +121,7 @@ class BootBuilder(Resumable):
 
 def _exists(ctx: BuildContext, server_id: str) -> bool:
     try:
-        ctx.call(ctx.conn.compute.get_server, server_id)
+        compute.get_server(ctx.conn, server_id, cancel=ctx.cancel.event)
     except Exception as exc:
         if is_not_found(exc):
             return False

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from osbuild import naming
+from osbuild.cloud import compute
+from osbuild.cloud import images as image_api
+from osbuild.cloud import volumes as volume_api
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_image
 from osbuild.pipeline.context import BuildContext
@@ -32,12 +35,13 @@ class CaptureImage(Resumable):
         else:
             image_id = self._snapshot_server(ctx, name)
         image = wait_for_status(
-            ctx, lambda: ctx.conn.image.get_image(image_id), want="active",
+            ctx, lambda: image_api.get_image(ctx.conn, image_id,
+                                             cancel=ctx.cancel.event), want="active",
             failures=("killed", "deleted"), deadline=deadline,
             what=f"captured image {image_id}",
         )
         ctx.image_id = image.id
-        ctx.image_properties = {k: str(v) for k, v in (image.properties or {}).items()}
+        ctx.image_properties = {k: str(v) for k, v in image.properties.items()}
 
     def record(self, ctx: BuildContext) -> dict[str, Any]:
         return {"image_id": ctx.image_id}
@@ -51,8 +55,8 @@ class CaptureImage(Resumable):
             return None
         return AdoptCapture() if ctx.image_id else self
 
-    def _lookup(self, ctx: BuildContext, name: str) -> Any:
-        found = list(ctx.conn.image.images(name=name))
+    def _lookup(self, ctx: BuildContext, name: str) -> str | None:
+        found = image_api.images(ctx.conn, name=name, cancel=ctx.cancel.event)
         return found[0].id if found else None
 
     def _track(self, ctx: BuildContext, image_id: str, name: str) -> None:
@@ -61,12 +65,10 @@ class CaptureImage(Resumable):
                   lambda: delete_image(ctx.conn, image_id),
                   keep_on_success=True)
         # Hidden from default listings until the boot test has passed and it is promoted.
-        ctx.call(ctx.conn.image.update_image, image_id, is_hidden=True)
+        image_api.update_image(ctx.conn, image_id, is_hidden=True, cancel=ctx.cancel.event)
 
     def _upload_volume(self, ctx: BuildContext, name: str, deadline: Deadline) -> str:
         conn = ctx.conn
-        # The stubs resolve to the volume v2 proxy, which lacks visibility (API 3.1+).
-        volumes_api: Any = conn.block_storage
         volumes = ctx.require(ctx.volumes, "volumes")
         target = ctx.require(volumes.target, "target volume")
         server = ctx.find_resource("server", ctx.require(ctx.server_id, "server_id"))
@@ -76,15 +78,14 @@ class CaptureImage(Resumable):
             server.done = True
             ctx.emit(EventName.RESOURCE_DELETED, kind="server", id=server.id, name=server.name)
         wait_for_status(
-            ctx, lambda: conn.block_storage.get_volume(target), want="available",
+            ctx, lambda: volume_api.get_volume(conn, target,
+                                               cancel=ctx.cancel.event), want="available",
             failures=("error",), deadline=deadline, what=f"target volume {target}",
         )
         image_id = create_behind_lookup(
             ctx,
-            lambda: volumes_api.upload_volume_to_image(
-                target, name, disk_format=ctx.spec.image.disk_format,
-                container_format="bare", visibility="private",
-            )["image_id"],
+            lambda: volume_api.upload_to_image(conn, target, name,
+                                               disk_format=ctx.spec.image.disk_format),
             lambda: self._lookup(ctx, name),
             what="the image upload",
         )
@@ -92,7 +93,8 @@ class CaptureImage(Resumable):
         # The volume goes back to available when Cinder has finished uploading; only then
         # can its step delete it.
         wait_for_status(
-            ctx, lambda: conn.block_storage.get_volume(target), want="available",
+            ctx, lambda: volume_api.get_volume(conn, target,
+                                               cancel=ctx.cancel.event), want="available",
             failures=("error",), deadline=deadline, what=f"target volume {target} upload",
         )
         return str(image_id)
@@ -103,7 +105,7 @@ class CaptureImage(Resumable):
         metadata = naming.labels(ctx.build_id, ctx.spec.name, "image")
         image_id = create_behind_lookup(
             ctx,
-            lambda: conn.compute.create_server_image(server_id, name, metadata).id,
+            lambda: compute.create_server_image(conn, server_id, name, metadata),
             lambda: self._lookup(ctx, name),
             what="the server snapshot",
         )
@@ -121,7 +123,8 @@ class AdoptCapture:
         deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture,
                                   "capture")
         image = wait_for_status(
-            ctx, lambda: ctx.conn.image.get_image(image_id), want="active",
+            ctx, lambda: image_api.get_image(ctx.conn, image_id,
+                                             cancel=ctx.cancel.event), want="active",
             failures=("killed", "deleted"), deadline=deadline,
             what=f"captured image {image_id}",
         )
@@ -129,7 +132,8 @@ class AdoptCapture:
         if target:
             # Cinder marks the volume available again when the upload has finished.
             wait_for_status(
-                ctx, lambda: ctx.conn.block_storage.get_volume(target), want="available",
+                ctx, lambda: volume_api.get_volume(ctx.conn, target,
+                                                   cancel=ctx.cancel.event), want="available",
                 failures=("error",), deadline=deadline, what=f"target volume {target} upload",
             )
-        ctx.image_properties = {k: str(v) for k, v in (image.properties or {}).items()}
+        ctx.image_properties = {k: str(v) for k, v in image.properties.items()}

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from osbuild import naming
+from osbuild.cloud import volumes as volume_api
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_volume
 from osbuild.errors import InvalidInput, ResourceFailed
@@ -61,12 +62,11 @@ class CreateVolumes(Resumable):
             # Cinder creates a blank volume with bootable=false and Nova refuses it at boot
             # index 0 ("Block Device ... is not bootable", nova/block_device.py
             # get_bdm_image_metadata); the firmware then falls through to the Windows ISO.
-            ctx.call(ctx.conn.block_storage.set_volume_bootable_status, ctx.volumes.target,
-                     True)
+            volume_api.set_bootable(ctx.conn, ctx.volumes.target, cancel=ctx.cancel.event)
             # The target volume's image metadata is what Nova builds the machine from
             # (boot index 0), and what upload-to-image carries into the image.
-            ctx.call(ctx.conn.block_storage.set_volume_image_metadata, ctx.volumes.target,
-                     **hardware_properties(ctx))
+            volume_api.set_image_metadata(ctx.conn, ctx.volumes.target,
+                                          hardware_properties(ctx), cancel=ctx.cancel.event)
 
     def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
         if not saved.done:
@@ -100,10 +100,12 @@ class CreateVolumes(Resumable):
     def _wait_available(self, ctx: BuildContext, volume_id: str, role: str,
                         deadline: Deadline) -> None:
         wait_for_status(
-            ctx, lambda: ctx.conn.block_storage.get_volume(volume_id),
+            ctx, lambda: volume_api.get_volume(ctx.conn, volume_id,
+                                               cancel=ctx.cancel.event),
             want="available", failures=("error",), deadline=deadline,
             what=f"{role} volume {volume_id}",
-            on_failure=lambda _v: self._cinder_message(ctx, volume_id),
+            on_failure=lambda _v: volume_api.user_message(ctx.conn, volume_id,
+                                                          cancel=ctx.cancel.event),
         )
 
     def _create(self, ctx: BuildContext, wanted: _Wanted, attempt: int) -> str:
@@ -112,7 +114,7 @@ class CreateVolumes(Resumable):
         if attempt > 1:
             name += f"-{attempt}"
         metadata = naming.labels(ctx.build_id, ctx.spec.name, wanted.role)
-        args = {
+        args: dict[str, object] = {
             "name": name,
             "size": wanted.size_gb,
             "metadata": metadata,
@@ -124,27 +126,14 @@ class CreateVolumes(Resumable):
         if ctx.spec.builder.availability_zone:
             args["availability_zone"] = ctx.spec.builder.availability_zone
 
-        def lookup():  # type: ignore[no-untyped-def]
-            found = [v for v in conn.block_storage.volumes(details=True, name=name)]
+        def lookup() -> volume_api.Volume | None:
+            found = volume_api.volumes(conn, name=name, cancel=ctx.cancel.event)
             return found[0] if found else None
 
         volume = create_behind_lookup(
-            ctx, lambda: conn.block_storage.create_volume(**args), lookup,
+            ctx, lambda: volume_api.create_volume(conn, **args), lookup,
             what=f"the {wanted.role} volume",
         )
         ctx.track("volume", volume.id, name,
                   lambda: delete_volume(conn, volume.id))
         return str(volume.id)
-
-    def _cinder_message(self, ctx: BuildContext, volume_id: str) -> str:
-        """Cinder puts no reason on the volume; its user messages say what happened."""
-        try:
-            # User messages exist from volume API 3.3; the SDK's messages() sends no version.
-            reply = ctx.call(lambda: ctx.conn.block_storage.get(
-                "/messages", microversion="3.3").json())
-        except Exception:
-            return ""
-        for message in reply.get("messages", []):
-            if message.get("resource_uuid") == volume_id:
-                return str(message.get("user_message") or "")
-        return ""

@@ -11,11 +11,12 @@ import math
 from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
-from openstack import exceptions as sdk_exc
-
+from osbuild.cloud import compute
+from osbuild.cloud import images as image_api
 from osbuild.cloud import network as network_api
+from osbuild.cloud import volumes as volume_api
 from osbuild.cloud.image_ranges import ImageRanges
-from osbuild.cloud.retry import is_not_found, status_of
+from osbuild.cloud.retry import DuplicateResource
 from osbuild.errors import PreflightError, describe
 from osbuild.media import wim
 from osbuild.media import windows as windows_catalog
@@ -111,8 +112,8 @@ class Preflight(Resumable):
         if virtio:
             problems.extend(self._virtio_problems(ctx, virtio))
 
-        flavor = self._find(ctx, lambda: ctx.call(conn.compute.find_flavor, spec.builder.flavor,
-                                                  ignore_missing=True),
+        flavor = self._find(ctx, lambda: compute.find_flavor(conn, spec.builder.flavor,
+                                                             cancel=ctx.cancel.event),
                             f"builder.flavor: no flavor {spec.builder.flavor!r}", problems)
         if flavor is not None:
             min_ram = windows_catalog.RELEASE[spec.windows.version].min_ram_mb
@@ -136,8 +137,8 @@ class Preflight(Resumable):
             network_id = network.id if network is not None else None
 
         if spec.builder.volume_type:
-            self._find(ctx, lambda: ctx.call(conn.block_storage.find_type,
-                                             spec.builder.volume_type, ignore_missing=True),
+            self._find(ctx, lambda: volume_api.type_exists(conn, spec.builder.volume_type,
+                                                           cancel=ctx.cancel.event) or None,
                        f"builder.volume_type: no volume type {spec.builder.volume_type!r}",
                        problems)
         if spec.builder.availability_zone:
@@ -156,8 +157,8 @@ class Preflight(Resumable):
                 virtio_iso=virtio,
                 flavor_id=flavor.id,
                 flavor_name=flavor.name,
-                flavor_vcpus=flavor.vcpus or 0,
-                flavor_ram=flavor.ram or 0,
+                flavor_vcpus=flavor.vcpus,
+                flavor_ram=flavor.ram,
                 network_id=network_id,
                 volume_type=spec.builder.volume_type,
                 availability_zone=spec.builder.availability_zone,
@@ -171,7 +172,7 @@ class Preflight(Resumable):
         """``lookup()`` (a call that retries) found something, or ``missing`` is a problem."""
         try:
             found = lookup()
-        except sdk_exc.DuplicateResource:
+        except DuplicateResource:
             problems.append(missing.replace("no ", "several resources named ", 1)
                             + " (use the ID)")
             return None
@@ -181,26 +182,26 @@ class Preflight(Resumable):
 
     def _iso(self, ctx: BuildContext, name_or_id: str, field: str,
              problems: list[str]) -> IsoImage | None:
-        image = self._find(ctx, lambda: ctx.call(ctx.conn.image.find_image, name_or_id,
-                                                 ignore_missing=True),
+        image = self._find(ctx, lambda: image_api.find_image(ctx.conn, name_or_id,
+                                                             cancel=ctx.cancel.event),
                            f"{field}: no image {name_or_id!r} in Glance", problems)
         if image is None:
             return None
         ok = True
-        if (image.status or "").lower() != "active":
+        if image.status.lower() != "active":
             problems.append(f"{field}: image {image.name!r} is {image.status}, not active")
             ok = False
-        if (image.disk_format or "").lower() != "iso":
+        if image.disk_format.lower() != "iso":
             problems.append(f"{field}: image {image.name!r} has disk_format "
                             f"{image.disk_format}, not iso")
             ok = False
         if not ok:
             return None
-        props = dict(image.properties or {})
+        props = dict(image.properties)
         return IsoImage(
             id=image.id,
             name=image.name,
-            size=int(image.size or 0),
+            size=image.size,
             checksum=image_checksum(image),
             properties=props,
         )
@@ -266,11 +267,8 @@ class Preflight(Resumable):
         return problems
 
     def _zones(self, ctx: BuildContext) -> set[str] | None:
-        try:
-            zones = ctx.call(lambda: list(ctx.conn.compute.availability_zones()))
-        except sdk_exc.HttpException:
-            return None  # listing zones may be forbidden; Nova will say at boot
-        return {z.name for z in zones}
+        # Listing zones may be forbidden (None); Nova will say at boot.
+        return compute.availability_zones(ctx.conn, cancel=ctx.cancel.event)
 
 # ---------------------------------------------------------------------- quotas
 
@@ -290,7 +288,7 @@ class Needs:
         return Needs(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
-def build_needs(ctx: BuildContext, resolved: Resolved, flavor: Any) -> Needs:
+def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -> Needs:
     """The builder's server and volumes, plus the verify server (and its volume) while they
     still exist: a volume target's builder is gone by then, a local target's is not."""
     spec = ctx.spec
@@ -304,10 +302,10 @@ def build_needs(ctx: BuildContext, resolved: Resolved, flavor: Any) -> Needs:
         return builder
     verify_flavor = flavor
     if spec.verify.flavor:
-        verify_flavor = ctx.call(ctx.conn.compute.find_flavor, spec.verify.flavor,
-                                 ignore_missing=True) or flavor
-    from_volume = spec.verify.boot_from_volume or (verify_flavor.disk or 0) < spec.min_disk_gb
-    verify = Needs(instances=1, cores=verify_flavor.vcpus or 0, ram=verify_flavor.ram or 0,
+        verify_flavor = compute.find_flavor(ctx.conn, spec.verify.flavor,
+                                            cancel=ctx.cancel.event) or flavor
+    from_volume = spec.verify.boot_from_volume or verify_flavor.disk < spec.min_disk_gb
+    verify = Needs(instances=1, cores=verify_flavor.vcpus, ram=verify_flavor.ram,
                    volumes=1 if from_volume else 0,
                    gigabytes=spec.min_disk_gb if from_volume else 0)
     if volume_target:  # the builder server was deleted at capture; its volumes remain
@@ -327,18 +325,18 @@ def peak_of(needs: list[Needs], at_once: int) -> Needs:
 def quota_problems(ctx: BuildContext, needs: Needs, *, who: str = "the build") -> list[str]:
     """One line per quota that ``needs`` would exceed, counting what the project uses now."""
     problems: list[str] = []
-    absolute = _limits(ctx, lambda: ctx.conn.compute.get_limits())
+    absolute = compute.absolute_limits(ctx.conn, cancel=ctx.cancel.event)
     for what, need, max_key, used_key in (
             ("instances", needs.instances, "maxTotalInstances", "totalInstancesUsed"),
             ("cores", needs.cores, "maxTotalCores", "totalCoresUsed"),
             ("ram", needs.ram, "maxTotalRAMSize", "totalRAMUsed")):
         problems.extend(_check(absolute, "compute", what, need, max_key, used_key, who))
-    absolute = _limits(ctx, lambda: ctx.conn.block_storage.get_limits())
+    absolute = volume_api.absolute_limits(ctx.conn, cancel=ctx.cancel.event)
     problems.extend(_check(absolute, "block storage", "volumes", needs.volumes,
                            "maxTotalVolumes", "totalVolumesUsed", who))
     problems.extend(_check(absolute, "block storage", "gigabytes", needs.gigabytes,
                            "maxTotalVolumeGigabytes", "totalGigabytesUsed", who))
-    count = _image_usage(ctx).get("image_count_total") or {}
+    count = image_api.usage(ctx.conn, cancel=ctx.cancel.event).get("image_count_total") or {}
     limit, used = count.get("limit"), count.get("usage")
     if isinstance(limit, int) and limit >= 0 and isinstance(used, int) \
             and used + needs.images > limit:
@@ -370,53 +368,9 @@ def _need(who: str) -> str:
     return "needs" if who == "the build" else "need"
 
 
-def _limits(ctx: BuildContext, fetch: Any) -> dict[str, Any]:
-    try:
-        limits = ctx.call(fetch)
-    except sdk_exc.HttpException as exc:
-        if is_not_found(exc) or status_of(exc) in (403, 501):
-            return {}
-        raise
-    absolute = getattr(limits, "absolute", None)
-    if absolute is None:
-        return {}
-    return absolute.to_dict() if hasattr(absolute, "to_dict") else dict(absolute)
-
-
-def _image_usage(ctx: BuildContext) -> dict[str, Any]:
-    try:
-        response = ctx.call(lambda: ctx.conn.image.get("/info/usage"))
-    except sdk_exc.HttpException:
-        return {}
-    if getattr(response, "status_code", 200) != 200:
-        return {}
-    try:
-        return dict(response.json().get("usage") or {})
-    except ValueError:
-        return {}
-
-
-_ATTRIBUTE_NAMES = {
-    # openstacksdk's AbsoluteLimits attribute names for the keys Nova/Cinder return.
-    "maxTotalInstances": "instances",
-    "totalInstancesUsed": "instances_used",
-    "maxTotalCores": "total_cores",
-    "totalCoresUsed": "total_cores_used",
-    "maxTotalRAMSize": "total_ram",
-    "totalRAMUsed": "total_ram_used",
-    "maxTotalVolumes": "max_total_volumes",
-    "totalVolumesUsed": "total_volumes_used",
-    "maxTotalVolumeGigabytes": "max_total_volume_gigabytes",
-    "totalGigabytesUsed": "total_gigabytes_used",
-}
-
-
 def _value(absolute: dict[str, Any], key: str) -> int | None:
-    for name in (key, _ATTRIBUTE_NAMES.get(key, key)):
-        value = absolute.get(name)
-        if isinstance(value, int):
-            return value
-    return None
+    value = absolute.get(key)
+    return value if isinstance(value, int) else None
 
 
 def _check(absolute: dict[str, Any], service: str, what: str, need: int,

@@ -6,28 +6,14 @@ are left for `osbuild images prune`, and a warning says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-from openstack import exceptions as sdk_exc
-
 from osbuild import naming
-from osbuild.cloud.retry import retrying, status_of
+from osbuild.cloud import images as image_api
+from osbuild.cloud.retry import SDKError
 from osbuild.errors import OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
-from osbuild.images.family import glance
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable
-
-T = TypeVar("T")
-
-
-def _to_the_end(ctx: BuildContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """A call that Ctrl-C does not cut short: a half-promoted image (renamed, not current)
-    helps nobody, and the verified image must not be deleted as if the build had failed.
-    The runner still reports the signal (exit 130) once the step is done."""
-    return retrying(fn, *args, clock=ctx.clock, **kwargs)
 
 
 class PromoteImage(Resumable):
@@ -38,31 +24,28 @@ class PromoteImage(Resumable):
         conn = ctx.conn
         image_id = ctx.require(ctx.image_id, "image_id")
         name = spec.image_name_for(ctx.build_id)
-        image = _to_the_end(ctx, conn.image.update_image, image_id, name=name,
-                            visibility=spec.image.visibility)
+        # No call here is given the cancel event, so Ctrl-C does not cut them short: a
+        # half-promoted image (renamed, not current) helps nobody, and the verified image
+        # must not be deleted as if the build had failed. The runner still reports the
+        # signal (exit 130) once the step is done.
+        image = image_api.update_image(conn, image_id, name=name,
+                                       visibility=spec.image.visibility)
         for tag in spec.image.tags:
-            _to_the_end(ctx, glance(conn).add_tag, image_id, tag)
+            image_api.add_tag(conn, image_id, tag)
         for member in spec.image.members:
-            self._add_member(ctx, image_id, member)
+            image_api.add_member(conn, image_id, member)  # False: already a member
         mark_current(conn, image_id, spec.name)
         ctx.image_name = image.name or name
         ctx.emit(EventName.IMAGE_PROMOTED, image_id=image_id, image_name=ctx.image_name,
                  tag=naming.CURRENT_TAG)
         self._rotate(ctx)
 
-    def _add_member(self, ctx: BuildContext, image_id: str, member: str) -> None:
-        try:
-            _to_the_end(ctx, glance(ctx.conn).add_member, image_id, member=member)
-        except sdk_exc.HttpException as exc:
-            if status_of(exc) != 409:  # already a member
-                raise
-
     def _rotate(self, ctx: BuildContext) -> None:
         policy = RotationPolicy.from_spec(ctx.spec.image)
         try:
             decisions = prune(ctx.conn, ctx.spec.name, policy,
                               )
-        except (OsbuildError, sdk_exc.SDKException) as exc:
+        except (OsbuildError, SDKError) as exc:
             ctx.emit(EventName.WARNING, message=f"rotation of {ctx.spec.name} failed ({exc}); run "
                      f"osbuild images prune --family {ctx.spec.name}")
             return

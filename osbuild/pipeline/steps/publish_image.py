@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from osbuild import __version__, naming
+from osbuild.cloud import images as image_api
 from osbuild.cloud.image_fields import custom_properties, remove_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
 from osbuild.pipeline.context import BuildContext
@@ -70,8 +71,8 @@ class PublishImage(Resumable):
             **fingerprint_properties(ctx),
             **lifecycle_properties(ctx),
         }
-        image = ctx.call(
-            conn.image.update_image, image_id,
+        image = image_api.update_image(
+            conn, image_id, cancel=ctx.cancel.event,
             is_hidden=True,
             visibility="private",
             min_disk=spec.min_disk_gb,
@@ -84,8 +85,7 @@ class PublishImage(Resumable):
         current = custom_properties(conn, image_id, call=ctx.call)
         stale = [key for key in current if key not in properties]
         remove_properties(conn, image_id, stale, call=ctx.call)
-        images: Any = conn.image  # the stubs include the image v1 proxy, which has no tags
-        ctx.call(images.add_tag, image_id, naming.TAG)
+        image_api.add_tag(conn, image_id, naming.TAG, cancel=ctx.cancel.event)
         ctx.image_name = image.name
         ctx.image_properties = {k: str(v) for k, v in properties.items()}
 

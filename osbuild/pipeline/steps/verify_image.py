@@ -18,14 +18,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from openstack import exceptions as sdk_exc
 
 from osbuild import naming
+from osbuild.cloud import compute
+from osbuild.cloud import images as image_api
 from osbuild.cloud import network as network_api
+from osbuild.cloud import volumes as volume_api
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.console import ConsoleReader
 from osbuild.cloud.delete import delete_keypair, delete_server, delete_volume
-from osbuild.cloud.retry import is_not_found
+from osbuild.cloud.retry import HttpError, api_message
 from osbuild.cloud.transcript import Transcript
 from osbuild.errors import BuildFailed, StageTimeout, VerifyFailed
 from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
@@ -93,18 +95,13 @@ def preflight_problems(ctx: BuildContext) -> list[str]:
     problems: list[str] = []
     if not verify.enabled:
         return problems
-    if verify.flavor and ctx.call(ctx.conn.compute.find_flavor, verify.flavor,
-                                  ignore_missing=True) is None:
+    if verify.flavor and compute.find_flavor(ctx.conn, verify.flavor,
+                                             cancel=ctx.cancel.event) is None:
         problems.append(f"verify.flavor: no flavor {verify.flavor!r}")
     if verify.network and network_api.find_network(ctx.conn, verify.network,
                                                    cancel=ctx.cancel.event) is None:
         problems.append(f"verify.network: no network {verify.network!r}")
     return problems
-
-
-def _api_message(exc: sdk_exc.HttpException) -> str:
-    details = getattr(exc, "details", None) or str(exc)
-    return str(details).strip().splitlines()[0]
 
 
 class VerifyImage(Resumable):
@@ -142,7 +139,8 @@ class VerifyImage(Resumable):
         return None
 
     def _mark(self, ctx: BuildContext, image_id: str, verdict: str) -> None:
-        ctx.call(ctx.conn.image.update_image, image_id, **{naming.PROP_VERIFY: verdict})
+        image_api.update_image(ctx.conn, image_id, cancel=ctx.cancel.event,
+                               **{naming.PROP_VERIFY: verdict})
         ctx.image_properties[naming.PROP_VERIFY] = verdict
 
     def _verify(self, ctx: BuildContext, image_id: str) -> None:
@@ -175,10 +173,10 @@ class VerifyImage(Resumable):
         """
         for attempt in range(1, NO_VALID_HOST_ATTEMPTS + 1):
             server_id = self._boot(ctx, image_id, keypair, deadline, first=attempt == 1)
-            fetch = partial(ctx.conn.compute.get_server, server_id)
             try:
                 wait_for_status(
-                    ctx, fetch, want="active",
+                    ctx, partial(compute.get_server, ctx.conn, server_id,
+                            cancel=ctx.cancel.event), want="active",
                     failures=("error",), deadline=deadline, what=f"test server {server_id}",
                     on_failure=server_fault, interval=ctx.options.poll_min / 2,
                 )
@@ -211,24 +209,22 @@ class VerifyImage(Resumable):
         conn = ctx.conn
         name = naming.resource_name(ctx.build_id, "verify")
 
-        def lookup():  # type: ignore[no-untyped-def]
-            return conn.compute.find_keypair(name, ignore_missing=True)
-
         create_behind_lookup(
-            ctx, lambda: conn.compute.create_keypair(name=name, public_key=public_key),
-            lookup, what="the verify keypair",
+            ctx, lambda: compute.create_keypair(conn, name, public_key),
+            lambda: compute.find_keypair(conn, name, cancel=ctx.cancel.event),
+            what="the verify keypair",
         )
         ctx.track("keypair", name, name,
                   lambda: delete_keypair(conn, name))
         return name
 
-    def _resolve(self, ctx: BuildContext) -> tuple[Any, str | None]:
+    def _resolve(self, ctx: BuildContext) -> tuple[compute.Flavor, str | None]:
         verify = ctx.spec.verify
         builder = ctx.spec.builder
         # A re-verification (`osbuild images verify`) has no preflight: the spec's names.
         resolved = ctx.resolved
         wanted = verify.flavor or (resolved.flavor_id if resolved else builder.flavor)
-        flavor = ctx.call(ctx.conn.compute.find_flavor, wanted, ignore_missing=True)
+        flavor = compute.find_flavor(ctx.conn, wanted, cancel=ctx.cancel.event)
         if flavor is None:
             field = "verify.flavor" if verify.flavor else "builder.flavor"
             raise _verify_failed("flavor", f"{field}: no flavor {wanted!r}")
@@ -262,17 +258,18 @@ class VerifyImage(Resumable):
         if spec.builder.availability_zone:
             args["availability_zone"] = spec.builder.availability_zone
 
-        def lookup():  # type: ignore[no-untyped-def]
-            found = list(conn.block_storage.volumes(details=True, name=name))
+        def lookup() -> volume_api.Volume | None:
+            found = volume_api.volumes(conn, name=name, cancel=ctx.cancel.event)
             return found[0] if found else None
 
-        volume = create_behind_lookup(ctx, lambda: conn.block_storage.create_volume(**args),
+        volume = create_behind_lookup(ctx, lambda: volume_api.create_volume(conn, **args),
                                       lookup, what="the test server's root volume")
         ctx.track("volume", volume.id, name,
                   lambda: delete_volume(conn, volume.id))
         try:
             wait_for_status(
-                ctx, lambda: conn.block_storage.get_volume(volume.id), want="available",
+                ctx, lambda: volume_api.get_volume(conn, volume.id,
+                                                   cancel=ctx.cancel.event), want="available",
                 failures=("error",), deadline=deadline, what=f"root volume {volume.id}",
             )
         except BuildFailed as exc:
@@ -286,11 +283,11 @@ class VerifyImage(Resumable):
         flavor, network_id = self._resolve(ctx)
         # A flavor without a root disk (or a smaller one than the image needs) can only boot
         # from a volume: Nova refuses an image-backed server on it.
-        from_volume = spec.verify.boot_from_volume or (flavor.disk or 0) < spec.min_disk_gb
+        from_volume = spec.verify.boot_from_volume or flavor.disk < spec.min_disk_gb
         if from_volume and not spec.verify.boot_from_volume and first:
             # Normal on clouds whose flavors have no root disk: information, said once.
             ctx.emit(EventName.INFO, message=f"verify: flavor {flavor.name} has a "
-                     f"{flavor.disk or 0} GB root disk; booting the test server from a volume")
+                     f"{flavor.disk} GB root disk; booting the test server from a volume")
         name = naming.resource_name(ctx.build_id, "verify")
         tag = naming.build_tag(ctx.build_id)
         args: dict[str, Any] = {
@@ -321,15 +318,15 @@ class VerifyImage(Resumable):
         if spec.builder.availability_zone:
             args["availability_zone"] = spec.builder.availability_zone
 
-        def lookup():  # type: ignore[no-untyped-def]
-            found = [s for s in conn.compute.servers(tags=tag) if s.name == name]
+        def lookup() -> compute.Server | None:
+            found = compute.servers(conn, tag=tag, name=name, cancel=ctx.cancel.event)
             return found[0] if found else None
 
         try:
-            server = create_behind_lookup(ctx, lambda: conn.compute.create_server(**args),
+            server = create_behind_lookup(ctx, lambda: compute.create_server(conn, **args),
                                           lookup, what="the test server")
-        except sdk_exc.HttpException as exc:
-            raise _verify_failed("server-create", _api_message(exc)) from None
+        except HttpError as exc:
+            raise _verify_failed("server-create", api_message(exc)) from None
         ctx.track("server", server.id, name,
                   lambda: delete_server(conn, server.id))
         return str(server.id)
@@ -370,8 +367,8 @@ class VerifyImage(Resumable):
 
     def _check_server(self, ctx: BuildContext, server_id: str) -> None:
         """A test server that crashed or powered off will not finish: say so at once."""
-        server = ctx.call(ctx.conn.compute.get_server, server_id)
-        status = (server.status or "").upper()
+        server = compute.get_server(ctx.conn, server_id, cancel=ctx.cancel.event)
+        status = server.status.upper()
         if status == "ERROR":
             raise _verify_failed("server-active", f"test server {server_id} went to error: "
                                  f"{server_fault(server)}")
@@ -397,12 +394,7 @@ class VerifyImage(Resumable):
                              + ", ".join(repr(p) for p in progress.unmatched))
 
     def _password(self, ctx: BuildContext, server_id: str, key: rsa.RSAPrivateKey) -> bool:
-        try:
-            encrypted = ctx.call(ctx.conn.compute.get_server_password, server_id)
-        except sdk_exc.HttpException as exc:
-            if is_not_found(exc):
-                return False
-            raise
+        encrypted = compute.server_password(ctx.conn, server_id, cancel=ctx.cancel.event)
         if not encrypted:
             return False
         if not decrypts(key, encrypted):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuild import markers
+from osbuild.cloud import compute
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.console import ConsoleRead, ConsoleReader
 from osbuild.cloud.transcript import Transcript
@@ -119,8 +120,8 @@ class _Watcher:
         interval = ctx.options.poll_min
         while True:
             ctx.cancel.check()
-            server = ctx.call(self.conn.compute.get_server, self.server_id)
-            status = (server.status or "").upper()
+            server = compute.get_server(self.conn, self.server_id, cancel=ctx.cancel.event)
+            status = server.status.upper()
             if status == "ERROR":
                 raise ServerFault(f"Nova put the builder in ERROR: {server_fault(server)}",
                                   stage=self.stage)
