@@ -79,7 +79,9 @@ class ConsoleReader:
             polls += 1
             size += len(output.encode("utf-8", "replace"))
             got = output.count("\n") + (0 if output.endswith("\n") or not output else 1)
-            complete = got < length
+            # Nova keeps the last `length` pieces of the log split on "\n"; a log that ends
+            # in a newline has an empty last piece, so a full window holds length - 1 lines.
+            complete = len(output.split("\n")) < length
             result = self.transcript.stitch(output, complete_log=complete)
             if result.overlapped or complete:
                 if self.adaptive:
