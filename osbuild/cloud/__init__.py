@@ -1,1 +1,4 @@
-"""Talking to OpenStack: connecting, retrying safely, waiting with deadlines."""
+"""Talking to OpenStack: one typed module per service, the console reader, retries, clock.
+
+The only package that imports openstacksdk (an import-linter contract in pyproject.toml).
+"""
