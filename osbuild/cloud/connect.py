@@ -19,7 +19,8 @@ from openstack.connection import Connection
 from osbuild.cloud.clock import PACE_KEY, pace
 from osbuild.errors import AuthError
 
-__all__ = ["Connection", "check_auth", "cloud_identity", "config_file_problem", "connect"]
+__all__ = ["Connection", "api_calls", "check_auth", "cloud_identity", "config_file_problem",
+           "connect"]
 
 
 def connect(cloud: str | None = None, *, region_name: str | None = None,
@@ -180,3 +181,34 @@ def cloud_identity(conn: Connection, cloud: str | None = None) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def api_calls(conn: Connection) -> dict[str, int]:
+    """Requests made, by service and method, from keystoneauth's timing records."""
+    counts: dict[str, int] = {}
+    try:
+        timings = conn.session.get_timings()
+    except Exception:
+        return counts
+    for timing in timings:
+        url = str(timing.url or "")
+        path = urlparse(url).path.strip("/").split("/")
+        service = _service_of(conn, url) or (path[0] if path else "?")
+        key = f"{service} {timing.method}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _service_of(conn: Connection, url: str) -> str | None:
+    best, best_len = None, 0
+    for service in ("compute", "block-storage", "image", "network", "identity"):
+        try:
+            endpoint = conn.endpoint_for(service) or ""
+        except Exception:
+            endpoint = ""
+        base = endpoint.rstrip("/")
+        # Version suffixes differ between catalog and request URLs; compare the root.
+        root = base.rsplit("/v", 1)[0] if "/v" in base else base
+        if root and url.startswith(root) and len(root) > best_len:
+            best, best_len = service, len(root)
+    return best

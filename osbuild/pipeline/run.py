@@ -9,11 +9,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
-from osbuild.cloud.connect import Connection
+from osbuild.cloud.connect import Connection, api_calls
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.naming import PROP_VERIFY, new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
@@ -210,37 +209,6 @@ def _finish_state(ctx: BuildContext, result: BuildResult) -> None:
                    fingerprint=result.fingerprint, pid=os.getpid())
 
 
-def _api_calls(conn: Connection) -> dict[str, int]:
-    """Requests made, by service and method, from keystoneauth's timing records."""
-    counts: dict[str, int] = {}
-    try:
-        timings = conn.session.get_timings()
-    except Exception:
-        return counts
-    for timing in timings:
-        url = str(timing.url or "")
-        path = urlparse(url).path.strip("/").split("/")
-        service = _service_of(conn, url) or (path[0] if path else "?")
-        key = f"{service} {timing.method}"
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-def _service_of(conn: Connection, url: str) -> str | None:
-    best, best_len = None, 0
-    for service in ("compute", "block-storage", "image", "network", "identity"):
-        try:
-            endpoint = conn.endpoint_for(service) or ""
-        except Exception:
-            endpoint = ""
-        base = endpoint.rstrip("/")
-        # Version suffixes differ between catalog and request URLs; compare the root.
-        root = base.rsplit("/v", 1)[0] if "/v" in base else base
-        if root and url.startswith(root) and len(root) > best_len:
-            best, best_len = service, len(root)
-    return best
-
-
 def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> Path:
     media = ctx.media
     report = {
@@ -278,7 +246,7 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> 
         "kept_for_debugging": result.kept,
         "stages": result.stages,
         "step_timings": result.step_timings,
-        "api_calls": _api_calls(ctx.conn),
+        "api_calls": api_calls(ctx.conn),
         "console": {"polls": ctx.console_polls, "bytes_fetched": ctx.console_bytes,
                     "transcript": str(ctx.workdir / "console.log")},
     }
