@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
+
+from openstack import exceptions
 
 from osbuild import markers
 from osbuild.media.render import render_media
@@ -62,7 +65,9 @@ def test_ws2022_volume_build_plays_to_shutoff_and_uploads(
         if server_status(conn, server.id) == "SHUTOFF":
             return True
         if server_status(conn, server.id) == "ACTIVE":
-            transcript = conn.compute.get_server_console_output(server)["output"]
+            # Powered off but not yet SHUTOFF: the pty console is already gone (404).
+            with contextlib.suppress(exceptions.NotFoundException):
+                transcript = conn.compute.get_server_console_output(server)["output"]
         return False
 
     run_until(sim, poll, step=60.0, limit=6 * 3600)
@@ -71,7 +76,9 @@ def test_ws2022_volume_build_plays_to_shutoff_and_uploads(
     started = [m.stage for m in found if m.status == markers.Status.START]
     assert started == ["winpe", "specialize", "firstlogon", *media.plan.stages]
     assert not [m for m in found if m.status == markers.Status.FAIL]
-    assert found[-1] == markers.Marker("sysprep", markers.Status.START)
+    # Polled once a minute (the watcher's longest interval), sysprep:start is always seen
+    # (the guest holds SYSPREP_HOLD after it); sysprep:ok just before power-off may be lost.
+    assert markers.Marker("sysprep", markers.Status.START) in found[-2:]
 
     conn.compute.delete_server(server)
     run_until(sim, lambda: conn.compute.find_server(server.id) is None)
