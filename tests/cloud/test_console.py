@@ -6,7 +6,7 @@ from typing import Any
 
 from osbuild.cloud.console import ConsoleReader
 from osbuild.cloud.transcript import Transcript
-from osbuild.sim import guest
+from osbuild_sim import guest
 from tests.sim.conftest import run_until, server_status
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from osbuild.cloud import compute, images, volumes
-from osbuild.sim.media import seed_images
+from osbuild_sim.media import seed_images
 from tests.sim.conftest import run_until
 
 
