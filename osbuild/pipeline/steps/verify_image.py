@@ -173,10 +173,10 @@ class VerifyImage(Resumable):
         """
         for attempt in range(1, NO_VALID_HOST_ATTEMPTS + 1):
             server_id = self._boot(ctx, image_id, keypair, deadline, first=attempt == 1)
+            fetch = partial(compute.get_server, ctx.conn, server_id, cancel=ctx.cancel.event)
             try:
                 wait_for_status(
-                    ctx, partial(compute.get_server, ctx.conn, server_id,
-                            cancel=ctx.cancel.event), want="active",
+                    ctx, fetch, want="active",
                     failures=("error",), deadline=deadline, what=f"test server {server_id}",
                     on_failure=server_fault, interval=ctx.options.poll_min / 2,
                 )
