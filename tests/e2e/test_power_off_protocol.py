@@ -35,8 +35,10 @@ def test_guest_powering_off_without_the_sysprep_marker_fails_clearly(cloud: Clou
     cloud.sim.faults.add_guest_scenario(
         {"power_off_after_stage": "cleanup", "shutdown_seconds": 1}, name="builder$")
     run = cloud.build(cloud.spec())
+    # Which earlier marker was read last depends on the poll timing (only sysprep:start is
+    # held on the console); that none said sysprep, and why, does not.
     assert_clean_failure(cloud, run, 1,
-                         "the builder powered off before sysprep (last stage: cleanup)",
+                         "the builder powered off before sysprep (last stage: ",
                          "no sysprep:start marker was read while it ran, and its console "
                          "was gone after power-off")
     assert "sysprep:start" not in stages_seen(run)
