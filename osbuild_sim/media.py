@@ -21,8 +21,9 @@ from xml.etree import ElementTree
 
 import pycdlib
 
-from osbuild.media import eltorito, windows
+from osbuild.media import eltorito, wim, windows
 from osbuild.media.configiso import frozen_pycdlib_clock
+from osbuild.media.wim import WimImage
 
 VIRTIO_VERSION = "0.1.266"
 VIRTIO_LABEL = f"virtio-win-{VIRTIO_VERSION}"
@@ -53,19 +54,17 @@ class SeedImage:
     data: bytes
 
 
-@dataclass(frozen=True)
-class WimImage:
-    index: int
-    name: str  # `/IMAGE/NAME`
-    edition_id: str
-    build: int
-
-
 # --------------------------------------------------------------------------- install.wim
 
 
-def install_wim_xml(version: str, editions: tuple[str, ...] | None = None) -> bytes:
-    """install.wim's XML metadata (UTF-16LE with BOM, as DISM and wimlib store it)."""
+def install_wim_xml(version: str, editions: tuple[str, ...] | None = None, *,
+                    language: str = "en-US", evaluation: bool = False,
+                    arch: int = 9) -> bytes:
+    """install.wim's XML metadata (UTF-16LE with BOM, as DISM and wimlib store it).
+
+    ``evaluation``: client evaluation media name their images `Windows 11 Enterprise
+    Evaluation` (edition id `EnterpriseEval`); server evaluation media keep retail names.
+    ``arch``: WIM's ARCH code (9 = x64, 0 = x86, 12 = arm64)."""
     build = windows.BUILD_NUMBERS[version]
     server = windows.is_server(version)
     editions = editions or (windows.SERVER_EDITIONS if server else CLIENT_MEDIA_EDITIONS)
@@ -74,26 +73,29 @@ def install_wim_xml(version: str, editions: tuple[str, ...] | None = None) -> by
     for index, edition in enumerate(editions, start=1):
         image = ElementTree.SubElement(root, "IMAGE", INDEX=str(index))
         name = windows.Edition(version, edition).image_name
+        eval_suffix = ""
+        if evaluation and not server:
+            name, eval_suffix = f"{name} Evaluation", "Eval"
         if server:
             edition_id, install_type, display = _SERVER_EDITION_IDS[edition]
             display_name = f"Windows Server {version} {display}"
             product_type = "ServerNT"
         else:
-            edition_id = _CLIENT_EDITION_IDS.get(edition, edition.replace(" ", ""))
+            edition_id = _CLIENT_EDITION_IDS.get(edition, edition.replace(" ", "")) + eval_suffix
             install_type, display_name, product_type = "Client", name, "WinNT"
         ElementTree.SubElement(image, "NAME").text = name
         ElementTree.SubElement(image, "DESCRIPTION").text = name
         ElementTree.SubElement(image, "DISPLAYNAME").text = display_name
         ElementTree.SubElement(image, "FLAGS").text = edition_id
         info = ElementTree.SubElement(image, "WINDOWS")
-        ElementTree.SubElement(info, "ARCH").text = "9"  # amd64
+        ElementTree.SubElement(info, "ARCH").text = str(arch)
         ElementTree.SubElement(info, "PRODUCTNAME").text = "Microsoft® Windows® Operating System"
         ElementTree.SubElement(info, "EDITIONID").text = edition_id
         ElementTree.SubElement(info, "INSTALLATIONTYPE").text = install_type
         ElementTree.SubElement(info, "PRODUCTTYPE").text = product_type
         languages = ElementTree.SubElement(info, "LANGUAGES")
-        ElementTree.SubElement(languages, "LANGUAGE").text = "en-US"
-        ElementTree.SubElement(languages, "DEFAULT").text = "en-US"
+        ElementTree.SubElement(languages, "LANGUAGE").text = language
+        ElementTree.SubElement(languages, "DEFAULT").text = language
         ver = ElementTree.SubElement(info, "VERSION")
         for tag, value in (("MAJOR", 10), ("MINOR", 0), ("BUILD", build), ("SPBUILD", 1)):
             ElementTree.SubElement(ver, tag).text = str(value)
@@ -102,29 +104,8 @@ def install_wim_xml(version: str, editions: tuple[str, ...] | None = None) -> by
 
 
 def read_wim_images(data: bytes) -> list[WimImage]:
-    """The images listed in WIM XML metadata (UTF-16 with BOM or UTF-8); [] if unreadable."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = data.decode("utf-16")
-    else:
-        text = data.decode("utf-8", errors="replace")
-    try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError:
-        return []
-    images = []
-    for image in root.iter("IMAGE"):
-        try:
-            images.append(
-                WimImage(
-                    index=int(image.get("INDEX", "0")),
-                    name=image.findtext("NAME", ""),
-                    edition_id=image.findtext("WINDOWS/EDITIONID", ""),
-                    build=int(image.findtext("WINDOWS/VERSION/BUILD", "0")),
-                )
-            )
-        except ValueError:
-            continue
-    return images
+    """The images listed in WIM XML metadata, read as osbuild's preflight reads them."""
+    return wim.wim_images(data)
 
 
 # --------------------------------------------------------------------------- ISO writing
@@ -196,9 +177,11 @@ def _filler(tag: str, size: int) -> bytes:
 
 
 def windows_iso(version: str, *, noprompt: bool = False,
-                editions: tuple[str, ...] | None = None) -> bytes:
-    """A Windows installer ISO for ``version``; ``noprompt`` as `prepare-uefi` leaves it."""
-    data = _windows_iso(version, editions)
+                editions: tuple[str, ...] | None = None, language: str = "en-US",
+                evaluation: bool = False, arch: int = 9) -> bytes:
+    """A Windows installer ISO for ``version``; ``noprompt`` as `prepare-uefi` leaves it;
+    ``language``, ``evaluation`` and ``arch`` as :func:`install_wim_xml` takes them."""
+    data = _windows_iso(version, editions, language, evaluation, arch)
     if not noprompt:
         return data
     fp = io.BytesIO(data)
@@ -207,9 +190,10 @@ def windows_iso(version: str, *, noprompt: bool = False,
 
 
 @functools.lru_cache(maxsize=16)
-def _windows_iso(version: str, editions: tuple[str, ...] | None) -> bytes:
+def _windows_iso(version: str, editions: tuple[str, ...] | None, language: str,
+                 evaluation: bool, arch: int) -> bytes:
     with _fixed_time():
-        iso = _IsoWriter(windows.RELEASE[version].media_label)
+        iso = _IsoWriter(windows.RELEASE[version].media_label.replace("EN-US", language.upper()))
         build = windows.BUILD_NUMBERS[version]
         iso.add("boot/bcd", _filler(f"bcd-{version}", 3000))
         bios = iso.add(eltorito.BIOS_BOOT_IMAGE, b"\xeb\x3cETFSBOOT" + _filler("etfs", 4086))
@@ -226,8 +210,9 @@ def _windows_iso(version: str, editions: tuple[str, ...] | None) -> bytes:
         iso.add(SETUP_EXE, b"MZ" + f"Windows Setup {version} build {build}".encode()
                 + _filler(f"setup-{version}", 1000))
         iso.add(BOOT_WIM, b"MSWIM\x00\x00\x00" + _filler(f"bootwim-{version}", 6000))
-        iso.add(INSTALL_WIM, install_wim_xml(version, editions))
-        iso.add("sources/lang.ini", b"[Available UI Languages]\r\nen-US = 3\r\n")
+        iso.add(INSTALL_WIM, install_wim_xml(version, editions, language=language,
+                                             evaluation=evaluation, arch=arch))
+        iso.add("sources/lang.ini", f"[Available UI Languages]\r\n{language} = 3\r\n".encode())
         iso.iso.add_eltorito(bios, bootcatfile="/BOOT.CAT;1", boot_load_size=8,
                              boot_load_seg=0x07C0, media_name="noemul")
         iso.iso.add_eltorito(efi, bootcatfile="/BOOT.CAT;1", efi=True, media_name="noemul")

@@ -115,9 +115,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         print("no El Torito boot catalog (not bootable media)")  # virtio-win is not
     with path.open("rb") as fp:
         # Only the WIM header and its XML metadata are read, not gigabytes of image data.
-        editions = wim.iso_editions(fp, name=str(path))
-    for index, name in enumerate(editions or [], start=1):
-        print(f"image {index}: {name}")
+        editions = wim.iso_images(fp, name=str(path))
+    for image in editions or []:
+        facts = [fact for fact in (image.version, image.arch, "/".join(image.languages)) if fact]
+        print(f"image {image.index}: {image.name}" + (f" ({', '.join(facts)})" if facts else ""))
     with path.open("rb") as fp:
         drivers = read_virtio_iso(fp, name=str(path))
     if drivers is not None:

@@ -209,8 +209,13 @@ def render_media(
     build_id: str,
     nonce: str | None = None,
     password: str | None = None,
+    install_image: str | None = None,
 ) -> RenderedMedia:
-    """Write the config tree to ``out_dir/config`` and the ISO to ``out_dir/config.iso``."""
+    """Write the config tree to ``out_dir/config`` and the ISO to ``out_dir/config.iso``.
+
+    ``install_image``: the `/IMAGE/NAME` preflight found on the ISO (an evaluation ISO's
+    differs from the retail name); default: the spec's edition's retail name."""
+    image_name = install_image or spec.windows.image_name
     nonce = nonce or new_nonce()
     password = password or generate_password()
     _check_inputs(build_id, nonce, password)
@@ -240,7 +245,7 @@ def render_media(
         build_id=build_id,
         windows=PlanWindows(
             version=spec.windows.version,
-            image_name=spec.windows.image_name,
+            image_name=image_name,
             firmware=spec.windows.firmware,
             disk_bus=spec.builder.disk_bus,
         ),
@@ -257,7 +262,8 @@ def render_media(
     )
 
     xml_env = _environment(xml=True)
-    answer = xml_env.get_template("autounattend.xml.j2").render(unattend.context(spec, password))
+    answer = xml_env.get_template("autounattend.xml.j2").render(
+        unattend.context(spec, password, image_name=image_name))
     _write(tree, layout.ANSWER_FILE, answer, secret=True)
 
     text_env = _environment(xml=False)

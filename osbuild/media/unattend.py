@@ -123,7 +123,7 @@ def needs_win11_bypass(spec: BuildSpec) -> bool:
     return windows.RELEASE[spec.windows.version].hardware_checks and not spec.windows.tpm
 
 
-def context(spec: BuildSpec, password: str) -> dict[str, Any]:
+def context(spec: BuildSpec, password: str, *, image_name: str | None = None) -> dict[str, Any]:
     """Everything autounattend.xml.j2 needs; the template escapes every value."""
     win = spec.windows
     winpe = [(cmd_marker("winpe", Status.START), "osbuild progress marker")]
@@ -155,7 +155,7 @@ def context(spec: BuildSpec, password: str) -> dict[str, Any]:
         },
         "driver_paths": driver_paths(spec),
         "disk": disk_layout(win.firmware),
-        "image_name": win.image_name,
+        "image_name": image_name or win.image_name,
         "product_key": win.resolved_product_key(),
         "owner": "osbuild",
         "winpe_commands": _commands(winpe),

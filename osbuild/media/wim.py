@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO
 from xml.etree import ElementTree
 
@@ -41,23 +42,90 @@ def wim_xml(read_at: ReadAt, size: int) -> bytes | None:
     return read_at(offset, length)
 
 
-def image_names(xml: bytes) -> list[str]:
-    """Every `/IMAGE/NAME` in WIM XML metadata (UTF-16 with or without BOM, or UTF-8)."""
+# `/IMAGE/WINDOWS/ARCH`: the PROCESSOR_ARCHITECTURE_* values of Windows' SYSTEM_INFO.
+ARCHITECTURES = {0: "x86", 5: "arm", 6: "ia64", 9: "x64", 12: "arm64"}
+
+
+@dataclass(frozen=True)
+class WimImage:
+    """One image of an install.wim, as its XML metadata describes it."""
+
+    index: int
+    name: str  # `/IMAGE/NAME`, what the answer file selects
+    edition_id: str = ""  # ServerStandard, Professional, EnterpriseEval, ...
+    installation_type: str = ""  # Server, Server Core, Client
+    build: int | None = None  # 20348
+    version: str | None = None  # 10.0.20348
+    arch: str | None = None  # x64
+    languages: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """`Windows Server 2022 SERVERSTANDARD (index 2, 10.0.20348, x64, en-US)`."""
+        facts = [f"index {self.index}"]
+        facts += [fact for fact in (self.version, self.arch) if fact]
+        if self.languages:
+            facts.append("/".join(self.languages))
+        return f"{self.name} ({', '.join(facts)})"
+
+
+def _xml_text(xml: bytes) -> str:
     if xml.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = xml.decode("utf-16")
-    elif len(xml) > 1 and xml[1:2] == b"\0":
-        text = xml.decode("utf-16-le")
-    else:
-        text = xml.decode("utf-8", errors="replace")
+        return xml.decode("utf-16")
+    if len(xml) > 1 and xml[1:2] == b"\0":
+        return xml.decode("utf-16-le")
+    return xml.decode("utf-8", errors="replace")
+
+
+def _int(text: str | None) -> int | None:
     try:
-        root = ElementTree.fromstring(text.strip("\0 \r\n"))
+        return int((text or "").strip())
+    except ValueError:
+        return None
+
+
+def wim_images(xml: bytes) -> list[WimImage]:
+    """Every image in WIM XML metadata (UTF-16 with or without BOM, or UTF-8); [] if unreadable.
+
+    An image captured from a tree that is not Windows has no WINDOWS element: its version,
+    architecture and languages are then unknown (None / empty)."""
+    try:
+        root = ElementTree.fromstring(_xml_text(xml).strip("\0 \r\n"))
     except ElementTree.ParseError:
         return []
-    return [name for image in root.iter("IMAGE") if (name := image.findtext("NAME"))]
+    images = []
+    for position, image in enumerate(root.iter("IMAGE"), start=1):
+        name = image.findtext("NAME")
+        if not name:
+            continue
+        info = image.find("WINDOWS")
+        build = version = arch = None
+        languages: tuple[str, ...] = ()
+        if info is not None:
+            parts = [_int(info.findtext(f"VERSION/{tag}")) for tag in ("MAJOR", "MINOR", "BUILD")]
+            build = parts[2]
+            if None not in parts:
+                version = ".".join(str(part) for part in parts)
+            code = _int(info.findtext("ARCH"))
+            arch = ARCHITECTURES.get(code, str(code)) if code is not None else None
+            languages = tuple(lang.text.strip() for lang in info.findall("LANGUAGES/LANGUAGE")
+                              if lang.text and lang.text.strip())
+        images.append(WimImage(
+            index=_int(image.get("INDEX")) or position,
+            name=name,
+            edition_id=(image.findtext("WINDOWS/EDITIONID") or image.findtext("FLAGS") or ""),
+            installation_type=image.findtext("WINDOWS/INSTALLATIONTYPE") or "",
+            build=build, version=version, arch=arch, languages=languages,
+        ))
+    return images
 
 
-def iso_editions(fp: IO[bytes], *, name: str = "ISO") -> list[str] | None:
-    """The `/IMAGE/NAME`s of the install image on a Windows ISO; None when unreadable."""
+def image_names(xml: bytes) -> list[str]:
+    """Every `/IMAGE/NAME` in WIM XML metadata."""
+    return [image.name for image in wim_images(xml)]
+
+
+def iso_images(fp: IO[bytes], *, name: str = "ISO") -> list[WimImage] | None:
+    """The images of the install image on a Windows ISO; None when unreadable."""
     iso = eltorito.open_iso(fp, name=name)
     try:
         files = eltorito.list_files(iso)
@@ -82,4 +150,10 @@ def iso_editions(fp: IO[bytes], *, name: str = "ISO") -> list[str] | None:
         return bytes(out)
 
     xml = wim_xml(read_at, size)
-    return image_names(xml) if xml is not None else None
+    return wim_images(xml) if xml is not None else None
+
+
+def iso_editions(fp: IO[bytes], *, name: str = "ISO") -> list[str] | None:
+    """The `/IMAGE/NAME`s of the install image on a Windows ISO; None when unreadable."""
+    images = iso_images(fp, name=name)
+    return [image.name for image in images] if images is not None else None

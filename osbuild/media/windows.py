@@ -132,6 +132,19 @@ def is_server(version: str) -> bool:
     return RELEASE[version].server if version in RELEASE else False
 
 
+# The first build of each release (Windows 10 builds run from 10240 to 19045).
+_SERVER_RELEASE_BUILDS = ((26040, "2025"), (20348, "2022"), (17763, "2019"), (14393, "2016"))
+_CLIENT_RELEASE_BUILDS = ((22000, "11"), (10240, "10"))
+
+
+def release_of_build(build: int, *, server: bool) -> str | None:
+    """The release (as `windows.version` names it) of a Windows build number, or None."""
+    for first, release in _SERVER_RELEASE_BUILDS if server else _CLIENT_RELEASE_BUILDS:
+        if build >= first:
+            return release
+    return None
+
+
 def virtio_os_folder(version: str, build: int | None = None) -> str:
     """The virtio-win OS folder for a Windows version (by build number for servers)."""
     release = RELEASE[version]
@@ -163,6 +176,15 @@ class Edition:
         if is_server(self.version):
             return f"Windows Server {self.version} {self.edition}"
         return f"Windows {self.version} {self.edition}"
+
+    @property
+    def image_names(self) -> tuple[str, ...]:
+        """The names this edition has on retail, volume and evaluation media: client
+        evaluation media add ` Evaluation` (`Windows 11 Enterprise Evaluation`); server
+        evaluation media keep the retail names."""
+        if is_server(self.version):
+            return (self.image_name,)
+        return (self.image_name, f"{self.image_name} Evaluation")
 
     @property
     def gvlk(self) -> str | None:

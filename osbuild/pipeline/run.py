@@ -35,10 +35,11 @@ from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
 
 def build_steps() -> list[Resumable]:
-    """Local work and checks first; the first cloud resource is created by upload-config."""
+    """Checks and local work first; the first cloud resource is created by upload-config.
+    Preflight comes before render: the answer file selects the image name found on the ISO."""
     return [
-        RenderConfig(),
         Preflight(),
+        RenderConfig(),
         UploadConfigIso(),
         CreateVolumes(),
         BootBuilder(),

@@ -99,6 +99,21 @@ class Cloud:
                   if line.startswith("{")]
         return BuildRun(code, events, err.getvalue())
 
+    def upload_iso(self, name: str, data: bytes, **properties: str) -> str:
+        """A Windows or virtio-win ISO in the simulated Glance, as an operator uploads it."""
+        conn = self.sim.connect()
+        return str(conn.image.create_image(name=name, disk_format="iso", container_format="bare",
+                                           data=data, **properties).id)
+
+    def image_record(self, image_id: str) -> dict[str, Any]:
+        """What the simulated guest left on the disk that became this image."""
+        from osbuild.sim.guest import read_disk_record
+
+        data = self.sim.connect().image.download_image(image_id).content
+        record = read_disk_record(data)
+        assert record is not None, f"image {image_id} holds no simulated Windows disk"
+        return record
+
     def leftovers(self, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Everything in the cloud that osbuild created and should not be there."""
         resources = self.sim.resources()

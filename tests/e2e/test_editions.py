@@ -27,7 +27,8 @@ def test_an_edition_missing_from_the_iso_fails_in_preflight(cloud: Cloud) -> Non
     assert run.exit_code == 2, run.why
     assert run.failure["stage"] is None or run.failure["stage"] == "preflight"
     assert ("windows.edition: SERVERSTANDARD is not on 'ws2022-datacenter-only.iso'; its "
-            "install image holds: SERVERDATACENTERCORE, SERVERDATACENTER") in run.why
+            "install image holds: SERVERDATACENTERCORE (index 1, 10.0.20348, x64, en-US); "
+            "SERVERDATACENTER (index 2, 10.0.20348, x64, en-US)") in run.why
     assert not run.named("stage")  # never booted, so no 1-hour WinPE wait
     assert cloud.leftovers(keep={iso}) == []
 

@@ -100,5 +100,39 @@ def test_media_inspect_lists_the_editions_of_a_real_format_wim(
     iso.close()
     assert main(["media", "inspect", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-2:] == ["image 1: Windows Server 2025 SERVERSTANDARD",
-                        "image 2: Windows Server 2025 SERVERDATACENTER"]
+    assert out[-2:] == ["image 1: Windows Server 2025 SERVERSTANDARD (10.0.26100, x64, en-US)",
+                        "image 2: Windows Server 2025 SERVERDATACENTER (10.0.26100, x64, en-US)"]
+
+
+def test_images_carry_version_architecture_and_languages() -> None:
+    xml = install_wim_xml("2019", ("SERVERSTANDARD",), language="de-DE")
+    [image] = wim.wim_images(_real_wim(xml)[208 + 4096:])
+    assert (image.index, image.name, image.build, image.version, image.arch, image.languages) \
+        == (1, "Windows Server 2019 SERVERSTANDARD", 17763, "10.0.17763", "x64", ("de-DE",))
+    assert image.describe() == ("Windows Server 2019 SERVERSTANDARD "
+                                "(index 1, 10.0.17763, x64, de-DE)")
+
+
+def test_architecture_codes_are_windows_processor_architectures() -> None:
+    [x86] = wim.wim_images(install_wim_xml("10", ("Pro",), arch=0))
+    [arm] = wim.wim_images(install_wim_xml("11", ("Pro",), arch=12))
+    assert (x86.arch, arm.arch) == ("x86", "arm64")
+
+
+def test_client_evaluation_media_name_their_images_differently() -> None:
+    images = wim.wim_images(install_wim_xml("11", ("Enterprise",), evaluation=True))
+    assert [(i.name, i.edition_id) for i in images] == [
+        ("Windows 11 Enterprise Evaluation", "EnterpriseEval")]
+    # Server evaluation media keep the retail names.
+    assert wim.image_names(install_wim_xml("2022", ("SERVERSTANDARD",), evaluation=True)) == [
+        "Windows Server 2022 SERVERSTANDARD"]
+
+
+def test_release_of_a_build_number() -> None:
+    from osbuild.media import windows
+
+    assert [windows.release_of_build(b, server=True) for b in (14393, 17763, 20348, 26100)] \
+        == ["2016", "2019", "2022", "2025"]
+    assert [windows.release_of_build(b, server=False) for b in (19045, 22631, 26100)] \
+        == ["10", "11", "11"]
+    assert windows.release_of_build(9600, server=True) is None

@@ -57,6 +57,8 @@ class Resolved:
     network_id: str | None
     volume_type: str | None
     availability_zone: str | None
+    # The `/IMAGE/NAME` found on the ISO (an evaluation ISO's differs); None: not read.
+    install_image: str | None = None
 
     def volume_gigabytes(self, config_gb: int, target_gb: int) -> int:
         return self.windows_iso.volume_gb + self.virtio_iso.volume_gb + config_gb + target_gb
@@ -107,8 +109,7 @@ class Preflight(Resumable):
                     f"prepare-uefi --image {win.name}{cloud} and use the new image"
                 )
 
-        if win:
-            problems.extend(self._edition_problems(ctx, win))
+        install_image = self._install_image(ctx, win, problems) if win else None
         if virtio:
             problems.extend(self._virtio_problems(ctx, virtio))
 
@@ -162,6 +163,7 @@ class Preflight(Resumable):
                 network_id=network_id,
                 volume_type=spec.builder.volume_type,
                 availability_zone=spec.builder.availability_zone,
+                install_image=install_image,
             )
             return resolved, build_needs(ctx, resolved, flavor), problems
         return None, None, problems
@@ -206,28 +208,50 @@ class Preflight(Resumable):
             properties=props,
         )
 
-    def _edition_problems(self, ctx: BuildContext, win: IsoImage) -> list[str]:
-        """The spec's edition must be on the ISO: else Setup waits at its edition choice
-        until the 1-hour WinPE timeout. Read from install.wim's XML through Glance."""
+    def _install_image(self, ctx: BuildContext, win: IsoImage,
+                       problems: list[str]) -> str | None:
+        """The `/IMAGE/NAME` the answer file selects on this ISO, checked against the spec:
+        the release, the architecture and the edition must be on it, else Setup waits at its
+        edition choice (or refuses) until the 1-hour WinPE timeout. Read from install.wim's
+        XML through Glance; None when the ISO cannot be read (the spec's name is used)."""
         windows = ctx.spec.windows
         try:
-            editions = ctx.call(_iso_editions, ctx.conn, win)
+            images = ctx.call(_iso_images, ctx.conn, win)
         except Exception as exc:  # no Range support, not an ISO, an odd install image
             log.debug("could not read the editions of %s", win.id, exc_info=True)
-            editions = None
+            images = None
             why = describe(exc)
         else:
             why = "no install.wim metadata found"
-        if editions is None:
+        if images is None:
             ctx.emit(EventName.INFO, message=f"windows.edition: could not read the editions on "
                      f"{win.name!r} from Glance ({why}); `osbuild media inspect ISO` lists "
                      "them from a copy of the ISO")
-            return []
-        if windows.image_name.lower() in (name.lower() for name in editions):
-            return []
-        have = ", ".join(_edition_of(windows.version, name) for name in editions) or "none"
-        return [f"windows.edition: {windows.edition} is not on {win.name!r}; its install "
-                f"image holds: {have}"]
+            return None
+        holds = "; ".join(_described(windows.version, image) for image in images) or "none"
+        foreign = sorted({image.arch for image in images if image.arch not in (None, "x64")})
+        if foreign and len(foreign) == len({image.arch for image in images}):
+            problems.append(f"windows.iso_image: {win.name!r} is {'/'.join(foreign)} media; "
+                            f"osbuild builds x64 (amd64) images. Its install image holds: "
+                            f"{holds}")
+            return None
+        releases = sorted({release for image in images if (release := _release(image))})
+        if releases and windows.version not in releases:
+            what = ", ".join(_release_name(release) for release in releases)
+            problems.append(f"windows.version: {windows.version}, but {win.name!r} is "
+                            f"{what} media; its install image holds: {holds}")
+            return None
+        wanted = [name.casefold() for name in windows.edition_info.image_names]
+        for image in images:
+            if image.name.casefold() in wanted and image.arch in (None, "x64"):
+                if image.edition_id.endswith("Eval") and windows.product_key is not None:
+                    # Setup refuses a key that no image of evaluation media accepts.
+                    problems.append(f"windows.product_key: {win.name!r} is evaluation media "
+                                    f"({image.name}), which takes no product key; omit it")
+                return image.name
+        problems.append(f"windows.edition: {windows.edition} is not on {win.name!r}; its "
+                        f"install image holds: {holds}")
+        return None
 
     def _virtio_problems(self, ctx: BuildContext, virtio: IsoImage) -> list[str]:
         """The drivers WinPE and the virtio stage load must have a build for this Windows
@@ -384,9 +408,9 @@ def _check(absolute: dict[str, Any], service: str, what: str, need: int,
     return []
 
 
-def _iso_editions(conn: Any, win: IsoImage) -> list[str] | None:
+def _iso_images(conn: Any, win: IsoImage) -> list[wim.WimImage] | None:
     reader = io.BufferedReader(ImageRanges(conn, win.id, win.size), buffer_size=64 * 1024)
-    return wim.iso_editions(reader, name=win.name)
+    return wim.iso_images(reader, name=win.name)
 
 
 def _virtio_contents(conn: Any, virtio: IsoImage) -> VirtioContents | None:
@@ -396,8 +420,30 @@ def _virtio_contents(conn: Any, virtio: IsoImage) -> VirtioContents | None:
 
 
 def _edition_of(version: str, image_name: str) -> str:
-    """``SERVERSTANDARD`` for `Windows Server 2022 SERVERSTANDARD`: as a spec would say it."""
+    """``SERVERSTANDARD`` for `Windows Server 2022 SERVERSTANDARD`: as a spec would say it;
+    an evaluation image keeps its full name (the spec names the edition, not the media)."""
     for edition in (*windows_catalog.SERVER_EDITIONS, *windows_catalog.CLIENT_EDITIONS):
         if windows_catalog.Edition(version, edition).image_name.lower() == image_name.lower():
             return edition
     return image_name
+
+
+def _described(version: str, image: wim.WimImage) -> str:
+    """`SERVERSTANDARD (index 2, 10.0.20348, x64, en-US)`."""
+    return image.describe().replace(image.name, _edition_of(version, image.name), 1)
+
+
+def _is_server_image(image: wim.WimImage) -> bool:
+    return image.installation_type.startswith("Server") or image.name.startswith(
+        "Windows Server")
+
+
+def _release(image: wim.WimImage) -> str | None:
+    if image.build is None:
+        return None
+    return windows_catalog.release_of_build(image.build, server=_is_server_image(image))
+
+
+def _release_name(release: str) -> str:
+    return f"Windows Server {release}" if windows_catalog.is_server(release) else (
+        f"Windows {release}")

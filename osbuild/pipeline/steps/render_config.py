@@ -20,7 +20,9 @@ class RenderConfig(Resumable):
         # it is removed at the end of the build whatever happens.
         ctx.track("local", str(out_dir), "rendered config media",
                   lambda: shutil.rmtree(out_dir, ignore_errors=True))
-        ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id)
+        resolved = ctx.resolved
+        ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id,
+                                 install_image=resolved.install_image if resolved else None)
 
     def record(self, ctx: BuildContext) -> dict[str, Any]:
         # The facts the cloud steps use, never the media (it holds the password).
