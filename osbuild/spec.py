@@ -244,6 +244,18 @@ class VirtioSpec(_Section):
             raise ValueError("lists a driver twice")
         return value
 
+    @model_validator(mode="after")
+    def _agent_needs_its_channel(self) -> VirtioSpec:
+        # qemu-ga talks to the host over virtio-serial: without the vioserial driver the
+        # service runs and nothing ever answers. The guest tools install it; so does WinPE,
+        # which adds its drivers to the installed system's driver store.
+        if self.qemu_ga and not self.guest_tools and "vioserial" not in self.winpe_drivers:
+            raise ValueError(
+                "qemu_ga: the QEMU guest agent needs the vioserial driver; set "
+                "virtio.guest_tools: true (installs it) or add vioserial to "
+                "virtio.winpe_drivers")
+        return self
+
 
 class CloudbaseInitSpec(_Section):
     msi: Text = Field(

@@ -33,7 +33,7 @@ from osbuild import markers
 from osbuild.errors import InvalidInput
 from osbuild.markers import Marker, Status
 from osbuild.media import eltorito, layout, windows
-from osbuild_sim import media
+from osbuild_sim import accounts, media
 from osbuild_sim.hypervisor import AttachedDevice, Machine
 
 # --------------------------------------------------------------------------- events
@@ -199,6 +199,8 @@ class _Answer:
     specialize_commands: list[str] = field(default_factory=list)
     firstlogon_commands: list[str] = field(default_factory=list)
     autologon: bool = False
+    autologon_user: str = ""
+    administrator_password: bool = False  # UserAccounts/AdministratorPassword is set
 
 
 def _component(root: Any, pass_name: str, name: str) -> Any:
@@ -259,6 +261,9 @@ def parse_answer_file(data: bytes) -> _Answer | None:
         enabled = shell.findtext("u:AutoLogon/u:Enabled", "", _NS).strip().lower() == "true"
         count = shell.findtext("u:AutoLogon/u:LogonCount", "0", _NS).strip()
         answer.autologon = enabled and count.isdigit() and int(count) >= 1
+        answer.autologon_user = shell.findtext("u:AutoLogon/u:Username", "", _NS).strip()
+        answer.administrator_password = (
+            shell.find("u:UserAccounts/u:AdministratorPassword/u:Value", _NS) is not None)
         answer.firstlogon_commands = _ordered(
             shell.findall("u:FirstLogonCommands/u:SynchronousCommand", _NS), "u:CommandLine"
         )
@@ -612,6 +617,7 @@ class _Guest:
             "format": DISK_RECORD_FORMAT,
             "os": "windows",
             "image_name": image.name,
+            "language": image.languages[0] if image.languages else "en-US",
             "edition_id": image.edition_id,
             "build": image.build,
             "firmware": self.machine.firmware,
@@ -624,6 +630,12 @@ class _Guest:
             "cloudbase_init_metadata_services": [],
             "update_passes": 0,
             "scripts": [],
+            # Setup gives the built-in Administrator the answer file's password; autologon
+            # as `Administrator` (its language-neutral name) enables it.
+            "builtin_administrator": {
+                "enabled": answer.autologon_user.casefold() == "administrator",
+                "password": "build" if answer.administrator_password else "none",
+            },
             "sysprep": False,
             "build_id": plan.build_id if plan else None,
             "stage": "setup",
@@ -765,6 +777,16 @@ class _Guest:
             if not config.iso.has(conf):
                 raise _StageFailed(f"Could not find file '{conf}'.")
         self.record["cloudbase_init"] = True
+        self.record["cloudbase_init_username"] = _conf_value(
+            config.iso.read(layout.CLOUDBASE_CONF) or b"", "username")
+        # stage-cloudbaseinit.ps1 names the built-in groups as this Windows does (by SID).
+        language = self.record["language"]
+        self.record["cloudbase_init_groups"] = [
+            (accounts.local_name(language, group) or group) if group.startswith("S-1-")
+            else group
+            for group in (plan.cloudbase_init.groups or _conf_list(
+                config.iso.read(layout.CLOUDBASE_CONF) or b"", "groups"))
+        ]
         self.record["cloudbase_init_metadata_services"] = _metadata_services(
             config.iso.read(layout.CLOUDBASE_CONF) or b""
         )
@@ -809,8 +831,22 @@ class _Guest:
 
     def _stage_cleanup(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         self._wait(_STAGE["cleanup"])
+        script = self._stage_script("cleanup")
+        if "Get-OsbuildBuiltinAdministrator" in script:
+            # The built-in Administrator, found by SID, gets a throwaway password and is
+            # disabled unless cloudbase-init manages it (by its local name).
+            builtin = accounts.local_name(self.record["language"], accounts.BUILTIN_ADMINISTRATOR)
+            managed = self.record.get("cloudbase_init_username") == builtin
+            self.record["builtin_administrator"] = {
+                "enabled": managed, "password": "throwaway"}
         return
         yield
+
+    def _stage_script(self, stage: str) -> str:
+        """The text of a rendered stage script on the config ISO ('' when missing)."""
+        config = self.config
+        data = config.iso.read(f"{layout.SCRIPTS_DIR}/stage-{stage}.ps1") if config else None
+        return (data or b"").decode("utf-8-sig", "replace")
 
     def _stage_sysprep(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         # templates/scripts/firstlogon.ps1 and stage-sysprep.ps1: sysprep /quit, then the
@@ -855,18 +891,20 @@ class _Guest:
         if target is None or target[0] != "disk":
             return
         self._wait(_WINDOWS_BOOT)
+        missing = [group for group in record.get("cloudbase_init_groups", [])
+                   if group not in accounts.local_groups(record.get("language", "en-US"))]
         yield from self._cloudbase_run(service, [
             "CreateUserPlugin", "SetUserPasswordPlugin", "SetUserSSHPublicKeysPlugin",
             "ExtendVolumesPlugin", "UserDataPlugin", "LocalScriptsPlugin",
-        ], password=True)
+        ], password=True, missing_groups=missing)
 
     def _log(self, pid: int, level: str, name: str, message: str) -> GuestEvent:
         when = self.started_at + timedelta(seconds=self.t)
         stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
         return self._say(f"{stamp} {pid} {level} {name} [-] {message}")
 
-    def _cloudbase_run(self, service: str, plugins: list[str], *,
-                       password: bool) -> Iterator[GuestEvent]:
+    def _cloudbase_run(self, service: str, plugins: list[str], *, password: bool,
+                       missing_groups: list[str] | None = None) -> Iterator[GuestEvent]:
         pid = self.rng.randint(1000, 9999)
         yield self._log(pid, "INFO", "cloudbaseinit.init", f"Metadata service loaded: '{service}'")
         for plugin in plugins:
@@ -874,6 +912,11 @@ class _Guest:
             yield self._log(pid, "INFO", "cloudbaseinit.init", f"Executing plugin '{plugin}'")
             if self.scenario.cloudbase_init_never_finishes:
                 raise _Halt
+            if plugin == "CreateUserPlugin" and missing_groups:
+                # NetLocalGroupAddMembers with a name this Windows does not have.
+                yield self._log(pid, "ERROR", "cloudbaseinit.plugins.windows.createuser",
+                                f"Cannot add user to group {missing_groups[0]!r}: "
+                                "NERR_GroupNotFound (2220)")
             if plugin == "SetUserPasswordPlugin" and password:
                 yield from self._post_password(pid)
         self._wait(_CLOUDBASE_STEP)
@@ -906,12 +949,18 @@ class _StageFailed(Exception):
     """A stage script threw; the driver writes ``<stage>:fail:<message>``."""
 
 
-def _metadata_services(conf: bytes) -> list[str]:
+def _conf_value(conf: bytes, option: str) -> str:
     text = conf.decode("utf-8", "replace")
-    match = re.search(r"^\s*metadata_services\s*=\s*(.+)$", text, re.MULTILINE)
-    if not match:
-        return []
-    return [item.strip() for item in match.group(1).split(",") if item.strip()]
+    match = re.search(rf"^\s*{option}\s*=\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip().replace("$$", "$") if match else ""
+
+
+def _conf_list(conf: bytes, option: str) -> list[str]:
+    return [item.strip() for item in _conf_value(conf, option).split(",") if item.strip()]
+
+
+def _metadata_services(conf: bytes) -> list[str]:
+    return _conf_list(conf, "metadata_services")
 
 
 def _loaded_service(services: list[str]) -> str:

@@ -437,3 +437,31 @@ def test_locale_and_timezone_are_checked_against_windows_lists(field: str, value
 def _url_msi(text: str) -> str:
     return text.replace("msi: CloudbaseInitSetup_x64.msi",
                         "msi: https://example.invalid/cbi.msi\n  sha256: " + "a" * 64)
+
+
+def test_the_guest_agent_without_its_serial_driver_is_refused(spec_dir: Path) -> None:
+    # qemu-ga talks over virtio-serial; without vioserial it runs and never answers.
+    text = edit("iso_image: virtio-win.iso",
+                "iso_image: virtio-win.iso\n  guest_tools: false\n  qemu_ga: true")
+    [problem] = problems(spec_dir, text)
+    assert problem.endswith(
+        f"spec.yaml: line {line_of(text, 'qemu_ga:')}: virtio.qemu_ga: the QEMU guest agent "
+        "needs the vioserial driver; set virtio.guest_tools: true (installs it) or add "
+        "vioserial to virtio.winpe_drivers")
+    # WinPE's drivers land in the installed system's driver store: that is enough
+    load(spec_dir, edit("iso_image: virtio-win.iso",
+                        "iso_image: virtio-win.iso\n  guest_tools: false\n  qemu_ga: true\n"
+                        "  winpe_drivers: [viostor, vioscsi, NetKVM, vioserial]"))
+    load(spec_dir, edit("iso_image: virtio-win.iso",
+                        "iso_image: virtio-win.iso\n  guest_tools: false\n  qemu_ga: false"))
+
+
+def test_validate_exits_2_naming_the_guest_agent_field(spec_dir: Path, capsys) -> None:
+    from osbuild.cli import main
+
+    path = spec_dir / "spec.yaml"
+    path.write_text(edit("iso_image: virtio-win.iso",
+                         "iso_image: virtio-win.iso\n  guest_tools: false"), encoding="utf-8")
+    assert main(["validate", str(path)]) == EXIT_INVALID_INPUT
+    assert "virtio.qemu_ga: the QEMU guest agent needs the vioserial driver" in (
+        capsys.readouterr().err)

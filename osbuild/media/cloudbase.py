@@ -22,22 +22,30 @@ class Option:
     value: str | int | bool | tuple[str, ...]
 
 
+# Option names as current cloudbase-init and oslo.log spell them: config_drive_types and
+# config_drive_locations replace the deprecated config_drive_raw_hhd/_cdrom/_vfat
+# (cloudbaseinit/metadata/services/configdrive.py), log_dir and log_file replace oslo.log's
+# deprecated logdir and logfile, and oslo.log no longer has `verbose`.
+CONFIG_DRIVE_TYPES = ("vfat", "iso")
+CONFIG_DRIVE_LOCATIONS = ("cdrom", "hdd", "partition")
+
+
 def _common(spec: CloudbaseInitSpec, logfile: str) -> list[Option]:
     base = DEFAULT_INSTALL_DIR
     return [
         Option("username", spec.username),
+        # English names: the guest renames the built-in groups as localised media call
+        # them (stage-cloudbaseinit.ps1, from their well-known SIDs in the plan).
         Option("groups", spec.groups),
         Option("inject_user_password", spec.inject_metadata_password),
         Option("first_logon_behaviour", spec.first_logon_behaviour),
-        Option("config_drive_raw_hhd", True),
-        Option("config_drive_cdrom", True),
-        Option("config_drive_vfat", True),
+        Option("config_drive_types", CONFIG_DRIVE_TYPES),
+        Option("config_drive_locations", CONFIG_DRIVE_LOCATIONS),
         Option("bsdtar_path", f"{base}\\bin\\bsdtar.exe"),
         Option("mtools_path", f"{base}\\bin\\"),
-        Option("verbose", True),
         Option("debug", True),
-        Option("logdir", f"{base}\\log\\"),
-        Option("logfile", logfile),
+        Option("log_dir", f"{base}\\log\\"),
+        Option("log_file", logfile),
         Option("default_log_levels", "comtypes=INFO,suds=INFO,iso8601=WARN,requests=WARN"),
         Option("logging_serial_port_settings", "COM1,115200,N,8"),
         Option("mtu_use_dhcp_config", True),

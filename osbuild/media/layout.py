@@ -54,6 +54,9 @@ class PlanCloudbaseInit(_Frozen):
     path: str | None = None
     url: str | None = None
     sha256: str
+    # The groups cloudbase-init adds its user to: a well-known SID, which the guest turns
+    # into this Windows' (localised) name, or a name used as it is.
+    groups: tuple[str, ...] = ()
 
 
 class PlanUpdates(_Frozen):

@@ -224,16 +224,18 @@ def render_media(
     _prepare_tree(tree)
 
     cbi = spec.cloudbase_init
+    groups = tuple(windows.group_identity(name) for name in cbi.groups)
     if cbi.is_url:
         assert cbi.sha256 is not None  # the spec requires it for a URL
-        plan_cbi = PlanCloudbaseInit(url=cbi.msi, sha256=cbi.sha256)
+        plan_cbi = PlanCloudbaseInit(url=cbi.msi, sha256=cbi.sha256, groups=groups)
     else:
         digest = _copy_hashing(spec.resolve_path(cbi.msi), tree / layout.CLOUDBASE_MSI)
         if cbi.sha256 is not None and cbi.sha256 != digest:
             raise InvalidInput(
                 [f"cloudbase_init.sha256: {cbi.msi} has sha256 {digest}, not {cbi.sha256}"]
             )
-        plan_cbi = PlanCloudbaseInit(path=layout.CLOUDBASE_MSI, sha256=digest)
+        plan_cbi = PlanCloudbaseInit(path=layout.CLOUDBASE_MSI, sha256=digest,
+                                     groups=groups)
 
     user_scripts = []
     for index, source in enumerate(spec.scripts):

@@ -22,6 +22,10 @@ AUTOLOGON_COUNT = 1
 EFI_PARTITION_MB = 260  # 100 MB is too small on 4Kn disks; 260 MB works on both
 BIOS_SYSTEM_PARTITION_MB = 100
 MSR_PARTITION_MB = 16
+PREVENT_DEVICE_ENCRYPTION = (
+    r"reg.exe add HKLM\SYSTEM\CurrentControlSet\Control\BitLocker "
+    "/v PreventDeviceEncryption /t REG_DWORD /d 1 /f"
+)
 
 
 def _windows_path(iso_path: str) -> str:
@@ -142,8 +146,13 @@ def context(spec: BuildSpec, password: str, *, image_name: str | None = None) ->
          "protocol=icmpv4:8,any dir=in action=allow", "allow ping (IPv4)"),
         ('netsh.exe advfirewall firewall add rule name="osbuild ICMPv6 echo" '
          "protocol=icmpv6:128,any dir=in action=allow", "allow ping (IPv6)"),
-        (cmd_marker("specialize", Status.OK), "osbuild progress marker"),
     ]
+    if not windows.is_server(win.version):
+        # Windows 11 24H2 turns on device encryption (BitLocker) by itself on a clean install
+        # with a TPM, and an image captured encrypted (its key sealed in this builder's vTPM)
+        # boots nowhere else. Microsoft's documented off switch, set before OOBE.
+        specialize.append((PREVENT_DEVICE_ENCRYPTION, "no automatic device encryption"))
+    specialize.append((cmd_marker("specialize", Status.OK), "osbuild progress marker"))
     account = build_account(spec)
     client = not windows.is_server(win.version)
     return {
@@ -169,7 +178,10 @@ def context(spec: BuildSpec, password: str, *, image_name: str | None = None) ->
             "username": account,
             "password": obfuscate(password, "Password"),
         },
-        "administrator_password": obfuscate(password, "AdministratorPassword"),
+        # Servers log on as the built-in Administrator; clients leave it disabled and
+        # without the build password (their build account is a LocalAccount).
+        "administrator_password": (
+            None if client else obfuscate(password, "AdministratorPassword")),
         "local_account": (
             {"name": account, "password": obfuscate(password, "Password")} if client else None
         ),

@@ -128,6 +128,24 @@ def release_of_image(image_name: str) -> Release | None:
     return release if release is not None and release.server == server else None
 
 
+# Well-known SIDs of the built-in groups: their names are translated on localised media
+# (Administratoren, Administrateurs), their SIDs are the same everywhere. The built-in
+# Administrator is S-1-5-21-<machine>-500 (Administrateur, Administrador).
+WELL_KNOWN_GROUP_SIDS = {
+    "Administrators": "S-1-5-32-544",
+    "Users": "S-1-5-32-545",
+    "Remote Desktop Users": "S-1-5-32-555",
+}
+
+
+def group_identity(name: str) -> str:
+    """The well-known SID of a built-in group named in English, else the name itself."""
+    for english, sid in WELL_KNOWN_GROUP_SIDS.items():
+        if english.casefold() == name.casefold():
+            return sid
+    return name
+
+
 def is_server(version: str) -> bool:
     return RELEASE[version].server if version in RELEASE else False
 

@@ -107,7 +107,7 @@ class Cloud:
 
     def image_record(self, image_id: str) -> dict[str, Any]:
         """What the simulated guest left on the disk that became this image."""
-        from osbuild.sim.guest import read_disk_record
+        from osbuild_sim.guest import read_disk_record
 
         data = self.sim.connect().image.download_image(image_id).content
         record = read_disk_record(data)

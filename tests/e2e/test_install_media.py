@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from osbuild.sim.media import windows_iso
+from osbuild_sim.media import windows_iso
 from tests.e2e.conftest import Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

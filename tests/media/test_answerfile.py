@@ -208,15 +208,19 @@ def test_accounts_autologon_and_first_logon(rendered_example) -> None:
     assert text(auto, "u:Password/u:PlainText") == "false"
     assert _decode(text(auto, "u:Password/u:Value"), "Password") == PASSWORD
     admin = shell.find("u:UserAccounts/u:AdministratorPassword", NS)
-    assert text(admin, "u:PlainText") == "false"
-    assert _decode(text(admin, "u:Value"), "AdministratorPassword") == PASSWORD
     local = shell.findall("u:UserAccounts/u:LocalAccounts/u:LocalAccount", NS)
     if windows.is_server(spec.windows.version):
         assert text(auto, "u:Username") == "Administrator"
+        assert text(admin, "u:PlainText") == "false"
+        assert _decode(text(admin, "u:Value"), "AdministratorPassword") == PASSWORD
         assert local == []
     else:
-        # Client editions disable the built-in Administrator: autologon needs an account.
+        # Client editions disable the built-in Administrator: autologon needs an account,
+        # and the built-in one never gets the build password (issue 13 item 9).
+        assert admin is None
         assert len(local) == 1
+        # The English name: Shell-Setup maps it to the localised group (Microsoft's
+        # unattend reference, LocalAccount/Group), so it holds on German media too.
         assert text(local[0], "u:Group") == "Administrators"
         assert text(local[0], "u:Name") == text(auto, "u:Username")
         assert _decode(text(local[0], "u:Password/u:Value"), "Password") == PASSWORD
@@ -301,6 +305,26 @@ def test_windows11_with_tpm_and_servers_need_no_bypass(tmp_path, render) -> None
     with_tpm[key] += "\n  tpm: true"
     assert _labconfig(answer_root(render(_variant(tmp_path, with_tpm)).root)) == []
     assert _labconfig(answer_root(render(_variant(tmp_path, {})).root)) == []
+
+
+def _specialize_commands(root: ET.Element) -> list[str]:
+    deployment = component(root, "specialize", "Microsoft-Windows-Deployment")
+    return all_texts(deployment, "u:RunSynchronous/u:RunSynchronousCommand/u:Path")
+
+
+def test_clients_prevent_automatic_device_encryption(tmp_path, render) -> None:
+    # Windows 11 24H2 encrypts a clean install with a TPM by itself; the documented switch
+    # is HKLM\SYSTEM\CurrentControlSet\Control\BitLocker PreventDeviceEncryption=1, set
+    # in specialize (before OOBE, where encryption starts).
+    with_tpm = dict(WIN11)
+    key = next(iter(with_tpm))
+    with_tpm[key] += "\n  tpm: true"
+    client = _specialize_commands(answer_root(render(_variant(tmp_path, with_tpm)).root))
+    assert [c for c in client if "BitLocker" in c] == [
+        "reg.exe add HKLM\\SYSTEM\\CurrentControlSet\\Control\\BitLocker "
+        "/v PreventDeviceEncryption /t REG_DWORD /d 1 /f"]
+    server = _specialize_commands(answer_root(render(_variant(tmp_path / "s", {})).root))
+    assert not [c for c in server if "BitLocker" in c]
 
 
 def test_evaluation_media_carries_no_product_key(tmp_path, render) -> None:

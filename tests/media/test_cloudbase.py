@@ -45,7 +45,7 @@ def test_defaults(tmp_path: Path, render) -> None:
         assert conf["bsdtar_path"].startswith(cloudbase.DEFAULT_INSTALL_DIR + "\\")
     # the service keeps cloudbase-init's own plugin list unless the spec names one
     assert "plugins" not in service
-    assert service["logfile"] != unattend["logfile"]
+    assert service["log_file"] != unattend["log_file"]
     # the specialize run must neither reboot nor stop the service it hands over to
     assert unattend["plugins"].split(",") == list(cloudbase.UNATTEND_PLUGINS)
     assert unattend["allow_reboot"] == "false"
@@ -82,3 +82,18 @@ def test_spec_settings_and_overrides(tmp_path: Path, render) -> None:
     assert text.count("debug=") == 1
     # the extras are for the service only
     assert "san_policy" not in unattend
+
+
+def test_option_names_are_the_current_ones(tmp_path: Path, render) -> None:
+    # cloudbase-init's configdrive.py marks config_drive_raw_hhd/_cdrom/_vfat
+    # deprecated_for_removal in favour of config_drive_types/config_drive_locations;
+    # oslo.log renamed logdir/logfile to log_dir/log_file and dropped `verbose`.
+    service, unattend, _ = _render(tmp_path, render)
+    for conf in (service, unattend):
+        for old in ("config_drive_raw_hhd", "config_drive_cdrom", "config_drive_vfat",
+                    "logdir", "logfile", "verbose"):
+            assert old not in conf
+        # the same search the three old switches (all true) asked for
+        assert set(conf["config_drive_types"].split(",")) == {"vfat", "iso"}
+        assert set(conf["config_drive_locations"].split(",")) == {"cdrom", "hdd", "partition"}
+        assert conf["log_dir"].endswith("\\log\\")

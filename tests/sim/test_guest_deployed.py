@@ -190,3 +190,16 @@ def test_firmware_must_match_the_image() -> None:
     assert console(events)[-1] == "No bootable device."
     booted = play(instance(uefi_image, {"hw_firmware_type": "uefi", "hw_machine_type": "q35"}))
     assert DONE.match(console(booted)[-1])
+
+
+def test_english_group_names_fail_on_german_windows() -> None:
+    # cloudbase-init adds its user with NetLocalGroupAddMembers by name: German Windows has
+    # no group `Administrators` (it is `Administratoren`, S-1-5-32-544).
+    lines = console(play(instance(record(language="de-DE",
+                                         cloudbase_init_groups=["Administrators"]))))
+    errors = [line for line in lines if " ERROR " in line]
+    assert len(errors) == 1 and "Cannot add user to group 'Administrators'" in errors[0]
+    assert all(LOG_LINE.match(line) for line in errors)
+    fine = console(play(instance(record(language="de-DE",
+                                        cloudbase_init_groups=["Administratoren"]))))
+    assert not [line for line in fine if " ERROR " in line]

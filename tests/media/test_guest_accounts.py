@@ -1,0 +1,83 @@
+"""Accounts in the rendered scripts: found by well-known SID, never keeping the build password.
+
+Localised media translate the built-in names (Administratoren, Administrateur); the SIDs
+S-1-5-32-544 (Administrators) and S-1-5-21-<machine>-500 (the built-in Administrator) are
+the same on every Windows (Microsoft, "Well-known SIDs").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from osbuild.media import layout
+
+from . import pwsh
+from .helpers import MINIMAL_SPEC, write_spec
+
+
+def _script(media, name: str) -> str:
+    return (media.root / layout.SCRIPTS_DIR / name).read_bytes().decode("utf-8-sig")
+
+
+def _commands(source: str) -> list[str]:
+    tree = pwsh.parse(source)
+    assert pwsh.problems(tree) == []
+    found = sorted(pwsh.nodes(tree, "command_name"), key=lambda node: node.start_byte)
+    return [(node.text or b"").decode() for node in found]  # in script order
+
+
+def _function(source: str, name: str) -> str:
+    start = source.index(f"function {name} {{")
+    end = source.index("\n}\n", start)
+    return source[start:end]
+
+
+def test_the_library_finds_accounts_by_sid(example_spec, render) -> None:
+    lib = _script(render(example_spec("ws2022-standard.yaml")), "lib.ps1")
+    assert pwsh.problems(pwsh.parse(lib)) == []
+    builtin = _function(lib, "Get-OsbuildBuiltinAdministrator")
+    assert "$_.SID.Value -match '^S-1-5-21-\\d+-\\d+-\\d+-500$'" in builtin
+    assert "Administrator'" not in builtin  # no name in the lookup
+    resolve = _function(lib, "Resolve-OsbuildAccountName")
+    assert "System.Security.Principal.SecurityIdentifier" in resolve
+    assert ".Translate([System.Security.Principal.NTAccount])" in resolve
+
+
+def test_cleanup_resets_the_builtin_administrator_found_by_sid(example_spec, render) -> None:
+    for name in ("ws2022-standard.yaml", "win11-enterprise.yaml"):
+        cleanup = _script(render(example_spec(name)), "stage-cleanup.ps1")
+        commands = _commands(cleanup)
+        assert "Get-OsbuildBuiltinAdministrator" in commands, name
+        # every account that had the build password gets a throwaway one, then is disabled
+        # unless cloudbase-init manages it
+        assert commands.index("Set-LocalUser") < commands.index("Disable-LocalUser")
+        assert "New-OsbuildThrowawayPassword" in commands
+        assert "-Name 'Administrator'" not in cleanup
+
+
+def test_cleanup_refuses_to_capture_an_encrypted_client(example_spec, render) -> None:
+    cleanup = _script(render(example_spec("win11-enterprise.yaml")), "stage-cleanup.ps1")
+    assert "Get-BitLockerVolume" in _commands(cleanup)
+    assert "-ne 'FullyDecrypted'" in cleanup
+
+
+def test_cloudbase_init_groups_are_planned_by_sid(tmp_path: Path, render) -> None:
+    body = MINIMAL_SPEC.replace(
+        "msi: CloudbaseInitSetup_x64.msi",
+        "msi: CloudbaseInitSetup_x64.msi\n  groups: [administrators, Remote Desktop Users, "
+        "Backup Operators]")
+    from osbuild.spec import load_spec
+
+    media = render(load_spec(write_spec(tmp_path / "spec", body)))
+    assert media.plan.cloudbase_init.groups == ("S-1-5-32-544", "S-1-5-32-555",
+                                                "Backup Operators")
+    stage = _script(media, "stage-cloudbaseinit.ps1")
+    assert "Resolve-OsbuildAccountName" in _commands(stage)
+    assert "@($Plan.cloudbase_init.groups)" in stage
+    # the rendered conf keeps the English names; the guest rewrites its groups= line
+    assert "(?m)^groups=.*$" in stage
+
+
+def test_default_groups_are_the_administrators_sid(example_spec, render) -> None:
+    media = render(example_spec("ws2022-standard.yaml"))
+    assert media.plan.cloudbase_init.groups == ("S-1-5-32-544",)
