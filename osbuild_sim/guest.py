@@ -82,6 +82,9 @@ class GuestScenario:
     cloudbase_init_never_finishes: bool = False  # deployed instance
     no_password: bool = False  # deployed instance posts no password
     wrong_key_password: bool = False  # password encrypted with another key
+    # The Store updated an app for the logged-on user even with its policy set (as when it
+    # ran before the policy applied); without the policy a client always gets one.
+    store_updates_app: bool = False
 
 
 # --------------------------------------------------------------------------- the disk record
@@ -129,10 +132,13 @@ _SYSPREP = (180.0, 360.0)
 _SHUTDOWN = (3.0, 10.0)
 _CLOUDBASE_STEP = (1.0, 6.0)
 
-_REDHAT_SIGNER = "CN=Red Hat, Inc., O=Red Hat, Inc., L=Raleigh, S=North Carolina, C=US"
 _SEABIOS = "SeaBIOS (version 1.16.3-debian-1.16.3-2)"
 
 _NS = {"u": "urn:schemas-microsoft-com:unattend"}
+# What the Store updates on a client during a build when nothing stops it, and what sysprep
+# then writes to setuperr.log (Microsoft KB 2769827).
+STORE_UPDATED_PACKAGE = "Microsoft.WindowsStore_22411.1401.5.0_x64__8wekyb3d8bbwe"
+_STORE_POLICY_RE = re.compile(r"\\WindowsStore /v AutoDownload /t REG_DWORD /d 2\b")
 _CMD_MARKER_RE = re.compile(
     markers.PREFIX
     + r":[^:\s]*:(?P<stage>[a-z][a-z0-9_-]{0,31}):(?P<status>start|ok|fail|info)"
@@ -679,6 +685,11 @@ class _Guest:
         if config.nonce is None:
             return
         self._wait(_FIRSTLOGON)
+        client = not self.record["image_name"].startswith("Windows Server")
+        store_policy = any(_STORE_POLICY_RE.search(c) for c in answer.specialize_commands)
+        if client and (self.scenario.store_updates_app or not store_policy):
+            # The Store updates its apps for the user who logged on, not for all users.
+            self.record["appx_user_updated"] = [STORE_UPDATED_PACKAGE]
         yield from self._firstlogon(config.plan)
 
     # ---- the first-logon driver (templates/scripts/firstlogon.ps1)
@@ -732,14 +743,6 @@ class _Guest:
         if virtio is None:
             raise _StageFailed(f"no drive holds {windows.VIRTIO_GUEST_TOOLS}")
         folder = plan.virtio.os_folder
-        catalog = any(
-            name.endswith(".cat")
-            for driver in ("vioserial", "Balloon", *plan.virtio.winpe_drivers)
-            for name in virtio.files_under(f"{driver}/{folder}/amd64")
-        )
-        if not catalog:
-            raise _StageFailed(f"no signed driver catalog for {folder} on the VirtIO ISO")
-        yield from self._stage_marker("virtio", Status.INFO, f"trusted {_REDHAT_SIGNER}")
         if plan.virtio.guest_tools:
             self._wait((30.0, 90.0))
             self.record["virtio_guest_tools"] = True
@@ -849,6 +852,18 @@ class _Guest:
         return (data or b"").decode("utf-8-sig", "replace")
 
     def _stage_sysprep(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        blocking = self.record.get("appx_user_updated") or []
+        if blocking and "Remove-OsbuildBlockingAppx" in self._stage_script("sysprep"):
+            for package in blocking:
+                yield from self._stage_marker("sysprep", Status.INFO, f"removing {package}")
+            self.record["appx_removed"] = blocking
+            self.record["appx_user_updated"] = blocking = []
+        if blocking:
+            # Sysprep refuses to generalize and says why in setuperr.log.
+            self._wait((20.0, 40.0))
+            raise _StageFailed(f"SYSPRP Package {blocking[0]} was installed for a user, but "
+                               "not provisioned for all users. This package will not function "
+                               "properly in the sysprep image.")
         # templates/scripts/firstlogon.ps1 and stage-sysprep.ps1: sysprep /quit, then the
         # power-off protocol of osbuild/markers.py: sysprep:start (just written) stays on the
         # console for SYSPREP_HOLD seconds at least, sysprep:ok, power-off.

@@ -234,7 +234,7 @@ def virtio_iso(releases: tuple[str, ...] | None = None) -> bytes:
                 iso.add(f"{base}.inf", f"; {driver} for {folder}\r\n[Version]\r\n"
                         f"Signature=\"$WINDOWS NT$\"\r\nDriverVer=10/01/2024,100.95.104."
                         f"{VIRTIO_VERSION[-3:]}\r\n".encode())
-                # The signed catalog the virtio stage takes Red Hat's certificate from.
+                # The driver's signed catalog (attestation signed by Microsoft on w10+).
                 iso.add(f"{base}.cat", b"0\x82" + _filler(base, 200))
         iso.add(windows.VIRTIO_GT_MSI, _msi_bytes("virtio-win-gt-x64", 4000))
         iso.add("virtio-win-gt-x86.msi", _msi_bytes("virtio-win-gt-x86", 3000))

@@ -321,4 +321,5 @@ def _script_context(spec: BuildSpec, build_id: str) -> dict[str, Any]:
         ],
         "guest_tools_exe": windows.VIRTIO_GUEST_TOOLS,
         "qemu_ga_msi": windows.VIRTIO_QEMU_GA_MSI.translate(win_path),
+        "build_registry": [value for value in unattend.CLIENT_REGISTRY if value.build_only],
     }

@@ -22,9 +22,43 @@ AUTOLOGON_COUNT = 1
 EFI_PARTITION_MB = 260  # 100 MB is too small on 4Kn disks; 260 MB works on both
 BIOS_SYSTEM_PARTITION_MB = 100
 MSR_PARTITION_MB = 16
-PREVENT_DEVICE_ENCRYPTION = (
-    r"reg.exe add HKLM\SYSTEM\CurrentControlSet\Control\BitLocker "
-    "/v PreventDeviceEncryption /t REG_DWORD /d 1 /f"
+
+
+@dataclass(frozen=True)
+class RegistryValue:
+    """A DWORD the answer file sets in specialize on client editions."""
+
+    key: str  # HKLM\...
+    name: str
+    value: int
+    description: str
+    build_only: bool  # removed again just before sysprep (stage-sysprep)
+
+    @property
+    def reg_add(self) -> str:
+        return f"reg.exe add {self.key} /v {self.name} /t REG_DWORD /d {self.value} /f"
+
+    @property
+    def ps_path(self) -> str:
+        return self.key.replace("HKLM\\", "HKLM:\\", 1)
+
+
+CLIENT_REGISTRY = (
+    # Windows 11 24H2 turns on device encryption (BitLocker) by itself on a clean install
+    # with a TPM, and an image captured encrypted (its key sealed in this builder's vTPM)
+    # boots nowhere else. Microsoft's documented switch, set before OOBE; kept.
+    RegistryValue(r"HKLM\SYSTEM\CurrentControlSet\Control\BitLocker",
+                  "PreventDeviceEncryption", 1, "no automatic device encryption",
+                  build_only=False),
+    # The Store updates its apps for the logged-on user: sysprep then refuses to generalize
+    # ("installed for a user, but not provisioned for all users"). Group policy "Turn off
+    # Automatic Download and Install of updates" (2 = off) and "Turn off Microsoft consumer
+    # experiences" hold during the build; the image ships Windows' defaults.
+    RegistryValue(r"HKLM\SOFTWARE\Policies\Microsoft\WindowsStore", "AutoDownload", 2,
+                  "no Store app updates during the build", build_only=True),
+    RegistryValue(r"HKLM\SOFTWARE\Policies\Microsoft\Windows\CloudContent",
+                  "DisableWindowsConsumerFeatures", 1,
+                  "no consumer apps during the build", build_only=True),
 )
 
 
@@ -148,10 +182,7 @@ def context(spec: BuildSpec, password: str, *, image_name: str | None = None) ->
          "protocol=icmpv6:128,any dir=in action=allow", "allow ping (IPv6)"),
     ]
     if not windows.is_server(win.version):
-        # Windows 11 24H2 turns on device encryption (BitLocker) by itself on a clean install
-        # with a TPM, and an image captured encrypted (its key sealed in this builder's vTPM)
-        # boots nowhere else. Microsoft's documented off switch, set before OOBE.
-        specialize.append((PREVENT_DEVICE_ENCRYPTION, "no automatic device encryption"))
+        specialize += [(value.reg_add, value.description) for value in CLIENT_REGISTRY]
     specialize.append((cmd_marker("specialize", Status.OK), "osbuild progress marker"))
     account = build_account(spec)
     client = not windows.is_server(win.version)

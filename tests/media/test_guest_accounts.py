@@ -29,7 +29,7 @@ def _commands(source: str) -> list[str]:
 def _function(source: str, name: str) -> str:
     start = source.index(f"function {name} {{")
     end = source.index("\n}\n", start)
-    return source[start:end]
+    return source[start:end + 3]  # with its closing brace
 
 
 def test_the_library_finds_accounts_by_sid(example_spec, render) -> None:
@@ -81,3 +81,52 @@ def test_cloudbase_init_groups_are_planned_by_sid(tmp_path: Path, render) -> Non
 def test_default_groups_are_the_administrators_sid(example_spec, render) -> None:
     media = render(example_spec("ws2022-standard.yaml"))
     assert media.plan.cloudbase_init.groups == ("S-1-5-32-544",)
+
+
+def test_clients_hold_store_updates_and_consumer_apps_during_the_build(
+        example_spec, render) -> None:
+    from osbuild.media import unattend
+
+    from .test_answerfile import _specialize_commands, answer_root
+
+    media = render(example_spec("win11-enterprise.yaml"))
+    specialize = _specialize_commands(answer_root(media.root))
+    build_only = [value for value in unattend.CLIENT_REGISTRY if value.build_only]
+    assert {value.name for value in build_only} == {"AutoDownload",
+                                                    "DisableWindowsConsumerFeatures"}
+    for value in build_only:
+        assert value.reg_add in specialize
+    # ... and the image ships Windows' defaults: each is removed again before sysprep
+    lib = _script(media, "lib.ps1")
+    restore = _function(lib, "Restore-OsbuildBuildPolicies")
+    for value in build_only:
+        assert (f"Remove-ItemProperty -LiteralPath '{value.ps_path}' -Name '{value.name}'"
+                in restore)
+    sysprep = _commands(_script(media, "stage-sysprep.ps1"))
+    assert sysprep.index("Remove-OsbuildBlockingAppx") < sysprep.index("Invoke-OsbuildProcess")
+    assert sysprep.index("Restore-OsbuildBuildPolicies") < sysprep.index("Invoke-OsbuildProcess")
+
+
+def test_blocking_packages_are_found_by_full_name_and_deprovisioned(
+        example_spec, render) -> None:
+    # A Store-updated app keeps its Name but not its PackageFullName: matching provisioned
+    # packages by name (as before) left it in place and sysprep failed.
+    lib = _script(render(example_spec("win11-enterprise.yaml")), "lib.ps1")
+    remove = _function(lib, "Remove-OsbuildBlockingAppx")
+    assert "$provisionedNames -notcontains $_.PackageFullName" in remove
+    commands = _commands(remove)
+    assert commands.index("Remove-AppxPackage") < commands.index("Remove-AppxProvisionedPackage")
+    assert "-AllUsers" in remove
+
+
+def test_serial_writes_have_a_timeout(example_spec, render) -> None:
+    lib = _script(render(example_spec("ws2022-standard.yaml")), "lib.ps1")
+    serial = _function(lib, "Write-OsbuildSerial")
+    assert serial.index("$port.WriteTimeout = 5000") < serial.index("$port.Open()")
+
+
+def test_no_publisher_certificate_is_imported(example_spec, render) -> None:
+    # virtio-win's Windows 10+ drivers are attestation signed by Microsoft: nothing to trust.
+    virtio = _script(render(example_spec("ws2022-standard.yaml")), "stage-virtio.ps1")
+    assert "TrustedPublisher" not in virtio.split("$ErrorActionPreference")[1]
+    assert "Get-AuthenticodeSignature" not in _commands(virtio)

@@ -8,6 +8,7 @@ import pytest
 
 from osbuild import markers
 from osbuild.markers import Status
+from osbuild.media import layout
 from osbuild_sim import guest as sim_guest
 from osbuild_sim import media as sim_media
 from osbuild_sim.hypervisor import AttachedDevice, build_machine
@@ -64,3 +65,52 @@ def test_rendered_media_install_to_power_off(name, example_spec, render) -> None
     assert record["image_name"] == spec.windows.image_name
     assert record["build_id"] == media.plan.build_id
     assert record["sysprep"] is True
+
+
+def _play(spec, media, config_iso: bytes, **scenario):
+    machine = _machine(spec, config_iso)
+    events = list(sim_guest.boot(machine, rng=random.Random(7),
+                                 scenario=sim_guest.GuestScenario(**scenario)))
+    lines = [e.action.text for e in events if isinstance(e.action, sim_guest.ConsoleOutput)]
+    writes = [e.action.data for e in events if isinstance(e.action, sim_guest.WriteDisk)]
+    return markers.parse_lines(lines, media.nonce), sim_guest.read_disk_record(writes[-1])
+
+
+def test_a_store_updated_app_is_removed_before_sysprep(example_spec, render) -> None:
+    # Issue 13 item 4: the Store updated an app for the build user (it had run before the
+    # policy applied); the rendered sysprep stage removes it, so sysprep generalizes.
+    spec = example_spec("win11-enterprise.yaml")
+    media = render(spec)
+    seen, record = _play(spec, media, media.iso_path.read_bytes(), store_updates_app=True)
+    assert all(m.status != Status.FAIL for m in seen), seen
+    assert markers.Marker("sysprep", Status.INFO,
+                          f"removing {sim_guest.STORE_UPDATED_PACKAGE}") in seen
+    assert record["appx_removed"] == [sim_guest.STORE_UPDATED_PACKAGE]
+    assert record["sysprep"] is True
+
+
+def test_without_the_removal_sysprep_refuses_to_generalize(example_spec, render) -> None:
+    from osbuild.media import configiso
+
+    spec = example_spec("win11-enterprise.yaml")
+    media = render(spec)
+    script = media.root / layout.SCRIPTS_DIR / "stage-sysprep.ps1"
+    script.write_bytes(script.read_bytes().replace(b"Remove-OsbuildBlockingAppx\n", b""))
+    tampered = media.iso_path.with_name("tampered.iso")
+    configiso.build_iso(media.root, tampered)
+    seen, record = _play(spec, media, tampered.read_bytes(), store_updates_app=True)
+    [failure] = [m for m in seen if m.status == Status.FAIL]
+    assert failure.stage == "sysprep"
+    assert failure.detail.startswith(f"SYSPRP Package {sim_guest.STORE_UPDATED_PACKAGE} was "
+                                     "installed for a user, but not provisioned for all users")
+    assert not record.get("sysprep")
+
+
+def test_the_store_policy_keeps_apps_from_updating(example_spec, render) -> None:
+    # With the answer file's AutoDownload=2 policy nothing is updated per user; a server has
+    # no Store at all.
+    for name in ("win11-enterprise.yaml", "ws2022-standard.yaml"):
+        spec = example_spec(name)
+        media = render(spec)
+        _seen, record = _play(spec, media, media.iso_path.read_bytes())
+        assert not record.get("appx_user_updated") and not record.get("appx_removed"), name
