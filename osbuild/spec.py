@@ -337,6 +337,33 @@ class UpdatesSpec(_Section):
     max_passes: int = Field(default=5, ge=1, le=20)
 
 
+class HygieneSpec(_Section):
+    """What the guest removes before capture so the image is small; each step on by default."""
+
+    component_cleanup: bool = Field(
+        default=True, description="DISM /StartComponentCleanup: superseded components go")
+    reset_base: bool = Field(
+        default=False, description="With component_cleanup, /ResetBase: smaller, but the "
+        "installed updates can no longer be uninstalled")
+    wu_cache: bool = Field(
+        default=True, description="Purge Windows Update's download cache "
+        "(SoftwareDistribution\\Download)")
+    pagefile: bool = Field(
+        default=True, description="No pagefile.sys in the captured image (one reboot before "
+        "sysprep; Windows makes a new one on each instance)")
+    hiberfile: bool = Field(
+        default=True, description="Hibernation off: no hiberfil.sys in the image")
+    zero_free_space: bool = Field(
+        default=True, description="Overwrite free space with zeros (and trim where the disk "
+        "supports discard) so qcow2 conversion skips it")
+
+    @model_validator(mode="after")
+    def _reset_base_needs_cleanup(self) -> HygieneSpec:
+        if self.reset_base and not self.component_cleanup:
+            raise ValueError("reset_base: needs component_cleanup: true")
+        return self
+
+
 class StageTimeouts(_Section):
     volumes: Duration = 1800.0
     boot: Duration = 1200.0
@@ -490,6 +517,7 @@ class BuildSpec(_Section):
     virtio: VirtioSpec
     cloudbase_init: CloudbaseInitSpec
     updates: UpdatesSpec = Field(default_factory=UpdatesSpec)
+    hygiene: HygieneSpec = Field(default_factory=HygieneSpec)
     scripts: tuple[Text, ...] = Field(
         default=(), description="PowerShell files (relative to the spec) run before cleanup"
     )

@@ -33,7 +33,8 @@ from osbuild import markers
 from osbuild.errors import InvalidInput
 from osbuild.markers import Marker, Status
 from osbuild.media import eltorito, layout, windows
-from osbuild_sim import accounts, media
+from osbuild_sim import accounts, disk_usage, media
+from osbuild_sim.disk_usage import DiskUsage
 from osbuild_sim.hypervisor import AttachedDevice, Machine
 
 # --------------------------------------------------------------------------- events
@@ -328,6 +329,7 @@ class _Guest:
         self.answer = _Answer()
         self.target: AttachedDevice | None = None
         self.record: dict[str, Any] = {}
+        self.usage = DiskUsage()
 
     # ---- small helpers
 
@@ -646,11 +648,15 @@ class _Guest:
             "build_id": plan.build_id if plan else None,
             "stage": "setup",
         }
+        kind = "server" if image.name.startswith("Windows Server") else "client"
+        self.usage.write("windows", disk_usage.INSTALLED[kind])
+        self.usage.write("superseded", disk_usage.SUPERSEDED_AT_INSTALL)
         yield from self._write_disk()
         return True
 
     def _write_disk(self) -> Iterator[GuestEvent]:
         assert self.target is not None
+        self.record["disk"] = self.usage.to_record()
         data = disk_record_bytes(self.record)
         self.disks[self._index(self.target)] = data
         yield GuestEvent(self.t, WriteDisk(data))
@@ -672,6 +678,11 @@ class _Guest:
             yield from self._install(target[1])
             return
         self._wait(_WINDOWS_BOOT)
+        # The first boot of the installed system makes pagefile.sys, and hiberfil.sys where
+        # hibernation is on (clients).
+        kind = "server" if self.record["image_name"].startswith("Windows Server") else "client"
+        self.usage.write("pagefile", disk_usage.PAGEFILE)
+        self.usage.write("hiberfile", disk_usage.HIBERFILE[kind])
         self._wait(_OOBE)
         runs_driver = any(
             layout.FIRSTLOGON_SCRIPT.rsplit("/", 1)[-1] in command
@@ -780,6 +791,7 @@ class _Guest:
             if not config.iso.has(conf):
                 raise _StageFailed(f"Could not find file '{conf}'.")
         self.record["cloudbase_init"] = True
+        self.usage.write("software", disk_usage.DRIVERS_AND_AGENTS)
         self.record["cloudbase_init_username"] = _conf_value(
             config.iso.read(layout.CLOUDBASE_CONF) or b"", "username")
         # stage-cloudbaseinit.ps1 names the built-in groups as this Windows does (by SID).
@@ -812,13 +824,16 @@ class _Guest:
                 )
                 break
             self._wait(_UPDATE_INSTALL)
+            later = 0 if this_pass == 1 else 1
+            for what, sizes in disk_usage.UPDATE_PASS.items():
+                self.usage.write(what, sizes[later])
+            self.usage.delete("scratch")
             count = self.rng.randint(2, 14) if this_pass == 1 else self.rng.randint(1, 4)
             self.record["update_passes"] = this_pass
             yield from self._stage_marker(
                 "updates", Status.INFO, f"pass {this_pass}/{cap}: {count} updates, result code 2"
             )
             yield from self._reboot_and_resume("updates")
-        self._wait((60.0, 240.0))  # DISM component cleanup
 
     def _stage_scripts(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         config = self.config
@@ -835,6 +850,26 @@ class _Guest:
     def _stage_cleanup(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         self._wait(_STAGE["cleanup"])
         script = self._stage_script("cleanup")
+        hygiene = plan.hygiene
+        if "Invoke-OsbuildHygiene" in script:
+            if hygiene.component_cleanup:
+                self._wait((60.0, 240.0))  # DISM /StartComponentCleanup
+                self.usage.delete("superseded")
+                if hygiene.reset_base:
+                    self.usage.delete("windows", disk_usage.RESET_BASE_EXTRA)
+                yield from self._stage_marker("cleanup", Status.INFO,
+                                              "component cleanup exited 0")
+            if hygiene.wu_cache:
+                self.usage.delete("download")
+            if hygiene.hiberfile:
+                self.usage.delete("hiberfile")
+            if hygiene.pagefile:
+                # pagefile.sys is deleted by the next boot.
+                yield from self._reboot_and_resume("cleanup")
+                self.usage.delete("pagefile")
+        if hygiene.zero_free_space and "Clear-OsbuildFreeSpace" in script:
+            self._wait((60.0, 300.0))  # writes zeros over every free block
+            self.usage.zero_free_space()
         if "Get-OsbuildBuiltinAdministrator" in script:
             # The built-in Administrator, found by SID, gets a throwaway password and is
             # disabled unless cloudbase-init manages it (by its local name).

@@ -50,7 +50,9 @@ def _image(image: Image) -> dict[str, Any]:
         "checksum": image.checksum if has_data else None,
         "os_hash_algo": "sha512" if has_data else None,
         "os_hash_value": image.os_hash_value if has_data else None,
-        "size": len(image.data or b"") if has_data else None, "virtual_size": None,
+        "size": (image.stored_size if image.stored_size is not None
+                 else len(image.data or b"")) if has_data else None,
+        "virtual_size": image.virtual_size if has_data else None,
         "min_ram": image.min_ram, "min_disk": image.min_disk,
         "disk_format": image.disk_format, "container_format": image.container_format,
         "created_at": image.created_at, "updated_at": image.updated_at,

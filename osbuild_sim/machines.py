@@ -455,7 +455,7 @@ def create_image(world: World, server: Server, name: str, metadata: dict[str, st
             return
         image.data = data
         image.status = "active"
-        storage.finalize_image_data(image)
+        storage.finalize_image_data(image, disk_gib=server.flavor.disk)
 
     world.schedule(SNAPSHOT_START_SECONDS, uploading)
     world.schedule(SNAPSHOT_START_SECONDS

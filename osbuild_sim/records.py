@@ -58,6 +58,10 @@ class Image:
     # checksum values are computed once the data is final
     checksum: str | None = None
     os_hash_value: str | None = None
+    # A capture of a simulated disk: what Glance would store (the disk's non-zero blocks for
+    # qcow2) and the disk's size; None for uploaded data (its length is its size).
+    stored_size: int | None = None
+    virtual_size: int | None = None
 
 
 @dataclass

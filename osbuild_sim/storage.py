@@ -33,10 +33,19 @@ CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compr
 
 
 # -- images ------------------------------------------------------------------------------------
-def finalize_image_data(image: Image) -> None:
+def finalize_image_data(image: Image, *, disk_gib: int | None = None) -> None:
+    """Checksums of the data; for a capture of a ``disk_gib`` disk, its stored and virtual
+    size as Glance reports them (the simulated guest's disk record says what it wrote)."""
     data = image.data or b""
     image.checksum = hashlib.md5(data, usedforsecurity=False).hexdigest()
     image.os_hash_value = hashlib.sha512(data).hexdigest()
+    if disk_gib is not None:
+        from osbuild_sim import disk_usage
+        from osbuild_sim.guest import read_disk_record
+
+        image.virtual_size = disk_gib * disk_usage.GIB
+        image.stored_size = disk_usage.captured_size(
+            read_disk_record(data), image.disk_format or "raw", image.virtual_size)
 
 
 def format_matches(disk_format: str | None, data: bytes) -> bool:
@@ -347,7 +356,7 @@ def upload_to_image(
             return
         image.data = volume.data
         image.status = "active"
-        finalize_image_data(image)
+        finalize_image_data(image, disk_gib=volume.size)
 
     world.schedule(UPLOAD_START_SECONDS, saving)
     world.schedule(UPLOAD_START_SECONDS + UPLOAD_SECONDS_PER_GB * volume.size / world.work_pace,

@@ -465,3 +465,12 @@ def test_validate_exits_2_naming_the_guest_agent_field(spec_dir: Path, capsys) -
     assert main(["validate", str(path)]) == EXIT_INVALID_INPUT
     assert "virtio.qemu_ga: the QEMU guest agent needs the vioserial driver" in (
         capsys.readouterr().err)
+
+
+def test_hygiene_defaults_and_reset_base(spec_dir: Path) -> None:
+    hygiene = load(spec_dir, BASE).hygiene
+    assert (hygiene.component_cleanup, hygiene.reset_base, hygiene.wu_cache, hygiene.pagefile,
+            hygiene.hiberfile, hygiene.zero_free_space) == (True, False, True, True, True, True)
+    text = BASE + "hygiene:\n  component_cleanup: false\n  reset_base: true\n"
+    [problem] = problems(spec_dir, text)
+    assert problem.endswith("hygiene.reset_base: needs component_cleanup: true")

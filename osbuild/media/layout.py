@@ -64,6 +64,17 @@ class PlanUpdates(_Frozen):
     max_passes: int
 
 
+class PlanHygiene(_Frozen):
+    """What the cleanup stage removes before capture (spec `hygiene:`)."""
+
+    component_cleanup: bool = True
+    reset_base: bool = False
+    wu_cache: bool = True
+    pagefile: bool = True
+    hiberfile: bool = True
+    zero_free_space: bool = True
+
+
 class GuestPlan(_Frozen):
     """What the first-logon driver runs, in order; written to :data:`PLAN_FILE`."""
 
@@ -73,6 +84,7 @@ class GuestPlan(_Frozen):
     virtio: PlanVirtio
     cloudbase_init: PlanCloudbaseInit
     updates: PlanUpdates
+    hygiene: PlanHygiene = Field(default_factory=PlanHygiene)
     # First-logon stages in run order (a subset of markers.FIRSTLOGON_STAGES).
     stages: tuple[str, ...]
     # User scripts as ISO paths, run in this order in the `scripts` stage.

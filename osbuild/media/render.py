@@ -19,6 +19,7 @@ from osbuild.media import cloudbase, configiso, layout, unattend, windows
 from osbuild.media.layout import (
     GuestPlan,
     PlanCloudbaseInit,
+    PlanHygiene,
     PlanUpdates,
     PlanVirtio,
     PlanWindows,
@@ -259,6 +260,7 @@ def render_media(
         ),
         cloudbase_init=plan_cbi,
         updates=PlanUpdates(enabled=spec.updates.enabled, max_passes=spec.updates.max_passes),
+        hygiene=PlanHygiene(**spec.hygiene.model_dump()),
         stages=_stages(spec),
         scripts=tuple(user_scripts),
     )

@@ -25,7 +25,7 @@ from osbuild.pipeline.steps.check_lock import CheckLock
 from osbuild.pipeline.steps.create_volumes import CreateVolumes
 from osbuild.pipeline.steps.preflight import Preflight
 from osbuild.pipeline.steps.promote_image import PromoteImage
-from osbuild.pipeline.steps.publish_image import PublishImage
+from osbuild.pipeline.steps.publish_image import PROP_SIZE, PROP_VIRTUAL_SIZE, PublishImage
 from osbuild.pipeline.steps.render_config import RenderConfig
 from osbuild.pipeline.steps.upload_config_iso import UploadConfigIso
 from osbuild.pipeline.steps.verify_image import VerifyImage
@@ -210,6 +210,15 @@ def _finish_state(ctx: BuildContext, result: BuildResult) -> None:
                    fingerprint=result.fingerprint, pid=os.getpid())
 
 
+def _image_sizes(properties: dict[str, str]) -> dict[str, int | None]:
+    """The captured image's bytes in Glance and its disk's size (publish recorded both)."""
+    def number(key: str) -> int | None:
+        value = properties.get(key)
+        return int(value) if value and value.isdigit() else None
+
+    return {"size": number(PROP_SIZE), "virtual_size": number(PROP_VIRTUAL_SIZE)}
+
+
 def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> Path:
     media = ctx.media
     report = {
@@ -232,6 +241,7 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> 
             "config_iso_sha256": media.sha256 if media else None,
         },
         "image": {"id": result.image_id, "name": result.image_name,
+                  **_image_sizes(result.image_properties),
                   "properties": result.image_properties} if result.succeeded else None,
         "fingerprint": result.fingerprint,
         "verify": result.verify,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from osbuild.sim.guest import STORE_UPDATED_PACKAGE
+from osbuild_sim.guest import STORE_UPDATED_PACKAGE
 from tests.e2e.conftest import Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.

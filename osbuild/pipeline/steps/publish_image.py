@@ -31,8 +31,29 @@ def provenance(ctx: BuildContext) -> dict[str, str]:
         "osbuild_windows_iso_id": resolved.windows_iso.id,
         "osbuild_virtio_iso_id": resolved.virtio_iso.id,
         "osbuild_build_time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "osbuild_edition": ctx.spec.windows.image_name,
+        # The install image selected on the ISO (an evaluation ISO's name differs).
+        "osbuild_edition": resolved.install_image or ctx.spec.windows.image_name,
     }
+
+
+GIB = 1024**3
+PROP_SIZE = "osbuild_image_size"
+PROP_VIRTUAL_SIZE = "osbuild_virtual_size"
+
+
+def size_properties(ctx: BuildContext, image: Any) -> dict[str, str]:
+    """The captured image's stored bytes and its disk's size, as Glance reports them: what
+    the image hygiene saved shows in the first (qcow2 holds only non-zero blocks)."""
+    spec = ctx.spec
+    virtual = image.virtual_size
+    if virtual is None and spec.builder.target == "volume":
+        virtual = spec.builder.disk_gb * GIB  # Glance did not inspect it; it is the volume
+    out = {}
+    if image.size is not None:
+        out[PROP_SIZE] = str(int(image.size))
+    if virtual is not None:
+        out[PROP_VIRTUAL_SIZE] = str(int(virtual))
+    return out
 
 
 def lifecycle_properties(ctx: BuildContext) -> dict[str, str]:
@@ -64,8 +85,10 @@ class PublishImage(Resumable):
         spec = ctx.spec
         conn = ctx.conn
         image_id = ctx.require(ctx.image_id, "image_id")
+        captured = ctx.call(conn.image.get_image, image_id)
         properties = {
             **hardware_properties(ctx),
+            **size_properties(ctx, captured),
             **spec.image.properties,
             **provenance(ctx),
             **fingerprint_properties(ctx),
