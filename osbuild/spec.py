@@ -374,7 +374,9 @@ class StageTimeouts(_Section):
     cloudbaseinit: Duration = 1200.0
     updates: Duration = 14400.0
     scripts: Duration = 3600.0
-    cleanup: Duration = 900.0
+    # Image hygiene runs here: DISM component cleanup after updates, a reboot, and zeroing
+    # every free block of the disk can each take many minutes.
+    cleanup: Duration = 3600.0
     sysprep: Duration = 1800.0
     capture: Duration = 3600.0
     verify: Duration = 1800.0
