@@ -115,7 +115,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         print("no El Torito boot catalog (not bootable media)")  # virtio-win is not
     with path.open("rb") as fp:
         # Only the WIM header and its XML metadata are read, not gigabytes of image data.
-        editions = wim.iso_images(fp, name=str(path))
+        try:
+            editions = wim.iso_images(fp, name=str(path))
+        except wim.NotWindowsMedia:
+            editions = None
     for image in editions or []:
         facts = [fact for fact in (image.version, image.arch, "/".join(image.languages)) if fact]
         print(f"image {image.index}: {image.name}" + (f" ({', '.join(facts)})" if facts else ""))

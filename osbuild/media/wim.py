@@ -124,14 +124,32 @@ def image_names(xml: bytes) -> list[str]:
     return [image.name for image in wim_images(xml)]
 
 
+class NotWindowsMedia(Exception):
+    """An ISO without `sources/install.wim` or `install.esd`: not Windows install media."""
+
+    def __init__(self, top_level: list[str]) -> None:
+        super().__init__("no sources/install.wim or sources/install.esd")
+        self.top_level = top_level  # what its root holds, for the message
+
+
+def _top_level(files: dict[str, dict[str, str]]) -> list[str]:
+    """The root's entries as the richest namespace names them (not their 8.3 twins)."""
+    richest = next((key for key in ("udf_path", "joliet_path", "rr_path", "iso_path")
+                    if any(key in where for where in files.values())), "iso_path")
+    names = {where[richest].lstrip("/").split("/")[0].split(";")[0]
+             for where in files.values() if richest in where}
+    return sorted(names, key=str.casefold)
+
+
 def iso_images(fp: IO[bytes], *, name: str = "ISO") -> list[WimImage] | None:
-    """The images of the install image on a Windows ISO; None when unreadable."""
+    """The images of the install image on a Windows ISO; None when its metadata cannot be
+    read; :class:`NotWindowsMedia` when the ISO has no install image at all."""
     iso = eltorito.open_iso(fp, name=name)
     try:
         files = eltorito.list_files(iso)
         where = next((files[p] for p in INSTALL_IMAGES if p in files), None)
         if where is None:
-            return None
+            raise NotWindowsMedia(_top_level(files))
         extents = iso.get_file_byte_extents(**where)
     finally:
         iso.close()
@@ -155,5 +173,8 @@ def iso_images(fp: IO[bytes], *, name: str = "ISO") -> list[WimImage] | None:
 
 def iso_editions(fp: IO[bytes], *, name: str = "ISO") -> list[str] | None:
     """The `/IMAGE/NAME`s of the install image on a Windows ISO; None when unreadable."""
-    images = iso_images(fp, name=name)
+    try:
+        images = iso_images(fp, name=name)
+    except NotWindowsMedia:
+        return None
     return [image.name for image in images] if images is not None else None

@@ -64,3 +64,16 @@ def test_an_iso_of_another_architecture_is_refused(cloud: Cloud) -> None:
             "images. Its install image holds: SERVERSTANDARD (index 1, 10.0.20348, arm64, en-US)"
             in run.why)
     assert cloud.leftovers(keep={iso}) == []
+
+
+def test_an_iso_that_is_not_windows_media_is_refused_listing_its_root(cloud: Cloud) -> None:
+    from osbuild.sim.media import virtio_iso
+
+    iso = cloud.upload_iso("swapped.iso", virtio_iso())  # the virtio-win ISO by mistake
+    run = cloud.build(cloud.spec(windows={"iso_image": "swapped.iso"}))
+    assert run.exit_code == 2, run.why
+    assert ("windows.iso_image: 'swapped.iso' is not Windows install media (no "
+            "sources/install.wim or sources/install.esd); it holds: Balloon, fwcfg, "
+            "guest-agent, NetKVM, pvpanic, qxldod, viofs, vioinput, viorng, vioscsi, "
+            "vioserial, viostor, ..." in run.why)
+    assert cloud.leftovers(keep={iso}) == []

@@ -217,6 +217,11 @@ class Preflight(Resumable):
         windows = ctx.spec.windows
         try:
             images = ctx.call(_iso_images, ctx.conn, win)
+        except wim.NotWindowsMedia as exc:
+            shown = ", ".join(exc.top_level[:12]) + (", ..." if len(exc.top_level) > 12 else "")
+            problems.append(f"windows.iso_image: {win.name!r} is not Windows install media "
+                            f"({exc}); it holds: {shown or 'nothing'}")
+            return None
         except Exception as exc:  # no Range support, not an ISO, an odd install image
             log.debug("could not read the editions of %s", win.id, exc_info=True)
             images = None
