@@ -139,6 +139,7 @@ _NS = {"u": "urn:schemas-microsoft-com:unattend"}
 # What the Store updates on a client during a build when nothing stops it, and what sysprep
 # then writes to setuperr.log (Microsoft KB 2769827).
 STORE_UPDATED_PACKAGE = "Microsoft.WindowsStore_22411.1401.5.0_x64__8wekyb3d8bbwe"
+_PREVENT_ENCRYPTION_RE = re.compile(r"\\BitLocker /v PreventDeviceEncryption /t REG_DWORD /d 1\b")
 _STORE_POLICY_RE = re.compile(r"\\WindowsStore /v AutoDownload /t REG_DWORD /d 2\b")
 _CMD_MARKER_RE = re.compile(
     markers.PREFIX
@@ -683,6 +684,13 @@ class _Guest:
         kind = "server" if self.record["image_name"].startswith("Windows Server") else "client"
         self.usage.write("pagefile", disk_usage.PAGEFILE)
         self.usage.write("hiberfile", disk_usage.HIBERFILE[kind])
+        # Windows 11 24H2 turns on device encryption during OOBE of a clean install with a
+        # TPM, unless PreventDeviceEncryption was set before.
+        prevented = any(_PREVENT_ENCRYPTION_RE.search(c) for c in answer.specialize_commands)
+        encrypts = (kind == "client" and self.machine.tpm and not prevented
+                    and int(self.record.get("build") or 0) >= 26100)
+        self.record["device_encryption"] = "EncryptionInProgress" if encrypts else (
+            "FullyDecrypted")
         self._wait(_OOBE)
         runs_driver = any(
             layout.FIRSTLOGON_SCRIPT.rsplit("/", 1)[-1] in command
@@ -867,6 +875,9 @@ class _Guest:
                 # pagefile.sys is deleted by the next boot.
                 yield from self._reboot_and_resume("cleanup")
                 self.usage.delete("pagefile")
+        state = self.record.get("device_encryption", "FullyDecrypted")
+        if "Get-BitLockerVolume" in script and state != "FullyDecrypted":
+            raise _StageFailed(f"C: is {state}: device encryption was not prevented")
         if hygiene.zero_free_space and "Clear-OsbuildFreeSpace" in script:
             self._wait((60.0, 300.0))  # writes zeros over every free block
             self.usage.zero_free_space()

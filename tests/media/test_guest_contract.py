@@ -26,6 +26,8 @@ def _machine(spec, config_iso: bytes):
         "hw_machine_type": "q35" if uefi else "pc",
         "hw_disk_bus": spec.builder.disk_bus,
     }
+    if spec.windows.tpm:
+        props.update(hw_tpm_version="2.0", hw_tpm_model="tpm-crb")
     if spec.windows.secure_boot:
         props["os_secure_boot"] = "required"
     installer = _SEEDS[spec.windows.iso_image]
@@ -114,3 +116,42 @@ def test_the_store_policy_keeps_apps_from_updating(example_spec, render) -> None
         media = render(spec)
         _seen, record = _play(spec, media, media.iso_path.read_bytes())
         assert not record.get("appx_user_updated") and not record.get("appx_removed"), name
+
+
+def _win11_with_vtpm(example_spec, tmp_path):
+    from osbuild.spec import load_spec
+
+    source = example_spec("win11-enterprise.yaml").source_path
+    text = source.read_text().replace("tpm: false", "tpm: true")
+    source.write_text(text)
+    return load_spec(source)
+
+
+def test_device_encryption_is_prevented_on_windows_11_with_a_vtpm(
+        example_spec, render, tmp_path) -> None:
+    # Issue 13 item 8: 24H2 encrypts C: during OOBE of a clean install with a TPM.
+    spec = _win11_with_vtpm(example_spec, tmp_path)
+    assert spec.windows.tpm
+    media = render(spec)
+    seen, record = _play(spec, media, media.iso_path.read_bytes())
+    assert all(m.status != Status.FAIL for m in seen), seen
+    assert record["device_encryption"] == "FullyDecrypted"
+
+
+def test_without_the_policy_cleanup_refuses_an_encrypted_disk(
+        example_spec, render, tmp_path) -> None:
+    from osbuild.media import configiso, unattend
+
+    spec = _win11_with_vtpm(example_spec, tmp_path)
+    media = render(spec)
+    answer = media.root / layout.ANSWER_FILE
+    prevent = unattend.CLIENT_REGISTRY[0]
+    assert prevent.name == "PreventDeviceEncryption"
+    answer.write_text(answer.read_text().replace(prevent.reg_add, "cmd.exe /c rem"))
+    tampered = media.iso_path.with_name("tampered.iso")
+    configiso.build_iso(media.root, tampered)
+    seen, record = _play(spec, media, tampered.read_bytes())
+    [failure] = [m for m in seen if m.status == Status.FAIL]
+    assert (failure.stage, failure.detail) == (
+        "cleanup", "C: is EncryptionInProgress: device encryption was not prevented")
+    assert not record.get("sysprep")
