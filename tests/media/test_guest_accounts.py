@@ -100,8 +100,8 @@ def test_clients_hold_store_updates_and_consumer_apps_during_the_build(
     lib = _script(media, "lib.ps1")
     restore = _function(lib, "Restore-OsbuildBuildPolicies")
     for value in build_only:
-        assert (f"Remove-ItemProperty -LiteralPath '{value.ps_path}' -Name '{value.name}'"
-                in restore)
+        assert (f"Remove-ItemProperty -LiteralPath '{value.ps_path}' `\n"
+                f"        -Name '{value.name}'" in restore)
     sysprep = _commands(_script(media, "stage-sysprep.ps1"))
     assert sysprep.index("Remove-OsbuildBlockingAppx") < sysprep.index("Invoke-OsbuildProcess")
     assert sysprep.index("Restore-OsbuildBuildPolicies") < sysprep.index("Invoke-OsbuildProcess")
