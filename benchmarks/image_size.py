@@ -1,8 +1,8 @@
 """Captured image size with and without each image hygiene step, on the simulated guest.
 
 Renders the example spec's guest media with a `hygiene:` block, plays the simulated Windows
-guest (osbuild/sim/guest.py) from power-on to sysprep's power-off, and prints the size a
-qcow2 capture of its disk would have (its non-zero blocks: osbuild/sim/disk_usage.py), for
+guest (osbuild_sim/guest.py) from power-on to sysprep's power-off, and prints the size a
+qcow2 capture of its disk would have (its non-zero blocks: osbuild_sim/disk_usage.py), for
 no hygiene, zeroing alone, zeroing with each other step, and all steps (the default). The
 numbers are the simulator's model of a fresh install, not measurements of real Windows: they
 show what each step saves relative to the others, and that a change to the scripts still
@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO))
 
 from osbuild.media.render import render_media  # noqa: E402
 from osbuild.resources import examples_dir  # noqa: E402
+from osbuild.spec import load_spec  # noqa: E402
 from osbuild_sim import disk_usage, media  # noqa: E402
 from osbuild_sim import guest as sim_guest  # noqa: E402
 from osbuild_sim.hypervisor import AttachedDevice, build_machine  # noqa: E402
-from osbuild.spec import load_spec  # noqa: E402
 
 STEPS = ("component_cleanup", "wu_cache", "pagefile", "hiberfile", "zero_free_space")
 NONE = dict.fromkeys(STEPS, False)

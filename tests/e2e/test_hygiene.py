@@ -1,6 +1,6 @@
 """Image hygiene: the captured image's size depends on what the guest removed and zeroed.
 
-The simulated guest tracks the bytes it writes and frees (osbuild/sim/disk_usage.py); a
+The simulated guest tracks the bytes it writes and frees (osbuild_sim/disk_usage.py); a
 qcow2 capture holds its non-zero blocks, so each hygiene step shows in Glance's `size`,
 which the build report and the image's properties record with the virtual size.
 """

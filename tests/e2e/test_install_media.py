@@ -67,7 +67,7 @@ def test_an_iso_of_another_architecture_is_refused(cloud: Cloud) -> None:
 
 
 def test_an_iso_that_is_not_windows_media_is_refused_listing_its_root(cloud: Cloud) -> None:
-    from osbuild.sim.media import virtio_iso
+    from osbuild_sim.media import virtio_iso
 
     iso = cloud.upload_iso("swapped.iso", virtio_iso())  # the virtio-win ISO by mistake
     run = cloud.build(cloud.spec(windows={"iso_image": "swapped.iso"}))

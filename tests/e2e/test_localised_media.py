@@ -1,7 +1,7 @@
 """Localised media: accounts and groups are found by well-known SID, not by English name.
 
 German Windows calls S-1-5-32-544 `Administratoren`; the simulated guest names its built-in
-groups and accounts as the media's language does (osbuild/sim/accounts.py), and its
+groups and accounts as the media's language does (osbuild_sim/accounts.py), and its
 deployed instance's cloudbase-init fails to add its user to a group that does not exist.
 """
 
