@@ -859,7 +859,7 @@ class _Guest:
         self._wait(_STAGE["cleanup"])
         script = self._stage_script("cleanup")
         hygiene = plan.hygiene
-        if "Invoke-OsbuildHygiene" in script:
+        if _calls(script, "Invoke-OsbuildHygiene"):
             if hygiene.component_cleanup:
                 self._wait((60.0, 240.0))  # DISM /StartComponentCleanup
                 self.usage.delete("superseded")
@@ -876,12 +876,12 @@ class _Guest:
                 yield from self._reboot_and_resume("cleanup")
                 self.usage.delete("pagefile")
         state = self.record.get("device_encryption", "FullyDecrypted")
-        if "Get-BitLockerVolume" in script and state != "FullyDecrypted":
+        if _calls(script, "Get-BitLockerVolume") and state != "FullyDecrypted":
             raise _StageFailed(f"C: is {state}: device encryption was not prevented")
-        if hygiene.zero_free_space and "Clear-OsbuildFreeSpace" in script:
+        if hygiene.zero_free_space and _calls(script, "Clear-OsbuildFreeSpace"):
             self._wait((60.0, 300.0))  # writes zeros over every free block
             self.usage.zero_free_space()
-        if "Get-OsbuildBuiltinAdministrator" in script:
+        if _calls(script, "Get-OsbuildBuiltinAdministrator"):
             # The built-in Administrator, found by SID, gets a throwaway password and is
             # disabled unless cloudbase-init manages it (by its local name).
             builtin = accounts.local_name(self.record["language"], accounts.BUILTIN_ADMINISTRATOR)
@@ -899,7 +899,7 @@ class _Guest:
 
     def _stage_sysprep(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         blocking = self.record.get("appx_user_updated") or []
-        if blocking and "Remove-OsbuildBlockingAppx" in self._stage_script("sysprep"):
+        if blocking and _calls(self._stage_script("sysprep"), "Remove-OsbuildBlockingAppx"):
             for package in blocking:
                 yield from self._stage_marker("sysprep", Status.INFO, f"removing {package}")
             self.record["appx_removed"] = blocking
@@ -1004,6 +1004,13 @@ class _Guest:
         secret = _random_password()
         encrypted = key.encrypt(secret.encode(), padding.PKCS1v15())
         yield GuestEvent(self.t, PostPassword(base64.b64encode(encrypted).decode("ascii")))
+
+
+def _calls(script: str, command: str) -> bool:
+    """Whether a rendered script runs ``command`` (its definition or a comment is not a call):
+    the simulated guest does what the script does, no more."""
+    pattern = rf"^(?!\s*function\s)[^#\n]*(?<![\w-]){re.escape(command)}(?![\w-])"
+    return re.search(pattern, script, re.MULTILINE) is not None
 
 
 class _StageFailed(Exception):
