@@ -38,3 +38,11 @@ builder:
 image:
   name: "test-{date}"
 """
+
+
+def rendered_script(media: object, name: str) -> str:
+    """A rendered script under osbuild/scripts/, as text (without its BOM)."""
+    from osbuild.media import layout
+
+    root: Path = media.root  # type: ignore[attr-defined]
+    return (root / layout.SCRIPTS_DIR / name).read_bytes().decode("utf-8-sig")

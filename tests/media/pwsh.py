@@ -49,3 +49,17 @@ def verbatim_value(node: tree_sitter.Node) -> str | None:
         # a doubled quote (of any of PowerShell's single-quote characters) is one quote
         i += 2 if ch in "'\u2018\u2019\u201a\u201b" and i + 1 < len(body) else 1
     return "".join(out)
+
+
+def commands(source: str) -> list[str]:
+    """The command names a script runs, in script order; the script must parse."""
+    tree = parse(source)
+    assert problems(tree) == []
+    found = sorted(nodes(tree, "command_name"), key=lambda node: node.start_byte)
+    return [(node.text or b"").decode() for node in found]
+
+
+def function(source: str, name: str) -> str:
+    """The text of ``function name { ... }`` (closed by a `}` at the start of a line)."""
+    start = source.index(f"function {name} {{")
+    return source[start:source.index("\n}\n", start) + 3]

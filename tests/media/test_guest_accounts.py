@@ -9,44 +9,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuild.media import layout
-
 from . import pwsh
-from .helpers import MINIMAL_SPEC, write_spec
-
-
-def _script(media, name: str) -> str:
-    return (media.root / layout.SCRIPTS_DIR / name).read_bytes().decode("utf-8-sig")
-
-
-def _commands(source: str) -> list[str]:
-    tree = pwsh.parse(source)
-    assert pwsh.problems(tree) == []
-    found = sorted(pwsh.nodes(tree, "command_name"), key=lambda node: node.start_byte)
-    return [(node.text or b"").decode() for node in found]  # in script order
-
-
-def _function(source: str, name: str) -> str:
-    start = source.index(f"function {name} {{")
-    end = source.index("\n}\n", start)
-    return source[start:end + 3]  # with its closing brace
+from .helpers import MINIMAL_SPEC, rendered_script, write_spec
 
 
 def test_the_library_finds_accounts_by_sid(example_spec, render) -> None:
-    lib = _script(render(example_spec("ws2022-standard.yaml")), "lib.ps1")
+    lib = rendered_script(render(example_spec("ws2022-standard.yaml")), "lib.ps1")
     assert pwsh.problems(pwsh.parse(lib)) == []
-    builtin = _function(lib, "Get-OsbuildBuiltinAdministrator")
+    builtin = pwsh.function(lib, "Get-OsbuildBuiltinAdministrator")
     assert "$_.SID.Value -match '^S-1-5-21-\\d+-\\d+-\\d+-500$'" in builtin
     assert "Administrator'" not in builtin  # no name in the lookup
-    resolve = _function(lib, "Resolve-OsbuildAccountName")
+    resolve = pwsh.function(lib, "Resolve-OsbuildAccountName")
     assert "System.Security.Principal.SecurityIdentifier" in resolve
     assert ".Translate([System.Security.Principal.NTAccount])" in resolve
 
 
 def test_cleanup_resets_the_builtin_administrator_found_by_sid(example_spec, render) -> None:
     for name in ("ws2022-standard.yaml", "win11-enterprise.yaml"):
-        cleanup = _script(render(example_spec(name)), "stage-cleanup.ps1")
-        commands = _commands(cleanup)
+        cleanup = rendered_script(render(example_spec(name)), "stage-cleanup.ps1")
+        commands = pwsh.commands(cleanup)
         assert "Get-OsbuildBuiltinAdministrator" in commands, name
         # every account that had the build password gets a throwaway one, then is disabled
         # unless cloudbase-init manages it
@@ -56,8 +37,8 @@ def test_cleanup_resets_the_builtin_administrator_found_by_sid(example_spec, ren
 
 
 def test_cleanup_refuses_to_capture_an_encrypted_client(example_spec, render) -> None:
-    cleanup = _script(render(example_spec("win11-enterprise.yaml")), "stage-cleanup.ps1")
-    assert "Get-BitLockerVolume" in _commands(cleanup)
+    cleanup = rendered_script(render(example_spec("win11-enterprise.yaml")), "stage-cleanup.ps1")
+    assert "Get-BitLockerVolume" in pwsh.commands(cleanup)
     assert "-ne 'FullyDecrypted'" in cleanup
 
 
@@ -71,8 +52,8 @@ def test_cloudbase_init_groups_are_planned_by_sid(tmp_path: Path, render) -> Non
     media = render(load_spec(write_spec(tmp_path / "spec", body)))
     assert media.plan.cloudbase_init.groups == ("S-1-5-32-544", "S-1-5-32-555",
                                                 "Backup Operators")
-    stage = _script(media, "stage-cloudbaseinit.ps1")
-    assert "Resolve-OsbuildAccountName" in _commands(stage)
+    stage = rendered_script(media, "stage-cloudbaseinit.ps1")
+    assert "Resolve-OsbuildAccountName" in pwsh.commands(stage)
     assert "@($Plan.cloudbase_init.groups)" in stage
     # the rendered conf keeps the English names; the guest rewrites its groups= line
     assert "(?m)^groups=.*$" in stage
@@ -97,12 +78,12 @@ def test_clients_hold_store_updates_and_consumer_apps_during_the_build(
     for value in build_only:
         assert value.reg_add in specialize
     # ... and the image ships Windows' defaults: each is removed again before sysprep
-    lib = _script(media, "lib.ps1")
-    restore = _function(lib, "Restore-OsbuildBuildPolicies")
+    lib = rendered_script(media, "lib.ps1")
+    restore = pwsh.function(lib, "Restore-OsbuildBuildPolicies")
     for value in build_only:
         assert (f"Remove-ItemProperty -LiteralPath '{value.ps_path}' `\n"
                 f"        -Name '{value.name}'" in restore)
-    sysprep = _commands(_script(media, "stage-sysprep.ps1"))
+    sysprep = pwsh.commands(rendered_script(media, "stage-sysprep.ps1"))
     assert sysprep.index("Remove-OsbuildBlockingAppx") < sysprep.index("Invoke-OsbuildProcess")
     assert sysprep.index("Restore-OsbuildBuildPolicies") < sysprep.index("Invoke-OsbuildProcess")
 
@@ -111,22 +92,22 @@ def test_blocking_packages_are_found_by_full_name_and_deprovisioned(
         example_spec, render) -> None:
     # A Store-updated app keeps its Name but not its PackageFullName: matching provisioned
     # packages by name (as before) left it in place and sysprep failed.
-    lib = _script(render(example_spec("win11-enterprise.yaml")), "lib.ps1")
-    remove = _function(lib, "Remove-OsbuildBlockingAppx")
+    lib = rendered_script(render(example_spec("win11-enterprise.yaml")), "lib.ps1")
+    remove = pwsh.function(lib, "Remove-OsbuildBlockingAppx")
     assert "$provisionedNames -notcontains $_.PackageFullName" in remove
-    commands = _commands(remove)
+    commands = pwsh.commands(remove)
     assert commands.index("Remove-AppxPackage") < commands.index("Remove-AppxProvisionedPackage")
     assert "-AllUsers" in remove
 
 
 def test_serial_writes_have_a_timeout(example_spec, render) -> None:
-    lib = _script(render(example_spec("ws2022-standard.yaml")), "lib.ps1")
-    serial = _function(lib, "Write-OsbuildSerial")
+    lib = rendered_script(render(example_spec("ws2022-standard.yaml")), "lib.ps1")
+    serial = pwsh.function(lib, "Write-OsbuildSerial")
     assert serial.index("$port.WriteTimeout = 5000") < serial.index("$port.Open()")
 
 
 def test_no_publisher_certificate_is_imported(example_spec, render) -> None:
     # virtio-win's Windows 10+ drivers are attestation signed by Microsoft: nothing to trust.
-    virtio = _script(render(example_spec("ws2022-standard.yaml")), "stage-virtio.ps1")
+    virtio = rendered_script(render(example_spec("ws2022-standard.yaml")), "stage-virtio.ps1")
     assert "TrustedPublisher" not in virtio.split("$ErrorActionPreference")[1]
-    assert "Get-AuthenticodeSignature" not in _commands(virtio)
+    assert "Get-AuthenticodeSignature" not in pwsh.commands(virtio)

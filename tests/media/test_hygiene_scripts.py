@@ -4,27 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuild.media import layout
 from osbuild.spec import load_spec
 
 from . import pwsh
-from .helpers import MINIMAL_SPEC, write_spec
-
-
-def _script(media, name: str) -> str:
-    return (media.root / layout.SCRIPTS_DIR / name).read_bytes().decode("utf-8-sig")
-
-
-def _commands(source: str) -> list[str]:
-    tree = pwsh.parse(source)
-    assert pwsh.problems(tree) == []
-    found = sorted(pwsh.nodes(tree, "command_name"), key=lambda node: node.start_byte)
-    return [(node.text or b"").decode() for node in found]
-
-
-def _function(source: str, name: str) -> str:
-    start = source.index(f"function {name} {{")
-    return source[start:source.index("\n}\n", start) + 3]
+from .helpers import MINIMAL_SPEC, rendered_script, write_spec
 
 
 def test_every_step_is_on_by_default_and_planned(example_spec, render) -> None:
@@ -46,8 +29,8 @@ def test_the_spec_switches_each_step(tmp_path: Path, render) -> None:
 
 
 def test_the_library_does_what_each_step_names(example_spec, render) -> None:
-    lib = _script(render(example_spec("ws2022-standard.yaml")), "stage-cleanup.ps1")
-    hygiene = _function(lib, "Invoke-OsbuildHygiene")
+    lib = rendered_script(render(example_spec("ws2022-standard.yaml")), "stage-cleanup.ps1")
+    hygiene = pwsh.function(lib, "Invoke-OsbuildHygiene")
     assert pwsh.problems(pwsh.parse(hygiene)) == []
     assert "'/Online /Cleanup-Image /StartComponentCleanup'" in hygiene
     assert "if ($Hygiene.reset_base) { $arguments += ' /ResetBase' }" in hygiene
@@ -58,7 +41,7 @@ def test_the_library_does_what_each_step_names(example_spec, render) -> None:
     # each behind its own switch
     for switch in ("component_cleanup", "wu_cache", "hiberfile", "pagefile"):
         assert f"if ($Hygiene.{switch})" in hygiene
-    zero = _function(lib, "Clear-OsbuildFreeSpace")
+    zero = pwsh.function(lib, "Clear-OsbuildFreeSpace")
     assert "$stream.Write($chunk, 0, $count)" in zero
     assert "Remove-Item -LiteralPath $file" in zero.split("finally")[1]  # never left behind
     assert "Optimize-Volume -DriveLetter $drive -ReTrim" in zero
@@ -66,9 +49,9 @@ def test_the_library_does_what_each_step_names(example_spec, render) -> None:
 
 def test_cleanup_runs_hygiene_first_reboots_for_the_pagefile_and_zeroes_last(
         example_spec, render) -> None:
-    cleanup = _script(render(example_spec("win11-enterprise.yaml")), "stage-cleanup.ps1")
+    cleanup = rendered_script(render(example_spec("win11-enterprise.yaml")), "stage-cleanup.ps1")
     body = cleanup[cleanup.index("\n# Image hygiene first"):]  # after the function definitions
-    commands = _commands(body)
+    commands = pwsh.commands(body)
     assert commands[0] == "Invoke-OsbuildHygiene"
     assert commands[-1] == "Clear-OsbuildFreeSpace"
     assert "if ($Plan.hygiene.zero_free_space) { Clear-OsbuildFreeSpace }" in cleanup
@@ -80,5 +63,6 @@ def test_cleanup_runs_hygiene_first_reboots_for_the_pagefile_and_zeroes_last(
 
 def test_updates_leave_component_cleanup_to_hygiene(tmp_path: Path, render) -> None:
     body = MINIMAL_SPEC + "updates:\n  enabled: true\n"
-    updates = _script(render(load_spec(write_spec(tmp_path / "s", body))), "stage-updates.ps1")
+    media = render(load_spec(write_spec(tmp_path / "s", body)))
+    updates = rendered_script(media, "stage-updates.ps1")
     assert "dism.exe" not in updates.lower()
