@@ -139,6 +139,8 @@ _NS = {"u": "urn:schemas-microsoft-com:unattend"}
 # What the Store updates on a client during a build when nothing stops it, and what sysprep
 # then writes to setuperr.log (Microsoft KB 2769827).
 STORE_UPDATED_PACKAGE = "Microsoft.WindowsStore_22411.1401.5.0_x64__8wekyb3d8bbwe"
+# Windows 11 24H2 (build 26100) turns on device encryption by itself on a clean install.
+_DEVICE_ENCRYPTION_BUILD = 26100
 _PREVENT_ENCRYPTION_RE = re.compile(r"\\BitLocker /v PreventDeviceEncryption /t REG_DWORD /d 1\b")
 _STORE_POLICY_RE = re.compile(r"\\WindowsStore /v AutoDownload /t REG_DWORD /d 2\b")
 _CMD_MARKER_RE = re.compile(
@@ -649,7 +651,7 @@ class _Guest:
             "build_id": plan.build_id if plan else None,
             "stage": "setup",
         }
-        kind = "server" if image.name.startswith("Windows Server") else "client"
+        kind = "client" if _is_client(image.name) else "server"
         self.usage.write("windows", disk_usage.INSTALLED[kind])
         self.usage.write("superseded", disk_usage.SUPERSEDED_AT_INSTALL)
         yield from self._write_disk()
@@ -681,14 +683,14 @@ class _Guest:
         self._wait(_WINDOWS_BOOT)
         # The first boot of the installed system makes pagefile.sys, and hiberfil.sys where
         # hibernation is on (clients).
-        kind = "server" if self.record["image_name"].startswith("Windows Server") else "client"
+        kind = "client" if _is_client(self.record["image_name"]) else "server"
         self.usage.write("pagefile", disk_usage.PAGEFILE)
         self.usage.write("hiberfile", disk_usage.HIBERFILE[kind])
         # Windows 11 24H2 turns on device encryption during OOBE of a clean install with a
         # TPM, unless PreventDeviceEncryption was set before.
         prevented = any(_PREVENT_ENCRYPTION_RE.search(c) for c in answer.specialize_commands)
         encrypts = (kind == "client" and self.machine.tpm and not prevented
-                    and int(self.record.get("build") or 0) >= 26100)
+                    and int(self.record.get("build") or 0) >= _DEVICE_ENCRYPTION_BUILD)
         self.record["device_encryption"] = "EncryptionInProgress" if encrypts else (
             "FullyDecrypted")
         self._wait(_OOBE)
@@ -704,7 +706,7 @@ class _Guest:
         if config.nonce is None:
             return
         self._wait(_FIRSTLOGON)
-        client = not self.record["image_name"].startswith("Windows Server")
+        client = _is_client(self.record["image_name"])
         store_policy = any(_STORE_POLICY_RE.search(c) for c in answer.specialize_commands)
         if client and (self.scenario.store_updates_app or not store_policy):
             # The Store updates its apps for the user who logged on, not for all users.
@@ -1004,6 +1006,11 @@ class _Guest:
         secret = _random_password()
         encrypted = key.encrypt(secret.encode(), padding.PKCS1v15())
         yield GuestEvent(self.t, PostPassword(base64.b64encode(encrypted).decode("ascii")))
+
+
+def _is_client(image_name: str) -> bool:
+    release = windows.release_of_image(image_name)
+    return release is not None and not release.server
 
 
 def _calls(script: str, command: str) -> bool:

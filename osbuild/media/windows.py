@@ -20,6 +20,13 @@ class Release:
     hardware_checks: bool = False
     # The volume label of Microsoft's media (the ISO the simulator makes carries it too).
     media_label: str = "SSS_X64FREE_EN-US_DV9"
+    # The first build of the release (Windows 10 ran from 10240 to 19045, Windows 11 from
+    # 22000): install media of a build from here on are this release. Default: `build`.
+    first_build: int | None = None
+
+    @property
+    def builds_from(self) -> int:
+        return self.first_build if self.first_build is not None else self.build
 
 
 RELEASES = (
@@ -27,9 +34,10 @@ RELEASES = (
     Release("2019", server=True, build=17763),
     Release("2022", server=True, build=20348),
     Release("2025", server=True, build=26100),
-    Release("10", server=False, build=19045, media_label="CCCOMA_X64FRE_EN-US_DV9"),
+    Release("10", server=False, build=19045, media_label="CCCOMA_X64FRE_EN-US_DV9",
+            first_build=10240),
     Release("11", server=False, build=26100, min_ram_mb=4096, hardware_checks=True,
-            media_label="CCCOMA_X64FRE_EN-US_DV9"),
+            media_label="CCCOMA_X64FRE_EN-US_DV9", first_build=22000),
 )
 RELEASE = {r.version: r for r in RELEASES}
 SERVER_VERSIONS = tuple(r.version for r in RELEASES if r.server)
@@ -150,17 +158,11 @@ def is_server(version: str) -> bool:
     return RELEASE[version].server if version in RELEASE else False
 
 
-# The first build of each release (Windows 10 builds run from 10240 to 19045).
-_SERVER_RELEASE_BUILDS = ((26040, "2025"), (20348, "2022"), (17763, "2019"), (14393, "2016"))
-_CLIENT_RELEASE_BUILDS = ((22000, "11"), (10240, "10"))
-
-
 def release_of_build(build: int, *, server: bool) -> str | None:
-    """The release (as `windows.version` names it) of a Windows build number, or None."""
-    for first, release in _SERVER_RELEASE_BUILDS if server else _CLIENT_RELEASE_BUILDS:
-        if build >= first:
-            return release
-    return None
+    """The release (as `windows.version` names it) of install media of a Windows build."""
+    candidates = [r for r in RELEASES if r.server == server and r.builds_from <= build]
+    newest = max(candidates, key=lambda r: r.builds_from, default=None)
+    return newest.version if newest is not None else None
 
 
 def virtio_os_folder(version: str, build: int | None = None) -> str:
