@@ -33,6 +33,7 @@ class Image:
     protected: bool = False
     created_at: str | None = None
     size: int = 0
+    virtual_size: int | None = None  # the disk's size; None until Glance inspects the data
     disk_format: str = ""
     # The data's hash: Glance's multihash, and the legacy md5 (osbuild/unattended/fingerprint)
     hash_algo: str = ""
@@ -49,6 +50,8 @@ def _image(raw: Any) -> Image:
                  protected=bool(getattr(raw, "is_protected", False)),
                  created_at=getattr(raw, "created_at", None),
                  size=int(getattr(raw, "size", None) or 0),
+                 virtual_size=(int(raw.virtual_size)
+                               if getattr(raw, "virtual_size", None) is not None else None),
                  disk_format=str(getattr(raw, "disk_format", None) or ""),
                  hash_algo=str(getattr(raw, "hash_algo", None) or ""),
                  hash_value=str(getattr(raw, "hash_value", None) or ""),

@@ -41,7 +41,7 @@ PROP_SIZE = "osbuild_image_size"
 PROP_VIRTUAL_SIZE = "osbuild_virtual_size"
 
 
-def size_properties(ctx: BuildContext, image: Any) -> dict[str, str]:
+def size_properties(ctx: BuildContext, image: image_api.Image) -> dict[str, str]:
     """The captured image's stored bytes and its disk's size, as Glance reports them: what
     the image hygiene saved shows in the first (qcow2 holds only non-zero blocks)."""
     spec = ctx.spec
@@ -49,7 +49,7 @@ def size_properties(ctx: BuildContext, image: Any) -> dict[str, str]:
     if virtual is None and spec.builder.target == "volume":
         virtual = spec.builder.disk_gb * GIB  # Glance did not inspect it; it is the volume
     out = {}
-    if image.size is not None:
+    if image.size:
         out[PROP_SIZE] = str(int(image.size))
     if virtual is not None:
         out[PROP_VIRTUAL_SIZE] = str(int(virtual))
@@ -85,7 +85,7 @@ class PublishImage(Resumable):
         spec = ctx.spec
         conn = ctx.conn
         image_id = ctx.require(ctx.image_id, "image_id")
-        captured = ctx.call(conn.image.get_image, image_id)
+        captured = image_api.get_image(conn, image_id, cancel=ctx.cancel.event)
         properties = {
             **hardware_properties(ctx),
             **size_properties(ctx, captured),
