@@ -67,6 +67,11 @@ class EventBus:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
     def publish(self, event: Event) -> None:
         with self._lock:
             for listener in self._listeners:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,8 +31,12 @@ from osbuild.pipeline.steps.render_config import RenderConfig
 from osbuild.pipeline.steps.upload_config_iso import UploadConfigIso
 from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.pipeline.steps.watch_install import WatchInstall
+from osbuild.pipeline.timeline import TimelineRecorder
+from osbuild.report.build import write_build_html
 from osbuild.spec import BuildSpec
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
+
+log = logging.getLogger(__name__)
 
 
 def build_steps() -> list[Resumable]:
@@ -138,7 +143,12 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) 
     started_wall = datetime.now(UTC)
     ctx.emit(EventName.BUILD_RESUMED if resumed else EventName.BUILD_STARTED,
              spec=str(spec.source_path or ""), cloud=ctx.cloud_name, log_dir=str(ctx.workdir))
-    outcome = run_steps([_Recorded(step) for step in steps], ctx)
+    timeline = TimelineRecorder(ctx)
+    ctx.bus.subscribe(timeline)
+    try:
+        outcome = run_steps([_Recorded(step) for step in steps], ctx)
+    finally:
+        ctx.bus.unsubscribe(timeline)
     error = final_error(outcome)
     result = BuildResult(
         build_id=ctx.build_id,
@@ -160,7 +170,8 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) 
         skipped=str(error) if isinstance(error, LockBusy) else None,
         interrupted=outcome.late_signal if error is None else None,
     )
-    result.report_path = _write_report(ctx, result, started_wall)
+    result.report_path = _write_report(ctx, result, started_wall, timeline.snapshot())
+    _write_html_report(ctx, result.report_path)
     _finish_state(ctx, result)
     if error is None:
         ctx.emit(EventName.BUILD_SUCCEEDED, image_id=result.image_id, image_name=result.image_name,
@@ -219,7 +230,20 @@ def _image_sizes(properties: dict[str, str]) -> dict[str, int | None]:
     return {"size": number(PROP_SIZE), "virtual_size": number(PROP_VIRTUAL_SIZE)}
 
 
-def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> Path:
+def _write_html_report(ctx: BuildContext, report_path: Path) -> None:
+    """report.html beside report.json; a report that cannot be drawn never fails the build."""
+    windows = ctx.spec.windows
+    secrets = [windows.product_key.get_secret_value() if windows.product_key else None,
+               windows.resolved_product_key()]
+    try:
+        write_build_html(report_path, secrets=[s for s in secrets if s and s != "kms"])
+    except Exception as exc:
+        log.debug("writing the HTML report failed", exc_info=True)
+        ctx.emit(EventName.WARNING, message=f"could not write the HTML report: {exc}")
+
+
+def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
+                  timeline: list[dict[str, Any]]) -> Path:
     media = ctx.media
     report = {
         "osbuild_version": __version__,
@@ -231,6 +255,8 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> 
         "duration_seconds": result.duration,
         "result": "succeeded" if result.succeeded else "failed",
         "error": result.error.lines() if result.error else None,
+        "failed_stage": getattr(result.error, "stage", None),
+        "interrupted": isinstance(result.error, Interrupted) or bool(result.interrupted),
         "exit_code": result.exit_code,
         "inputs": {
             "spec": str(ctx.spec.source_path or ""),
@@ -257,6 +283,7 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime) -> 
         "kept_for_debugging": result.kept,
         "stages": result.stages,
         "step_timings": result.step_timings,
+        "timeline": timeline,
         "api_calls": api_calls(ctx.conn),
         "console": {"polls": ctx.console_polls, "bytes_fetched": ctx.console_bytes,
                     "transcript": str(ctx.workdir / "console.log")},

@@ -1,0 +1,154 @@
+"""One build's HTML report, drawn from its report.json and console transcripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from osbuild.errors import InvalidInput
+from osbuild.report.console import ConsoleView, read_console
+from osbuild.report.pages import render_page
+from osbuild.report.redact import Redactor
+from osbuild.report.timeline import Timeline, build_timeline
+
+HTML_NAME = "report.html"
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """A report.json as a dict; an unreadable or foreign file is invalid input (exit 2)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput([f"{path}: cannot read the report: {exc.strerror or exc}"]) from None
+    except ValueError as exc:
+        raise InvalidInput([f"{path}: not a JSON build report: {exc}"]) from None
+    if not isinstance(data, dict) or "build_id" not in data:
+        raise InvalidInput([f"{path}: not an osbuild build report (no build_id)"])
+    return data
+
+
+@dataclass
+class Resource:
+    kind: str
+    id: str
+    name: str
+    step: str
+    created_at: float | None
+    deleted_at: float | None
+    fate: str  # deleted, kept, left behind
+
+
+@dataclass
+class ServiceCalls:
+    service: str
+    total: int
+    methods: dict[str, int]
+    width: float = 0.0  # of the bar, 0..100 (% of the busiest service)
+
+
+@dataclass
+class BuildPage:
+    report: dict[str, Any]
+    outcome: str  # succeeded, failed, interrupted, skipped
+    reason: list[str]
+    timeline: Timeline
+    consoles: list[ConsoleView]
+    resources: list[Resource] | None
+    api_calls: list[ServiceCalls] | None
+    image: dict[str, Any] | None
+    image_properties: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def outcome_of(report: dict[str, Any]) -> str:
+    if report.get("skipped"):
+        return "skipped"
+    if report.get("interrupted") or report.get("exit_code") == 130:
+        return "interrupted"
+    return "succeeded" if report.get("result") == "succeeded" else "failed"
+
+
+def _resources(report: dict[str, Any]) -> list[Resource] | None:
+    items = report.get("resources")
+    if not isinstance(items, list):
+        return None
+    created: dict[tuple[str, str], float] = {}
+    deleted: dict[tuple[str, str], float] = {}
+    for entry in report.get("timeline") or []:
+        key = (str(entry.get("kind")), str(entry.get("id")))
+        if entry.get("event") in ("resource.created", "resource.adopted"):
+            created.setdefault(key, entry.get("at", 0.0))
+        elif entry.get("event") == "resource.deleted":
+            deleted[key] = entry.get("at", 0.0)
+    leftovers = " ".join(report.get("leftovers") or [])
+    out = []
+    for item in items:
+        key = (str(item.get("kind")), str(item.get("id")))
+        if item.get("deleted"):
+            fate = "deleted"
+        elif item.get("id") and str(item["id"]) in leftovers:
+            fate = "left behind"
+        else:
+            fate = "kept"
+        out.append(Resource(kind=key[0], id=key[1], name=str(item.get("name") or ""),
+                            step=str(item.get("step") or ""), created_at=created.get(key),
+                            deleted_at=deleted.get(key), fate=fate))
+    return out
+
+
+def _api_calls(report: dict[str, Any]) -> list[ServiceCalls] | None:
+    calls = report.get("api_calls")
+    if not isinstance(calls, dict) or not calls:
+        return None
+    services: dict[str, ServiceCalls] = {}
+    for key, count in calls.items():
+        service, _, method = str(key).partition(" ")
+        entry = services.setdefault(service, ServiceCalls(service, 0, {}))
+        entry.total += int(count)
+        entry.methods[method or "?"] = int(count)
+    busiest = max(s.total for s in services.values()) or 1
+    for entry in services.values():
+        entry.width = round(100.0 * entry.total / busiest, 1)
+    return sorted(services.values(), key=lambda s: (-s.total, s.service))
+
+
+def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> BuildPage:
+    outcome = outcome_of(report)
+    error = report.get("error") or []
+    reason = [str(line) for line in error] if isinstance(error, list) else [str(error)]
+    if outcome == "skipped":
+        reason = [str(report["skipped"])]
+    image = report.get("image") if isinstance(report.get("image"), dict) else None
+    properties = redactor.mapping((image or {}).get("properties") or {})
+    consoles = [view for view in (
+        read_console(report_dir, report, "console.log", "builder", failure_lines=reason),
+        read_console(report_dir, report, "verify-console.log", "boot test",
+                     failure_lines=reason),
+    ) if view is not None]
+    return BuildPage(
+        report=report, outcome=outcome, reason=reason,
+        timeline=build_timeline(report), consoles=consoles,
+        resources=_resources(report), api_calls=_api_calls(report),
+        image=image, image_properties=dict(sorted(properties.items())),
+    )
+
+
+def render_build_html(report_path: Path, *, secrets: Iterable[str | None] = ()) -> str:
+    report = load_report(report_path)
+    redactor = Redactor(secrets)
+    page = build_page(report, report_path.parent, redactor)
+    return render_page("build.html.j2", redactor, page=page, r=report)
+
+
+def write_build_html(report_path: Path, *, secrets: Iterable[str | None] = (),
+                     out: Path | None = None) -> Path:
+    """Write the page (default: ``report.html`` beside the report) and return its path."""
+    html = render_build_html(report_path, secrets=secrets)
+    out = out or report_path.with_name(HTML_NAME)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    return out

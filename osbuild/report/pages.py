@@ -1,0 +1,49 @@
+"""The Jinja environment both pages render with: autoescape on, every value redacted."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from osbuild.durations import format_duration
+from osbuild.report.redact import Redactor, visible
+
+
+def format_bytes(size: float | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _duration(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(max(seconds, 0))
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("osbuild.report", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["duration"] = _duration
+    env.filters["bytes"] = format_bytes
+    return env
+
+
+def render_page(template: str, redactor: Redactor, **context: Any) -> str:
+    """Render ``template``; every string it prints is redacted and shown as plain text.
+
+    ``finalize`` sees each ``{{ value }}`` before autoescaping: no template can forget it.
+    """
+    env = _environment().overlay(
+        finalize=lambda value: visible(redactor.text(value)) if isinstance(value, str) else value)
+    return env.get_template(template).render(**context)
