@@ -35,6 +35,8 @@ COMMANDS = {
     "sim": "run the simulated OpenStack cloud",
     "gc": "delete resources left behind by dead builds",
     "images": "list, prune, promote and roll back image families",
+    "report": "write a build's HTML report",
+    "status": "show each image family's state in each cloud",
 }
 
 

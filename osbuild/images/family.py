@@ -93,16 +93,24 @@ def from_glance(image: image_api.Image, in_use: int = 0) -> FamilyImage:
 
 def glance_family(conn: Connection, family: str) -> list[image_api.Image]:
     """The family's Glance images, hidden ones included (Glance lists them separately)."""
+    return glance_families(conn).get(family, [])
+
+
+def glance_families(conn: Connection) -> dict[str, list[image_api.Image]]:
+    """Every family's Glance images, by family name, hidden ones included."""
     found: dict[str, image_api.Image] = {}
     for hidden in (False, True):
         for image in image_api.images(conn, tag=naming.TAG, is_hidden=hidden):
-            if image.properties.get(naming.PROP_FAMILY) != family:
+            if not image.properties.get(naming.PROP_FAMILY):
                 continue
             # Temporary images (config ISO, blank root) carry the family too, with a role.
             if image.properties.get(naming.PROP_ROLE) not in (None, "image"):
                 continue
             found[image.id] = image
-    return list(found.values())
+    families: dict[str, list[image_api.Image]] = {}
+    for image in found.values():
+        families.setdefault(str(image.properties[naming.PROP_FAMILY]), []).append(image)
+    return families
 
 
 def list_family(conn: Connection, family: str, *, with_usage: bool = True) -> list[FamilyImage]:

@@ -1,0 +1,60 @@
+"""`osbuild status`: one row per image family and cloud, read from the state folder and Glance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from osbuild.cli import options
+
+if TYPE_CHECKING:
+    from osbuild.report.status import FamilyStatus
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "For each image family in each cloud: the current image and its age, the last "
+        "build's result, duration and reason, the next image in line (hidden, verified or "
+        "not), the leftovers `osbuild gc` would remove, and the trend of the last builds' "
+        "durations. Reads the state folder and Glance; changes nothing.")
+    options.add_cloud(parser, several=True)
+    options.add_state_dir(parser)
+    parser.add_argument("--html", type=Path, default=None, metavar="FILE",
+                        help="write the status as a self-contained HTML page")
+    options.add_json(parser, events=False)
+    options.add_time_scale(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from osbuild.cloud.connect import check_auth, cloud_identity, connect
+    from osbuild.report.status import cloud_status
+    from osbuild.unattended.state import StateStore
+
+    store = StateStore(args.state_dir)
+    now = datetime.now(UTC)
+    rows: list[FamilyStatus] = []
+    clouds: list[str] = []
+    for cloud in list(args.os_cloud or [None]):
+        conn = connect(cloud, region_name=args.os_region_name, **options.pace_override(args))
+        check_auth(conn, cloud)
+        name = cloud_identity(conn, cloud)
+        clouds.append(name)
+        rows.extend(cloud_status(conn, name, store, now))
+    if args.html is not None:
+        from osbuild.report.status_page import write_status_html
+
+        print(write_status_html(args.html, rows, clouds=clouds, state_dir=store.root, now=now))
+    if args.json:
+        json.dump({"generated": now.isoformat(timespec="seconds"), "clouds": clouds,
+                   "families": [row.to_dict(now) for row in rows]}, sys.stdout, indent=2)
+        print()
+    elif args.html is None:
+        from osbuild.report.status_page import status_table
+
+        status_table(rows, now=now, print_to=sys.stdout)
+    return 0

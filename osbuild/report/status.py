@@ -1,0 +1,126 @@
+"""The fleet at a glance: per image family and cloud, what is current, what was built, what
+is left over. Reads the state folder and the cloud; changes nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from openstack.connection import Connection
+
+from osbuild.images.family import (
+    FamilyImage,
+    current_of,
+    from_glance,
+    glance_families,
+    sort_newest_first,
+)
+from osbuild.unattended import gc
+from osbuild.unattended.state import BuildState, BuildStatus, StateStore
+
+# How many of a family's last builds the trend shows.
+TREND_BUILDS = 10
+# Leftovers whose build left no state here: their family is unknown.
+NO_STATE = "(no local state)"
+
+
+@dataclass(frozen=True)
+class LastBuild:
+    build_id: str
+    status: str
+    duration: float | None  # cloud seconds, from its report (else wall time from its state)
+    reason: str | None
+    finished_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"build_id": self.build_id, "result": self.status,
+                "duration_seconds": self.duration, "reason": self.reason,
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None}
+
+
+@dataclass
+class FamilyStatus:
+    family: str
+    cloud: str
+    current: FamilyImage | None = None
+    next_image: FamilyImage | None = None
+    last_build: LastBuild | None = None
+    durations: list[float] = field(default_factory=list)  # oldest first
+    leftovers: list[gc.Resource] = field(default_factory=list)
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        return {
+            "family": self.family, "cloud": self.cloud,
+            "current": self.current.to_dict(now) if self.current else None,
+            "next": self.next_image.to_dict(now) if self.next_image else None,
+            "last_build": self.last_build.to_dict() if self.last_build else None,
+            "durations_seconds": self.durations,
+            "leftovers": [{"kind": r.kind, "id": r.id, "name": r.name,
+                           "build_id": r.build_id, "age_seconds": round(r.age_seconds)}
+                          for r in self.leftovers],
+        }
+
+
+def next_in_line(images: list[FamilyImage], current: FamilyImage | None) -> FamilyImage | None:
+    """The newest image that is not current and newer than the current one (any image when
+    the family has no current one): the one a promotion would pick up next."""
+    for image in images:  # newest first
+        if image.current:
+            continue
+        if current is None or image.version > current.version:
+            return image
+    return None
+
+
+def _report_duration(state: BuildState) -> float | None:
+    if not state.log_dir:
+        return None
+    try:
+        report = json.loads((Path(state.log_dir) / state.build_id / "report.json").read_text())
+        return float(report["duration_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def last_build(state: BuildState) -> LastBuild:
+    duration = _report_duration(state)
+    if duration is None and state.is_finished:
+        duration = (state.updated_at - state.started_at).total_seconds()
+    return LastBuild(state.build_id, str(state.status), duration, state.error,
+                     state.updated_at if state.is_finished else None)
+
+
+def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[BuildState],
+                leftovers: list[gc.Resource]) -> list[FamilyStatus]:
+    """One row per family known to Glance or to the state folder, for one cloud."""
+    by_build = {s.build_id: s.family for s in states}
+    rows: dict[str, FamilyStatus] = {}
+    for family in sorted(set(images) | set(by_build.values())):
+        members = sort_newest_first(images.get(family, []))
+        current = current_of(members)
+        row = FamilyStatus(family, cloud, current, next_in_line(members, current))
+        builds = sorted((s for s in states if s.family == family),
+                        key=lambda s: (s.started_at, s.build_id))
+        if builds:
+            row.last_build = last_build(builds[-1])
+        finished = [last_build(s) for s in builds if s.status is not BuildStatus.RUNNING]
+        row.durations = [round(b.duration, 1) for b in finished[-TREND_BUILDS:]
+                         if b.duration is not None]
+        rows[family] = row
+    for resource in leftovers:
+        family = by_build.get(resource.build_id, NO_STATE)
+        rows.setdefault(family, FamilyStatus(family, cloud)).leftovers.append(resource)
+    return list(rows.values())
+
+
+def cloud_status(conn: Connection, cloud: str, store: StateStore,
+                 now: datetime | None = None) -> list[FamilyStatus]:
+    """Read-only: Glance listings, gc's dry run, the state files."""
+    now = now or datetime.now(UTC)
+    images = {family: [from_glance(i) for i in found]
+              for family, found in glance_families(conn).items()}
+    swept = gc.collect(conn, dry_run=True, store=store, now=now)
+    return family_rows(cloud, images, store.list(cloud=cloud), swept.removed)

@@ -1,0 +1,73 @@
+"""The fleet status as a terminal table and as a self-contained HTML page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from osbuild.durations import format_duration
+from osbuild.report.pages import render_page
+from osbuild.report.redact import Redactor, visible
+from osbuild.report.status import FamilyStatus
+from osbuild.report.trend import spark_points, sparkline
+
+_STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+
+
+def _cell(*parts: str, style: str = "") -> Text:
+    """Cloud and guest text as plain text: no rich markup, no terminal control characters."""
+    redactor = Redactor()
+    return Text("\n".join(visible(redactor.text(p)) for p in parts if p), style=style)
+
+
+def _dur(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(max(seconds, 0))
+
+
+def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -> None:
+    console = Console(file=print_to, soft_wrap=False)
+    if not rows:
+        console.print("no image family in Glance or in the state folder", markup=False)
+        return
+    table = Table(show_lines=True)
+    for column in ("family", "cloud", "current", "last build", "next in line", "leftovers",
+                   "trend"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        current = (_cell(row.current.name, f"{_dur(row.current.age(now))} old")
+                   if row.current else _cell("none", style="dim"))
+        last = row.last_build
+        last_cell = (_cell(f"{last.status} in {_dur(last.duration)}", last.build_id,
+                           last.reason or "", style=_STYLE.get(last.status, ""))
+                     if last else _cell("-", style="dim"))
+        following = row.next_image
+        next_cell = (_cell(following.name, ("hidden" if following.hidden else "visible")
+                           + f", verify {following.verify}")
+                     if following else _cell("-", style="dim"))
+        leftovers = _cell(*(f"{r.kind} {r.name or r.id}" for r in row.leftovers)) \
+            if row.leftovers else _cell("none", style="dim")
+        trend = _cell(sparkline(row.durations),
+                      f"{_dur(min(row.durations))}-{_dur(max(row.durations))}") \
+            if row.durations else _cell("-", style="dim")
+        table.add_row(_cell(row.family), _cell(row.cloud), current, last_cell, next_cell,
+                      leftovers, trend)
+    console.print(table)
+
+
+def render_status_html(rows: list[FamilyStatus], *, clouds: list[str], state_dir: Path,
+                       now: datetime) -> str:
+    return render_page("status.html.j2", Redactor(), rows=rows, clouds=clouds,
+                       state_dir=str(state_dir), now=now,
+                       generated=now.isoformat(timespec="seconds"), spark=spark_points)
+
+
+def write_status_html(path: Path, rows: list[FamilyStatus], *, clouds: list[str],
+                      state_dir: Path, now: datetime) -> Path:
+    path.write_text(render_status_html(rows, clouds=clouds, state_dir=state_dir, now=now),
+                    encoding="utf-8")
+    return path
