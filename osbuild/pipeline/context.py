@@ -123,6 +123,8 @@ class BuildContext:
     fingerprint: str | None = None
     # The clouds.yaml name to connect with (None or "": the OS_* variables).
     os_cloud: str | None = None
+    # Values no page may show (the build's Windows password): in memory only, never saved.
+    secrets: list[str] = field(default_factory=list, repr=False)
     _state_warned: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

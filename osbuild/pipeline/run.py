@@ -233,8 +233,8 @@ def _image_sizes(properties: dict[str, str]) -> dict[str, int | None]:
 def _write_html_report(ctx: BuildContext, report_path: Path) -> None:
     """report.html beside report.json; a report that cannot be drawn never fails the build."""
     windows = ctx.spec.windows
-    secrets = [windows.product_key.get_secret_value() if windows.product_key else None,
-               windows.resolved_product_key()]
+    secrets = [*ctx.secrets, windows.resolved_product_key(),
+               windows.product_key.get_secret_value() if windows.product_key else None]
     try:
         write_build_html(report_path, secrets=[s for s in secrets if s and s != "kms"])
     except Exception as exc:

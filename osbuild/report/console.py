@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from osbuild.markers import PREFIX
-from osbuild.pipeline.console import GAP_NOTE
 
 # The page stays small enough for a browser: a long transcript shows its end (where the
 # build finished or failed); the file beside the report has it all.
@@ -19,6 +18,8 @@ _MARKER = re.compile(PREFIX + r":[0-9a-f]{32}:(?P<stage>[a-z][a-z0-9_-]{0,31}):"
                      r"(?P<status>start|ok|fail|info)(?::(?P<detail>.*))?")
 # Firmware banners: each is a (re)boot of the machine (SeaBIOS; OVMF starting a loader).
 _BOOT = re.compile(r"^(SeaBIOS \(version|BdsDxe: starting )")
+# Notes osbuild itself writes into a transcript (lines lost between two polls...).
+_NOTE = re.compile(r"^\[osbuild: .*\]$")
 # How failure reasons quote console lines (watch_install's StallTimeout).
 _QUOTED = "  | "
 
@@ -53,7 +54,7 @@ def classify(number: int, line: str, quoted: set[str]) -> ConsoleLine:
         return ConsoleLine(number, line, kind, failure or status == "fail", label)
     if _BOOT.search(line):
         return ConsoleLine(number, line, "boot", failure, "boot")
-    if line == GAP_NOTE:
+    if _NOTE.match(line):
         return ConsoleLine(number, line, "gap", failure)
     return ConsoleLine(number, line, "plain", failure)
 

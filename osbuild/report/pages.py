@@ -11,8 +11,8 @@ from osbuild.durations import format_duration
 from osbuild.report.redact import Redactor, visible
 
 
-def format_bytes(size: float | None) -> str:
-    if size is None:
+def format_bytes(size: Any) -> str:
+    if not isinstance(size, int | float):
         return "-"
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -22,8 +22,11 @@ def format_bytes(size: float | None) -> str:
     return f"{value:.1f} TiB"
 
 
-def _duration(seconds: float | None) -> str:
-    return "-" if seconds is None else format_duration(max(seconds, 0))
+def _duration(seconds: Any) -> str:
+    """``2h14m``; ``-`` for what a report does not record (None, or a missing key)."""
+    if not isinstance(seconds, int | float):
+        return "-"
+    return format_duration(max(seconds, 0))
 
 
 @cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from osbuild.media.render import render_media
+from osbuild.media.render import generate_password, render_media
 from osbuild.pipeline.context import BuildContext, MediaFacts
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.runner import Step
@@ -21,7 +21,9 @@ class RenderConfig(Resumable):
         ctx.track("local", str(out_dir), "rendered config media",
                   lambda: shutil.rmtree(out_dir, ignore_errors=True))
         resolved = ctx.resolved
-        ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id,
+        password = generate_password()
+        ctx.secrets.append(password)  # the HTML report redacts it wherever a guest shows it
+        ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id, password=password,
                                  install_image=resolved.install_image if resolved else None)
 
     def record(self, ctx: BuildContext) -> dict[str, Any]:
