@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from osbuild.cli import options
+from osbuild.errors import InvalidInput
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from osbuild.report.locate import find_report, spec_secrets
 
     path = find_report(args.build, state_dir=args.state_dir)
-    written = write_build_html(path, secrets=spec_secrets(load_report(path)), out=args.html)
+    try:
+        written = write_build_html(path, secrets=spec_secrets(load_report(path)), out=args.html)
+    except OSError as exc:
+        raise InvalidInput([f"{args.html or path.parent}: cannot write the page: "
+                            f"{exc.strerror or exc}"]) from None
     print(written)
     return 0

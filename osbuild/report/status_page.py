@@ -30,7 +30,10 @@ def _dur(seconds: float | None) -> str:
 
 
 def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -> None:
-    console = Console(file=print_to, soft_wrap=False)
+    console = Console(file=print_to)
+    if not console.is_terminal:
+        # Piped or mailed by cron: no terminal width to fit, and grep wants whole names.
+        console = Console(file=print_to, width=240)
     if not rows:
         console.print("no image family in Glance or in the state folder", markup=False)
         return

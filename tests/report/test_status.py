@@ -1,0 +1,145 @@
+"""`osbuild status` against the simulated cloud: what it shows, and that it changes nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osbuild import naming
+from osbuild.cli import main
+from osbuild.report.status import cloud_status
+from osbuild.report.trend import sparkline
+from osbuild.unattended.state import BuildState, BuildStatus, StateStore
+from tests.unattended.helpers import image as _image
+from tests.unattended.helpers import volume as _volume
+
+from .helpers import active_content, parse, table_rows
+
+FAMILY = "ws2022"
+HOSTILE = "msiexec <script>alert(1)</script> \x1b[2J"
+DEAD = "20261126t010000-dead00"
+# Requests that change nothing: reading, and keystone handing out a token.
+READ_ONLY = {"GET", "HEAD"}
+
+
+def _published(conn: Any, name: str, version: str, verify: str, *, current: bool = False,
+               hidden: bool = False) -> Any:
+    image = _image(conn, name, **{naming.PROP_FAMILY: FAMILY, naming.PROP_BUILD_ID: version,
+                                  naming.PROP_IMAGE_VERSION: version,
+                                  naming.PROP_VERIFY: verify, naming.PROP_ROLE: "image"})
+    conn.image.add_tag(image, naming.TAG)
+    if current:
+        conn.image.add_tag(image, naming.CURRENT_TAG)
+    if hidden:
+        conn.image.update_image(image, is_hidden=True)
+    return image
+
+
+def _build(store: StateStore, logs: Path, build_id: str, family: str, status: BuildStatus,
+           duration: float | None = None, error: str | None = None, **extra: Any) -> None:
+    store.save(BuildState(build_id=build_id, family=family, cloud=extra.pop("cloud"),
+                          nonce="0" * 32, spec_path="/s.yaml", spec_digest="d",
+                          status=status, error=error, log_dir=str(logs), **extra))
+    if duration is not None:
+        (logs / build_id).mkdir(parents=True)
+        (logs / build_id / "report.json").write_text(json.dumps(
+            {"build_id": build_id, "duration_seconds": duration}))
+
+
+@pytest.fixture
+def fleet(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    conn = sim.connect()
+    ids = {
+        "old": _published(conn, "ws2022-old", "20261101t010000-000001", "passed",
+                          hidden=True).id,
+        "current": _published(conn, "ws2022-cur", "20261120t010000-000002", "passed",
+                              current=True).id,
+        "next": _published(conn, "ws2022-new", "20261125t010000-000003", "pending",
+                           hidden=True).id,
+    }
+    ids["leftover"] = _volume(conn, DEAD, "iso").id
+    store = StateStore(tmp_path / "state")
+    logs = tmp_path / "logs"
+    cloud = {"cloud": sim.cloud_name}
+    for day, seconds in ((20, 3600.0), (21, 5400.0), (22, 4000.0)):
+        _build(store, logs, f"202611{day}t010000-00000{day - 19}", FAMILY,
+               BuildStatus.SUCCEEDED, seconds, **cloud)
+    _build(store, logs, "20261123t010000-0000ff", FAMILY, BuildStatus.FAILED, 600.0,
+           error="cloudbaseinit: the guest reported a failure", **cloud)
+    _build(store, logs, "20261124t010000-000aaa", "ws2019", BuildStatus.FAILED, 120.0,
+           error=HOSTILE, **cloud)
+    # A dead build on this host (its process is gone): gc would remove what it left.
+    _build(store, logs, DEAD, FAMILY, BuildStatus.RUNNING, pid=2 ** 22 + 1, **cloud)
+    _build(store, logs, "20261124t020000-0000bb", "elsewhere", BuildStatus.SUCCEEDED, 1.0,
+           cloud="another-cloud")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.write_clouds_yaml(tmp_path / "c.yaml")))
+    return {"sim": sim, "conn": conn, "store": store, "ids": ids}
+
+
+def _mutating(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    changed = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    return {k: n for k, n in changed.items()
+            if k.split()[1] not in READ_ONLY and k != "identity POST"}
+
+
+def test_status_shows_each_family_and_changes_nothing(
+        fleet: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sim, ids = fleet["sim"], fleet["ids"]
+    argv = ["status", "--os-cloud", sim.cloud_name, "--state-dir", str(fleet["store"].root)]
+    before = dict(sim.stats()["requests"])
+    resources_before = {k: v for k, v in sim.resources().items() if k != "now"}
+    assert main([*argv, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--html", str(tmp_path / "status.html")]) == 0
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert _mutating(before, dict(sim.stats()["requests"])) == {}
+    assert {k: v for k, v in sim.resources().items() if k != "now"} == resources_before
+
+    rows = {row["family"]: row for row in data["families"]}
+    assert sorted(rows) == ["ws2019", "ws2022"]  # another cloud's family is not this cloud's
+    row = rows["ws2022"]
+    assert row["cloud"] == sim.cloud_name
+    assert row["current"]["id"] == ids["current"]
+    assert row["next"]["id"] == ids["next"]
+    assert (row["next"]["hidden"], row["next"]["verify"]) == (True, "pending")
+    # The dead build is the newest: still "running" in its state; the trend has the others.
+    assert row["last_build"]["build_id"] == DEAD
+    assert row["durations_seconds"] == [3600.0, 5400.0, 4000.0, 600.0]
+    assert rows["ws2019"]["current"] is None and rows["ws2019"]["next"] is None
+    assert rows["ws2019"]["last_build"]["reason"] == HOSTILE
+    assert rows["ws2019"]["last_build"]["duration_seconds"] == 120.0
+
+    tree = parse((tmp_path / "status.html").read_text())
+    assert active_content(tree) == []
+    cells = {r[0]: r for r in table_rows(tree, "families")}
+    assert "ws2022-cur" in cells["ws2022"][2] and "verify passed" in cells["ws2022"][2]
+    assert "ws2022-new" in cells["ws2022"][4] and "hidden, verify pending" in cells["ws2022"][4]
+    assert "msiexec <script>alert(1)</script> \\x1b[2J" in cells["ws2019"][3]
+    assert "1h30m" in cells["ws2022"][6]  # the longest of the trend
+    assert tree.xpath('//tr[td/b="ws2022"]//polyline[@class="spark"]')
+
+    assert "ws2022-cur" in table and "ws2022-new" in table and "\x1b" not in table
+    assert sparkline([3600.0, 5400.0, 4000.0, 600.0]) in table
+
+
+def test_leftovers_are_what_gc_would_remove(fleet: dict[str, Any]) -> None:
+    later = datetime.now(UTC) + timedelta(days=2)
+    rows = {r.family: r for r in cloud_status(fleet["conn"], fleet["sim"].cloud_name,
+                                               fleet["store"], later)}
+    assert [(r.kind, r.id) for r in rows[FAMILY].leftovers] == [
+        ("volume", fleet["ids"]["leftover"])]
+    assert rows["ws2019"].leftovers == []
+    # Nothing was removed: it is a dry run, and the dead build's state is unchanged.
+    assert fleet["conn"].block_storage.get_volume(fleet["ids"]["leftover"]).id
+    assert fleet["store"].load(DEAD).status is BuildStatus.RUNNING
+
+
+def test_sparkline_runs_from_shortest_to_longest() -> None:
+    assert sparkline([1.0, 8.0, 4.5]) == "▁█▅"
+    assert sparkline([5.0, 5.0]) == "▄▄"  # all alike: the middle
+    assert sparkline([]) == ""
