@@ -1,0 +1,160 @@
+"""Every build writes report.html beside report.json, whatever happened to it: real builds
+in the simulated cloud, one per way a build ends, and the page read back."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Cloud
+from tests.e2e.test_signals import read_until, start_build
+
+from .helpers import active_content, parse, table_rows, text_of
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "Report-Known-Pass-4f2a!"
+PRODUCT_KEY = "VDYBN-27WPP-V4HQT-9VMD4-VMK7H"
+SCRIPT = "<script>alert('report')</script>"
+
+
+@pytest.fixture(autouse=True)
+def known_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build's Windows password, known to the test so it can look for it."""
+    monkeypatch.setattr("osbuild.pipeline.steps.render_config.generate_password",
+                        lambda: PASSWORD)
+
+
+def _page(cloud: Cloud, events: list[dict[str, Any]]) -> tuple[Any, str, dict[str, Any]]:
+    build_id = events[-1]["build_id"]
+    folder = cloud.log_dir / build_id
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    tree = parse(html)
+    assert active_content(tree) == []
+    assert PASSWORD not in html and PRODUCT_KEY not in html
+    return tree, html, json.loads((folder / "report.json").read_text())
+
+
+def _step_status(tree: Any) -> dict[str, str]:
+    return {row[0]: row[3] for row in table_rows(tree, "steps")}
+
+
+def _resources_gone(tree: Any) -> None:
+    fates = {row[6] for row in table_rows(tree, "resources") if row[0] != "local"}
+    assert fates == {"deleted"}, table_rows(tree, "resources")
+
+
+def test_a_successful_build(cloud: Cloud) -> None:
+    spec = cloud.spec(windows={"product_key": PRODUCT_KEY},
+                      image={"properties": {"note": SCRIPT}})
+    run = cloud.build(spec)
+    assert run.exit_code == 0, run.why
+    tree, _html, report = _page(cloud, run.events)
+    assert text_of(tree, "outcome") == "succeeded"
+    assert f"built image {run.success['image_name']}" in text_of(tree, "reason")
+    assert set(_step_status(tree).values()) == {"ok"}
+    assert list(_step_status(tree))[-1] == "promote"
+    stages = [row[0] for row in table_rows(tree, "stages")]
+    assert stages[0] == "winpe" and stages[-1] == "sysprep" and "updates" in stages
+    kinds = [row[1] for row in table_rows(tree, "ticks")]
+    assert "update-pass" in kinds and "reboot" in kinds
+    assert tree.xpath('//div[contains(@class,"console")]/div[@class="marker"]')
+    assert tree.xpath('//div[contains(@class,"console")]/div[@class="boot"]')
+    image_rows = {row[0]: row[1] for row in table_rows(tree, "image")}
+    assert image_rows["id"] == run.success["image_id"]
+    assert image_rows["size"].endswith(f"({report['image']['size']} bytes)")
+    properties = dict(table_rows(tree, "properties"))
+    assert properties["note"] == SCRIPT and properties["osbuild_verify"] == "passed"
+    fates = {row[1].rsplit("-", 1)[-1]: row[6] for row in table_rows(tree, "resources")}
+    assert fates["image"] == "kept" and fates["builder"] == "deleted"
+    services = [row[0] for row in table_rows(tree, "api")]
+    assert {"compute", "image", "block-storage", "identity"} <= set(services)
+    assert text_of(tree, "console").count("boot test") == 1  # the verify server's console
+
+
+def test_a_guest_failure_marker(cloud: Cloud) -> None:
+    message = f"{SCRIPT} key {PRODUCT_KEY} password {PASSWORD}"
+    cloud.sim.faults.add_guest_scenario(
+        {"fail_stage": "cloudbaseinit", "fail_message": message}, name="builder$")
+    run = cloud.build(cloud.spec(windows={"product_key": PRODUCT_KEY}))
+    assert run.exit_code == 1
+    tree, _html, _ = _page(cloud, run.events)
+    assert text_of(tree, "outcome") == "failed"
+    reason = text_of(tree, "reason")
+    assert f"the guest reported a failure: {SCRIPT} key [redacted] password [redacted]" in reason
+    assert "failed in cloudbaseinit" in text_of(tree, "result")
+    assert _step_status(tree)["install"] == "failed"
+    [fail_line] = tree.xpath('//div[contains(@class,"console")]/div[contains(@class,"fail")]')
+    assert fail_line.get("class") == "fail failure" and SCRIPT in fail_line.text_content()
+    assert "no image was published" in text_of(tree, "image")
+    _resources_gone(tree)
+
+
+def test_a_nova_fault(cloud: Cloud) -> None:
+    cloud.sim.faults.add_scenario("no_valid_host", name="builder$")
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 1
+    tree, _html, _ = _page(cloud, run.events)
+    assert "No valid host was found" in text_of(tree, "reason")
+    steps = _step_status(tree)
+    failed = [name for name, status in steps.items() if status == "failed"]
+    assert failed == [list(steps)[-1]]
+    _resources_gone(tree)
+
+
+def test_a_stage_timeout(cloud: Cloud) -> None:
+    cloud.sim.faults.add_guest_scenario({"setup_hangs": True}, name="builder$")
+    run = cloud.build(cloud.spec(builder={"stage_timeouts": {"winpe": "20m"}}))
+    assert run.exit_code == 1
+    tree, _html, _ = _page(cloud, run.events)
+    assert "no progress in stage winpe" in text_of(tree, "reason")
+    assert _step_status(tree)["install"] == "failed"
+    # The console lines the timeout quotes are marked in the transcript.
+    assert tree.xpath('//div[contains(@class,"console")]/div[contains(@class,"failure")]')
+    _resources_gone(tree)
+
+
+def test_a_failed_boot_test(cloud: Cloud) -> None:
+    cloud.sim.faults.add_guest_scenario({"cloudbase_init_never_finishes": True},
+                                        name="-verify$", times=1)
+    run = cloud.build(cloud.spec(verify={"timeout": "30m"}))
+    assert run.exit_code == 1
+    tree, _html, report = _page(cloud, run.events)
+    assert text_of(tree, "outcome") == "failed"
+    assert "cloudbase-init" in text_of(tree, "reason")
+    assert _step_status(tree)["verify"] == "failed"
+    assert "boot test" in text_of(tree, "console")
+    assert "no image was published" in text_of(tree, "image")
+    assert report["failed_stage"] == "verify"
+
+
+def test_an_interrupted_build(cloud: Cloud) -> None:
+    proc = start_build(cloud)
+    try:
+        read_until(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    tree, _html, _ = _page(cloud, events)
+    assert text_of(tree, "outcome") == "interrupted"
+    assert "SIGINT" in text_of(tree, "reason")
+    assert _step_status(tree)["install"] == "failed"
+    assert table_rows(tree, "stages")[0][0] == "winpe"
+    _resources_gone(tree)
+
+
+def test_report_html_sits_beside_report_json(cloud: Cloud) -> None:
+    run = cloud.build(cloud.spec(windows={"iso_image": f"no-such-iso{SCRIPT}"}))
+    assert run.exit_code == 2
+    folder = Path(cloud.log_dir) / run.events[-1]["build_id"]
+    tree = parse((folder / "report.html").read_text())
+    assert f"no-such-iso{SCRIPT}" in text_of(tree, "reason")
+    assert "no console transcript: the builder never booted" in text_of(tree, "console")
