@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from osbuild.durations import format_duration
 from osbuild.report.redact import Redactor, visible
@@ -29,11 +30,23 @@ def _duration(seconds: Any) -> str:
     return format_duration(max(seconds, 0))
 
 
+_REDACTOR = "_redactor"
+
+
+@pass_context
+def _shown(context: Context, value: Any) -> Any:
+    """Every ``{{ value }}`` passes here before autoescaping: no template can forget it."""
+    if isinstance(value, str):
+        return visible(context[_REDACTOR].text(value))
+    return value
+
+
 @cache
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("osbuild.report", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
+        finalize=_shown,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -43,10 +56,5 @@ def _environment() -> Environment:
 
 
 def render_page(template: str, redactor: Redactor, **context: Any) -> str:
-    """Render ``template``; every string it prints is redacted and shown as plain text.
-
-    ``finalize`` sees each ``{{ value }}`` before autoescaping: no template can forget it.
-    """
-    env = _environment().overlay(
-        finalize=lambda value: visible(redactor.text(value)) if isinstance(value, str) else value)
-    return env.get_template(template).render(**context)
+    """Render ``template``; every string it prints is redacted and shown as plain text."""
+    return _environment().get_template(template).render(**context, **{_REDACTOR: redactor})

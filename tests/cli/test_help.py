@@ -22,8 +22,8 @@ def _readme_flags() -> set[tuple[str, str]]:
     text = README.read_text().replace("\\\n", " ")
     found = set()
     for line in text.splitlines():
-        for match in re.finditer(r"\bosbuild (build|resume|gc|images|sim serve|demo|render)"
-                                 r"\b([^`|;&]*)", line):
+        for match in re.finditer(r"\bosbuild (build|resume|gc|images|sim serve|demo|render"
+                                 r"|report|status)\b([^`|;&]*)", line):
             found.update((match[1], flag) for flag in re.findall(r"--[a-z][a-z-]+", match[2]))
     return found
 

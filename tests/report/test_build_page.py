@@ -142,3 +142,12 @@ def test_the_page_is_written_beside_the_report_or_where_asked(tmp_path: Path) ->
     elsewhere = write_build_html(path, out=tmp_path / "x.html")
     assert elsewhere.read_text().startswith("<!DOCTYPE html>")
     assert not list((tmp_path / "b").glob(".*.tmp"))
+
+
+def test_each_page_redacts_its_own_build_secrets(tmp_path: Path) -> None:
+    console = ["first-build-secret-1", "second-build-secret-2"]
+    path = write_report(tmp_path / "b", console=console)
+    first = render_build_html(path, secrets=["first-build-secret-1"])
+    second = render_build_html(path, secrets=["second-build-secret-2"])
+    assert "first-build-secret-1" not in first and "second-build-secret-2" in first
+    assert "second-build-secret-2" not in second and "first-build-secret-1" in second
