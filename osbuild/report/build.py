@@ -128,9 +128,11 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
         read_console(report_dir, report, "verify-console.log", "boot test",
                      failure_lines=reason),
     ) if view is not None]
+    builder = consoles[0].lines if consoles and consoles[0].title == "builder" else []
     return BuildPage(
         report=report, outcome=outcome, reason=reason,
-        timeline=build_timeline(report), consoles=consoles,
+        timeline=build_timeline(report, [(line.kind, line.marker) for line in builder]),
+        consoles=consoles,
         resources=_resources(report), api_calls=_api_calls(report),
         image=image, image_properties=dict(sorted(properties.items())),
     )

@@ -30,7 +30,8 @@ class ConsoleLine:
     text: str
     kind: str  # plain, marker, fail, boot, gap
     failure: bool = False  # quoted by the failure reason
-    label: str = ""  # the marker's stage and status, or "reboot"
+    label: str = ""  # the marker's stage and status, or "boot"
+    marker: tuple[str, str, str] | None = None  # stage, status, detail
 
 
 @dataclass
@@ -51,7 +52,8 @@ def classify(number: int, line: str, quoted: set[str]) -> ConsoleLine:
         status = match["status"]
         label = f"{match['stage']} {status}"
         kind = "fail" if status == "fail" else "marker"
-        return ConsoleLine(number, line, kind, failure or status == "fail", label)
+        return ConsoleLine(number, line, kind, failure or status == "fail", label,
+                           (match["stage"], status, (match["detail"] or "").strip()))
     if _BOOT.search(line):
         return ConsoleLine(number, line, "boot", failure, "boot")
     if _NOTE.match(line):

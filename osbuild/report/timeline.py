@@ -30,7 +30,7 @@ class Bar:
 @dataclass
 class Tick:
     at: float
-    kind: str  # update-pass, reboot, info, fail, warning
+    kind: str  # boot, update-pass, reboot, info, fail, warning
     label: str
     x: float = 0.0
 
@@ -45,8 +45,8 @@ class Timeline:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def reboots(self) -> int:
-        return sum(1 for t in self.ticks if t.kind == "reboot")
+    def boots(self) -> int:
+        return sum(1 for t in self.ticks if t.kind == "boot")
 
     @property
     def update_passes(self) -> int:
@@ -119,11 +119,40 @@ def _ticks(events: list[dict[str, Any]]) -> list[Tick]:
     return ticks
 
 
+def boot_ticks(events: list[dict[str, Any]],
+               console: list[tuple[str, tuple[str, str, str] | None]]) -> list[Tick]:
+    """The builder's firmware boots, from its transcript: ``console`` is each line's kind
+    and marker. A line has no time of its own; a boot is placed at the first marker after
+    it (the watcher saw both in the same poll or the boot earlier), so reboots between
+    update passes land where they happened."""
+    seen = [e for e in events if e.get("event") == "stage"]
+    position, waiting, ticks = 0, 0, []
+    for kind, marker in console:
+        if kind == "boot":
+            waiting += 1
+            continue
+        if marker is None:
+            continue
+        for index in range(position, len(seen)):
+            entry = seen[index]
+            if (entry.get("stage"), entry.get("status"),
+                    str(entry.get("detail") or "")) == marker:
+                position = index + 1
+                ticks += [Tick(float(entry.get("at", 0.0)), "boot",
+                               f"firmware boot, before {marker[0]} {marker[1]}")] * waiting
+                break
+        # A marker the timeline lacks (another build's, a report cut short): the boots
+        # before it have no time to go by.
+        waiting = 0
+    return ticks
+
+
 def _axis_step(total: float) -> int:
     return next((s for s in _AXIS_STEPS if total / s <= 8), _AXIS_STEPS[-1])
 
 
-def build_timeline(report: dict[str, Any]) -> Timeline:
+def build_timeline(report: dict[str, Any],
+                   console: list[tuple[str, tuple[str, str, str] | None]] = ()) -> Timeline:
     events = [e for e in report.get("timeline") or [] if isinstance(e, dict)]
     stages = [s for s in report.get("stages") or [] if isinstance(s, dict)]
     latest = max([float(e.get("at", 0)) for e in events]
@@ -142,7 +171,8 @@ def build_timeline(report: dict[str, Any]) -> Timeline:
     timeline.stages = _stages(stages, total)
     if not stages:
         timeline.notes.append("no guest stage was reached (no marker on the console)")
-    timeline.ticks = _ticks(events)
+    timeline.ticks = sorted([*_ticks(events), *boot_ticks(events, list(console))],
+                            key=lambda t: t.at)
     scale = AXIS_WIDTH / total
     for bar in [*timeline.steps, *timeline.stages]:
         bar.x = round(LABEL_WIDTH + bar.start * scale, 2)

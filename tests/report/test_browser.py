@@ -57,6 +57,7 @@ def _load(browser: Any, page: Path, shot: str) -> dict[str, Any]:
     """Open ``page``; return its console messages and every URL it requested."""
     url = page.resolve().as_uri()
     browser.get_log("performance")  # forget what earlier pages did
+    browser.set_window_size(1280, 600)  # the page's height, not the last window's
     browser.get(url)
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, min(max(int(height), 600), 6000))

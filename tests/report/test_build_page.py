@@ -32,12 +32,16 @@ def test_a_failed_build_shows_result_reason_timeline_console_and_cleanup(tmp_pat
     assert table_rows(tree, "steps") == [
         ["volumes", "0s", "1m40s", "ok"], ["boot", "1m40s", "1m40s", "ok"],
         ["install", "3m20s", "37m30s", "failed"]]
+    # Boots sit at the marker that followed them on the console.
     assert table_rows(tree, "ticks") == [
+        ["5m", "boot", "firmware boot, before winpe start"],
         ["25m", "update-pass", "updates: pass 1/3: 11 updates, result code 2"],
+        ["25m", "boot", "firmware boot, before updates info"],
         ["26m40s", "reboot", "updates: resumed after reboot"],
         ["30m", "update-pass", "updates: pass 2/3: 3 updates, result code 2"],
         ["40m", "fail", "cloudbaseinit: msiexec exited 1603"]]
-    assert tree.xpath('//svg//path[@class="tick-reboot"]')
+    assert len(tree.xpath('//svg//path[@class="tick-boot"]')) == 2
+    assert tree.xpath('//svg//rect[@class="tick-reboot"]')
     assert len(tree.xpath('//svg//rect[contains(@class, "tick-update-pass")]')) == 2
     # Console: markers highlighted, boots marked, the failure marker marked as a failure.
     lines = tree.xpath('//div[contains(@class, "console")]/div')

@@ -62,6 +62,10 @@ def test_a_successful_build(cloud: Cloud) -> None:
     assert stages[0] == "winpe" and stages[-1] == "sysprep" and "updates" in stages
     kinds = [row[1] for row in table_rows(tree, "ticks")]
     assert "update-pass" in kinds and "reboot" in kinds
+    # One firmware boot per SeaBIOS banner on the builder's console, each on the time axis.
+    banners = (cloud.log_dir / run.success["build_id"] / "console.log").read_text() \
+        .count("SeaBIOS (version")
+    assert banners >= 3 and kinds.count("boot") == banners
     assert tree.xpath('//div[contains(@class,"console")]/div[@class="marker"]')
     assert tree.xpath('//div[contains(@class,"console")]/div[@class="boot"]')
     image_rows = {row[0]: row[1] for row in table_rows(tree, "image")}
