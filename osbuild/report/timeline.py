@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,8 @@ from osbuild.durations import format_duration
 # SVG user units: the label column, then the axis.
 LABEL_WIDTH = 120.0
 AXIS_WIDTH = 860.0
+# Each console line's kind and, for a marker, its stage, status and detail.
+ConsoleMarkers = Sequence[tuple[str, tuple[str, str, str] | None]]
 _AXIS_STEPS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 
 
@@ -119,8 +122,7 @@ def _ticks(events: list[dict[str, Any]]) -> list[Tick]:
     return ticks
 
 
-def boot_ticks(events: list[dict[str, Any]],
-               console: list[tuple[str, tuple[str, str, str] | None]]) -> list[Tick]:
+def boot_ticks(events: list[dict[str, Any]], console: ConsoleMarkers) -> list[Tick]:
     """The builder's firmware boots, from its transcript: ``console`` is each line's kind
     and marker. A line has no time of its own; a boot is placed at the first marker after
     it (the watcher saw both in the same poll or the boot earlier), so reboots between
@@ -151,8 +153,7 @@ def _axis_step(total: float) -> int:
     return next((s for s in _AXIS_STEPS if total / s <= 8), _AXIS_STEPS[-1])
 
 
-def build_timeline(report: dict[str, Any],
-                   console: list[tuple[str, tuple[str, str, str] | None]] = ()) -> Timeline:
+def build_timeline(report: dict[str, Any], console: ConsoleMarkers = ()) -> Timeline:
     events = [e for e in report.get("timeline") or [] if isinstance(e, dict)]
     stages = [s for s in report.get("stages") or [] if isinstance(s, dict)]
     latest = max([float(e.get("at", 0)) for e in events]
@@ -171,7 +172,7 @@ def build_timeline(report: dict[str, Any],
     timeline.stages = _stages(stages, total)
     if not stages:
         timeline.notes.append("no guest stage was reached (no marker on the console)")
-    timeline.ticks = sorted([*_ticks(events), *boot_ticks(events, list(console))],
+    timeline.ticks = sorted([*_ticks(events), *boot_ticks(events, console)],
                             key=lambda t: t.at)
     scale = AXIS_WIDTH / total
     for bar in [*timeline.steps, *timeline.stages]:
