@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None:
         from osbuild.report.status_page import write_status_html
 
-        print(write_status_html(args.html, rows, clouds=clouds, state_dir=store.root, now=now))
+        written = write_status_html(args.html, rows, clouds=clouds, state_dir=store.root,
+                                    now=now)
+        if not args.json:  # stdout is the JSON document then
+            print(written)
     if args.json:
         json.dump({"generated": now.isoformat(timespec="seconds"), "clouds": clouds,
                    "families": [row.to_dict(now) for row in rows]}, sys.stdout, indent=2)

@@ -92,11 +92,13 @@ def test_status_shows_each_family_and_changes_nothing(
     argv = ["status", "--os-cloud", sim.cloud_name, "--state-dir", str(fleet["store"].root)]
     before = dict(sim.stats()["requests"])
     resources_before = {k: v for k, v in sim.resources().items() if k != "now"}
-    assert main([*argv, "--json"]) == 0
+    assert main([*argv, "--json", "--html", str(tmp_path / "both.html")]) == 0
     data = json.loads(capsys.readouterr().out)
     assert main([*argv, "--html", str(tmp_path / "status.html")]) == 0
+    assert capsys.readouterr().out == f"{tmp_path / 'status.html'}\n"
     assert main(argv) == 0
     table = capsys.readouterr().out
+    assert (tmp_path / "both.html").is_file()
     assert _mutating(before, dict(sim.stats()["requests"])) == {}
     assert {k: v for k, v in sim.resources().items() if k != "now"} == resources_before
 
