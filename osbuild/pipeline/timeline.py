@@ -20,7 +20,7 @@ _DROPPED = {"elapsed", "details"}
 
 class TimelineRecorder:
     """A bus listener: one entry per interesting event of one build, stamped with
-    ``ctx.elapsed()`` (a simulated cloud's clock runs faster than the wall's)."""
+    ``ctx.elapsed()``: the cloud's clock, whose pace may differ from the wall's."""
 
     def __init__(self, ctx: BuildContext) -> None:
         self.ctx = ctx

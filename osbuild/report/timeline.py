@@ -98,6 +98,10 @@ def _stages(stages: list[dict[str, Any]], total: float) -> list[Bar]:
     return bars
 
 
+_MILESTONES = {"verify.passed": "boot test passed", "verify.failed": "boot test failed",
+               "verify.skipped": "boot test skipped", "image.promoted": "image promoted"}
+
+
 def tick_kind(status: str, detail: str) -> str:
     text = detail.lower()
     if status == "fail":
@@ -117,8 +121,13 @@ def _ticks(events: list[dict[str, Any]]) -> list[Tick]:
             detail = str(entry.get("detail") or "")
             kind = tick_kind(str(entry["status"]), detail)
             ticks.append(Tick(at, kind, f"{entry.get('stage')}: {detail}".rstrip(": ")))
-        elif entry.get("event") == "warning":
-            ticks.append(Tick(at, "warning", str(entry.get("message") or "")))
+        elif entry.get("event") in ("warning", "info"):
+            ticks.append(Tick(at, str(entry["event"]), str(entry.get("message") or "")))
+        elif entry.get("event") in _MILESTONES:
+            what = _MILESTONES[str(entry["event"])]
+            reason = entry.get("reason") or entry.get("image_name") or ""
+            ticks.append(Tick(at, "fail" if entry["event"] == "verify.failed" else "info",
+                              f"{what}: {reason}" if reason else what))
     return ticks
 
 

@@ -60,8 +60,11 @@ def test_a_successful_build(cloud: Cloud) -> None:
     assert list(_step_status(tree))[-1] == "promote"
     stages = [row[0] for row in table_rows(tree, "stages")]
     assert stages[0] == "winpe" and stages[-1] == "sysprep" and "updates" in stages
-    kinds = [row[1] for row in table_rows(tree, "ticks")]
+    ticks = table_rows(tree, "ticks")
+    kinds = [row[1] for row in ticks]
     assert "update-pass" in kinds and "reboot" in kinds
+    assert [row[2] for row in ticks][-2:] == [
+        "boot test passed", f"image promoted: {run.success['image_name']}"]
     # One firmware boot per SeaBIOS banner on the builder's console, each on the time axis.
     banners = (cloud.log_dir / run.success["build_id"] / "console.log").read_text() \
         .count("SeaBIOS (version")
@@ -131,6 +134,8 @@ def test_a_failed_boot_test(cloud: Cloud) -> None:
     assert text_of(tree, "outcome") == "failed"
     assert "cloudbase-init" in text_of(tree, "reason")
     assert _step_status(tree)["verify"] == "failed"
+    assert any(row[1] == "fail" and row[2].startswith("boot test failed: ")
+               for row in table_rows(tree, "ticks"))
     assert "boot test" in text_of(tree, "console")
     assert "no image was published" in text_of(tree, "image")
     assert report["failed_stage"] == "verify"
