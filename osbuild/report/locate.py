@@ -10,7 +10,7 @@ import yaml
 from osbuild import naming
 from osbuild.errors import InvalidInput
 from osbuild.unattended.jobs import default_log_dir
-from osbuild.unattended.state import StateStore
+from osbuild.unattended.state import BuildStatus, StateStore
 
 REPORT_NAME = "report.json"
 
@@ -28,17 +28,20 @@ def find_report(what: str, *, state_dir: Path | None = None) -> Path:
                             "like 20261126t031500-a1b2c3"])
     store = StateStore(state_dir)
     roots = []
-    if store.exists(what):
-        log_dir = store.load(what).log_dir
-        if log_dir:
-            roots.append(Path(log_dir))
+    state = store.load(what) if store.exists(what) else None
+    if state is not None and state.log_dir:
+        roots.append(Path(state.log_dir))
     roots.append(default_log_dir(state_dir))
     for root in roots:
         candidate = root / what / REPORT_NAME
         if candidate.is_file():
             return candidate
     where = " or ".join(str(root / what) for root in dict.fromkeys(roots))
-    known = "" if store.exists(what) else f" (and no state for it in {store.builds_dir})"
+    if state is not None and state.status is BuildStatus.RUNNING:
+        raise InvalidInput([f"build {what}: no {REPORT_NAME} yet: it is running (or its "
+                            "orchestrator died: osbuild resume); the report is written when "
+                            "it ends"])
+    known = "" if state is not None else f" (and no state for it in {store.builds_dir})"
     raise InvalidInput([f"build {what}: no {REPORT_NAME} in {where}{known}"])
 
 

@@ -63,3 +63,12 @@ def test_an_unwritable_destination_is_exit_2(tmp_path: Path,
     path = write_report(tmp_path / "b")
     assert main(["report", str(path), "--html", str(tmp_path / "missing" / "x.html")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_a_running_build_has_no_report_yet(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    store = StateStore(tmp_path / "state")
+    store.save(BuildState(build_id=BUILD_ID, family="f", cloud="c", nonce="0" * 32,
+                          spec_path="/s.yaml", spec_digest="d", log_dir=str(tmp_path)))
+    assert main(["report", BUILD_ID, "--state-dir", str(store.root)]) == 2
+    assert "no report.json yet: it is running" in capsys.readouterr().err
