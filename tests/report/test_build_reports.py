@@ -167,3 +167,17 @@ def test_report_html_sits_beside_report_json(cloud: Cloud) -> None:
     tree = parse((folder / "report.html").read_text())
     assert f"no-such-iso{SCRIPT}" in text_of(tree, "reason")
     assert "no console transcript: the builder never booted" in text_of(tree, "console")
+
+
+def test_a_page_that_cannot_be_written_is_a_warning_not_a_failure(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("osbuild.pipeline.run.write_build_html", broken)
+    run = cloud.build(cloud.spec(windows={"iso_image": "no-such-iso"}))
+    assert run.exit_code == 2  # what preflight decided, not what the page did
+    [warning] = [e for e in run.named("warning") if "HTML report" in e["message"]]
+    assert warning["message"] == ("could not write the HTML report: "
+                                  "[Errno 28] No space left on device")
+    assert (cloud.log_dir / run.events[-1]["build_id"] / "report.json").is_file()
