@@ -20,7 +20,8 @@ def help_in_a_fresh_interpreter(argvs: list[list[str]], roots: set[str]) -> tupl
 
 def test_help_of_every_command_leaves_the_simulator_and_the_tests_unloaded() -> None:
     argvs = [["demo", "--help"], ["sim", "--help"], ["sim", "serve", "--help"],
-             ["build", "--help"], ["validate", "--help"]]
+             ["build", "--help"], ["validate", "--help"], ["report", "--help"],
+             ["status", "--help"]]
     out, loaded = help_in_a_fresh_interpreter(argvs, {"osbuild_sim", "tests"})
     assert out.count("usage: osbuild") == len(argvs), out
     assert loaded == "[]"
@@ -31,4 +32,12 @@ def test_build_help_loads_neither_openstack_nor_pydantic() -> None:
         [["build", "--help"]], {"openstack", "pydantic", "keystoneauth1"})
     assert "--wait-lock [DURATION]" in out
     assert "(default 6h)" in out
+    assert loaded == "[]"
+
+
+def test_report_and_status_help_load_neither_the_cloud_nor_the_page_templates() -> None:
+    out, loaded = help_in_a_fresh_interpreter(
+        [["report", "--help"], ["status", "--help"]],
+        {"openstack", "pydantic", "keystoneauth1", "jinja2"})
+    assert "BUILD_ID|REPORT_JSON" in out and "--html FILE" in out
     assert loaded == "[]"
