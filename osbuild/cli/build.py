@@ -99,5 +99,8 @@ def print_summary(results: Sequence[BuildResult]) -> None:
                 print("  kept for debugging (delete when done): " + ", ".join(result.kept),
                       file=sys.stderr)
         if result.report_path:
-            print(f"  report: {result.report_path}",
-                  file=sys.stdout if result.error is None else sys.stderr)
+            stream = sys.stdout if result.error is None else sys.stderr
+            print(f"  report: {result.report_path}", file=stream)
+            page = result.report_path.with_name("report.html")
+            if page.is_file():
+                print(f"  page: {page}", file=stream)

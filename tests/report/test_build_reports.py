@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from osbuild.cli import main
 from tests.e2e.conftest import Cloud
 from tests.e2e.test_signals import read_until, start_build
 
@@ -181,3 +182,14 @@ def test_a_page_that_cannot_be_written_is_a_warning_not_a_failure(
     assert warning["message"] == ("could not write the HTML report: "
                                   "[Errno 28] No space left on device")
     assert (cloud.log_dir / run.events[-1]["build_id"] / "report.json").is_file()
+
+
+def test_the_summary_names_the_page(cloud: Cloud) -> None:
+    cloud.capsys.readouterr()
+    code = main(["build", str(cloud.spec(windows={"iso_image": "no-such-iso"})),
+                 "--os-cloud", cloud.sim.cloud_name, "--log-dir", str(cloud.log_dir)])
+    assert code == 2
+    err = cloud.capsys.readouterr().err
+    [page] = [line.split("page: ", 1)[1] for line in err.splitlines() if "  page: " in line]
+    assert Path(page).name == "report.html" and Path(page).is_file()
+    assert Path(page).parent.parent == cloud.log_dir
