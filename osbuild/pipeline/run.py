@@ -32,7 +32,6 @@ from osbuild.pipeline.steps.upload_config_iso import UploadConfigIso
 from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.pipeline.timeline import TimelineRecorder
-from osbuild.report.build import write_build_html
 from osbuild.spec import BuildSpec
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
@@ -232,6 +231,10 @@ def _image_sizes(properties: dict[str, str]) -> dict[str, int | None]:
 
 def _write_html_report(ctx: BuildContext, report_path: Path) -> None:
     """report.html beside report.json; a report that cannot be drawn never fails the build."""
+    # Imported here: the page redacts with the webhook's rules (unattended.notify), which
+    # import the pipeline's events, and so this module, while osbuild.report loads.
+    from osbuild.report.build import write_build_html
+
     windows = ctx.spec.windows
     secrets = [*ctx.secrets, windows.resolved_product_key(),
                windows.product_key.get_secret_value() if windows.product_key else None]

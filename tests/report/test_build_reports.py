@@ -175,7 +175,7 @@ def test_a_page_that_cannot_be_written_is_a_warning_not_a_failure(
     def broken(*_args: Any, **_kwargs: Any) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("osbuild.pipeline.run.write_build_html", broken)
+    monkeypatch.setattr("osbuild.report.build.write_build_html", broken)
     run = cloud.build(cloud.spec(windows={"iso_image": "no-such-iso"}))
     assert run.exit_code == 2  # what preflight decided, not what the page did
     [warning] = [e for e in run.named("warning") if "HTML report" in e["message"]]
