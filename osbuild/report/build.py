@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuild.errors import InvalidInput
+from osbuild.pipeline.events import EventName
 from osbuild.report.console import ConsoleView, read_console
 from osbuild.report.pages import render_page
 from osbuild.report.redact import Redactor
@@ -79,9 +80,9 @@ def _resources(report: dict[str, Any]) -> list[Resource] | None:
     deleted: dict[tuple[str, str], float] = {}
     for entry in report.get("timeline") or []:
         key = (str(entry.get("kind")), str(entry.get("id")))
-        if entry.get("event") in ("resource.created", "resource.adopted"):
+        if entry.get("event") in (EventName.RESOURCE_CREATED, EventName.RESOURCE_ADOPTED):
             created.setdefault(key, entry.get("at", 0.0))
-        elif entry.get("event") == "resource.deleted":
+        elif entry.get("event") == EventName.RESOURCE_DELETED:
             deleted[key] = entry.get("at", 0.0)
     leftovers = " ".join(report.get("leftovers") or [])
     out = []

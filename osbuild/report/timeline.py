@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from osbuild.durations import format_duration
+from osbuild.pipeline.events import EventName
 
 # SVG user units: the label column, then the axis.
 LABEL_WIDTH = 120.0
@@ -60,10 +61,10 @@ def _steps_from_events(events: list[dict[str, Any]], total: float, failed: bool)
     bars: list[Bar] = []
     open_bar: Bar | None = None
     for entry in events:
-        if entry.get("event") == "step.started":
+        if entry.get("event") == EventName.STEP_STARTED:
             open_bar = Bar(str(entry.get("step")), float(entry.get("at", 0)), total, "running")
             bars.append(open_bar)
-        elif entry.get("event") == "step.finished" and open_bar is not None:
+        elif entry.get("event") == EventName.STEP_FINISHED and open_bar is not None:
             open_bar.end, open_bar.status = float(entry.get("at", open_bar.start)), "ok"
             open_bar = None
         elif open_bar is not None and entry.get("during") == "cleanup":
@@ -98,8 +99,10 @@ def _stages(stages: list[dict[str, Any]], total: float) -> list[Bar]:
     return bars
 
 
-_MILESTONES = {"verify.passed": "boot test passed", "verify.failed": "boot test failed",
-               "verify.skipped": "boot test skipped", "image.promoted": "image promoted"}
+_MILESTONES = {EventName.VERIFY_PASSED: "boot test passed",
+               EventName.VERIFY_FAILED: "boot test failed",
+               EventName.VERIFY_SKIPPED: "boot test skipped",
+               EventName.IMAGE_PROMOTED: "image promoted"}
 
 
 def tick_kind(status: str, detail: str) -> str:
@@ -117,16 +120,16 @@ def _ticks(events: list[dict[str, Any]]) -> list[Tick]:
     ticks = []
     for entry in events:
         at = float(entry.get("at", 0.0))
-        if entry.get("event") == "stage" and entry.get("status") in ("info", "fail"):
+        if entry.get("event") == EventName.STAGE and entry.get("status") in ("info", "fail"):
             detail = str(entry.get("detail") or "")
             kind = tick_kind(str(entry["status"]), detail)
             ticks.append(Tick(at, kind, f"{entry.get('stage')}: {detail}".rstrip(": ")))
-        elif entry.get("event") in ("warning", "info"):
+        elif entry.get("event") in (EventName.WARNING, EventName.INFO):
             ticks.append(Tick(at, str(entry["event"]), str(entry.get("message") or "")))
         elif entry.get("event") in _MILESTONES:
-            what = _MILESTONES[str(entry["event"])]
+            what = _MILESTONES[EventName(entry["event"])]
             reason = entry.get("reason") or entry.get("image_name") or ""
-            ticks.append(Tick(at, "fail" if entry["event"] == "verify.failed" else "info",
+            ticks.append(Tick(at, "fail" if entry["event"] == EventName.VERIFY_FAILED else "info",
                               f"{what}: {reason}" if reason else what))
     return ticks
 
@@ -136,7 +139,7 @@ def boot_ticks(events: list[dict[str, Any]], console: ConsoleMarkers) -> list[Ti
     and marker. A line has no time of its own; a boot is placed at the first marker after
     it (the watcher saw both in the same poll or the boot earlier), so reboots between
     update passes land where they happened."""
-    seen = [e for e in events if e.get("event") == "stage"]
+    seen = [e for e in events if e.get("event") == EventName.STAGE]
     position, waiting, ticks = 0, 0, []
     for kind, marker in console:
         if kind == "boot":
