@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,6 @@ class ServiceCalls:
 
 @dataclass
 class BuildPage:
-    report: dict[str, Any]
     outcome: str  # succeeded, failed, interrupted, skipped
     reason: list[str]
     timeline: Timeline
@@ -61,7 +60,6 @@ class BuildPage:
     api_calls: list[ServiceCalls] | None
     image: dict[str, Any] | None
     image_properties: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
 
 
 def outcome_of(report: dict[str, Any]) -> str:
@@ -131,7 +129,7 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
     ) if view is not None]
     builder = consoles[0].lines if consoles and consoles[0].title == "builder" else []
     return BuildPage(
-        report=report, outcome=outcome, reason=reason,
+        outcome=outcome, reason=reason,
         timeline=build_timeline(report, [(line.kind, line.marker) for line in builder]),
         consoles=consoles,
         resources=_resources(report), api_calls=_api_calls(report),
