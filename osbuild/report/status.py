@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from openstack.connection import Connection
-
+from osbuild.cloud.connect import Connection
 from osbuild.images.family import (
     FamilyImage,
     current_of,
