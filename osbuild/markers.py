@@ -7,10 +7,11 @@ A marker is one line on COM1, written by osbuild's own guest scripts:
 - ``nonce``: 32 lowercase hex digits, generated per build and read by the guest *at run
   time* from ``osbuild/nonce.txt`` on the config ISO. No script or answer file contains it,
   so a logged or echoed copy of a script can never produce a valid marker.
-- ``stage``: one of :data:`STAGES` (``script-NN`` for the user's scripts is reported as
-  stage ``scripts`` with the script name in the detail).
+- ``stage``: a stage of :data:`osbuild.media.stages.GUEST_STAGES` (the user's scripts are
+  reported as stage ``scripts`` with the script name in the detail).
 - ``status``: ``start``, ``ok``, ``fail`` or ``info`` (progress inside a stage).
-- ``detail``: free text to the end of the line (failure reason, update pass counts...).
+- ``detail``: free text to the end of the line (failure reason, update pass counts...), one
+  line of at most :data:`DETAIL_MAX` characters.
 
 A marker may be preceded by other output on the same line (the serial port is shared with
 cloudbase-init's and Windows' own logging), so it is searched anywhere in a line.
@@ -54,28 +55,13 @@ class Status(StrEnum):
     INFO = "info"
 
 
-# Every stage in the order a build passes through them. `winpe` and `specialize` are
-# written by cmd from the answer file; the rest by the first-logon PowerShell driver.
-# `sysprep:start` is the decisive marker; `sysprep:ok` follows just before the power-off.
-STAGES: tuple[str, ...] = (
-    "winpe",
-    "specialize",
-    "firstlogon",
-    "virtio",
-    "cloudbaseinit",
-    "updates",
-    "scripts",
-    "cleanup",
-    "sysprep",
-)
-
 # How long (seconds) the guest keeps running after writing `sysprep:start`, and the longest
 # the orchestrator waits between two console polls: at least two polls see the marker.
 SYSPREP_HOLD = 180.0
 MAX_POLL_INTERVAL = SYSPREP_HOLD / 3
 
-# Stages of the first-logon driver, which the config ISO's plan lists in run order.
-FIRSTLOGON_STAGES: tuple[str, ...] = STAGES[3:]
+# A detail is cut to this length by the guest: a failure quoting a log stays one console line.
+DETAIL_MAX = 400
 
 _MARKER_RE = re.compile(
     PREFIX
@@ -94,7 +80,7 @@ class Marker:
         """The marker line as the guest writes it."""
         line = f"{PREFIX}:{nonce}:{self.stage}:{self.status.value}"
         if self.detail:
-            line += ":" + sanitize_detail(self.detail)
+            line += ":" + sanitize_detail(self.detail)[:DETAIL_MAX]
         return line
 
 

@@ -14,7 +14,7 @@ import string
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -29,13 +29,14 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from osbuild.durations import format_duration, parse_duration
 from osbuild.errors import SpecError
-from osbuild.media import intl, windows
+from osbuild.media import intl, stages, windows
 
 # --------------------------------------------------------------------------- durations
 
@@ -364,22 +365,34 @@ class HygieneSpec(_Section):
         return self
 
 
-class StageTimeouts(_Section):
+class _CloudTimeouts(_Section):
+    """The cloud-side deadlines; the guest stages' fields come from the stage table."""
+
     volumes: Duration = 1800.0
     boot: Duration = 1200.0
-    winpe: Duration = 3600.0
-    specialize: Duration = 1800.0
-    firstlogon: Duration = 1800.0
-    virtio: Duration = 1200.0
-    cloudbaseinit: Duration = 1200.0
-    updates: Duration = 14400.0
-    scripts: Duration = 3600.0
-    # Image hygiene runs here: DISM component cleanup after updates, a reboot, and zeroing
-    # every free block of the disk can each take many minutes.
-    cleanup: Duration = 3600.0
-    sysprep: Duration = 1800.0
     capture: Duration = 3600.0
     verify: Duration = 1800.0
+
+    def of(self, stage: str) -> float:
+        """A stage's deadline. A stage this model predates (added to the table at run time)
+        gets the table's default; a name that is no stage, the first-logon driver's."""
+        value = getattr(self, stage, None)
+        if value is None:
+            declared = stages.by_name(stage)
+            return declared.default_timeout if declared else self.of("firstlogon")
+        return float(value)
+
+
+if TYPE_CHECKING:
+    StageTimeouts = _CloudTimeouts
+else:
+    # One field per guest stage of osbuild.media.stages, with its declared default.
+    StageTimeouts = create_model(
+        "StageTimeouts",
+        __base__=_CloudTimeouts,
+        __module__=__name__,
+        **{stage.name: (Duration, stage.default_timeout) for stage in stages.GUEST_STAGES},
+    )
 
 
 class BuilderSpec(_Section):

@@ -22,6 +22,10 @@ optional::
       image: {image_count_total: -1, image_size_total: -1}   # size in MiB, like Glance
     guest:                        # osbuild_sim.guest.GuestScenario for matching servers
       - {name: "builder$", times: 1, scenario: {fail_stage: cloudbase_init}}
+      # Windows' own breaks: a reboot left pending, transient Windows Update errors, a
+      # sysprep that refuses to generalize (lines for its setuperr.log)
+      - {name: "builder$", scenario: {pending_reboot_after: updates, update_errors: 2}}
+      - {name: "builder$", scenario: {sysprep_errors: ["SYSPRP ... not provisioned ..."]}}
     no_valid_host: [{name: ".*", times: 1}]          # server ERROR "No valid host was found."
     volume_error_from_image: [{name: "-iso$"}]       # volume -> error, with a user message
     image_killed: [{name: ".*", times: 1}]           # upload ends with the image `killed`

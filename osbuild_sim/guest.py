@@ -32,7 +32,7 @@ from xml.etree import ElementTree
 from osbuild import markers
 from osbuild.errors import InvalidInput
 from osbuild.markers import Marker, Status
-from osbuild.media import eltorito, layout, windows
+from osbuild.media import eltorito, layout, stages, windows
 from osbuild_sim import accounts, disk_usage, media
 from osbuild_sim.disk_usage import DiskUsage
 from osbuild_sim.hypervisor import AttachedDevice, Machine
@@ -80,6 +80,17 @@ class GuestScenario:
     sysprep_seconds: float | None = None
     # from the final marker to the power-off (None: a Windows shutdown, a few seconds)
     shutdown_seconds: float | None = None
+    # Windows reports a pending reboot after this stage's script (a driver, an installer or
+    # component cleanup asked for one); it clears after `pending_reboot_sticks` restarts.
+    pending_reboot_after: str | None = None
+    pending_reboot_signal: str = "CBS RebootPending"
+    pending_reboot_sticks: int = 1
+    # This many Windows Update calls in a row fail (a transient error), then they work.
+    update_errors: int = 0
+    update_error: str = 'Exception calling "Search" with "1" argument(s): ' \
+        '"Exception from HRESULT: 0x8024402C"'
+    # Lines (without timestamps) that a failing sysprep writes to setuperr.log.
+    sysprep_errors: tuple[str, ...] = ()
     cloudbase_init_never_finishes: bool = False  # deployed instance
     no_password: bool = False  # deployed instance posts no password
     wrong_key_password: bool = False  # password encrypted with another key
@@ -333,6 +344,11 @@ class _Guest:
         self.target: AttachedDevice | None = None
         self.record: dict[str, Any] = {}
         self.usage = DiskUsage()
+        # Windows' pending-reboot signals and the restarts left until they clear.
+        self.pending_reboot: list[str] = []
+        self.pending_restarts = 0
+        self.settle_reboots = 0  # the driver's restarts for a pending reboot
+        self.update_errors_left = scenario.update_errors
 
     # ---- small helpers
 
@@ -470,6 +486,10 @@ class _Guest:
 
     def _restart(self) -> _BootStep:
         """A reboot inside the guest (the console log keeps going)."""
+        if self.pending_reboot:
+            self.pending_restarts -= 1
+            if self.pending_restarts <= 0:
+                self.pending_reboot = []
         self._wait(_FIRMWARE)
         yield from self._power_on()
         target = yield from self._firmware_boot()
@@ -719,16 +739,22 @@ class _Guest:
         yield from self._stage_marker("firstlogon", Status.START, plan.build_id)
         self.t += self.rng.uniform(2.0, 5.0)
         yield from self._stage_marker("firstlogon", Status.OK)
+        config = self.config
+        assert config is not None
         for stage in plan.stages:
             yield from self._stage_marker(stage, Status.START)
-            handler = getattr(self, f"_stage_{stage}", None)
-            if handler is None:
-                # No stage script of that name: the driver's call throws.
+            declared = stages.by_name(stage)
+            if declared is None or not config.iso.has(stages.script_file(stage)):
+                # The driver knows no script for it, or the script is not on the ISO.
                 self.t += 1.0
                 yield from self._stage_marker(
-                    stage, Status.FAIL, f"stage-{stage}.ps1 is not recognized"
+                    stage, Status.FAIL, f"{stages.script_name(stage)} is not recognized"
                 )
                 raise _Halt
+            if declared.settle_reboots:
+                yield from self._settle(stage, plan)
+            # A stage this guest has no model for runs for a while and succeeds.
+            handler = getattr(self, f"_stage_{stage}", self._stage_generic)
             try:
                 yield from handler(plan)
             except _StageFailed as failure:
@@ -736,11 +762,36 @@ class _Guest:
                 raise _Halt from None
             if stage == "sysprep":
                 return
+            if self.scenario.pending_reboot_after == stage:
+                self.pending_reboot = [self.scenario.pending_reboot_signal]
+                self.pending_restarts = self.scenario.pending_reboot_sticks
             self.record["stage"] = stage
             yield from self._stage_marker(stage, Status.OK)
             if self.scenario.power_off_after_stage == stage:
                 yield self._shut_down()
                 raise _Halt
+
+    def _settle(self, stage: str, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        """The driver restarts Windows while it reports a pending reboot, bounded."""
+        while self.pending_reboot:
+            signals = ", ".join(self.pending_reboot)
+            cap = plan.settle_reboots
+            if self.settle_reboots >= cap:
+                yield from self._stage_marker(
+                    stage, Status.FAIL,
+                    f"a reboot is still pending after {self.settle_reboots} reboots: {signals}")
+                raise _Halt
+            self.settle_reboots += 1
+            self.record["settle_reboots"] = self.settle_reboots
+            yield from self._stage_marker(
+                stage, Status.INFO,
+                f"reboot pending ({signals}): restarting {self.settle_reboots}/{cap}")
+            yield from self._reboot_and_resume(stage)
+
+    def _stage_generic(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        self._wait(_SCRIPT)
+        return
+        yield
 
     def _reboot_and_resume(self, stage: str) -> Iterator[GuestEvent]:
         target = yield from self._restart()
@@ -816,6 +867,23 @@ class _Guest:
             config.iso.read(layout.CLOUDBASE_CONF) or b""
         )
 
+    def _update_call(self, what: str, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        """One Windows Update call, retried with back-off as stage-updates.ps1 does."""
+        attempts, delay = plan.updates.attempts, plan.updates.retry_delay
+        attempt = 1
+        while self.update_errors_left > 0:
+            self.update_errors_left -= 1
+            self._wait((5.0, 30.0))
+            reason = self.scenario.update_error
+            if attempt >= attempts:
+                raise _StageFailed(f"{what} failed {attempt} times: {reason}")
+            yield from self._stage_marker(
+                "updates", Status.INFO,
+                f"{what} failed ({reason}): retry {attempt + 1}/{attempts} in {delay}s")
+            self.t += delay
+            delay *= 2
+            attempt += 1
+
     def _stage_updates(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         cap = plan.updates.max_passes
         rounds_with_updates = self.rng.randint(1, 3)
@@ -828,7 +896,18 @@ class _Guest:
                 break
             this_pass = done + 1
             self._wait(_UPDATE_SEARCH)
+            yield from self._update_call("Windows Update search", plan)
             if this_pass > rounds_with_updates and not self.scenario.endless_updates:
+                if self.pending_reboot and this_pass < cap:
+                    # As stage-updates.ps1: restart and search again, as a pass.
+                    self.record["update_passes"] = this_pass
+                    signals = ", ".join(self.pending_reboot)
+                    yield from self._stage_marker(
+                        "updates", Status.INFO,
+                        f"pass {this_pass}/{cap}: no updates offered, reboot pending "
+                        f"({signals}): restarting to search again")
+                    yield from self._reboot_and_resume("updates")
+                    continue
                 yield from self._stage_marker(
                     "updates", Status.INFO, f"pass {this_pass}/{cap}: no updates left"
                 )
@@ -921,6 +1000,12 @@ class _Guest:
             self._wait(_SYSPREP)
         else:
             self.t += seconds
+        errors = self._sysprep_errors()
+        if errors:
+            # sysprep /quit returns 0 either way; the image state and setuperr.log tell.
+            lines = [setuperr_message(line) for line in errors if line.strip()]
+            quoted = " | ".join(lines[:stages.SYSPREP_ERROR_LINES])
+            raise _StageFailed(f"sysprep exited 0, image state {_IMAGE_STATE_COMPLETE}: {quoted}")
         self.record["sysprep"] = True
         self.record["stage"] = "sysprep"
         yield from self._write_disk()
@@ -932,6 +1017,14 @@ class _Guest:
         seconds = self.scenario.shutdown_seconds
         self.t += self.rng.uniform(*_SHUTDOWN) if seconds is None else seconds
         return GuestEvent(self.t, PowerOff())
+
+    def _sysprep_errors(self) -> list[str]:
+        """The lines sysprep writes to setuperr.log when it refuses to generalize."""
+        stamp = (self.started_at + timedelta(seconds=self.t)).strftime("%Y-%m-%d %H:%M:%S")
+        lines = [f"{stamp}, Error                 {line}" for line in self.scenario.sysprep_errors]
+        if self.pending_reboot:
+            lines += [f"{stamp}, Error                 {line}" for line in _PENDING_REBOOT_ERRORS]
+        return lines
 
     # ---- a deployed instance
 
@@ -1018,6 +1111,24 @@ def _calls(script: str, command: str) -> bool:
     the simulated guest does what the script does, no more."""
     pattern = rf"^(?!\s*function\s)[^#\n]*(?<![\w-]){re.escape(command)}(?![\w-])"
     return re.search(pattern, script, re.MULTILINE) is not None
+
+
+# What sysprep writes to setuperr.log when generalize meets a pending reboot (as reported
+# from real builds; the signals sysprep checks are the ones listed in windows-guest.md).
+_PENDING_REBOOT_ERRORS = (
+    "SYSPRP Sysprep_Clean_Validate_Opk: There are one or more Windows updates that require a "
+    "reboot. To run Sysprep, reboot the computer and restart the application.[gle=0x000036b7]",
+    "[0x0f0082] SYSPRP ActionPlatform::LaunchModule: Failure occurred while executing "
+    "'Sysprep_Clean_Validate_Opk' from C:\\Windows\\System32\\spopk.dll; dwRet = 0x36b7",
+    "SYSPRP RunPlatformActions:Failed while validating Sysprep session actions; dwRet = 0x36b7",
+)
+_IMAGE_STATE_COMPLETE = "IMAGE_STATE_COMPLETE"
+# stage-sysprep.ps1's `-replace` of a setuperr.log line's timestamp and level.
+SETUPERR_PREFIX_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d, *(Error|Warning|Info) *")
+
+
+def setuperr_message(line: str) -> str:
+    return SETUPERR_PREFIX_RE.sub("", line).strip()
 
 
 class _StageFailed(Exception):

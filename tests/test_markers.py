@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 
 from osbuild.markers import (
-    FIRSTLOGON_STAGES,
+    DETAIL_MAX,
     NONCE_LENGTH,
-    STAGES,
     Marker,
     Status,
     parse_line,
     parse_lines,
     sanitize_detail,
 )
+from osbuild.media.stages import GUEST_STAGES
+
+STAGES = tuple(stage.name for stage in GUEST_STAGES)
 
 NONCE = "0123456789abcdef0123456789abcdef"
 OTHER = "fedcba9876543210fedcba9876543210"
@@ -93,9 +95,14 @@ def test_parse_lines_keeps_order_and_skips_noise() -> None:
     ]
 
 
-def test_stage_lists() -> None:
+def test_every_stage_name_fits_the_grammar() -> None:
     assert len(NONCE) == NONCE_LENGTH
-    assert STAGES[:3] == ("winpe", "specialize", "firstlogon")
-    assert STAGES[3:] == FIRSTLOGON_STAGES
-    assert STAGES[-1] == "sysprep"
     assert len(set(STAGES)) == len(STAGES)
+    for stage in STAGES:
+        assert parse_line(Marker(stage, Status.OK).render(NONCE), NONCE) == Marker(stage, Status.OK)
+
+
+def test_a_long_detail_is_cut_to_one_bounded_line() -> None:
+    marker = Marker("sysprep", Status.FAIL, "x" * (DETAIL_MAX * 2) + "\n second line")
+    parsed = parse_line(marker.render(NONCE), NONCE)
+    assert parsed is not None and parsed.detail == "x" * DETAIL_MAX

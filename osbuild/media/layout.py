@@ -62,6 +62,11 @@ class PlanCloudbaseInit(_Frozen):
 class PlanUpdates(_Frozen):
     enabled: bool
     max_passes: int
+    # Each Windows Update search, download and install: attempts, first back-off in seconds
+    # (doubling), and how long to wait for the network first (osbuild.media.stages).
+    attempts: int = 5
+    retry_delay: int = 60
+    network_wait: int = 600
 
 
 class PlanHygiene(_Frozen):
@@ -85,8 +90,11 @@ class GuestPlan(_Frozen):
     cloudbase_init: PlanCloudbaseInit
     updates: PlanUpdates
     hygiene: PlanHygiene = Field(default_factory=PlanHygiene)
-    # First-logon stages in run order (a subset of markers.FIRSTLOGON_STAGES).
+    # First-logon stages in run order (osbuild.media.stages.planned).
     stages: tuple[str, ...]
+    # Reboots the driver may make while Windows reports a pending reboot before cleanup
+    # and sysprep; one more pending reboot is a failure.
+    settle_reboots: int = 3
     # User scripts as ISO paths, run in this order in the `scripts` stage.
     scripts: tuple[str, ...] = Field(default_factory=tuple)
 

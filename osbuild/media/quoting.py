@@ -32,7 +32,7 @@ def ps_string(value: str) -> PsLiteral:
 
 
 def ps_value(value: object) -> PsLiteral:
-    """A Python value (text, bool, int, list of those) as a PowerShell expression."""
+    """A Python value (text, bool, int, list or dict of those) as a PowerShell expression."""
     if isinstance(value, PsLiteral):
         return value
     if isinstance(value, bool):
@@ -45,6 +45,10 @@ def ps_value(value: object) -> PsLiteral:
         return PsLiteral("$null")
     if isinstance(value, list | tuple):
         return PsLiteral("@(" + ", ".join(ps_value(item) for item in value) + ")")
+    if isinstance(value, dict):
+        pairs = "; ".join(f"{ps_string(str(key))} = {ps_value(item)}"
+                          for key, item in value.items())
+        return PsLiteral("@{ " + pairs + " }" if pairs else "@{}")
     raise TypeError(f"cannot place a {type(value).__name__} into PowerShell")
 
 

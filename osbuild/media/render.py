@@ -15,7 +15,7 @@ import jinja2
 
 from osbuild import markers, resources
 from osbuild.errors import InvalidInput
-from osbuild.media import cloudbase, configiso, layout, unattend, windows
+from osbuild.media import cloudbase, configiso, layout, stages, unattend, windows
 from osbuild.media.layout import (
     GuestPlan,
     PlanCloudbaseInit,
@@ -44,8 +44,6 @@ _NONCE_RE = re.compile(rf"^[0-9a-f]{{{markers.NONCE_LENGTH}}}$")
 _SCRIPT_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _SCRIPT_STEM_MAX = 40
 _CHUNK = 1 << 20
-# Stage scripts that the driver runs, one per first-logon stage.
-_STAGE_TEMPLATES = {stage: f"scripts/stage-{stage}.ps1.j2" for stage in markers.FIRSTLOGON_STAGES}
 
 
 @dataclass(frozen=True)
@@ -177,19 +175,6 @@ def user_script_name(index: int, source: str) -> str:
     return f"{index + 1:02d}-{stem}.ps1"
 
 
-def _stages(spec: BuildSpec) -> tuple[str, ...]:
-    stages = []
-    for stage in markers.FIRSTLOGON_STAGES:
-        if stage == "virtio" and not (spec.virtio.guest_tools or spec.virtio.qemu_ga):
-            continue
-        if stage == "updates" and not spec.updates.enabled:
-            continue
-        if stage == "scripts" and not spec.scripts:
-            continue
-        stages.append(stage)
-    return tuple(stages)
-
-
 def _check_inputs(build_id: str, nonce: str, password: str) -> None:
     problems = []
     if not _BUILD_ID_RE.match(build_id):
@@ -259,11 +244,16 @@ def render_media(
             qemu_ga=spec.virtio.qemu_ga,
         ),
         cloudbase_init=plan_cbi,
-        updates=PlanUpdates(enabled=spec.updates.enabled, max_passes=spec.updates.max_passes),
+        updates=PlanUpdates(enabled=spec.updates.enabled, max_passes=spec.updates.max_passes,
+                            attempts=stages.UPDATE_ATTEMPTS,
+                            retry_delay=stages.UPDATE_RETRY_DELAY,
+                            network_wait=stages.NETWORK_WAIT),
         hygiene=PlanHygiene(**spec.hygiene.model_dump()),
-        stages=_stages(spec),
+        stages=(),
         scripts=tuple(user_scripts),
+        settle_reboots=stages.MAX_SETTLE_REBOOTS,
     )
+    plan = plan.model_copy(update={"stages": stages.planned(plan)})
 
     xml_env = _environment(xml=True)
     answer = xml_env.get_template("autounattend.xml.j2").render(
@@ -277,9 +267,11 @@ def render_media(
            text_env.get_template("scripts/lib.ps1.j2").render(script_context), bom=True)
     _write(tree, layout.FIRSTLOGON_SCRIPT,
            text_env.get_template("scripts/firstlogon.ps1.j2").render(script_context), bom=True)
-    for stage in plan.stages:
-        text = text_env.get_template(_STAGE_TEMPLATES[stage]).render(script_context)
-        _write(tree, f"{scripts_dir}/stage-{stage}.ps1", text, bom=True)
+    for name in plan.stages:
+        stage = stages.by_name(name)
+        assert stage is not None and stage.script is not None  # stages.planned chose it
+        text = text_env.get_template(stage.script).render(script_context)
+        _write(tree, stages.script_file(name), text, bom=True)
 
     for iso_path, options in (
         (layout.CLOUDBASE_CONF, cloudbase.service_options(cbi)),
@@ -313,6 +305,14 @@ def _script_context(spec: BuildSpec, build_id: str) -> dict[str, Any]:
         "resume_command": unattend.resume_command(),
         "marker_prefix": markers.PREFIX,
         "sysprep_hold": int(markers.SYSPREP_HOLD),
+        "marker_detail_max": markers.DETAIL_MAX,
+        # From the stage table: which script runs each plan stage, and before which stages
+        # the driver restarts Windows while a reboot is pending.
+        "stage_scripts": {s.name: stages.script_name(s.name)
+                          for s in stages.GUEST_STAGES if s.in_plan},
+        "settle_stages": list(stages.settling()),
+        "update_host": stages.UPDATE_HOST,
+        "sysprep_error_lines": stages.SYSPREP_ERROR_LINES,
         "tag_file": layout.TAG_FILE.translate(win_path),
         "nonce_file": layout.NONCE_FILE.translate(win_path),
         "plan_file": layout.PLAN_FILE.translate(win_path),

@@ -85,6 +85,8 @@ class StageRecord:
     finished: float | None = None
     status: str = "running"
     detail: str = ""
+    # The guest's `info` markers in this stage (update passes, retries, settling reboots).
+    info: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -84,8 +84,9 @@ def test_clients_hold_store_updates_and_consumer_apps_during_the_build(
         assert (f"Remove-ItemProperty -LiteralPath '{value.ps_path}' `\n"
                 f"        -Name '{value.name}'" in restore)
     sysprep = pwsh.commands(rendered_script(media, "stage-sysprep.ps1"))
-    assert sysprep.index("Remove-OsbuildBlockingAppx") < sysprep.index("Invoke-OsbuildProcess")
-    assert sysprep.index("Restore-OsbuildBuildPolicies") < sysprep.index("Invoke-OsbuildProcess")
+    # stage-sysprep starts sysprep.exe with Start-Process (to read its exit code)
+    assert sysprep.index("Remove-OsbuildBlockingAppx") < sysprep.index("Start-Process")
+    assert sysprep.index("Restore-OsbuildBuildPolicies") < sysprep.index("Start-Process")
 
 
 def test_blocking_packages_are_found_by_full_name_and_deprovisioned(

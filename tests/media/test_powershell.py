@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from osbuild import markers
-from osbuild.media import layout, windows
+from osbuild.media import layout, stages, windows
 from osbuild.media.quoting import ps_string, ps_value
 from osbuild.spec import load_spec
 
@@ -146,7 +146,7 @@ def test_marker_writer_follows_the_marker_grammar(example_spec, render) -> None:
     detail = re.search(r"^\s*if \(\$clean\) \{ \$line \+= (.+) \}$", lib, re.MULTILINE)
     assert base and detail
     nonce = media.nonce
-    for stage in markers.STAGES[2:]:
+    for stage in stages.names()[2:]:
         for status in markers.Status:
             values = {"(Get-OsbuildNonce)": nonce, "$Stage": stage, "$Status": status.value,
                       "$clean": "pass 1/3: 2 updates"}
@@ -176,9 +176,13 @@ def test_scripts_name_the_layout_paths(example_spec, render) -> None:
     assert {Path(layout.CLOUDBASE_CONF).name, Path(layout.CLOUDBASE_UNATTEND_CONF).name} <= cbi
     virtio = literals("stage-virtio.ps1")
     assert {windows.VIRTIO_GUEST_TOOLS, win(windows.VIRTIO_QEMU_GA_MSI)} <= virtio
-    # the driver runs each plan stage from stage-<name>.ps1, which render wrote
+    # the driver runs each plan stage from the script the stage table names, which render
+    # wrote beside it
     driver = (scripts / "firstlogon.ps1").read_text(encoding="utf-8-sig")
-    assert '"stage-$stage.ps1"' in driver
+    assert "Join-Path $PSScriptRoot $StageScripts[$stage]" in driver
+    for stage in media.plan.stages:
+        assert f"'{stage}' = '{stages.script_name(stage)}'" in driver
+        assert (media.root / stages.script_file(stage)).is_file()
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

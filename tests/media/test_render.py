@@ -14,7 +14,7 @@ import pytest
 from osbuild import markers
 from osbuild.cli import main
 from osbuild.errors import InvalidInput
-from osbuild.media import layout, windows
+from osbuild.media import layout, stages, windows
 from osbuild.media import render as render_module
 from osbuild.media.layout import GuestPlan
 from osbuild.media.render import generate_password, new_nonce, render_media, user_script_name
@@ -49,8 +49,9 @@ def test_plan_matches_spec(name, example_spec, render) -> None:
     assert plan.cloudbase_init.url is None
     assert plan.cloudbase_init.sha256 == hashlib.sha256(MSI_BYTES).hexdigest()
     assert (media.root / layout.CLOUDBASE_MSI).read_bytes() == MSI_BYTES
-    # stages: a subsequence of the marker grammar's first-logon stages
-    order = [markers.FIRSTLOGON_STAGES.index(s) for s in plan.stages]
+    # stages: a subsequence of the stage table's first-logon stages
+    table = [s.name for s in stages.GUEST_STAGES if s.in_plan]
+    order = [table.index(s) for s in plan.stages]
     assert order == sorted(order)
     assert ("updates" in plan.stages) == spec.updates.enabled
     assert plan.stages[-2:] == ("cleanup", "sysprep")

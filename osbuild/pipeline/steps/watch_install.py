@@ -17,6 +17,7 @@ from osbuild.cloud.clock import Deadline
 from osbuild.cloud.console import ConsoleRead, ConsoleReader
 from osbuild.cloud.transcript import Transcript
 from osbuild.errors import BuildFailed, GuestFailure, ServerFault, StageTimeout
+from osbuild.media import stages
 from osbuild.pipeline.context import BuildContext, StageRecord
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable, Saved
@@ -27,6 +28,8 @@ from osbuild.unattended.lock import Heartbeat
 
 FIRST_POLL_LINES = 200
 LAST_LINES_ON_STALL = 15
+# Info markers kept per stage in the report (a runaway loop must not grow it without end).
+MAX_STAGE_INFO = 50
 
 
 class StallTimeout(StageTimeout):
@@ -91,7 +94,7 @@ class _Watcher:
         media = ctx.media_facts()
         self.nonce = media.nonce
         # Stages in the order this build runs them (the plan drops disabled ones).
-        self.order = (*markers.STAGES[:3], *media.guest_stages)
+        self.order = stages.watch_order(media.guest_stages)
         self.timeouts = ctx.spec.builder.stage_timeouts
         transcript_path = ctx.workdir / "console.log"
         self.transcript = Transcript.to_file(transcript_path)
@@ -185,6 +188,8 @@ class _Watcher:
                 self._start_stage(marker.stage)
                 if marker.stage == "sysprep":
                     self.ctx.sysprep_reached = True
+            elif marker.status is markers.Status.INFO:
+                self._note(marker)
             elif marker.status is markers.Status.OK:
                 self._finish_stage("ok")
                 following = self._next_stage(marker.stage)
@@ -203,6 +208,12 @@ class _Watcher:
         self.ctx.stages.append(StageRecord(stage, started=self.ctx.elapsed()))
         self.stage_deadline = Deadline.after(self.ctx.clock, self._timeout_of(stage), stage)
 
+    def _note(self, marker: markers.Marker) -> None:
+        record = self.ctx.stages[-1] if self.ctx.stages else None
+        if record is not None and record.stage == marker.stage and marker.detail and \
+                len(record.info) < MAX_STAGE_INFO:
+            record.info.append(marker.detail)
+
     def _finish_stage(self, status: str, detail: str = "") -> None:
         if self.ctx.stages and self.ctx.stages[-1].status == "running":
             record = self.ctx.stages[-1]
@@ -218,7 +229,7 @@ class _Watcher:
         return stage
 
     def _timeout_of(self, stage: str) -> float:
-        return float(getattr(self.timeouts, stage, self.timeouts.firstlogon))
+        return self.timeouts.of(stage)
 
     # ------------------------------------------------------------------ deadlines
 
