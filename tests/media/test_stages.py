@@ -13,6 +13,7 @@ from osbuild.media import stages
 from osbuild.spec import StageTimeouts
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+GUEST_DOC = README.parent / "docs" / "guest.md"
 
 
 def test_stage_timeouts_have_one_field_per_stage_with_its_default() -> None:
@@ -60,3 +61,17 @@ def test_readme_states_the_declared_defaults() -> None:
     for stage in stages.GUEST_STAGES:
         assert f"`{stage.name}` {format_duration(stage.default_timeout)}" in row, stage.name
     assert re.search(rf"at most {stages.MAX_SETTLE_REBOOTS} times", text)
+
+
+def test_docs_guest_table_has_a_row_per_driver_stage_in_table_order() -> None:
+    # docs/guest.md's "Pass by pass" table: one row per stage the driver runs, named as the
+    # stage table names it and in its order (Setup's passes are rows named by their pass).
+    text = GUEST_DOC.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z]+)` \|", text, re.MULTILINE)
+    assert rows == [stage.name for stage in stages.GUEST_STAGES if stage.in_plan]
+    for stage in stages.GUEST_STAGES:
+        if not stage.in_plan:
+            assert f"| {stage.windows_pass.split()[0]}" in text, stage.name
+    for stage in stages.settling():
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{stage}` |"))
+        assert "pending" in row, stage
