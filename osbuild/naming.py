@@ -30,6 +30,11 @@ PROP_ROLE = "osbuild_role"
 PROP_HEARTBEAT = "osbuild_heartbeat"
 PROP_IMAGE_VERSION = "osbuild_image_version"
 PROP_VERIFY = "osbuild_verify"
+# How the image was made: "full" (installed from the ISO) or "refresh" (the parent patched),
+# the parent's image id, and refreshes in a row since the last full build (0 for a full one).
+PROP_BUILD_KIND = "osbuild_build_kind"
+PROP_PARENT = "osbuild_parent_image"
+PROP_GENERATION = "osbuild_generation"
 
 _BUILD_ID_RE = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
 

@@ -365,6 +365,18 @@ class HygieneSpec(_Section):
         return self
 
 
+class RefreshSpec(_Section):
+    """When `osbuild build --refresh auto` patches the current image instead of reinstalling."""
+
+    max_age: Duration = Field(
+        default=45 * 86400.0,
+        description="A current image older than this gets a full build (default 45d)")
+    max_generations: int = Field(
+        default=3, ge=1, le=windows.SYSPREP_GENERALIZE_LIMIT - 1,
+        description="Refreshes in a row before a full build (each one runs sysprep again "
+        "and the image carries whatever accumulated since its install)")
+
+
 class _CloudTimeouts(_Section):
     """The cloud-side deadlines; the guest stages' fields come from the stage table."""
 
@@ -533,6 +545,7 @@ class BuildSpec(_Section):
     cloudbase_init: CloudbaseInitSpec
     updates: UpdatesSpec = Field(default_factory=UpdatesSpec)
     hygiene: HygieneSpec = Field(default_factory=HygieneSpec)
+    refresh: RefreshSpec = Field(default_factory=RefreshSpec)
     scripts: tuple[Text, ...] = Field(
         default=(), description="PowerShell files (relative to the spec) run before cleanup"
     )

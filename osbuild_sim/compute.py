@@ -232,7 +232,7 @@ def _server(call: Call, server: Server, *, in_list: bool = False) -> dict[str, A
         "addresses": _addresses(world, server), "accessIPv4": "", "accessIPv6": "",
         "links": _server_links(call, server), "OS-DCF:diskConfig": "MANUAL",
         "progress": 0, "OS-EXT-AZ:availability_zone": server.availability_zone,
-        "config_drive": "", "key_name": server.key_name,
+        "config_drive": "True" if server.config_drive else "", "key_name": server.key_name,
         "OS-SRV-USG:launched_at": server.launched_at, "OS-SRV-USG:terminated_at": None,
         "OS-EXT-SRV-ATTR:host": server.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": server.host,
         "OS-EXT-SRV-ATTR:instance_name": f"instance-{abs(hash(server.id)) % 0xFFFFFFFF:08x}",
@@ -373,12 +373,16 @@ def create_server(call: Call) -> Response:
         if group not in known:
             raise _bad_create(f"Security group {group} not found for project {PROJECT_ID}.")
     network_ids = _networks(world, call, body.get("networks"))
+    user_data = _user_data(body.get("user_data"))
+    config_drive = _config_drive(body.get("config_drive"))
     machines.check_compute_quota(world, flavor)
     scenario = world.faults.take("guest", name)
     server = Server(id=new_id(), name=name, flavor=flavor, image_id=image_ref,
                     key_name=key_name, metadata=dict(metadata), tags=list(dict.fromkeys(tags)),
                     mappings=mappings, network_ids=network_ids, security_groups=groups,
                     created_at=world.stamp(), scenario=scenario.scenario if scenario else None)
+    server.user_data = user_data
+    server.config_drive = config_drive
     if root is not None and root.source_type == "image" and root.destination_type == "local":
         server.local_disk = world.images[root.uuid or ""].data or b""
     machines.reserve_volumes(world, server)
@@ -675,3 +679,35 @@ def rules() -> list[Any]:
         route(f"{V}/os-quota-sets/<project_id>/detail", quota_set_detail),
         route(f"{V}/os-availability-zone", availability_zones),
     ]
+
+
+# Nova's limit on user data (the instances.user_data column), after base64 decoding.
+USER_DATA_MAX = 65535
+
+
+def _user_data(raw: Any) -> bytes | None:
+    """Nova takes user data base64-encoded and refuses anything else (nova/api/openstack/
+    compute/servers.py: "User data needs to be valid base 64")."""
+    if raw is None:
+        return None
+    try:
+        data = base64.b64decode(str(raw), validate=True)
+    except (ValueError, TypeError):
+        raise _bad_create("User data needs to be valid base 64.") from None
+    if len(data) > USER_DATA_MAX:
+        raise _bad_create("User data too large.")
+    return data
+
+
+def _config_drive(raw: Any) -> bool:
+    """Nova's schema takes a boolean (or its string forms) for ``config_drive``."""
+    if raw is None or raw == "":
+        return False
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise _bad_create("Invalid input for field/attribute config_drive.")

@@ -305,18 +305,42 @@ def command_markers(command: str) -> list[Marker]:
 def boot(machine: Machine, *, public_key: str | None = None,
          scenario: GuestScenario = GuestScenario(),
          rng: random.Random | None = None,
-         started_at: datetime | None = None) -> Iterator[GuestEvent]:
+         started_at: datetime | None = None,
+         metadata: Metadata | None = None) -> Iterator[GuestEvent]:
     """Everything the guest does from power-on, lazily (an endless update loop is an endless
     iterator). A boot disk holding the installed-Windows record -> a deployed instance
     (cloudbase-init log lines, PostPassword if ``public_key``); else the first cdrom in boot
     order being the Windows installer -> the unattended install driven by the config ISO;
     else firmware's "no bootable device" lines and nothing more.
 
-    ``started_at`` is the wall-clock time of power-on (cloudbase-init's log timestamps).
+    ``started_at`` is the wall-clock time of power-on (cloudbase-init's log timestamps);
+    ``metadata`` how the instance's metadata reaches it (cloudbase-init's UserDataPlugin runs
+    ``#ps1_sysnative`` user data: osbuild's refresh starts its driver that way).
     """
     guest = _Guest(machine, public_key, scenario, rng or random.Random(),
-                   started_at or datetime.now(UTC))
+                   started_at or datetime.now(UTC), metadata or Metadata())
     return guest.run()
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """The instance's metadata as the guest can reach it: Nova's metadata service over a
+    network, and/or a config drive (both carry the user data)."""
+
+    user_data: bytes | None = None
+    config_drive: bool = False
+    network: bool = True
+
+    def service(self, services: list[str]) -> str | None:
+        """The metadata service cloudbase-init loads: the first of its list that answers
+        (cloudbaseinit/metadata/factory.py tries them in order)."""
+        names = [s.rsplit(".", 1)[-1] for s in services] or ["HttpService"]
+        for name in names:
+            if name == "ConfigDriveService" and self.config_drive:
+                return name
+            if name == "HttpService" and self.network:
+                return name
+        return None
 
 
 @dataclass
@@ -330,8 +354,9 @@ class _Config:
 
 class _Guest:
     def __init__(self, machine: Machine, public_key: str | None, scenario: GuestScenario,
-                 rng: random.Random, started_at: datetime) -> None:
+                 rng: random.Random, started_at: datetime, metadata: Metadata) -> None:
         self.machine = machine
+        self.metadata = metadata
         self.public_key = public_key
         self.scenario = scenario
         self.rng = rng
@@ -668,6 +693,7 @@ class _Guest:
                 "password": "build" if answer.administrator_password else "none",
             },
             "sysprep": False,
+            "generalize_count": 0,
             "build_id": plan.build_id if plan else None,
             "stage": "setup",
         }
@@ -887,6 +913,8 @@ class _Guest:
     def _stage_updates(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         cap = plan.updates.max_passes
         rounds_with_updates = self.rng.randint(1, 3)
+        if plan.kind == "refresh":
+            rounds_with_updates = self._rounds_since(self.record.get("updated_at"))
         while True:
             done = self.record["update_passes"]
             if done >= cap and not self.scenario.endless_updates:
@@ -923,6 +951,20 @@ class _Guest:
                 "updates", Status.INFO, f"pass {this_pass}/{cap}: {count} updates, result code 2"
             )
             yield from self._reboot_and_resume("updates")
+        self.record["updated_at"] = self._wall().isoformat(timespec="seconds")
+
+    def _rounds_since(self, updated_at: Any) -> int:
+        """Update passes that find something on an installed image: Windows' monthly
+        cumulative update supersedes the earlier ones, so one pass (and its reboot) brings a
+        month's patches; a servicing stack update first makes it two after a longer gap."""
+        try:
+            then = datetime.fromisoformat(str(updated_at))
+        except ValueError:
+            return 2
+        return 1 if (self._wall() - then) <= timedelta(days=40) else 2
+
+    def _wall(self) -> datetime:
+        return self.started_at + timedelta(seconds=self.t)
 
     def _stage_scripts(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
         config = self.config
@@ -1006,6 +1048,13 @@ class _Guest:
             lines = [setuperr_message(line) for line in errors if line.strip()]
             quoted = " | ".join(lines[:stages.SYSPREP_ERROR_LINES])
             raise _StageFailed(f"sysprep exited 0, image state {_IMAGE_STATE_COMPLETE}: {quoted}")
+        count = int(self.record.get("generalize_count") or 0)
+        if count >= windows.SYSPREP_GENERALIZE_LIMIT:
+            # Windows generalizes one installation a limited number of times; past it sysprep
+            # stops with this error (KB929828's text for the older rearm limit).
+            raise _StageFailed("A fatal error occurred while trying to sysprep the machine. "
+                               f"(generalized {count} times already)")
+        self.record["generalize_count"] = count + 1
         self.record["sysprep"] = True
         self.record["stage"] = "sysprep"
         yield from self._write_disk()
@@ -1037,7 +1086,14 @@ class _Guest:
         if not record.get("sysprep") or not record.get("cloudbase_init"):
             return  # Windows sits at the logon screen; nothing on the serial port
         services = record.get("cloudbase_init_metadata_services") or []
-        service = _loaded_service(services)
+        service = self.metadata.service(services)
+        if service is None:
+            # No metadata service answered (cloudbase/cloudbase-init, cloudbaseinit/metadata/
+            # factory.py: CloudbaseInitException "No available service found"): nothing that
+            # needs metadata runs, no password and no user data.
+            yield self._log(self.rng.randint(1000, 9999), "ERROR", "cloudbaseinit.init",
+                            "No available service found")
+            return
         # cloudbase-init runs in specialize (conf\Unattend.xml), Windows reboots, then the
         # service runs at startup and sets the password.
         self._wait(_SPECIALIZE)
@@ -1053,6 +1109,28 @@ class _Guest:
             "CreateUserPlugin", "SetUserPasswordPlugin", "SetUserSSHPublicKeysPlugin",
             "ExtendVolumesPlugin", "UserDataPlugin", "LocalScriptsPlugin",
         ], password=True, missing_groups=missing)
+        if self._user_data_starts_driver():
+            yield from self._refresh(device, record)
+
+    def _user_data_starts_driver(self) -> bool:
+        """cloudbase-init runs ``#ps1_sysnative`` user data as SYSTEM; osbuild's refresh
+        script starts the first-logon driver from the drive holding the tag file."""
+        text = (self.metadata.user_data or b"").decode("utf-8", "replace")
+        driver = layout.FIRSTLOGON_SCRIPT.replace("/", "\\")
+        tag = layout.TAG_FILE.replace("/", "\\")
+        return text.startswith("#ps1_sysnative") and driver in text and tag in text
+
+    def _refresh(self, device: AttachedDevice, record: dict[str, Any]) -> Iterator[GuestEvent]:
+        """The driver on an installed Windows: the refresh plan's stages, as SYSTEM."""
+        self._find_config()
+        config = self.config
+        if config is None or config.plan is None or config.nonce is None:
+            return  # the driver finds no plan: it writes nothing a watcher would accept
+        self.target = device
+        self.record = {**record, "update_passes": 0, "build_id": config.plan.build_id,
+                       "refreshes": int(record.get("refreshes") or 0) + 1}
+        self._wait(_FIRSTLOGON)
+        yield from self._firstlogon(config.plan)
 
     def _log(self, pid: int, level: str, name: str, message: str) -> GuestEvent:
         when = self.started_at + timedelta(seconds=self.t)
@@ -1073,7 +1151,10 @@ class _Guest:
                 yield self._log(pid, "ERROR", "cloudbaseinit.plugins.windows.createuser",
                                 f"Cannot add user to group {missing_groups[0]!r}: "
                                 "NERR_GroupNotFound (2220)")
-            if plugin == "SetUserPasswordPlugin" and password:
+            # Only the HTTP service can take the encrypted password back (cloudbase-init's
+            # docs: HttpService "also supports password related capabilities"); from a config
+            # drive the plugin has nowhere to post it.
+            if plugin == "SetUserPasswordPlugin" and password and service == "HttpService":
                 yield from self._post_password(pid)
         self._wait(_CLOUDBASE_STEP)
         yield self._log(pid, "INFO", "cloudbaseinit.init", "Plugins execution done")
@@ -1147,14 +1228,6 @@ def _conf_list(conf: bytes, option: str) -> list[str]:
 
 def _metadata_services(conf: bytes) -> list[str]:
     return _conf_list(conf, "metadata_services")
-
-
-def _loaded_service(services: list[str]) -> str:
-    # No config drive is attached to a simulated instance, so the HTTP service answers.
-    names = [s.rsplit(".", 1)[-1] for s in services]
-    if "HttpService" in names or not names:
-        return "HttpService"
-    return names[0]
 
 
 def _random_password() -> str:

@@ -269,7 +269,11 @@ def _power_on(world: World, server: Server, machine: hypervisor.Machine) -> None
     rng = random.Random(f"{server.id}:{server.boots}")
     server.guest = iter(guest.boot(machine, public_key=key.public_key if key else None,
                                    scenario=server.scenario or guest.GuestScenario(), rng=rng,
-                                   started_at=world.clock.wall()))
+                                   started_at=world.clock.wall(),
+                                   metadata=guest.Metadata(
+                                       user_data=server.user_data,
+                                       config_drive=server.config_drive,
+                                       network=bool(server.network_ids))))
     server.powered_on_at = world.now()
     server.machine = machine
     server.domain_off = False

@@ -197,6 +197,8 @@ class Server:
     password: str = ""
     local_disk: bytes | None = None  # image->local root disk
     scenario: Any = None  # GuestScenario chosen at create time
+    user_data: bytes | None = None  # decoded; cloudbase-init reads it from the metadata
+    config_drive: bool = False  # Nova attaches a config drive with the metadata and user data
     # the running guest: its event iterator, power-on time and the next event it yields
     guest: Iterator[Any] | None = None
     powered_on_at: float = 0.0

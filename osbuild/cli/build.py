@@ -37,6 +37,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--if-changed", action="store_true",
                         help="skip when the family's current verified image has the same "
                         "input fingerprint and is younger than image.max_age")
+    parser.add_argument("--refresh", choices=("never", "auto", "always"), default="never",
+                        help="patch the family's current image instead of installing from "
+                        "the ISO: auto (the cron setting) when its inputs are unchanged, it "
+                        "is younger than refresh.max_age and fewer than "
+                        "refresh.max_generations refreshes in a row; always (exit 2 without "
+                        "a current image); never (default: a full build)")
     options.add_time_scale(parser)
     parser.set_defaults(handler=run)
 
@@ -44,6 +50,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: `osbuild build --help` must not pay for openstacksdk and pydantic.
     from osbuild.cli.output import event_view
+    from osbuild.images.refresh import RefreshMode
     from osbuild.pipeline import BuildOptions
     from osbuild.spec import load_specs
     from osbuild.unattended.jobs import default_log_dir, run_builds
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
                              parallel=args.parallel, region_name=args.os_region_name,
                              listeners=[view], wait_lock=args.wait_lock,
                              if_changed=args.if_changed, metrics_file=args.metrics_file,
+                             refresh=RefreshMode(args.refresh),
                              on_signal=print_signal,
                              cloud_settings=options.pace_override(args))
     if not args.json:

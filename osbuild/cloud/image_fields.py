@@ -44,7 +44,14 @@ def custom_properties(conn: Connection, image_id: str, *, call: Call = retrying
                       ) -> dict[str, Any]:
     """The image's own properties, as Glance returns them (openstacksdk's Image splits them
     between typed attributes and ``properties``)."""
-    body = call(lambda: conn.image.get(f"/images/{image_id}").json())
+    def fetch() -> dict[str, Any]:
+        # A raw GET does not raise: without this an error's body (a 500's code, title and
+        # message) would read as the image's properties, and publish would remove them.
+        response = conn.image.get(f"/images/{image_id}")
+        sdk_exc.raise_from_response(response)
+        return dict(response.json())
+
+    body = call(fetch)
     return {key: value for key, value in body.items() if not is_glance_field(key)}
 
 

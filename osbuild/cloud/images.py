@@ -34,6 +34,7 @@ class Image:
     created_at: str | None = None
     size: int = 0
     virtual_size: int | None = None  # the disk's size; None until Glance inspects the data
+    min_disk: int = 0  # GB; a volume made from the image must be at least this big
     disk_format: str = ""
     # The data's hash: Glance's multihash, and the legacy md5 (osbuild/unattended/fingerprint)
     hash_algo: str = ""
@@ -52,6 +53,7 @@ def _image(raw: Any) -> Image:
                  size=int(getattr(raw, "size", None) or 0),
                  virtual_size=(int(raw.virtual_size)
                                if getattr(raw, "virtual_size", None) is not None else None),
+                 min_disk=int(getattr(raw, "min_disk", None) or 0),
                  disk_format=str(getattr(raw, "disk_format", None) or ""),
                  hash_algo=str(getattr(raw, "hash_algo", None) or ""),
                  hash_value=str(getattr(raw, "hash_value", None) or ""),

@@ -85,6 +85,8 @@ class GuestPlan(_Frozen):
 
     format: int = PLAN_FORMAT
     build_id: str
+    # install: Setup from the ISO, then the stages; refresh: the stages on an installed image.
+    kind: Literal["install", "refresh"] = "install"
     windows: PlanWindows
     virtio: PlanVirtio
     cloudbase_init: PlanCloudbaseInit

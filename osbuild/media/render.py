@@ -175,6 +175,22 @@ def user_script_name(index: int, source: str) -> str:
     return f"{index + 1:02d}-{stem}.ps1"
 
 
+# What a refresh runs on the current image: its drivers, cloudbase-init and the user's
+# scripts are there already; it patches, cleans up and generalizes again.
+REFRESH_STAGES = ("updates", "cleanup", "sysprep")
+USER_DATA_TEMPLATE = "cloudbase-init/refresh-userdata.ps1.j2"
+
+
+def refresh_user_data() -> str:
+    """The user data a refresh builder boots with: cloudbase-init starts the driver as SYSTEM.
+
+    It holds no secret and no nonce (both stay on the config ISO), so a resumed build that
+    must boot again renders it anew.
+    """
+    context = {"resume_command": unattend.resume_command()}
+    return _environment(xml=False).get_template(USER_DATA_TEMPLATE).render(context)
+
+
 def _check_inputs(build_id: str, nonce: str, password: str) -> None:
     problems = []
     if not _BUILD_ID_RE.match(build_id):
@@ -196,11 +212,14 @@ def render_media(
     nonce: str | None = None,
     password: str | None = None,
     install_image: str | None = None,
+    refresh: bool = False,
 ) -> RenderedMedia:
     """Write the config tree to ``out_dir/config`` and the ISO to ``out_dir/config.iso``.
 
     ``install_image``: the `/IMAGE/NAME` preflight found on the ISO (an evaluation ISO's
-    differs from the retail name); default: the spec's edition's retail name."""
+    differs from the retail name); default: the spec's edition's retail name.
+    ``refresh``: media for patching an installed image, with the refresh's stages and no
+    answer file (no Setup runs, so no password is needed or written)."""
     image_name = install_image or spec.windows.image_name
     nonce = nonce or new_nonce()
     password = password or generate_password()
@@ -252,13 +271,18 @@ def render_media(
         stages=(),
         scripts=tuple(user_scripts),
         settle_reboots=stages.MAX_SETTLE_REBOOTS,
+        kind="refresh" if refresh else "install",
     )
-    plan = plan.model_copy(update={"stages": stages.planned(plan)})
+    planned = stages.planned(plan)
+    if refresh:
+        planned = tuple(stage for stage in planned if stage in REFRESH_STAGES)
+    plan = plan.model_copy(update={"stages": planned})
 
-    xml_env = _environment(xml=True)
-    answer = xml_env.get_template("autounattend.xml.j2").render(
-        unattend.context(spec, password, image_name=image_name))
-    _write(tree, layout.ANSWER_FILE, answer, secret=True)
+    if not refresh:
+        xml_env = _environment(xml=True)
+        answer = xml_env.get_template("autounattend.xml.j2").render(
+            unattend.context(spec, password, image_name=image_name))
+        _write(tree, layout.ANSWER_FILE, answer, secret=True)
 
     text_env = _environment(xml=False)
     script_context = _script_context(spec, build_id)

@@ -222,3 +222,10 @@ def canonical_edition(version: str, edition: str) -> str | None:
         if choice.casefold() == wanted:
             return choice
     return None
+
+
+# Microsoft, "Sysprep (Generalize) a Windows installation" (learn.microsoft.com, windows-
+# hardware/manufacture/desktop), "Limits on how many times you can run Sysprep": at most 1001
+# times on one Windows image (8.1 / Server 2012 R2 and later), then the image must be
+# recreated. A full build generalizes once, each refresh once more.
+SYSPREP_GENERALIZE_LIMIT = 1001

@@ -17,6 +17,7 @@ from osbuild.spec import BuildSpec
 from osbuild.unattended.lock import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:
+    from osbuild.images.refresh import Parent
     from osbuild.media.render import RenderedMedia
     from osbuild.pipeline.steps.preflight import Resolved
     from osbuild.unattended.state import StateStore
@@ -72,8 +73,8 @@ class MediaFacts:
 
 @dataclass
 class BuilderVolumes:
-    windows_iso: str
-    virtio_iso: str
+    windows_iso: str | None  # None: a refresh, which installs nothing
+    virtio_iso: str | None
     config_iso: str
     target: str | None = None  # volume target only
 
@@ -99,6 +100,9 @@ class BuildContext:
     options: BuildOptions
     bus: EventBus
     cancel: CancelToken = field(default_factory=CancelToken)
+    # The current image a refresh patches (None: a full build from the ISO).
+    parent: Parent | None = None
+    kind_reason: str = ""  # why a refresh or a full build
     # Step outputs, filled in as the build goes.
     media: RenderedMedia | None = None
     resolved: Resolved | None = None

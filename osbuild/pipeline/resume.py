@@ -14,10 +14,11 @@ from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection
 from osbuild.errors import InvalidInput
+from osbuild.images.refresh import Parent
 from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
-from osbuild.pipeline.run import BuildResult, build_steps, execute, new_context
+from osbuild.pipeline.run import PARENT_RECORD, BuildResult, execute, new_context, steps_for
 from osbuild.pipeline.runner import Step
 from osbuild.spec import BuildSpec, load_spec
 from osbuild.unattended.gc import discover, pid_alive
@@ -66,7 +67,11 @@ def restore(ctx: BuildContext, state: BuildState,
             steps: Sequence[Resumable] | None = None) -> list[Step]:
     """Fill ``ctx`` from the state and return the steps still to run."""
     _adopt_resources(ctx, state)
-    return steps_to_resume(ctx, state, build_steps() if steps is None else steps)
+    parent = state.records.get(PARENT_RECORD)
+    if parent:
+        ctx.parent = Parent.from_record(parent)  # a refresh: its own list of steps
+        ctx.kind_reason = str(parent.get("reason") or "")
+    return steps_to_resume(ctx, state, steps_for(ctx.parent) if steps is None else steps)
 
 
 def steps_to_resume(ctx: BuildContext, state: BuildState,

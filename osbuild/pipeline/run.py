@@ -15,14 +15,17 @@ from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection, api_calls
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
-from osbuild.naming import PROP_VERIFY, new_build_id
+from osbuild.images.refresh import Choice, Parent
+from osbuild.naming import PROP_GENERATION, PROP_VERIFY, new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.resumable import Resumable
 from osbuild.pipeline.runner import Step, final_error, run_steps
 from osbuild.pipeline.steps.boot_builder import BootBuilder
+from osbuild.pipeline.steps.boot_from_parent import BootFromParent
 from osbuild.pipeline.steps.capture_image import CaptureImage
 from osbuild.pipeline.steps.check_lock import CheckLock
+from osbuild.pipeline.steps.create_refresh_volumes import CreateRefreshVolumes
 from osbuild.pipeline.steps.create_volumes import CreateVolumes
 from osbuild.pipeline.steps.preflight import Preflight
 from osbuild.pipeline.steps.promote_image import PromoteImage
@@ -56,6 +59,31 @@ def build_steps() -> list[Resumable]:
     ]
 
 
+def refresh_steps() -> list[Resumable]:
+    """Patch the family's current image (``ctx.parent``): the same list without Setup's ISOs."""
+    return [
+        RenderConfig(),  # the refresh plan, no answer file
+        Preflight(),
+        UploadConfigIso(),
+        CreateRefreshVolumes(),  # the config ISO, the target copied from the parent image
+        BootFromParent(),  # cloudbase-init's user data starts the driver
+        CheckLock(),
+        WatchInstall(),
+        CaptureImage(),
+        PublishImage(),
+        VerifyImage(),
+        PromoteImage(),
+    ]
+
+
+# The state's record of the parent a refresh patches (not a step's: it precedes them all).
+PARENT_RECORD = "parent"
+
+
+def steps_for(parent: Parent | None) -> list[Resumable]:
+    return build_steps() if parent is None else refresh_steps()
+
+
 @dataclass
 class BuildResult:
     build_id: str
@@ -80,6 +108,10 @@ class BuildResult:
     skipped: str | None = None
     # SIGINT/SIGTERM came while the last step finished: built, and still exit 130.
     interrupted: str | None = None
+    # "full" or "refresh", the refresh's parent image id, and why this kind was chosen.
+    kind: str = "full"
+    parent_image_id: str | None = None
+    kind_reason: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -105,6 +137,7 @@ def run_build(
     build_id: str | None = None,
     steps: Sequence[Step] | None = None,
     os_cloud: str | None = None,
+    choice: Choice | None = None,
 ) -> BuildResult:
     """Build one image; never raises for build failures (they are in the result).
 
@@ -112,11 +145,14 @@ def run_build(
     step and whenever a resource is created, so `osbuild resume` and `osbuild gc` can find
     it after a crash. ``cloud_name`` is the cloud's identity (it keys state and reports),
     ``os_cloud`` the clouds.yaml name to connect with again (default ``cloud_name``; ``""``
-    for the ``OS_*`` variables).
+    for the ``OS_*`` variables). ``choice`` says whether this is a refresh of the family's
+    current image (see :mod:`osbuild.images.refresh`; default a full build).
     """
     ctx = new_context(spec, conn, options=options, bus=bus, cancel=cancel,
                       cloud_name=cloud_name, build_id=build_id or new_build_id())
     ctx.os_cloud = cloud_name if os_cloud is None else os_cloud
+    ctx.parent = choice.parent if choice else None
+    ctx.kind_reason = choice.reason if choice else ""
     if options.state_dir is not None:
         ctx.store = StateStore(options.state_dir)
         ctx.store.create(BuildState(
@@ -125,7 +161,9 @@ def run_build(
             spec_path=str(spec.source_path or ""), spec_digest=spec.digest,
             log_dir=str(options.log_dir),
         ))
-    return execute(ctx, steps if steps is not None else build_steps())
+        if ctx.parent is not None:
+            ctx.save_record(PARENT_RECORD, **ctx.parent.record(), reason=ctx.kind_reason)
+    return execute(ctx, steps if steps is not None else steps_for(ctx.parent))
 
 
 def new_context(spec: BuildSpec, conn: Connection, *, options: BuildOptions,
@@ -141,7 +179,10 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) 
     ctx.started_at = ctx.clock.now()
     started_wall = datetime.now(UTC)
     ctx.emit(EventName.BUILD_RESUMED if resumed else EventName.BUILD_STARTED,
-             spec=str(spec.source_path or ""), cloud=ctx.cloud_name, log_dir=str(ctx.workdir))
+             spec=str(spec.source_path or ""), cloud=ctx.cloud_name, log_dir=str(ctx.workdir),
+             kind="refresh" if ctx.parent else "full",
+             parent_image_id=ctx.parent.image_id if ctx.parent else None,
+             reason=ctx.kind_reason or None)
     timeline = TimelineRecorder(ctx)
     ctx.bus.subscribe(timeline)
     try:
@@ -168,6 +209,9 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) 
         promoted=error is None and PromoteImage.name in ctx.step_timings,
         skipped=str(error) if isinstance(error, LockBusy) else None,
         interrupted=outcome.late_signal if error is None else None,
+        kind="refresh" if ctx.parent else "full",
+        parent_image_id=ctx.parent.image_id if ctx.parent else None,
+        kind_reason=ctx.kind_reason,
     )
     result.report_path = _write_report(ctx, result, started_wall, timeline.snapshot())
     _write_html_report(ctx, result.report_path)
@@ -273,6 +317,9 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
                   **_image_sizes(result.image_properties),
                   "properties": result.image_properties} if result.succeeded else None,
         "fingerprint": result.fingerprint,
+        "kind": {"kind": result.kind, "parent_image_id": result.parent_image_id,
+                 "generation": result.image_properties.get(PROP_GENERATION),
+                 "reason": result.kind_reason},
         "verify": result.verify,
         "promotion": {"promoted": result.promoted,
                       "name": result.image_name if result.promoted else None},

@@ -233,26 +233,34 @@ def current_image_properties(conn: Any, family: str) -> dict[str, Any] | None:
         return None
     image = image_api.get_image(conn, current.id)
     props = {str(k): v for k, v in image.properties.items()}
-    props.update({"id": image.id, "name": image.name, "created_at": image.created_at})
+    props.update({"id": image.id, "name": image.name, "created_at": image.created_at,
+                  "min_disk": image.min_disk})
     # A verdict osbuild keeps on the image; the listing's reading wins if the SDK hid it.
     props.setdefault(PROP_VERIFY, current.verify)
     return props
 
 
-def unchanged_since_current(conn: Any, spec: BuildSpec, *,
-                            now: datetime | None = None) -> tuple[bool, str]:
-    """`--if-changed`: whether the family's current image already is this build's output."""
+def inputs_now(conn: Any, spec: BuildSpec) -> tuple[FingerprintInputs | None, str]:
+    """The inputs a build of ``spec`` would have now, or None and which ISO is missing."""
     from osbuild.cloud import images as image_api
 
-    props = current_image_properties(conn, spec.name)
-    if props is None:
-        return False, "no current image of this family"
     found = []
     for field_name, name_or_id in (("windows.iso_image", spec.windows.iso_image),
                                    ("virtio.iso_image", spec.virtio.iso_image)):
         image = image_api.find_image(conn, name_or_id)
         if image is None:
-            return False, f"{field_name}: no image {name_or_id!r} in Glance"
+            return None, f"{field_name}: no image {name_or_id!r} in Glance"
         found.append(image)
-    inputs = inputs_for(spec, windows_image=found[0], virtio_image=found[1])
+    return inputs_for(spec, windows_image=found[0], virtio_image=found[1]), ""
+
+
+def unchanged_since_current(conn: Any, spec: BuildSpec, *,
+                            now: datetime | None = None) -> tuple[bool, str]:
+    """`--if-changed`: whether the family's current image already is this build's output."""
+    props = current_image_properties(conn, spec.name)
+    if props is None:
+        return False, "no current image of this family"
+    inputs, missing = inputs_now(conn, spec)
+    if inputs is None:
+        return False, missing
     return should_skip(props, inputs, spec.image.max_age, spec.updates.enabled, now)

@@ -28,8 +28,10 @@ from osbuild.errors import (
     Interrupted,
     InvalidInput,
     LockBusy,
+    OsbuildError,
     PreflightError,
 )
+from osbuild.images.refresh import RefreshMode, choose
 from osbuild.naming import new_build_id
 from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
 from osbuild.pipeline.events import Event, EventName, Listener
@@ -90,7 +92,8 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
                listeners: Sequence[Listener] = (), wait_lock: float | None = None,
                if_changed: bool = False, metrics_file: Path | None = None,
                on_signal: SignalNotice | None = None,
-               cloud_settings: Mapping[str, Any] | None = None) -> RunResult:
+               cloud_settings: Mapping[str, Any] | None = None,
+               refresh: RefreshMode = RefreshMode.NEVER) -> RunResult:
     """Check credentials for every cloud, then run every (spec, cloud) build.
 
     Builds in different clouds do not compete: ``parallel`` applies per cloud. SIGINT and
@@ -113,7 +116,8 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
         try:
             result = _locked_build(job.spec, conn, job.cloud, identities[job.cloud],
                                    options=options, bus=bus, cancel=cancel,
-                                   wait_lock=wait_lock, if_changed=if_changed)
+                                   wait_lock=wait_lock, if_changed=if_changed,
+                                   refresh=refresh)
         finally:
             conn.close()
         report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
@@ -218,7 +222,8 @@ def check_quota_together(*, jobs: Sequence[Job], identities: dict[str | None, st
 
 def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,
                   options: BuildOptions, bus: EventBus, cancel: CancelToken,
-                  wait_lock: float | None, if_changed: bool) -> BuildResult:
+                  wait_lock: float | None, if_changed: bool,
+                  refresh: RefreshMode = RefreshMode.NEVER) -> BuildResult:
     """Take the family's lock in this cloud, check --if-changed, then build.
 
     ``os_cloud`` is what to connect with (None: OS_* variables), ``cloud`` the cloud's
@@ -239,17 +244,30 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
                     return _skip(spec, cloud, build_id, f"unchanged: {why}", bus)
                 bus.publish(Event(EventName.BUILD_REBUILDING, build_id, spec.name,
                                   {"reason": why, "cloud": cloud}))
+            # Chosen before anything is created; `always` without a current image is exit 2
+            # for this build alone (the run's other builds go on).
+            try:
+                choice = choose(conn, spec, refresh)
+            except InvalidInput as exc:
+                return _not_started(spec, cloud, build_id, exc, bus)
             return run_build(spec, conn, options=options, bus=bus, cancel=cancel,
-                             cloud_name=cloud, os_cloud=os_cloud, build_id=build_id)
+                             cloud_name=cloud, os_cloud=os_cloud, build_id=build_id,
+                             choice=choice)
     except LockBusy as exc:
         return _skip(spec, cloud, build_id, str(exc), bus)
     except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock
-        error = Interrupted(cancel.signal_name, during=exc.during)
-        bus.publish(Event(EventName.BUILD_FAILED, build_id, spec.name,
-                          {"reason": str(error), "details": error.lines(), "stage": None,
-                           "exit_code": error.exit_code, "cloud": cloud}))
-        return BuildResult(build_id=build_id, family=spec.name, cloud=cloud,
-                           succeeded=False, error=error)
+        return _not_started(spec, cloud, build_id,
+                            Interrupted(cancel.signal_name, during=exc.during), bus)
+
+
+def _not_started(spec: BuildSpec, cloud: str | None, build_id: str, error: OsbuildError,
+                 bus: EventBus) -> BuildResult:
+    """A build that ended before its first step: nothing was created."""
+    bus.publish(Event(EventName.BUILD_FAILED, build_id, spec.name,
+                      {"reason": str(error), "details": error.lines(), "stage": None,
+                       "exit_code": error.exit_code, "cloud": cloud}))
+    return BuildResult(build_id=build_id, family=spec.name, cloud=cloud,
+                       succeeded=False, error=error)
 
 
 def _skip(spec: BuildSpec, cloud: str | None, build_id: str, reason: str,
@@ -285,7 +303,8 @@ def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path |
         image_name=result.image_name, fingerprint=result.fingerprint, verify=result.verify,
         promoted=result.promoted, duration_seconds=result.duration,
         exit_code=result.exit_code, finished_at=finished,
-        extra={"report": str(result.report_path) if result.report_path else None},
+        extra={"report": str(result.report_path) if result.report_path else None,
+               "kind": result.kind, "parent_image_id": result.parent_image_id},
     )
     sent = notify.send(spec.notify.url, summary)
     if sent.delivered:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from openstack import exceptions as sdk_exc
+
 from osbuild.cloud import compute, images, volumes
+from osbuild.cloud.image_fields import custom_properties
 from osbuild_sim.media import seed_images
 from tests.sim.conftest import run_until
 
@@ -58,3 +62,19 @@ def test_image_updates_tags_and_members(sim: Any, conn: Any) -> None:
     assert images.add_member(conn, image.id, "other-project") is True
     assert images.add_member(conn, image.id, "other-project") is False  # already a member
     assert [i.id for i in images.images(conn, name="typed-image", is_hidden=True)] == [image.id]
+
+
+def test_an_image_read_that_fails_is_an_error_not_properties(sim: Any, conn: Any) -> None:
+    # The raw GET custom_properties makes does not raise by itself: a 500's body ("code",
+    # "title", "message") once read as the image's properties, which publish then removed.
+    seed = images.find_image(conn, seed_images()[0].name)
+    assert seed is not None
+    assert "code" not in custom_properties(conn, seed.id)
+    sim.faults.add_rule(service="image", method="GET", path="/v2/images/[0-9a-f-]+$",
+                        error=500, times=1)
+    with pytest.raises(sdk_exc.HttpException):
+        custom_properties(conn, seed.id, call=lambda fn: fn())
+    # With the default call, a transient 500 is retried and the real properties come back.
+    sim.faults.add_rule(service="image", method="GET", path="/v2/images/[0-9a-f-]+$",
+                        error=500, times=1)
+    assert "code" not in custom_properties(conn, seed.id)

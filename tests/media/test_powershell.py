@@ -10,6 +10,7 @@ import pytest
 from osbuild import markers
 from osbuild.media import layout, stages, windows
 from osbuild.media.quoting import ps_string, ps_value
+from osbuild.media.render import refresh_user_data
 from osbuild.spec import load_spec
 
 from . import pwsh
@@ -226,3 +227,15 @@ def test_user_scripts_reach_powershell_5_1_readable(
     media = render(spec)
     [copied] = (media.root / layout.USER_SCRIPTS_DIR).glob("*.ps1")
     assert copied.read_bytes() == expected
+
+
+def test_refresh_user_data_parses_and_starts_the_driver_non_interactively() -> None:
+    # cloudbase-init's UserDataPlugin runs `#ps1_sysnative` user data with the 64-bit
+    # PowerShell; the first line picks the interpreter and is a comment to PowerShell.
+    text = refresh_user_data()
+    assert text.startswith("#ps1_sysnative\n")
+    assert pwsh.problems(pwsh.parse(text.encode())) == []
+    commands = [(n.text or b"").decode() for n in pwsh.nodes(pwsh.parse(text.encode()),
+                                                               "command_name")]
+    assert commands == ["Start-Process"]
+    assert "-NonInteractive" in text and layout.FIRSTLOGON_SCRIPT.replace("/", "\\") in text

@@ -312,8 +312,10 @@ def test_deployed_instance_posts_a_password_for_the_keypair(sim: Any, conn: Any)
     base = conn.image.create_image(name="built", data=disk_record_bytes(record),
                                    disk_format="raw", container_format="bare",
                                    allow_duplicates=True, os_type="windows")
+    # On a network: cloudbase-init's HTTP metadata service answers and takes the password.
+    network = conn.network.find_network("private")
     server = conn.compute.create_server(name="verify", flavor_id="1", image_id=base.id,
-                                        key_name="verify", networks="none")
+                                        key_name="verify", networks=[{"uuid": network.id}])
     run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
     run_until(sim, lambda: conn.compute.get_server_password(server) != "", limit=3600)
     encrypted = base64.b64decode(conn.compute.get_server_password(server))

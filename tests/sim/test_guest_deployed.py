@@ -16,6 +16,7 @@ from osbuild_sim.guest import (
     ConsoleOutput,
     GuestEvent,
     GuestScenario,
+    Metadata,
     PostPassword,
     boot,
     disk_record_bytes,
@@ -203,3 +204,19 @@ def test_english_group_names_fail_on_german_windows() -> None:
     fine = console(play(instance(record(language="de-DE",
                                         cloudbase_init_groups=["Administratoren"]))))
     assert not [line for line in fine if " ERROR " in line]
+
+
+def test_only_the_http_metadata_service_takes_the_password(
+        keypair: tuple[rsa.RSAPrivateKey, str]) -> None:
+    # cloudbase-init tries its metadata_services in order (cloudbaseinit/metadata/factory.py);
+    # of them only HttpService can post a password (cloudbase-init docs, "Services").
+    drive_first = record()  # ConfigDriveService, then HttpService
+    on_drive = play(instance(drive_first), public_key=keypair[1],
+                    metadata=Metadata(config_drive=True))
+    assert any("Metadata service loaded: 'ConfigDriveService'" in line
+               for line in console(on_drive))
+    assert passwords(on_drive) == []
+    offline = play(instance(drive_first), public_key=keypair[1],
+                   metadata=Metadata(network=False))
+    assert any("No available service found" in line for line in console(offline))
+    assert passwords(offline) == []

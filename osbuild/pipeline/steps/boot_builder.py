@@ -29,6 +29,16 @@ from osbuild.pipeline.waits import wait_for_status
 BLANK_ROOT_BYTES = b"\0" * (1024 * 1024)
 
 
+CDROM = {"source_type": "volume", "destination_type": "volume", "device_type": "cdrom",
+         "disk_bus": "sata", "delete_on_termination": False}
+
+
+def target_mapping(ctx: BuildContext, volume_id: str | None) -> dict[str, Any]:
+    return {"boot_index": 0, "uuid": volume_id, "source_type": "volume",
+            "destination_type": "volume", "device_type": "disk",
+            "disk_bus": ctx.spec.builder.disk_bus, "delete_on_termination": False}
+
+
 def server_fault(server: compute.Server) -> str:
     return server.fault or "no fault recorded"
 
@@ -40,28 +50,7 @@ class BootBuilder(Resumable):
         spec = ctx.spec
         conn = ctx.conn
         resolved = ctx.require(ctx.resolved, "resolved")
-        volumes = ctx.require(ctx.volumes, "volumes")
-        cdrom = {"source_type": "volume", "destination_type": "volume",
-                 "device_type": "cdrom", "disk_bus": "sata", "delete_on_termination": False}
-        mappings: list[dict[str, Any]] = []
-        image_id = None
-        if spec.builder.target == "volume":
-            mappings.append({
-                "boot_index": 0, "uuid": volumes.target, "source_type": "volume",
-                "destination_type": "volume", "device_type": "disk",
-                "disk_bus": spec.builder.disk_bus, "delete_on_termination": False,
-            })
-        else:
-            image_id = self._root_image(ctx)
-            mappings.append({
-                "boot_index": 0, "uuid": image_id, "source_type": "image",
-                "destination_type": "local", "device_type": "disk",
-                "disk_bus": spec.builder.disk_bus, "delete_on_termination": True,
-            })
-        mappings.append({**cdrom, "boot_index": 1, "uuid": volumes.windows_iso})
-        mappings.append({**cdrom, "boot_index": -1, "uuid": volumes.virtio_iso})
-        mappings.append({**cdrom, "boot_index": -1, "uuid": volumes.config_iso})
-
+        mappings, image_id = self.mappings(ctx)
         name = naming.resource_name(ctx.build_id, "builder")
         tag = naming.build_tag(ctx.build_id)
         metadata = {
@@ -78,6 +67,7 @@ class BootBuilder(Resumable):
         }
         if image_id:
             create_args["image_id"] = image_id
+        create_args.update(self.extra_args(ctx))
         if spec.builder.availability_zone:
             create_args["availability_zone"] = spec.builder.availability_zone
 
@@ -101,6 +91,30 @@ class BootBuilder(Resumable):
             what=f"builder server {server.id}", on_failure=server_fault,
             interval=ctx.options.poll_min / 2, error=ServerFault,
         )
+
+    def mappings(self, ctx: BuildContext) -> tuple[list[dict[str, Any]], str | None]:
+        """The block device mappings, and the image of a local root disk (else None)."""
+        spec = ctx.spec
+        volumes = ctx.require(ctx.volumes, "volumes")
+        mappings: list[dict[str, Any]] = []
+        image_id = None
+        if spec.builder.target == "volume":
+            mappings.append(target_mapping(ctx, volumes.target))
+        else:
+            image_id = self._root_image(ctx)
+            mappings.append({
+                "boot_index": 0, "uuid": image_id, "source_type": "image",
+                "destination_type": "local", "device_type": "disk",
+                "disk_bus": spec.builder.disk_bus, "delete_on_termination": True,
+            })
+        mappings.append({**CDROM, "boot_index": 1, "uuid": volumes.windows_iso})
+        mappings.append({**CDROM, "boot_index": -1, "uuid": volumes.virtio_iso})
+        mappings.append({**CDROM, "boot_index": -1, "uuid": volumes.config_iso})
+        return mappings, image_id
+
+    def extra_args(self, ctx: BuildContext) -> dict[str, Any]:
+        """More of the create request (a refresh's user data)."""
+        return {}
 
     def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
         ctx.server_id = saved.resources.get("server:builder")

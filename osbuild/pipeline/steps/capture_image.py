@@ -1,9 +1,9 @@
 """Turn the installed disk into a Glance image.
 
-Volume target: delete the server (keeping the target volume) and let Cinder upload the
-volume to Glance; a Nova snapshot of a volume-backed server would be a zero-byte image
-pointing at Cinder snapshots, usable only inside this cloud. Local target: Nova createImage
-of the powered-off server.
+Volume target (and every refresh, whose builder boots a copy of the image): delete the
+server (keeping the target volume) and let Cinder upload the volume to Glance; a Nova
+snapshot of a volume-backed server would be a zero-byte image pointing at Cinder snapshots,
+usable only inside this cloud. Local target: Nova createImage of the powered-off server.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class CaptureImage(Resumable):
     def run(self, ctx: BuildContext) -> None:
         deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture, "capture")
         name = naming.resource_name(ctx.build_id, "image")
-        if ctx.spec.builder.target == "volume":
+        # Whatever builder.target says, a refresh's builder boots from a volume.
+        if ctx.volumes is not None and ctx.volumes.target:
             image_id = self._upload_volume(ctx, name, deadline)
         else:
             image_id = self._snapshot_server(ctx, name)

@@ -26,35 +26,32 @@ GIB = 1024**3
 
 
 @dataclass(frozen=True)
-class _Wanted:
+class Wanted:
     role: str
     size_gb: int
     image_id: str | None  # None: a blank volume
 
 
+def config_volume(ctx: BuildContext) -> Wanted:
+    size = max(1, math.ceil(ctx.media_facts().size / GIB))
+    return Wanted("config", size, ctx.require(ctx.config_image_id, "config_image_id"))
+
+
 class CreateVolumes(Resumable):
     name = "volumes"
+    # The volumes a resumed build cannot go on without.
+    needed: tuple[str, ...] = ("iso", "virtio", "config")
 
     def run(self, ctx: BuildContext) -> None:
-        resolved = ctx.require(ctx.resolved, "resolved")
-        media = ctx.media_facts()
-        config_image_id = ctx.require(ctx.config_image_id, "config_image_id")
-        wanted = [
-            _Wanted("iso", resolved.windows_iso.volume_gb, resolved.windows_iso.id),
-            _Wanted("virtio", resolved.virtio_iso.volume_gb, resolved.virtio_iso.id),
-            _Wanted("config", max(1, math.ceil(media.size / GIB)), config_image_id),
-        ]
-        if ctx.spec.builder.target == "volume":
-            wanted.append(_Wanted("target", ctx.spec.builder.disk_gb, None))
-
+        wanted = self.wanted(ctx)
         deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.volumes,
                                   "volumes")
         with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
             ids = list(pool.map(lambda w: self._create_ready(ctx, w, deadline), wanted))
         by_role = {w.role: vid for w, vid in zip(wanted, ids, strict=True)}
         ctx.volumes = BuilderVolumes(
-            windows_iso=by_role["iso"],
-            virtio_iso=by_role["virtio"],
+            windows_iso=by_role.get("iso"),
+            virtio_iso=by_role.get("virtio"),
             config_iso=by_role["config"],
             target=by_role.get("target"),
         )
@@ -68,19 +65,31 @@ class CreateVolumes(Resumable):
             volume_api.set_image_metadata(ctx.conn, ctx.volumes.target,
                                           hardware_properties(ctx), cancel=ctx.cancel.event)
 
+    def wanted(self, ctx: BuildContext) -> list[Wanted]:
+        """The volumes to create: the ISOs as cdroms, the config ISO, a blank target."""
+        resolved = ctx.require(ctx.resolved, "resolved")
+        wanted = [
+            Wanted("iso", resolved.windows_iso.volume_gb, resolved.windows_iso.id),
+            Wanted("virtio", resolved.virtio_iso.volume_gb, resolved.virtio_iso.id),
+            config_volume(ctx),
+        ]
+        if ctx.spec.builder.target == "volume":
+            wanted.append(Wanted("target", ctx.spec.builder.disk_gb, None))
+        return wanted
+
     def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
         if not saved.done:
             return self  # what it had created is adopted and deleted at the end
-        iso, virtio, config, target = (saved.resource("volume", role)
-                                       for role in ("iso", "virtio", "config", "target"))
-        missing = [role for role, found in (("iso", iso), ("virtio", virtio), ("config", config))
-                   if found is None]
-        if iso is None or virtio is None or config is None:
+        found = {role: saved.resource("volume", role)
+                 for role in ("iso", "virtio", "config", "target")}
+        missing = [role for role in self.needed if found[role] is None]
+        if missing:
             raise InvalidInput([f"the state records no {', '.join(missing)} volume"])
-        ctx.volumes = BuilderVolumes(iso, virtio, config, target)
+        ctx.volumes = BuilderVolumes(found["iso"], found["virtio"], found["config"] or "",
+                                     found["target"])
         return None
 
-    def _create_ready(self, ctx: BuildContext, wanted: _Wanted, deadline: Deadline) -> str:
+    def _create_ready(self, ctx: BuildContext, wanted: Wanted, deadline: Deadline) -> str:
         """Create one volume and wait for it; a volume that errors is recreated once."""
         for attempt in (1, 2):
             volume_id = self._create(ctx, wanted, attempt)
@@ -108,7 +117,7 @@ class CreateVolumes(Resumable):
                                                           cancel=ctx.cancel.event),
         )
 
-    def _create(self, ctx: BuildContext, wanted: _Wanted, attempt: int) -> str:
+    def _create(self, ctx: BuildContext, wanted: Wanted, attempt: int) -> str:
         conn = ctx.conn
         name = naming.resource_name(ctx.build_id, wanted.role)
         if attempt > 1:

@@ -17,7 +17,7 @@ from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.hardware import hardware_properties
 from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.runner import Step
-from osbuild.unattended.fingerprint import inputs_from_checksums
+from osbuild.unattended.fingerprint import PROP_FINGERPRINT, inputs_from_checksums
 
 
 def provenance(ctx: BuildContext) -> dict[str, str]:
@@ -56,6 +56,14 @@ def size_properties(ctx: BuildContext, image: image_api.Image) -> dict[str, str]
     return out
 
 
+def lineage_properties(ctx: BuildContext) -> dict[str, str]:
+    """Which kind of build made the image, from which parent, how many refreshes in a row."""
+    if ctx.parent is None:
+        return {naming.PROP_BUILD_KIND: "full", naming.PROP_GENERATION: "0"}
+    return {naming.PROP_BUILD_KIND: "refresh", naming.PROP_PARENT: ctx.parent.image_id,
+            naming.PROP_GENERATION: str(ctx.parent.generation + 1)}
+
+
 def lifecycle_properties(ctx: BuildContext) -> dict[str, str]:
     """What `osbuild images` sorts and filters a family by."""
     return {
@@ -70,7 +78,11 @@ def fingerprint_properties(ctx: BuildContext) -> dict[str, str]:
     """The input fingerprint `--if-changed` compares against, and each input on its own.
 
     Among them the spec digest and the ISO images' checksums, as preflight resolved them.
+    A refresh installs none of its inputs: its image keeps the parent's.
     """
+    if ctx.parent is not None and ctx.parent.inputs.get(PROP_FINGERPRINT):
+        ctx.fingerprint = ctx.parent.inputs[PROP_FINGERPRINT]
+        return dict(ctx.parent.inputs)
     resolved = ctx.require(ctx.resolved, "resolved")
     inputs = inputs_from_checksums(ctx.spec, windows_iso=resolved.windows_iso.checksum,
                                    virtio_iso=resolved.virtio_iso.checksum)
@@ -92,6 +104,7 @@ class PublishImage(Resumable):
             **spec.image.properties,
             **provenance(ctx),
             **fingerprint_properties(ctx),
+            **lineage_properties(ctx),
             **lifecycle_properties(ctx),
         }
         image = image_api.update_image(

@@ -24,7 +24,8 @@ class RenderConfig(Resumable):
         password = generate_password()
         ctx.secrets.append(password)  # the HTML report redacts it wherever a guest shows it
         ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id, password=password,
-                                 install_image=resolved.install_image if resolved else None)
+                                 install_image=resolved.install_image if resolved else None,
+                                 refresh=ctx.parent is not None)
 
     def record(self, ctx: BuildContext) -> dict[str, Any]:
         # The facts the cloud steps use, never the media (it holds the password).

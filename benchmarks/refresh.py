@@ -1,0 +1,101 @@
+"""A full build and a refresh of the same family side by side, on the simulated cloud.
+
+For each of N families of the Server 2022 example: a full build (`--refresh never`), then a
+refresh of the image it made (`--refresh always`). Prints per pair the cloud (simulated) time
+of both, where it went (steps and guest stages) and the API calls, then the refresh's share of
+the full build's cloud time (issue 14's goal: at most 40 %). The simulated guest works at the
+real pace (work_pace 1), so cloud time is what a real cloud of the simulator's model takes.
+
+    python benchmarks/refresh.py [--speed 1000] [--pairs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from osbuild.images.refresh import RefreshMode  # noqa: E402
+from osbuild.pipeline import BuildOptions  # noqa: E402
+from osbuild.resources import examples_dir  # noqa: E402
+from osbuild.spec import load_spec  # noqa: E402
+from osbuild.unattended.jobs import run_builds  # noqa: E402
+from osbuild_sim import SimCloud  # noqa: E402
+from osbuild_sim.media import cloudbase_msi_standin  # noqa: E402
+
+SPEC = "ws2022-standard.yaml"
+GOAL = 0.40
+
+
+def _report(result: Any) -> dict[str, Any]:
+    if not result.succeeded:
+        raise SystemExit(f"build failed: {result.error and result.error.lines()}")
+    return dict(json.loads(Path(result.report_path).read_text()))
+
+
+def _stages(report: dict[str, Any]) -> str:
+    return ", ".join(f"{s['stage']} {s['finished'] - s['started']:.0f}"
+                     for s in report["stages"] if s.get("finished") is not None)
+
+
+def _steps(report: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in report["step_timings"].items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speed", type=float, default=1000.0)
+    parser.add_argument("--pairs", type=int, default=3)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="osbuild-bench-refresh-"))
+    base = yaml.safe_load((examples_dir() / SPEC).read_text())
+    (workdir / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
+    print(f"== {SPEC}: full build, then a refresh of its image; sim speed x{args.speed:.0f}, "
+          "guest at the real pace; cloud seconds ==")
+    ratios, calls_ratio = [], []
+    try:
+        with SimCloud(speed=args.speed) as sim:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = str(sim.write_clouds_yaml(workdir / "c.yaml"))
+            for index in range(args.pairs):
+                path = workdir / f"bench-{index:02d}.yaml"
+                path.write_text(yaml.safe_dump(dict(base, name=f"bench-{index:02d}")))
+                spec = load_spec(path)
+                reports = []
+                for mode in (RefreshMode.NEVER, RefreshMode.ALWAYS):
+                    [result] = run_builds(specs=[spec], clouds=[sim.cloud_name],
+                                          options=BuildOptions(log_dir=workdir / "logs"),
+                                          refresh=mode).results
+                    reports.append(_report(result))
+                full, refresh = reports
+                ratio = refresh["duration_seconds"] / full["duration_seconds"]
+                full_calls = sum(full["api_calls"].values())
+                refresh_calls = sum(refresh["api_calls"].values())
+                ratios.append(ratio)
+                calls_ratio.append(refresh_calls / full_calls)
+                print(f"{spec.name}: full {full['duration_seconds']:.0f}s, {full_calls} API "
+                      f"calls | refresh {refresh['duration_seconds']:.0f}s, {refresh_calls} API "
+                      f"calls | refresh/full {100 * ratio:.0f}% of the time, "
+                      f"{100 * refresh_calls / full_calls:.0f}% of the calls")
+                for kind, report in (("full", full), ("refresh", refresh)):
+                    print(f"  {kind:7} steps:  {_steps(report)}")
+                    print(f"  {kind:7} stages: {_stages(report)}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    mean = sum(ratios) / len(ratios)
+    print(f"mean refresh/full: {100 * mean:.0f}% of the cloud time (goal <= {100 * GOAL:.0f}%: "
+          f"{'met' if mean <= GOAL else 'NOT met'}), "
+          f"{100 * sum(calls_ratio) / len(calls_ratio):.0f}% of the API calls")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""An interrupted refresh: SIGINT cleans up and the parent stays current; after SIGKILL
+`osbuild resume` finishes it as a refresh, or `osbuild gc` clears what it left."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from osbuild import naming
+from osbuild.images.family import list_family
+from osbuild.pipeline.run import PARENT_RECORD
+from osbuild.unattended.state import BuildStatus
+from tests.cron.conftest import Cron, read_until
+
+pytestmark = pytest.mark.slow
+
+
+def _updating(e: dict[str, object]) -> bool:
+    return e["event"] == "stage" and e["stage"] == "updates" and e["status"] == "start"
+
+
+def _interrupted_refresh(cron: Cron, sig: signal.Signals) -> tuple[str, str, int]:
+    """A full build, then a refresh sent ``sig`` during its updates: parent, build id, exit."""
+    spec = cron.spec()
+    full = cron.build(spec)
+    assert full.exit_code == 0, full.why
+    proc = cron.start(spec, "--refresh", "always")
+    try:
+        events = read_until(proc, _updating)
+    finally:
+        proc.send_signal(sig)
+        proc.communicate(timeout=120)
+    assert events[0]["kind"] == "refresh"
+    return full.success["image_id"], str(events[0]["build_id"]), proc.returncode
+
+
+def _killed_refresh(cron: Cron) -> tuple[str, str]:
+    parent, build_id, code = _interrupted_refresh(cron, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    return parent, build_id
+
+
+def _current(cron: Cron) -> str:
+    return next(i.id for i in list_family(cron.sim.connect(), "ws2022-standard",
+                                          with_usage=False) if i.current)
+
+
+def test_resume_finishes_a_refresh_as_a_refresh(cron: Cron) -> None:
+    parent, build_id = _killed_refresh(cron)
+    state = cron.store.load(build_id)
+    assert state.records[PARENT_RECORD]["image_id"] == parent
+    assert state.step == "install"
+
+    run = cron.resume(build_id)
+    assert run.exit_code == 0, run.why
+    started = run.named("build.resumed")[-1]
+    assert started["kind"] == "refresh" and started["parent_image_id"] == parent
+    image_id = run.success["image_id"]
+    image = cron.sim.connect().image.get(f"/images/{image_id}").json()
+    assert image[naming.PROP_BUILD_KIND] == "refresh" and image[naming.PROP_PARENT] == parent
+    assert _current(cron) == image_id
+    assert cron.leftovers(keep={parent, image_id}) == []
+
+
+def test_gc_removes_a_dead_refresh_and_the_parent_stays_current(cron: Cron) -> None:
+    parent, build_id = _killed_refresh(cron)
+    assert cron.leftovers(keep={parent})
+    assert cron.gc() == 0
+    assert cron.leftovers(keep={parent}) == []
+    assert _current(cron) == parent
+    assert cron.store.load(build_id).status is BuildStatus.FAILED
+
+
+def test_sigint_during_a_refresh_cleans_up_and_the_parent_stays_current(cron: Cron) -> None:
+    parent, build_id, code = _interrupted_refresh(cron, signal.SIGINT)
+    assert code == 130
+    assert cron.leftovers(keep={parent}) == []
+    assert _current(cron) == parent
+    assert cron.store.load(build_id).status is BuildStatus.INTERRUPTED

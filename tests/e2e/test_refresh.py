@@ -1,0 +1,180 @@
+"""`osbuild build --refresh`: patch the family's current image instead of reinstalling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osbuild import naming
+from osbuild.errors import InvalidInput
+from osbuild.images.family import list_family
+from osbuild.images.refresh import RefreshMode, choose
+from osbuild.spec import RefreshSpec, load_spec
+from tests.e2e.conftest import BuildRun, Cloud, sim_cloud
+
+# Builds in the simulated cloud: seconds each.
+pytestmark = pytest.mark.slow
+
+
+def _image(cloud: Cloud, image_id: str) -> dict[str, Any]:
+    return dict(cloud.sim.connect().image.get(f"/images/{image_id}").json())
+
+
+def _current(cloud: Cloud, family: str = "ws2022-standard") -> str:
+    images = [i for i in list_family(cloud.sim.connect(), family, with_usage=False)
+              if i.current]
+    assert len(images) == 1, images
+    return images[0].id
+
+
+def _kind(run: BuildRun) -> dict[str, Any]:
+    started = run.named("build.started")
+    assert started, run.stderr
+    return started[-1]
+
+
+class Family:
+    """One family in a cloud of its own: a full build, then a refresh of it."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self.cloud = cloud
+        # One refresh in a row at most: the next `auto` must build in full.
+        self.spec = cloud.spec(refresh={"max_generations": 1})
+        self.full = cloud.build(self.spec)
+        assert self.full.exit_code == 0, self.full.why
+        self.refresh = cloud.build(self.spec, extra=("--refresh", "always"))
+        assert self.refresh.exit_code == 0, self.refresh.why
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Family]:
+    with sim_cloud(tmp_path_factory.mktemp("refresh")) as cloud:
+        yield Family(cloud)
+
+
+def test_a_refresh_patches_the_current_image_and_is_promoted(family: Family) -> None:
+    cloud, full, refresh = family.cloud, family.full.success, family.refresh.success
+    assert _kind(family.full)["kind"] == "full"
+    assert _kind(family.refresh)["kind"] == "refresh"
+    assert _kind(family.refresh)["parent_image_id"] == full["image_id"]
+    assert refresh["promoted"] is True and refresh["verify"] == "passed"
+    assert _current(cloud) == refresh["image_id"]
+    child, parent = _image(cloud, refresh["image_id"]), _image(cloud, full["image_id"])
+    assert parent[naming.PROP_BUILD_KIND] == "full" and parent[naming.PROP_GENERATION] == "0"
+    assert child[naming.PROP_BUILD_KIND] == "refresh"
+    assert child[naming.PROP_PARENT] == full["image_id"]
+    assert child[naming.PROP_GENERATION] == "1"
+    # Nothing was reinstalled: the child is still the product of the parent's inputs.
+    assert child["osbuild_fingerprint"] == parent["osbuild_fingerprint"]
+    # The guest ran only the refresh's stages, from cloudbase-init (no Setup, no logon).
+    stages = [e["stage"] for e in family.refresh.named("stage") if e["status"] == "start"]
+    assert stages == ["firstlogon", "updates", "cleanup", "sysprep"]
+    report = json.loads(Path(refresh["report"]).read_text())
+    assert report["kind"]["kind"] == "refresh"
+    assert report["kind"]["parent_image_id"] == full["image_id"]
+    assert report["kind"]["generation"] == "1"
+    assert cloud.leftovers(keep={full["image_id"], refresh["image_id"]}) == []
+
+
+def test_a_refresh_attaches_no_installation_media(family: Family) -> None:
+    created = [e["name"].rsplit("-", 1)[-1] for e in family.refresh.named("resource.created")
+               if e["kind"] == "volume"]
+    assert "target" in created and not {"iso", "virtio"} & set(created), created
+
+
+def test_auto_builds_in_full_after_the_generation_cap_then_refreshes_again(
+        family: Family) -> None:
+    cloud = family.cloud
+    capped = cloud.build(family.spec, extra=("--refresh", "auto"))
+    assert capped.exit_code == 0, capped.why
+    assert _kind(capped)["kind"] == "full"
+    assert "refresh 1 in a row (refresh.max_generations: 1)" in _kind(capped)["reason"]
+    full_id = capped.success["image_id"]
+    assert _image(cloud, full_id)[naming.PROP_GENERATION] == "0"
+
+    again = cloud.build(family.spec, extra=("--refresh", "auto"))
+    assert again.exit_code == 0, again.why
+    assert _kind(again)["kind"] == "refresh", _kind(again)
+    assert _kind(again)["parent_image_id"] == full_id
+    assert "has the same inputs" in _kind(again)["reason"]
+    assert _current(cloud) == again.success["image_id"]
+
+
+def test_auto_builds_in_full_when_the_current_image_is_too_old(family: Family) -> None:
+    conn = family.cloud.sim.connect()
+    # The same inputs (digest and all) with room for more refreshes in a row.
+    spec = load_spec(family.spec).model_copy(update={"refresh": RefreshSpec(max_generations=5)})
+    # Runs before the input-changing test below: the current image is a refresh of this spec.
+    soon = choose(conn, spec, RefreshMode.AUTO, now=datetime.now(UTC) + timedelta(days=44))
+    assert soon.kind == "refresh", soon.reason
+    late = datetime.now(UTC) + timedelta(days=46)
+    choice = choose(conn, spec, RefreshMode.AUTO, now=late)
+    assert choice.parent is None
+    assert "older than refresh.max_age (1080h)" in choice.reason, choice.reason
+
+
+def test_a_refresh_needs_cloudbase_inits_user_data_plugin(family: Family) -> None:
+    spec = load_spec(family.spec)
+    without = spec.model_copy(update={"cloudbase_init": spec.cloudbase_init.model_copy(
+        update={"plugins": ("cloudbaseinit.plugins.common.mtu.MTUPlugin",)})})
+    conn = family.cloud.sim.connect()
+    with pytest.raises(InvalidInput, match="no UserDataPlugin"):
+        choose(conn, without, RefreshMode.ALWAYS)
+    assert "no UserDataPlugin" in choose(conn, without, RefreshMode.AUTO).reason
+
+
+def test_auto_builds_in_full_when_an_input_changed(family: Family) -> None:
+    cloud = family.cloud
+    changed = cloud.spec(refresh={"max_generations": 1}, image={"min_ram": 8192})
+    run = cloud.build(changed, extra=("--refresh", "auto"))
+    assert run.exit_code == 0, run.why
+    assert _kind(run)["kind"] == "full"
+    assert "inputs changed since" in _kind(run)["reason"]
+    assert "the spec" in _kind(run)["reason"]
+
+
+def test_a_failed_refresh_leaves_the_current_image_current_and_nothing_behind(
+        family: Family) -> None:
+    cloud = family.cloud
+    before = _current(cloud)
+    kept = {i.id for i in list_family(cloud.sim.connect(), "ws2022-standard",
+                                      with_usage=False)}
+    cloud.sim.faults.add_guest_scenario({"fail_stage": "updates",
+                                         "fail_message": "0x800f0922"}, name="builder$")
+    run = cloud.build(family.spec, extra=("--refresh", "always"))
+    assert run.exit_code == 1
+    assert _kind(run)["kind"] == "refresh"
+    assert run.failure["stage"] == "updates" and "0x800f0922" in run.failure["reason"]
+    assert _current(cloud) == before
+    assert cloud.leftovers(keep=kept) == []
+
+
+def test_always_without_a_current_image_is_invalid_input(cloud: Cloud) -> None:
+    run = cloud.build(cloud.spec(), extra=("--refresh", "always"))
+    assert run.exit_code == 2
+    assert run.failure["reason"] == ("--refresh always: family ws2022-standard has no current "
+                                     "image (build it in full first)")
+    assert not run.named("build.started")
+    assert cloud.leftovers() == []
+
+
+
+
+def test_a_local_target_family_refreshes_on_a_volume_and_uploads_it(cloud: Cloud) -> None:
+    # The builder of a refresh is always volume-backed (a copy of the image): its capture is
+    # Cinder's upload, never Nova's createImage of a volume-backed server (an image that
+    # points at volume snapshots and holds no data).
+    spec = cloud.spec("ws2019-core-local.yaml", updates={"enabled": True})
+    full = cloud.build(spec)
+    assert full.exit_code == 0, full.why
+    refresh = cloud.build(spec, extra=("--refresh", "always"))
+    assert refresh.exit_code == 0, refresh.why
+    child = _image(cloud, refresh.success["image_id"])
+    assert child[naming.PROP_BUILD_KIND] == "refresh"
+    assert "block_device_mapping" not in child and child["size"], child
+    assert cloud.leftovers(keep={full.success["image_id"], refresh.success["image_id"]}) == []
