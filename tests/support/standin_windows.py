@@ -39,7 +39,7 @@ ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")
 SYSLINUX_MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")
 SYSLINUX_BIOS = Path("/usr/lib/syslinux/modules/bios")
 BUSYBOX = Path("/bin/busybox")
-DISK_MB = 64
+DISK_MB = 24
 PARTITION_START = 1024 * 1024
 # How long the guest stays up after its last marker before it powers off (seconds).
 DEFAULT_HOLD_SECONDS = 5

@@ -1,0 +1,145 @@
+"""osbuild builds on a real hypervisor: Nova 34's libvirt driver boots QEMU (TCG) guests.
+
+Real Keystone, Glance, Cinder and Nova (its libvirt driver, libvirtd and virtlogd from
+Debian); the Windows ISO is the stand-in of :mod:`tests.support.standin_windows`, a Linux
+guest that plays Windows Setup on the serial port. What Nova writes into each builder's
+domain (boot order, cdrom bus, firmware) is read back from libvirt and checked; afterwards
+nothing is left: no domain, server, volume or image but the published one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from osbuild.cli import main
+from osbuild.resources import examples_dir
+from osbuild_sim.media import cloudbase_msi_standin
+from tests.support.libvirtd import Libvirt
+from tests.support.realservices import ProjectUser
+from tests.support.realstack import REAL_CLOUD, RealStack
+
+# osbuild's clock runs this much faster than real time: its polls (5 s) become 0.5 s while
+# the stage timeouts (boot 20 min, winpe 1 h...) stay minutes, longer than a TCG boot.
+TIME_SCALE = "10"
+# Windows' minimum RAM (preflight checks it); QEMU only backs what the small guest touches.
+BUILDER_FLAVOR = ("hv.builder", 1, 4096, 0)  # name, vcpus, MiB, root GB (volume target)
+VERIFY_FLAVOR = ("hv.verify", 1, 4096, 40)  # a local root disk as large as the image's
+
+
+@pytest.fixture(scope="module")
+def builder(hv_stack: RealStack) -> ProjectUser:
+    conn = hv_stack.rs.connect()
+    existing = {f.name for f in conn.compute.flavors()}
+    for name, vcpus, ram, disk in (BUILDER_FLAVOR, VERIFY_FLAVOR):
+        if name not in existing:
+            conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk,
+                                       is_public=True)
+    return hv_stack.rs.create_project_user("hypervisor-builds", "hv-builder")
+
+
+@pytest.fixture
+def clouds_yaml(hv_stack: RealStack, builder: ProjectUser, tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = hv_stack.write_clouds_yaml(tmp_path / "clouds.yaml", builder)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    return path
+
+
+def hypervisor_spec(workdir: Path, example: str, **changes: dict[str, Any]) -> Path:
+    """The example with this tier's one-vCPU flavors and ``changes``."""
+    data = yaml.safe_load((examples_dir() / example).read_text())
+    data["builder"]["flavor"] = BUILDER_FLAVOR[0]
+    data.setdefault("verify", {})["flavor"] = VERIFY_FLAVOR[0]
+    for section, values in changes.items():
+        data.setdefault(section, {}).update(values)
+    path = workdir / example
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    (workdir / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
+    return path
+
+
+def run_build(workdir: Path, capsys: Any, spec: Path) -> tuple[int, list[dict[str, Any]], str]:
+    capsys.readouterr()
+    code = main(["build", str(spec), "--os-cloud", REAL_CLOUD, "--time-scale", TIME_SCALE,
+                 "--log-dir", str(workdir / "logs"), "--json"])
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return code, events, err
+
+
+def builder_domains(stack: RealStack, artifacts: Path, build_id: str) -> list[ET.Element]:
+    """The live XML of this build's builder domains, copied to the test artifacts."""
+    assert stack.nova is not None
+    found = sorted(stack.nova.domain_xml_dir.glob(f"*{build_id}*builder*.xml"))
+    for path in found:
+        shutil.copy(path, artifacts / path.name)
+    return [ET.parse(path).getroot() for path in found]
+
+
+def boot_order(domain: ET.Element) -> list[tuple[str, str, str]]:
+    """(device, bus, source file) of the disks with a boot order, in that order."""
+    disks = []
+    for disk in domain.findall("./devices/disk"):
+        boot = disk.find("boot")
+        if boot is not None:
+            source = disk.find("source")
+            target = disk.find("target")
+            assert source is not None and target is not None
+            disks.append((int(boot.get("order", "0")), disk.get("device", ""),
+                          target.get("bus", ""), source.get("file", "")))
+    return [(device, bus, src) for _, device, bus, src in sorted(disks)]
+
+
+@pytest.mark.timeout(900)
+def test_bios_build_on_qemu_publishes_an_image_that_boots(
+    hv_stack: RealStack, libvirt: Libvirt, builder: ProjectUser, clouds_yaml: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], artifacts: Path,
+) -> None:
+    before = hv_stack.resource_ids()
+    spec = hypervisor_spec(tmp_path, "ws2022-standard.yaml")
+    began = time.monotonic()
+    code, events, err = run_build(tmp_path, capsys, spec)
+    took = time.monotonic() - began
+    console = tmp_path / "logs"
+    assert code == 0, (err[-3000:], [e for e in events if e["event"].endswith("failed")],
+                       sorted(str(p) for p in console.rglob("*")))
+    done = [e for e in events if e["event"] == "build.succeeded"][-1]
+    build_id = done["build_id"]
+    print(f"BIOS build on QEMU: {took:.0f} s")
+
+    # The stand-in's markers came over Nova's serial console, in Windows' order, across a
+    # reboot inside the guest (winpe on the ISO, the rest from the installed disk).
+    stages = [e["stage"] for e in events if e["event"] == "stage" and e["status"] == "start"]
+    assert stages[:3] == ["winpe", "specialize", "firstlogon"], stages
+    assert stages[-1] == "sysprep"
+
+    [domain] = builder_domains(hv_stack, artifacts, build_id)
+    assert domain.get("type") == "qemu"
+    assert domain.findtext("./os/type") is not None
+    assert domain.find("./os/loader") is None, "BIOS asked for, firmware loader found"
+    assert domain.find("./os").get("firmware") is None  # type: ignore[union-attr]
+    order = boot_order(domain)
+    assert [(device, bus) for device, bus, _ in order] == [("disk", "virtio"), ("cdrom", "sata")]
+    cdroms = [d for d in domain.findall("./devices/disk") if d.get("device") == "cdrom"]
+    assert len(cdroms) == 3
+    assert {c.find("target").get("bus") for c in cdroms} == {"sata"}  # type: ignore[union-attr]
+
+    # Published, verified by booting the image (the deployed stand-in printed
+    # cloudbase-init's lines), and nothing else left: no domain, server, volume, image.
+    conn = hv_stack.connect(builder)
+    image = conn.image.get_image(done["image_id"])
+    assert image.status == "active"
+    verify_console = (tmp_path / "logs").rglob("verify-console.log")
+    assert any("Plugins execution done" in p.read_text() for p in verify_console)
+    assert libvirt.domains() == []
+    assert hv_stack.leftovers(keep_images={image.id}, baseline=before) == []
