@@ -16,6 +16,7 @@ from __future__ import annotations
 # patched (urllib3, requests) may be imported before it.
 import nova.tests.functional  # noqa: F401
 
+import faulthandler
 import json
 import logging
 import os
@@ -251,6 +252,9 @@ def allow_real_libvirt() -> None:
 
 def main(argv: list[str]) -> int:
     settings_path = Path(argv[0])
+    # `kill -USR1 <pid>`: every thread's stack to nova.log (a hung compute says where).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    faulthandler.enable()
     settings = json.loads(settings_path.read_text())
     workdir = Path(settings["workdir"])
     os.environ[guestcontrol.STATE_ENV] = settings["guest_state"]
@@ -264,6 +268,11 @@ def main(argv: list[str]) -> int:
         fh.write(nova_conf(settings))
     sys.modules[DRIVER_MODULE] = guestdriver
     if settings.get("virt") == "libvirt":
+        # This process leads its session (the launcher kills the group) and has no terminal:
+        # reading a pty console (get_console_output) makes the guest's pty its controlling
+        # terminal, and the kernel hangs the whole process up (SIGHUP) when the domain is
+        # destroyed. nova-compute under oslo.service takes SIGHUP as "reload", never death.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         allow_real_libvirt()
         from tests.support import libvirtdriver  # imports Nova's libvirt driver
 

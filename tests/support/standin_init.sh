@@ -95,7 +95,7 @@ plan_value() {
 }
 
 plan_list() {
-    awk -v key="\"$1\": [" index($0, key) { if (index($0, "[]") == 0) on = 1; next } on && /\]/ { on = 0 } on { gsub(/[ ",]/, ""); print }' \
+    awk -v key="\"$1\": [" 'index($0, key) { if (index($0, "[]") == 0) on = 1; next } on && /\]/ { on = 0 } on { gsub(/[ ",]/, ""); print }' \
         /config/osbuild/plan.json
 }
 
