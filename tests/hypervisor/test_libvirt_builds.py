@@ -86,18 +86,21 @@ def builder_domains(stack: RealStack, artifacts: Path, build_id: str) -> list[ET
     return [ET.parse(path).getroot() for path in found]
 
 
-def boot_order(domain: ET.Element) -> list[tuple[str, str, str]]:
-    """(device, bus, source file) of the disks with a boot order, in that order."""
-    disks = []
+def devices(domain: ET.Element, kind: str) -> list[tuple[str, str]]:
+    """(bus, backing file) of the domain's ``disk`` or ``cdrom`` devices, in XML order."""
+    found = []
     for disk in domain.findall("./devices/disk"):
-        boot = disk.find("boot")
-        if boot is not None:
-            source = disk.find("source")
-            target = disk.find("target")
+        if disk.get("device") == kind:
+            source, target = disk.find("source"), disk.find("target")
             assert source is not None and target is not None
-            disks.append((int(boot.get("order", "0")), disk.get("device", ""),
-                          target.get("bus", ""), source.get("file", "")))
-    return [(device, bus, src) for _, device, bus, src in sorted(disks)]
+            found.append((target.get("bus", ""), source.get("file", "")))
+    return found
+
+
+def volume_ids(events: list[dict[str, Any]]) -> dict[str, str]:
+    """The build's volumes by role (``iso``, ``virtio``, ``config``, ``target``)."""
+    return {e["name"].rsplit("-", 1)[-1]: e["id"] for e in events
+            if e["event"] == "resource.created" and e["kind"] == "volume"}
 
 
 @pytest.mark.timeout(900)
@@ -128,11 +131,18 @@ def test_bios_build_on_qemu_publishes_an_image_that_boots(
     assert domain.findtext("./os/type") is not None
     assert domain.find("./os/loader") is None, "BIOS asked for, firmware loader found"
     assert domain.find("./os").get("firmware") is None  # type: ignore[union-attr]
-    order = boot_order(domain)
-    assert [(device, bus) for device, bus, _ in order] == [("disk", "virtio"), ("cdrom", "sata")]
-    cdroms = [d for d in domain.findall("./devices/disk") if d.get("device") == "cdrom"]
-    assert len(cdroms) == 3
-    assert {c.find("target").get("bus") for c in cdroms} == {"sata"}  # type: ignore[union-attr]
+    # Nova's libvirt driver turns the boot indexes into a BIOS boot order by device type
+    # (hard disk, then cdrom) and puts the boot_index 0 disk and the boot_index 1 cdrom
+    # first of their kind; SeaBIOS tries each type's first device.
+    assert [b.get("dev") for b in domain.findall("./os/boot")] == ["hd", "cdrom"]
+    volumes = volume_ids(events)
+    disks, cdroms = devices(domain, "disk"), devices(domain, "cdrom")
+    assert len(disks) == 1 and disks[0][0] == "virtio"
+    assert disks[0][1].endswith(volumes["target"])
+    assert cdroms[0][1].endswith(volumes["iso"])
+    assert sorted(Path(f).name for _, f in cdroms) == sorted(
+        f"volume-{volumes[role]}" for role in ("iso", "virtio", "config"))
+    assert {bus for bus, _ in cdroms} == {"sata"}  # the bus osbuild asks for (hw_cdrom_bus)
 
     # Published, verified by booting the image (the deployed stand-in printed
     # cloudbase-init's lines), and nothing else left: no domain, server, volume, image.

@@ -137,7 +137,7 @@ class HypervisorDriver(libvirt_driver.LibvirtDriver):
                     if DONE_LINE not in console.read_bytes():
                         continue
                     self._post_password(uuid)
-                except Exception:  # noqa: BLE001  the console appears late; retry
+                except Exception:  # the console file appears late: look again
                     continue
                 with self._lock:
                     self._watched.pop(uuid, None)
