@@ -10,7 +10,11 @@ nothing is left: no domain, server, volume or image but the published one.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -153,3 +157,61 @@ def test_bios_build_on_qemu_publishes_an_image_that_boots(
     assert any("Plugins execution done" in p.read_text() for p in verify_console)
     assert libvirt.domains() == []
     assert hv_stack.leftovers(keep_images={image.id}, baseline=before) == []
+
+
+@pytest.mark.timeout(600)
+def test_guest_failure_marker_on_qemu_fails_the_build_and_leaves_nothing(
+    hv_stack: RealStack, libvirt: Libvirt, builder: ProjectUser, clouds_yaml: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = hv_stack.resource_ids()
+    # The stand-in fails the `scripts` stage the way the first-logon driver reports a user
+    # script that exits non-zero: a fail marker with the script's name and the reason.
+    (tmp_path / "break-it.ps1").write_text("# standin-fail: exit code 3\nexit 3\n")
+    spec = hypervisor_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    data = yaml.safe_load(spec.read_text())
+    data["scripts"] = ["break-it.ps1"]
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, events, err = run_build(tmp_path, capsys, spec)
+    assert code == 1, (err[-3000:], events[-3:])
+    failed = [e for e in events if e["event"] == "build.failed"][-1]
+    why = json.dumps(failed)
+    assert "scripts" in why and "exit code 3" in why, why
+    assert [e["status"] for e in events if e["event"] == "stage" and e["stage"] == "scripts"][
+        -1] == "fail"
+    assert libvirt.domains() == []
+    assert hv_stack.leftovers(baseline=before) == []
+
+
+@pytest.mark.timeout(600)
+def test_sigint_mid_install_on_qemu_exits_130_and_leaves_nothing(
+    hv_stack: RealStack, libvirt: Libvirt, builder: ProjectUser, clouds_yaml: Path,
+    tmp_path: Path,
+) -> None:
+    before = hv_stack.resource_ids()
+    spec = hypervisor_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
+         "--time-scale", TIME_SCALE, "--log-dir", str(tmp_path / "logs"), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the guest is installing: the answer file's first marker
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "stage" and event.get("stage") == "winpe":
+                break
+        else:
+            raise AssertionError("the build ended before the guest installed")
+        assert libvirt.domains(), "no domain runs while the guest installs"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-3000:]
+    failed = [json.loads(x) for x in out.splitlines() if '"build.failed"' in x]
+    assert failed and "SIGINT" in json.dumps(failed[-1])
+    assert libvirt.domains() == []
+    assert hv_stack.leftovers(baseline=before) == []
