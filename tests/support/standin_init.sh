@@ -5,7 +5,8 @@
 #   setup:  find the config ISO by its label, print the answer file's windowsPE markers,
 #           write the installed system to the target disk, reboot;
 #   disk, state "installed":   specialize markers, first-logon driver markers for the
-#           plan's stages, sysprep:start, mark the disk generalized, hold, power off;
+#           plan's stages, sysprep:start, mark the disk generalized, hold the declared
+#           time, sysprep:ok, power off 1 s later;
 #   disk, state "generalized": the deployed image: cloudbase-init's lines, then idle.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -15,7 +16,11 @@ mount -t devtmpfs dev /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 
 STATE_SECTOR=64
-HOLD_SECONDS=@HOLD_SECONDS@
+# The guest's pace: the tests run osbuild this many times faster than real time, so the
+# declared sysprep hold (osbuild.markers.SYSPREP_HOLD, rendered into firstlogon.ps1) is
+# held for hold / PACE real seconds.
+PACE=@PACE@
+POWEROFF_DELAY=1
 MODE=$(sed -n 's/.*osbuild=\([a-z]*\).*/\1/p' /proc/cmdline)
 
 for m in $(cat /modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
@@ -141,8 +146,13 @@ disk)
         for stage in $(plan_list stages); do
             mark "$stage" start
             if [ "$stage" = sysprep ]; then
+                # The power-off protocol (osbuild/markers.py): hold after sysprep:start,
+                # then the final marker, then power off 1 s later (the worst timing).
                 set_state "$SYSTEM" generalized
-                sleep "$HOLD_SECONDS"
+                hold=$(sed -n 's/.*\$left = \([0-9]*\).*/\1/p' /config/osbuild/scripts/firstlogon.ps1 | head -n 1)
+                sleep $(( ${hold:-0} / PACE ))
+                mark sysprep ok
+                sleep "$POWEROFF_DELAY"
                 power_off
             fi
             if [ "$stage" = scripts ]; then
