@@ -90,8 +90,8 @@ def build_standin(cache_dir: Path, version: str, *,
     image, kver = kernel()
     editions = tuple(windows.Edition(version, e).image_name for e in _editions(version))
     init = INIT_SCRIPT.read_text().replace("@PACE@", str(int(pace)))
-    key = hashlib.sha256("\0".join(
-        [init, kver, str(image.stat().st_mtime_ns), *editions]).encode()).hexdigest()[:16]
+    parts = [init, Path(__file__).read_text(), kver, str(image.stat().st_mtime_ns), *editions]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     out = Path(cache_dir) / f"standin-{version}-{key}"
     iso = out / "standin.iso"
     if iso.is_file():
@@ -235,5 +235,7 @@ def install_wim(work: Path, version: str, editions: tuple[str, ...], dest: Path)
              "--image-property", f"WINDOWS/VERSION/BUILD={build}",
              "--image-property", "WINDOWS/VERSION/MAJOR=10",
              "--image-property", "WINDOWS/ARCH=9",
+             "--image-property", "WINDOWS/LANGUAGES/LANGUAGE=en-US",
+             "--image-property", "WINDOWS/LANGUAGES/DEFAULT=en-US",
              "--image-property", f"FLAGS={name.rsplit(' ', 1)[-1]}",
              "--image-property", f"WINDOWS/EDITIONID={name.rsplit(' ', 1)[-1]}")
