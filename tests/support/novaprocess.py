@@ -16,6 +16,7 @@ from __future__ import annotations
 # patched (urllib3, requests) may be imported before it.
 import nova.tests.functional  # noqa: F401
 
+import faulthandler
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from typing import Any
 
 import eventlet
 import eventlet.wsgi
+import fixtures
 from keystonemiddleware import auth_token
 from nova import test
 from nova.api import wsgi as nova_wsgi
@@ -43,6 +45,7 @@ from tests.support import guestcontrol, guestdriver
 
 # Nova prefixes compute_driver with "nova.virt.".
 DRIVER_MODULE = "nova.virt.osbuild_guest"
+LIBVIRT_DRIVER_MODULE = "nova.virt.osbuild_libvirt"
 NETWORK_PREFIX = "/networking"
 LOG = logging.getLogger("osbuild.novaprocess")
 
@@ -75,7 +78,7 @@ def nova_conf(settings: dict[str, Any]) -> str:
         base = settings["cinder_url"].rstrip("/").removesuffix("/%(project_id)s")
         base = base if base.endswith("/v3") else base + "/v3"
         cinder["endpoint_template"] = base + "/%(project_id)s"
-    return _ini({
+    sections: dict[str, dict[str, str]] = {
         "DEFAULT": {"compute_driver": "osbuild_guest.GuestDriver",
                     "instances_path": settings["instances_path"],
                     "state_path": settings["state_path"]},
@@ -90,7 +93,22 @@ def nova_conf(settings: dict[str, Any]) -> str:
         "glance": {"endpoint_override": settings["glance_url"],
                    "region_name": settings["region"]},
         "cinder": cinder,
-    })
+    }
+    if settings.get("virt") == "libvirt":
+        sections["DEFAULT"].update({
+            "compute_driver": "osbuild_libvirt.HypervisorDriver",
+            "instance_name_template": settings["instance_name_template"],
+            # No networking in this tier (tests.support.libvirtdriver).
+            "vif_plugging_is_fatal": "false", "vif_plugging_timeout": "0",
+        })
+        sections["libvirt"] = {
+            # TCG: this machine kind has no VMX/SVM (a kvm domain starts and hangs).
+            "virt_type": "qemu", "cpu_mode": "none",
+            "connection_uri": settings["libvirt_uri"],
+        }
+        sections["vnc"] = {"enabled": "false"}
+        sections["spice"] = {"enabled": "false"}
+    return _ini(sections)
 
 
 class NovaStack(integrated_helpers._IntegratedTestBase):
@@ -212,18 +230,54 @@ def dispatcher(compute_app: Any, network_app: Any) -> Any:
     return app
 
 
+class _NoOpFixture(fixtures.Fixture):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+
+def allow_real_libvirt() -> None:
+    """Undo what Nova's test base does to keep a real libvirt compute away: the poisoned
+    event thread (the process would exit silently with rc 1), the poisoned sysfs and
+    generic host calls, the poisoned ``import libvirt``, and privsep without a helper
+    (privsep runs in this process, as root)."""
+    for name in ("PoisonFunctions", "GenericPoisonFixture", "SysFsPoisonFixture",
+                 "ImportModulePoisonFixture", "PrivsepNoHelperFixture"):
+        setattr(nova_fixtures, name, _NoOpFixture)
+    import nova.privsep
+    import os_brick.privileged
+
+    nova.privsep.sys_admin_pctxt.set_client_mode(False)
+    os_brick.privileged.default.set_client_mode(False)
+
+
 def main(argv: list[str]) -> int:
     settings_path = Path(argv[0])
+    # `kill -USR1 <pid>`: every thread's stack to nova.log (a hung compute says where).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    faulthandler.enable()
     settings = json.loads(settings_path.read_text())
     workdir = Path(settings["workdir"])
     os.environ[guestcontrol.STATE_ENV] = settings["guest_state"]
     os.environ[guestcontrol.CONTROL_ENV] = settings["guest_control"]
     shutil.copy(settings["paste_source"], settings["api_paste_config"])
+    for folder in ("instances_path", "state_path"):  # the libvirt driver needs them to exist
+        Path(settings[folder]).mkdir(parents=True, exist_ok=True)
     conf_file = workdir / "nova.conf"
     fd = os.open(conf_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(nova_conf(settings))
     sys.modules[DRIVER_MODULE] = guestdriver
+    if settings.get("virt") == "libvirt":
+        # This process leads its session (the launcher kills the group) and has no terminal:
+        # reading a pty console (get_console_output) makes the guest's pty its controlling
+        # terminal, and the kernel hangs the whole process up (SIGHUP) when the domain is
+        # destroyed. nova-compute under oslo.service takes SIGHUP as "reload", never death.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        allow_real_libvirt()
+        from tests.support import libvirtdriver  # imports Nova's libvirt driver
+
+        os.environ[libvirtdriver.DOMAIN_XML_ENV] = settings["domain_xml_dir"]
+        sys.modules[LIBVIRT_DRIVER_MODULE] = libvirtdriver
 
     began = time.monotonic()
     stack = NovaStack(settings)

@@ -67,6 +67,11 @@ class RealNova:
     speed: float = 600.0  # simulated guest seconds per real second
     cinder_url: str | None = None
     ready_timeout: float = READY_TIMEOUT
+    # None: the simulated guest (GuestDriver); a connection URI: Nova's libvirt driver with
+    # QEMU on that libvirtd (tests.support.libvirtdriver), domains named with
+    # ``instance_name_template``, their live XML saved under ``domain_xml_dir``.
+    libvirt_uri: str | None = None
+    instance_name_template: str = "instance-%08x"
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     scenarios: dict[str, GuestScenario] = field(default_factory=dict)
@@ -101,6 +106,10 @@ class RealNova:
     @property
     def guest_state(self) -> Path:
         return self.workdir / "guests"
+
+    @property
+    def domain_xml_dir(self) -> Path:
+        return self.workdir / "domain-xml"
 
     def __enter__(self) -> RealNova:
         try:
@@ -162,6 +171,12 @@ class RealNova:
             "guest_state": str(self.guest_state),
             "guest_control": str(self.control_file),
         }
+        if self.libvirt_uri:
+            settings.update({
+                "virt": "libvirt", "libvirt_uri": self.libvirt_uri,
+                "instance_name_template": self.instance_name_template,
+                "domain_xml_dir": str(self.domain_xml_dir),
+            })
         settings_file = self.workdir / "settings.json"
         ready_file = settings_file.with_suffix(".ready")
         ready_file.unlink(missing_ok=True)

@@ -70,6 +70,13 @@ class RealStack:
     cinder: Any = None
     nova: RealNova | None = None
     media: dict[str, str] = field(default_factory=dict)  # name -> Glance id
+    # Nova's libvirt driver on this libvirtd instead of the simulated guest (the hypervisor
+    # tier): Cinder hands out its files as ``gpfs`` connections (plain file disks).
+    libvirt_uri: str | None = None
+    instance_name_template: str = "instance-%08x"
+    # Seeded media whose bytes come from a file instead (name -> path), e.g. a bootable
+    # stand-in for the Windows ISO; the seed's name, format and properties are kept.
+    media_files: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -90,13 +97,15 @@ class RealStack:
 
     def start(self) -> None:
         began = time.monotonic()
+        cinder_options = {"connection_type": "gpfs"} if self.libvirt_uri else {}
         self.cinder = self._exit.enter_context(
-            cinder_launcher()(self.rs, self.workdir / "cinder"))
+            cinder_launcher()(self.rs, self.workdir / "cinder", **cinder_options))
         self.timings["cinder"] = time.monotonic() - began
         nova_began = time.monotonic()
         self.nova = self._exit.enter_context(RealNova(
             self.rs, self.workdir / "nova", speed=self.speed,
-            cinder_url=getattr(self.cinder, "url", None)))
+            cinder_url=getattr(self.cinder, "url", None), libvirt_uri=self.libvirt_uri,
+            instance_name_template=self.instance_name_template))
         self.timings["nova"] = time.monotonic() - nova_began
         self._seed()
         self.timings["stack"] = time.monotonic() - began
@@ -187,8 +196,10 @@ class RealStack:
         self._seed_flavors()
         conn = self.rs.connect()
         for seed in seed_images():
+            source = self.media_files.get(seed.name)
+            data = source.read_bytes() if source is not None else seed.data
             image = conn.image.create_image(
-                name=seed.name, data=seed.data, disk_format=seed.disk_format,
+                name=seed.name, data=data, disk_format=seed.disk_format,
                 container_format=seed.container_format, visibility="public",
                 allow_duplicates=True, **{k: str(v) for k, v in seed.properties.items()})
             self.media[seed.name] = image.id

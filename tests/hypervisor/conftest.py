@@ -1,0 +1,117 @@
+"""Fixtures for the hypervisor tier: the functional tier's real stack with Nova's libvirt
+driver booting QEMU (TCG) guests from a stand-in Windows ISO (``tox -e hypervisor``).
+
+Every test here is marked ``hypervisor`` and skipped, with the reason, unless the tier runs
+(``OSBUILD_HYPERVISOR_TIER=1``, set by tox) and libvirt, QEMU and the stand-in's packages
+are installed. Work files live under /var/tmp (QEMU opens volumes with O_DIRECT, and runs
+as libvirt-qemu: the folders must be traversable); the stand-in media are cached under
+``OSBUILD_TEST_CACHE`` (default ``~/.cache/osbuild-tests``); the builders' domain XML goes
+to ``OSBUILD_TEST_ARTIFACTS`` (default ``test-artifacts/hypervisor`` in the repository).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import libvirtd
+from tests.support.libvirtd import Libvirt
+from tests.support.processes import REPO_ROOT
+from tests.support.realservices import RealServices, missing_requirements
+from tests.support.realstack import RealStack, missing_cinder
+from tests.support.standin_windows import StandinMedia, build_standin, missing_tools
+
+TIER_ENV = "OSBUILD_HYPERVISOR_TIER"
+CACHE_ENV = "OSBUILD_TEST_CACHE"
+ARTIFACTS_ENV = "OSBUILD_TEST_ARTIFACTS"
+KEEP_ENV = "OSBUILD_KEEP_WORKDIR"  # keep /var/tmp/osbuild-hypervisor-* (logs) after the run
+WINDOWS_ISO = "windows-server-2022-x64.iso"  # the seeded name the BIOS example uses
+_HERE = Path(__file__).parent
+_REPORTS: list[str] = []
+_STARTED = pytest.StashKey[float]()
+
+
+def _why_not() -> str | None:
+    if os.environ.get(TIER_ENV) != "1":
+        return f"the hypervisor tier runs by itself: tox -e hypervisor ({TIER_ENV}=1)"
+    reason = missing_requirements() or missing_cinder() or libvirtd.missing()
+    if reason:
+        return reason
+    lacking = missing_tools()
+    return "stand-in Windows needs: " + ", ".join(lacking) if lacking else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _why_not()
+    for item in items:
+        if _HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.hypervisor)
+            item.add_marker(pytest.mark.slow)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_STARTED] = time.monotonic()
+
+
+@pytest.fixture(scope="session")
+def hv_workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="osbuild-hypervisor-", dir="/var/tmp"))
+    path.chmod(0o755)  # QEMU runs as libvirt-qemu and opens files below
+    yield path
+    if not os.environ.get(KEEP_ENV):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    path = Path(os.environ.get(ARTIFACTS_ENV) or REPO_ROOT / "test-artifacts" / "hypervisor")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def standin() -> StandinMedia:
+    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "osbuild-tests")
+    began = time.monotonic()
+    media = build_standin(cache, "2022")
+    _REPORTS.append(f"stand-in Windows ISO {media.iso} ({media.iso.stat().st_size >> 20} MiB, "
+                    f"kernel {media.kernel_version}) ready in {time.monotonic() - began:.1f}s")
+    return media
+
+
+@pytest.fixture(scope="session")
+def libvirt(hv_workdir: Path) -> Iterator[Libvirt]:
+    with Libvirt(hv_workdir / "libvirt") as lv:
+        yield lv
+
+
+@pytest.fixture(scope="session")
+def hv_stack(hv_workdir: Path, libvirt: Libvirt,
+             standin: StandinMedia) -> Iterator[RealStack]:
+    with RealServices(hv_workdir / "services") as rs, RealStack(
+        rs, hv_workdir / "stack", libvirt_uri=libvirt.uri,
+        instance_name_template=libvirt.name_template,
+        media_files={WINDOWS_ISO: standin.iso},
+    ) as stack:
+        _REPORTS.append(stack.report() + f", libvirt {libvirt.timings.get('libvirt', 0):.1f}s")
+        yield stack
+        _REPORTS.append(stack.report().replace("real stack:", "real stack at the end:"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    for line in _REPORTS:
+        terminalreporter.write_line(line)
+    started = config.stash.get(_STARTED, None)
+    if started is not None and _REPORTS:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        terminalreporter.write_line(f"hypervisor tier: {time.monotonic() - started:.0f} s "
+                                    f"(load average now {load} on {os.cpu_count()} cores)")
