@@ -7,10 +7,14 @@ from typing import Any
 
 
 def format_duration(seconds: float) -> str:
-    """``2h14m`` for 8040 seconds; ``0s`` below one second. Every message uses this form."""
+    """``2h14m`` for 8040 seconds, ``3d4h`` for 273600; ``0s`` below one second.
+
+    Every message uses this form, and ``parse_duration`` reads it back (image ages and
+    ``refresh.max_age`` run to days and weeks, where ``1104h`` would be hard to read).
+    """
     seconds = int(seconds)
     parts = []
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size

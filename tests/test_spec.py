@@ -169,6 +169,17 @@ def test_duration_round_trip() -> None:
     assert parse_duration(format_duration(3725)) == 3725
 
 
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.4, "0s"), (59, "59s"), (86399, "23h59m59s"), (86400, "1d"),
+    (45 * 86400, "45d"), (3 * 86400 + 4 * 3600, "3d4h"), (86400 + 61, "1d1m1s"),
+])
+def test_durations_show_days(seconds: float, shown: str) -> None:
+    # Image ages and refresh.max_age (45d) run to weeks: "1080h" is not how operators read them.
+    assert format_duration(seconds) == shown
+    if seconds >= 1:
+        assert parse_duration(shown) == int(seconds)
+
+
 def test_stage_timeouts_parse(spec_dir: Path) -> None:
     spec = load(spec_dir, edit("flavor: m1.large", "flavor: m1.large\n  stage_timeouts:\n"
                                                    "    updates: 3h\n    winpe: 45m"))

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,10 +123,14 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
         report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
         return result
 
-    workers = parallel * len(distinct)
-    with signals_cancel(cancel, on_signal=on_signal), \
-            ThreadPoolExecutor(max_workers=workers) as pool:
-        futures: list[Future[BuildResult]] = [pool.submit(one, job) for job in jobs]
+    with signals_cancel(cancel, on_signal=on_signal), ExitStack() as pools:
+        # One pool per cloud: ``parallel`` bounds each cloud's builds on its own, so a cloud
+        # with many jobs never takes the slots of another (one shared pool of
+        # parallel x clouds workers let two builds run in one cloud with --parallel 1).
+        pool_of = {cloud: pools.enter_context(ThreadPoolExecutor(max_workers=parallel))
+                   for cloud in distinct}
+        futures: list[Future[BuildResult]] = [pool_of[job.cloud].submit(one, job)
+                                              for job in jobs]
         pending = set(futures)
         while pending:
             # Short waits keep the main thread free to take SIGINT/SIGTERM.

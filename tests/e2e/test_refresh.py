@@ -115,7 +115,7 @@ def test_auto_builds_in_full_when_the_current_image_is_too_old(family: Family) -
     late = datetime.now(UTC) + timedelta(days=46)
     choice = choose(conn, spec, RefreshMode.AUTO, now=late)
     assert choice.parent is None
-    assert "older than refresh.max_age (1080h)" in choice.reason, choice.reason
+    assert "older than refresh.max_age (45d)" in choice.reason, choice.reason
 
 
 def test_a_refresh_needs_cloudbase_inits_user_data_plugin(family: Family) -> None:

@@ -115,7 +115,7 @@ def test_age_forces_rebuild(spec_dir: Path, templates: Path) -> None:
     inputs = _inputs(spec_dir, templates)
     old = _props(inputs, NOW - timedelta(days=10))
     skip, reason = fp.should_skip(old, inputs, 7 * 86400, False, NOW)
-    assert not skip and "240h" in reason and "image.max_age" in reason
+    assert not skip and "10d" in reason and "image.max_age" in reason
     # no max_age and no updates: the image never ages out
     assert fp.should_skip(old, inputs, None, False, NOW)[0]
     # updates enabled: a default age limit applies, so patches are picked up

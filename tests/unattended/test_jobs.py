@@ -137,3 +137,47 @@ def test_a_library_run_builds_and_reports_through_listeners(
     names = [e.name for e in seen]
     assert names[0] == EventName.BUILD_STARTED and names[-1] == EventName.BUILD_SUCCEEDED
     assert 'result="success"' in metrics_file.read_text()
+
+
+def test_parallel_bounds_each_cloud_on_its_own(spec: BuildSpec, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """--parallel 1 with three builds in one cloud and one in another: never two at once in
+    a cloud, and the other cloud's build does not wait behind them."""
+    specs = [spec.model_copy(update={"name": f"family-{n}"}) for n in range(3)]
+    running: dict[str | None, int] = {"east": 0, "west": 0}
+    most: dict[str | None, int] = {"east": 0, "west": 0}
+    west_started = threading.Event()
+    guard = threading.Lock()
+
+    class _Conn:
+        def close(self) -> None:
+            pass
+
+    def fake_build(one_spec: BuildSpec, conn: Any, cloud: str | None, *args: Any,
+                   **kwargs: Any) -> BuildResult:
+        with guard:
+            running[cloud] += 1
+            most[cloud] = max(most[cloud], running[cloud])
+        if cloud == "west":
+            west_started.set()
+        else:
+            # The east builds hold their slot until west has started: with one shared pool of
+            # parallel x clouds workers, two east builds would take both slots and west would wait.
+            west_started.wait(timeout=5)
+        with guard:
+            running[cloud] -= 1
+        return _result()
+
+    monkeypatch.setattr(jobs, "connect", lambda *a, **k: _Conn())
+    monkeypatch.setattr(jobs, "_check_clouds",
+                        lambda clouds, **k: {c: str(c) for c in clouds})
+    monkeypatch.setattr(jobs, "check_quota_together", lambda **k: None)
+    monkeypatch.setattr(jobs, "_locked_build", fake_build)
+    monkeypatch.setattr(jobs, "report_outcome", lambda **k: None)
+    west_only = specs[0].model_copy(update={"name": "family-west", "clouds": ["west"]})
+    east = [s.model_copy(update={"clouds": ["east"]}) for s in specs]
+    result = jobs.run_builds(specs=[*east, west_only], clouds=None,
+                             options=BuildOptions(log_dir=tmp_path), parallel=1)
+    assert len(result.results) == 4
+    assert most == {"east": 1, "west": 1}
+    assert west_started.is_set()
