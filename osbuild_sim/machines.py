@@ -273,7 +273,8 @@ def _power_on(world: World, server: Server, machine: hypervisor.Machine) -> None
                                    metadata=guest.Metadata(
                                        user_data=server.user_data,
                                        config_drive=server.config_drive,
-                                       network=bool(server.network_ids))))
+                                       network=bool(server.network_ids)),
+                                   work_pace=world.work_pace))
     server.powered_on_at = world.now()
     server.machine = machine
     server.domain_off = False

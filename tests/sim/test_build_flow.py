@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from openstack import exceptions
 
 from osbuild import markers
@@ -18,13 +18,17 @@ from osbuild_sim.guest import read_disk_record
 from osbuild_sim.media import cloudbase_msi_standin
 from tests.sim.conftest import run_until, server_status, volume_status
 
+POLL = 20.0  # cloud seconds between the test's looks at the server
 CDROM = {"source_type": "volume", "destination_type": "volume", "device_type": "cdrom",
          "disk_bus": "sata", "delete_on_termination": False}
 
 
+@pytest.mark.parametrize("work_pace", [1.0, 3.0])
 def test_ws2022_volume_build_plays_to_shutoff_and_uploads(
-    sim: Any, conn: Any, tmp_path: Path
+    sim: Any, conn: Any, tmp_path: Path, work_pace: float
 ) -> None:
+    # The tests run guests at work_pace 3: their work is faster, the power-off hold is not.
+    sim.world.work_pace = work_pace
     shutil.copy(examples_dir() / "ws2022-standard.yaml", tmp_path / "spec.yaml")
     (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
     spec = load_spec(tmp_path / "spec.yaml")
@@ -59,18 +63,27 @@ def test_ws2022_volume_build_plays_to_shutoff_and_uploads(
             {**CDROM, "boot_index": -1, "uuid": volumes["config"].id},
         ])
     transcript = ""
+    start_seen: float | None = None  # cloud time sysprep:start was first read
+    console_gone: float | None = None  # cloud time the console answered 404 or SHUTOFF
 
     def poll() -> bool:
-        nonlocal transcript
+        nonlocal transcript, start_seen, console_gone
         if server_status(conn, server.id) == "SHUTOFF":
+            console_gone = console_gone or sim.world.now()
             return True
         if server_status(conn, server.id) == "ACTIVE":
             # Powered off but not yet SHUTOFF: the pty console is already gone (404).
-            with contextlib.suppress(exceptions.NotFoundException):
+            try:
                 transcript = conn.compute.get_server_console_output(server)["output"]
+            except exceptions.NotFoundException:
+                console_gone = console_gone or sim.world.now()
+            if start_seen is None and any(
+                    m == markers.Marker("sysprep", markers.Status.START)
+                    for m in markers.parse_lines(transcript.splitlines(), media.nonce)):
+                start_seen = sim.world.now()
         return False
 
-    run_until(sim, poll, step=60.0, limit=6 * 3600)
+    run_until(sim, poll, step=POLL, limit=6 * 3600)
     assert len(transcript.encode()) < CONSOLE_CAP  # nothing was cut: the transcript is whole
     found = markers.parse_lines(transcript.splitlines(), media.nonce)
     started = [m.stage for m in found if m.status == markers.Status.START]
@@ -79,6 +92,9 @@ def test_ws2022_volume_build_plays_to_shutoff_and_uploads(
     # Polled once a minute (the watcher's longest interval), sysprep:start is always seen
     # (the guest holds SYSPREP_HOLD after it); sysprep:ok just before power-off may be lost.
     assert markers.Marker("sysprep", markers.Status.START) in found[-2:]
+    # ...and stays readable for the hold in the cloud's time, whatever the work pace.
+    assert start_seen is not None and console_gone is not None
+    assert console_gone - start_seen >= markers.SYSPREP_HOLD - POLL
 
     conn.compute.delete_server(server)
     run_until(sim, lambda: conn.compute.find_server(server.id) is None)
