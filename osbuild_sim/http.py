@@ -67,7 +67,11 @@ def error_body(service: str, err: ApiError) -> dict[str, Any]:
         name = _FAULT_NAMES.get(err.status, "computeFault")
         if service == "volume" and err.status == 500:
             name = "volumeFault"
-        return {name: {"code": err.status, "message": err.message}}
+        fault: dict[str, Any] = {"code": err.status, "message": err.message}
+        if service == "volume" and err.status == 413 and "Retry-After" in err.headers:
+            # cinder/api/openstack/wsgi.py Fault: a 413 repeats Retry-After in the body.
+            fault["retryAfter"] = err.headers["Retry-After"]
+        return {name: fault}
     if service == "network":
         kind = err.neutron_type or title(err.status).replace(" ", "")
         return {"NeutronError": {"type": kind, "message": err.message, "detail": ""}}
@@ -109,8 +113,9 @@ def body_dict(data: Any, key: str | None = None) -> dict[str, Any]:
 
 
 def route(path: str, handler: Any, methods: tuple[str, ...] = ("GET",), *,
-          public: bool = False) -> Any:
-    """A werkzeug rule whose endpoint is (handler, public); public skips token checks."""
+          public: bool = False, defaults: dict[str, Any] | None = None) -> Any:
+    """A werkzeug rule whose endpoint is (handler, public); public skips token checks;
+    ``defaults`` fills the handler's arguments that this path does not carry."""
     from werkzeug.routing import Rule
 
-    return Rule(path, endpoint=(handler, public), methods=list(methods))
+    return Rule(path, endpoint=(handler, public), methods=list(methods), defaults=defaults)

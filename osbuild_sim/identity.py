@@ -34,7 +34,7 @@ class Token:
 
 
 class IdentityStore:
-    """Credentials of the one admin user, and the tokens issued to it."""
+    """Credentials of the one user (named admin, a project member), and its tokens."""
 
     def __init__(self, password: str, app_credential_id: str, app_credential_secret: str) -> None:
         self.password = password
@@ -75,6 +75,11 @@ class IdentityStore:
     def revoke(self, token_id: str) -> bool:
         with self._lock:
             return self._tokens.pop(token_id, None) is not None
+
+
+# The one user's roles on its project: a member, as the users osbuild runs as on a real
+# cloud; so the services hide what only an admin sees (Cinder's host attributes...).
+ROLES = ("member", "reader")
 
 
 def catalog(base_url: str) -> list[dict[str, Any]]:
@@ -174,8 +179,7 @@ def _token_body(call: Call, token: Token) -> dict[str, Any]:
         "expires_at": iso(token.expires),
         "project": {"id": PROJECT_ID, "name": PROJECT_NAME, "domain": _DOMAIN},
         "is_domain": False,
-        "roles": [{"id": "r-admin", "name": "admin"}, {"id": "r-member", "name": "member"},
-                  {"id": "r-reader", "name": "reader"}],
+        "roles": [{"id": f"r-{name}", "name": name} for name in ROLES],
         "catalog": catalog(call.base_url),
     }}
 

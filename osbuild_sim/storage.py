@@ -25,9 +25,17 @@ UPLOAD_SECONDS_PER_GB = 6.0  # a 30 GB target: about 3 minutes
 DETACH_SECONDS = 2.0
 
 VOLUME_DELETABLE = ("available", "error", "error_restoring", "error_extending", "error_managing")
-# Image attributes Cinder keeps in volume_image_metadata but does not pass on as properties.
+# Image attributes Cinder keeps in volume_image_metadata but does not pass on as properties
+# (cinder/image/glance.py: the glance_core_properties default).
 _GLANCE_CORE = ("checksum", "container_format", "disk_format", "image_name", "image_id",
-                "min_disk", "min_ram", "size")
+                "min_disk", "min_ram", "name", "size")
+# Prefixes Cinder never copies into an image (cinder/image/image_utils.py:
+# GLANCE_RESERVED_NAMESPACES, applied by filter_out_reserved_namespaces_metadata).
+_GLANCE_RESERVED = ("os_glance", "img_signature", "signature_verified")
+# After Glance has the data (image active), Cinder's volume manager sets the volume's
+# status back (copy_volume_to_image's finally): the image is active a moment first.
+UPLOAD_STATUS_LAG_SECONDS = 1.0
+QUOTA_HEADERS = {"Retry-After": "0"}  # cinder/exception.py QuotaError.headers
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
 
@@ -125,13 +133,14 @@ def check_volume_quota(world: World, size: int, count: int = 1) -> None:
     limit = world.faults.quota("volume", "volumes")
     if limit >= 0 and len(used) + count > limit:
         raise ApiError(413, f"VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) "
-                            "exceeded for quota 'volumes'.")
+                            "exceeded for quota 'volumes'.", headers=dict(QUOTA_HEADERS))
     gb_limit = world.faults.quota("volume", "gigabytes")
     consumed = sum(v.size for v in used)
     if gb_limit >= 0 and consumed + size > gb_limit:
         raise ApiError(413, "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot "
                             f"exceeds allowed gigabytes quota. Requested {size}G, quota is "
-                            f"{gb_limit}G and {consumed}G has been consumed.")
+                            f"{gb_limit}G and {consumed}G has been consumed.",
+                       headers=dict(QUOTA_HEADERS))
 
 
 def create_volume(
@@ -210,6 +219,9 @@ def _download(world: World, volume: Volume, image: Image) -> None:
                 container_format=image.container_format or "",
                 disk_format=image.disk_format or "", min_disk=str(image.min_disk),
                 min_ram=str(image.min_ram), size=str(len(data)))
+    # verify_glance_signatures defaults to enabled: Cinder records the (negative) verdict
+    # for an unsigned image (cinder/volume/flows/manager/create_volume.py).
+    meta["signature_verified"] = "False"
 
     def start() -> None:
         if volume.id in world.volumes and volume.status == "creating":
@@ -314,23 +326,22 @@ def upload_to_image(
     container_format: str = "bare",
     visibility: str = "private",
     protected: bool = False,
-    force: bool = False,
 ) -> Image:
-    allowed = ("available", "in-use") if force else ("available",)
-    if volume.status not in allowed:
-        raise ApiError(400, f"Invalid volume: Volume {volume.id} status must be available or "
-                            f"in-use, but current status is: {volume.status}.")
-    if volume.status == "in-use" and not force:
+    # An in-use volume too, even with force: enable_force_upload defaults to False and then
+    # Cinder ignores force (cinder/volume/api.py: API.copy_volume_to_image).
+    if volume.status != "available":
         raise ApiError(400, f"Invalid volume: Volume {volume.id} status must be available")
     if disk_format not in DISK_FORMATS:
         raise ApiError(400, f"Invalid input received: Invalid disk-format '{disk_format}' is "
                             "specified. Allowed disk-formats are " + ", ".join(DISK_FORMATS))
     check_image_quota(world, new_images=1, new_bytes=len(volume.data))
-    properties = {k: v for k, v in volume.image_metadata.items() if k not in _GLANCE_CORE}
+    # Cinder sends Glance the name, formats, visibility and the volume's image metadata
+    # less the core and reserved keys; min_disk stays Glance's default, 0.
+    properties = {k: v for k, v in volume.image_metadata.items()
+                  if k not in _GLANCE_CORE and not k.startswith(_GLANCE_RESERVED)}
     image = new_image(world, image_name, disk_format=disk_format,
                       container_format=container_format, visibility=visibility,
-                      protected=protected, properties=properties,
-                      min_disk=volume.size)
+                      protected=protected, properties=properties)
     previous = volume.status
     volume.status = "uploading"
     volume.updated_at = world.stamp()
@@ -342,25 +353,27 @@ def upload_to_image(
             image.status = "saving"
             image.updated_at = world.stamp()
 
-    def done() -> None:
+    def uploaded() -> None:
         if stuck:
             return  # the volume stays `uploading`: only an admin reset gets it out
+        if image.id in world.images and image.status == "saving":
+            image.updated_at = world.stamp()
+            if killed:
+                image.status = "killed"
+            else:
+                image.data = volume.data
+                image.status = "active"
+                finalize_image_data(image, disk_gib=volume.size)
+        world.schedule(UPLOAD_STATUS_LAG_SECONDS, volume_back)
+
+    def volume_back() -> None:
         if volume.id in world.volumes and volume.status == "uploading":
             volume.status = previous
             volume.updated_at = world.stamp()
-        if image.id not in world.images or image.status != "saving":
-            return
-        image.updated_at = world.stamp()
-        if killed:
-            image.status = "killed"
-            return
-        image.data = volume.data
-        image.status = "active"
-        finalize_image_data(image, disk_gib=volume.size)
 
     world.schedule(UPLOAD_START_SECONDS, saving)
     world.schedule(UPLOAD_START_SECONDS + UPLOAD_SECONDS_PER_GB * volume.size / world.work_pace,
-                   done)
+                   uploaded)
     return image
 
 
@@ -368,7 +381,7 @@ def snapshot_volume(world: World, volume: Volume, name: str) -> Snapshot:
     limit = world.faults.quota("volume", "snapshots")
     if limit >= 0 and len(world.snapshots) + 1 > limit:
         raise ApiError(413, f"SnapshotLimitExceeded: Maximum number of snapshots allowed "
-                            f"({limit}) exceeded")
+                            f"({limit}) exceeded", headers=dict(QUOTA_HEADERS))
     snap = Snapshot(id=new_id(), volume_id=volume.id, name=name, size=volume.size,
                     status="creating", created_at=world.stamp())
     world.snapshots[snap.id] = snap

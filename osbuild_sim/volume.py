@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Response
 
-from osbuild_sim import storage
+from osbuild_sim import identity, storage
 from osbuild_sim.http import ApiError, body_dict, empty, json_response, route
 from osbuild_sim.world import PROJECT_ID, USER_ID
 
 if TYPE_CHECKING:
     from osbuild_sim.app import Call
-    from osbuild_sim.records import Snapshot, Volume
+    from osbuild_sim.records import Attachment, Snapshot, Volume
     from osbuild_sim.world import World
 
 P = "/volume/v3/<project_id>"
@@ -39,9 +39,15 @@ def version(call: Call, project_id: str | None = None) -> Response:
     return json_response({"versions": [_version_doc(call.base_url)]})
 
 
-def _check_project(project_id: str) -> None:
-    if project_id != PROJECT_ID:
-        raise ApiError(403, f"Policy doesn't allow access to project {project_id}.")
+def _check_project(project_id: str | None) -> None:
+    """The project in the URL, if any, must be the token's (cinder/api/openstack/wsgi.py:
+    Resource._process_stack); the URL may leave it out (cinder/api/v3/router.py)."""
+    if project_id is not None and project_id != PROJECT_ID:
+        raise ApiError(400, "Malformed request url")
+
+
+def _is_admin(call: Call) -> bool:
+    return "admin" in identity.ROLES  # the sim's one user: a project member unless changed
 
 
 def find_volume(world: World, volume_id: str) -> Volume:
@@ -57,6 +63,7 @@ def _links(call: Call, volume: Volume) -> list[dict[str, str]]:
 
 
 def _volume(call: Call, volume: Volume) -> dict[str, Any]:
+    admin = _is_admin(call)
     body: dict[str, Any] = {
         "id": volume.id, "name": volume.name, "status": volume.status, "size": volume.size,
         "availability_zone": volume.availability_zone, "created_at": volume.created_at,
@@ -66,26 +73,31 @@ def _volume(call: Call, volume: Volume) -> dict[str, Any]:
         "bootable": "true" if volume.bootable else "false", "encrypted": False,
         "replication_status": None, "consistencygroup_id": None, "multiattach": False,
         "user_id": USER_ID, "os-vol-tenant-attr:tenant_id": PROJECT_ID,
-        "os-vol-host-attr:host": "sim-volume@lvm#lvm", "migration_status": None,
-        "os-vol-mig-status-attr:migstat": None, "os-vol-mig-status-attr:name_id": None,
         "links": _links(call, volume),
         "attachments": [
             {"id": volume.id, "attachment_id": a.id, "volume_id": volume.id,
-             "server_id": a.server_id, "host_name": "sim-compute-1", "device": a.device,
-             "attached_at": a.attached_at}
+             "server_id": a.server_id, "host_name": "sim-compute-1" if admin else None,
+             "device": a.device, "attached_at": a.attached_at}
             for a in volume.attachments
         ],
     }
+    # Admin-only (cinder/policies/volumes.py: the host and migration attributes are
+    # RULE_ADMIN_API; cinder/api/v3/views/volumes.py checks is_admin for the others);
+    # the tenant attribute is for any project reader.
+    if admin:
+        body.update({"os-vol-host-attr:host": "sim-volume@lvm#lvm", "migration_status": None,
+                     "os-vol-mig-status-attr:migstat": None,
+                     "os-vol-mig-status-attr:name_id": None})
     if volume.image_metadata:
         body["volume_image_metadata"] = dict(volume.image_metadata)
     if call.at_least(3, 13):
         body["group_id"] = None
-    if call.at_least(3, 21):
+    if call.at_least(3, 21) and admin:
         body["provider_id"] = None
     if call.at_least(3, 48):
         body["service_uuid"] = "sim-volume-service"
         body["shared_targets"] = False
-    if call.at_least(3, 61):
+    if call.at_least(3, 61) and admin:
         body["cluster_name"] = None
     if call.at_least(3, 63):
         body["volume_type_id"] = _DEFAULT_TYPE["id"]
@@ -94,7 +106,7 @@ def _volume(call: Call, volume: Volume) -> dict[str, Any]:
     return body
 
 
-def create_volume(call: Call, project_id: str) -> Response:
+def create_volume(call: Call, project_id: str | None) -> Response:
     _check_project(project_id)
     body = body_dict(call.json(), "volume")
     metadata = body.get("metadata") or {}
@@ -139,23 +151,23 @@ def _filtered(call: Call) -> list[Volume]:
     return volumes
 
 
-def list_volumes(call: Call, project_id: str) -> Response:
+def list_volumes(call: Call, project_id: str | None) -> Response:
     _check_project(project_id)
     return json_response({"volumes": [
         {"id": v.id, "name": v.name, "links": _links(call, v)} for v in _filtered(call)]})
 
 
-def list_volumes_detail(call: Call, project_id: str) -> Response:
+def list_volumes_detail(call: Call, project_id: str | None) -> Response:
     _check_project(project_id)
     return json_response({"volumes": [_volume(call, v) for v in _filtered(call)]})
 
 
-def show_volume(call: Call, project_id: str, volume_id: str) -> Response:
+def show_volume(call: Call, project_id: str | None, volume_id: str) -> Response:
     _check_project(project_id)
     return json_response({"volume": _volume(call, find_volume(call.world, volume_id))})
 
 
-def update_volume(call: Call, project_id: str, volume_id: str) -> Response:
+def update_volume(call: Call, project_id: str | None, volume_id: str) -> Response:
     _check_project(project_id)
     volume = find_volume(call.world, volume_id)
     body = body_dict(call.json(), "volume")
@@ -169,14 +181,14 @@ def update_volume(call: Call, project_id: str, volume_id: str) -> Response:
     return json_response({"volume": _volume(call, volume)})
 
 
-def delete_volume(call: Call, project_id: str, volume_id: str) -> Response:
+def delete_volume(call: Call, project_id: str | None, volume_id: str) -> Response:
     _check_project(project_id)
     cascade = call.request.args.get("cascade", "false").lower() == "true"
     storage.delete_volume(call.world, find_volume(call.world, volume_id), cascade=cascade)
     return empty(202)
 
 
-def volume_metadata(call: Call, project_id: str, volume_id: str) -> Response:
+def volume_metadata(call: Call, project_id: str | None, volume_id: str) -> Response:
     _check_project(project_id)
     volume = find_volume(call.world, volume_id)
     if call.request.method in ("POST", "PUT"):
@@ -189,7 +201,7 @@ def volume_metadata(call: Call, project_id: str, volume_id: str) -> Response:
     return json_response({"metadata": dict(volume.metadata)})
 
 
-def volume_metadata_item(call: Call, project_id: str, volume_id: str, key: str) -> Response:
+def volume_metadata_item(call: Call, project_id: str | None, volume_id: str, key: str) -> Response:
     _check_project(project_id)
     volume = find_volume(call.world, volume_id)
     if call.request.method == "PUT":
@@ -204,7 +216,7 @@ def volume_metadata_item(call: Call, project_id: str, volume_id: str, key: str) 
     return json_response({"meta": {key: volume.metadata[key]}})
 
 
-def volume_action(call: Call, project_id: str, volume_id: str) -> Response:
+def volume_action(call: Call, project_id: str | None, volume_id: str) -> Response:
     _check_project(project_id)
     world = call.world
     volume = find_volume(world, volume_id)
@@ -227,6 +239,9 @@ def volume_action(call: Call, project_id: str, volume_id: str) -> Response:
     if action == "os-volume_upload_image":
         return _upload(call, volume, body_dict(args))
     if action == "os-reset_status":
+        if not _is_admin(call):
+            raise ApiError(403, "Policy doesn't allow volume_extension:volume_admin_actions:"
+                                "reset_status to be performed.")
         args = body_dict(args)
         if "status" in args:
             volume.status = str(args["status"])
@@ -249,7 +264,8 @@ def volume_action(call: Call, project_id: str, volume_id: str) -> Response:
     if action == "os-set_bootable":
         volume.bootable = str(body_dict(args).get("bootable")).lower() == "true"
         return empty(200)
-    raise ApiError(400, f"There is no such action: {action}")
+    raise ApiError(400, f"There is no such action: {action}. Verify the request body and "
+                        "Content-Type header and try again.")
 
 
 def _upload(call: Call, volume: Volume, args: dict[str, Any]) -> Response:
@@ -258,13 +274,12 @@ def _upload(call: Call, volume: Volume, args: dict[str, Any]) -> Response:
     if ("visibility" in args or "protected" in args) and not call.at_least(3, 1):
         raise ApiError(400, "Invalid input for field/attribute os-volume_upload_image. "
                             "Additional properties are not allowed")
-    force = str(args.get("force", False)).lower() == "true"
     image = storage.upload_to_image(
         call.world, volume, image_name=str(args["image_name"]),
         disk_format=args.get("disk_format") or "raw",
         container_format=args.get("container_format") or "bare",
         visibility=args.get("visibility") or "private",
-        protected=bool(args.get("protected", False)), force=force)
+        protected=bool(args.get("protected", False)))
     answer = {"id": volume.id, "updated_at": volume.updated_at, "status": volume.status,
               "display_description": volume.description, "size": volume.size,
               "volume_type": dict(_DEFAULT_TYPE), "image_id": image.id,
@@ -282,12 +297,12 @@ def _snapshot(snap: Snapshot) -> dict[str, Any]:
             "metadata": dict(snap.metadata), "updated_at": None}
 
 
-def list_snapshots(call: Call, project_id: str) -> Response:
+def list_snapshots(call: Call, project_id: str | None) -> Response:
     _check_project(project_id)
     return json_response({"snapshots": [_snapshot(s) for s in call.world.snapshots.values()]})
 
 
-def show_snapshot(call: Call, project_id: str, snapshot_id: str) -> Response:
+def show_snapshot(call: Call, project_id: str | None, snapshot_id: str) -> Response:
     _check_project(project_id)
     snap = call.world.snapshots.get(snapshot_id)
     if snap is None:
@@ -307,7 +322,7 @@ def show_snapshot(call: Call, project_id: str, snapshot_id: str) -> Response:
     return json_response({"snapshot": _snapshot(snap)})
 
 
-def list_messages(call: Call, project_id: str) -> Response:
+def list_messages(call: Call, project_id: str | None) -> Response:
     _check_project(project_id)
     if not call.at_least(3, 3):
         raise ApiError(404, "The resource could not be found.")
@@ -324,7 +339,7 @@ def list_messages(call: Call, project_id: str) -> Response:
     return json_response({"messages": out})
 
 
-def list_types(call: Call, project_id: str) -> Response:
+def list_types(call: Call, project_id: str | None) -> Response:
     _check_project(project_id)
     return json_response({"volume_types": [dict(_DEFAULT_TYPE)]})
 
@@ -334,7 +349,7 @@ def _quota_usage(world: World) -> dict[str, int]:
             "snapshots": len(world.snapshots)}
 
 
-def limits(call: Call, project_id: str) -> Response:
+def limits(call: Call, project_id: str | None) -> Response:
     _check_project(project_id)
     quota = call.world.faults.quotas["volume"]
     used = _quota_usage(call.world)
@@ -346,7 +361,7 @@ def limits(call: Call, project_id: str) -> Response:
         "totalBackupsUsed": 0, "totalBackupGigabytesUsed": 0}}})
 
 
-def quota_set(call: Call, project_id: str, target: str) -> Response:
+def quota_set(call: Call, project_id: str | None, target: str) -> Response:
     _check_project(project_id)
     quota = call.world.faults.quotas["volume"]
     used = _quota_usage(call.world)
@@ -358,26 +373,75 @@ def quota_set(call: Call, project_id: str, target: str) -> Response:
     return json_response({"quota_set": body})
 
 
+def _attachment(volume: Volume, attachment: Attachment, *, detail: bool) -> dict[str, Any]:
+    """cinder/api/v3/views/attachments.py: summary, or detail with times and mode."""
+    body: dict[str, Any] = {"id": attachment.id, "status": "attached",
+                            "instance": attachment.server_id, "volume_id": volume.id}
+    if detail:
+        body.update(attached_at=attachment.attached_at, detached_at="", attach_mode="rw",
+                    connection_info={})
+    return body
+
+
+def _attachments(call: Call) -> list[tuple[Volume, Attachment]]:
+    # The attachments API exists from 3.27 (cinder/api/v3/attachments.py, NEW_ATTACH);
+    # below it Cinder answers a bare 404 (wsgi.Resource: VersionNotFoundForAPIMethod).
+    if not call.at_least(3, 27):
+        raise ApiError(404, "The resource could not be found.")
+    return [(v, a) for v in call.world.volumes.values() for a in v.attachments]
+
+
+def list_attachments(call: Call, project_id: str | None, detail: bool = False) -> Response:
+    _check_project(project_id)
+    return json_response({"attachments": [_attachment(v, a, detail=detail)
+                                          for v, a in _attachments(call)]})
+
+
+def show_attachment(call: Call, project_id: str | None, attachment_id: str) -> Response:
+    _check_project(project_id)
+    for volume, attachment in _attachments(call):
+        if attachment.id == attachment_id:
+            return json_response({"attachment": _attachment(volume, attachment, detail=True)})
+    raise ApiError(404, f"VolumeAttachment {attachment_id} could not be found.")
+
+
+def _cinder_rules(prefix: str, defaults: dict[str, Any] | None) -> list[Any]:
+    def r(path: str, handler: Any, methods: tuple[str, ...] = ("GET",),
+          extra: dict[str, Any] | None = None) -> Any:
+        return route(prefix + path, handler, methods, defaults={**(defaults or {}),
+                                                               **(extra or {})} or None)
+
+    v = "/volumes/<volume_id>"
+    return [
+        r("/volumes", list_volumes),
+        r("/volumes", create_volume, ("POST",)),
+        r("/volumes/detail", list_volumes_detail),
+        r(v, show_volume),
+        r(v, update_volume, ("PUT",)),
+        r(v, delete_volume, ("DELETE",)),
+        r(f"{v}/action", volume_action, ("POST",)),
+        r(f"{v}/metadata", volume_metadata, ("GET", "POST", "PUT")),
+        r(f"{v}/metadata/<key>", volume_metadata_item, ("GET", "PUT", "DELETE")),
+        r("/snapshots", list_snapshots),
+        r("/snapshots/detail", list_snapshots),
+        r("/snapshots/<snapshot_id>", show_snapshot, ("GET", "DELETE")),
+        r("/attachments", list_attachments),
+        r("/attachments/detail", list_attachments, extra={"detail": True}),
+        r("/attachments/<attachment_id>", show_attachment),
+        r("/messages", list_messages),
+        r("/types", list_types),
+        r("/limits", limits),
+        r("/os-quota-sets/<target>", quota_set),
+    ]
+
+
 def rules() -> list[Any]:
-    v = f"{P}/volumes/<volume_id>"
+    # Every route with and without the project in the URL, as cinder/api/v3/router.py
+    # maps them (from 3.67 clients may rely on it; Cinder routes both at any version).
     return [
         route("/volume", versions, public=True),
         route("/volume/v3", version, public=True),
         route(P, version),
-        route(f"{P}/volumes", list_volumes),
-        route(f"{P}/volumes", create_volume, ("POST",)),
-        route(f"{P}/volumes/detail", list_volumes_detail),
-        route(v, show_volume),
-        route(v, update_volume, ("PUT",)),
-        route(v, delete_volume, ("DELETE",)),
-        route(f"{v}/action", volume_action, ("POST",)),
-        route(f"{v}/metadata", volume_metadata, ("GET", "POST", "PUT")),
-        route(f"{v}/metadata/<key>", volume_metadata_item, ("GET", "PUT", "DELETE")),
-        route(f"{P}/snapshots", list_snapshots),
-        route(f"{P}/snapshots/detail", list_snapshots),
-        route(f"{P}/snapshots/<snapshot_id>", show_snapshot, ("GET", "DELETE")),
-        route(f"{P}/messages", list_messages),
-        route(f"{P}/types", list_types),
-        route(f"{P}/limits", limits),
-        route(f"{P}/os-quota-sets/<target>", quota_set),
+        *_cinder_rules(P, None),
+        *_cinder_rules("/volume/v3", {"project_id": None}),
     ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from openstack import exceptions as sdk_exc
 
 from osbuild.media.configiso import build_iso
@@ -287,3 +288,142 @@ def test_report_cinder_start_time_and_memory(
             f"(process {real_cinder.timings['process_ready']:.1f}s), "
             f"RSS {mem['rss'] // 1024} MiB, peak {mem['peak'] // 1024} MiB"
         )
+
+
+# ---------------------------------------------------------------- fidelity probes
+# What the simulated block storage learnt from these (tests/sim/test_cinder_fidelity.py).
+
+
+def _statuses_during_upload(conn: Any, volume: Any, image_id: str) -> list[tuple[str, str]]:
+    """(volume status, image status) each time either changes, until both settle."""
+    seen: list[tuple[str, str]] = []
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        now = (conn.block_storage.get_volume(volume.id).status,
+               conn.image.get_image(image_id).status)
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        if now == ("available", "active") or "killed" in now or "error" in now:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"upload did not settle: {seen}")
+
+
+def test_upload_to_image_statuses_and_the_image_it_makes(
+    real_services: RealServices, real_cinder: RealCinder, project: ProjectUser, tmp_path: Path
+) -> None:
+    conn = _connect(real_services, project)
+    source = conn.image.create_image(
+        name="with-props", data=_iso(tmp_path), disk_format="iso", container_format="bare",
+        allow_duplicates=True, os_type="windows", hw_cdrom_bus="sata",
+    )
+    source = conn.image.wait_for_status(source, "active", failures=["killed"], wait=WAIT)
+    volume = _available(conn, conn.block_storage.create_volume(
+        size=1, image_id=source.id, name="from-image"))
+    image_id = None
+    try:
+        meta = dict(volume.volume_image_metadata)
+        print(f"\nvolume_image_metadata of a volume from an image: {sorted(meta.items())}")
+        assert meta["signature_verified"] == "False"
+        assert meta["os_type"] == "windows" and meta["image_id"] == source.id
+        began = time.monotonic()
+        reply = conn.block_storage.post(
+            f"/volumes/{volume.id}/action", microversion="3.1",
+            json={"os-volume_upload_image": {"image_name": "from-volume", "disk_format": "raw",
+                                             "container_format": "bare", "force": True}},
+        ).json()["os-volume_upload_image"]
+        print(f"upload reply: {sorted(reply)} status={reply['status']}")
+        image_id = reply["image_id"]
+        seen = _statuses_during_upload(conn, volume, image_id)
+        print(f"upload of 1 GiB raw: {time.monotonic() - began:.1f}s, statuses {seen}")
+        assert seen[0][0] == "uploading"
+        assert seen[-1] == ("available", "active")
+        images = [i for _, i in seen]
+        assert images.index("active") > images.index("queued")
+        raw = conn.image.get(f"/images/{image_id}").json()
+        print(f"image from a volume: {sorted(raw.items())}")
+        assert raw["min_disk"] == 0
+        assert raw["size"] == 1024**3 and raw["disk_format"] == "raw"
+        assert raw["os_type"] == "windows" and raw["hw_cdrom_bus"] == "sata"
+        assert "signature_verified" not in raw and "image_id" not in raw
+        assert not [k for k in raw if k.startswith("os_glance")]
+    finally:
+        _available(conn, volume)
+        _delete(conn, volume)
+        conn.image.delete_image(source)
+        if image_id:
+            conn.image.delete_image(image_id)
+
+
+def test_a_member_sees_no_admin_fields_and_attachments_need_3_27(
+    real_services: RealServices, real_cinder: RealCinder, project: ProjectUser
+) -> None:
+    conn = _connect(real_services, project)
+    volume = _available(conn, conn.block_storage.create_volume(size=1, name="fields"))
+    try:
+        for version in ("3.0", "3.70"):
+            body = conn.block_storage.get(f"/volumes/{volume.id}",
+                                          microversion=version).json()["volume"]
+            print(f"\nvolume keys at {version}: {sorted(body)}")
+            assert body["os-vol-tenant-attr:tenant_id"] == project.project_id
+            for admin_only in ("os-vol-host-attr:host", "os-vol-mig-status-attr:migstat",
+                               "os-vol-mig-status-attr:name_id", "migration_status",
+                               "provider_id", "cluster_name"):
+                assert admin_only not in body
+        old = conn.block_storage.get("/attachments", microversion="3.0", raise_exc=False)
+        print(f"GET /attachments at 3.0: {old.status_code} {old.text}")
+        assert old.status_code == 404
+        assert old.json() == {"itemNotFound": {"code": 404,
+                                               "message": "The resource could not be found."}}
+        new = conn.block_storage.get("/attachments", microversion="3.27")
+        assert new.json() == {"attachments": []}
+    finally:
+        _delete(conn, volume)
+
+
+def test_urls_with_and_without_the_project_and_a_foreign_project(
+    real_services: RealServices, real_cinder: RealCinder, project: ProjectUser
+) -> None:
+    conn = _connect(real_services, project)
+    token = conn.session.get_token()
+    base = real_cinder.url
+    with_project = requests.get(f"{base}/{project.project_id}/volumes",
+                                headers={"X-Auth-Token": token}, timeout=30)
+    without = requests.get(f"{base}/volumes", headers={"X-Auth-Token": token}, timeout=30)
+    foreign = requests.get(f"{base}/{uuid.uuid4().hex}/volumes",
+                           headers={"X-Auth-Token": token}, timeout=30)
+    print(f"\nwith project {with_project.status_code}, without {without.status_code}, "
+          f"foreign {foreign.status_code} {foreign.text}")
+    assert with_project.status_code == without.status_code == 200
+    assert foreign.status_code == 400
+    assert foreign.json() == {"badRequest": {"code": 400, "message": "Malformed request url"}}
+
+
+def test_over_quota_answer_shape(
+    real_services: RealServices, real_cinder: RealCinder, project: ProjectUser
+) -> None:
+    conn = _connect(real_services, project)
+    real_cinder.set_quota(project.project_id, volumes=1, gigabytes=3)
+    quota = conn.block_storage.get(f"/os-quota-sets/{project.project_id}?usage=True").json()
+    print(f"\nquota set with usage: {quota}")
+    first = _available(conn, conn.block_storage.create_volume(size=2, name="one"))
+    try:
+        count = conn.block_storage.post("/volumes", json={"volume": {"size": 1, "name": "two"}},
+                                        raise_exc=False)
+        print(f"over the count: {count.status_code} {dict(count.headers)} {count.text}")
+        assert count.status_code == 413
+        assert count.headers["Retry-After"] == "0"
+        assert count.json() == {"overLimit": {
+            "code": 413, "retryAfter": "0",
+            "message": "VolumeLimitExceeded: Maximum number of volumes allowed (1) exceeded "
+                       "for quota 'volumes'."}}
+        real_cinder.set_quota(project.project_id, volumes=5)
+        size = conn.block_storage.post("/volumes", json={"volume": {"size": 2, "name": "two"}},
+                                       raise_exc=False)
+        print(f"over the size: {size.status_code} {size.text}")
+        assert size.status_code == 413
+        assert size.json()["overLimit"]["message"] == (
+            "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed "
+            "gigabytes quota. Requested 2G, quota is 3G and 2G has been consumed.")
+    finally:
+        _delete(conn, first)
