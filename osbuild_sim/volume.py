@@ -361,15 +361,33 @@ def limits(call: Call, project_id: str | None) -> Response:
         "totalBackupsUsed": 0, "totalBackupGigabytesUsed": 0}}})
 
 
+# What Cinder shows beside the three quotas the sim enforces: the shipped defaults of
+# cinder/quota.py (quota_backups, quota_backup_gigabytes, quota_groups,
+# per_volume_size_limit) and the default type's per-type quotas (-1).
+_UNENFORCED_QUOTAS = {"per_volume_gigabytes": -1, "backups": 10, "backup_gigabytes": 1000,
+                      "groups": 10}
+_PER_TYPE = {"volumes___DEFAULT__": "volumes", "gigabytes___DEFAULT__": "gigabytes",
+             "snapshots___DEFAULT__": "snapshots"}
+
+
 def quota_set(call: Call, project_id: str | None, target: str) -> Response:
+    """cinder/api/contrib/quotas.py: a member may read its own project's quotas only
+    (policy volume_extension:quotas:show against the target), and never update them."""
     _check_project(project_id)
+    action = "update" if call.request.method == "PUT" else "show"
+    if action == "update" or target != PROJECT_ID:
+        raise ApiError(403, f"Policy doesn't allow volume_extension:quotas:{action} to be "
+                            "performed.")
     quota = call.world.faults.quotas["volume"]
     used = _quota_usage(call.world)
+    limits = {key: (quota[key], used[key]) for key in ("volumes", "gigabytes", "snapshots")}
+    limits.update({key: (limit, 0) for key, limit in _UNENFORCED_QUOTAS.items()})
+    limits.update({key: (-1, used[of]) for key, of in _PER_TYPE.items()})
     usage = call.request.args.get("usage", "false").lower() == "true"
-    body: dict[str, Any] = {"id": target}
-    for key in ("volumes", "gigabytes", "snapshots"):
-        body[key] = ({"limit": quota[key], "in_use": used[key], "reserved": 0, "allocated": 0}
-                     if usage else quota[key])
+    body: dict[str, Any] = {
+        key: {"limit": limit, "in_use": in_use, "reserved": 0} if usage else limit
+        for key, (limit, in_use) in limits.items()}
+    body["id"] = target
     return json_response({"quota_set": body})
 
 
@@ -431,7 +449,7 @@ def _cinder_rules(prefix: str, defaults: dict[str, Any] | None) -> list[Any]:
         r("/messages", list_messages),
         r("/types", list_types),
         r("/limits", limits),
-        r("/os-quota-sets/<target>", quota_set),
+        r("/os-quota-sets/<target>", quota_set, ("GET", "PUT")),
     ]
 
 

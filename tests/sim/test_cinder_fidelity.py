@@ -183,3 +183,47 @@ def test_over_quota_is_413_with_retry_after_0_in_header_and_body(sim: Any, conn:
         "gigabytes quota. Requested 2G, quota is 3G and 2G has been consumed.")
     with pytest.raises(exceptions.HttpException):
         conn.block_storage.create_volume(size=2, name="three")
+
+
+def test_quota_set_has_cinders_keys_and_only_the_own_project(sim: Any, conn: Any) -> None:
+    # seen: test_over_quota_answer_shape printed the quota set with usage: these keys,
+    # each {limit, in_use, reserved}; cinder/api/contrib/quotas.py authorizes show against
+    # the target project, update is admin-only (cinder/policies/quotas.py).
+    conn.block_storage.create_volume(size=2, name="counted")
+    body = conn.block_storage.get(f"/os-quota-sets/{PROJECT_ID}?usage=True").json()
+    quota = body["quota_set"]
+    assert set(quota) == {"id", "volumes", "per_volume_gigabytes", "snapshots", "gigabytes",
+                          "backups", "backup_gigabytes", "volumes___DEFAULT__",
+                          "gigabytes___DEFAULT__", "snapshots___DEFAULT__", "groups"}
+    assert quota["id"] == PROJECT_ID
+    assert quota["gigabytes"] == {"limit": 1000, "in_use": 2, "reserved": 0}
+    assert quota["volumes___DEFAULT__"] == {"limit": -1, "in_use": 1, "reserved": 0}
+    plain = conn.block_storage.get(f"/os-quota-sets/{PROJECT_ID}").json()["quota_set"]
+    assert plain["volumes"] == 10 and plain["per_volume_gigabytes"] == -1
+    other = conn.block_storage.get(f"/os-quota-sets/{'e' * 32}", raise_exc=False)
+    assert other.status_code == 403
+    update = conn.block_storage.put(f"/os-quota-sets/{PROJECT_ID}", raise_exc=False,
+                                    json={"quota_set": {"volumes": 100}})
+    assert update.status_code == 403
+    assert "volume_extension:quotas:update" in update.json()["forbidden"]["message"]
+
+
+# Keys of a blank volume as a member sees it, printed by
+# test_a_member_sees_no_admin_fields_and_attachments_need_3_27 against real Cinder 29.
+_REAL_KEYS_3_0 = {
+    "attachments", "availability_zone", "bootable", "consistencygroup_id", "created_at",
+    "description", "encrypted", "id", "links", "metadata", "multiattach", "name",
+    "os-vol-tenant-attr:tenant_id", "replication_status", "size", "snapshot_id",
+    "source_volid", "status", "updated_at", "user_id", "volume_type"}
+_REAL_KEYS_3_70 = _REAL_KEYS_3_0 | {
+    "consumes_quota", "group_id", "service_uuid", "shared_targets", "volume_type_id"}
+
+
+@pytest.mark.parametrize(("version", "keys"), [("3.0", _REAL_KEYS_3_0),
+                                                ("3.70", _REAL_KEYS_3_70)])
+def test_a_blank_volume_has_exactly_real_cinders_keys(
+    conn: Any, version: str, keys: set[str]
+) -> None:
+    volume = conn.block_storage.create_volume(size=1, name="keys")
+    body = conn.block_storage.get(f"/volumes/{volume.id}", microversion=version).json()
+    assert set(body["volume"]) == keys

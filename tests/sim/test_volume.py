@@ -7,7 +7,11 @@ from typing import Any
 import pytest
 from openstack import exceptions
 
-from osbuild_sim.storage import DOWNLOAD_SECONDS_PER_GB, DOWNLOAD_START_SECONDS
+from osbuild_sim.storage import (
+    DOWNLOAD_SECONDS_PER_GB,
+    DOWNLOAD_START_SECONDS,
+    UPLOAD_STATUS_LAG_SECONDS,
+)
 from tests.sim.conftest import run_until, volume_status
 
 
@@ -76,7 +80,9 @@ def test_set_image_metadata_flows_into_upload_to_image(sim: Any, conn: Any) -> N
     assert conn.image.get_image(image_id).status == "queued"
     with pytest.raises(exceptions.BadRequestException, match="Volume status must be available"):
         conn.block_storage.delete_volume(volume)
-    run_until(sim, lambda: conn.image.get_image(image_id).status == "active")
+    run_until(sim, lambda: conn.image.get_image(image_id).status == "active", step=0.5)
+    assert volume_status(conn, volume.id) == "uploading"  # for a moment, as real Cinder
+    sim.advance(UPLOAD_STATUS_LAG_SECONDS)
     assert volume_status(conn, volume.id) == "available"
     image = conn.image.get_image(image_id)
     assert image.os_type == "windows" and image.hw_machine_type == "q35"
