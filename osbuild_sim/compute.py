@@ -12,8 +12,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.wrappers import Response
 
-from osbuild_sim import hypervisor, machines
-from osbuild_sim.http import ApiError, body_dict, empty, json_response, route
+from osbuild_sim import http, hypervisor, machines
+from osbuild_sim.http import (
+    ApiError,
+    body_dict,
+    empty,
+    json_response,
+    links,
+    metadata_collection,
+    microversioned_doc,
+    route,
+)
 from osbuild_sim.records import Keypair, Server, new_id
 from osbuild_sim.world import PROJECT_ID, USER_ID
 
@@ -35,11 +44,9 @@ _CONSOLE_ACTIONS = {
 
 # -- discovery ---------------------------------------------------------------------------------
 def _version_doc(base_url: str) -> dict[str, Any]:
-    return {"id": "v2.1", "status": "CURRENT", "version": "2.100", "min_version": "2.1",
-            "updated": "2013-07-23T11:33:21Z",
-            "links": [{"rel": "self", "href": f"{base_url}{V}/"}],
-            "media-types": [{"base": "application/json",
-                             "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+    return microversioned_doc(base_url, V, ident="v2.1", version="2.100", min_version="2.1",
+                              updated="2013-07-23T11:33:21Z",
+                              media_type="application/vnd.openstack.compute+json;version=2.1")
 
 
 def versions(call: Call) -> Response:
@@ -189,8 +196,7 @@ def find_server(world: World, server_id: str) -> Server:
 
 
 def _server_links(call: Call, server: Server) -> list[dict[str, str]]:
-    return [{"rel": "self", "href": f"{call.base_url}{V}/servers/{server.id}"},
-            {"rel": "bookmark", "href": f"{call.base_url}/compute/servers/{server.id}"}]
+    return links(call, V, "/compute", f"servers/{server.id}")
 
 
 def _addresses(world: World, server: Server) -> dict[str, list[dict[str, Any]]]:
@@ -530,34 +536,24 @@ def server_password(call: Call, server_id: str) -> Response:
 
 
 # -- server metadata and tags ------------------------------------------------------------------
+def _string_values(entries: dict[str, Any]) -> dict[str, str]:
+    if not all(isinstance(v, str) for v in entries.values()):
+        raise ApiError(400, "Invalid input for field/attribute metadata.")
+    return dict(entries)
+
+
 def metadata(call: Call, server_id: str) -> Response:
-    server = find_server(call.world, server_id)
-    if call.request.method in ("PUT", "POST"):
-        new = body_dict(call.json(), "metadata")
-        if not all(isinstance(v, str) for v in new.values()):
-            raise ApiError(400, "Invalid input for field/attribute metadata.")
-        if call.request.method == "PUT":
-            server.metadata = dict(new)
-        else:
-            server.metadata.update(new)
-    return json_response({"metadata": dict(server.metadata)})
+    return metadata_collection(call, find_server(call.world, server_id), _string_values)
 
 
 def metadata_item(call: Call, server_id: str, key: str) -> Response:
-    server = find_server(call.world, server_id)
-    method = call.request.method
-    if method == "PUT":
-        meta = body_dict(call.json(), "meta")
+    def one_value(meta: dict[str, Any]) -> dict[str, str]:
         if list(meta) != [key]:
             raise ApiError(400, "Request body and URI mismatch")
-        server.metadata[key] = str(meta[key])
-        return json_response({"meta": {key: server.metadata[key]}})
-    if key not in server.metadata:
-        raise ApiError(404, "Metadata item was not found")
-    if method == "DELETE":
-        del server.metadata[key]
-        return empty(204)
-    return json_response({"meta": {key: server.metadata[key]}})
+        return {key: str(meta[key])}
+
+    return http.metadata_item(call, find_server(call.world, server_id), key, one_value,
+                              missing="Metadata item was not found", deleted=204)
 
 
 def tags(call: Call, server_id: str) -> Response:

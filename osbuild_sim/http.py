@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from werkzeug.wrappers import Response
+
+if TYPE_CHECKING:
+    from osbuild_sim.app import Call
 
 # Nova and Cinder wrap faults as {"<name>": {"code": ..., "message": ...}}.
 _FAULT_NAMES = {
@@ -119,3 +123,53 @@ def route(path: str, handler: Any, methods: tuple[str, ...] = ("GET",), *,
     from werkzeug.routing import Rule
 
     return Rule(path, endpoint=(handler, public), methods=list(methods), defaults=defaults)
+
+
+def links(call: Call, versioned: str, unversioned: str, tail: str) -> list[dict[str, str]]:
+    """The self (versioned) and bookmark (unversioned) links Nova and Cinder put on a resource."""
+    return [{"rel": "self", "href": f"{call.base_url}{versioned}/{tail}"},
+            {"rel": "bookmark", "href": f"{call.base_url}{unversioned}/{tail}"}]
+
+
+class HasMetadata(Protocol):
+    metadata: dict[str, str]
+
+
+MetadataValues = Callable[[dict[str, Any]], dict[str, str]]
+
+
+def metadata_collection(call: Call, owner: HasMetadata, values: MetadataValues) -> Response:
+    """GET, POST (merge) or PUT (replace) a server's or volume's ``metadata``; ``values``
+    checks or converts the request's entries the way that service does."""
+    method = call.request.method
+    if method in ("POST", "PUT"):
+        new = values(body_dict(call.json(), "metadata"))
+        if method == "PUT":
+            owner.metadata = new
+        else:
+            owner.metadata.update(new)
+    return json_response({"metadata": dict(owner.metadata)})
+
+
+def metadata_item(call: Call, owner: HasMetadata, key: str, values: MetadataValues, *,
+                  missing: str, deleted: int) -> Response:
+    """GET, PUT or DELETE one ``meta`` key; ``missing`` is the 404 text, ``deleted`` the
+    status a deletion answers."""
+    method = call.request.method
+    if method == "PUT":
+        owner.metadata.update(values(body_dict(call.json(), "meta")))
+        return json_response({"meta": {key: owner.metadata.get(key)}})
+    if key not in owner.metadata:
+        raise ApiError(404, missing)
+    if method == "DELETE":
+        del owner.metadata[key]
+        return empty(deleted)
+    return json_response({"meta": {key: owner.metadata[key]}})
+
+
+def microversioned_doc(base_url: str, path: str, *, ident: str, version: str,
+                       min_version: str, updated: str, media_type: str) -> dict[str, Any]:
+    """A version document of a microversioned API (Nova v2.1, Cinder v3)."""
+    return {"id": ident, "status": "CURRENT", "version": version, "min_version": min_version,
+            "updated": updated, "links": [{"rel": "self", "href": f"{base_url}{path}/"}],
+            "media-types": [{"base": "application/json", "type": media_type}]}

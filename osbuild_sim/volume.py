@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.wrappers import Response
 
 from osbuild_sim import identity, storage
-from osbuild_sim.http import ApiError, body_dict, empty, json_response, route
+from osbuild_sim.http import (
+    ApiError,
+    body_dict,
+    empty,
+    json_response,
+    links,
+    metadata_collection,
+    metadata_item,
+    microversioned_doc,
+    route,
+)
 from osbuild_sim.world import PROJECT_ID, USER_ID
 
 if TYPE_CHECKING:
@@ -24,11 +34,9 @@ _DEFAULT_TYPE = {"id": "b1c2d3e4-0000-4000-8000-00000000de4a", "name": "__DEFAUL
 
 
 def _version_doc(base_url: str) -> dict[str, Any]:
-    return {"id": "v3.0", "status": "CURRENT", "version": "3.71", "min_version": "3.0",
-            "updated": "2023-08-31T00:00:00Z",
-            "links": [{"rel": "self", "href": f"{base_url}/volume/v3/"}],
-            "media-types": [{"base": "application/json",
-                             "type": "application/vnd.openstack.volume+json;version=3"}]}
+    return microversioned_doc(base_url, "/volume/v3", ident="v3.0", version="3.71",
+                              min_version="3.0", updated="2023-08-31T00:00:00Z",
+                              media_type="application/vnd.openstack.volume+json;version=3")
 
 
 def versions(call: Call) -> Response:
@@ -58,8 +66,7 @@ def find_volume(world: World, volume_id: str) -> Volume:
 
 
 def _links(call: Call, volume: Volume) -> list[dict[str, str]]:
-    return [{"rel": "self", "href": f"{call.base_url}/volume/v3/{PROJECT_ID}/volumes/{volume.id}"},
-            {"rel": "bookmark", "href": f"{call.base_url}/volume/{PROJECT_ID}/volumes/{volume.id}"}]
+    return links(call, "/volume/v3", "/volume", f"{PROJECT_ID}/volumes/{volume.id}")
 
 
 def _volume(call: Call, volume: Volume) -> dict[str, Any]:
@@ -188,32 +195,20 @@ def delete_volume(call: Call, project_id: str | None, volume_id: str) -> Respons
     return empty(202)
 
 
+def _as_strings(entries: dict[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in entries.items()}
+
+
 def volume_metadata(call: Call, project_id: str | None, volume_id: str) -> Response:
     _check_project(project_id)
-    volume = find_volume(call.world, volume_id)
-    if call.request.method in ("POST", "PUT"):
-        new = body_dict(call.json(), "metadata")
-        fresh = {str(k): str(v) for k, v in new.items()}
-        if call.request.method == "PUT":
-            volume.metadata = fresh
-        else:
-            volume.metadata.update(fresh)
-    return json_response({"metadata": dict(volume.metadata)})
+    return metadata_collection(call, find_volume(call.world, volume_id), _as_strings)
 
 
 def volume_metadata_item(call: Call, project_id: str | None, volume_id: str, key: str) -> Response:
     _check_project(project_id)
-    volume = find_volume(call.world, volume_id)
-    if call.request.method == "PUT":
-        meta = body_dict(call.json(), "meta")
-        volume.metadata.update({str(k): str(v) for k, v in meta.items()})
-        return json_response({"meta": {key: volume.metadata.get(key)}})
-    if key not in volume.metadata:
-        raise ApiError(404, f"Volume {volume_id} has no metadata with key {key}.")
-    if call.request.method == "DELETE":
-        del volume.metadata[key]
-        return empty(200)
-    return json_response({"meta": {key: volume.metadata[key]}})
+    return metadata_item(call, find_volume(call.world, volume_id), key, _as_strings,
+                         missing=f"Volume {volume_id} has no metadata with key {key}.",
+                         deleted=200)
 
 
 def volume_action(call: Call, project_id: str | None, volume_id: str) -> Response:

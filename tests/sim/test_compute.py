@@ -255,6 +255,18 @@ def test_tags_and_metadata_endpoints(sim: Any, conn: Any, boot_blank: Any) -> No
         "k": "v", "osbuild_heartbeat": "123"}
     conn.compute.delete_server_metadata(server, ["k"])
     assert conn.compute.get_server(server.id).metadata == {"osbuild_heartbeat": "123"}
+    item = f"/servers/{server.id}/metadata/one"
+    mismatch = conn.compute.put(item, json={"meta": {"two": "2"}}, raise_exc=False)
+    assert mismatch.status_code == 400
+    assert mismatch.json()["badRequest"]["message"] == "Request body and URI mismatch"
+    assert conn.compute.put(item, json={"meta": {"one": "1"}}).json() == {"meta": {"one": "1"}}
+    assert conn.compute.delete(item).status_code == 204
+    gone = conn.compute.get(item, raise_exc=False)
+    assert gone.status_code == 404
+    assert gone.json()["itemNotFound"]["message"] == "Metadata item was not found"
+    numbers = conn.compute.put(f"/servers/{server.id}/metadata",
+                               json={"metadata": {"n": 1}}, raise_exc=False)
+    assert numbers.status_code == 400
 
 
 def test_remote_console_url_and_password(sim: Any, conn: Any, boot_blank: Any) -> None:

@@ -160,3 +160,21 @@ def test_volume_limits_and_types(conn: Any) -> None:
     assert [t.name for t in conn.block_storage.types()] == ["__DEFAULT__"]
     with pytest.raises(exceptions.NotFoundException):
         conn.block_storage.create_volume(size=1, name="x", volume_type="gold")
+
+
+def test_volume_metadata_collection_and_items(conn: Any) -> None:
+    volume = conn.block_storage.create_volume(size=1, name="meta", metadata={"a": "1"})
+    path = f"/volumes/{volume.id}/metadata"
+    merged = conn.block_storage.post(path, json={"metadata": {"b": 2}}).json()
+    assert merged == {"metadata": {"a": "1", "b": "2"}}  # Cinder keeps values as strings
+    assert conn.block_storage.put(path, json={"metadata": {"c": "3"}}).json() == {
+        "metadata": {"c": "3"}}
+    assert conn.block_storage.put(f"{path}/d", json={"meta": {"d": "4"}}).json() == {
+        "meta": {"d": "4"}}
+    assert conn.block_storage.get(f"{path}/d").json() == {"meta": {"d": "4"}}
+    assert conn.block_storage.delete(f"{path}/d").status_code == 200
+    missing = conn.block_storage.get(f"{path}/d", raise_exc=False)
+    assert missing.status_code == 404
+    assert missing.json()["itemNotFound"]["message"] == (
+        f"Volume {volume.id} has no metadata with key d.")
+    assert conn.block_storage.get_volume(volume.id).metadata == {"c": "3"}
