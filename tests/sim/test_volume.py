@@ -165,8 +165,8 @@ def test_volume_limits_and_types(conn: Any) -> None:
 def test_volume_metadata_collection_and_items(conn: Any) -> None:
     volume = conn.block_storage.create_volume(size=1, name="meta", metadata={"a": "1"})
     path = f"/volumes/{volume.id}/metadata"
-    merged = conn.block_storage.post(path, json={"metadata": {"b": 2}}).json()
-    assert merged == {"metadata": {"a": "1", "b": "2"}}  # Cinder keeps values as strings
+    merged = conn.block_storage.post(path, json={"metadata": {"b": "2"}}).json()
+    assert merged == {"metadata": {"a": "1", "b": "2"}}
     assert conn.block_storage.put(path, json={"metadata": {"c": "3"}}).json() == {
         "metadata": {"c": "3"}}
     assert conn.block_storage.put(f"{path}/d", json={"meta": {"d": "4"}}).json() == {
