@@ -28,7 +28,8 @@ optional::
       - {name: "builder$", scenario: {sysprep_errors: ["SYSPRP ... not provisioned ..."]}}
     no_valid_host: [{name: ".*", times: 1}]          # server ERROR "No valid host was found."
     volume_error_from_image: [{name: "-iso$"}]       # volume -> error, with a user message
-    image_killed: [{name: ".*", times: 1}]           # upload ends with the image `killed`
+    image_killed: [{name: ".*", times: 1}]           # an image upload fails: `killed`; from
+                                                     # Cinder: image deleted, user message
     upload_stuck: [{name: "-target$"}]               # volume stays `uploading` forever
 
 `name` is a regex searched in the resource's name (server, volume, or image name); absent

@@ -359,7 +359,7 @@ def upload_to_image(
         if image.id in world.images and image.status == "saving":
             image.updated_at = world.stamp()
             if killed:
-                image.status = "killed"
+                _upload_failed(world, volume, image)
             else:
                 image.data = volume.data
                 image.status = "active"
@@ -375,6 +375,16 @@ def upload_to_image(
     world.schedule(UPLOAD_START_SECONDS + UPLOAD_SECONDS_PER_GB * volume.size / world.work_pace,
                    uploaded)
     return image
+
+
+def _upload_failed(world: World, volume: Volume, image: Image) -> None:
+    """Glance puts an image whose upload failed back to queued (glance/api/v2/image_data.py
+    ImageDataController._restore); Cinder then deletes a queued or saving image and leaves a
+    user message (cinder/volume/manager.py copy_volume_to_image, _delete_image)."""
+    image.status = "deleted"
+    world.images.pop(image.id, None)
+    add_user_message(world, volume.id, "VOLUME_VOLUME_003_004",
+                     "copy volume to image: Failed to upload volume to image at backend.")
 
 
 def snapshot_volume(world: World, volume: Volume, name: str) -> Snapshot:

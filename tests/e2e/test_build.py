@@ -158,10 +158,14 @@ def test_volume_error_once_is_recovered(cloud: Cloud) -> None:
     assert cloud.leftovers(keep={run.success["image_id"]}) == []
 
 
-def test_image_killed_during_capture(cloud: Cloud) -> None:
+def test_failed_upload_during_capture_says_what_cinder_said(cloud: Cloud) -> None:
+    # A failed upload-to-image: Glance puts the image back to queued, Cinder deletes it and
+    # leaves a user message (cinder/volume/manager.py copy_volume_to_image); the build
+    # failed on the 404 with the SDK's text before the simulator learnt it.
     cloud.sim.faults.add_scenario("image_killed", name="-image$")
     run = cloud.build(cloud.spec())
-    assert_clean_failure(cloud, run, 1, "killed")
+    assert_clean_failure(cloud, run, 1, "went to deleted: Cinder says: copy volume to image: "
+                         "Failed to upload volume to image at backend.")
     assert run.failure["stage"] == "capture"
 
 

@@ -142,15 +142,22 @@ def test_upload_stuck_in_uploading_cannot_be_deleted(sim: Any, conn: Any) -> Non
         conn.block_storage.delete_volume(volume)
 
 
-def test_image_killed_during_cinder_upload(sim: Any, conn: Any) -> None:
+def test_a_failed_cinder_upload_deletes_the_image_and_leaves_a_user_message(
+    sim: Any, conn: Any
+) -> None:
+    # Glance restores a failed upload's image to queued (glance/api/v2/image_data.py
+    # _restore) and Cinder deletes a queued image, with a user message (cinder/volume/
+    # manager.py copy_volume_to_image: COPY_VOLUME_TO_IMAGE, FAILED_TO_UPLOAD_VOLUME).
     sim.faults.add_scenario("image_killed", name="^doomed$")
     volume = conn.block_storage.create_volume(size=1, name="target")
     run_until(sim, lambda: volume_status(conn, volume.id) == "available")
     image_id = conn.block_storage.upload_volume_to_image(volume, "doomed")["image_id"]
-    run_until(sim, lambda: conn.image.get_image(image_id).status != "queued"
-              and conn.image.get_image(image_id).status != "saving")
-    assert conn.image.get_image(image_id).status == "killed"
-    assert volume_status(conn, volume.id) == "available"
+    run_until(sim, lambda: conn.image.find_image(image_id) is None, step=0.5)
+    run_until(sim, lambda: volume_status(conn, volume.id) == "available", step=0.5)
+    messages = conn.block_storage.get("/messages", microversion="3.3").json()["messages"]
+    assert [(m["resource_uuid"], m["event_id"], m["user_message"]) for m in messages] == [
+        (volume.id, "VOLUME_VOLUME_003_004",
+         "copy volume to image: Failed to upload volume to image at backend.")]
 
 
 def test_volume_limits_and_types(conn: Any) -> None:

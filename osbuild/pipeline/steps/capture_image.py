@@ -16,6 +16,7 @@ from osbuild.cloud import images as image_api
 from osbuild.cloud import volumes as volume_api
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_image
+from osbuild.cloud.retry import is_not_found
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.events import EventName
@@ -36,10 +37,9 @@ class CaptureImage(Resumable):
         else:
             image_id = self._snapshot_server(ctx, name)
         image = wait_for_status(
-            ctx, lambda: image_api.get_image(ctx.conn, image_id,
-                                             cancel=ctx.cancel.event), want="active",
+            ctx, lambda: _captured_image(ctx, image_id), want="active",
             failures=("killed", "deleted"), deadline=deadline,
-            what=f"captured image {image_id}",
+            what=f"captured image {image_id}", on_failure=lambda _: _why_upload_failed(ctx),
         )
         ctx.image_id = image.id
         ctx.image_properties = {k: str(v) for k, v in image.properties.items()}
@@ -114,6 +114,25 @@ class CaptureImage(Resumable):
         return str(image_id)
 
 
+def _captured_image(ctx: BuildContext, image_id: str) -> image_api.Image:
+    """The captured image; one that is gone reads as ``deleted``: when an upload fails,
+    Glance puts the image back to queued and Cinder deletes it (real services; a killed
+    image is what a failed direct upload leaves)."""
+    try:
+        return image_api.get_image(ctx.conn, image_id, cancel=ctx.cancel.event)
+    except Exception as exc:
+        if is_not_found(exc):
+            return image_api.Image(id=image_id, name="", status="deleted")
+        raise
+
+
+def _why_upload_failed(ctx: BuildContext) -> str:
+    """What Cinder said about the target volume's upload (its user messages), if anything."""
+    target = ctx.volumes.target if ctx.volumes is not None else None
+    said = volume_api.user_message(ctx.conn, target, cancel=ctx.cancel.event) if target else ""
+    return f"Cinder says: {said}" if said else ""
+
+
 class AdoptCapture:
     """The capture had started: wait for that image instead of capturing a second one."""
 
@@ -124,10 +143,9 @@ class AdoptCapture:
         deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture,
                                   "capture")
         image = wait_for_status(
-            ctx, lambda: image_api.get_image(ctx.conn, image_id,
-                                             cancel=ctx.cancel.event), want="active",
+            ctx, lambda: _captured_image(ctx, image_id), want="active",
             failures=("killed", "deleted"), deadline=deadline,
-            what=f"captured image {image_id}",
+            what=f"captured image {image_id}", on_failure=lambda _: _why_upload_failed(ctx),
         )
         target = ctx.volumes.target if ctx.volumes else None
         if target:
