@@ -28,8 +28,9 @@ optional::
       - {name: "builder$", scenario: {sysprep_errors: ["SYSPRP ... not provisioned ..."]}}
     no_valid_host: [{name: ".*", times: 1}]          # server ERROR "No valid host was found."
     volume_error_from_image: [{name: "-iso$"}]       # volume -> error, with a user message
-    image_killed: [{name: ".*", times: 1}]           # an image upload fails: `killed`; from
-                                                     # Cinder: image deleted, user message
+    image_killed: [{name: ".*", times: 1}]           # an image upload fails, as the real
+      # services leave it: a direct PUT gets 500 and the image is queued again (Glance);
+      # upload-to-image and createImage delete the image (Cinder adds a user message)
     upload_stuck: [{name: "-target$"}]               # volume stays `uploading` forever
 
 `name` is a regex searched in the resource's name (server, volume, or image name); absent

@@ -456,7 +456,9 @@ def create_image(world: World, server: Server, name: str, metadata: dict[str, st
             return
         image.updated_at = world.stamp()
         if killed:
-            image.status = "killed"
+            # nova/compute/manager.py: snapshot_instance is @delete_image_on_error.
+            image.status = "deleted"
+            world.images.pop(image.id, None)
             return
         image.data = data
         image.status = "active"

@@ -107,9 +107,11 @@ def set_image_data(world: World, image: Image, data: bytes) -> None:
         raise ApiError(415, f"Image disk_format is {image.disk_format} but the uploaded data "
                             "does not match it")
     if world.faults.take("image_killed", image.name):
-        image.status = "killed"
+        # Glance restores an image whose upload failed to queued, so the same PUT may be
+        # tried again (glance/api/v2/image_data.py ImageDataController.upload, _restore).
         image.updated_at = world.stamp()
-        raise ApiError(500, "Error in store configuration. Adding images to store is disabled.")
+        raise ApiError(500, "The server has either erred or is incapable of performing the "
+                            "requested operation.")
     image.data = data
     image.status = "active"
     image.updated_at = world.stamp()

@@ -308,6 +308,21 @@ def test_create_server_image_from_local_root_copies_the_disk(sim: Any, conn: Any
     assert read_disk_record(data.content) == record
 
 
+def test_a_failed_snapshot_deletes_its_image(sim: Any, conn: Any) -> None:
+    # nova/compute/manager.py: snapshot_instance is @delete_image_on_error (the simulator
+    # used to leave the image killed).
+    sim.faults.add_scenario("image_killed", name="^snap$")
+    base = conn.image.create_image(name="tiny-root", data=disk_record_bytes({"format": 1}),
+                                   disk_format="raw", container_format="bare",
+                                   allow_duplicates=True)
+    server = conn.compute.create_server(name="local", flavor_id="1", image_id=base.id,
+                                        networks="none")
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    image = conn.compute.create_server_image(server, "snap")
+    run_until(sim, lambda: conn.image.find_image(image.id) is None)
+    assert conn.compute.get_server(server.id).task_state is None
+
+
 def test_zero_disk_flavor_cannot_boot_from_image(conn: Any) -> None:
     image = conn.image.find_image("virtio-win.iso")
     with pytest.raises(exceptions.ForbiddenException, match="zero disk"):
