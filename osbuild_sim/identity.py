@@ -25,12 +25,22 @@ _DOMAIN = {"id": DOMAIN_ID, "name": "Default"}
 _UPDATED = "2024-04-01T00:00:00Z"
 
 
+# The one user's roles on its project: a member, as the users osbuild runs as on a real
+# cloud; so the services hide what only an admin sees (Cinder's host attributes...).
+ROLES = ("member", "reader")
+
+
 @dataclass(frozen=True)
 class Token:
     id: str
     method: str
     issued: float
     expires: float
+    roles: tuple[str, ...] = ROLES
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
 
 
 class IdentityStore:
@@ -51,9 +61,10 @@ class IdentityStore:
     def random(cls) -> IdentityStore:
         return cls(secrets.token_urlsafe(18), secrets.token_hex(16), secrets.token_urlsafe(24))
 
-    def issue(self, method: str) -> Token:
+    def issue(self, method: str, roles: tuple[str, ...] = ROLES) -> Token:
         now = self.now()
-        token = Token("gAAAA" + secrets.token_urlsafe(48), method, now, now + self.token_lifetime)
+        token = Token("gAAAA" + secrets.token_urlsafe(48), method, now,
+                      now + self.token_lifetime, roles)
         with self._lock:
             self._tokens[token.id] = token
         return token
@@ -75,11 +86,6 @@ class IdentityStore:
     def revoke(self, token_id: str) -> bool:
         with self._lock:
             return self._tokens.pop(token_id, None) is not None
-
-
-# The one user's roles on its project: a member, as the users osbuild runs as on a real
-# cloud; so the services hide what only an admin sees (Cinder's host attributes...).
-ROLES = ("member", "reader")
 
 
 def catalog(base_url: str) -> list[dict[str, Any]]:
@@ -179,7 +185,7 @@ def _token_body(call: Call, token: Token) -> dict[str, Any]:
         "expires_at": iso(token.expires),
         "project": {"id": PROJECT_ID, "name": PROJECT_NAME, "domain": _DOMAIN},
         "is_domain": False,
-        "roles": [{"id": f"r-{name}", "name": name} for name in ROLES],
+        "roles": [{"id": f"r-{name}", "name": name} for name in token.roles],
         "catalog": catalog(call.base_url),
     }}
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Response
 
-from osbuild_sim import identity, storage
+from osbuild_sim import storage
 from osbuild_sim.http import (
     ApiError,
     body_dict,
@@ -55,7 +55,7 @@ def _check_project(project_id: str | None) -> None:
 
 
 def _is_admin(call: Call) -> bool:
-    return "admin" in identity.ROLES  # the sim's one user: a project member unless changed
+    return call.token is not None and call.token.is_admin
 
 
 def find_volume(world: World, volume_id: str) -> Volume:

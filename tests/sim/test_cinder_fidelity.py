@@ -114,6 +114,16 @@ def test_a_member_sees_no_admin_only_volume_fields(conn: Any, version: str) -> N
     assert sorted(conn.session.auth.get_access(conn.session).role_names) == ["member", "reader"]
 
 
+def test_an_admin_token_sees_the_admin_fields(sim: Any, conn: Any) -> None:
+    volume = conn.block_storage.create_volume(size=1, name="fields")
+    admin = sim.app.identity.issue("password", roles=("admin", "member", "reader"))
+    body = requests.get(f"{sim.base_url}/volume/v3/volumes/{volume.id}", timeout=10,
+                        headers={"X-Auth-Token": admin.id,
+                                 "OpenStack-API-Version": "volume 3.70"}).json()["volume"]
+    assert {"os-vol-host-attr:host", "os-vol-mig-status-attr:migstat", "migration_status",
+            "provider_id", "cluster_name"} <= set(body)
+
+
 def test_a_member_may_not_reset_a_volume_status(sim: Any, conn: Any) -> None:
     # os-reset_status is an admin action (cinder/policies/volume_actions.py); the sim's
     # user is a member, so a volume stuck uploading stays for an operator.

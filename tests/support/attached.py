@@ -90,7 +90,8 @@ class KeystoneTokens:
         body = resp.json()["token"]
         expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")).timestamp()
         issued = datetime.fromisoformat(body["issued_at"].replace("Z", "+00:00")).timestamp()
-        token = Token(token_id, (body.get("methods") or ["token"])[0], issued, expires)
+        roles = tuple(str(r.get("name")) for r in body.get("roles") or [])
+        token = Token(token_id, (body.get("methods") or ["token"])[0], issued, expires, roles)
         with self._lock:
             self._cache[token_id] = (now + TOKEN_CACHE_SECONDS, token, body)
         return token
