@@ -25,7 +25,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 from typing import Any
 
 import requests
@@ -40,6 +39,7 @@ from osbuild_sim.identity import Token
 from osbuild_sim.records import Image
 from osbuild_sim.storage import finalize_image_data
 from osbuild_sim.world import PROJECT_ID
+from tests.support.processes import Launcher
 from tests.support.qcow2 import is_qcow2, qcow2_to_raw, raw_to_qcow2
 from tests.support.realservices import RealServices
 
@@ -325,7 +325,7 @@ def _produced_image(body: dict[str, Any], payload: bytes, headers: Any) -> str |
     return None
 
 
-class AttachedSim:
+class AttachedSim(Launcher):
     """``with AttachedSim(rs) as sim:`` a SimCloud whose identity and images are real."""
 
     def __init__(self, rs: RealServices, *, speed: float = 600.0, faults: Any = None) -> None:
@@ -337,22 +337,6 @@ class AttachedSim:
         self.seeded_image_ids: list[str] = []
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
-
-    def __enter__(self) -> AttachedSim:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         service_auth = self.rs.create_service_user(f"osbuild-sim-{id(self):x}")

@@ -21,9 +21,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
-from tests.support.processes import RealServicesError, log_tail
+from tests.support.processes import Launcher, RealServicesError, log_tail
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -47,7 +46,7 @@ def missing() -> str | None:
 
 
 @dataclass
-class Libvirt:
+class Libvirt(Launcher):
     workdir: Path
     domain_prefix: str = "osbuildtest-"
     started: list[tuple[str, Path]] = field(default_factory=list)  # (name, pid file)
@@ -72,18 +71,6 @@ class Libvirt:
     @property
     def log(self) -> Path:
         return self.workdir / "libvirtd.log"
-
-    def __enter__(self) -> Libvirt:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> None:
         began = time.monotonic()

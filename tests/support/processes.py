@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from osbuild.errors import OsbuildError
 
@@ -212,3 +214,31 @@ def http_status(url: str) -> int | str:
         return int(exc.code)
     except (OSError, urllib.error.URLError) as exc:
         return type(exc).__name__
+
+
+class Launcher:
+    """A started service (or group of them) used as a context manager: ``start()`` on entry,
+    ``stop()`` on exit, and a start that fails part-way is undone before its error goes on
+    (each launcher's ``stop()`` copes with what was never started)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def abandon_start(self) -> None:
+        """Undo a start that failed part-way; by default the same as ``stop()``."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.abandon_start()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

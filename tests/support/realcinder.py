@@ -30,10 +30,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tests.support.processes import (
+    Launcher,
     RealServicesError,
     http_status,
     log_tail,
@@ -77,7 +77,7 @@ def filesystem_type(path: Path) -> str | None:
 
 
 @dataclass
-class RealCinder:
+class RealCinder(Launcher):
     """Cinder's three services in one process; a context manager. Needs a started
     :class:`RealServices` (Keystone for auth and the catalog, Glance for images)."""
 
@@ -141,25 +141,6 @@ class RealCinder:
         peak = self.rss_kb()["peak"]
         return None if peak is None else peak / 1024
 
-    def __enter__(self) -> RealCinder:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-
     def stop(self) -> None:
         proc = self.process
         if proc is not None and proc.poll() is None:
@@ -180,7 +161,7 @@ class RealCinder:
 
     # ------------------------------------------------------------------ internals
 
-    def _start(self) -> None:
+    def start(self) -> None:
         if tool("qemu-img") is None:
             # Cinder calls it for every image<->volume copy.
             raise RealServicesError(

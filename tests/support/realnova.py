@@ -22,12 +22,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from osbuild_sim.guest import GuestScenario
 from tests.support.guestcontrol import write_control
 from tests.support.processes import (
+    Launcher,
     RealServicesError,
     log_tail,
     module_env,
@@ -59,7 +59,7 @@ def _paste_ini() -> Path:
 
 
 @dataclass
-class RealNova:
+class RealNova(Launcher):
     """``with RealNova(rs, workdir) as nova:`` real Nova registered in ``rs``'s catalog."""
 
     rs: RealServices
@@ -110,22 +110,6 @@ class RealNova:
     @property
     def domain_xml_dir(self) -> Path:
         return self.workdir / "domain-xml"
-
-    def __enter__(self) -> RealNova:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-        for service_id in self.service_ids:
-            with contextlib.suppress(Exception):
-                self.rs.unregister_service(service_id)
-        self.service_ids.clear()
 
     # ------------------------------------------------------------------ control
 
@@ -240,6 +224,15 @@ class RealNova:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
+        """Stop the process and take Nova out of the catalog: a later RealNova in the same
+        Keystone would otherwise share ``compute`` with a dead endpoint."""
+        self._stop_process()
+        for service_id in self.service_ids:
+            with contextlib.suppress(Exception):
+                self.rs.unregister_service(service_id)
+        self.service_ids.clear()
+
+    def _stop_process(self) -> None:
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
@@ -256,8 +249,9 @@ class RealNova:
         proc.wait(STOP_TIMEOUT)
 
     def restart(self) -> None:
-        """Stop (or after :meth:`kill`) and start an empty Nova on the same port."""
-        self.stop()
+        """Stop (or after :meth:`kill`) and start an empty Nova on the same port; its
+        catalog entries stay."""
+        self._stop_process()
         self.start()
 
     def current_rss_mb(self) -> float | None:

@@ -22,10 +22,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tests.support.processes import (
+    Launcher,
     RealServicesError,
     ServiceProcess,
     free_port,
@@ -112,7 +112,7 @@ class AppCredential:
 
 
 @dataclass
-class RealServices:
+class RealServices(Launcher):
     """Real Keystone + Glance under uWSGI in ``workdir``; a context manager.
 
     >>> with RealServices(tmp_path) as rs:
@@ -161,33 +161,17 @@ class RealServices:
     def logs_dir(self) -> Path:
         return self.workdir / "logs"
 
-    def __enter__(self) -> RealServices:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         reason = missing_requirements()
         if reason:
             raise RealServicesError(reason)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
-        try:
-            began = time.monotonic()
-            self._start_keystone()
-            self._bootstrap_image_service()
-            self._start_glance()
-            self.timings["startup_total"] = time.monotonic() - began
-        except BaseException:
-            self.stop()
-            raise
+        began = time.monotonic()
+        self._start_keystone()
+        self._bootstrap_image_service()
+        self._start_glance()
+        self.timings["startup_total"] = time.monotonic() - began
 
     def stop(self) -> None:
         for svc in (self.glance, self.keystone):

@@ -22,12 +22,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from osbuild_sim.media import seed_images
 from osbuild_sim.world import SEED_FLAVORS
-from tests.support.processes import RealServicesError, peak_rss_mb
+from tests.support.processes import Launcher, RealServicesError, peak_rss_mb
 from tests.support.realnova import RealNova
 from tests.support.realservices import ProjectUser, RealServices
 
@@ -63,7 +62,7 @@ def missing_cinder() -> str | None:
 
 
 @dataclass
-class RealStack:
+class RealStack(Launcher):
     rs: RealServices
     workdir: Path
     speed: float = REAL_GUEST_SPEED
@@ -83,18 +82,6 @@ class RealStack:
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
 
-    def __enter__(self) -> RealStack:
-        try:
-            self.start()
-        except BaseException:
-            self._exit.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
     def start(self) -> None:
         began = time.monotonic()
         cinder_options = {"connection_type": "gpfs"} if self.libvirt_uri else {}
@@ -109,6 +96,9 @@ class RealStack:
         self.timings["nova"] = time.monotonic() - nova_began
         self._seed()
         self.timings["stack"] = time.monotonic() - began
+
+    def abandon_start(self) -> None:
+        self._exit.close()
 
     def stop(self) -> None:
         try:
@@ -203,7 +193,6 @@ class RealStack:
                 container_format=seed.container_format, visibility="public",
                 allow_duplicates=True, **{k: str(v) for k, v in seed.properties.items()})
             self.media[seed.name] = image.id
-
 
     def _seed_flavors(self) -> None:
         conn = self.rs.connect()
