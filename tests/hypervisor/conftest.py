@@ -6,7 +6,7 @@ Every test here is marked ``hypervisor`` and skipped, with the reason, unless th
 are installed. Work files live under /var/tmp (QEMU opens volumes with O_DIRECT, and runs
 as libvirt-qemu: the folders must be traversable); the stand-in media are cached under
 ``OSBUILD_TEST_CACHE`` (default ``~/.cache/osbuild-tests``); the builders' domain XML goes
-to ``OSBUILD_TEST_ARTIFACTS`` (default ``test-artifacts/hypervisor`` in the repository).
+to ``$OSBUILD_TEST_ARTIFACTS/hypervisor`` (default ``.artifacts/hypervisor`` in the repository).
 """
 
 from __future__ import annotations
@@ -21,15 +21,14 @@ from pathlib import Path
 import pytest
 
 from tests.support import libvirtd
+from tests.support.artifacts import artifacts_dir
 from tests.support.libvirtd import Libvirt
-from tests.support.processes import REPO_ROOT
 from tests.support.realservices import RealServices, missing_requirements
 from tests.support.realstack import RealStack, missing_cinder
 from tests.support.standin_windows import StandinMedia, build_standin, missing_tools
 
 TIER_ENV = "OSBUILD_HYPERVISOR_TIER"
 CACHE_ENV = "OSBUILD_TEST_CACHE"
-ARTIFACTS_ENV = "OSBUILD_TEST_ARTIFACTS"
 KEEP_ENV = "OSBUILD_KEEP_WORKDIR"  # keep /var/tmp/osbuild-hypervisor-* (logs) after the run
 WINDOWS_ISO = "windows-server-2022-x64.iso"  # the seeded name the BIOS example uses
 _HERE = Path(__file__).parent
@@ -72,9 +71,7 @@ def hv_workdir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
-    path = Path(os.environ.get(ARTIFACTS_ENV) or REPO_ROOT / "test-artifacts" / "hypervisor")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return artifacts_dir("hypervisor")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ error and without any network request, and a screenshot of each is kept as a tes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,20 +14,13 @@ import pytest
 from osbuild.cli import main
 from osbuild.report.build import write_build_html
 from tests.e2e.conftest import Cloud
+from tests.support.artifacts import artifacts_dir
 
 from .helpers import CONSOLE, FAILED_REPORT, marker, write_report
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "<script>alert('x')</script><img src=http://192.0.2.1/beacon.png>"
-
-
-def artifacts_dir() -> Path:
-    """``$OSBUILD_TEST_ARTIFACTS``, else ``.artifacts/`` in the checkout (ignored by git)."""
-    folder = Path(os.environ.get("OSBUILD_TEST_ARTIFACTS") or ROOT / ".artifacts") / "report"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +53,7 @@ def _load(browser: Any, page: Path, shot: str) -> dict[str, Any]:
     browser.get(url)
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, min(max(int(height), 600), 6000))
-    screenshot = artifacts_dir() / shot
+    screenshot = artifacts_dir("report") / shot
     assert browser.save_screenshot(str(screenshot))
     print(f"\nscreenshot: {screenshot}")
     requested = []
