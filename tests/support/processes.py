@@ -74,6 +74,15 @@ def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def dies_with_us(argv: list[str], sig: signal.Signals) -> list[str]:
+    """``argv`` run so that the kernel sends it ``sig`` when the thread that starts it ends,
+    however that happens (setpriv's PR_SET_PDEATHSIG, kept across exec). tox answers Ctrl-C
+    with SIGKILL 0.5 s after its SIGINT, long before a stack is stopped, and a service must
+    not outlive the tests."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, f"--pdeathsig={sig.name}", "--", *argv] if setpriv else argv
+
+
 def run_logged(
     service: str,
     argv: list[str],
@@ -91,12 +100,26 @@ def run_logged(
         out.write(f"$ {shown}\n".encode())
         out.flush()
         result = subprocess.run(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False
+            dies_with_us(argv, signal.SIGKILL),
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, check=False,
         )
     if result.returncode != 0:
         raise RealServicesError(
             f"{service}: `{shown}` exited {result.returncode}\n"
             f"--- {log} (tail) ---\n{log_tail(log)}"
+        )
+
+
+def spawn_service(argv: list[str], *, log: Path, env: dict[str, str], cwd: Path,
+                  on_our_death: signal.Signals) -> subprocess.Popen[bytes]:
+    """Start a service in a session of its own (a Ctrl-C meant for the tests does not reach
+    it half-way; its stop signals the whole group), appending its output to ``log``; it gets
+    ``on_our_death`` if the tests die first (:func:`dies_with_us`)."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            dies_with_us(argv, on_our_death),
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+            start_new_session=True,
         )
 
 
@@ -134,16 +157,9 @@ class ServiceProcess:
         ]  # fmt: skip
         if chunked:
             argv += ["--http-chunked-input", "--chunked-input-limit", str(CHUNKED_INPUT_LIMIT)]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                argv,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=cwd,
-                start_new_session=True,
-            )
+        # SIGINT: uWSGI's master stops its workers and router at once, then exits.
+        self.process = spawn_service(argv, log=self.log, env=env, cwd=cwd,
+                                     on_our_death=signal.SIGINT)
 
     def wait_ready(self, probe: str, ok: tuple[int, ...], timeout: float) -> None:
         """Poll ``probe`` until it answers one of ``ok``; fail with the log tail."""

@@ -39,6 +39,7 @@ from tests.support.processes import (
     log_tail,
     module_env,
     proc_memory_kb,
+    spawn_service,
     stop_process_group,
     tool,
 )
@@ -197,16 +198,9 @@ class RealCinder(Launcher):
         ready_path = self.workdir / "ready.json"
         ready_path.unlink(missing_ok=True)
         env = module_env({**os.environ, PASSWORD_ENV: self.service_auth["password"]})
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.cinder_service", str(settings_path)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
+        self.process = spawn_service(
+            [sys.executable, "-m", "tests.support.cinder_service", str(settings_path)],
+            log=self.log, env=env, cwd=self.workdir, on_our_death=signal.SIGKILL)
         ready = self._wait_ready_file(ready_path)
         self.port = int(ready["port"])
         self.timings["process_ready"] = time.monotonic() - began

@@ -32,6 +32,7 @@ from tests.support.processes import (
     log_tail,
     module_env,
     peak_rss_mb,
+    spawn_service,
     stop_process_group,
 )
 from tests.support.realservices import REGION, SERVICE_PROJECT, RealServices
@@ -167,12 +168,9 @@ class RealNova(Launcher):
         fd = os.open(settings_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(settings, fh)
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.novaprocess", str(settings_file)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, start_new_session=True, env=module_env(),
-            )
+        self.process = spawn_service(
+            [sys.executable, "-m", "tests.support.novaprocess", str(settings_file)],
+            log=self.log, env=module_env(), cwd=self.workdir, on_our_death=signal.SIGKILL)
         deadline = time.monotonic() + self.ready_timeout
         while not ready_file.exists():
             if self.process.poll() is not None:

@@ -174,9 +174,13 @@ class RealServices(Launcher):
         self.timings["startup_total"] = time.monotonic() - began
 
     def stop(self) -> None:
-        for svc in (self.glance, self.keystone):
-            if svc is not None:
-                svc.stop()
+        # A second Ctrl-C while Glance stops must not leave Keystone running.
+        try:
+            if self.glance is not None:
+                self.glance.stop()
+        finally:
+            if self.keystone is not None:
+                self.keystone.stop()
 
     def connect_with_service_token(self, auth: dict[str, str], service: dict[str, str]) -> Any:
         """An openstacksdk Connection sending ``auth``'s token plus ``service``'s as
