@@ -587,6 +587,27 @@ class BuildSpec(_Section):
                              f"characters ({len(longest)}), Glance's limit")
         return self
 
+    def secret_values(self) -> list[str]:
+        """Every value the spec marks secret (``SecretStr``), and the key the answer file
+        carries for ``product_key: kms``: what no output of the build may show."""
+        found: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, Mapping):
+                for item in value.values():
+                    walk(item)
+
+        walk(self)
+        return [*found, self.windows.resolved_product_key() or ""]
+
     def base_dir(self) -> Path:
         return self.source_path.parent if self.source_path else Path.cwd()
 

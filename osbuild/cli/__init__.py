@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from osbuild import __version__
+from osbuild import __version__, redact
 from osbuild.errors import (
     EXIT_BUILD_FAILED,
     EXIT_INTERRUPTED,
@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(redact.RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     if not args.debug:
         # keystoneauth and openstacksdk log request details at INFO/DEBUG; keep them quiet.
         for noisy in ("keystoneauth", "openstack", "stevedore", "urllib3"):
@@ -99,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except OsbuildError as exc:
+        # An auth error may quote a credential, a failure reason what a guest printed.
+        redact.PROCESS.exception(exc)
         if args.debug:
             import traceback
 
@@ -114,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # A cloud failure that no command turned into an OsbuildError (the retry policy has
         # already given up on it): one line, not a traceback.
+        redact.PROCESS.exception(exc)
         if not type(exc).__module__.startswith(("openstack", "keystoneauth1")) or args.debug:
             raise
         print(f"osbuild: error: cloud: {_one_line(exc)}", file=sys.stderr)
@@ -121,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return redact.PROCESS.text(" ".join(str(exc).split())) or type(exc).__name__
 
 
 __all__ = ["EXIT_INVALID_INPUT", "main"]

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from osbuild import redact
 from osbuild.cli import options
 from osbuild.durations import format_duration
 from osbuild.errors import Interrupted
@@ -97,7 +98,9 @@ def print_summary(results: Sequence[BuildResult]) -> None:
                 print(f"  {result.interrupted} came during the last step, which finished: "
                       "the image is published; exit 130")
         else:
-            lines = result.error.lines()
+            # A build's own error is redacted already; one that ended it before its
+            # first step (a refresh refused, an interrupted lock wait) is not.
+            lines = [redact.PROCESS.text(line) for line in result.error.lines()]
             failed = "" if isinstance(result.error, Interrupted) else "failed: "
             print(f"{result.family}{where}: build {result.build_id} {failed}{lines[0]}",
                   file=sys.stderr)

@@ -16,11 +16,16 @@ from openstack import exceptions as sdk_exc
 from openstack.config import loader
 from openstack.connection import Connection
 
+from osbuild import redact
 from osbuild.cloud.clock import PACE_KEY, pace
 from osbuild.errors import AuthError
 
-__all__ = ["Connection", "api_calls", "check_auth", "cloud_identity", "config_file_problem",
-           "connect"]
+__all__ = ["Connection", "api_calls", "auth_secrets", "check_auth", "cloud_identity",
+           "config_file_problem", "connect"]
+
+# The auth settings (clouds.yaml ``auth:`` or OS_*) that are credentials, not names.
+_SECRET_AUTH_KEYS = ("password", "application_credential_secret", "token", "secret",
+                     "passcode", "client_secret", "access_token")
 
 
 def connect(cloud: str | None = None, *, region_name: str | None = None,
@@ -59,6 +64,8 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
             problem += (" (no cloud chosen: pass --os-cloud NAME for an entry of clouds.yaml, "
                         "or set OS_CLOUD or the OS_* variables)")
         raise AuthError([problem]) from None
+    # Known before the first request: an error about it may quote them (see check_auth).
+    redact.remember(*auth_secrets(conn))
     scale = conn.config.config.get(PACE_KEY)
     if scale is not None:
         try:
@@ -68,6 +75,12 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
             raise AuthError([f"cloud configuration: {PACE_KEY}: must be a positive number, "
                              f"not {scale!r}"]) from None
     return conn
+
+
+def auth_secrets(conn: Connection) -> list[str]:
+    """The connection's credentials, which no message, log line or file may show."""
+    auth = conn.config.config.get("auth") or {}
+    return [str(auth[key]) for key in _SECRET_AUTH_KEYS if auth.get(key) is not None]
 
 
 def config_file_problem() -> str | None:
@@ -138,6 +151,8 @@ def check_auth(conn: Connection, cloud: str | None) -> None:
         raise AuthError([f"{name}: cannot reach the identity service: {_first_line(exc)}"]) \
             from None
     except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
+        # Keystone's schema errors quote the offending value: a numeric password in
+        # clouds.yaml comes back in the message (redacted by the CLI).
         raise AuthError([f"{name}: authentication failed: {_first_line(exc)}"]) from None
     except Exception as exc:
         # keystoneauth's plugin loaders raise a bare Exception for a missing setting

@@ -10,6 +10,7 @@ log); a gap note is recorded and the poll appended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -35,15 +36,18 @@ class Transcript:
     window: int = 4000
     # Where the console log as Nova now holds it starts in `lines` (after a gap note).
     log_start: int = 0
+    # What the sink gets of each line (the build's secrets taken out); stitching compares
+    # the lines as the console shows them.
+    redact: Callable[[str], str] = str
 
     @classmethod
-    def to_file(cls, path: Path) -> Transcript:
-        return cls(sink=path.open("a", encoding="utf-8"))
+    def to_file(cls, path: Path, *, redact: Callable[[str], str] = str) -> Transcript:
+        return cls(sink=path.open("a", encoding="utf-8"), redact=redact)
 
     def close(self) -> None:
         if self.sink is not None:
             if self.pending:
-                self.sink.write(self.pending + "\n")
+                self.sink.write(self.redact(self.pending) + "\n")
             self.sink.close()
             self.sink = None
 
@@ -82,7 +86,7 @@ class Transcript:
 
     def _write(self, lines: list[str]) -> None:
         if self.sink is not None and lines:
-            self.sink.write("".join(line + "\n" for line in lines))
+            self.sink.write("".join(self.redact(line) + "\n" for line in lines))
             self.sink.flush()
 
     def tail(self, count: int) -> list[str]:

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from osbuild import redact
 from osbuild.cloud.clock import CancelToken, Clock, session_clock
 from osbuild.cloud.connect import Connection
 from osbuild.cloud.retry import retrying
 from osbuild.pipeline.events import Event, EventBus, EventName
+from osbuild.redact import Redactor
 from osbuild.spec import BuildSpec
 from osbuild.unattended.lock import HEARTBEAT_INTERVAL
 
@@ -129,8 +131,9 @@ class BuildContext:
     fingerprint: str | None = None
     # The clouds.yaml name to connect with (None or "": the OS_* variables).
     os_cloud: str | None = None
-    # Values no page may show (the build's Windows password): in memory only, never saved.
-    secrets: list[str] = field(default_factory=list, repr=False)
+    # The build's secrets (spec, Windows password, credentials): every sink passes its text
+    # through this. In memory only, never saved.
+    redactor: Redactor = field(default_factory=redact.for_build, repr=False)
     _state_warned: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -148,7 +151,8 @@ class BuildContext:
         return self.clock.now() - self.started_at
 
     def emit(self, event_name: EventName, /, **fields: Any) -> None:
-        self.bus.publish(Event(event_name, self.build_id, self.spec.name, fields))
+        self.bus.publish(Event(event_name, self.build_id, self.spec.name,
+                               self.redactor.deep(fields)))
 
     def media_facts(self) -> MediaFacts:
         if self.media is not None:
@@ -184,7 +188,7 @@ class BuildContext:
         if self.store is None:
             return
         try:
-            self.store.update(self.build_id, **changes)
+            self.store.update(self.build_id, **self.redactor.deep(changes))
         except Exception as exc:
             self._state_trouble(exc)
 
@@ -193,7 +197,7 @@ class BuildContext:
         if self.store is None:
             return
         try:
-            self.store.save_record(self.build_id, step, facts)
+            self.store.save_record(self.build_id, step, self.redactor.deep(facts))
         except Exception as exc:
             self._state_trouble(exc)
 

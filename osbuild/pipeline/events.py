@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from osbuild import redact
 
 
 class EventName(StrEnum):
@@ -73,6 +75,8 @@ class EventBus:
                 self._listeners.remove(listener)
 
     def publish(self, event: Event) -> None:
+        # Also events published outside a build's context (a build that never started).
+        event = replace(event, fields=redact.PROCESS.deep(event.fields))
         with self._lock:
             for listener in self._listeners:
                 listener(event)

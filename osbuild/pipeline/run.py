@@ -13,7 +13,7 @@ from typing import Any
 
 from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
-from osbuild.cloud.connect import Connection, api_calls
+from osbuild.cloud.connect import Connection, api_calls, auth_secrets
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.images.refresh import Choice, Parent
 from osbuild.naming import PROP_GENERATION, PROP_VERIFY, new_build_id
@@ -169,8 +169,10 @@ def run_build(
 def new_context(spec: BuildSpec, conn: Connection, *, options: BuildOptions,
                 bus: EventBus | None, cancel: CancelToken | None, cloud_name: str | None,
                 build_id: str) -> BuildContext:
-    return BuildContext(spec=spec, build_id=build_id, conn=conn, cloud_name=cloud_name,
-                        options=options, bus=bus or EventBus(), cancel=cancel or CancelToken())
+    ctx = BuildContext(spec=spec, build_id=build_id, conn=conn, cloud_name=cloud_name,
+                       options=options, bus=bus or EventBus(), cancel=cancel or CancelToken())
+    ctx.redactor.add(*spec.secret_values(), *auth_secrets(conn))
+    return ctx
 
 
 def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) -> BuildResult:
@@ -189,7 +191,10 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) 
         outcome = run_steps([_Recorded(step) for step in steps], ctx)
     finally:
         ctx.bus.unsubscribe(timeline)
+    # Redacted in place: the report, the state, the events and the CLI read this one object.
     error = final_error(outcome)
+    if error is not None:
+        ctx.redactor.exception(error)
     result = BuildResult(
         build_id=ctx.build_id,
         family=spec.name,
@@ -275,15 +280,11 @@ def _image_sizes(properties: dict[str, str]) -> dict[str, int | None]:
 
 def _write_html_report(ctx: BuildContext, report_path: Path) -> None:
     """report.html beside report.json; a report that cannot be drawn never fails the build."""
-    # Imported here: the page redacts with the webhook's rules (unattended.notify), which
-    # import the pipeline's events, and so this module, while osbuild.report loads.
+    # Imported here: osbuild.report imports the pipeline's events, and so this module.
     from osbuild.report.build import write_build_html
 
-    windows = ctx.spec.windows
-    secrets = [*ctx.secrets, windows.resolved_product_key(),
-               windows.product_key.get_secret_value() if windows.product_key else None]
     try:
-        write_build_html(report_path, secrets=[s for s in secrets if s and s != "kms"])
+        write_build_html(report_path, secrets=ctx.redactor)
     except Exception as exc:
         log.debug("writing the HTML report failed", exc_info=True)
         ctx.emit(EventName.WARNING, message=f"could not write the HTML report: {exc}")
@@ -340,6 +341,7 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
     }
     path = ctx.workdir / "report.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    report = ctx.redactor.deep(json.loads(json.dumps(report, default=str)))
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path

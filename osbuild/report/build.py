@@ -10,9 +10,9 @@ from typing import Any
 
 from osbuild.errors import InvalidInput
 from osbuild.pipeline.events import EventName
+from osbuild.redact import Redactor
 from osbuild.report.console import ConsoleView, read_console
 from osbuild.report.pages import render_page
-from osbuild.report.redact import Redactor
 from osbuild.report.timeline import Timeline, build_timeline
 
 HTML_NAME = "report.html"
@@ -137,14 +137,16 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
     )
 
 
-def render_build_html(report_path: Path, *, secrets: Iterable[str | None] = ()) -> str:
+def render_build_html(report_path: Path, *,
+                      secrets: Iterable[str | None] | Redactor = ()) -> str:
+    """The page; ``secrets``: the build's values (or its redactor) to take out."""
     report = load_report(report_path)
-    redactor = Redactor(secrets)
+    redactor = secrets if isinstance(secrets, Redactor) else Redactor(secrets)
     page = build_page(report, report_path.parent, redactor)
     return render_page("build.html.j2", redactor, page=page, r=report)
 
 
-def write_build_html(report_path: Path, *, secrets: Iterable[str | None] = (),
+def write_build_html(report_path: Path, *, secrets: Iterable[str | None] | Redactor = (),
                      out: Path | None = None) -> Path:
     """Write the page (default: ``report.html`` beside the report) and return its path."""
     html = render_build_html(report_path, secrets=secrets)

@@ -9,7 +9,7 @@ from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
 
 from osbuild.durations import format_duration
-from osbuild.report.redact import Redactor, visible
+from osbuild.redact import Redactor, visible
 
 
 def format_bytes(size: Any) -> str:

@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from osbuild.durations import format_duration
+from osbuild.redact import Redactor, visible
 from osbuild.report.pages import render_page
-from osbuild.report.redact import Redactor, visible
 from osbuild.report.status import FamilyStatus
 from osbuild.report.trend import spark_points, sparkline
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import re
 import time
 import urllib.error
 import urllib.request
@@ -20,11 +19,10 @@ import tenacity
 from osbuild import __version__
 from osbuild.errors import InvalidInput
 from osbuild.pipeline.events import EventName
+from osbuild.redact import scrub  # never sent: a webhook receiver is a chat room
 
 log = logging.getLogger(__name__)
 
-# Never sent, whatever the caller puts in the summary: a webhook receiver is a chat room.
-_SECRET_KEY = re.compile(r"password|secret|token|credential|private|product_key|auth", re.I)
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 120.0
 
@@ -67,17 +65,6 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{parts.hostname}{port}/..."
-
-
-def scrub(value: Any) -> Any:
-    """Drop secret-looking keys at any depth."""
-    if isinstance(value, Mapping):
-        return {
-            str(k): scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))
-        }
-    if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
-    return value
 
 
 def build_summary(

@@ -22,7 +22,7 @@ class RenderConfig(Resumable):
                   lambda: shutil.rmtree(out_dir, ignore_errors=True))
         resolved = ctx.resolved
         password = generate_password()
-        ctx.secrets.append(password)  # the HTML report redacts it wherever a guest shows it
+        ctx.redactor.add(password)  # every output redacts it wherever a guest shows it
         ctx.media = render_media(ctx.spec, out_dir, build_id=ctx.build_id, password=password,
                                  install_image=resolved.install_image if resolved else None,
                                  refresh=ctx.parent is not None)

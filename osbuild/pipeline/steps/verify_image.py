@@ -149,7 +149,8 @@ class VerifyImage(Resumable):
         key, public_key = new_keypair()
         keypair = self._import_keypair(ctx, public_key)
         server_id = self._boot_until_scheduled(ctx, image_id, keypair, deadline)
-        transcript = Transcript.to_file(ctx.workdir / "verify-console.log")
+        transcript = Transcript.to_file(ctx.workdir / "verify-console.log",
+                                        redact=ctx.redactor.text)
         try:
             progress = self._watch(ctx, server_id, key, transcript, deadline)
         finally:
