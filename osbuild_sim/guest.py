@@ -97,6 +97,12 @@ class GuestScenario:
     # The Store updated an app for the logged-on user even with its policy set (as when it
     # ran before the policy applied); without the policy a client always gets one.
     store_updates_app: bool = False
+    # Before `fail_stage` fails, a script echoes the build account's password and the
+    # product key from the answer file, and the answer file's encoded <Value> (as `type
+    # Panther\unattend.xml` would); ``{password}`` and ``{product_key}`` in `fail_message`
+    # become those values. What it printed is appended to `revealed` (for tests).
+    echo_secrets: bool = False
+    revealed: list[str] = field(default_factory=list, compare=False, hash=False)
 
 
 # --------------------------------------------------------------------------- the disk record
@@ -222,6 +228,9 @@ class _Answer:
     autologon: bool = False
     autologon_user: str = ""
     administrator_password: bool = False  # UserAccounts/AdministratorPassword is set
+    autologon_password_value: str = ""  # as the answer file carries it
+    autologon_password: str = ""  # as Windows decodes it
+    product_key: str = ""
 
 
 def _component(root: Any, pass_name: str, name: str) -> Any:
@@ -240,6 +249,16 @@ def _ordered(elements: list[Any], text_tag: str) -> list[str]:
         order = element.findtext("u:Order", "0", _NS).strip()
         items.append((int(order) if order.isdigit() else 0, element.findtext(text_tag, "", _NS)))
     return [text for _order, text in sorted(items, key=lambda item: item[0])]
+
+
+def _decoded(value: str) -> str:
+    """An answer-file password with ``PlainText`` false: base64 of UTF-16LE value+element
+    name (``Password`` under AutoLogon), as Windows reads it."""
+    try:
+        text = base64.b64decode(value).decode("utf-16-le")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return text.removesuffix("Password")
 
 
 def parse_answer_file(data: bytes) -> _Answer | None:
@@ -263,6 +282,7 @@ def parse_answer_file(data: bytes) -> _Answer | None:
         install_to = setup.findtext("u:ImageInstall/u:OSImage/u:InstallTo/u:PartitionID", "",
                                     _NS).strip()
         answer.install_partition = int(install_to) if install_to.isdigit() else None
+        answer.product_key = setup.findtext("u:UserData/u:ProductKey/u:Key", "", _NS).strip()
         answer.winpe_commands = _ordered(
             setup.findall("u:RunSynchronous/u:RunSynchronousCommand", _NS), "u:Path"
         )
@@ -283,6 +303,10 @@ def parse_answer_file(data: bytes) -> _Answer | None:
         count = shell.findtext("u:AutoLogon/u:LogonCount", "0", _NS).strip()
         answer.autologon = enabled and count.isdigit() and int(count) >= 1
         answer.autologon_user = shell.findtext("u:AutoLogon/u:Username", "", _NS).strip()
+        value = shell.findtext("u:AutoLogon/u:Password/u:Value", "", _NS).strip()
+        plain = shell.findtext("u:AutoLogon/u:Password/u:PlainText", "true", _NS).strip()
+        answer.autologon_password_value = value
+        answer.autologon_password = value if plain.lower() == "true" else _decoded(value)
         answer.administrator_password = (
             shell.find("u:UserAccounts/u:AdministratorPassword/u:Value", _NS) is not None)
         answer.firstlogon_commands = _ordered(
@@ -422,12 +446,22 @@ class _Guest:
                 raise _Halt
             if self.scenario.fail_stage == marker.stage:
                 self.t += self.rng.uniform(10.0, 60.0)
-                yield self._say(
-                    Marker(marker.stage, Status.FAIL, self.scenario.fail_message).render(
-                        config.nonce
-                    )
-                )
+                message = self.scenario.fail_message
+                if self.scenario.echo_secrets:
+                    yield from self._echo_secrets()
+                    message = message.replace("{password}", self.answer.autologon_password) \
+                        .replace("{product_key}", self.answer.product_key)
+                yield self._say(Marker(marker.stage, Status.FAIL, message).render(config.nonce))
                 raise _Halt
+
+    def _echo_secrets(self) -> Iterator[GuestEvent]:
+        answer = self.answer
+        self.scenario.revealed.extend(
+            v for v in (answer.autologon_password, answer.product_key) if v)
+        yield self._say(f"net user {answer.autologon_user} {answer.autologon_password}")
+        yield self._say(f"slmgr.vbs /ipk {answer.product_key}")
+        yield self._say(f"          <Value>{answer.autologon_password_value}</Value>")
+        yield self._say(f"cmdkey /pass:{answer.autologon_password}")
 
     def _stage_marker(self, stage: str, status: Status, detail: str = "") -> Iterator[GuestEvent]:
         return self._marker(Marker(stage, status, detail))
