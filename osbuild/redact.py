@@ -173,10 +173,22 @@ def for_build(*secrets: str | None) -> Redactor:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Log lines, tracebacks included, with every secret of the process taken out."""
+    """Log lines, tracebacks included, with every secret of the process taken out; wraps
+    the handler's own formatter, so its format stays."""
+
+    def __init__(self, inner: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        return PROCESS.text(super().format(record))
+        return PROCESS.text(self.inner.format(record))
+
+
+def redact_logs(logger: logging.Logger) -> None:
+    """Every handler of ``logger`` (the root logger: every log line) redacts."""
+    for handler in logger.handlers:
+        if not isinstance(handler.formatter, RedactingFormatter):
+            handler.setFormatter(RedactingFormatter(handler.formatter))
 
 
 def visible(value: str) -> str:

@@ -71,9 +71,11 @@ def test_a_build_teaches_the_process_for_logs() -> None:
     redact.for_build(secret)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(redact.RedactingFormatter("%(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logger = logging.getLogger("tests.redact")
     logger.addHandler(handler)
+    redact.redact_logs(logger)
+    redact.redact_logs(logger)  # once is enough: no formatter wraps another
     try:
         logger.error("guest printed %s", secret)
         try:
@@ -83,7 +85,8 @@ def test_a_build_teaches_the_process_for_logs() -> None:
     finally:
         logger.removeHandler(handler)
     assert secret not in stream.getvalue()
-    assert f"guest printed {REDACTED}" in stream.getvalue()
+    assert f"ERROR guest printed {REDACTED}" in stream.getvalue()
+    assert not isinstance(handler.formatter.inner, redact.RedactingFormatter)  # type: ignore[union-attr]
     assert f"ValueError: {REDACTED}" in stream.getvalue()
 
 

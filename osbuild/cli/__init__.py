@@ -92,8 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(redact.RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    redact.redact_logs(logging.getLogger())
     if not args.debug:
         # keystoneauth and openstacksdk log request details at INFO/DEBUG; keep them quiet.
         for noisy in ("keystoneauth", "openstack", "stevedore", "urllib3"):
