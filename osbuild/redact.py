@@ -80,9 +80,14 @@ class Redactor:
         return frozenset(self._values)
 
     def text(self, value: str) -> str:
-        value = self._known(value)
-        value = _PRODUCT_KEY.sub(REDACTED, value)
-        value = _SECRET_ASSIGNMENT.sub(lambda m: m["key"] + REDACTED, value)
+        """Known values and anything shaped like a product key taken out."""
+        return _PRODUCT_KEY.sub(REDACTED, self._known(value))
+
+    def guest_text(self, value: str) -> str:
+        """:meth:`text`, and the value after ``password=``-like keys and in answer-file
+        elements: for what a guest printed (console transcripts, the pages). Not for
+        osbuild's own messages, whose ``windows.product_key: ...`` names a field."""
+        value = _SECRET_ASSIGNMENT.sub(lambda m: m["key"] + REDACTED, self.text(value))
         return _SECRET_ELEMENT.sub(lambda m: m["open"] + (REDACTED if m["value"] else ""), value)
 
     def _known(self, value: str) -> str:
@@ -122,7 +127,8 @@ class Redactor:
 
     def mapping(self, value: Mapping[str, Any]) -> dict[str, Any]:
         """Secret-looking keys dropped (the webhook summary's rule), values redacted."""
-        return {k: self.text(v) if isinstance(v, str) else v for k, v in scrub(value).items()}
+        return {k: self.guest_text(v) if isinstance(v, str) else v
+                for k, v in scrub(value).items()}
 
     def exception(self, exc: E) -> E:
         """``exc`` with its message, arguments and string attributes redacted, in place

@@ -37,7 +37,7 @@ _REDACTOR = "_redactor"
 def _shown(context: Context, value: Any) -> Any:
     """Every ``{{ value }}`` passes here before autoescaping: no template can forget it."""
     if isinstance(value, str):
-        return visible(context[_REDACTOR].text(value))
+        return visible(context[_REDACTOR].guest_text(value))
     return value
 
 

@@ -22,7 +22,7 @@ _STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "runni
 def _cell(*parts: str, style: str = "") -> Text:
     """Cloud and guest text as plain text: no rich markup, no terminal control characters."""
     redactor = Redactor()
-    return Text("\n".join(visible(redactor.text(p)) for p in parts if p), style=style)
+    return Text("\n".join(visible(redactor.guest_text(p)) for p in parts if p), style=style)
 
 
 def _dur(seconds: float | None) -> str:

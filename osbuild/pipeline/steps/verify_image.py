@@ -150,7 +150,7 @@ class VerifyImage(Resumable):
         keypair = self._import_keypair(ctx, public_key)
         server_id = self._boot_until_scheduled(ctx, image_id, keypair, deadline)
         transcript = Transcript.to_file(ctx.workdir / "verify-console.log",
-                                        redact=ctx.redactor.text)
+                                        redact=ctx.redactor.guest_text)
         try:
             progress = self._watch(ctx, server_id, key, transcript, deadline)
         finally:

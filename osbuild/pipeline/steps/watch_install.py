@@ -97,7 +97,7 @@ class _Watcher:
         self.order = stages.watch_order(media.guest_stages)
         self.timeouts = ctx.spec.builder.stage_timeouts
         transcript_path = ctx.workdir / "console.log"
-        self.transcript = Transcript.to_file(transcript_path, redact=ctx.redactor.text)
+        self.transcript = Transcript.to_file(transcript_path, redact=ctx.redactor.guest_text)
         ctx.save_record(WatchInstall.name, transcript_path=str(transcript_path))
         self.reader = ConsoleReader(self.conn, self.server_id, self.transcript,
                                     first_lines=FIRST_POLL_LINES, cancel=ctx.cancel.event,
