@@ -75,10 +75,6 @@ class Redactor:
         if self._forward is not None:
             self._forward.add(*secrets)
 
-    @property
-    def values(self) -> frozenset[str]:
-        return frozenset(self._values)
-
     def text(self, value: str) -> str:
         """Known values and anything shaped like a product key taken out."""
         return _PRODUCT_KEY.sub(REDACTED, self._known(value))
