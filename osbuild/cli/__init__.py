@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from osbuild import __version__, redact
+from osbuild import __version__
 from osbuild.errors import (
     EXIT_BUILD_FAILED,
     EXIT_INTERRUPTED,
@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    from osbuild import redact  # after parsing: --help stays fast
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -125,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    from osbuild import redact
+
     return redact.PROCESS.text(" ".join(str(exc).split())) or type(exc).__name__
 
 

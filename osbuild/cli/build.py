@@ -7,7 +7,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from osbuild import redact
 from osbuild.cli import options
 from osbuild.durations import format_duration
 from osbuild.errors import Interrupted
@@ -86,6 +85,8 @@ def print_signal(name: str, again: bool) -> None:
 
 
 def print_summary(results: Sequence[BuildResult]) -> None:
+    from osbuild import redact
+
     for result in results:
         where = f" in {result.cloud}" if result.cloud else ""
         if result.skipped:
