@@ -86,3 +86,19 @@ def test_json_carries_the_plain_name() -> None:
     event = Event(EventName.BUILD_SKIPPED, "b1", "fam", {"reason": "busy"})
     assert event.as_json()["event"] == "build.skipped"
     assert type(event.as_json()["event"]) is str
+
+
+def test_the_bus_redacts_what_the_process_knows() -> None:
+    """Events published outside a build's context (a build that never started) too."""
+    from osbuild import redact
+    from osbuild.pipeline.events import EventBus
+
+    secret = "bus-test-credential-42"
+    redact.remember(secret)
+    seen: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(seen.append)
+    bus.publish(Event(EventName.BUILD_FAILED, "b", "f",
+                      {"reason": f"auth: {secret}", "details": [secret], "exit_code": 2}))
+    assert seen[0].fields == {"reason": f"auth: {redact.REDACTED}",
+                              "details": [redact.REDACTED], "exit_code": 2}
