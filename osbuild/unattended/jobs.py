@@ -239,7 +239,10 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
     if options.state_dir is not None:
         lock = build_lock(conn, locks_dir=StateStore(options.state_dir).locks_dir,
                           cloud=cloud, family=spec.name, build_id=build_id,
-                          wait=wait_lock, cancel=cancel.event)
+                          wait=wait_lock, cancel=cancel.event,
+                          on_wait=lambda message: bus.publish(Event(
+                              EventName.INFO, build_id, spec.name,
+                              {"message": message, "cloud": cloud})))
     try:
         with lock:
             if if_changed:

@@ -64,10 +64,12 @@ class LocalLock:
         build_id: str | None = None,
         poll_interval: float = 0.5,
         cancel: threading.Event | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         """Take the lock; ``wait=None`` fails at once, else retries until ``wait`` seconds.
 
-        Raises :class:`LockBusy` naming the holder when the lock stays taken.
+        Raises :class:`LockBusy` naming the holder when the lock stays taken. ``on_wait`` is
+        told once, naming the holder, when the lock is taken and the wait begins.
         """
         if self._fd is not None:
             raise RuntimeError("lock already held by this object")
@@ -82,6 +84,10 @@ class LocalLock:
                 except BlockingIOError:
                     if wait is None or time.monotonic() >= deadline:
                         raise LockBusy(self._busy_message(wait)) from None
+                    if on_wait is not None:
+                        on_wait(f"waiting up to {format_duration(wait)} for the family lock, "
+                                f"held{self._holder_text()}")
+                        on_wait = None
                     pause = min(poll_interval, max(0.0, deadline - time.monotonic()))
                     if cancel is None:
                         time.sleep(pause)
@@ -116,13 +122,17 @@ class LocalLock:
         except (OSError, ValueError):
             return None
 
-    def _busy_message(self, wait: float | None) -> str:
+    def _holder_text(self) -> str:
         info = self.holder() or {}
         who = ""
         if info:
             who = f" by pid {info.get('pid')} on {info.get('host')}"
             if info.get("build_id"):
                 who += f" (build {info['build_id']})"
+        return who
+
+    def _busy_message(self, wait: float | None) -> str:
+        who = self._holder_text()
         waited = f" after waiting {format_duration(wait)}" if wait else ""
         return (
             # The summary line names the family and cloud: "FAMILY in CLOUD: skipped: ..."
@@ -232,11 +242,13 @@ def check_cloud_guard(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     cancel: threading.Event | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> None:
     """Raise :class:`LockBusy` while another host's builder of ``family`` has a fresh heartbeat.
 
     ``wait`` seconds (None: do not wait) are spent polling for that builder to finish or
     go stale. Our own build id is ignored, so a resumed build does not block itself.
+    ``on_wait`` is told once, naming the builder, when the wait begins.
     """
     deadline = clock() + (wait or 0.0)
     while True:
@@ -254,6 +266,10 @@ def check_cloud_guard(
                 f"{format_heartbeat(other.heartbeat)}{waited}; skipping "
                 "(use --wait-lock to wait)"
             )
+        if on_wait is not None:
+            on_wait(f"waiting up to {format_duration(wait)} for builder {others[0].name} "
+                    f"(build {others[0].build_id}, another host) to finish")
+            on_wait = None
         pause = min(poll_interval, max(0.0, deadline - clock()))
         if cancel is None:
             sleep(pause)
@@ -333,18 +349,20 @@ def build_lock(
     build_id: str,
     wait: float | None = None,
     cancel: threading.Event | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[LocalLock]:
     """Hold the family's local lock and pass the cloud guard, or raise :class:`LockBusy`.
 
-    With ``wait`` the local wait and the cloud wait share one deadline.
+    With ``wait`` the local wait and the cloud wait share one deadline; ``on_wait`` hears
+    what is waited for when a wait begins (a cron log then says why a build sat still).
     """
     start = time.monotonic()
     lock = LocalLock(locks_dir, cloud, family)
-    lock.acquire(wait=wait, build_id=build_id, cancel=cancel)
+    lock.acquire(wait=wait, build_id=build_id, cancel=cancel, on_wait=on_wait)
     try:
         remaining = None if wait is None else max(0.0, wait - (time.monotonic() - start))
         check_cloud_guard(conn, cloud=cloud, family=family, build_id=build_id, wait=remaining,
-                          cancel=cancel)
+                          cancel=cancel, on_wait=on_wait)
         yield lock
     finally:
         lock.release()

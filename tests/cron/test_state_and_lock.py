@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import stat
-import time
 
 import pytest
 
@@ -119,9 +118,12 @@ def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
         read_until(first, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
         first.send_signal(signal.SIGSTOP)
         second = cron.start(spec, "--wait-lock", "10m")
-        time.sleep(3)  # let the second run reach the lock while the first is frozen
+        # The second run reaches the lock while the first is frozen, and says it waits.
+        waited = read_until(second, lambda e: e["event"] == "info"
+                            and "for the family lock" in e["message"])
         first.send_signal(signal.SIGCONT)
         out2, err2 = second.communicate(timeout=300)
+        out2 = "\n".join(json.dumps(e) for e in waited) + "\n" + out2
         out1, err1 = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -147,9 +149,13 @@ def test_ctrl_c_while_waiting_for_the_lock_exits_130(cron: Cron) -> None:
     holder.acquire(build_id="20261126t000000-aaaaaa")
     try:
         waiting = cron.start(spec, "--wait-lock", "1h")
-        time.sleep(3)  # connected, checked credentials, now waiting on the held lock
+        # Connected, checked credentials, now waiting on the held lock (and saying so).
+        seen = read_until(waiting, lambda e: e["event"] == "info"
+                          and "for the family lock" in e["message"])
+        assert "1h" in seen[-1]["message"] and "20261126t000000-aaaaaa" in seen[-1]["message"]
         waiting.send_signal(signal.SIGINT)
         out, err = waiting.communicate(timeout=60)
+        out = "\n".join(json.dumps(e) for e in seen) + "\n" + out
     finally:
         holder.release()
     assert waiting.returncode == 130, err

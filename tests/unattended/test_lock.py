@@ -72,6 +72,20 @@ def test_waiting_acquire_gives_up_at_the_deadline(tmp_path: Path) -> None:
         lock.LocalLock(tmp_path, "prod", "ws2022").acquire(wait=0.05, poll_interval=0.01)
 
 
+def test_a_waiting_acquire_says_once_what_it_waits_for(tmp_path: Path) -> None:
+    lock.LocalLock(tmp_path, "prod", "ws2022").acquire(build_id="20261126t030000-aaaaaa")
+    heard: list[str] = []
+    with pytest.raises(LockBusy):
+        lock.LocalLock(tmp_path, "prod", "ws2022").acquire(
+            wait=0.2, poll_interval=0.01, on_wait=heard.append)
+    assert len(heard) == 1, heard  # once, not at every poll
+    assert "family lock" in heard[0] and "20261126t030000-aaaaaa" in heard[0]
+    # a free lock is taken without a word
+    free: list[str] = []
+    lock.LocalLock(tmp_path, "prod", "ws2019").acquire(wait=1, on_wait=free.append)
+    assert free == []
+
+
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     code = (
         "import sys, time; from pathlib import Path; from osbuild.unattended.lock import LocalLock;"

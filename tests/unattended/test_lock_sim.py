@@ -63,3 +63,14 @@ def test_heartbeat_keeps_other_metadata_and_is_rate_limited(conn: Any) -> None:
     conn.compute.delete_server(mine.id)
     conn.compute.wait_for_delete(mine, interval=0.05, wait=30)
     lock.send_heartbeat(conn, mine.id)
+
+
+def test_the_cloud_guard_says_once_which_builder_it_waits_for(conn: Any,
+                                                              tmp_path: Path) -> None:
+    other = server(conn, OTHER, "ws2022", datetime.now(UTC))
+    heard: list[str] = []
+    with pytest.raises(LockBusy, match="after waiting"):
+        lock.check_cloud_guard(conn, cloud="sim", family="ws2022", build_id=MINE, wait=0.3,
+                               poll_interval=0.05, on_wait=heard.append)
+    assert len(heard) == 1, heard
+    assert other.name in heard[0] and OTHER in heard[0]
