@@ -71,6 +71,9 @@ def test_console_over_http_409_before_host_then_lines_then_404_after_shutoff(
 
     run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
     record = sim.world.servers[server.id]
+    # The blank disk's firmware lines come after power-on: let them all be written, or one
+    # landing between the writes below and the reads fails the test on a loaded machine.
+    run_until(sim, lambda: record.next_event is None)
     with sim.world.lock:
         record.console.truncate()
         for i in range(200):
