@@ -168,16 +168,17 @@ _UNNAMED = {"", "envvars", "defaults"}
 def cloud_identity(conn: Connection, cloud: str | None = None) -> str:
     """What keys locks, state, metrics and reports for this connection's cloud.
 
-    The clouds.yaml name (from ``--os-cloud`` or ``$OS_CLOUD``); for a cloud given by plain
+    The clouds.yaml name (from ``--os-cloud`` or ``$OS_CLOUD``), with ``@REGION`` for any
+    region but the entry's default one; for a cloud given by plain
     ``OS_*`` variables, its auth URL's host, project and region, so two unnamed clouds never
     share a family lock. Never a credential.
     """
-    if cloud:
-        return cloud
     config = conn.config
+    if cloud:
+        return cloud + _region_suffix(cloud, config.region_name)
     name = str(getattr(config, "name", "") or "")
     if name not in _UNNAMED:
-        return name
+        return name + _region_suffix(name, config.region_name)
     auth = dict(config.config.get("auth") or {})
     url = urlparse(str(auth.get("auth_url") or ""))
     path = url.path.rstrip("/").removesuffix("/v3").removesuffix("/v2.0")
@@ -191,6 +192,23 @@ def cloud_identity(conn: Connection, cloud: str | None = None) -> str:
     if config.region_name:
         identity += f"@{config.region_name}"
     return identity
+
+
+def _region_suffix(cloud: str, region: str | None) -> str:
+    """``@REGION`` unless ``region`` is the clouds.yaml entry's default (its first) region.
+
+    Each region has its own Glance and Nova: without the suffix, builds of one family in two
+    regions of a cloud would share a lock (the second skipped as "already being built"),
+    a state and reports. The default region keeps the bare name, as before regions counted.
+    """
+    if not region:
+        return ""
+    try:
+        known = [r.region_name for r in loader.OpenStackConfig().get_all()
+                 if r.name == cloud]
+    except (config_exc.OpenStackConfigException, sdk_exc.ConfigException):
+        known = []
+    return "" if known and region == known[0] else f"@{region}"
 
 
 def _first_line(exc: BaseException) -> str:
