@@ -19,6 +19,7 @@ from osbuild.naming import new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus
 from osbuild.pipeline.run import BuildResult, execute, new_context
+from osbuild.pipeline.steps.promote_image import give_final_attributes
 from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.spec import BuildSpec
 
@@ -38,6 +39,24 @@ class _UseImage:
                                 if k.startswith("osbuild_")}
 
 
+class _NameProvenImage:
+    """A pass makes the image promotable: it gets the final name, visibility, tags and
+    members its build's promote step would have given it (a failed boot test had left it
+    with the hidden, private capture name), so `osbuild images promote` only makes it
+    current. It stays hidden until then."""
+
+    name = "name-image"
+
+    def __init__(self, image: image_api.Image, build_id: str) -> None:
+        self.image = image
+        self.build_id = build_id
+
+    def run(self, ctx: BuildContext) -> None:
+        name = ctx.spec.image_name_for(self.build_id or ctx.build_id)
+        image = give_final_attributes(ctx.conn, ctx.spec, self.image.id, name)
+        ctx.image_name = image.name or name
+
+
 def reverify(spec: BuildSpec, conn: Connection, image: str, *, options: BuildOptions,
              bus: EventBus | None = None, cancel: CancelToken | None = None,
              cloud_name: str | None = None) -> BuildResult:
@@ -51,4 +70,5 @@ def reverify(spec: BuildSpec, conn: Connection, image: str, *, options: BuildOpt
         raise InvalidInput([f"image {facts.id}: status is {facts.status}, not active"])
     ctx = new_context(spec, conn, options=options, bus=bus, cancel=cancel,
                       cloud_name=cloud_name, build_id=new_build_id())
-    return execute(ctx, [_UseImage(found), VerifyImage()])
+    return execute(ctx, [_UseImage(found), VerifyImage(),
+                         _NameProvenImage(found, facts.build_id)])

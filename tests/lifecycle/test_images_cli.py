@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from osbuild import naming
+from osbuild.spec import load_spec
 from tests.lifecycle.conftest import Lifecycle
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
@@ -77,6 +78,12 @@ def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -
 
     promoted = lifecycle.images("promote", image_id)
     assert promoted.code == 0, promoted.err
+    # ...as its build's promote step would have left it: final name and visibility, current.
+    image = lifecycle.image(image_id)
+    build_id = image.properties[naming.PROP_BUILD_ID]
+    assert image.name == load_spec(spec).image_name_for(build_id)
+    assert image.visibility == load_spec(spec).image.visibility
+    assert naming.CURRENT_TAG in image.tags and not image.is_hidden
 
 
 def test_verify_refuses_an_image_of_another_family(

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 from osbuild import naming
 from osbuild.cloud import images as image_api
+from osbuild.cloud.connect import Connection
 from osbuild.cloud.retry import SDKError
 from osbuild.errors import OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable
+from osbuild.spec import BuildSpec
+
+
+def give_final_attributes(conn: Connection, spec: BuildSpec, image_id: str,
+                          name: str) -> image_api.Image:
+    """The spec's name, visibility, tags and members for a proven image (not current yet)."""
+    image = image_api.update_image(conn, image_id, name=name, visibility=spec.image.visibility)
+    for tag in spec.image.tags:
+        image_api.add_tag(conn, image_id, tag)
+    for member in spec.image.members:
+        image_api.add_member(conn, image_id, member)  # False: already a member
+    return image
 
 
 class PromoteImage(Resumable):
@@ -28,12 +41,7 @@ class PromoteImage(Resumable):
         # half-promoted image (renamed, not current) helps nobody, and the verified image
         # must not be deleted as if the build had failed. The runner still reports the
         # signal (exit 130) once the step is done.
-        image = image_api.update_image(conn, image_id, name=name,
-                                       visibility=spec.image.visibility)
-        for tag in spec.image.tags:
-            image_api.add_tag(conn, image_id, tag)
-        for member in spec.image.members:
-            image_api.add_member(conn, image_id, member)  # False: already a member
+        image = give_final_attributes(conn, spec, image_id, name)
         mark_current(conn, image_id, spec.name)
         ctx.image_name = image.name or name
         ctx.emit(EventName.IMAGE_PROMOTED, image_id=image_id, image_name=ctx.image_name,
