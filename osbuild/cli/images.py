@@ -1,36 +1,16 @@
-"""`osbuild images`: list a family, prune it per policy, promote an image, roll back."""
+"""`osbuild images`: list a family, prune it per policy, promote an image, roll back.
+
+The arguments live here and load nothing heavy, so `osbuild images --help` answers at once;
+each action's work is in :mod:`osbuild.cli.image_actions`, imported when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any
+import importlib
+from collections.abc import Callable
 
 from osbuild.cli import options
-from osbuild.cli.build import print_signal
-from osbuild.cli.output import event_view
-from osbuild.cloud.connect import Connection, check_auth, connect
-from osbuild.errors import InvalidInput
-from osbuild.images import (
-    Decision,
-    FamilyImage,
-    RotationPolicy,
-    list_family,
-    promote,
-    prune,
-    rollback,
-)
-from osbuild.images.family import from_glance
-from osbuild.images.manage import find_image
-from osbuild.pipeline import BuildOptions, CancelToken, EventBus
-from osbuild.pipeline.reverify import reverify
-from osbuild.spec import BuildSpec, format_duration, load_spec, parse_duration
-from osbuild.unattended.jobs import default_log_dir, signals_cancel
-from osbuild.unattended.state import StateStore, default_state_dir
 
 ACTIONS = ("list", "prune", "promote", "rollback", "verify")
 # The options of `osbuild images` that take a value (so their value is not an action).
@@ -52,7 +32,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                                  "hidden, age, servers using each image.")
     _add_family(listing)
     _add_common(listing, json_help="print JSON")
-    listing.set_defaults(handler=run_list)
+    listing.set_defaults(handler=_action("run_list"))
 
     prune = actions.add_parser("prune", help="hide and delete per the retention policy",
                                description="Apply the policy: the spec's, or with --family "
@@ -67,17 +47,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     prune.add_argument("--superseded", choices=("hide", "delete"),
                        help="what happens to images older than the current one")
     _add_common(prune, json_help="print the decisions as JSON")
-    prune.set_defaults(handler=run_prune)
+    prune.set_defaults(handler=_action("run_prune"))
 
     promote = actions.add_parser("promote", help="make a verified image current")
     promote.add_argument("image", metavar="IMAGE", help="image ID or name")
     _add_common(promote, json_help="print the image as JSON")
-    promote.set_defaults(handler=run_promote)
+    promote.set_defaults(handler=_action("run_promote"))
 
     rollback = actions.add_parser("rollback", help="make the previous verified image current")
     _add_family(rollback)
     _add_common(rollback, json_help="print the image as JSON")
-    rollback.set_defaults(handler=run_rollback)
+    rollback.set_defaults(handler=_action("run_rollback"))
 
     verify = actions.add_parser(
         "verify", help="run the boot test of a kept image again",
@@ -88,7 +68,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="the family's spec (default: found from the build's state)")
     options.add_state_dir(verify)
     _add_common(verify, json_help=None)
-    verify.set_defaults(handler=run_verify)
+    verify.set_defaults(handler=_action("run_verify"))
 
     # `osbuild images --help` shows every action's synopsis, each declared once above.
     parser.epilog = "actions:\n" + "".join(
@@ -122,169 +102,10 @@ def normalize(argv: list[str]) -> list[str]:
     return ["list", *argv]
 
 
-@contextmanager
-def _connected(args: argparse.Namespace) -> Iterator[Connection]:
-    conn = connect(args.os_cloud, region_name=args.os_region_name,
-                   **options.pace_override(args))
-    try:
-        check_auth(conn, args.os_cloud)
-        yield conn
-    finally:
-        conn.close()
-
-
-def run_list(args: argparse.Namespace) -> int:
-    with _connected(args) as conn:
-        family, _policy = _family_and_policy(args)
-        return _list(args, conn, family)
-
-
-def run_prune(args: argparse.Namespace) -> int:
-    with _connected(args) as conn:
-        family, policy = _family_and_policy(args)
-        return _prune(args, conn, family, policy)
-
-
-def run_promote(args: argparse.Namespace) -> int:
-    with _connected(args) as conn:
-        image = promote(conn, args.image)
-    return _changed(args, "promoted", image)
-
-
-def run_rollback(args: argparse.Namespace) -> int:
-    with _connected(args) as conn:
-        family, _policy = _family_and_policy(args)
-        image = rollback(conn, family)
-    return _changed(args, "rolled back to", image)
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    with _connected(args) as conn:
-        return _verify(args, conn)
-
-
-def _family_and_policy(args: argparse.Namespace) -> tuple[str, RotationPolicy]:
-    if (args.spec and args.family) or not (args.spec or args.family):
-        raise InvalidInput([f"images {args.images_command}: give one spec file or "
-                            "--family NAME"])
-    if args.spec:
-        spec = load_spec(args.spec)
-        family, policy = spec.name, RotationPolicy.from_spec(spec.image)
-    else:
-        family, policy = args.family, RotationPolicy()
-    if args.images_command != "prune":
-        return family, policy
-    try:
-        max_age = parse_duration(args.max_age) if args.max_age else policy.max_age
-    except ValueError as exc:
-        raise InvalidInput([f"--max-age: {exc}"]) from None
-    if args.keep is not None and args.keep < 1:
-        raise InvalidInput(["--keep must be at least 1"])
-    policy = RotationPolicy(
-        keep=args.keep if args.keep is not None else policy.keep,
-        max_age=max_age,
-        superseded=args.superseded or policy.superseded,
-    )
-    return family, policy
-
-
-def _verify(args: argparse.Namespace, conn: Connection) -> int:
-    spec = load_spec(args.spec) if args.spec else _spec_of_build(conn, args.image, args)
-    state_dir = (args.state_dir or default_state_dir()).resolve()
-    build_options = BuildOptions(log_dir=default_log_dir(state_dir).resolve())
-    bus = EventBus()
-    cancel = CancelToken()
-    with event_view(json_output=args.json) as view:
-        bus.subscribe(view)
-        with signals_cancel(cancel, on_signal=print_signal):
-            result = reverify(spec, conn, args.image, options=build_options, bus=bus, cancel=cancel,
-                              cloud_name=args.os_cloud)
-    if not args.json:
-        if result.error is None:
-            print(f"{spec.name}: image {result.image_name} ({result.image_id}) passed its "
-                  f"boot test; make it current with: osbuild images promote {result.image_id}")
-        else:
-            lines = result.error.lines()
-            print(f"{spec.name}: image {args.image} failed its boot test again: {lines[0]}",
-                  file=sys.stderr)
-            for line in lines[1:]:
-                print(f"  {line}", file=sys.stderr)
-        if result.report_path:
-            print(f"  report: {result.report_path}")
-    return result.exit_code
-
-
-def _spec_of_build(conn: Connection, image: str, args: argparse.Namespace) -> BuildSpec:
-    """The spec the image was built from, as its build's state file on this host names it."""
-    found = from_glance(find_image(conn, image))
-    store = StateStore((args.state_dir or default_state_dir()).resolve())
-    try:
-        path = store.load(found.build_id).spec_path if found.build_id else ""
-    except Exception:
-        path = ""
-    if not path:
-        raise InvalidInput([f"image {image}: no state of build {found.build_id or '?'} on "
-                            "this host names its spec; give it: osbuild images verify "
-                            f"{image} SPEC"])
-    return load_spec(path)
-
-
-def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
-    images = list_family(conn, family)
-    now = datetime.now(UTC)
-    if args.json:
-        print(json.dumps({"family": family, "images": [i.to_dict(now) for i in images]},
-                         indent=2))
-        return 0
-    if not images:
-        print(f"{family}: no images")
-        return 0
-    rows = [["VERSION", "ID", "NAME", "STATUS", "VERIFY", "CURRENT", "HIDDEN", "AGE", "IN USE"]]
-    for image in images:
-        age = image.age(now)
-        rows.append([
-            image.version, image.id, image.name, image.status, image.verify,
-            "yes" if image.current else "", "yes" if image.hidden else "",
-            format_duration(age) if age is not None and age > 0 else "-",
-            str(image.in_use),
-        ])
-    _table(rows)
-    return 0
-
-
-def _prune(args: argparse.Namespace, conn: Connection, family: str,
-           policy: RotationPolicy) -> int:
-    decisions = prune(conn, family, policy, dry_run=args.dry_run)
-    if args.json:
-        print(json.dumps({"family": family, "dry_run": args.dry_run,
-                          "decisions": [_decision_dict(d) for d in decisions]}, indent=2))
-        return 0
-    verb = {"delete": "would delete", "hide": "would hide"} if args.dry_run else \
-        {"delete": "deleted", "hide": "hid"}
-    changed = [d for d in decisions if d.action != "keep"]
-    for decision in decisions:
-        what = verb.get(decision.action, "kept")
-        print(f"{what} {decision.image.id} {decision.image.name} ({decision.reason})")
-    if not changed:
-        print(f"{family}: nothing to change")
-    return 0
-
-
-def _decision_dict(decision: Decision) -> dict[str, Any]:
-    return {"action": decision.action, "reason": decision.reason,
-            "image": decision.image.to_dict()}
-
-
-def _changed(args: argparse.Namespace, verb: str, image: FamilyImage) -> int:
-    if args.json:
-        print(json.dumps({"action": verb, "image": image.to_dict()}, indent=2))
-    else:
-        print(f"{image.family}: {verb} {image.name} ({image.id}, version {image.version})")
-    return 0
-
-
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
+def _action(name: str) -> Callable[[argparse.Namespace], int]:
+    """The handler ``name`` of :mod:`osbuild.cli.image_actions`, imported when called."""
+    def run(args: argparse.Namespace) -> int:
+        handler: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module("osbuild.cli.image_actions"), name)
+        return handler(args)
+    return run
