@@ -35,6 +35,12 @@ PROP_VERIFY = "osbuild_verify"
 PROP_BUILD_KIND = "osbuild_build_kind"
 PROP_PARENT = "osbuild_parent_image"
 PROP_GENERATION = "osbuild_generation"
+# What the installed Windows came from: the ISO images and the install image chosen on the
+# Windows ISO. A refresh installs nothing: its image carries its parent's.
+PROP_WINDOWS_ISO_ID = "osbuild_windows_iso_id"
+PROP_VIRTIO_ISO_ID = "osbuild_virtio_iso_id"
+PROP_EDITION = "osbuild_edition"
+INSTALL_PROVENANCE = (PROP_WINDOWS_ISO_ID, PROP_VIRTIO_ISO_ID, PROP_EDITION)
 
 _BUILD_ID_RE = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
 

@@ -8,7 +8,7 @@ there is a current image, `never` always installs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -44,16 +44,20 @@ class Parent:
     # The parent's fingerprint and input properties: a refresh reinstalls none of its inputs,
     # so its image is still the product of those (and `auto` compares against them).
     inputs: dict[str, str]
+    # The ISOs and install image the parent's Windows came from (naming.INSTALL_PROVENANCE).
+    provenance: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         return {"image_id": self.image_id, "name": self.name, "generation": self.generation,
-                "min_disk": self.min_disk, "inputs": dict(self.inputs)}
+                "min_disk": self.min_disk, "inputs": dict(self.inputs),
+                "provenance": dict(self.provenance)}
 
     @classmethod
     def from_record(cls, record: Any) -> Parent:
         return cls(str(record["image_id"]), str(record.get("name") or ""),
                    int(record.get("generation") or 0), int(record.get("min_disk") or 0),
-                   {str(k): str(v) for k, v in (record.get("inputs") or {}).items()})
+                   {str(k): str(v) for k, v in (record.get("inputs") or {}).items()},
+                   {str(k): str(v) for k, v in (record.get("provenance") or {}).items()})
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,9 @@ def parent_from(props: dict[str, Any]) -> Parent:
               if k == PROP_FINGERPRINT or k.startswith(PROP_INPUT_PREFIX)}
     return Parent(image_id=str(props["id"]), name=str(props.get("name") or props["id"]),
                   generation=generation_of(props), min_disk=int(props.get("min_disk") or 0),
-                  inputs=inputs)
+                  inputs=inputs,
+                  provenance={k: str(props[k]) for k in naming.INSTALL_PROVENANCE
+                              if props.get(k)})
 
 
 def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,

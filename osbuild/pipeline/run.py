@@ -27,7 +27,7 @@ from osbuild.pipeline.steps.capture_image import CaptureImage
 from osbuild.pipeline.steps.check_lock import CheckLock
 from osbuild.pipeline.steps.create_refresh_volumes import CreateRefreshVolumes
 from osbuild.pipeline.steps.create_volumes import CreateVolumes
-from osbuild.pipeline.steps.preflight import Preflight
+from osbuild.pipeline.steps.preflight import IsoImage, Preflight
 from osbuild.pipeline.steps.promote_image import PromoteImage
 from osbuild.pipeline.steps.publish_image import PROP_SIZE, PROP_VIRTUAL_SIZE, PublishImage
 from osbuild.pipeline.steps.render_config import RenderConfig
@@ -269,6 +269,10 @@ def _finish_state(ctx: BuildContext, result: BuildResult) -> None:
                    fingerprint=result.fingerprint, pid=os.getpid())
 
 
+def _iso_record(iso: IsoImage | None) -> dict[str, Any] | None:
+    return asdict(iso) if iso is not None else None  # None: a refresh uses no ISO
+
+
 def _image_sizes(properties: dict[str, str]) -> dict[str, int | None]:
     """The captured image's bytes in Glance and its disk's size (publish recorded both)."""
     def number(key: str) -> int | None:
@@ -309,8 +313,8 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
         "inputs": {
             "spec": str(ctx.spec.source_path or ""),
             "spec_digest": ctx.spec.digest,
-            "windows_iso": asdict(ctx.resolved.windows_iso) if ctx.resolved else None,
-            "virtio_iso": asdict(ctx.resolved.virtio_iso) if ctx.resolved else None,
+            "windows_iso": _iso_record(ctx.resolved.windows_iso if ctx.resolved else None),
+            "virtio_iso": _iso_record(ctx.resolved.virtio_iso if ctx.resolved else None),
             "flavor": ctx.resolved.flavor_name if ctx.resolved else None,
             "config_iso_sha256": media.sha256 if media else None,
         },

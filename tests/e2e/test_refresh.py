@@ -78,6 +78,10 @@ def test_a_refresh_patches_the_current_image_and_is_promoted(family: Family) -> 
     assert report["kind"]["kind"] == "refresh"
     assert report["kind"]["parent_image_id"] == full["image_id"]
     assert report["kind"]["generation"] == "1"
+    # No ISO was looked up or read; the Windows in the image came from the parent's ISOs.
+    assert report["inputs"]["windows_iso"] is None and report["inputs"]["virtio_iso"] is None
+    for key in naming.INSTALL_PROVENANCE:
+        assert child[key] == parent[key], key
     assert cloud.leftovers(keep={full["image_id"], refresh["image_id"]}) == []
 
 
@@ -152,6 +156,22 @@ def test_a_failed_refresh_leaves_the_current_image_current_and_nothing_behind(
     assert run.failure["stage"] == "updates" and "0x800f0922" in run.failure["reason"]
     assert _current(cloud) == before
     assert cloud.leftovers(keep=kept) == []
+
+
+def test_a_refresh_needs_neither_iso(family: Family) -> None:
+    # `always` refreshes whatever the ISOs are: a spec naming ISOs Glance no longer has
+    # still refreshes (a full build's preflight would refuse it).
+    cloud = family.cloud
+    cloud.sim.faults.clear()  # the failed refresh's guest scenario
+    before = _current(cloud)
+    gone = cloud.spec(refresh={"max_generations": 1}, windows={"iso_image": "gone.iso"},
+                      virtio={"iso_image": "gone-virtio.iso"})
+    run = cloud.build(gone, extra=("--refresh", "always"))
+    assert run.exit_code == 0, run.why
+    assert _kind(run)["kind"] == "refresh" and _kind(run)["parent_image_id"] == before
+    full = cloud.build(gone, extra=("--refresh", "never"))
+    assert full.exit_code == 2
+    assert "windows.iso_image: no image 'gone.iso' in Glance" in full.why, full.why
 
 
 def test_always_without_a_current_image_is_invalid_input(cloud: Cloud) -> None:

@@ -68,9 +68,11 @@ class CreateVolumes(Resumable):
     def wanted(self, ctx: BuildContext) -> list[Wanted]:
         """The volumes to create: the ISOs as cdroms, the config ISO, a blank target."""
         resolved = ctx.require(ctx.resolved, "resolved")
+        windows = ctx.require(resolved.windows_iso, "windows_iso")
+        virtio = ctx.require(resolved.virtio_iso, "virtio_iso")
         wanted = [
-            Wanted("iso", resolved.windows_iso.volume_gb, resolved.windows_iso.id),
-            Wanted("virtio", resolved.virtio_iso.volume_gb, resolved.virtio_iso.id),
+            Wanted("iso", windows.volume_gb, windows.id),
+            Wanted("virtio", virtio.volume_gb, virtio.id),
             config_volume(ctx),
         ]
         if ctx.spec.builder.target == "volume":

@@ -48,8 +48,8 @@ class IsoImage:
 
 @dataclass(frozen=True)
 class Resolved:
-    windows_iso: IsoImage
-    virtio_iso: IsoImage
+    windows_iso: IsoImage | None  # None: a refresh, which attaches no ISO
+    virtio_iso: IsoImage | None
     flavor_id: str
     flavor_name: str
     flavor_vcpus: int
@@ -61,14 +61,15 @@ class Resolved:
     install_image: str | None = None
 
     def volume_gigabytes(self, config_gb: int, target_gb: int) -> int:
-        return self.windows_iso.volume_gb + self.virtio_iso.volume_gb + config_gb + target_gb
+        isos = sum(iso.volume_gb for iso in (self.windows_iso, self.virtio_iso) if iso)
+        return isos + config_gb + target_gb
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> Resolved:
         fields = dict(data)
-        windows = IsoImage(**fields.pop("windows_iso"))
-        virtio = IsoImage(**fields.pop("virtio_iso"))
-        return cls(windows_iso=windows, virtio_iso=virtio, **fields)
+        windows, virtio = fields.pop("windows_iso"), fields.pop("virtio_iso")
+        return cls(windows_iso=IsoImage(**windows) if windows else None,
+                   virtio_iso=IsoImage(**virtio) if virtio else None, **fields)
 
 
 class Preflight(Resumable):
@@ -96,9 +97,17 @@ class Preflight(Resumable):
         spec = ctx.spec
         conn = ctx.conn
         problems: list[str] = []
+        refresh = ctx.parent is not None
 
-        win = self._iso(ctx, spec.windows.iso_image, "windows.iso_image", problems)
-        virtio = self._iso(ctx, spec.virtio.iso_image, "virtio.iso_image", problems)
+        win = virtio = None
+        # A refresh attaches neither ISO and installs nothing from them, so it neither finds
+        # them nor reads them (the install.wim and driver-folder reads are this step's
+        # slowest calls). `auto` has already compared their checksums with the parent's
+        # (osbuild.images.refresh.choose, before the build), and the refreshed image keeps
+        # the parent's fingerprint and ISO provenance; `always` refreshes whatever they are.
+        if not refresh:
+            win = self._iso(ctx, spec.windows.iso_image, "windows.iso_image", problems)
+            virtio = self._iso(ctx, spec.virtio.iso_image, "virtio.iso_image", problems)
         if win and spec.windows.firmware == "uefi":
             prepared = str(win.properties.get(UEFI_PREPARED_PROPERTY, "")).lower() == "true"
             if not prepared:
@@ -123,7 +132,9 @@ class Preflight(Resumable):
                     f"builder.flavor: {flavor.name} has {flavor.ram} MB RAM; Windows "
                     f"{spec.windows.version} Setup needs at least {min_ram} MB"
                 )
-            if spec.builder.target == "local" and (flavor.disk or 0) < spec.builder.disk_gb:
+            # A refresh's builder boots a volume whatever builder.target says.
+            if (spec.builder.target == "local" and not refresh
+                    and (flavor.disk or 0) < spec.builder.disk_gb):
                 problems.append(
                     f"builder.flavor: {flavor.name} has a {flavor.disk} GB root disk; the "
                     f"local target needs builder.disk_gb = {spec.builder.disk_gb} GB"
@@ -152,7 +163,7 @@ class Preflight(Resumable):
 
         problems.extend(verify_image.preflight_problems(ctx))
 
-        if flavor is not None and win and virtio:
+        if flavor is not None and ((win and virtio) or refresh):
             resolved = Resolved(
                 windows_iso=win,
                 virtio_iso=virtio,
@@ -321,10 +332,13 @@ def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -
     """The builder's server and volumes, plus the verify server (and its volume) while they
     still exist: a volume target's builder is gone by then, a local target's is not."""
     spec = ctx.spec
-    volume_target = spec.builder.target == "volume"
+    # A refresh's builder boots a copy of the parent image: a volume target of its size.
+    volume_target = spec.builder.target == "volume" or ctx.parent is not None
     target_gb = spec.builder.disk_gb if volume_target else 0
+    if ctx.parent is not None:
+        target_gb = max(target_gb, ctx.parent.min_disk)
     builder = Needs(instances=1, cores=resolved.flavor_vcpus, ram=resolved.flavor_ram,
-                    volumes=4 if volume_target else 3,
+                    volumes=(4 if volume_target else 3) - (2 if ctx.parent else 0),
                     gigabytes=resolved.volume_gigabytes(1, target_gb),
                     images=2 if volume_target else 3)
     if not spec.verify.enabled:

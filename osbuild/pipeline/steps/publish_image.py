@@ -22,19 +22,25 @@ from osbuild.unattended.fingerprint import PROP_FINGERPRINT, inputs_from_checksu
 
 def provenance(ctx: BuildContext) -> dict[str, str]:
     """Where the image came from, so an operator can trace and reproduce it."""
-    resolved = ctx.require(ctx.resolved, "resolved")
-    return {
+    common = {
         naming.PROP_FAMILY: ctx.spec.name,
         naming.PROP_BUILD_ID: ctx.build_id,
         "osbuild_version": __version__,
-        # The spec digest and the ISO checksums are among the fingerprint's inputs.
-        "osbuild_windows_iso_id": resolved.windows_iso.id,
-        "osbuild_virtio_iso_id": resolved.virtio_iso.id,
         "osbuild_build_time": datetime.now(UTC).isoformat(timespec="seconds"),
-        # The install image selected on the ISO (an evaluation ISO's name differs).
-        "osbuild_edition": resolved.install_image or ctx.spec.windows.image_name,
     }
-
+    if ctx.parent is not None:  # the Windows installed is the parent's
+        return {**ctx.parent.provenance, **common}
+    resolved = ctx.require(ctx.resolved, "resolved")
+    windows = ctx.require(resolved.windows_iso, "windows_iso")
+    virtio = ctx.require(resolved.virtio_iso, "virtio_iso")
+    return {
+        **common,
+        # The spec digest and the ISO checksums are among the fingerprint's inputs.
+        naming.PROP_WINDOWS_ISO_ID: windows.id,
+        naming.PROP_VIRTIO_ISO_ID: virtio.id,
+        # The install image selected on the ISO (an evaluation ISO's name differs).
+        naming.PROP_EDITION: resolved.install_image or ctx.spec.windows.image_name,
+    }
 
 GIB = 1024**3
 PROP_SIZE = "osbuild_image_size"
@@ -84,8 +90,10 @@ def fingerprint_properties(ctx: BuildContext) -> dict[str, str]:
         ctx.fingerprint = ctx.parent.inputs[PROP_FINGERPRINT]
         return dict(ctx.parent.inputs)
     resolved = ctx.require(ctx.resolved, "resolved")
-    inputs = inputs_from_checksums(ctx.spec, windows_iso=resolved.windows_iso.checksum,
-                                   virtio_iso=resolved.virtio_iso.checksum)
+    windows = ctx.require(resolved.windows_iso, "windows_iso")
+    virtio = ctx.require(resolved.virtio_iso, "virtio_iso")
+    inputs = inputs_from_checksums(ctx.spec, windows_iso=windows.checksum,
+                                   virtio_iso=virtio.checksum)
     ctx.fingerprint = inputs.digest()
     return inputs.properties()
 
