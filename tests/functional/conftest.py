@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from osbuild_sim import upstream_schemas
 from tests.support.realcinder import RealCinder
-from tests.support.realservices import RealServices, missing_requirements
+from tests.support.realservices import ProjectUser, RealServices, missing_requirements
 from tests.support.realstack import RealStack, missing_cinder
 
 _REPORTS: list[str] = []
@@ -80,6 +81,33 @@ def real_stack(
         _REPORTS.append(stack.report())
         yield stack
         _REPORTS.append(stack.report().replace("real stack:", "real stack at the end:"))
+
+
+# The build tests' fixtures; a module using them defines ``builder`` (its project user).
+@pytest.fixture
+def user_conn(real_stack: RealStack, builder: ProjectUser) -> Any:
+    return real_stack.connect(builder)
+
+
+@pytest.fixture
+def guests(real_stack: RealStack) -> Iterator[Any]:
+    """The real Nova, to steer its guests (``guests.set_guest_scenario("*-builder", ...)``,
+    ``guests.set_speed(...)``); scenarios and pace are reset afterwards."""
+    assert real_stack.nova is not None
+    yield real_stack.nova
+    real_stack.nova.clear_guest_scenarios()
+    real_stack.nova.set_speed(real_stack.speed)
+
+
+@pytest.fixture
+def clouds_yaml(
+    real_stack: RealStack, builder: ProjectUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    path = real_stack.write_clouds_yaml(tmp_path / "clouds.yaml", builder)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    yield path
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

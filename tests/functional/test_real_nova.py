@@ -8,31 +8,33 @@ the published image.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from osbuild.cli import main
-from osbuild.resources import examples_dir
-from osbuild_sim.guest import GuestScenario, read_disk_record
-from osbuild_sim.media import cloudbase_msi_standin
-from tests.support.qcow2 import is_qcow2
+from osbuild_sim.guest import GuestScenario
+from tests.support.realbuilds import (
+    BASELINE,
+    assert_published,
+    failed_report,
+    finish,
+    published_build,
+    remember_baseline,
+    run_build,
+    write_spec,
+)
 from tests.support.realservices import ProjectUser
 from tests.support.realstack import REAL_CLOUD, REAL_TIME_SCALE, RealStack
 
 pytestmark = pytest.mark.slow
-BASELINE: set[str] = set()  # ids that existed before the running test (fixture ``baseline``)
 
 
 @pytest.fixture(scope="module")
@@ -40,129 +42,9 @@ def builder(real_stack: RealStack) -> ProjectUser:
     return real_stack.rs.create_project_user("nova-builds", "nova-builder")
 
 
-@pytest.fixture
-def user_conn(real_stack: RealStack, builder: ProjectUser) -> Any:
-    return real_stack.connect(builder)
-
-
 @pytest.fixture(autouse=True)
 def baseline(real_stack: RealStack) -> frozenset[str]:
-    """What exists before the test (other modules' tests share Keystone and Glance)."""
-    ids = real_stack.resource_ids()
-    BASELINE.clear()
-    BASELINE.update(ids)
-    return ids
-
-
-@pytest.fixture
-def guests(real_stack: RealStack) -> Iterator[Any]:
-    """The real Nova, to steer its guests (``guests.set_guest_scenario("*-builder", ...)``,
-    ``guests.set_speed(...)``); scenarios and pace are reset afterwards."""
-    assert real_stack.nova is not None
-    yield real_stack.nova
-    real_stack.nova.clear_guest_scenarios()
-    real_stack.nova.set_speed(real_stack.speed)
-
-
-@pytest.fixture
-def clouds_yaml(
-    real_stack: RealStack, builder: ProjectUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    path = real_stack.write_clouds_yaml(tmp_path / "clouds.yaml", builder)
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
-    for var in ("OS_CLOUD", "OS_AUTH_URL", "OS_PASSWORD", "OS_USERNAME", "OS_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    yield path
-
-
-def write_spec(workdir: Path, example: str, **changes: dict[str, Any]) -> Path:
-    """An example spec with sections updated (``verify={"enabled": False}``)."""
-    data = yaml.safe_load((examples_dir() / example).read_text())
-    for section, values in changes.items():
-        data.setdefault(section, {}).update(values)
-    path = workdir / example
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    msi = workdir / "CloudbaseInitSetup_x64.msi"
-    if not msi.exists():
-        msi.write_bytes(cloudbase_msi_standin())
-    return path
-
-
-def run_build(
-    workdir: Path, capsys: Any, spec: Path, *extra: str
-) -> tuple[int, list[dict[str, Any]], str, float]:
-    capsys.readouterr()
-    began = time.monotonic()
-    code = main(["build", str(spec), "--os-cloud", REAL_CLOUD,
-                 "--time-scale", str(REAL_TIME_SCALE),
-                 "--log-dir", str(workdir / "logs"), "--json", *extra])  # fmt: skip
-    took = time.monotonic() - began
-    out, err = capsys.readouterr()
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return code, events, err, took
-
-
-def assert_published(conn: Any, events: list[dict[str, Any]]) -> str:
-    done = [e for e in events if e["event"] == "build.succeeded"][-1]
-    image = conn.image.get_image(done["image_id"])
-    assert image.status == "active"
-    raw = dict(conn.image.get(f"/images/{image.id}").json())
-    assert raw["osbuild_build_id"] == done["build_id"]
-    assert raw["os_type"] == "windows"
-    record = read_disk_record(image_head(conn, image.id, raw["disk_format"]))
-    assert record is not None and record["build_id"] == done["build_id"], record
-    assert record.get("sysprep"), record
-    return str(image.id)
-
-
-def image_head(conn: Any, image_id: str, disk_format: str) -> bytes:
-    """The first MiB of the image's disk, without holding a 40 GB raw image in memory."""
-    response = conn.image.download_image(image_id, stream=True)
-    try:
-        if disk_format == "qcow2":  # small: qemu-img wrote only the used clusters
-            data = b"".join(response.iter_content(1 << 20))
-            assert is_qcow2(data)
-            with tempfile.TemporaryDirectory() as tmp:
-                (Path(tmp) / "image.qcow2").write_bytes(data)
-                # qemu-img, not qcow2_to_raw: the virtual disk is 40-80 GB, sparse on disk.
-                subprocess.run(["qemu-img", "convert", "-O", "raw", f"{tmp}/image.qcow2",
-                                f"{tmp}/image.raw"], check=True)
-                with open(f"{tmp}/image.raw", "rb") as fh:
-                    return fh.read(1 << 20).rstrip(b"\x00")
-        head = b""
-        for chunk in response.iter_content(1 << 16):
-            head += chunk
-            if len(head) >= 1 << 20:
-                break
-        return head.rstrip(b"\x00")
-    finally:
-        response.close()
-
-
-@contextlib.contextmanager
-def published_build(stack: RealStack, conn: Any, builder: ProjectUser,
-                    code: int, events: list[dict[str, Any]], err: str) -> Iterator[str]:
-    """The build succeeded and published its image; afterwards nothing else is left."""
-    published = None
-    try:
-        assert code == 0, (err[-4000:], json.dumps(events[-3:]))
-        published = assert_published(conn, events)
-        yield published
-    finally:
-        finish(stack, conn, builder, published)
-
-
-def finish(stack: RealStack, conn: Any, builder: ProjectUser, published: str | None) -> None:
-    """No leftovers in any project (seen as admin), then drop the published image."""
-    left = stack.leftovers(keep_images={published} if published else set(), users=[builder],
-                           baseline=BASELINE)
-    if published:
-        conn.image.delete_image(published, ignore_missing=True)
-    for image in conn.image.images(owner=builder.project_id):
-        # an image a failed test promoted by mistake must not fail the next tests too
-        if image.id not in stack.media.values():
-            conn.image.delete_image(image, ignore_missing=True)
-    assert left == []
+    return remember_baseline(real_stack)
 
 
 @pytest.mark.parametrize(
@@ -195,10 +77,6 @@ def test_local_target_build_on_real_nova(
     with published_build(real_stack, user_conn, builder, code, events, err):
         pass
     print(f"local-target build took {took:.1f}s")
-
-
-def failed_report(events: list[dict[str, Any]]) -> dict[str, Any]:
-    return [e for e in events if e["event"] == "build.failed"][-1]
 
 
 def test_uefi_secure_boot_virtio_scsi_example_on_real_nova(

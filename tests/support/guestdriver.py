@@ -15,6 +15,7 @@ per-server failure scenarios come from :mod:`tests.support.guestcontrol` at ever
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import os
@@ -31,7 +32,7 @@ from nova import exception, objects
 from nova.api.metadata import password
 from nova.compute import power_state, task_states
 from nova.image import glance
-from nova.virt import driver, fake
+from nova.virt import configdrive, driver, fake
 from nova.virt import event as virtevent
 
 from osbuild_sim import guest, hypervisor
@@ -83,7 +84,7 @@ class _Vm:
     machine: hypervisor.Machine | None = None
     thread: threading.Thread | None = None
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    written: int = 0  # bytes of the last disk write, zeroed before the next
+    written: int = 0  # bytes on the boot disk (the last write), zeroed before the next
     boots: int = 0
 
     @property
@@ -131,11 +132,11 @@ class GuestDriver(fake.FakeDriver):
         super().spawn(context, instance, image_meta, injected_files, admin_password,
                       allocations, network_info, block_device_info, power_on, accel_info)
         vm = _Vm(uuid=instance.uuid, name=instance.display_name or "", workdir=workdir,
-                 paths=paths, machine=machine)
+                 paths=paths, machine=machine, written=_boot_data_length(machine))
         vm.console.touch()
         self.vms[instance.uuid] = vm
         if power_on:
-            self._start_guest(vm, instance.key_data)
+            self._start_guest(vm, instance.key_data, _metadata(instance))
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
         vm = self.vms.get(instance.uuid)
@@ -156,7 +157,8 @@ class GuestDriver(fake.FakeDriver):
         vm.console.write_text("")
         devices, vm.paths = self._devices(context, instance, block_device_info, vm.workdir)
         vm.machine = hypervisor.build_machine(devices, _hw_props(instance))
-        self._start_guest(vm, instance.key_data)
+        vm.written = _boot_data_length(vm.machine)
+        self._start_guest(vm, instance.key_data, _metadata(instance))
 
     def destroy(self, context: Any, instance: Any, network_info: Any,
                 block_device_info: Any = None, destroy_disks: bool = True,
@@ -253,14 +255,14 @@ class GuestDriver(fake.FakeDriver):
 
     # ---------------------------------------------------------------- the guest
 
-    def _start_guest(self, vm: _Vm, public_key: str | None) -> None:
+    def _start_guest(self, vm: _Vm, public_key: str | None, metadata: guest.Metadata) -> None:
         speed, scenarios = read_control()
         scenario = scenario_for(vm.name, scenarios)
         vm.boots += 1
         vm.stop = threading.Event()
         assert vm.machine is not None
         events = guest.boot(vm.machine, public_key=public_key or None, scenario=scenario,
-                            rng=random.Random(f"{vm.uuid}:{vm.boots}"))
+                            rng=random.Random(f"{vm.uuid}:{vm.boots}"), metadata=metadata)
         vm.thread = threading.Thread(target=self._play, args=(vm, events, speed),
                                      name=f"guest-{vm.uuid}", daemon=True)
         vm.thread.start()
@@ -322,6 +324,25 @@ class GuestDriver(fake.FakeDriver):
         if fake_instance is not None:
             fake_instance.state = power_state.SHUTDOWN
         self.emit_event(virtevent.LifecycleEvent(vm.uuid, virtevent.EVENT_LIFECYCLE_STOPPED))
+
+
+def _boot_data_length(machine: hypervisor.Machine) -> int:
+    """The bytes already on the boot disk: a shorter record written over them must zero the
+    rest, as on a block device (a refresh's target holds its parent image's record)."""
+    index = hypervisor.boot_disk_index(machine)
+    return len(machine.devices[index].data) if index is not None else 0
+
+
+def _metadata(instance: Any) -> guest.Metadata:
+    """What cloudbase-init in the guest can read, as real Nova hands it over: the user data
+    as stored (the API keeps the base64 text; nova/api/metadata/base.py decodes it for the
+    metadata service and the config drive) and a config drive when
+    ``nova.virt.configdrive.required_by`` says so (libvirt builds one then). The metadata
+    service counts as reachable: NeutronFixture plugs no VIF, so ``network_info`` is empty
+    here even for a server on a network."""
+    raw = instance.user_data
+    return guest.Metadata(user_data=base64.b64decode(raw) if raw else None,
+                          config_drive=bool(configdrive.required_by(instance)))
 
 
 def _hw_props(instance: Any) -> dict[str, str]:
