@@ -256,7 +256,13 @@ def _copied_gib(image: Image, volume: Volume) -> float:
     disk's non-zero blocks only; uploaded data (an ISO) is taken to fill its volume."""
     if image.stored_size is None:
         return float(volume.size)
-    return max(1.0, image.stored_size / GIB)
+    return max(1.0, stored_gib(image))
+
+
+def stored_gib(image: Image) -> float:
+    """The GiB Glance stores (and serves) for the image."""
+    stored = image.stored_size if image.stored_size is not None else len(image.data or b"")
+    return stored / GIB
 
 
 def _became_available(world: World, volume: Volume, data: bytes, meta: dict[str, str],

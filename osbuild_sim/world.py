@@ -67,6 +67,8 @@ class World:
         self.subnets: dict[str, Subnet] = {}
         self.ports: dict[str, Port] = {}
         self.security_groups: dict[str, SecurityGroup] = {}
+        # Images nova-compute holds in its image cache (instances/_base; one host).
+        self.image_cache: set[str] = set()
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         # Set while advance() runs an event, so that what it schedules counts from its time.

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from openstack import exceptions
 
+from osbuild_sim import storage
 from osbuild_sim.guest import disk_record_bytes, read_disk_record
 from tests.sim.conftest import run_until, server_status, volume_status
 
@@ -321,6 +322,32 @@ def test_a_failed_snapshot_deletes_its_image(sim: Any, conn: Any) -> None:
     image = conn.compute.create_server_image(server, "snap")
     run_until(sim, lambda: conn.image.find_image(image.id) is None)
     assert conn.compute.get_server(server.id).task_state is None
+
+
+def test_a_local_root_waits_for_the_image_download_on_a_cache_miss_only(
+        sim: Any, conn: Any) -> None:
+    # nova-compute downloads the image into its cache (instances/_base) and converts it to
+    # raw before the spawn (nova/virt/libvirt/imagebackend.py Image.cache, fetch_to_raw;
+    # force_raw_images defaults to True): a verify server of a new 12 GiB capture waits for
+    # it, a second server of the same image on the host does not.
+    record = {"format": 1, "edition": "test", "sysprep": True}
+    base = storage.new_image(sim.world, "capture", disk_format="qcow2",
+                             container_format="bare", status="active",
+                             data=disk_record_bytes(record), stored_size=12 * storage.GIB,
+                             virtual_size=20 * storage.GIB)
+    download = storage.DOWNLOAD_SECONDS_PER_GB * 12
+    began = sim.world.now()
+    first = conn.compute.create_server(name="verify-1", flavor_id="1", image_id=base.id,
+                                       networks="none")
+    sim.advance(download - 5)
+    assert server_status(conn, first.id) == "BUILD"
+    run_until(sim, lambda: server_status(conn, first.id) == "ACTIVE", step=1.0)
+    assert sim.world.now() - began >= download
+    began = sim.world.now()
+    second = conn.compute.create_server(name="verify-2", flavor_id="1", image_id=base.id,
+                                        networks="none")
+    run_until(sim, lambda: server_status(conn, second.id) == "ACTIVE", step=1.0)
+    assert sim.world.now() - began < 30
 
 
 def test_zero_disk_flavor_cannot_boot_from_image(conn: Any) -> None:
