@@ -5,6 +5,15 @@ refresh of the image it made (`--refresh always`). Prints per pair the cloud (si
 of both, where it went (steps and guest stages) and the API calls, then the refresh's share of
 the full build's cloud time (issue 14's goal: at most 40 %). The simulated guest works at the
 real pace (work_pace 1), so cloud time is what a real cloud of the simulator's model takes.
+Local work (render, preflight, publish, promote) counts its wall time times the speed: on a
+busy machine those steps grow, and a lower --speed shows less of that. The full build's
+update passes vary (1 to 3 rounds with updates), so use several pairs.
+
+What a refresh cannot shed, as measured for the README: the builder's first boot of a
+generalized image (specialize, OOBE, a reboot: about 330 s), the month's cumulative update
+(one install pass, its reboot and a search that finds nothing), cleanup (component cleanup
+after the new update, the page file, zeroing free space: none of them done once for good),
+sysprep, and the same capture and boot test as a full build.
 
     python benchmarks/refresh.py [--speed 1000] [--pairs 3]
 """

@@ -9,14 +9,12 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from osbuild.cli import main
-from osbuild.resources import examples_dir
 from osbuild_sim.guest import read_disk_record
-from osbuild_sim.media import cloudbase_msi_standin
 from tests.support.attached import AttachedSim
 from tests.support.qcow2 import is_qcow2, qcow2_to_raw
+from tests.support.realbuilds import write_spec
 from tests.support.realservices import ProjectUser, RealServices
 
 SPEED = 600.0
@@ -113,16 +111,6 @@ def test_volume_reads_the_iso_from_glance_and_uploads_back(
 # ---------------------------------------------------------------- osbuild build, end to end
 
 
-def _spec(workdir: Path, example: str) -> Path:
-    data = yaml.safe_load((examples_dir() / example).read_text())
-    path = workdir / example
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    msi = workdir / "CloudbaseInitSetup_x64.msi"
-    if not msi.exists():
-        msi.write_bytes(cloudbase_msi_standin())
-    return path
-
-
 def _build(
     workdir: Path, capsys: Any, spec: Path, *extra: str
 ) -> tuple[int, list[dict[str, Any]], str]:
@@ -175,7 +163,7 @@ def test_osbuild_build_against_real_keystone_and_glance(
     target: str,
 ) -> None:
     before = set(_glance_images(conn))
-    code, events, err = _build(tmp_path, capsys, _spec(tmp_path, example))
+    code, events, err = _build(tmp_path, capsys, write_spec(tmp_path, example))
     assert code == 0, (err, attached.bridge.errors, json.dumps(events[-1:]))
     done = [e for e in events if e["event"] == "build.succeeded"][-1]
     image = conn.image.get_image(done["image_id"])
