@@ -338,7 +338,8 @@ def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -
     if ctx.parent is not None:
         target_gb = max(target_gb, ctx.parent.min_disk)
     builder = Needs(instances=1, cores=resolved.flavor_vcpus, ram=resolved.flavor_ram,
-                    volumes=(4 if volume_target else 3) - (2 if ctx.parent else 0),
+                    # the ISOs, the config ISO and the target; a refresh has no ISO
+                    volumes=2 if ctx.parent else (4 if volume_target else 3),
                     gigabytes=resolved.volume_gigabytes(1, target_gb),
                     images=2 if volume_target else 3)
     if not spec.verify.enabled:

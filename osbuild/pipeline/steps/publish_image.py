@@ -42,6 +42,7 @@ def provenance(ctx: BuildContext) -> dict[str, str]:
         naming.PROP_EDITION: resolved.install_image or ctx.spec.windows.image_name,
     }
 
+
 GIB = 1024**3
 PROP_SIZE = "osbuild_image_size"
 PROP_VIRTUAL_SIZE = "osbuild_virtual_size"
