@@ -30,7 +30,9 @@ from tests.support.standin_windows import StandinMedia, build_standin, missing_t
 TIER_ENV = "OSBUILD_HYPERVISOR_TIER"
 CACHE_ENV = "OSBUILD_TEST_CACHE"
 KEEP_ENV = "OSBUILD_KEEP_WORKDIR"  # keep /var/tmp/osbuild-hypervisor-* (logs) after the run
-WINDOWS_ISO = "windows-server-2022-x64.iso"  # the seeded name the BIOS example uses
+# The seeded names of the Windows ISOs the examples use, and the version each stands in for:
+# the BIOS example's, and the UEFI example's before `osbuild media prepare-uefi`.
+WINDOWS_ISOS = {"windows-server-2022-x64.iso": "2022", "windows-server-2025-x64.iso": "2025"}
 _HERE = Path(__file__).parent
 _REPORTS: list[str] = []
 _STARTED = pytest.StashKey[float]()
@@ -75,13 +77,17 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def standin() -> StandinMedia:
+def standin() -> dict[str, StandinMedia]:
+    """The stand-in Windows ISOs by the seeded Glance name they replace."""
     cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "osbuild-tests")
-    began = time.monotonic()
-    media = build_standin(cache, "2022")
-    _REPORTS.append(f"stand-in Windows ISO {media.iso} ({media.iso.stat().st_size >> 20} MiB, "
-                    f"kernel {media.kernel_version}) ready in {time.monotonic() - began:.1f}s")
-    return media
+    found = {}
+    for name, version in WINDOWS_ISOS.items():
+        began = time.monotonic()
+        media = found[name] = build_standin(cache, version)
+        _REPORTS.append(f"stand-in Windows ISO {media.iso} ({media.iso.stat().st_size >> 20} "
+                        f"MiB, kernel {media.kernel_version}) ready in "
+                        f"{time.monotonic() - began:.1f}s")
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -92,11 +98,11 @@ def libvirt(hv_workdir: Path) -> Iterator[Libvirt]:
 
 @pytest.fixture(scope="session")
 def hv_stack(hv_workdir: Path, libvirt: Libvirt,
-             standin: StandinMedia) -> Iterator[RealStack]:
+             standin: dict[str, StandinMedia]) -> Iterator[RealStack]:
     with RealServices(hv_workdir / "services") as rs, RealStack(
         rs, hv_workdir / "stack", libvirt_uri=libvirt.uri,
         instance_name_template=libvirt.name_template,
-        media_files={WINDOWS_ISO: standin.iso},
+        media_files={name: media.iso for name, media in standin.items()},
     ) as stack:
         _REPORTS.append(stack.report() + f", libvirt {libvirt.timings.get('libvirt', 0):.1f}s")
         yield stack

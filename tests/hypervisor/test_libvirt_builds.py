@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ TIME_SCALE = "10"
 # Windows' minimum RAM (preflight checks it); QEMU only backs what the small guest touches.
 BUILDER_FLAVOR = ("hv.builder", 1, 4096, 0)  # name, vcpus, MiB, root GB (volume target)
 VERIFY_FLAVOR = ("hv.verify", 1, 4096, 40)  # a local root disk as large as the image's
+TARGET_GB = VERIFY_FLAVOR[3]
+UEFI_EXAMPLE = "ws2025-datacenter-uefi.yaml"
+UEFI_SOURCE_ISO = "windows-server-2025-x64.iso"  # seeded with the 2025 stand-in (conftest)
+UEFI_PREPARED_ISO = "ws2025-standin-noprompt.iso"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +68,7 @@ def hypervisor_spec(workdir: Path, example: str, **changes: dict[str, Any]) -> P
     """The example with this tier's one-vCPU flavors and ``changes``."""
     data = yaml.safe_load((examples_dir() / example).read_text())
     data["builder"]["flavor"] = BUILDER_FLAVOR[0]
+    data["builder"]["disk_gb"] = TARGET_GB
     data.setdefault("verify", {})["flavor"] = VERIFY_FLAVOR[0]
     for section, values in changes.items():
         data.setdefault(section, {}).update(values)
@@ -99,6 +105,21 @@ def devices(domain: ET.Element, kind: str) -> list[tuple[str, str]]:
             assert source is not None and target is not None
             found.append((target.get("bus", ""), source.get("file", "")))
     return found
+
+
+def boot_first(domain: ET.Element) -> tuple[str, str]:
+    """(device, bus) of the domain's first boot device (per-device ``<boot order>`` or the
+    first device of ``<os><boot dev>``'s first type)."""
+    ordered = [(int(b.get("order", "0")), d) for d in domain.findall("./devices/disk")
+               for b in d.findall("boot")]
+    if ordered:
+        disk = min(ordered, key=lambda x: x[0])[1]
+    else:
+        kind = {"hd": "disk", "cdrom": "cdrom"}[domain.findall("./os/boot")[0].get("dev", "")]
+        disk = next(d for d in domain.findall("./devices/disk") if d.get("device") == kind)
+    source, target = disk.find("source"), disk.find("target")
+    assert source is not None and target is not None
+    return source.get("file", ""), target.get("bus", "")
 
 
 def volume_ids(events: list[dict[str, Any]]) -> dict[str, str]:
@@ -217,3 +238,94 @@ def test_sigint_mid_install_on_qemu_exits_130_and_leaves_nothing(
     assert libvirt.domains() == []
     assert hv_stack.leftovers(baseline=before) == []
 
+
+
+@pytest.fixture(scope="module")
+def prepared_uefi_iso(hv_stack: RealStack, builder: ProjectUser,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The 2025 stand-in ISO made prompt-less in Glance by ``osbuild media prepare-uefi``."""
+    work = tmp_path_factory.mktemp("prepare-uefi")
+    clouds = hv_stack.write_clouds_yaml(work / "clouds.yaml", builder)
+    done = subprocess.run(
+        [sys.executable, "-m", "osbuild", "media", "prepare-uefi", "--image", UEFI_SOURCE_ISO,
+         "--name", UEFI_PREPARED_ISO, "--work-dir", str(work), "--os-cloud", REAL_CLOUD],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
+    conn = hv_stack.connect(builder)
+    image = conn.image.find_image(UEFI_PREPARED_ISO)
+    assert image is not None and image.status == "active"
+    yield UEFI_PREPARED_ISO
+    conn.image.delete_image(image, ignore_missing=True)
+
+
+def firmware_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(errors="replace").splitlines()
+            if line.startswith("standin: firmware")]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("secure_boot", [False], ids=["uefi"])
+def test_uefi_build_on_qemu_publishes_an_image_that_boots(
+    hv_stack: RealStack, libvirt: Libvirt, builder: ProjectUser, clouds_yaml: Path,
+    prepared_uefi_iso: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    artifacts: Path, secure_boot: bool,
+) -> None:
+    before = hv_stack.resource_ids()
+    spec = hypervisor_spec(tmp_path, UEFI_EXAMPLE, windows={
+        "iso_image": prepared_uefi_iso, "secure_boot": secure_boot})
+    bus = yaml.safe_load(spec.read_text())["builder"]["disk_bus"]
+    began = time.monotonic()
+    code, events, err = run_build(tmp_path, capsys, spec)
+    took = time.monotonic() - began
+    assert code == 0, (err[-3000:], [e for e in events if e["event"].endswith("failed")])
+    done = [e for e in events if e["event"] == "build.succeeded"][-1]
+    print(f"UEFI (secure boot {secure_boot}) build on QEMU: {took:.0f} s")
+
+    # What Nova made of osbuild's hardware properties: q35, EFI firmware (Secure Boot's
+    # with SMM when asked for), the target volume first to boot on the example's bus, the
+    # cdroms on sata.
+    [domain] = builder_domains(hv_stack, artifacts, done["build_id"])
+    os_el = domain.find("./os")
+    assert os_el is not None
+    assert (os_el.findtext("type") or "") == "hvm"
+    assert os_el.find("type").get("machine", "").startswith("pc-q35")  # type: ignore[union-attr]
+    loader = os_el.find("loader")
+    assert loader is not None and loader.get("type") == "pflash", ET.tostring(os_el)
+    assert os_el.get("firmware") == "efi" or "OVMF" in (loader.text or "")
+    features = {f.get("name"): f.get("enabled") for f in os_el.findall("./firmware/feature")}
+    smm = domain.find("./features/smm")
+    if secure_boot:
+        assert features.get("secure-boot") == "yes", features
+        assert loader.get("secure") == "yes", ET.tostring(os_el)
+        assert smm is not None and smm.get("state", "on") == "on"
+    else:
+        assert features.get("secure-boot") != "yes", features
+        assert loader.get("secure") != "yes", ET.tostring(os_el)
+    volumes = volume_ids(events)
+    first_file, first_bus = boot_first(domain)
+    assert first_file.endswith(volumes["target"]) and first_bus == bus
+    disks, cdroms = devices(domain, "disk"), devices(domain, "cdrom")
+    assert [b for b, _ in disks] == [bus]
+    assert {b for b, _ in cdroms} == {"sata"}  # the bus osbuild asks for (hw_cdrom_bus)
+    if bus == "scsi":
+        models = {c.get("model") for c in domain.findall("./devices/controller[@type='scsi']")}
+        assert models == {"virtio-scsi"}, models
+
+    # The guest booted under the firmware asked for, Setup from the prepared ISO and the
+    # installed GPT disk; so did the published image under verify (from the image's
+    # properties alone): the stand-in reads the SecureBoot variable from efivarfs.
+    expected = f"standin: firmware UEFI, SecureBoot={int(secure_boot)}"
+    logs = tmp_path / "logs"
+    [builder_log] = [p for p in logs.rglob("console.log")]
+    assert firmware_lines(builder_log) == [expected] * 2, builder_log.read_text()[-3000:]
+    [verify_log] = list(logs.rglob("verify-console.log"))
+    assert firmware_lines(verify_log)[-1:] == [expected], verify_log.read_text()[-3000:]
+    assert "Plugins execution done" in verify_log.read_text()
+
+    conn = hv_stack.connect(builder)
+    image = conn.image.get_image(done["image_id"])
+    assert image.status == "active"
+    assert image.properties.get("hw_firmware_type") == "uefi"
+    assert libvirt.domains() == []
+    assert hv_stack.leftovers(keep_images={image.id}, baseline=before) == []

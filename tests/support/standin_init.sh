@@ -3,7 +3,8 @@
 # (osbuild=setup) or from the disk it installed (osbuild=disk). It does what the orchestrator
 # sees of Windows Setup (tests/support/standin_windows.py has the whole picture):
 #   setup:  find the config ISO by its label, print the answer file's windowsPE markers,
-#           write the installed system to the target disk, reboot;
+#           write the installed system to the target disk (GPT with an ESP under UEFI,
+#           MBR under BIOS, as Windows Setup does), reboot;
 #   disk, state "installed":   specialize markers, first-logon driver markers for the
 #           plan's stages, sysprep:start, mark the disk generalized, hold the declared
 #           time, sysprep:ok, power off 1 s later;
@@ -26,6 +27,19 @@ MODE=$(sed -n 's/.*osbuild=\([a-z]*\).*/\1/p' /proc/cmdline)
 for m in $(cat /modules.order); do insmod "/lib/modules/$m" 2>/dev/null; done
 
 say() { echo "standin: $*"; }
+
+# The firmware this boot runs under, as Windows' msinfo32 shows it: BIOS, or UEFI with the
+# SecureBoot variable's value (efivarfs: 4 attribute bytes, then the value).
+firmware() {
+    if [ ! -d /sys/firmware/efi ]; then echo BIOS; return; fi
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
+    var=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+    if [ -f "$var" ]; then
+        echo "UEFI, SecureBoot=$(dd if="$var" bs=1 skip=4 count=1 2>/dev/null | od -An -tu1 | tr -d ' ')"
+    else
+        echo "UEFI, SecureBoot unsupported"
+    fi
+}
 
 iso_label() {
     dd if="$1" bs=2048 skip=16 count=1 2>/dev/null | dd bs=1 skip=40 count=32 2>/dev/null | tr -d ' \0'
@@ -104,6 +118,7 @@ plan_list() {
         /config/osbuild/plan.json
 }
 
+say "firmware $(firmware)"
 case "$MODE" in
 setup)
     say "Windows Setup (stand-in) started"
@@ -122,8 +137,10 @@ setup)
     [ -n "$MEDIA" ] || halt_here "the install media is not among the cdroms"
     TARGET=$(disks | head -n 1)
     [ -n "$TARGET" ] || halt_here "We couldn't find any drives"
-    say "applying $EDITION from $MEDIA to $TARGET"
-    dd if=/media/standin/disk.img of="$TARGET" bs=1M conv=notrunc,fsync 2>/dev/null
+    LAYOUT=disk.img
+    [ -d /sys/firmware/efi ] && LAYOUT=disk-gpt.img
+    say "applying $EDITION from $MEDIA to $TARGET ($LAYOUT)"
+    dd if="/media/standin/$LAYOUT" of="$TARGET" bs=1M conv=notrunc,fsync 2>/dev/null
     set_state "$TARGET" installed
     umount /media
     say "Setup is restarting the computer"
