@@ -5,7 +5,8 @@ Every test here is marked ``hypervisor`` and skipped, with the reason, unless th
 (``OSBUILD_HYPERVISOR_TIER=1``, set by tox) and libvirt, QEMU and the stand-in's packages
 are installed. Work files live under /var/tmp (QEMU opens volumes with O_DIRECT, and runs
 as libvirt-qemu: the folders must be traversable); the stand-in media are cached under
-``OSBUILD_TEST_CACHE`` (default ``~/.cache/osbuild-tests``); the builders' domain XML goes
+``OSBUILD_TEST_CACHE`` (default ``~/.cache/osbuild-tests``), where entries built from other
+inputs are pruned once unused for an hour; the builders' domain XML goes
 to ``$OSBUILD_TEST_ARTIFACTS/hypervisor`` (default ``.artifacts/hypervisor`` in the repository).
 """
 

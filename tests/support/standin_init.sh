@@ -16,7 +16,8 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 
-STATE_SECTOR=64
+# Where the install state lives: past the partition tables, before the first partition.
+STATE_SECTOR=@STATE_SECTOR@
 # The guest's pace: the tests run osbuild this many times faster than real time, so the
 # declared sysprep hold (osbuild.markers.SYSPREP_HOLD, rendered into firstlogon.ps1) is
 # held for hold / PACE real seconds.

@@ -65,6 +65,7 @@ GRUB_PREFIX = "EFI/debian"
 DISK_MB = 24
 PARTITION_START = 1024 * 1024
 SECTOR = 512
+STATE_SECTOR = 64  # the guest's install state (the init script's), clear of MBR and GPT
 GPT_ENTRIES = 128
 GPT_ENTRY_SIZE = 128
 ESP_TYPE = uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
@@ -129,7 +130,8 @@ def build_standin(cache_dir: Path, version: str, *,
         raise StandinUnavailable("stand-in Windows needs: " + ", ".join(missing))
     image, kver = kernel()
     editions = tuple(windows.Edition(version, e).image_name for e in _editions(version))
-    init = INIT_SCRIPT.read_text().replace("@PACE@", str(int(pace)))
+    init = (INIT_SCRIPT.read_text().replace("@PACE@", str(int(pace)))
+            .replace("@STATE_SECTOR@", str(STATE_SECTOR)))
     key = inputs_key(init, image, kver)
     out = Path(cache_dir) / f"{CACHE_PREFIX}{version}-{key}"
     iso = out / "standin.iso"
