@@ -9,6 +9,7 @@ nothing is left: no domain, server, volume or image but the published one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ TARGET_GB = VERIFY_FLAVOR[3]
 UEFI_EXAMPLE = "ws2025-datacenter-uefi.yaml"
 UEFI_SOURCE_ISO = "windows-server-2025-x64.iso"  # seeded with the 2025 stand-in (conftest)
 UEFI_PREPARED_ISO = "ws2025-standin-noprompt.iso"
+FIRMWARE_LINE = "standin: firmware "
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +130,34 @@ def volume_ids(events: list[dict[str, Any]]) -> dict[str, str]:
             if e["event"] == "resource.created" and e["kind"] == "volume"}
 
 
+@contextlib.contextmanager
+def installing_build(spec: Path, clouds_yaml: Path,
+                     workdir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``osbuild build`` in a subprocess, handed over (with the builder server's id) once
+    the guest installs (its first marker, winpe); killed if it still runs afterwards."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
+         "--time-scale", TIME_SCALE, "--log-dir", str(workdir / "logs"), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+    try:
+        assert proc.stdout is not None
+        server_id = ""
+        for line in proc.stdout:
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "resource.created" and event.get("kind") == "server":
+                server_id = event["id"]
+            if event.get("event") == "stage" and event.get("stage") == "winpe":
+                break
+        else:
+            raise AssertionError("the build ended before the guest installed")
+        yield proc, server_id
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 @pytest.mark.timeout(900)
 def test_bios_build_on_qemu_publishes_an_image_that_boots(
     hv_stack: RealStack, libvirt: Libvirt, builder: ProjectUser, clouds_yaml: Path,
@@ -212,32 +242,15 @@ def test_sigint_mid_install_on_qemu_exits_130_and_leaves_nothing(
 ) -> None:
     before = hv_stack.resource_ids()
     spec = hypervisor_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
-         "--time-scale", TIME_SCALE, "--log-dir", str(tmp_path / "logs"), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # the guest is installing: the answer file's first marker
-            event = json.loads(line) if line.startswith("{") else {}
-            if event.get("event") == "stage" and event.get("stage") == "winpe":
-                break
-        else:
-            raise AssertionError("the build ended before the guest installed")
+    with installing_build(spec, clouds_yaml, tmp_path) as (proc, _):
         assert libvirt.domains(), "no domain runs while the guest installs"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130, err[-3000:]
     failed = [json.loads(x) for x in out.splitlines() if '"build.failed"' in x]
     assert failed and "SIGINT" in json.dumps(failed[-1])
     assert libvirt.domains() == []
     assert hv_stack.leftovers(baseline=before) == []
-
 
 
 @pytest.fixture(scope="module")
@@ -260,12 +273,14 @@ def prepared_uefi_iso(hv_stack: RealStack, builder: ProjectUser,
 
 
 def firmware_lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(errors="replace").splitlines()
-            if line.startswith("standin: firmware")]
+    """The stand-in's firmware lines (what is left of GRUB's colour escapes in the console
+    transcript may precede one on its line)."""
+    lines = path.read_text(errors="replace").splitlines()
+    return [line[line.index(FIRMWARE_LINE):].strip() for line in lines if FIRMWARE_LINE in line]
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("secure_boot", [False], ids=["uefi"])
+@pytest.mark.parametrize("secure_boot", [False, True], ids=["uefi", "uefi-secure-boot"])
 def test_uefi_build_on_qemu_publishes_an_image_that_boots(
     hv_stack: RealStack, libvirt: Libvirt, builder: ProjectUser, clouds_yaml: Path,
     prepared_uefi_iso: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -326,6 +341,47 @@ def test_uefi_build_on_qemu_publishes_an_image_that_boots(
     conn = hv_stack.connect(builder)
     image = conn.image.get_image(done["image_id"])
     assert image.status == "active"
-    assert image.properties.get("hw_firmware_type") == "uefi"
+    raw = dict(conn.image.get(f"/images/{image.id}").json())
+    assert raw["hw_firmware_type"] == "uefi"
+    assert raw.get("os_secure_boot") == ("required" if secure_boot else None)
     assert libvirt.domains() == []
     assert hv_stack.leftovers(keep_images={image.id}, baseline=before) == []
+
+
+@pytest.mark.timeout(600)
+def test_markers_lost_to_the_power_off_404_fail_the_build_on_qemu(
+    hv_stack: RealStack, libvirt: Libvirt, builder: ProjectUser, clouds_yaml: Path,
+    tmp_path: Path,
+) -> None:
+    """The power-off protocol matters (osbuild/markers.py): when no poll reads
+    ``sysprep:start`` while the guest holds, the console is gone by the next one.
+
+    Every build above is the protocol at its worst timing: the stand-in holds the declared
+    time after ``sysprep:start``, writes ``sysprep:ok`` and powers off 1 s later, and
+    succeeds. Here the orchestrator's half is broken on purpose and deterministically: the
+    osbuild process is frozen (SIGSTOP) from the guest's first marker until Nova reports the
+    builder SHUTOFF. A guest without the hold fails the same way only when its power-off
+    falls between two polls (0.5 s apart here): a race, so it is not the test.
+    """
+    before = hv_stack.resource_ids()
+    spec = hypervisor_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    admin = hv_stack.rs.connect()
+    with installing_build(spec, clouds_yaml, tmp_path) as (proc, server_id):
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 300
+            while admin.compute.get_server(server_id).status != "SHUTOFF":
+                assert time.monotonic() < deadline, "the builder did not power off"
+                time.sleep(2)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    failed = [json.loads(x) for x in out.splitlines() if '"build.failed"' in x]
+    why = json.dumps(failed[-1]) if failed else err
+    # The last look after SHUTOFF found no console: real Nova with libvirt's pty console
+    # answers 404 from power-off on (what the protocol is for).
+    assert "the builder powered off before sysprep (last stage: winpe)" in why, why
+    assert "console was gone after power-off" in why, why
+    assert libvirt.domains() == []
+    assert hv_stack.leftovers(baseline=before) == []
