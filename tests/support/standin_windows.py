@@ -10,8 +10,9 @@ power-off protocol after ``sysprep:start``
 from that disk boots as the deployed system and prints cloudbase-init's closing lines.
 
 Boot paths, like Windows media: BIOS through isolinux; UEFI through the El Torito EFI image
-``efi/microsoft/boot/efisys.bin``, which (like Windows') waits for a key press and gives
-up, and ``efisys_noprompt.bin``, which boots straight away once ``osbuild media
+``efi/microsoft/boot/efisys.bin``, which, like Windows' loader left waiting for a key press,
+does not start Setup (shim finds no GRUB and returns to the firmware), and
+``efisys_noprompt.bin``, which boots straight away once ``osbuild media
 prepare-uefi`` pointed the EFI entry at it. The EFI images and the installed disk's ESP boot
 Debian's Microsoft-signed shim, Debian's signed GRUB and the signed kernel, so the same
 media boot under Secure Boot with Microsoft's keys enrolled (OVMF_*_4M.ms.fd); the guest
