@@ -82,12 +82,17 @@ class _UsageExit(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = _normalized(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
     try:
+        argv = _normalized(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C while the sub-command's modules load: still 130, as cron scripts expect
+        # (uncaught, Python would die by SIGINT: -2 to a parent process).
+        print("osbuild: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     from osbuild import redact  # after parsing: --help stays fast
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,

@@ -55,3 +55,16 @@ def test_images_help_lists_every_action_with_its_options(
 def test_images_without_a_family_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["images", "promote"]) == 2
     assert "IMAGE" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_command_loads_exits_130(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # A cron wrapper reads 130 for Ctrl-C on every path, also before the command has started.
+    import osbuild.cli as cli
+
+    def interrupted(argv: object = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert main(["build", "spec.yaml"]) == 130
+    assert "osbuild: interrupted" in capsys.readouterr().err
