@@ -6,8 +6,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from osbuild.cli import main
 from osbuild.unattended.state import BuildState, StateStore
 from osbuild_sim import SimCloud
 from tests.e2e.conftest import SPEED, BuildRun, Cloud, cloud  # noqa: F401  (fixture)
+from tests.support.cliprocess import read_until
 
 
 @dataclass
@@ -76,26 +76,6 @@ class Cron:
     def leftovers(self, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
         return self.cloud.leftovers(keep)
 
-
-def read_until(proc: subprocess.Popen[str], predicate: Callable[[dict[str, Any]], bool],
-               timeout: float = 120.0) -> list[dict[str, Any]]:
-    """JSON events from a build subprocess until one matches ``predicate``."""
-    assert proc.stdout is not None
-    events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if not line.startswith("{"):
-            continue
-        event = json.loads(line)
-        events.append(event)
-        if predicate(event):
-            return events
-    stderr = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
-    raise AssertionError(f"never saw the awaited event; got {[e['event'] for e in events]}"
-                         f"\n{stderr}")
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.e2e.conftest import Cloud
+from tests.support.cliprocess import interrupt_when, read_until
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -25,21 +25,6 @@ def start_build(cloud: Cloud, *extra: str) -> subprocess.Popen[str]:
          "--json", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
-
-
-def read_until(proc: subprocess.Popen[str], predicate, timeout: float = 60.0) -> list[dict]:
-    assert proc.stdout is not None
-    events: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        event = json.loads(line)
-        events.append(event)
-        if predicate(event):
-            return events
-    raise AssertionError(f"never saw the awaited event; got {[e['event'] for e in events]}")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -62,13 +47,9 @@ def test_signal_while_watching_cleans_up_and_exits_130(cloud: Cloud, signum: int
 
 def test_signal_during_volume_creation_leaves_nothing(cloud: Cloud) -> None:
     proc = start_build(cloud)
-    try:
-        read_until(proc, lambda e: e["event"] == "resource.created" and e["kind"] == "volume")
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _events, err = interrupt_when(
+        proc, lambda e: e["event"] == "resource.created" and e["kind"] == "volume",
+        signal.SIGTERM)
     assert proc.returncode == 130, err
     assert cloud.leftovers() == []
 
@@ -94,16 +75,9 @@ def test_sigint_during_promote_finishes_it_keeps_the_image_and_exits_130(cloud: 
     # Slow Glance updates keep the promote step busy when the signal comes.
     cloud.sim.faults.add_rule(service="image", method="PATCH", latency=1.0)
     proc = start_build(cloud)
-    try:
-        read_until(proc, lambda e: e["event"] == "step.started" and e["step"] == "promote",
-                   timeout=120)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    events, err = interrupt_when(
+        proc, lambda e: e["event"] == "step.started" and e["step"] == "promote")
     assert proc.returncode == 130, err
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     [done] = [e for e in events if e["event"] == "build.succeeded"]
     assert done["interrupted"] == "SIGINT" and done["promoted"] is True
     image = cloud.sim.connect().image.get_image(done["image_id"])

@@ -4,7 +4,6 @@ in the simulated cloud, one per way a build ends, and the page read back."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,8 @@ import pytest
 
 from osbuild.cli import main
 from tests.e2e.conftest import Cloud
-from tests.e2e.test_signals import read_until, start_build
+from tests.e2e.test_signals import start_build
+from tests.support.cliprocess import interrupt_when
 
 from .helpers import active_content, parse, table_rows, text_of
 
@@ -144,15 +144,9 @@ def test_a_failed_boot_test(cloud: Cloud) -> None:
 
 def test_an_interrupted_build(cloud: Cloud) -> None:
     proc = start_build(cloud)
-    try:
-        read_until(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    events, err = interrupt_when(
+        proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
     assert proc.returncode == 130, err
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     tree, _html, _ = _page(cloud, events)
     assert text_of(tree, "outcome") == "interrupted"
     assert "SIGINT" in text_of(tree, "reason")
