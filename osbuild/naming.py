@@ -23,6 +23,9 @@ from datetime import UTC, datetime
 TAG = "osbuild"
 BUILD_TAG_PREFIX = "osbuild-build-"
 CURRENT_TAG = "osbuild-current"
+# `osbuild gc` leaves alone what is younger than this (a build's longest default run): a
+# resource that young may belong to a build whose state lives on another host.
+GC_OLDER_THAN = 6 * 3600.0
 
 PROP_BUILD_ID = "osbuild_build_id"
 PROP_FAMILY = "osbuild_family"

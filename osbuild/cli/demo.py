@@ -12,15 +12,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osbuild.cli import options
 from osbuild.cli.build import print_signal, print_summary
-from osbuild.cli.output import event_view
+from osbuild.durations import format_duration
 from osbuild.errors import InvalidInput
-from osbuild.pipeline import BuildOptions, BuildResult
 from osbuild.resources import examples_dir
-from osbuild.spec import format_duration, load_spec
-from osbuild.unattended.jobs import run_builds
+
+if TYPE_CHECKING:
+    from osbuild.pipeline import BuildResult
 
 DEMO_SPEC = "ws2022-standard.yaml"
 DEMO_SPEED = 600.0
@@ -39,6 +40,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not above: they load openstacksdk, pydantic and the simulator.
+    from osbuild.cli.output import event_view
+    from osbuild.pipeline import BuildOptions
+    from osbuild.spec import load_spec
+    from osbuild.unattended.jobs import run_builds
     from osbuild_sim import SimCloud
     from osbuild_sim.media import cloudbase_msi_standin
 

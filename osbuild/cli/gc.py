@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from osbuild.cli import options
-from osbuild.cloud.connect import check_auth, cloud_identity, connect
+from osbuild.durations import format_duration
 from osbuild.errors import CleanupIncomplete
-from osbuild.spec import format_duration
-from osbuild.unattended.gc import DEFAULT_OLDER_THAN, GcResult, collect
-from osbuild.unattended.state import StateStore
+from osbuild.naming import GC_OLDER_THAN
+
+if TYPE_CHECKING:
+    from osbuild.unattended.gc import GcResult
 
 
 def _older_than(value: str) -> float:
@@ -25,10 +27,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "Find every server, port, volume, image and keypair osbuild created "
         "that belongs to no running build and is older than --older-than, and delete it "
         "(servers first). Published images are never touched.")
-    parser.add_argument("--older-than", type=_older_than, default=DEFAULT_OLDER_THAN,
+    parser.add_argument("--older-than", type=_older_than, default=GC_OLDER_THAN,
                         metavar="DURATION",
                         help=f"only resources older than this (default "
-                        f"{format_duration(DEFAULT_OLDER_THAN)}; 0 for any age)")
+                        f"{format_duration(GC_OLDER_THAN)}; 0 for any age)")
     parser.add_argument("--dry-run", action="store_true", help="list, delete nothing")
     options.add_cloud(parser, several=True)
     options.add_state_dir(parser)
@@ -38,6 +40,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not above: they load openstacksdk, and `osbuild gc --help` should not.
+    from osbuild.cloud.connect import check_auth, cloud_identity, connect
+    from osbuild.unattended.gc import collect
+    from osbuild.unattended.state import StateStore
+
     store = StateStore(args.state_dir)
     clouds: list[str | None] = list(args.os_cloud or [None])
     results: dict[str, GcResult] = {}

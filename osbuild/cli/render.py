@@ -7,8 +7,6 @@ from pathlib import Path
 
 from osbuild import naming
 from osbuild.errors import InvalidInput
-from osbuild.media.render import render_media
-from osbuild.spec import load_spec
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +22,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from osbuild.media.render import render_media  # pydantic and jinja2: not for --help
+    from osbuild.spec import load_spec
+
     spec = load_spec(args.spec)
     if args.output.exists() and not args.output.is_dir():
         raise InvalidInput([f"-o {args.output}: not a directory"])

@@ -6,8 +6,6 @@ import argparse
 
 from osbuild.cli import options
 from osbuild.cli.build import print_signal, print_summary
-from osbuild.cli.output import event_view
-from osbuild.unattended.jobs import resume
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +27,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from osbuild.cli.output import event_view  # these load openstacksdk: not for --help
+    from osbuild.unattended.jobs import resume
+
     with event_view(json_output=args.json) as view:
         result = resume(build_id=args.build_id, state_dir=args.state_dir,
                         log_dir=args.log_dir, keep_on_failure=args.keep_on_failure,

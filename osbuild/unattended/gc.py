@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 Kind = Literal["server", "port", "volume", "image", "keypair"]
 # Dependency order: a server pins its ports and volumes; images and keypairs are free.
 ORDER: tuple[Kind, ...] = ("server", "port", "volume", "image", "keypair")
-DEFAULT_OLDER_THAN = 6 * 3600.0
 
 _NAME_RE = re.compile(r"^osbuild-(?P<build_id>\d{8}t\d{6}-[0-9a-f]{6})-(?P<role>[a-z0-9-]+)$")
 # The captured image keeps this role until publish renames it and adds provenance.
@@ -255,7 +254,7 @@ def _image_keep_reason(resource: Resource, props: dict[str, Any],
 def collect(
     conn: Any,
     *,
-    older_than: float = DEFAULT_OLDER_THAN,
+    older_than: float = naming.GC_OLDER_THAN,
     dry_run: bool = False,
     store: StateStore | None = None,
     now: datetime | None = None,

@@ -1,9 +1,12 @@
-"""What `--help` loads: never the simulator or the tests, and for `build` not the cloud layer."""
+"""What `--help` loads: never the cloud layer, pydantic, the simulator or the tests."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+
+from osbuild.cli import COMMANDS, build_parser
 
 
 def help_in_a_fresh_interpreter(argvs: list[list[str]], roots: set[str]) -> tuple[str, str]:
@@ -18,12 +21,28 @@ def help_in_a_fresh_interpreter(argvs: list[list[str]], roots: set[str]) -> tupl
     return out, loaded.strip()
 
 
-def test_help_of_every_command_leaves_the_simulator_and_the_tests_unloaded() -> None:
-    argvs = [["demo", "--help"], ["sim", "--help"], ["sim", "serve", "--help"],
-             ["build", "--help"], ["validate", "--help"], ["report", "--help"],
-             ["status", "--help"]]
-    out, loaded = help_in_a_fresh_interpreter(argvs, {"osbuild_sim", "tests"})
+def command_lines() -> list[list[str]]:
+    """Every sub-command and sub-sub-command (``sim serve``, ``images prune``...) of the CLI."""
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> list[list[str]]:
+        found = [prefix] if prefix else []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found += walk(sub, [*prefix, name])
+        return found
+    return walk(build_parser(), [])
+
+
+def test_help_of_every_command_loads_neither_the_cloud_nor_pydantic_nor_the_simulator() -> None:
+    # Before each moved its imports into its handler: gc 0.48 s, resume and demo 0.60 s,
+    # validate, render and schema 0.20-0.23 s; all 0.08-0.11 s after.
+    argvs = [[*words, "--help"] for words in command_lines()]
+    assert {argv[0] for argv in argvs} == set(COMMANDS)
+    assert ["sim", "serve", "--help"] in argvs and ["images", "prune", "--help"] in argvs
+    out, loaded = help_in_a_fresh_interpreter(
+        argvs, {"openstack", "keystoneauth1", "pydantic", "osbuild_sim", "tests"})
     assert out.count("usage: osbuild") == len(argvs), out
+    assert "--older-than DURATION" in out and "(default 6h; 0 for any" in out
     assert loaded == "[]"
 
 
