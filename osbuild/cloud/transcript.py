@@ -6,16 +6,52 @@ matching the poll's head against the transcript's tail. When a poll does not ove
 all, more scrolled past than one poll holds: the watcher asks again for more lines. When
 even the whole log does not overlap, lines were lost (or QEMU restarted and truncated the
 log); a gap note is recorded and the poll appended.
+
+Terminal control sequences (the firmware's and GRUB's colours and cursor moves) are taken
+out before stitching, so the transcript, the markers and the report see plain text.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 GAP_NOTE = "[osbuild: console lines were lost between two polls]"
+
+# Whole ECMA-48 sequences: CSI (ESC [ params intermediates final), OSC (ESC ] ... BEL or
+# ESC \\), and ESC with intermediates and a final (ESC ( B, ESC 7, ESC c...). None spans
+# a line.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]"  # CSI
+                     r"|\][^\x07\x1b\n]*(?:\x07|\x1b\\)"  # OSC
+                     r"|[ -/]*[0-Z\\^-~])")  # the rest (not ESC [ or ESC ] cut short)
+# A sequence the poll cut off: it is in the unterminated last line, which the next poll
+# brings again whole.
+_CUT_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b\n]*\x1b?|[ -/]*)\Z")
+# What Nova leaves of CSI sequences: its console API strips ESC with the other control
+# characters (nova/api/openstack/compute/console_output.py), so EDK2's colour change
+# "\x1b[0m\x1b[37m\x1b[40m" arrives as "[0m[37m[40m". A run of such remnants is taken
+# out when it is more than one or carries parameters: "[KB5034441]" stays.
+_REMNANTS = re.compile(r"(?:\[\??[0-9;]*[HJKhlm])+")
+_REMNANT = re.compile(r"\[\??[0-9;]*[HJKhlm]")
+# Nova's own stripping, for clouds whose console passes them through.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f]")
+
+
+def plain_text(output: str) -> str:
+    """Console output without terminal control sequences and control characters."""
+    text = _ESCAPE.sub("", _CUT_ESCAPE.sub("", output))
+    text = _CONTROL.sub("", text)
+    return _REMNANTS.sub(_drop_remnants, text)
+
+
+def _drop_remnants(match: re.Match[str]) -> str:
+    run = match.group()
+    if len(_REMNANT.findall(run)) > 1 or any(ch.isdigit() or ch == "?" for ch in run):
+        return ""
+    return run
 
 
 @dataclass
@@ -53,7 +89,7 @@ class Transcript:
 
     def stitch(self, output: str, *, complete_log: bool) -> StitchResult:
         """Merge one poll's text. ``complete_log``: the poll returned the whole log."""
-        polled, pending = _split(output)
+        polled, pending = _split(plain_text(output))
         if not polled:
             self.pending = pending
             return StitchResult([], True)

@@ -52,6 +52,19 @@ def test_lines_that_scrolled_past_one_window_are_fetched_with_larger_windows(
     assert reader.transcript.lines == first + burst
 
 
+def test_terminal_sequences_read_through_nova_arrive_as_plain_lines(
+        sim: Any, conn: Any) -> None:
+    # The simulated Nova strips ESC like the real one; what is left of EDK2's colour
+    # change and screen clear must not reach the transcript (was "[0m[37m[40m..." text).
+    server = _server(sim, conn)
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    sim.world.servers[server.id].console.truncate()
+    _write(sim, server.id, ["\x1b[0m\x1b[37m\x1b[40m\x1b[2J\x1b[01;01HBdsDxe: starting",
+                            "\x1b[?25l\x1b[H\x1b[JGNU GRUB  version 2.12\x1b[0m"])
+    read = ConsoleReader(conn, server.id, Transcript()).read()
+    assert read.new_lines == ("BdsDxe: starting", "GNU GRUB  version 2.12")
+
+
 def test_the_console_is_gone_from_the_guests_power_off_on(sim: Any, conn: Any) -> None:
     server = _server(sim, conn)
     run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")

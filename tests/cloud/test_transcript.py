@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuild.cloud.transcript import GAP_NOTE, Transcript
+from osbuild import markers
+from osbuild.cloud.transcript import GAP_NOTE, Transcript, plain_text
 
 
 def log(n: int, start: int = 0) -> list[str]:
@@ -89,3 +90,60 @@ def test_log_restart_with_same_prefix_adds_nothing() -> None:
     t.stitch("BIOS\nboot\nmore\n", complete_log=True)
     result = t.stitch("BIOS\n", complete_log=True)  # QEMU restarted, truncated the log
     assert result.new_lines == [] and t.lines == ["BIOS", "boot", "more"]
+
+
+# The firmware's and GRUB's terminal output as it reaches the serial log: EDK2's
+# TerminalDxe sets colours and clears the screen this way, GRUB's vt100 terminfo hides the
+# cursor and clears with "\x1b[H\x1b[J"; an OSC sets a window title.
+NONCE = "0123456789abcdef0123456789abcdef"
+FIRMWARE = ["\x1b[0m\x1b[37m\x1b[40m\x1b[2J\x1b[01;01HBdsDxe: starting Boot0001",
+            "\x1b[?25l\x1b[H\x1b[JGNU GRUB  version 2.12\x1b[0m",
+            "\x1b]0;Windows Setup\x07\x1b(B\x1b7Loading files\x1b8",
+            f"\x1b[0m\x1b[37m\x1b[40mOSBUILD:{NONCE}:specialize:ok:pass 2\x1b[0m"]
+PLAIN = ["BdsDxe: starting Boot0001", "GNU GRUB  version 2.12", "Loading files",
+         f"OSBUILD:{NONCE}:specialize:ok:pass 2"]
+
+
+def test_whole_escape_sequences_are_taken_out_and_markers_still_parse(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    t = Transcript.to_file(path)
+    result = t.stitch("".join(line + "\n" for line in FIRMWARE), complete_log=True)
+    t.close()
+    assert result.new_lines == PLAIN
+    assert path.read_text() == "".join(line + "\n" for line in PLAIN)
+    assert markers.parse_lines(result.new_lines, NONCE) == [
+        markers.Marker("specialize", markers.Status.OK, "pass 2")]
+
+
+def test_what_nova_leaves_of_a_sequence_is_taken_out_too() -> None:
+    # Nova's console API strips ESC (nova/api/openstack/compute/console_output.py).
+    nova = [line.replace("\x1b", "").replace("\x07", "") for line in FIRMWARE[:2]]
+    assert nova[0].startswith("[0m[37m[40m[2J[01;01H")
+    t = Transcript()
+    assert t.stitch("".join(line + "\n" for line in nova), complete_log=True).new_lines == \
+        PLAIN[:2]
+    # Brackets of text stay: a lone remnant without parameters is not taken for one.
+    kept = "Installing [KB5034441] [H] [1/3] [OK]"
+    assert plain_text(kept) == kept
+
+
+def test_a_sequence_cut_at_a_poll_boundary_is_neither_printed_half_nor_lost(
+        tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    for cut in ("\x1b", "\x1b[", "\x1b[3", "\x1b[01;0", "\x1b]0;Win", "\x1b]0;Win\x1b"):
+        t = Transcript.to_file(path)
+        t.stitch(f"boot\nGRUB {cut}", complete_log=True)
+        assert t.pending == "GRUB ", cut
+        t.stitch("boot\nGRUB \x1b[37m\x1b]0;Win\x1b\\\x1b[01;01Hmenu\n", complete_log=True)
+        t.close()
+        assert t.lines == ["boot", "GRUB menu"], cut
+        assert path.read_text() == "boot\nGRUB menu\n", cut
+        path.unlink()
+
+
+def test_a_log_ending_inside_a_sequence_ends_without_it(tmp_path: Path) -> None:
+    path = tmp_path / "console.log"
+    t = Transcript.to_file(path)
+    t.stitch("boot\nGRUB \x1b[3", complete_log=True)
+    t.close()
+    assert path.read_text() == "boot\nGRUB \n"
