@@ -82,9 +82,12 @@ def parent_from(props: dict[str, Any]) -> Parent:
               if k == PROP_FINGERPRINT or k.startswith(PROP_INPUT_PREFIX)}
     return Parent(image_id=str(props["id"]), name=str(props.get("name") or props["id"]),
                   generation=generation_of(props), min_disk=int(props.get("min_disk") or 0),
-                  inputs=inputs,
-                  provenance={k: str(props[k]) for k in naming.INSTALL_PROVENANCE
-                              if props.get(k)})
+                  inputs=inputs, provenance=install_provenance(props))
+
+
+def install_provenance(props: dict[str, Any]) -> dict[str, str]:
+    """The ISOs and install image an image's Windows came from, as its properties say."""
+    return {k: str(props[k]) for k in naming.INSTALL_PROVENANCE if props.get(k)}
 
 
 def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,

@@ -6,15 +6,18 @@ import os
 import shutil
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from osbuild import naming
 from osbuild.cloud import delete as cloud_delete
+from osbuild.cloud import images as image_api
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection
 from osbuild.errors import InvalidInput
-from osbuild.images.refresh import Parent
+from osbuild.images.refresh import Parent, install_provenance
 from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
@@ -69,9 +72,27 @@ def restore(ctx: BuildContext, state: BuildState,
     _adopt_resources(ctx, state)
     parent = state.records.get(PARENT_RECORD)
     if parent:
-        ctx.parent = Parent.from_record(parent)  # a refresh: its own list of steps
+        ctx.parent = _parent(ctx, parent)  # a refresh: its own list of steps
         ctx.kind_reason = str(parent.get("reason") or "")
     return steps_to_resume(ctx, state, steps_for(ctx.parent) if steps is None else steps)
+
+
+def _parent(ctx: BuildContext, record: dict[str, Any]) -> Parent:
+    """The refresh's parent; a state written before the parent's ISO provenance was recorded
+    gets it from the parent image in Glance, so the published image still names its ISOs."""
+    parent = Parent.from_record(record)
+    if "provenance" in record:
+        return parent
+    image = image_api.find_image(ctx.conn, parent.image_id, cancel=ctx.cancel.event)
+    if image is None:
+        ctx.emit(EventName.WARNING, message=(
+            f"the parent image {parent.image_id} is gone and the build's state does not "
+            "record its ISO provenance: the image is published without "
+            f"{', '.join(naming.INSTALL_PROVENANCE)}"))
+        return parent
+    parent = replace(parent, provenance=install_provenance(dict(image.properties)))
+    ctx.save_record(PARENT_RECORD, provenance=parent.provenance)
+    return parent
 
 
 def steps_to_resume(ctx: BuildContext, state: BuildState,

@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from osbuild import naming
 from osbuild.errors import InvalidInput
 from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable, Saved
-from osbuild.pipeline.resume import steps_to_resume
+from osbuild.pipeline.resume import restore, steps_to_resume
 from osbuild.pipeline.run import build_steps, execute
 from osbuild.pipeline.runner import Step
+from osbuild.pipeline.steps.publish_image import provenance
 from osbuild.unattended.state import STATE_VERSION, BuildState, StateStore
 from tests.pipeline.test_runner import make_ctx
 
@@ -143,3 +146,60 @@ def test_finished_volumes_the_state_does_not_record_are_an_input_error(tmp_path:
     state = _store_with(tmp_path, {**_VERSION_1, "resources": resources}).load(BUILD_ID)
     with pytest.raises(InvalidInput, match="the state records no iso, virtio, config volume"):
         steps_to_resume(make_ctx(tmp_path), state, build_steps())
+
+
+# A refresh killed while watching its install, written before the parent record carried the
+# parent's ISO provenance (commit e7620e4): its "parent" has no "provenance" key.
+def _old_refresh_state(parent_id: str) -> dict[str, Any]:
+    return {
+        "version": 2, "build_id": BUILD_ID, "family": "unit", "cloud": "osbuild-sim",
+        "os_cloud": "osbuild-sim", "status": "running", "step": "install",
+        "steps_done": ["render", "preflight", "upload-config", "volumes", "boot",
+                       "lock-check"],
+        "spec_path": "/specs/unit.yaml", "spec_digest": "ab" * 32, "resources": {},
+        "records": {"parent": {"image_id": parent_id, "name": "unit-v1", "generation": 0,
+                               "min_disk": 40, "inputs": {"osbuild_fingerprint": "fp"},
+                               "reason": "--refresh always"}},
+        "host": "h", "pid": 1, "started_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:05:00Z",
+    }
+
+
+_PARENT_PROVENANCE = {naming.PROP_WINDOWS_ISO_ID: "iso-win", naming.PROP_VIRTIO_ISO_ID: "iso-vio",
+                      naming.PROP_EDITION: "Windows Server 2022 SERVERSTANDARD"}
+
+
+def _restored(tmp_path: Path, conn: Any, parent_id: str) -> tuple[BuildContext, list[str]]:
+    store = _store_with(tmp_path, _old_refresh_state(parent_id))
+    ctx = make_ctx(tmp_path)
+    ctx.conn = conn
+    ctx.store = store
+    warnings: list[str] = []
+    ctx.bus.subscribe(lambda e: warnings.append(str(e.fields.get("message")))
+                      if e.name is EventName.WARNING else None)
+    restore(ctx, store.load(BUILD_ID), steps=[])
+    return ctx, warnings
+
+
+def test_an_old_refresh_state_takes_the_iso_provenance_from_the_parent_image(
+        tmp_path: Path, conn: Any) -> None:
+    parent = conn.image.create_image(name="unit-v1", disk_format="qcow2",
+                                     container_format="bare", **_PARENT_PROVENANCE)
+    ctx, warnings = _restored(tmp_path, conn, parent.id)
+    assert ctx.parent is not None and ctx.parent.provenance == _PARENT_PROVENANCE
+    published = provenance(ctx)  # what the publish step gives the image
+    assert {k: published[k] for k in _PARENT_PROVENANCE} == _PARENT_PROVENANCE
+    assert warnings == []
+    # Recorded: a second resume need not ask Glance.
+    assert ctx.store is not None
+    assert ctx.store.load(BUILD_ID).records["parent"]["provenance"] == _PARENT_PROVENANCE
+
+
+def test_an_old_refresh_state_whose_parent_is_gone_publishes_without_it_and_says_so(
+        tmp_path: Path, conn: Any) -> None:
+    ctx, warnings = _restored(tmp_path, conn, "8d0c1f6e-0000-4000-8000-000000000000")
+    assert ctx.parent is not None and ctx.parent.provenance == {}
+    assert not set(provenance(ctx)) & set(naming.INSTALL_PROVENANCE)
+    assert len(warnings) == 1
+    assert "8d0c1f6e-0000-4000-8000-000000000000 is gone" in warnings[0]
+    assert naming.PROP_WINDOWS_ISO_ID in warnings[0]
