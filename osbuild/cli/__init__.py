@@ -93,17 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (uncaught, Python would die by SIGINT: -2 to a parent process).
         print("osbuild: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    from osbuild import redact  # after parsing: --help stays fast
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    redact.redact_logs(logging.getLogger())
-    if not args.debug:
-        # keystoneauth and openstacksdk log request details at INFO/DEBUG; keep them quiet.
-        for noisy in ("keystoneauth", "openstack", "stevedore", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
+        from osbuild import redact  # after parsing: --help stays fast
+
+        _configure_logging(debug=args.debug)
         return int(args.handler(args))
     except OsbuildError as exc:
         # An auth error may quote a credential, a failure reason what a guest printed.
@@ -128,6 +121,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"osbuild: error: cloud: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BUILD_FAILED
+
+
+def _configure_logging(*, debug: bool) -> None:
+    from osbuild import redact
+
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    redact.redact_logs(logging.getLogger())
+    if not debug:
+        # keystoneauth and openstacksdk log request details at INFO/DEBUG; keep them quiet.
+        for noisy in ("keystoneauth", "openstack", "stevedore", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def _one_line(exc: BaseException) -> str:
