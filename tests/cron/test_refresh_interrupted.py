@@ -11,7 +11,8 @@ from osbuild import naming
 from osbuild.images.family import list_family
 from osbuild.pipeline.run import PARENT_RECORD
 from osbuild.unattended.state import BuildStatus
-from tests.cron.conftest import Cron, read_until
+from tests.cron.conftest import Cron
+from tests.support.cliprocess import interrupt_when
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +27,7 @@ def _interrupted_refresh(cron: Cron, sig: signal.Signals) -> tuple[str, str, int
     full = cron.build(spec)
     assert full.exit_code == 0, full.why
     proc = cron.start(spec, "--refresh", "always")
-    try:
-        events = read_until(proc, _updating)
-    finally:
-        proc.send_signal(sig)
-        proc.communicate(timeout=120)
+    events, _ = interrupt_when(proc, _updating, sig)
     assert events[0]["kind"] == "refresh"
     return full.success["image_id"], str(events[0]["build_id"]), proc.returncode
 

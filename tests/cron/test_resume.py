@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from osbuild.unattended.state import BuildStatus
-from tests.cron.conftest import Cron, read_until
+from tests.cron.conftest import Cron
+from tests.support.cliprocess import interrupt_when
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -42,11 +43,7 @@ KILL_POINTS: dict[str, Callable[[Event], bool]] = {
 def kill_at(cron: Cron, point: Callable[[Event], bool], **spec: Any) -> str:
     """Start a build, SIGKILL it when ``point`` matches; the build id."""
     proc = cron.start(cron.spec(**spec))
-    try:
-        events = read_until(proc, point)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    events, _ = interrupt_when(proc, point, signal.SIGKILL, exit_timeout=30)
     assert proc.returncode == -signal.SIGKILL
     return str(events[0]["build_id"])
 

@@ -11,6 +11,7 @@ import pytest
 from osbuild.unattended.lock import LocalLock
 from osbuild.unattended.state import BuildStatus
 from tests.cron.conftest import Cron, read_until
+from tests.support.cliprocess import Event, interrupt_when
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -44,11 +45,8 @@ def test_state_records_steps_resources_and_outcome_without_secrets(cron: Cron) -
 
 
 def test_state_holds_ids_while_the_build_runs(cron: Cron) -> None:
-    proc = cron.start(cron.spec())
-    try:
-        events = read_until(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
-        build_id = events[0]["build_id"]
-        state = cron.store.load(build_id)
+    def installing(events: list[Event]) -> None:
+        state = cron.store.load(events[0]["build_id"])
         assert state.status is BuildStatus.RUNNING
         assert state.step == "install"
         server = next(e["id"] for e in events
@@ -57,9 +55,10 @@ def test_state_holds_ids_while_the_build_runs(cron: Cron) -> None:
         assert {"volume:iso", "volume:virtio", "volume:config", "image:config"} <= set(
             state.resources)
         assert state.pid == proc.pid
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=120)
+
+    proc = cron.start(cron.spec())
+    interrupt_when(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe",
+                   signal.SIGTERM, before_signal=installing)
     assert cron.leftovers() == []
 
 
@@ -144,22 +143,21 @@ def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
 
 
 def test_ctrl_c_while_waiting_for_the_lock_exits_130(cron: Cron) -> None:
+    def says_it_waits(seen: list[Event]) -> None:
+        assert "1h" in seen[-1]["message"] and "20261126t000000-aaaaaa" in seen[-1]["message"]
+
     spec = cron.spec()
     holder = LocalLock(cron.store.locks_dir, cron.sim.cloud_name, "ws2022-standard")
     holder.acquire(build_id="20261126t000000-aaaaaa")
     try:
         waiting = cron.start(spec, "--wait-lock", "1h")
         # Connected, checked credentials, now waiting on the held lock (and saying so).
-        seen = read_until(waiting, lambda e: e["event"] == "info"
-                          and "for the family lock" in e["message"])
-        assert "1h" in seen[-1]["message"] and "20261126t000000-aaaaaa" in seen[-1]["message"]
-        waiting.send_signal(signal.SIGINT)
-        out, err = waiting.communicate(timeout=60)
-        out = "\n".join(json.dumps(e) for e in seen) + "\n" + out
+        events, err = interrupt_when(
+            waiting, lambda e: e["event"] == "info" and "for the family lock" in e["message"],
+            exit_timeout=60, before_signal=says_it_waits)
     finally:
         holder.release()
     assert waiting.returncode == 130, err
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert not [e for e in events if e["event"] == "build.skipped"]
     [failed] = [e for e in events if e["event"] == "build.failed"]
     assert "interrupted by SIGINT" in failed["reason"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,7 +10,7 @@ import sys
 import pytest
 
 from tests.e2e.conftest import Cloud
-from tests.support.cliprocess import interrupt_when, read_until
+from tests.support.cliprocess import Event, interrupt_when, read_until
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
@@ -29,17 +28,14 @@ def start_build(cloud: Cloud, *extra: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_while_watching_cleans_up_and_exits_130(cloud: Cloud, signum: int) -> None:
-    proc = start_build(cloud)
-    try:
-        read_until(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
+    def builder_running(_: list[Event]) -> None:
         assert any(item.startswith("server ") for item in cloud.leftovers())
-        proc.send_signal(signum)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+    proc = start_build(cloud)
+    events, err = interrupt_when(
+        proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe", signum,
+        before_signal=builder_running)
     assert proc.returncode == 130, err
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     failed = [e for e in events if e["event"] == "build.failed"][-1]
     assert signal.Signals(signum).name in failed["reason"]
     assert cloud.leftovers() == []

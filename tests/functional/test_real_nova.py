@@ -21,6 +21,7 @@ import pytest
 
 from osbuild.cli import main
 from osbuild_sim.guest import GuestScenario
+from tests.support.cliprocess import Event, interrupt_when
 from tests.support.realbuilds import (
     BASELINE,
     assert_published,
@@ -167,29 +168,11 @@ def start_build(spec: Path, clouds: Path, workdir: Path, *extra: str) -> subproc
     )
 
 
-def read_until(
-    proc: subprocess.Popen[str], predicate: Any, timeout: float = 180.0
-) -> list[dict[str, Any]]:
-    assert proc.stdout is not None
-    events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if not line.startswith("{"):
-            continue
-        events.append(json.loads(line))
-        if predicate(events[-1]):
-            return events
-    raise AssertionError(f"never saw the awaited event; got {[e['event'] for e in events]}")
-
-
-def installing(event: dict[str, Any]) -> bool:
+def installing(event: Event) -> bool:
     return event["event"] == "stage" and event.get("stage") == "winpe"
 
 
-def capturing(event: dict[str, Any]) -> bool:
+def capturing(event: Event) -> bool:
     # The step's start, not the image's creation: real Cinder uploads the sparse target in
     # about a second, and a signal after the last cancellable wait lets the build finish.
     return event["event"] == "step.started" and event.get("step") == "capture"
@@ -207,19 +190,17 @@ def test_signal_on_real_nova_cleans_up_and_exits_130(
     if point is installing:
         guests.set_speed(20.0)  # a slow guest: still installing when the signal comes
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
-    proc = start_build(spec, clouds_yaml, tmp_path)
-    try:
-        read_until(proc, point)
+    signalled: list[tuple[int, float]] = []  # events read, and the time, at the signal
+
+    def still_building(seen: list[Event]) -> None:
         assert real_stack.leftovers(users=[builder], baseline=BASELINE)
-        proc.send_signal(signum)
-        sent_at = time.time()
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    after = [(e["event"], e.get("step"), e["time"]) for e in events]
+        signalled.append((len(seen), time.time()))
+
+    proc = start_build(spec, clouds_yaml, tmp_path)
+    events, err = interrupt_when(proc, point, signum, timeout=180, exit_timeout=300,
+                                 before_signal=still_building)
+    [(read, sent_at)] = signalled
+    after = [(e["event"], e.get("step"), e["time"]) for e in events[read:]]
     assert proc.returncode == 130, (err[-2000:], time.strftime("%H:%M:%S", time.gmtime(sent_at)),
                                     f"{sent_at % 60:.3f}", after)
     assert signal.Signals(signum).name in failed_report(events)["reason"]
@@ -229,11 +210,7 @@ def test_signal_on_real_nova_cleans_up_and_exits_130(
 def kill_during_install(spec: Path, clouds: Path, workdir: Path) -> str:
     """Start a build, SIGKILL it once the guest installs; its build id."""
     proc = start_build(spec, clouds, workdir, "--state-dir", str(workdir / "state"))
-    try:
-        events = read_until(proc, installing)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+    events, _ = interrupt_when(proc, installing, signal.SIGKILL, timeout=180, exit_timeout=30)
     assert proc.returncode == -signal.SIGKILL
     return str(events[0]["build_id"])
 
