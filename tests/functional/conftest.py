@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from osbuild_sim import upstream_schemas
+from tests.support.realbuilds import remember_baseline
 from tests.support.realcinder import RealCinder
 from tests.support.realservices import ProjectUser, RealServices, missing_requirements
 from tests.support.realstack import RealStack, missing_cinder
@@ -83,7 +84,22 @@ def real_stack(
         _REPORTS.append(stack.report().replace("real stack:", "real stack at the end:"))
 
 
-# The build tests' fixtures; a module using them defines ``builder`` (its project user).
+# The build tests' fixtures on the real stack.
+@pytest.fixture(scope="module")
+def builder(real_stack: RealStack, request: pytest.FixtureRequest) -> ProjectUser:
+    """The module's own project and user, named after it (test_real_nova.py: ``nova-builds``,
+    ``nova-builder``): each module's builds and leftovers stay apart."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").removeprefix("real_")
+    return real_stack.rs.create_project_user(f"{name}-builds", f"{name}-builder")
+
+
+@pytest.fixture
+def baseline(real_stack: RealStack) -> frozenset[str]:
+    """What exists before the test, which :func:`tests.support.realbuilds.finish` ignores; a
+    build module uses it in every test (``pytest.mark.usefixtures("baseline")``)."""
+    return remember_baseline(real_stack)
+
+
 @pytest.fixture
 def user_conn(real_stack: RealStack, builder: ProjectUser) -> Any:
     return real_stack.connect(builder)

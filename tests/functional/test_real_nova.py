@@ -28,24 +28,13 @@ from tests.support.realbuilds import (
     failed_report,
     finish,
     published_build,
-    remember_baseline,
     run_build,
     write_spec,
 )
 from tests.support.realservices import ProjectUser
 from tests.support.realstack import REAL_CLOUD, REAL_TIME_SCALE, RealStack
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def builder(real_stack: RealStack) -> ProjectUser:
-    return real_stack.rs.create_project_user("nova-builds", "nova-builder")
-
-
-@pytest.fixture(autouse=True)
-def baseline(real_stack: RealStack) -> frozenset[str]:
-    return remember_baseline(real_stack)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("baseline")]
 
 
 @pytest.mark.parametrize(

@@ -24,25 +24,14 @@ from tests.support.realbuilds import (
     BASELINE,
     assert_published,
     failed_report,
-    remember_baseline,
     run_build,
     write_spec,
 )
 from tests.support.realservices import ProjectUser
 from tests.support.realstack import RealStack
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("baseline")]
 FAMILY = "refresh-real"
-
-
-@pytest.fixture(scope="module")
-def builder(real_stack: RealStack) -> ProjectUser:
-    return real_stack.rs.create_project_user("refresh-builds", "refresh-builder")
-
-
-@pytest.fixture(autouse=True)
-def baseline(real_stack: RealStack) -> frozenset[str]:
-    return remember_baseline(real_stack)
 
 
 class Family:

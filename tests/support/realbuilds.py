@@ -1,9 +1,9 @@
 """Running osbuild builds against the real stack (:mod:`tests.support.realstack`): specs,
 the CLI in-process, and the check that nothing is left in any project afterwards.
 
-Shared by the functional tier's build tests (their fixtures are in tests/functional/conftest.py;
-a module defines its own ``builder`` project user and an autouse ``baseline`` fixture calling
-:func:`remember_baseline`).
+Shared by the functional tier's build tests (their fixtures are in tests/functional/conftest.py:
+``builder``, the module's own project user, and ``baseline``, which every test of a build module
+uses and which calls :func:`remember_baseline`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ BASELINE: set[str] = set()  # ids that existed before the running test (fixture 
 
 def remember_baseline(stack: RealStack) -> frozenset[str]:
     """What exists before the test (other modules' tests share Keystone and Glance); a
-    module's autouse ``baseline`` fixture calls it, and :func:`finish` ignores those ids."""
+    test's ``baseline`` fixture calls it, and :func:`finish` ignores those ids."""
     ids = stack.resource_ids()
     BASELINE.clear()
     BASELINE.update(ids)
