@@ -92,14 +92,24 @@ def sanitize_detail(text: str) -> str:
 def parse_line(line: str, nonce: str) -> Marker | None:
     """The marker in ``line`` carrying ``nonce``, or None (markers of other builds are ignored)."""
     for match in _MARKER_RE.finditer(line):
-        if match.group("nonce") != nonce:
-            continue
-        return Marker(
-            stage=match.group("stage"),
-            status=Status(match.group("status")),
-            detail=(match.group("detail") or "").strip(),
-        )
+        if match.group("nonce") == nonce:
+            return _marker(match)
     return None
+
+
+def find_any(line: str) -> Marker | None:
+    """The first marker in ``line`` whatever its nonce: what a transcript shows, not what a
+    build acts on (that is :func:`parse_line`)."""
+    match = _MARKER_RE.search(line)
+    return _marker(match) if match else None
+
+
+def _marker(match: re.Match[str]) -> Marker:
+    return Marker(
+        stage=match.group("stage"),
+        status=Status(match.group("status")),
+        detail=(match.group("detail") or "").strip(),
+    )
 
 
 def parse_lines(lines: list[str] | tuple[str, ...], nonce: str) -> list[Marker]:

@@ -45,7 +45,9 @@ PROP_VIRTIO_ISO_ID = "osbuild_virtio_iso_id"
 PROP_EDITION = "osbuild_edition"
 INSTALL_PROVENANCE = (PROP_WINDOWS_ISO_ID, PROP_VIRTIO_ISO_ID, PROP_EDITION)
 
-_BUILD_ID_RE = re.compile(r"^\d{8}t\d{6}-[0-9a-f]{6}$")
+_BUILD_ID = r"\d{8}t\d{6}-[0-9a-f]{6}"
+_BUILD_ID_RE = re.compile(rf"^{_BUILD_ID}$")
+_RESOURCE_NAME_RE = re.compile(rf"^osbuild-(?P<build_id>{_BUILD_ID})-(?P<role>[a-z0-9-]+)$")
 
 
 def new_build_id(now: datetime | None = None) -> str:
@@ -60,6 +62,12 @@ def is_build_id(value: str) -> bool:
 
 def resource_name(build_id: str, role: str) -> str:
     return f"osbuild-{build_id}-{role}"
+
+
+def parse_resource_name(name: str) -> tuple[str, str] | None:
+    """The build id and role a :func:`resource_name` holds; None for any other name."""
+    match = _RESOURCE_NAME_RE.match(name)
+    return (match["build_id"], match["role"]) if match else None
 
 
 def build_tag(build_id: str) -> str:

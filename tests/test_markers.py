@@ -9,6 +9,7 @@ from osbuild.markers import (
     NONCE_LENGTH,
     Marker,
     Status,
+    find_any,
     parse_line,
     parse_lines,
     sanitize_detail,
@@ -106,3 +107,15 @@ def test_a_long_detail_is_cut_to_one_bounded_line() -> None:
     marker = Marker("sysprep", Status.FAIL, "x" * (DETAIL_MAX * 2) + "\n second line")
     parsed = parse_line(marker.render(NONCE), NONCE)
     assert parsed is not None and parsed.detail == "x" * DETAIL_MAX
+
+
+def test_find_any_reads_every_build_s_marker_and_nothing_else() -> None:
+    # The report highlights markers of any build; parse_line keeps to the build's own.
+    line = "noise " + Marker("updates", Status.FAIL, "0x800f0922").render(OTHER) + "\r"
+    assert find_any(line) == Marker("updates", Status.FAIL, "0x800f0922")
+    assert parse_line(line, NONCE) is None
+    both = Marker("winpe", Status.START).render(OTHER) + " " + Marker(
+        "winpe", Status.OK).render(NONCE)
+    assert find_any(both) == Marker("winpe", Status.START)
+    assert find_any(f"OSBUILD:{NONCE[:-1]}:virtio:ok") is None
+    assert find_any("Windows Boot Manager") is None

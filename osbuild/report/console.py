@@ -7,15 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from osbuild.markers import PREFIX
+from osbuild import markers
 
 # The page stays small enough for a browser: a long transcript shows its end (where the
 # build finished or failed); the file beside the report has it all.
 MAX_LINES = 4000
 
-# Any build's marker: the page highlights it even without the build's nonce.
-_MARKER = re.compile(PREFIX + r":[0-9a-f]{32}:(?P<stage>[a-z][a-z0-9_-]{0,31}):"
-                     r"(?P<status>start|ok|fail|info)(?::(?P<detail>.*))?")
 # Firmware banners: each is a (re)boot of the machine (SeaBIOS; OVMF starting a loader).
 _BOOT = re.compile(r"^(SeaBIOS \(version|BdsDxe: starting )")
 # Notes osbuild itself writes into a transcript (lines lost between two polls...).
@@ -47,13 +44,13 @@ class ConsoleView:
 
 def classify(number: int, line: str, quoted: set[str]) -> ConsoleLine:
     failure = line.strip() in quoted
-    match = _MARKER.search(line)
-    if match:
-        status = match["status"]
-        label = f"{match['stage']} {status}"
+    # Any build's marker: the page highlights it even without the build's nonce.
+    marker = markers.find_any(line)
+    if marker is not None:
+        status = marker.status.value
         kind = "fail" if status == "fail" else "marker"
-        return ConsoleLine(number, line, kind, failure or status == "fail", label,
-                           (match["stage"], status, (match["detail"] or "").strip()))
+        return ConsoleLine(number, line, kind, failure or status == "fail",
+                           f"{marker.stage} {status}", (marker.stage, status, marker.detail))
     if _BOOT.search(line):
         return ConsoleLine(number, line, "boot", failure, "boot")
     if _NOTE.match(line):

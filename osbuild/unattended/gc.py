@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,6 @@ Kind = Literal["server", "port", "volume", "image", "keypair"]
 # Dependency order: a server pins its ports and volumes; images and keypairs are free.
 ORDER: tuple[Kind, ...] = ("server", "port", "volume", "image", "keypair")
 
-_NAME_RE = re.compile(r"^osbuild-(?P<build_id>\d{8}t\d{6}-[0-9a-f]{6})-(?P<role>[a-z0-9-]+)$")
 # The captured image keeps this role until publish renames it and adds provenance.
 _OUTPUT_ROLE = "image"
 
@@ -108,8 +106,8 @@ def _build_id_of(name: str | None, labels: Mapping[str, Any] | None) -> str | No
     value = (labels or {}).get(naming.PROP_BUILD_ID)
     if isinstance(value, str) and naming.is_build_id(value):
         return value
-    match = _NAME_RE.match(name or "")
-    return match["build_id"] if match else None
+    parsed = naming.parse_resource_name(name or "")
+    return parsed[0] if parsed else None
 
 
 # --------------------------------------------------------------------------- liveness
@@ -219,10 +217,10 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
                               _age(image.created_at, build_id, now), image.status))
 
     for keypair in compute.keypairs(conn):
-        match = _NAME_RE.match(keypair.name)
-        if match is None:
+        parsed = naming.parse_resource_name(keypair.name)
+        if parsed is None:
             continue
-        build_id = match["build_id"]
+        build_id = parsed[0]
         found.append(Resource("keypair", keypair.name, keypair.name, build_id,
                               _age(keypair.created_at, build_id, now)))
     return found, image_props, frozenset(fresh)
@@ -241,7 +239,7 @@ def _image_keep_reason(resource: Resource, props: dict[str, Any],
     finished = state is not None and state.status is BuildStatus.SUCCEEDED
     if finished and state is not None and state.image_id == resource.id:
         return "the published image of a finished build"
-    temporary_name = _NAME_RE.match(resource.name) is not None
+    temporary_name = naming.parse_resource_name(resource.name) is not None
     role = props.get(naming.PROP_ROLE)
     if not temporary_name and (role is None or role == _OUTPUT_ROLE):
         return "not a temporary image (renamed by publish)"
