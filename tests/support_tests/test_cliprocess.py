@@ -17,9 +17,13 @@ def stop(signum, frame):
     print(json.dumps({"event": "interrupted", "signal": signum}), flush=True)
     sys.exit(130)
 signal.signal(signal.SIGINT, stop if sys.argv[1] == "handle" else signal.SIG_IGN)
-for n in range(3):
-    print(json.dumps({"event": "tick", "n": n}), flush=True)
-print("a line that is not an event", flush=True)
+# One write: the reader gets the ticks together and buffers the third while it reads the
+# second; the signal, held back until then, always comes after all of them.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+ticks = [json.dumps({"event": "tick", "n": n}) for n in range(3)]
+sys.stdout.write("\\n".join([*ticks, "a line that is not an event"]) + "\\n")
+sys.stdout.flush()
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 time.sleep(60)
 """
 
