@@ -33,7 +33,7 @@ from osbuild import markers
 from osbuild.errors import InvalidInput
 from osbuild.markers import Marker, Status
 from osbuild.media import eltorito, layout, stages, windows
-from osbuild_sim import accounts, disk_usage, media
+from osbuild_sim import accounts, disk_usage, media, servicing
 from osbuild_sim.disk_usage import DiskUsage
 from osbuild_sim.hypervisor import AttachedDevice, Machine
 
@@ -144,7 +144,12 @@ _STAGE = {
     "cleanup": (30.0, 60.0),
 }
 _UPDATE_SEARCH = (60.0, 180.0)
-_UPDATE_INSTALL = (300.0, 900.0)
+# What any pass that finds updates pays whatever the gap: downloads, .NET, Defender, the
+# commit at restart. Staging the cumulative update comes on top (servicing.staging_span).
+_UPDATE_INSTALL = (180.0, 360.0)
+# DISM /StartComponentCleanup: a fixed part plus its work per GiB of superseded components.
+_COMPONENT_CLEANUP = (30.0, 60.0)
+_COMPONENT_CLEANUP_PER_GIB = (60.0, 150.0)
 _SCRIPT = (20.0, 60.0)
 _SYSPREP = (180.0, 360.0)
 _SHUTDOWN = (3.0, 10.0)
@@ -725,6 +730,8 @@ class _Guest:
             "cloudbase_init": False,
             "cloudbase_init_metadata_services": [],
             "update_passes": 0,
+            # The patch level Windows Update starts from: the media's.
+            "updated_at": servicing.media_serviced(image.build).isoformat(timespec="seconds"),
             "scripts": [],
             # Setup gives the built-in Administrator the answer file's password; autologon
             # as `Administrator` (its language-neutral name) enables it.
@@ -955,6 +962,9 @@ class _Guest:
         rounds_with_updates = self.rng.randint(1, 3)
         if plan.kind == "refresh":
             rounds_with_updates = self._rounds_since(self.record.get("updated_at"))
+        # The first pass that finds updates stages the cumulative update: its work and what
+        # it writes grow with how far behind the installed patch level is.
+        share = servicing.differing_share(self._months_behind())
         while True:
             done = self.record["update_passes"]
             if done >= cap and not self.scenario.endless_updates:
@@ -981,9 +991,11 @@ class _Guest:
                 )
                 break
             self._wait(_UPDATE_INSTALL)
-            later = 0 if this_pass == 1 else 1
-            for what, sizes in disk_usage.UPDATE_PASS.items():
-                self.usage.write(what, sizes[later])
+            if this_pass == 1:
+                self._wait(servicing.staging_span(self._months_behind()))
+            for what, (first, later) in disk_usage.UPDATE_PASS.items():
+                self.usage.write(what, later + round((first - later) * share)
+                                 if this_pass == 1 else later)
             self.usage.delete("scratch")
             count = self.rng.randint(2, 14) if this_pass == 1 else self.rng.randint(1, 4)
             self.record["update_passes"] = this_pass
@@ -992,6 +1004,14 @@ class _Guest:
             )
             yield from self._reboot_and_resume("updates")
         self.record["updated_at"] = self._wall().isoformat(timespec="seconds")
+
+    def _months_behind(self) -> float:
+        """Months between the installed patch level and now (at least one)."""
+        try:
+            patched = datetime.fromisoformat(str(self.record.get("updated_at")))
+        except ValueError:
+            patched = servicing.media_serviced(int(self.record.get("build") or 0))
+        return servicing.months_behind(patched, self._wall())
 
     def _rounds_since(self, updated_at: Any) -> int:
         """Update passes that find something on an installed image: Windows' monthly
@@ -1024,7 +1044,11 @@ class _Guest:
         hygiene = plan.hygiene
         if _calls(script, "Invoke-OsbuildHygiene"):
             if hygiene.component_cleanup:
-                self._wait((60.0, 240.0))  # DISM /StartComponentCleanup
+                # DISM /StartComponentCleanup works through the superseded components.
+                superseded = self.usage.files.get("superseded", 0) / disk_usage.GIB
+                self._wait(_COMPONENT_CLEANUP)
+                self._wait((_COMPONENT_CLEANUP_PER_GIB[0] * superseded,
+                            _COMPONENT_CLEANUP_PER_GIB[1] * superseded))
                 self.usage.delete("superseded")
                 if hygiene.reset_base:
                     self.usage.delete("windows", disk_usage.RESET_BASE_EXTRA)
