@@ -731,7 +731,7 @@ class _Guest:
             "cloudbase_init_metadata_services": [],
             "update_passes": 0,
             # The patch level Windows Update starts from: the media's.
-            "updated_at": servicing.media_serviced(image.build).isoformat(timespec="seconds"),
+            "updated_at": servicing.media_serviced(image.build or 0).isoformat(timespec="seconds"),
             "scripts": [],
             # Setup gives the built-in Administrator the answer file's password; autologon
             # as `Administrator` (its language-neutral name) enables it.
