@@ -8,7 +8,11 @@ from its GA media: the count grows quickly at first and levels out as fewer unse
 components remain. A machine patched last month differs only by this month's components.
 Builders see the same from outside: "It really can take a lot of time to update, more-so
 depending on how old is your base/current image" (rgl/packer-plugin-windows-update#30,
-where one LCU on old Server 2016 media ran for hours).
+where one LCU on old Server 2016 media ran for hours). One measured Server 2022 case:
+adoptium/infrastructure#3462 (2024-03) logs 36 minutes to download and install an older
+image's updates and 5 more to restart, and its remedy was a base image patched more recently.
+For a base that many months behind, the model below gives 26-53 minutes of staging plus the
+per-pass work, so that log sits inside its range.
 
 So the simulated guest prices an update pass by the share of serviced components its
 installed build lacks: GA media years old pay (nearly) the whole staging cost; last month's
