@@ -11,8 +11,8 @@ depending on how old is your base/current image" (rgl/packer-plugin-windows-upda
 where one LCU on old Server 2016 media ran for hours). One measured Server 2022 case:
 adoptium/infrastructure#3462 (2024-03) logs 36 minutes to download and install an older
 image's updates and 5 more to restart, and its remedy was a base image patched more recently.
-For a base that many months behind, the model below gives 26-53 minutes of staging plus the
-per-pass work, so that log sits inside its range.
+The log does not say how old that image was; for a base one to two and a half years behind,
+the model below gives 19-55 minutes of staging plus the per-pass work.
 
 So the simulated guest prices an update pass by the share of serviced components its
 installed build lacks: GA media years old pay (nearly) the whole staging cost; last month's
