@@ -15,7 +15,8 @@ from osbuild.errors import InvalidInput
 from osbuild.images.family import list_family
 from osbuild.images.refresh import RefreshMode, choose
 from osbuild.spec import RefreshSpec, load_spec
-from tests.e2e.conftest import BuildRun, Cloud, sim_cloud
+from osbuild_sim import servicing
+from tests.e2e.conftest import WORK_PACE, BuildRun, Cloud, sim_cloud
 
 # Builds in the simulated cloud: seconds each.
 pytestmark = pytest.mark.slow
@@ -198,3 +199,20 @@ def test_a_local_target_family_refreshes_on_a_volume_and_uploads_it(cloud: Cloud
     assert child[naming.PROP_BUILD_KIND] == "refresh"
     assert "block_device_mapping" not in child and child["size"], child
     assert cloud.leftovers(keep={full.success["image_id"], refresh.success["image_id"]}) == []
+
+
+def _stage_seconds(run: dict[str, Any], stage: str) -> float:
+    report = json.loads(Path(run["report"]).read_text())
+    [entry] = [s for s in report["stages"] if s["stage"] == stage]
+    return float(entry["finished"] - entry["started"])
+
+
+def test_a_refresh_updates_for_a_month_the_full_build_for_years(family: Family) -> None:
+    # The full build installs from Server 2022's 2021 media and stages nearly every
+    # component serviced since; the refresh, on last month's patch level, a month's share
+    # (osbuild_sim/servicing.py).
+    full = _stage_seconds(family.full.success, "updates")
+    refresh = _stage_seconds(family.refresh.success, "updates")
+    # The full build's first pass alone stages for at least the model's low bound.
+    assert full > servicing.FULL_STAGING[0] * 0.99 / WORK_PACE, full
+    assert refresh < full / 1.8, (refresh, full)
