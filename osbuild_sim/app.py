@@ -68,6 +68,11 @@ class Call:
     def at_least(self, major: int, minor: int) -> bool:
         return self.microversion is not None and self.microversion >= (major, minor)
 
+    @property
+    def is_admin(self) -> bool:
+        """Whether the token passes the services' default admin-only policy rules."""
+        return self.token is not None and self.token.is_admin
+
     def args(self) -> dict[str, str]:
         return {k: v for k, v in self.request.args.items()}
 

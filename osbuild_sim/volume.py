@@ -54,10 +54,6 @@ def _check_project(project_id: str | None) -> None:
         raise ApiError(400, "Malformed request url")
 
 
-def _is_admin(call: Call) -> bool:
-    return call.token is not None and call.token.is_admin
-
-
 def find_volume(world: World, volume_id: str) -> Volume:
     volume = world.volumes.get(volume_id)
     if volume is None:
@@ -70,7 +66,7 @@ def _links(call: Call, volume: Volume) -> list[dict[str, str]]:
 
 
 def _volume(call: Call, volume: Volume) -> dict[str, Any]:
-    admin = _is_admin(call)
+    admin = call.is_admin
     body: dict[str, Any] = {
         "id": volume.id, "name": volume.name, "status": volume.status, "size": volume.size,
         "availability_zone": volume.availability_zone, "created_at": volume.created_at,
@@ -234,7 +230,7 @@ def volume_action(call: Call, project_id: str | None, volume_id: str) -> Respons
     if action == "os-volume_upload_image":
         return _upload(call, volume, body_dict(args))
     if action == "os-reset_status":
-        if not _is_admin(call):
+        if not call.is_admin:
             raise ApiError(403, "Policy doesn't allow volume_extension:volume_admin_actions:"
                                 "reset_status to be performed.")
         args = body_dict(args)

@@ -146,6 +146,44 @@ def test_real_nova_refuses_a_non_bootable_volume_at_boot_index_0(
     finish(real_stack, user_conn, builder, None)
 
 
+ADMIN_ONLY_SERVER_FIELDS = (
+    "OS-EXT-SRV-ATTR:host", "OS-EXT-SRV-ATTR:hypervisor_hostname",
+    "OS-EXT-SRV-ATTR:instance_name", "OS-EXT-SRV-ATTR:reservation_id",
+    "OS-EXT-SRV-ATTR:launch_index", "OS-EXT-SRV-ATTR:kernel_id", "OS-EXT-SRV-ATTR:ramdisk_id",
+    "OS-EXT-SRV-ATTR:root_device_name", "OS-EXT-SRV-ATTR:user_data", "host_status",
+)
+
+
+def test_a_member_sees_no_admin_only_server_fields(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any
+) -> None:
+    """What the simulator learnt (tests/sim/test_compute.py): the extended server
+    attributes and host_status are for admins; the hostname for everyone from 2.90."""
+    net = user_conn.network.find_network("private", ignore_missing=False)
+    server = user_conn.compute.create_server(
+        name="fields", flavor_id=user_conn.compute.find_flavor("m1.small").id,
+        image_id=real_stack.media["virtio-win.iso"], networks=[{"uuid": net.id}])
+    try:
+        server = user_conn.compute.wait_for_server(server, wait=120)
+        for version in ("2.1", "2.16", "2.89", "2.90", "2.100"):
+            body = user_conn.compute.get(f"/servers/{server.id}",
+                                         microversion=version).json()["server"]
+            listed = user_conn.compute.get("/servers/detail",
+                                           microversion=version).json()["servers"]
+            print(f"\nserver keys at {version}: {sorted(body)}")
+            for shown in (body, *listed):
+                for admin_only in ADMIN_ONLY_SERVER_FIELDS:
+                    assert admin_only not in shown
+                assert ("OS-EXT-SRV-ATTR:hostname" in shown) == (version in ("2.90", "2.100"))
+        admin = real_stack.connect().compute.get(f"/servers/{server.id}",
+                                                 microversion="2.100").json()["server"]
+        assert set(ADMIN_ONLY_SERVER_FIELDS) <= set(admin)
+    finally:
+        user_conn.compute.delete_server(server)
+        user_conn.compute.wait_for_delete(server, wait=120)
+    finish(real_stack, user_conn, builder, None)
+
+
 def start_build(spec: Path, clouds: Path, workdir: Path, *extra: str) -> subprocess.Popen[str]:
     """`osbuild build` as its own process, so that it can be signalled or SIGKILLed."""
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}

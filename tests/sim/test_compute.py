@@ -108,7 +108,7 @@ def test_server_build_attaches_volumes_and_ports_then_delete_releases_them(
     active = conn.compute.get_server(server.id)
     assert active.tags == ["osbuild", "osbuild-build-x"]
     assert active.metadata == {"osbuild_role": "builder"}
-    assert active.compute_host == "sim-compute-1"
+    assert sim.world.servers[server.id].host == "sim-compute-1"
     assert {v["id"] for v in active.attached_volumes} == {iso.id, target.id}
     assert volume_status(conn, iso.id) == "in-use"
     attachments = conn.block_storage.get_volume(target.id).attachments
@@ -124,6 +124,46 @@ def test_server_build_attaches_volumes_and_ports_then_delete_releases_them(
     assert list(conn.network.ports(device_id=server.id)) == []
     run_until(sim, lambda: conn.block_storage.find_volume(iso.id) is None)
     assert volume_status(conn, target.id) == "available"  # delete_on_termination False
+
+
+_EXTENDED = {"OS-EXT-SRV-ATTR:host", "OS-EXT-SRV-ATTR:hypervisor_hostname",
+             "OS-EXT-SRV-ATTR:instance_name", "OS-EXT-SRV-ATTR:hostname",
+             "OS-EXT-SRV-ATTR:reservation_id", "OS-EXT-SRV-ATTR:launch_index",
+             "OS-EXT-SRV-ATTR:kernel_id", "OS-EXT-SRV-ATTR:ramdisk_id",
+             "OS-EXT-SRV-ATTR:root_device_name", "OS-EXT-SRV-ATTR:user_data"}
+
+
+@pytest.mark.parametrize("version", ["2.1", "2.16", "2.89", "2.90", "2.100"])
+def test_a_member_sees_no_extended_server_attributes_nor_host_status(
+    sim: Any, conn: Any, boot_blank: Any, version: str
+) -> None:
+    # seen: tests/functional/test_real_nova.py::test_a_member_sees_no_admin_only_server_fields;
+    # policy os_compute_api:os-extended-server-attributes is admin-only
+    # (nova/policies/extended_server_attributes.py), so is servers:show:host_status
+    # (nova/policies/servers.py); nova/api/openstack/compute/views/servers.py
+    # ViewBuilder.show shows OS-EXT-SRV-ATTR:hostname to everyone from 2.90.
+    server = boot_blank()
+    shown = conn.compute.get(f"/servers/{server.id}", microversion=version).json()["server"]
+    listed = conn.compute.get("/servers/detail", microversion=version).json()["servers"]
+    everyone = {"OS-EXT-SRV-ATTR:hostname"} if version in ("2.90", "2.100") else set()
+    for body in (shown, *listed):
+        assert {k for k in body if k.startswith("OS-EXT-SRV-ATTR:")} == everyone
+        assert "host_status" not in body
+        assert body["hostId"] and body["OS-EXT-STS:vm_state"] == "active"
+
+
+def test_an_admin_token_sees_the_extended_server_attributes(
+    sim: Any, conn: Any, boot_blank: Any
+) -> None:
+    server = boot_blank()
+    admin = sim.app.identity.issue("password", roles=("admin", "member", "reader"))
+    body = requests.get(f"{sim.base_url}/compute/v2.1/servers/{server.id}", timeout=10,
+                        headers={"X-Auth-Token": admin.id,
+                                 "OpenStack-API-Version": "compute 2.100"}).json()["server"]
+    assert set(body) >= _EXTENDED
+    assert body["OS-EXT-SRV-ATTR:host"] == body["OS-EXT-SRV-ATTR:hypervisor_hostname"] == (
+        "sim-compute-1")
+    assert body["host_status"] == "UP"
 
 
 def test_mapping_rules_answer_400_with_novas_message(conn: Any) -> None:

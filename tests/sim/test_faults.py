@@ -124,7 +124,7 @@ def test_no_valid_host_puts_the_server_in_error(sim: Any, conn: Any) -> None:
     failed = conn.compute.get_server(server.id)
     assert failed.status == "ERROR"
     assert failed.fault["message"].startswith("No valid host was found.")
-    assert failed.compute_host is None
+    assert sim.world.servers[server.id].host is None
     with pytest.raises(exceptions.ConflictException):
         conn.compute.get_server_console_output(server)
     again = conn.compute.create_server(name="unlucky", flavor_id="2", networks="none",
