@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from osbuild import naming
+from osbuild.durations import parse_duration
 from osbuild.spec import load_spec
+from tests.e2e.conftest import WORK_PACE
 from tests.lifecycle.conftest import Lifecycle
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
@@ -93,3 +96,28 @@ def test_verify_refuses_an_image_of_another_family(
     result = lifecycle.images("verify", image_id, str(other))
     assert result.code == 2
     assert f"image {image_id}: not an image of family lc-other (lc-names)" in result.err
+
+
+def test_images_list_right_after_a_build_at_speed_1000_shows_a_real_age(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The simulated clock runs 1000 times faster than osbuild's wall clock; the services
+    # used to print it, so a fresh image was created in osbuild's future: age `-`.
+    from osbuild_sim import SimCloud
+
+    with SimCloud(speed=1000.0, work_pace=WORK_PACE) as sim:
+        for key, value in sim.env(sim.write_clouds_yaml(tmp_path / "clouds.yaml")).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        lifecycle = Lifecycle(sim, tmp_path)
+        started = time.monotonic()
+        image_id = _built(lifecycle, lifecycle.spec("lc-age"))
+        took = time.monotonic() - started
+        listed = lifecycle.images("list", "--family", "lc-age")
+        [row] = [line.split() for line in listed.out.splitlines() if image_id in line]
+        [image] = lifecycle.family("lc-age")
+    assert listed.code == 0, listed.err
+    assert listed.out.splitlines()[0].split()[-3:] == ["AGE", "IN", "USE"]
+    age = row[-2]  # the columns end AGE, IN USE; CURRENT and HIDDEN may be blank
+    assert age != "-"
+    assert parse_duration(age) <= took + 5
+    assert 0 <= image["age_seconds"] <= took + 5
