@@ -22,16 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.owneddirs import OwnedDir, make_owned_dir, sweep_stale
 from tests.support.processes import (
     Launcher,
     RealServicesError,
@@ -50,6 +49,9 @@ STOP_GRACE = 5.0
 SERVICE_TYPE = "block-storage"
 SERVICE_NAME = "cinderv3"
 PASSWORD_ENV = "OSBUILD_CINDER_SERVICE_PASSWORD"  # as tests.support.cinder_service reads
+# Where the volumes go when the workdir is on tmpfs; every start sweeps the stale ones.
+VOLUMES_PARENT = Path("/var/tmp")
+VOLUMES_PREFIX = "osbuild-volumes-"
 
 
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
@@ -95,7 +97,7 @@ class RealCinder(Launcher):
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss_kb: int | None = None
     _volumes_dir: Path | None = field(default=None, repr=False)
-    _own_volumes_dir: bool = field(default=False, repr=False)
+    _own_volumes_dir: OwnedDir | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir or self.services.workdir / "cinder")
@@ -151,9 +153,9 @@ class RealCinder(Launcher):
             with contextlib.suppress(Exception):
                 self.services.unregister_service(self.service_id)
         self.service_id = None
-        if self._own_volumes_dir and self._volumes_dir is not None:
-            shutil.rmtree(self._volumes_dir, ignore_errors=True)
-            self._own_volumes_dir = False
+        if self._own_volumes_dir is not None:
+            self._own_volumes_dir.remove()
+            self._own_volumes_dir = None
 
     def set_quota(self, project_id: str, **limits: int) -> None:
         """Per-project Cinder quotas (``volumes=1``, ``gigabytes=10``...; -1 unlimited)."""
@@ -163,6 +165,8 @@ class RealCinder(Launcher):
     # ------------------------------------------------------------------ internals
 
     def start(self) -> None:
+        # Left by sessions that were SIGKILLed; a live session's are locked and stay.
+        sweep_stale(VOLUMES_PREFIX, VOLUMES_PARENT)
         if tool("qemu-img") is None:
             # Cinder calls it for every image<->volume copy.
             raise RealServicesError(
@@ -173,8 +177,8 @@ class RealCinder(Launcher):
         self.workdir.mkdir(parents=True, exist_ok=True)
         if filesystem_type(self.workdir) in MEMORY_FILESYSTEMS:
             # QEMU opens volumes with O_DIRECT (cache='none'), which tmpfs refuses.
-            self._volumes_dir = Path(tempfile.mkdtemp(prefix="osbuild-volumes-", dir="/var/tmp"))
-            self._own_volumes_dir = True
+            self._own_volumes_dir = make_owned_dir(VOLUMES_PREFIX, VOLUMES_PARENT)
+            self._volumes_dir = self._own_volumes_dir.path
         self.volumes_dir.mkdir(exist_ok=True)
         self.services.logs_dir.mkdir(parents=True, exist_ok=True)
         # A fresh name each start: a session may restart Cinder.
