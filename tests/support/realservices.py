@@ -344,14 +344,14 @@ class RealServices(Launcher):
         owner = ["--keystone-user", user, "--keystone-group", group]
         self._run("keystone", [*base, "fernet_setup", *owner], env, log)
         self._run("keystone", [*base, "credential_setup", *owner], env, log)
+        # The password goes in the environment, which only this user can read, not on the
+        # command line, which `ps` shows everyone (keystone/cmd/cli.py BootStrap.__init__
+        # reads OS_BOOTSTRAP_PASSWORD before --bootstrap-password).
         self._run(
             "keystone",
             [
                 *base,
                 "bootstrap",
-                # One argument: a random password may start with "-", which argparse
-                # would take for an option.
-                f"--bootstrap-password={self.admin_password}",
                 "--bootstrap-admin-url",
                 url + "/v3",
                 "--bootstrap-internal-url",
@@ -361,7 +361,7 @@ class RealServices(Launcher):
                 "--bootstrap-region-id",
                 REGION,
             ],
-            env,
+            {**env, "OS_BOOTSTRAP_PASSWORD": self.admin_password},
             log,
             secret=self.admin_password,
         )
