@@ -228,7 +228,9 @@ def _server(call: Call, server: Server, *, in_list: bool = False) -> dict[str, A
     if server.image_id:
         image = {"id": server.image_id, "links": [
             {"rel": "bookmark", "href": f"{call.base_url}/compute/images/{server.image_id}"}]}
+    # delete_on_termination from 2.3 (views/servers.py ViewBuilder._add_volumes_attachments).
     volumes = [{"id": m.volume_id, "delete_on_termination": m.delete_on_termination}
+               if call.at_least(2, 3) else {"id": m.volume_id}
                for m in server.mappings if m.volume_id]
     body: dict[str, Any] = {
         "id": server.id, "name": server.name, "status": server.status,

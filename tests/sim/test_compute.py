@@ -152,6 +152,19 @@ def test_a_member_sees_no_extended_server_attributes_nor_host_status(
         assert body["hostId"] and body["OS-EXT-STS:vm_state"] == "active"
 
 
+@pytest.mark.parametrize(("version", "keys"), [("2.1", ["id"]),
+                                             ("2.3", ["delete_on_termination", "id"])])
+def test_attached_volumes_say_delete_on_termination_from_2_3(
+    sim: Any, conn: Any, boot_blank: Any, version: str, keys: list[str]
+) -> None:
+    # seen: the upstream response schema for servers.show at 2.1 refused the sim's answer
+    # (nova/api/openstack/compute/views/servers.py ViewBuilder._add_volumes_attachments).
+    server = boot_blank()
+    body = conn.compute.get(f"/servers/{server.id}", microversion=version).json()["server"]
+    [attached] = body["os-extended-volumes:volumes_attached"]
+    assert sorted(attached) == keys
+
+
 def test_an_admin_token_sees_the_extended_server_attributes(
     sim: Any, conn: Any, boot_blank: Any
 ) -> None:
