@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from werkzeug.wrappers import Response
 
@@ -178,12 +179,18 @@ def list_images(call: Call) -> Response:
         if args["marker"] not in ids:
             raise ApiError(400, f"marker {args['marker']} could not be found.")
         images = images[ids.index(args["marker"]) + 1:]
-    body: dict[str, Any] = {"first": "/v2/images", "schema": "/v2/schemas/images"}
+    # The links keep the request's query (one value per key, the last, as webob's dict()
+    # gives it); a full page gets a next link (glance/api/v2/images.py
+    # ImagesController.index, ResponseSerializer.index).
+    params = {k: args.getlist(k)[-1] for k in args if k != "marker"}
+    query = urlencode(params)
+    body: dict[str, Any] = {"first": f"/v2/images?{query}" if query else "/v2/images",
+                            "schema": "/v2/schemas/images"}
     limit = int(args.get("limit", 25))
-    if len(images) > limit:
-        images = images[:limit]
-        body["next"] = f"/v2/images?marker={images[-1].id}&limit={limit}"
-    body["images"] = [_image(i) for i in images]
+    page = images[:limit]
+    if page and len(page) == limit:
+        body["next"] = "/v2/images?" + urlencode({**params, "marker": page[-1].id})
+    body["images"] = [_image(i) for i in page]
     return json_response(body)
 
 

@@ -53,6 +53,22 @@ def test_iso_upload_with_properties_and_tags_becomes_active(conn: Any) -> None:
     assert [i.id for i in conn.image.images(tag="osbuild", is_hidden=True)] == [image.id]
 
 
+def test_every_page_of_a_filtered_listing_keeps_the_filters(sim: Any, conn: Any) -> None:
+    # seen in glance/api/v2/images.py ResponseSerializer.index: the next link is the
+    # request's query with the marker replaced (the sim's dropped the filters, so page two
+    # listed every image); ImagesController.index links a next page to every full page.
+    tagged = {conn.image.create_image(name=f"t{n}", disk_format="raw", container_format="bare",
+                                      tags=["osbuild"]).id for n in range(3)}
+    conn.image.create_image(name="untagged", disk_format="raw", container_format="bare")
+    assert {i.id for i in conn.image.images(tag="osbuild", limit=2)} == tagged
+    first = conn.image.get("/images?tag=osbuild&limit=2").json()
+    assert first["first"] == "/v2/images?tag=osbuild&limit=2"
+    marker = first["images"][-1]["id"]
+    assert first["next"] == f"/v2/images?tag=osbuild&limit=2&marker={marker}"
+    last = conn.image.get(f"/images?tag=osbuild&limit=2&marker={marker}").json()
+    assert len(last["images"]) == 1 and "next" not in last
+
+
 def test_is_hidden_as_a_keyword_is_sent_as_a_string_and_glance_refuses_it(conn: Any) -> None:
     # openstacksdk turns extra keywords into string properties: os_hidden="True".
     with pytest.raises(exceptions.BadRequestException, match="is not of type 'boolean'"):
