@@ -213,6 +213,10 @@ def _addresses(world: World, server: Server) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+# Only these show "progress" (nova/api/openstack/compute/views/servers.py ViewBuilder).
+_PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
+
+
 def _server(call: Call, server: Server, *, in_list: bool = False) -> dict[str, Any]:
     world = call.world
     host_id = hashlib.sha224((PROJECT_ID + server.host).encode()).hexdigest() if server.host else ""
@@ -239,7 +243,7 @@ def _server(call: Call, server: Server, *, in_list: bool = False) -> dict[str, A
         "created": server.created_at, "updated": server.updated_at or server.created_at,
         "addresses": _addresses(world, server), "accessIPv4": "", "accessIPv6": "",
         "links": _server_links(call, server), "OS-DCF:diskConfig": "MANUAL",
-        "progress": 0, "OS-EXT-AZ:availability_zone": server.availability_zone,
+        "OS-EXT-AZ:availability_zone": server.availability_zone,
         "config_drive": "True" if server.config_drive else "", "key_name": server.key_name,
         "OS-SRV-USG:launched_at": server.launched_at, "OS-SRV-USG:terminated_at": None,
         "OS-EXT-STS:task_state": server.task_state, "OS-EXT-STS:vm_state": server.vm_state,
@@ -248,6 +252,8 @@ def _server(call: Call, server: Server, *, in_list: bool = False) -> dict[str, A
         "security_groups": [{"name": g} for g in server.security_groups],
     }
     body.update(_extended_attributes(call, server))
+    if server.status in _PROGRESS_STATUSES:
+        body["progress"] = 0
     if server.fault is not None and server.status == "ERROR":
         body["fault"] = dict(server.fault)
     if call.at_least(2, 9):

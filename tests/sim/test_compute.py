@@ -342,6 +342,18 @@ def test_stop_needs_an_active_server(sim: Any, conn: Any, boot_blank: Any) -> No
         conn.compute.stop_server(server)
 
 
+def test_progress_shows_only_while_a_server_can_make_some(
+    sim: Any, conn: Any, boot_blank: Any
+) -> None:
+    # nova/api/openstack/compute/views/servers.py ViewBuilder._progress_statuses: ACTIVE,
+    # BUILD and the moving ones; not SHUTOFF nor ERROR.
+    server = boot_blank("progress")
+    assert conn.compute.get(f"/servers/{server.id}").json()["server"]["progress"] == 0
+    conn.compute.stop_server(server)
+    run_until(sim, lambda: server_status(conn, server.id) == "SHUTOFF")
+    assert "progress" not in conn.compute.get(f"/servers/{server.id}").json()["server"]
+
+
 def test_create_server_image_from_local_root_copies_the_disk(sim: Any, conn: Any) -> None:
     record = {"format": 1, "edition": "test"}
     base = conn.image.create_image(name="tiny-root", data=disk_record_bytes(record),
