@@ -23,7 +23,7 @@ import pycdlib.udf
 import pycdlib.utils
 
 from osbuild.errors import InvalidInput
-from osbuild.media import layout
+from osbuild.media import eltorito, layout
 
 # Every timestamp on the ISO (volume descriptors, directory records, Rock Ridge TF entries).
 # Fixed so that the same inputs give a byte-identical ISO; SOURCE_DATE_EPOCH overrides it.
@@ -172,3 +172,14 @@ def file_sha256(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_config_file(iso_path: Path, path: str) -> bytes | None:
+    """One file of a config ISO (``path`` as in media/layout.py); None when it has none.
+    Raises InvalidInput when ``iso_path`` is not an ISO."""
+    with iso_path.open("rb") as fp:
+        iso = eltorito.open_iso(fp, name=str(iso_path))
+        try:
+            return eltorito.read_file(iso, eltorito.list_files(iso), path)
+        finally:
+            iso.close()

@@ -315,6 +315,22 @@ def render_media(
     )
 
 
+def rendered_passwords(out_dir: Path) -> set[str] | None:
+    """The passwords in the answer file :func:`render_media` left in ``out_dir`` (its tree,
+    else its ISO); None when neither is there. Never logged: a resume redacts them."""
+    answer = Path(out_dir) / TREE_DIR / layout.ANSWER_FILE
+    if answer.is_file():
+        return unattend.answer_file_passwords(answer.read_bytes())
+    iso_file = Path(out_dir) / ISO_NAME
+    if not iso_file.is_file():
+        return None
+    try:
+        data = configiso.read_config_file(iso_file, layout.ANSWER_FILE)
+    except InvalidInput:
+        return None  # cut short while being written
+    return unattend.answer_file_passwords(data) if data is not None else None
+
+
 def _script_context(spec: BuildSpec, build_id: str) -> dict[str, Any]:
     win_path = str.maketrans("/", "\\")
     return {

@@ -6,6 +6,7 @@ import base64
 import string
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 from osbuild.markers import Marker, Status
 from osbuild.media import layout, windows
@@ -95,6 +96,43 @@ def resume_command() -> str:
 def obfuscate(password: str, suffix: str) -> str:
     """Windows' answer-file password encoding (not encryption: it only stops casual greps)."""
     return base64.b64encode((password + suffix).encode("utf-16-le")).decode("ascii")
+
+
+def reveal(value: str, suffix: str) -> str | None:
+    """:func:`obfuscate` undone; None when ``value`` is not such an encoding of anything."""
+    try:
+        text = base64.b64decode(value, validate=True).decode("utf-16-le")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return text.removesuffix(suffix) if text.endswith(suffix) and text != suffix else None
+
+
+# The elements whose <Value> Windows reads as a password: each is encoded with its own name.
+_PASSWORD_ELEMENTS = ("Password", "AdministratorPassword")
+
+
+def answer_file_passwords(data: bytes) -> set[str]:
+    """Every password an answer file carries (AutoLogon, AdministratorPassword, local
+    accounts), as Windows reads them: plain, or decoded when ``PlainText`` is false."""
+    try:
+        root = ElementTree.fromstring(data)
+    except ElementTree.ParseError:
+        return set()
+    found: set[str] = set()
+    for element in root.iter():
+        name = element.tag.rpartition("}")[2]
+        if name not in _PASSWORD_ELEMENTS:
+            continue
+        children = {child.tag.rpartition("}")[2]: (child.text or "").strip()
+                    for child in element}
+        value = children.get("Value", "")
+        if not value:
+            continue
+        plain = children.get("PlainText", "true").lower() == "true"
+        password = value if plain else reveal(value, name)
+        if password:
+            found.add(password)
+    return found
 
 
 @dataclass(frozen=True)

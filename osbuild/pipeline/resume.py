@@ -20,9 +20,11 @@ from osbuild.errors import InvalidInput
 from osbuild.images.refresh import Parent, install_provenance
 from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName
+from osbuild.pipeline.recover_password import recover_password
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.run import PARENT_RECORD, BuildResult, execute, new_context, steps_for
 from osbuild.pipeline.runner import Step
+from osbuild.pipeline.steps.upload_config_iso import CONFIG_IMAGE, UploadConfigIso
 from osbuild.spec import BuildSpec, load_spec
 from osbuild.unattended.gc import discover, pid_alive
 from osbuild.unattended.state import BuildState, StateStore
@@ -74,7 +76,12 @@ def restore(ctx: BuildContext, state: BuildState,
     if parent:
         ctx.parent = _parent(ctx, parent)  # a refresh: its own list of steps
         ctx.kind_reason = str(parent.get("reason") or "")
-    return steps_to_resume(ctx, state, steps_for(ctx.parent) if steps is None else steps)
+    todo = steps_to_resume(ctx, state, steps_for(ctx.parent) if steps is None else steps)
+    # Before any step reads the guest: what it prints of the password is then redacted.
+    # A refresh's media carry no answer file and no password (render_media, refresh=True).
+    if ctx.parent is None and UploadConfigIso.name in state.steps_done:
+        recover_password(ctx, state.resources.get(CONFIG_IMAGE))
+    return todo
 
 
 def _parent(ctx: BuildContext, record: dict[str, Any]) -> Parent:
@@ -116,7 +123,7 @@ def steps_to_resume(ctx: BuildContext, state: BuildState,
 def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
     """Track everything on record so the runner deletes it like its own (the product kept)."""
     conn = ctx.conn
-    media_dir = ctx.workdir / "media"  # the answer file with the password, if it survived
+    media_dir = ctx.workdir / "media"  # the answer file with the password (recover_password)
     ctx.track("local", str(media_dir), "rendered config media",
               lambda: shutil.rmtree(media_dir, ignore_errors=True), announce=False)
     deleters: dict[str, Callable[[str], None]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 
 from osbuild import markers
 from osbuild.media import layout, windows
+from osbuild.media.render import rendered_passwords
+from osbuild.media.unattend import answer_file_passwords, obfuscate, reveal
 from osbuild.spec import BuildSpec, load_spec
 
 from .helpers import EXAMPLES, MINIMAL_SPEC, NONCE, PASSWORD, write_spec
@@ -385,3 +388,53 @@ def test_every_version_and_edition(tmp_path, render, version: str, edition: str)
     has_local = shell.find(".//u:LocalAccount", NS) is not None
     assert has_local == (not windows.is_server(version))
     assert media.plan.virtio.os_folder == windows.virtio_os_folder(version)
+
+
+def test_the_passwords_read_back_from_the_answer_file_are_the_builds(rendered_example) -> None:
+    """What a resume redacts: every password element decodes to the build's password."""
+    _spec, media = rendered_example
+    data = (media.root / layout.ANSWER_FILE).read_bytes()
+    assert answer_file_passwords(data) == {PASSWORD}
+    assert rendered_passwords(media.root.parent) == {PASSWORD}
+
+
+def test_answer_file_passwords_follow_plaintext_and_the_element_name() -> None:
+    def answer(*elements: str) -> bytes:
+        return (f'<unattend xmlns="{U}"><settings><component>{"".join(elements)}'
+                "</component></settings></unattend>").encode()
+
+    auto = obfuscate("Auto-pass1", "Password")
+    admin = obfuscate("Admin-pass2", "AdministratorPassword")
+    assert answer_file_passwords(answer(
+        f"<Password><Value>{auto}</Value><PlainText>false</PlainText></Password>",
+        f"<AdministratorPassword><Value>{admin}</Value><PlainText>false</PlainText>"
+        "</AdministratorPassword>",
+        "<Password><Value>Plain-pass3</Value><PlainText>true</PlainText></Password>",
+        "<Password><Value>Plain-pass4</Value></Password>",  # PlainText defaults to true
+        "<Password><Value></Value></Password>",
+    )) == {"Auto-pass1", "Admin-pass2", "Plain-pass3", "Plain-pass4"}
+    # Encoded for another element, or not base64 at all: not a password Windows would read.
+    assert reveal(auto, "AdministratorPassword") is None
+    assert reveal("not base64!", "Password") is None
+    assert reveal(obfuscate("", "Password"), "Password") is None
+    assert answer_file_passwords(b"<unattend><Password>") == set()
+
+
+def test_rendered_passwords_come_from_the_tree_else_the_iso(example_spec, render) -> None:
+    media = render(example_spec("ws2022-standard.yaml"))
+    out_dir = media.root.parent
+    shutil.rmtree(media.root)  # only the ISO is left: pycdlib reads its answer file
+    assert rendered_passwords(out_dir) == {PASSWORD}
+    media.iso_path.write_bytes(media.iso_path.read_bytes()[:4096])  # cut short
+    assert rendered_passwords(out_dir) is None
+    media.iso_path.unlink()
+    assert rendered_passwords(out_dir) is None
+
+
+def test_a_refresh_renders_no_password_to_recover(example_spec, render) -> None:
+    media = render(example_spec("ws2022-standard.yaml"), refresh=True)
+    assert not (media.root / layout.ANSWER_FILE).exists()
+    assert rendered_passwords(media.root.parent) is None
+    iso = media.iso_path.read_bytes()
+    assert PASSWORD.encode() not in iso
+    assert obfuscate(PASSWORD, "Password").encode() not in iso

@@ -7,6 +7,8 @@ from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.temp_image import upload_temporary_image
 
+CONFIG_IMAGE = "image:config"  # its key in the state's resources
+
 
 class UploadConfigIso(Resumable):
     name = "upload-config"
@@ -20,5 +22,5 @@ class UploadConfigIso(Resumable):
         # Before this, the build had created nothing worth going on from.
         if not saved.done:
             raise StartOver("the build had not uploaded its config ISO; starting it over")
-        ctx.config_image_id = saved.resources.get("image:config")
+        ctx.config_image_id = saved.resources.get(CONFIG_IMAGE)
         return None
