@@ -146,8 +146,9 @@ def test_a_resumed_build_redacts_the_password_its_guest_prints(cloud: Cloud,
                                                                source: str) -> None:
     """The password is in no state file: the resume reads it from the media the dead run
     left in its work dir or, with those gone, from the config ISO it uploaded to Glance."""
-    # Specialize comes after the kill at winpe: the resumed run reads what the guest prints.
-    scenario = GuestScenario(fail_stage="specialize", fail_message=MESSAGE, echo_secrets=True)
+    # First logon comes well after the kill at winpe (Setup's two passes): the resumed run
+    # is the one that reads what the guest prints.
+    scenario = GuestScenario(fail_stage="firstlogon", fail_message=MESSAGE, echo_secrets=True)
     cloud.sim.faults.add_guest_scenario(scenario, name="builder$")
     build_id = _killed_while_installing(cloud, cloud.spec(windows={"product_key": PRODUCT_KEY}))
     media = cloud.log_dir / build_id / "media"

@@ -12,6 +12,7 @@ from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.recover_password import UNRECOVERED, recover_password
 from osbuild.pipeline.resume import restore
+from osbuild.pipeline.steps.render_config import MEDIA_DIR
 from osbuild.redact import REDACTED
 from osbuild.unattended.state import BuildState
 from tests.pipeline.test_runner import make_ctx
@@ -69,7 +70,21 @@ def test_the_password_comes_from_the_config_image_when_the_work_dir_is_gone(
     assert ctx.redactor.text(password) == REDACTED
     assert warnings == []
     # The downloaded copy (it holds the password) is gone again.
-    assert [p.name for p in ctx.workdir.iterdir()] == []
+    assert list((ctx.workdir / MEDIA_DIR).iterdir()) == []
+
+
+def test_a_copy_cut_short_by_a_killed_resume_is_read_again_from_glance(
+        tmp_path: Path, conn: Any) -> None:
+    ctx, warnings = _ctx(tmp_path, conn)
+    password = generate_password()
+    iso = _render(ctx, tmp_path / "elsewhere", password)
+    image_id = _upload(conn, iso)
+    partial = ctx.workdir / MEDIA_DIR / iso.name
+    partial.parent.mkdir()
+    partial.write_bytes(iso.read_bytes()[:20000])
+    assert recover_password(ctx, image_id)
+    assert ctx.redactor.text(password) == REDACTED
+    assert warnings == [] and not partial.exists()
 
 
 def test_neither_source_resumes_with_one_warning_that_names_no_secret(
