@@ -24,7 +24,7 @@ def recover_password(ctx: BuildContext, config_image_id: str | None) -> bool:
     warning) when neither the work dir's media nor the config image holds it."""
     media_dir = ctx.workdir / MEDIA_DIR
     found = rendered_passwords(media_dir)
-    if found is None and config_image_id:
+    if not found and config_image_id:  # none, or an answer file cut short
         found = _from_config_image(ctx, config_image_id, media_dir)
     if not found:
         ctx.emit(EventName.WARNING, message=UNRECOVERED)

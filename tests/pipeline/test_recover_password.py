@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from osbuild.cloud import images as image_api
-from osbuild.media.render import generate_password, render_media
+from osbuild.media import layout
+from osbuild.media.render import TREE_DIR, generate_password, render_media
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.recover_password import UNRECOVERED, recover_password
@@ -82,6 +83,10 @@ def test_a_copy_cut_short_by_a_killed_resume_is_read_again_from_glance(
     partial = ctx.workdir / MEDIA_DIR / iso.name
     partial.parent.mkdir()
     partial.write_bytes(iso.read_bytes()[:20000])
+    # ... and an answer file cut short (a disk that filled up while rendering).
+    answer = ctx.workdir / MEDIA_DIR / TREE_DIR / layout.ANSWER_FILE
+    answer.parent.mkdir(parents=True)
+    answer.write_text("<unattend><settings>")
     assert recover_password(ctx, image_id)
     assert ctx.redactor.text(password) == REDACTED
     assert warnings == [] and not partial.exists()
