@@ -63,6 +63,12 @@ def _group_members(groups: set[int]) -> list[int]:
     return members
 
 
+def _as_in_a_terminal() -> None:
+    """A terminal's foreground job takes SIGINT; a job a script started in the background
+    inherits it ignored (POSIX), and Python then installs no KeyboardInterrupt at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Watched:
     """The launcher in a child process of its own group, and everything seen working in its
     workdir while it ran."""
@@ -75,7 +81,7 @@ class Watched:
             [sys.executable, "-m", "tests.support.realservices", "up",
              "--workdir", str(self.workdir), "--clouds-yaml", str(tmp_path / "clouds.yaml")],
             cwd=tmp_path, env=module_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            text=True, start_new_session=True, preexec_fn=_as_in_a_terminal,
         )
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
