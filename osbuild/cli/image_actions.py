@@ -156,7 +156,7 @@ def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
         rows.append([
             image.version, image.id, image.name, image.status, image.verify,
             "yes" if image.current else "", "yes" if image.hidden else "",
-            format_duration(age) if age is not None and age > 0 else "-",
+            format_duration(age) if age is not None and age >= 0 else "-",
             str(image.in_use),
         ])
     _table(rows)
