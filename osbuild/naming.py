@@ -26,6 +26,9 @@ CURRENT_TAG = "osbuild-current"
 # `osbuild gc` leaves alone what is younger than this (a build's longest default run): a
 # resource that young may belong to a build whose state lives on another host.
 GC_OLDER_THAN = 6 * 3600.0
+# The folder under a build's work dir (`<log dir>/<build id>/`) holding its rendered config
+# media: the answer file with the build password, removed with the build's resources.
+MEDIA_DIR = "media"
 
 PROP_BUILD_ID = "osbuild_build_id"
 PROP_FAMILY = "osbuild_family"

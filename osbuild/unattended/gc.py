@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from osbuild import naming
@@ -317,7 +319,9 @@ def _describe(exc: BaseException) -> str:
 def _mark_abandoned(store: StateStore, states: dict[str, BuildState],
                     doomed: Iterable[Resource], failed: list[Failed],
                     live: Liveness) -> list[str]:
-    """A dead build whose resources are gone can no longer be resumed: say so in its state."""
+    """A dead build whose resources are gone can no longer be resumed: say so in its state,
+    and remove the rendered media it left on this host (the answer file with its password,
+    which only a resume would have read)."""
     failed_builds = {f.resource.build_id for f in failed}
     out = []
     for build_id in sorted({r.build_id for r in doomed} - failed_builds):
@@ -326,5 +330,15 @@ def _mark_abandoned(store: StateStore, states: dict[str, BuildState],
             continue
         store.finish(build_id, BuildStatus.FAILED,
                      error="abandoned; its resources were removed by osbuild gc")
+        _remove_media(state)
         out.append(build_id)
     return out
+
+
+def _remove_media(state: BuildState) -> None:
+    if not state.log_dir or state.host != socket.gethostname():
+        return
+    media = Path(state.log_dir) / state.build_id / naming.MEDIA_DIR
+    if media.is_dir():
+        shutil.rmtree(media, ignore_errors=True)
+        log.info("gc: removed %s (the abandoned build's config media)", media)

@@ -75,6 +75,12 @@ def world(sim: Any, tmp_path: Path) -> World:
     store = StateStore(tmp_path / "state")
     common = {"family": "ws2022", "cloud": sim.cloud_name, "nonce": "0" * 32,
               "spec_path": "/s.yaml", "spec_digest": "d"}
+    logs = tmp_path / "logs"
+    for build_id in (DEAD, LOCAL):  # what render leaves in each work dir, and the transcript
+        (logs / build_id / naming.MEDIA_DIR / "config").mkdir(parents=True)
+        (logs / build_id / naming.MEDIA_DIR / "config" / "autounattend.xml").write_text("<x/>")
+        (logs / build_id / "console.log").write_text("booted\n")
+    common["log_dir"] = str(logs)
     store.save(BuildState(build_id=DEAD, pid=LOCAL_PID + 1, **common))
     store.save(BuildState(build_id=LOCAL, pid=LOCAL_PID, **common))
     return World(sim, conn, store, later, ids)
@@ -159,6 +165,13 @@ def test_removes_in_order_and_marks_the_build_abandoned(world: World) -> None:
         state = world.store.load(DEAD)
         assert state.status is BuildStatus.FAILED and "osbuild gc" in (state.error or "")
         assert world.store.load(LOCAL).status is BuildStatus.RUNNING
+        # The dead build's answer file (its password) went with it; its transcript and the
+        # running build's media stay.
+        dead_dir, local_dir = (Path(state.log_dir or "") / state.build_id for state in
+                               (world.store.load(DEAD), world.store.load(LOCAL)))
+        assert not (dead_dir / naming.MEDIA_DIR).exists()
+        assert (dead_dir / "console.log").exists()
+        assert (local_dir / naming.MEDIA_DIR / "config" / "autounattend.xml").exists()
         # a second run finds nothing more to do
         again = gc.collect(world.conn, older_than=6 * 3600, store=world.store,
                            now=world.now, liveness=_liveness())

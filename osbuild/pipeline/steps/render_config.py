@@ -5,13 +5,14 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from osbuild import naming
 from osbuild.media.render import generate_password, render_media
 from osbuild.pipeline.context import BuildContext, MediaFacts
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.runner import Step
 
 # In the work dir: the rendered tree and ISO, the only copy of the answer file on this host.
-MEDIA_DIR = "media"
+MEDIA_DIR = naming.MEDIA_DIR
 
 
 class RenderConfig(Resumable):
