@@ -964,7 +964,8 @@ class _Guest:
             rounds_with_updates = self._rounds_since(self.record.get("updated_at"))
         # The first pass that finds updates stages the cumulative update: its work and what
         # it writes grow with how far behind the installed patch level is.
-        share = servicing.differing_share(self._months_behind())
+        months = self._months_behind()
+        share = servicing.differing_share(months)
         while True:
             done = self.record["update_passes"]
             if done >= cap and not self.scenario.endless_updates:
@@ -992,7 +993,7 @@ class _Guest:
                 break
             self._wait(_UPDATE_INSTALL)
             if this_pass == 1:
-                self._wait(servicing.staging_span(self._months_behind()))
+                self._wait(servicing.staging_span(months))
             for what, (first, later) in disk_usage.UPDATE_PASS.items():
                 self.usage.write(what, later + round((first - later) * share)
                                  if this_pass == 1 else later)
