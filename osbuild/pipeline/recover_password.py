@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from osbuild import naming
 from osbuild.cloud import images as image_api
 from osbuild.cloud.retry import ClientError, SDKError
 from osbuild.errors import InvalidInput
@@ -12,7 +13,6 @@ from osbuild.media import configiso, layout, unattend
 from osbuild.media.render import ISO_NAME, rendered_passwords
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
-from osbuild.pipeline.steps.render_config import MEDIA_DIR
 
 UNRECOVERED = ("the build's Windows password could not be recovered for redaction (its "
                "rendered media and its config image are gone): what the guest prints is "
@@ -22,7 +22,7 @@ UNRECOVERED = ("the build's Windows password could not be recovered for redactio
 def recover_password(ctx: BuildContext, config_image_id: str | None) -> bool:
     """Teach ``ctx.redactor`` the password in the build's answer file; False (and one
     warning) when neither the work dir's media nor the config image holds it."""
-    media_dir = ctx.workdir / MEDIA_DIR
+    media_dir = ctx.workdir / naming.MEDIA_DIR
     found = rendered_passwords(media_dir)
     if not found and config_image_id:  # none, or an answer file cut short
         found = _from_config_image(ctx, config_image_id, media_dir)

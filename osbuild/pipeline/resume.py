@@ -24,7 +24,6 @@ from osbuild.pipeline.recover_password import recover_password
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.run import PARENT_RECORD, BuildResult, execute, new_context, steps_for
 from osbuild.pipeline.runner import Step
-from osbuild.pipeline.steps.render_config import MEDIA_DIR
 from osbuild.pipeline.steps.upload_config_iso import CONFIG_IMAGE, UploadConfigIso
 from osbuild.spec import BuildSpec, load_spec
 from osbuild.unattended.gc import discover, pid_alive
@@ -124,7 +123,7 @@ def steps_to_resume(ctx: BuildContext, state: BuildState,
 def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
     """Track everything on record so the runner deletes it like its own (the product kept)."""
     conn = ctx.conn
-    media_dir = ctx.workdir / MEDIA_DIR  # the answer file with the password (recover_password)
+    media_dir = ctx.workdir / naming.MEDIA_DIR  # the answer file: recover_password
     ctx.track("local", str(media_dir), "rendered config media",
               lambda: shutil.rmtree(media_dir, ignore_errors=True), announce=False)
     deleters: dict[str, Callable[[str], None]] = {

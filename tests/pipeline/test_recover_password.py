@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from osbuild import naming
 from osbuild.cloud import images as image_api
 from osbuild.media import layout
 from osbuild.media.render import TREE_DIR, generate_password, render_media
@@ -13,7 +14,6 @@ from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.recover_password import UNRECOVERED, recover_password
 from osbuild.pipeline.resume import restore
-from osbuild.pipeline.steps.render_config import MEDIA_DIR
 from osbuild.redact import REDACTED
 from osbuild.unattended.state import BuildState
 from tests.pipeline.test_runner import make_ctx
@@ -71,7 +71,7 @@ def test_the_password_comes_from_the_config_image_when_the_work_dir_is_gone(
     assert ctx.redactor.text(password) == REDACTED
     assert warnings == []
     # The downloaded copy (it holds the password) is gone again.
-    assert list((ctx.workdir / MEDIA_DIR).iterdir()) == []
+    assert list((ctx.workdir / naming.MEDIA_DIR).iterdir()) == []
 
 
 def test_a_copy_cut_short_by_a_killed_resume_is_read_again_from_glance(
@@ -80,11 +80,11 @@ def test_a_copy_cut_short_by_a_killed_resume_is_read_again_from_glance(
     password = generate_password()
     iso = _render(ctx, tmp_path / "elsewhere", password)
     image_id = _upload(conn, iso)
-    partial = ctx.workdir / MEDIA_DIR / iso.name
+    partial = ctx.workdir / naming.MEDIA_DIR / iso.name
     partial.parent.mkdir()
     partial.write_bytes(iso.read_bytes()[:20000])
     # ... and an answer file cut short (a disk that filled up while rendering).
-    answer = ctx.workdir / MEDIA_DIR / TREE_DIR / layout.ANSWER_FILE
+    answer = ctx.workdir / naming.MEDIA_DIR / TREE_DIR / layout.ANSWER_FILE
     answer.parent.mkdir(parents=True)
     answer.write_text("<unattend><settings>")
     assert recover_password(ctx, image_id)

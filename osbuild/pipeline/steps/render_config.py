@@ -11,15 +11,12 @@ from osbuild.pipeline.context import BuildContext, MediaFacts
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.runner import Step
 
-# In the work dir: the rendered tree and ISO, the only copy of the answer file on this host.
-MEDIA_DIR = naming.MEDIA_DIR
-
 
 class RenderConfig(Resumable):
     name = "render"
 
     def run(self, ctx: BuildContext) -> None:
-        out_dir = ctx.workdir / MEDIA_DIR
+        out_dir = ctx.workdir / naming.MEDIA_DIR
         # The rendered tree holds the answer file with the build's Windows password:
         # it is removed at the end of the build whatever happens.
         ctx.track("local", str(out_dir), "rendered config media",
