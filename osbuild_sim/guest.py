@@ -152,6 +152,12 @@ _COMPONENT_CLEANUP = (30.0, 60.0)
 _COMPONENT_CLEANUP_PER_GIB = (60.0, 150.0)
 _SCRIPT = (20.0, 60.0)
 _SYSPREP = (180.0, 360.0)
+# The sysprep hold (osbuild/markers.py, the power-off protocol) lasts at least this many real
+# seconds whatever the clock's speed (boot's min_hold). The protocol's intent is that the
+# orchestrator has minutes to read sysprep:start, and a real cloud never starves it that long;
+# at speed 1000 the 180 s hold is 0.18 s of wall time, which a loaded test machine's scheduler
+# can swallow whole (a build failed "powered off before sysprep" at load average 4.4).
+SYSPREP_HOLD_WALL_FLOOR = 2.0
 _SHUTDOWN = (3.0, 10.0)
 _CLOUDBASE_STEP = (1.0, 6.0)
 
@@ -336,7 +342,8 @@ def boot(machine: Machine, *, public_key: str | None = None,
          rng: random.Random | None = None,
          started_at: datetime | None = None,
          metadata: Metadata | None = None,
-         work_pace: float = 1.0) -> Iterator[GuestEvent]:
+         work_pace: float = 1.0,
+         min_hold: float = 0.0) -> Iterator[GuestEvent]:
     """Everything the guest does from power-on, lazily (an endless update loop is an endless
     iterator). A boot disk holding the installed-Windows record -> a deployed instance
     (cloudbase-init log lines, PostPassword if ``public_key``); else the first cdrom in boot
@@ -348,10 +355,12 @@ def boot(machine: Machine, *, public_key: str | None = None,
     ``#ps1_sysnative`` user data: osbuild's refresh starts its driver that way).
     ``work_pace``: how much faster than real the world runs this guest's work (its event
     times are divided by it); the guest's promised waits (the sysprep hold) are stretched by
-    it so that they keep their length in the cloud's time.
+    it so that they keep their length in the cloud's time. ``min_hold``: the shortest sysprep
+    hold in the cloud's seconds, when that is longer than :data:`osbuild.markers.SYSPREP_HOLD`.
     """
     guest = _Guest(machine, public_key, scenario, rng or random.Random(),
-                   started_at or datetime.now(UTC), metadata or Metadata(), work_pace)
+                   started_at or datetime.now(UTC), metadata or Metadata(), work_pace,
+                   min_hold)
     return guest.run()
 
 
@@ -388,9 +397,10 @@ class _Config:
 class _Guest:
     def __init__(self, machine: Machine, public_key: str | None, scenario: GuestScenario,
                  rng: random.Random, started_at: datetime, metadata: Metadata,
-                 work_pace: float = 1.0) -> None:
+                 work_pace: float = 1.0, min_hold: float = 0.0) -> None:
         self.machine = machine
         self.work_pace = work_pace
+        self.sysprep_hold = max(markers.SYSPREP_HOLD, min_hold)
         self.metadata = metadata
         self.public_key = public_key
         self.scenario = scenario
@@ -1126,7 +1136,7 @@ class _Guest:
         # The hold is a promise to the orchestrator in the cloud's time, not guest work: a
         # faster work pace must not shorten it (at work_pace 3 it was 60 s against the
         # watcher's 60 s longest poll, and loaded test runs lost sysprep:start).
-        self.t = max(self.t, started + markers.SYSPREP_HOLD * self.work_pace)
+        self.t = max(self.t, started + self.sysprep_hold * self.work_pace)
         yield from self._stage_marker("sysprep", Status.OK)
         yield self._shut_down()
 

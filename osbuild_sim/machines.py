@@ -295,7 +295,8 @@ def _power_on(world: World, server: Server, machine: hypervisor.Machine) -> None
                                        user_data=server.user_data,
                                        config_drive=server.config_drive,
                                        network=bool(server.network_ids)),
-                                   work_pace=world.work_pace))
+                                   work_pace=world.work_pace,
+                                   min_hold=guest.SYSPREP_HOLD_WALL_FLOOR * world.clock.speed))
     server.powered_on_at = world.now()
     server.machine = machine
     server.domain_off = False

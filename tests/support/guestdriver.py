@@ -262,7 +262,8 @@ class GuestDriver(fake.FakeDriver):
         vm.stop = threading.Event()
         assert vm.machine is not None
         events = guest.boot(vm.machine, public_key=public_key or None, scenario=scenario,
-                            rng=random.Random(f"{vm.uuid}:{vm.boots}"), metadata=metadata)
+                            rng=random.Random(f"{vm.uuid}:{vm.boots}"), metadata=metadata,
+                            min_hold=guest.SYSPREP_HOLD_WALL_FLOOR * speed)
         vm.thread = threading.Thread(target=self._play, args=(vm, events, speed),
                                      name=f"guest-{vm.uuid}", daemon=True)
         vm.thread.start()
