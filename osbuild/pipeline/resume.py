@@ -25,6 +25,7 @@ from osbuild.pipeline.resumable import Resumable, Saved, StartOver
 from osbuild.pipeline.run import PARENT_RECORD, BuildResult, execute, new_context, steps_for
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.upload_config_iso import CONFIG_IMAGE, UploadConfigIso
+from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.spec import BuildSpec, load_spec
 from osbuild.unattended.gc import discover, pid_alive
 from osbuild.unattended.state import BuildState, StateStore
@@ -79,7 +80,10 @@ def restore(ctx: BuildContext, state: BuildState,
     todo = steps_to_resume(ctx, state, steps_for(ctx.parent) if steps is None else steps)
     # Before any step reads the guest: what it prints of the password is then redacted.
     # A refresh's media carry no answer file and no password (render_media, refresh=True).
-    if ctx.parent is None and UploadConfigIso.name in state.steps_done:
+    # After the install nothing left reads a guest that knows it: the cleanup stage removed
+    # the password and the cached answer files before sysprep, and verify boots that image.
+    if (ctx.parent is None and UploadConfigIso.name in state.steps_done
+            and WatchInstall.name not in state.steps_done):
         recover_password(ctx, state.resources.get(CONFIG_IMAGE))
     return todo
 

@@ -114,3 +114,20 @@ def test_a_refresh_and_a_build_before_its_upload_have_nothing_to_recover(
     restore(ctx, refresh, steps=[])
     restore(ctx, _state(["render"], {}), steps=[])  # started over: a new password
     assert warnings == []
+
+
+def test_after_the_install_nothing_is_downloaded_and_nothing_said(tmp_path: Path,
+                                                                  conn: Any) -> None:
+    # The cleanup stage took the password out of the image before sysprep: verify's guest
+    # cannot print it, so a resume past the install has nothing to redact it from.
+    ctx, warnings = _ctx(tmp_path, conn)
+    password = generate_password()
+    image_id = _upload(conn, _render(ctx, tmp_path / "elsewhere", password))
+    done = ["render", "preflight", "upload-config", "volumes", "boot", "lock-check",
+            "install"]
+    restore(ctx, _state(done, {"image:config": image_id}), steps=[])
+    assert ctx.redactor.text(password) == password  # the config image was not read
+    assert not (ctx.workdir / naming.MEDIA_DIR).exists()
+    conn.image.delete_image(image_id)  # and its absence is no cause for a warning
+    restore(ctx, _state(done, {"image:config": image_id}), steps=[])
+    assert warnings == []
