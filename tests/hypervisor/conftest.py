@@ -4,7 +4,8 @@ driver booting QEMU (TCG) guests from a stand-in Windows ISO (``tox -e hyperviso
 Every test here is marked ``hypervisor`` and skipped, with the reason, unless the tier runs
 (``OSBUILD_HYPERVISOR_TIER=1``, set by tox) and libvirt, QEMU and the stand-in's packages
 are installed. Work files live under /var/tmp (QEMU opens volumes with O_DIRECT, and runs
-as libvirt-qemu: the folders must be traversable); the stand-in media are cached under
+as libvirt-qemu: the folders must be traversable), in a folder its session owns: each
+session first removes those of sessions that were killed; the stand-in media are cached under
 ``OSBUILD_TEST_CACHE`` (default ``~/.cache/osbuild-tests``), where entries built from other
 inputs are pruned once unused for an hour; the builders' domain XML goes
 to ``$OSBUILD_TEST_ARTIFACTS/hypervisor`` (default ``.artifacts/hypervisor`` in the repository).
@@ -13,8 +14,6 @@ to ``$OSBUILD_TEST_ARTIFACTS/hypervisor`` (default ``.artifacts/hypervisor`` in 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from tests.support import libvirtd
 from tests.support.artifacts import artifacts_dir
 from tests.support.libvirtd import Libvirt
+from tests.support.owneddirs import OwnedDir, make_owned_dir, sweep_stale
 from tests.support.realservices import RealServices, missing_requirements
 from tests.support.realstack import RealStack, missing_cinder
 from tests.support.standin_windows import StandinMedia, build_standin, missing_tools
@@ -31,6 +31,8 @@ from tests.support.standin_windows import StandinMedia, build_standin, missing_t
 TIER_ENV = "OSBUILD_HYPERVISOR_TIER"
 CACHE_ENV = "OSBUILD_TEST_CACHE"
 KEEP_ENV = "OSBUILD_KEEP_WORKDIR"  # keep /var/tmp/osbuild-hypervisor-* (logs) after the run
+WORKDIR_PARENT = Path("/var/tmp")
+WORKDIR_PREFIX = "osbuild-hypervisor-"
 # The seeded names of the Windows ISOs the examples use, and the version each stands in for:
 # the BIOS example's, and the UEFI example's before `osbuild media prepare-uefi`.
 WINDOWS_ISOS = {"windows-server-2022-x64.iso": "2022", "windows-server-2025-x64.iso": "2025"}
@@ -63,13 +65,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_STARTED] = time.monotonic()
 
 
+def make_workdir() -> OwnedDir:
+    """The session's work folder, after removing those of killed sessions (a live
+    session's, from this checkout or another, holds its lock and stays)."""
+    sweep_stale(WORKDIR_PREFIX, WORKDIR_PARENT)
+    owned = make_owned_dir(WORKDIR_PREFIX, WORKDIR_PARENT)
+    owned.path.chmod(0o755)  # QEMU runs as libvirt-qemu and opens files below
+    return owned
+
+
 @pytest.fixture(scope="session")
 def hv_workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="osbuild-hypervisor-", dir="/var/tmp"))
-    path.chmod(0o755)  # QEMU runs as libvirt-qemu and opens files below
-    yield path
-    if not os.environ.get(KEEP_ENV):
-        shutil.rmtree(path, ignore_errors=True)
+    owned = make_workdir()
+    yield owned.path
+    if os.environ.get(KEEP_ENV):
+        owned.release()  # kept for its logs: later sessions' sweeps leave it alone
+    else:
+        owned.remove()
 
 
 @pytest.fixture(scope="session")

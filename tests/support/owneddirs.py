@@ -32,6 +32,12 @@ class OwnedDir:
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)
 
+    def release(self) -> None:
+        """Keep the directory for good: without its lock file no sweep takes it."""
+        (self.path / LOCK_NAME).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
 
 def make_owned_dir(prefix: str, parent: Path) -> OwnedDir:
     """``parent/<prefix>XXXXXXXX`` with its lock held. The lock file gets its name only once

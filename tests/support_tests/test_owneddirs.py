@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.hypervisor import conftest as hypervisor
 from tests.support import realcinder
 from tests.support.owneddirs import LOCK_NAME, make_owned_dir, sweep_stale
 
@@ -27,9 +28,9 @@ time.sleep(600)
 """
 
 
-def _owner_process(parent: Path) -> tuple[subprocess.Popen[str], Path]:
+def _owner_process(parent: Path, prefix: str = PREFIX) -> tuple[subprocess.Popen[str], Path]:
     """Another test session: its own process, holding a directory until killed."""
-    proc = subprocess.Popen([sys.executable, "-c", _OWNER, PREFIX, str(parent)],
+    proc = subprocess.Popen([sys.executable, "-c", _OWNER, prefix, str(parent)],
                             stdout=subprocess.PIPE, text=True, env={**os.environ})
     assert proc.stdout is not None
     return proc, Path(proc.stdout.readline().strip())
@@ -79,3 +80,25 @@ def test_the_cinder_launcher_sweeps_at_start(
         launcher.start()
     assert not stale.exists()
     assert alive.is_dir()
+
+
+def test_the_hypervisor_tier_sweeps_a_killed_sessions_workdir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hypervisor, "WORKDIR_PARENT", tmp_path)
+    dead, stale = _owner_process(tmp_path, hypervisor.WORKDIR_PREFIX)
+    dead.send_signal(signal.SIGKILL)
+    dead.wait(timeout=30)
+    # One kept by OSBUILD_KEEP_WORKDIR for its logs: the session released it.
+    kept = make_owned_dir(hypervisor.WORKDIR_PREFIX, tmp_path)
+    kept.release()
+
+    first = hypervisor.make_workdir()
+    second = hypervisor.make_workdir()  # another live session's sweep
+    try:
+        assert not stale.exists()
+        assert kept.path.is_dir() and not (kept.path / LOCK_NAME).exists()
+        assert first.path.is_dir() and first.path.parent == tmp_path
+        assert first.path.stat().st_mode & 0o777 == 0o755  # QEMU (libvirt-qemu) reads below
+    finally:
+        first.remove()
+        second.remove()
