@@ -28,6 +28,7 @@ import yaml
 from osbuild.cli import main
 from osbuild.resources import examples_dir
 from osbuild_sim.media import cloudbase_msi_standin
+from tests.support.cliprocess import read_rest, read_until
 from tests.support.libvirtd import Libvirt
 from tests.support.realservices import ProjectUser
 from tests.support.realstack import REAL_CLOUD, RealStack
@@ -43,6 +44,9 @@ UEFI_EXAMPLE = "ws2025-datacenter-uefi.yaml"
 UEFI_SOURCE_ISO = "windows-server-2025-x64.iso"  # seeded with the 2025 stand-in (conftest)
 UEFI_PREPARED_ISO = "ws2025-standin-noprompt.iso"
 FIRMWARE_LINE = "standin: firmware "
+# From `osbuild build` to the guest's first marker: volumes, then a TCG boot (the tests'
+# timeout is 600 s).
+INSTALL_START_TIMEOUT = 400.0
 
 
 @pytest.fixture(scope="module")
@@ -134,28 +138,24 @@ def volume_ids(events: list[dict[str, Any]]) -> dict[str, str]:
 def installing_build(spec: Path, clouds_yaml: Path,
                      workdir: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """``osbuild build`` in a subprocess, handed over (with the builder server's id) once
-    the guest installs (its first marker, winpe); killed if it still runs afterwards."""
+    the guest installs (its first marker, winpe); killed if it still runs afterwards. The
+    rest of its output is :func:`read_rest`'s to read (``communicate()`` would lose what
+    the event reader has already buffered)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
          "--time-scale", TIME_SCALE, "--log-dir", str(workdir / "logs"), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
     try:
-        assert proc.stdout is not None
-        server_id = ""
-        for line in proc.stdout:
-            event = json.loads(line) if line.startswith("{") else {}
-            if event.get("event") == "resource.created" and event.get("kind") == "server":
-                server_id = event["id"]
-            if event.get("event") == "stage" and event.get("stage") == "winpe":
-                break
-        else:
-            raise AssertionError("the build ended before the guest installed")
+        events = read_until(proc, lambda e: e["event"] == "stage" and e.get("stage") == "winpe",
+                            timeout=INSTALL_START_TIMEOUT)
+        [server_id] = [e["id"] for e in events
+                       if e["event"] == "resource.created" and e.get("kind") == "server"]
         yield proc, server_id
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
 
 
 @pytest.mark.timeout(900)
@@ -245,7 +245,7 @@ def test_sigint_mid_install_on_qemu_exits_130_and_leaves_nothing(
     with installing_build(spec, clouds_yaml, tmp_path) as (proc, _):
         assert libvirt.domains(), "no domain runs while the guest installs"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=300)
+        out, err = read_rest(proc, timeout=300)
     assert proc.returncode == 130, err[-3000:]
     failed = [json.loads(x) for x in out.splitlines() if '"build.failed"' in x]
     assert failed and "SIGINT" in json.dumps(failed[-1])
@@ -375,7 +375,7 @@ def test_markers_lost_to_the_power_off_404_fail_the_build_on_qemu(
                 time.sleep(2)
         finally:
             proc.send_signal(signal.SIGCONT)
-        out, err = proc.communicate(timeout=300)
+        out, err = read_rest(proc, timeout=300)
     assert proc.returncode == 1, err[-3000:]
     failed = [json.loads(x) for x in out.splitlines() if '"build.failed"' in x]
     why = json.dumps(failed[-1]) if failed else err

@@ -51,7 +51,7 @@ def interrupt_when(proc: subprocess.Popen[str], predicate: Callable[[Event], boo
         if before_signal is not None:
             before_signal(events)
         proc.send_signal(signum)
-        out, err = _rest(proc, timeout if exit_timeout is None else exit_timeout)
+        out, err = read_rest(proc, timeout if exit_timeout is None else exit_timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -60,7 +60,7 @@ def interrupt_when(proc: subprocess.Popen[str], predicate: Callable[[Event], boo
     return events, err
 
 
-def _rest(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+def read_rest(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
     """Stdout and stderr until the process exits.
 
     Not ``communicate()``: it reads the pipes' descriptors and so loses the lines that
