@@ -25,9 +25,16 @@ _DOMAIN = {"id": DOMAIN_ID, "name": "Default"}
 _UPDATED = "2024-04-01T00:00:00Z"
 
 
-# The one user's roles on its project: a member, as the users osbuild runs as on a real
-# cloud; so the services hide what only an admin sees (Cinder's host attributes...).
+# The user's roles on its project: a member, as the users osbuild runs as on a real cloud;
+# so the services hide what only an admin sees (Cinder's host attributes...) and refuse
+# what only an admin may do (os-hypervisors, flavor create, user list...).
 ROLES = ("member", "reader")
+# The cloud's admin, for the operator's own look around (`openstack --os-cloud
+# osbuild-sim-admin hypervisor list`): keystone-manage bootstrap's admin has the admin role
+# on the admin project, which implies member and reader.
+ADMIN_USER_ID = "5b6a7c8d9e0f41a2b3c4d5e6f7a8b9c0"
+ADMIN_USER_NAME = "sim-admin"
+ADMIN_ROLES = ("admin", "member", "reader")
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class Token:
     issued: float
     expires: float
     roles: tuple[str, ...] = ROLES
+    user_id: str = USER_ID
 
     @property
     def is_admin(self) -> bool:
@@ -44,10 +52,13 @@ class Token:
 
 
 class IdentityStore:
-    """Credentials of the one user (named admin, a project member), and its tokens."""
+    """Credentials of the user (named admin, a project member) and of the cloud's admin
+    (:data:`ADMIN_USER_NAME`), and their tokens."""
 
-    def __init__(self, password: str, app_credential_id: str, app_credential_secret: str) -> None:
+    def __init__(self, password: str, app_credential_id: str, app_credential_secret: str,
+                 admin_password: str) -> None:
         self.password = password
+        self.admin_password = admin_password
         self.app_credential_id = app_credential_id
         self.app_credential_secret = app_credential_secret
         self._tokens: dict[str, Token] = {}
@@ -59,12 +70,14 @@ class IdentityStore:
 
     @classmethod
     def random(cls) -> IdentityStore:
-        return cls(secrets.token_urlsafe(18), secrets.token_hex(16), secrets.token_urlsafe(24))
+        return cls(secrets.token_urlsafe(18), secrets.token_hex(16), secrets.token_urlsafe(24),
+                   secrets.token_urlsafe(18))
 
-    def issue(self, method: str, roles: tuple[str, ...] = ROLES) -> Token:
+    def issue(self, method: str, user_id: str = USER_ID) -> Token:
         now = self.now()
+        roles = ADMIN_ROLES if user_id == ADMIN_USER_ID else ROLES
         token = Token("gAAAA" + secrets.token_urlsafe(48), method, now,
-                      now + self.token_lifetime, roles)
+                      now + self.token_lifetime, roles, user_id)
         with self._lock:
             self._tokens[token.id] = token
         return token
@@ -127,7 +140,18 @@ def _project() -> dict[str, Any]:
             "tags": [], "options": {}, "links": {}}
 
 
-def _authenticate(call: Call, auth: dict[str, Any]) -> str:
+def _users() -> dict[str, str]:
+    return {USER_ID: USER_NAME, ADMIN_USER_ID: ADMIN_USER_NAME}
+
+
+def forbidden(action: str) -> ApiError:
+    """Keystone's 403 for a policy that refuses the caller (keystone/exception.py
+    ForbiddenAction)."""
+    return ApiError(403, f"You are not authorized to perform the requested action: {action}.")
+
+
+def _authenticate(call: Call, auth: dict[str, Any]) -> tuple[str, str]:
+    """The auth method and the id of the user it authenticates."""
     store = call.app.identity
     ident = auth.get("identity") if isinstance(auth, dict) else None
     if not isinstance(ident, dict):
@@ -135,13 +159,16 @@ def _authenticate(call: Call, auth: dict[str, Any]) -> str:
     methods = ident.get("methods") or []
     if "password" in methods:
         user = (ident.get("password") or {}).get("user") or {}
-        named = user.get("id") == USER_ID or (
-            user.get("name") == USER_NAME
-            and (user.get("domain") or {}).get("id", DOMAIN_ID) == DOMAIN_ID
-            and (user.get("domain") or {}).get("name", "Default") == "Default"
-        )
-        if named and secrets.compare_digest(str(user.get("password", "")), store.password):
-            return "password"
+        passwords = {USER_ID: store.password, ADMIN_USER_ID: store.admin_password}
+        for user_id, user_name in _users().items():
+            named = user.get("id") == user_id or (
+                user.get("name") == user_name
+                and (user.get("domain") or {}).get("id", DOMAIN_ID) == DOMAIN_ID
+                and (user.get("domain") or {}).get("name", "Default") == "Default"
+            )
+            if named and secrets.compare_digest(str(user.get("password", "")),
+                                                passwords[user_id]):
+                return "password", user_id
     elif "application_credential" in methods:
         cred = ident.get("application_credential") or {}
         known = cred.get("id") == store.app_credential_id or (
@@ -149,11 +176,10 @@ def _authenticate(call: Call, auth: dict[str, Any]) -> str:
         )
         if known and secrets.compare_digest(str(cred.get("secret", "")),
                                             store.app_credential_secret):
-            return "application_credential"
+            return "application_credential", USER_ID
     elif "token" in methods:
         token_id = (ident.get("token") or {}).get("id")
-        store.check(token_id, call.base_url)
-        return "token"
+        return "token", store.check(token_id, call.base_url).user_id
     raise ApiError(401, _UNAUTHORIZED)
 
 
@@ -178,7 +204,7 @@ def _token_body(call: Call, token: Token) -> dict[str, Any]:
 
     return {"token": {
         "methods": [token.method],
-        "user": {"id": USER_ID, "name": USER_NAME, "domain": _DOMAIN,
+        "user": {"id": token.user_id, "name": _users()[token.user_id], "domain": _DOMAIN,
                  "password_expires_at": None},
         "audit_ids": [token.id[-22:]],
         "issued_at": iso(token.issued),
@@ -195,9 +221,9 @@ def issue_token(call: Call) -> Response:
     auth = body.get("auth") if isinstance(body, dict) else None
     if not isinstance(auth, dict):
         raise ApiError(400, "Expecting to find auth in request body.")
-    method = _authenticate(call, auth)
+    method, user_id = _authenticate(call, auth)
     _check_scope(auth)
-    token = call.app.identity.issue(method)
+    token = call.app.identity.issue(method, user_id)
     return json_response(_token_body(call, token), 201, {"X-Subject-Token": token.id})
 
 
@@ -227,11 +253,15 @@ def project(call: Call, project_id: str) -> Response:
 
 
 def user(call: Call, user_id: str) -> Response:
-    if user_id != USER_ID:
+    # identity:get_user (keystone/common/policies/user.py): an admin, or the user itself.
+    if not call.is_admin and (call.token is None or call.token.user_id != user_id):
+        raise forbidden("identity:get_user")
+    if user_id not in _users():
         raise ApiError(404, f"Could not find user: {user_id}.")
     expires = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return json_response({"user": {"id": USER_ID, "name": USER_NAME, "domain_id": DOMAIN_ID,
-                                   "enabled": True, "password_expires_at": expires}})
+    return json_response({"user": {"id": user_id, "name": _users()[user_id],
+                                   "domain_id": DOMAIN_ID, "enabled": True,
+                                   "password_expires_at": expires}})
 
 
 def rules() -> list[Any]:

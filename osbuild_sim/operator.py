@@ -1,8 +1,12 @@
 """What operators ask a cloud first with the `openstack` client, answered by the simulator.
 
 `availability zone list [--long]`, `hypervisor list/show` (no aggregates), `compute service list`,
-`service list`, `endpoint list`, `user list/show`, `flavor create/delete` (the simulated user
-is an admin). One simulated compute host, `sim-compute-1`, in the zone `nova`.
+`service list`, `endpoint list`, `user list/show`, `flavor create/delete`. One simulated compute
+host, `sim-compute-1`, in the zone `nova`.
+
+Most of these are the admin's only, as the services' default policies (Nova 34, Keystone 30)
+have them: a project member (the user osbuild runs as) gets the real 403 body, naming the
+policy; the cloud's admin (clouds.yaml's `osbuild-sim-admin`) gets the answer.
 """
 
 from __future__ import annotations
@@ -33,8 +37,23 @@ def _updated(call: Call) -> str:
     return str(call.world.stamp())
 
 
+def _nova_admin_only(call: Call, action: str) -> None:
+    """nova/policies/{availability_zone,hypervisors,services,aggregates,flavor_manage}.py:
+    these rules are ``rule:context_is_admin``; nova.exception.PolicyNotAuthorized says so."""
+    if not call.is_admin:
+        raise ApiError(403, f"Policy doesn't allow os_compute_api:{action} to be performed.")
+
+
+def _keystone_admin_only(call: Call, action: str) -> None:
+    """keystone/common/policies/{user,service,endpoint}.py: admin, or a reader with system
+    (or, for users, domain) scope; a project member has neither."""
+    if not call.is_admin:
+        raise identity.forbidden(f"identity:{action}")
+
+
 # -- availability zones ----------------------------------------------------------------------
 def compute_zones_detail(call: Call) -> Response:
+    _nova_admin_only(call, "os-availability-zone:detail")
     services = {"nova-compute": {"available": True, "active": True,
                                  "updated_at": _updated(call)}}
     return json_response({"availabilityZoneInfo": [
@@ -80,24 +99,29 @@ def _hypervisor(call: Call, *, detail: bool) -> dict[str, Any]:
 
 
 def list_hypervisors(call: Call) -> Response:
+    _nova_admin_only(call, "os-hypervisors:list")
     return json_response({"hypervisors": [_hypervisor(call, detail=False)]})
 
 
 def list_hypervisors_detail(call: Call) -> Response:
+    _nova_admin_only(call, "os-hypervisors:list-detail")
     return json_response({"hypervisors": [_hypervisor(call, detail=True)]})
 
 
 def show_hypervisor(call: Call, hypervisor_id: str) -> Response:
+    _nova_admin_only(call, "os-hypervisors:show")
     if hypervisor_id not in (HYPERVISOR_ID, "1"):
         raise ApiError(404, f"Hypervisor with ID {hypervisor_id} could not be found.")
     return json_response({"hypervisor": _hypervisor(call, detail=True)})
 
 
 def list_aggregates(call: Call) -> Response:
+    _nova_admin_only(call, "os-aggregates:index")
     return json_response({"aggregates": []})  # `hypervisor show` asks for them
 
 
 def list_compute_services(call: Call) -> Response:
+    _nova_admin_only(call, "os-services:list")
     rows = [("nova-scheduler", "sim-controller", "internal"),
             ("nova-conductor", "sim-controller", "internal"),
             ("nova-compute", HOST, ZONE)]
@@ -109,8 +133,9 @@ def list_compute_services(call: Call) -> Response:
         for index, (binary, host, zone) in enumerate(rows, start=1)]})
 
 
-# -- flavors (admin) -------------------------------------------------------------------------
+# -- flavors ---------------------------------------------------------------------------------
 def create_flavor(call: Call) -> Response:
+    _nova_admin_only(call, "os-flavor-manage:create")
     body = body_dict(call.json(), "flavor")
     name = body.get("name")
     try:
@@ -137,25 +162,30 @@ def create_flavor(call: Call) -> Response:
 
 
 def delete_flavor(call: Call, flavor_id: str) -> Response:
+    _nova_admin_only(call, "os-flavor-manage:delete")
     if call.world.flavors.pop(flavor_id, None) is None:
         raise ApiError(404, f"Flavor {flavor_id} could not be found.")
     return empty(202)
 
 
 # -- identity: users, services, endpoints ----------------------------------------------------
-def _user() -> dict[str, Any]:
-    return {"id": USER_ID, "name": USER_NAME, "domain_id": DOMAIN_ID, "enabled": True,
+def _user(user_id: str, name: str) -> dict[str, Any]:
+    return {"id": user_id, "name": name, "domain_id": DOMAIN_ID, "enabled": True,
             "default_project_id": PROJECT_ID, "password_expires_at": None, "options": {},
             "links": {"self": None}}
 
 
 def list_users(call: Call) -> Response:
+    _keystone_admin_only(call, "list_users")
     name = call.request.args.get("name")
-    users = [u for u in [_user()] if name in (None, u["name"])]
+    everyone = [_user(USER_ID, USER_NAME),
+                _user(identity.ADMIN_USER_ID, identity.ADMIN_USER_NAME)]
+    users = [u for u in everyone if name in (None, u["name"])]
     return json_response({"users": users, "links": {"self": None, "next": None}})
 
 
 def list_services(call: Call) -> Response:
+    _keystone_admin_only(call, "list_services")
     return json_response({"services": [
         {"id": entry["id"], "name": entry["name"], "type": entry["type"], "enabled": True,
          "description": f"simulated {entry['type']}", "links": {"self": None}}
@@ -164,6 +194,7 @@ def list_services(call: Call) -> Response:
 
 
 def list_endpoints(call: Call) -> Response:
+    _keystone_admin_only(call, "list_endpoints")
     return json_response({"endpoints": [
         {**endpoint, "service_id": entry["id"], "enabled": True, "links": {"self": None}}
         for entry in identity.catalog(call.base_url) for endpoint in entry["endpoints"]],

@@ -16,10 +16,13 @@ from osbuild.errors import InvalidInput
 from osbuild_sim.app import SimApp
 from osbuild_sim.clock import SimClock
 from osbuild_sim.faults import Faults
-from osbuild_sim.identity import REGION, IdentityStore
+from osbuild_sim.identity import ADMIN_USER_NAME, REGION, IdentityStore
 from osbuild_sim.world import DOMAIN_ID, PROJECT_NAME, USER_NAME, World
 
 CLOUD_NAME = "osbuild-sim"
+# The same cloud as its admin, for the `openstack` client's admin-only views (osbuild itself
+# runs as the project member of CLOUD_NAME and needs no more).
+ADMIN_CLOUD_NAME = "osbuild-sim-admin"
 DEFAULT_SPEED = 600.0
 
 
@@ -115,7 +118,12 @@ class SimCloud:
     def password(self) -> str:
         return self.identity.password
 
-    def auth(self, *, application_credential: bool = False) -> dict[str, str]:
+    def auth(self, *, application_credential: bool = False,
+             admin: bool = False) -> dict[str, str]:
+        if admin:
+            return {"auth_url": self.auth_url, "username": ADMIN_USER_NAME,
+                    "password": self.identity.admin_password, "project_name": PROJECT_NAME,
+                    "user_domain_id": DOMAIN_ID, "project_domain_id": DOMAIN_ID}
         if application_credential:
             return {"auth_url": self.auth_url,
                     "application_credential_id": self.identity.app_credential_id,
@@ -124,18 +132,21 @@ class SimCloud:
                 "project_name": PROJECT_NAME, "user_domain_id": DOMAIN_ID,
                 "project_domain_id": DOMAIN_ID}
 
-    def cloud_config(self, *, application_credential: bool = False) -> dict[str, Any]:
-        config: dict[str, Any] = {"auth": self.auth(application_credential=application_credential),
+    def cloud_config(self, *, application_credential: bool = False,
+                     admin: bool = False) -> dict[str, Any]:
+        auth = self.auth(application_credential=application_credential, admin=admin)
+        config: dict[str, Any] = {"auth": auth,
                                   "region_name": REGION, "interface": "public",
                                   "identity_api_version": 3,
                                   # The simulated cloud's pace: the client's clock follows it.
                                   PACE_KEY: self.clock.speed}
-        if application_credential:
+        if "application_credential_id" in auth:
             config["auth_type"] = "v3applicationcredential"
         return config
 
     def write_clouds_yaml(self, path: str | Path, *, application_credential: bool = False) -> Path:
-        """Put the `osbuild-sim` cloud into a clouds.yaml, readable by its owner only.
+        """Put the `osbuild-sim` cloud (and `osbuild-sim-admin`, the same cloud as its admin)
+        into a clouds.yaml, readable by its owner only.
 
         An existing clouds.yaml keeps its other clouds (the file as it was is saved beside
         it as ``<name>.bak``, since YAML comments do not survive); a file that is not a
@@ -145,7 +156,8 @@ class SimCloud:
         doc, previous = _existing_clouds_yaml(path)
         doc["clouds"][CLOUD_NAME] = self.cloud_config(
             application_credential=application_credential)
-        others = set(doc) != {"clouds"} or set(doc["clouds"]) != {CLOUD_NAME}
+        doc["clouds"][ADMIN_CLOUD_NAME] = self.cloud_config(admin=True)
+        others = set(doc) != {"clouds"} or set(doc["clouds"]) != {CLOUD_NAME, ADMIN_CLOUD_NAME}
         if previous is not None and others:
             write_atomic(path.with_name(path.name + ".bak"), previous, mode=0o600)
         write_atomic(path, yaml.safe_dump(doc, sort_keys=False).encode("utf-8"), mode=0o600)
@@ -155,11 +167,11 @@ class SimCloud:
         """Environment for a subprocess that should use this cloud through clouds.yaml."""
         return {"OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "OS_CLOUD": CLOUD_NAME}
 
-    def connect(self, **kwargs: Any) -> Any:
-        """An unmodified openstacksdk Connection to this cloud."""
+    def connect(self, *, admin: bool = False, **kwargs: Any) -> Any:
+        """An unmodified openstacksdk Connection to this cloud (as its admin if ``admin``)."""
         from openstack.connection import Connection
 
-        config = self.cloud_config()
+        config = self.cloud_config(admin=admin)
         kwargs.setdefault(PACE_KEY, self.clock.speed)
         return Connection(auth=config["auth"], region_name=REGION, interface="public",
                           identity_api_version="3", **kwargs)

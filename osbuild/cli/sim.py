@@ -19,14 +19,17 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     serve.add_argument("--clouds-yaml", required=True, metavar="PATH",
-                       help="write a clouds.yaml with the cloud 'osbuild-sim' here (mode 0600)")
+                       help="write a clouds.yaml with the clouds 'osbuild-sim' (a project "
+                       "member, as osbuild runs) and 'osbuild-sim-admin' (the cloud's admin, "
+                       "for the openstack client) here (mode 0600)")
     serve.add_argument("--speed", type=float,
                        default=float(os.environ.get("OSBUILD_SIM_SPEED", "600")),
                        help="simulated seconds per real second (default 600)")
     serve.add_argument("--faults", metavar="FILE", default=os.environ.get("OSBUILD_SIM_FAULTS"),
                        help="faults file (YAML), see etc/sim-faults.example.yaml")
     serve.add_argument("--application-credential", action="store_true",
-                       help="write an application credential instead of a password")
+                       help="give 'osbuild-sim' an application credential instead of a "
+                       "password")
     serve.add_argument("--msi", metavar="PATH", default=None,
                        help="write a stand-in cloudbase-init MSI here (unless a file is "
                        "there already), e.g. etc/builds/CloudbaseInitSetup_x64.msi beside "

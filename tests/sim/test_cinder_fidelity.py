@@ -116,9 +116,9 @@ def test_a_member_sees_no_admin_only_volume_fields(conn: Any, version: str) -> N
 
 def test_an_admin_token_sees_the_admin_fields(sim: Any, conn: Any) -> None:
     volume = conn.block_storage.create_volume(size=1, name="fields")
-    admin = sim.app.identity.issue("password", roles=("admin", "member", "reader"))
+    admin_token = sim.connect(admin=True).auth_token  # the cloud's admin
     body = requests.get(f"{sim.base_url}/volume/v3/volumes/{volume.id}", timeout=10,
-                        headers={"X-Auth-Token": admin.id,
+                        headers={"X-Auth-Token": admin_token,
                                  "OpenStack-API-Version": "volume 3.70"}).json()["volume"]
     assert {"os-vol-host-attr:host", "os-vol-mig-status-attr:migstat", "migration_status",
             "provider_id", "cluster_name"} <= set(body)

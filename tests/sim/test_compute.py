@@ -169,9 +169,9 @@ def test_an_admin_token_sees_the_extended_server_attributes(
     sim: Any, conn: Any, boot_blank: Any
 ) -> None:
     server = boot_blank()
-    admin = sim.app.identity.issue("password", roles=("admin", "member", "reader"))
+    admin_token = sim.connect(admin=True).auth_token  # the cloud's admin
     body = requests.get(f"{sim.base_url}/compute/v2.1/servers/{server.id}", timeout=10,
-                        headers={"X-Auth-Token": admin.id,
+                        headers={"X-Auth-Token": admin_token,
                                  "OpenStack-API-Version": "compute 2.100"}).json()["server"]
     assert set(body) >= _EXTENDED
     assert body["OS-EXT-SRV-ATTR:host"] == body["OS-EXT-SRV-ATTR:hypervisor_hostname"] == (
