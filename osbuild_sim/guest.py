@@ -156,8 +156,13 @@ _SYSPREP = (180.0, 360.0)
 # seconds whatever the clock's speed (boot's min_hold). The protocol's intent is that the
 # orchestrator has minutes to read sysprep:start, and a real cloud never starves it that long;
 # at speed 1000 the 180 s hold is 0.18 s of wall time, which a loaded test machine's scheduler
-# can swallow whole (a build failed "powered off before sysprep" at load average 4.4).
+# can swallow whole (a build failed "powered off before sysprep" at load average 4.4). The
+# floor stops at half the sysprep stage's default timeout, which the watcher counts in the
+# cloud's seconds (a 2 s floor is 2000 s at speed 1000, past its 1800 s): 1.5 s at speed 600,
+# 0.9 s at 1000, both far past the 0.3 s and 0.18 s of the bare hold.
 SYSPREP_HOLD_WALL_FLOOR = 2.0
+_SYSPREP_HOLD_MAX = next(stage.default_timeout for stage in stages.GUEST_STAGES
+                         if stage.name == "sysprep") / 2
 _SHUTDOWN = (3.0, 10.0)
 _CLOUDBASE_STEP = (1.0, 6.0)
 
@@ -356,7 +361,8 @@ def boot(machine: Machine, *, public_key: str | None = None,
     ``work_pace``: how much faster than real the world runs this guest's work (its event
     times are divided by it); the guest's promised waits (the sysprep hold) are stretched by
     it so that they keep their length in the cloud's time. ``min_hold``: the shortest sysprep
-    hold in the cloud's seconds, when that is longer than :data:`osbuild.markers.SYSPREP_HOLD`.
+    hold in the cloud's seconds, when that is longer than :data:`osbuild.markers.SYSPREP_HOLD`
+    (at most half the sysprep stage's default timeout).
     """
     guest = _Guest(machine, public_key, scenario, rng or random.Random(),
                    started_at or datetime.now(UTC), metadata or Metadata(), work_pace,
@@ -400,7 +406,7 @@ class _Guest:
                  work_pace: float = 1.0, min_hold: float = 0.0) -> None:
         self.machine = machine
         self.work_pace = work_pace
-        self.sysprep_hold = max(markers.SYSPREP_HOLD, min_hold)
+        self.sysprep_hold = max(markers.SYSPREP_HOLD, min(min_hold, _SYSPREP_HOLD_MAX))
         self.metadata = metadata
         self.public_key = public_key
         self.scenario = scenario

@@ -69,6 +69,27 @@ def test_rendered_media_install_to_power_off(name, example_spec, render) -> None
     assert record["sysprep"] is True
 
 
+@pytest.mark.parametrize(("min_hold", "expected"), [
+    (0.0, markers.SYSPREP_HOLD),  # real time: the declared hold
+    (600.0, 600.0),  # speed 300: 2 wall seconds
+    (1200.0, 900.0),  # speed 600: half the sysprep stage's 1800 s timeout at most
+])
+def test_the_hold_has_a_wall_clock_floor_within_the_stage_timeout(
+        example_spec, render, min_hold: float, expected: float) -> None:
+    spec = example_spec("ws2022-standard.yaml")
+    media = render(spec)
+    events = list(sim_guest.boot(_machine(spec, media.iso_path.read_bytes()),
+                                 rng=random.Random(7), min_hold=min_hold,
+                                 scenario=sim_guest.GuestScenario(sysprep_seconds=0)))
+    start = next(e for e in events if isinstance(e.action, sim_guest.ConsoleOutput)
+                 and markers.parse_line(e.action.text, media.nonce)
+                 == markers.Marker("sysprep", Status.START))
+    ok = next(e for e in events if isinstance(e.action, sim_guest.ConsoleOutput)
+              and markers.parse_line(e.action.text, media.nonce)
+              == markers.Marker("sysprep", Status.OK))
+    assert ok.at - start.at == pytest.approx(expected, abs=1.0)
+
+
 def _play(spec, media, config_iso: bytes, **scenario):
     machine = _machine(spec, config_iso)
     events = list(sim_guest.boot(machine, rng=random.Random(7),

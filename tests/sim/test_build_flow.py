@@ -122,7 +122,7 @@ def test_a_starved_reader_still_reads_sysprep_start(tmp_path: Path) -> None:
     # machine's scheduler can take from the watcher in one go (a build once failed "powered
     # off before sysprep" at load average 4.4). A real cloud never starves the orchestrator
     # for minutes: the simulated hold lasts SYSPREP_HOLD_WALL_FLOOR real seconds at least.
-    speed = 1000.0
+    speed = 600.0
     with SimCloud(speed=speed, work_pace=3.0) as sim:
         conn = sim.connect()
         server, media, _ = _boot_builder(sim, conn, tmp_path)
