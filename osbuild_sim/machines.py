@@ -296,8 +296,10 @@ def _power_on(world: World, server: Server, machine: hypervisor.Machine) -> None
                                        config_drive=server.config_drive,
                                        network=bool(server.network_ids)),
                                    work_pace=world.work_pace,
-                                   min_hold=guest.SYSPREP_HOLD_WALL_FLOOR * world.clock.speed))
+                                   unread_hold=guest.SYSPREP_HOLD_WALL_FLOOR * world.clock.speed))
     server.powered_on_at = world.now()
+    server.guest_delay = 0.0
+    server.holding = None
     server.machine = machine
     server.domain_off = False
     _pull(server)
@@ -325,6 +327,9 @@ def apply_next_guest_event(world: World, server: Server) -> None:
         _write_boot_disk(world, server, action.data)
     elif isinstance(action, guest.PostPassword):
         server.password = action.encrypted
+    elif isinstance(action, guest.AwaitConsoleRead):
+        if not _hold_over(world, server, action):
+            return  # the same event is due again a little later
     elif isinstance(action, guest.PowerOff):
         server.guest = None
         server.next_event = None
@@ -335,6 +340,26 @@ def apply_next_guest_event(world: World, server: Server) -> None:
                        at=world.guest_time(server, event.at))
         return
     _pull(server)
+
+
+# How often a sysprep hold that waits for its marker to be read looks again (cloud seconds).
+HOLD_RECHECK_SECONDS = 5.0
+
+
+def _hold_over(world: World, server: Server, action: guest.AwaitConsoleRead) -> bool:
+    """Whether the console was read since sysprep:start (or the hold may wait no longer);
+    if not, the guest's remaining events move a little later."""
+    if server.holding is None:
+        server.holding = (world.guest_time(server, action.since),
+                          world.guest_time(server, action.latest))
+    written, latest = server.holding
+    now = world.now()
+    read = server.console_read_at
+    if (read is not None and read >= written) or now >= latest:
+        server.holding = None
+        return True
+    server.guest_delay += min(HOLD_RECHECK_SECONDS, latest - now)
+    return False
 
 
 def _write_boot_disk(world: World, server: Server, data: bytes) -> None:
@@ -438,6 +463,7 @@ def console_output(world: World, server: Server, length: int | None) -> str:
     if (server.domain_off or server.vm_state in ("stopped", "error")
             or server.task_state == "deleting"):
         raise ApiError(404, "Guest does not have a console available.")
+    server.console_read_at = world.now()
     return server.console.output(length)
 
 

@@ -202,6 +202,12 @@ class Server:
     # the running guest: its event iterator, power-on time and the next event it yields
     guest: Iterator[Any] | None = None
     powered_on_at: float = 0.0
+    # how far the guest's events run behind its power-on clock: a sysprep hold that waited
+    # for its marker to be read (guest.AwaitConsoleRead)
+    guest_delay: float = 0.0
+    # while such a hold waits: the cloud times its marker was written and it ends at the latest
+    holding: tuple[float, float] | None = None
+    console_read_at: float | None = None  # the cloud time of the last console output read
     # the guest powered itself off; Nova shows SHUTOFF only after libvirt's event delay
     domain_off: bool = False
     next_event: Any = None

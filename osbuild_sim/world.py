@@ -128,7 +128,7 @@ class World:
 
     def guest_time(self, server: Server, at: float) -> float:
         """When a guest event ``at`` seconds after the server's power-on happens."""
-        return server.powered_on_at + at / self.work_pace
+        return server.powered_on_at + server.guest_delay + at / self.work_pace
 
     # -- seed --------------------------------------------------------------------------------
     def _seed(self) -> None:

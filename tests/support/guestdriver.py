@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import math
 import os
 import random
 import shutil
@@ -86,6 +87,7 @@ class _Vm:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     written: int = 0  # bytes on the boot disk (the last write), zeroed before the next
     boots: int = 0
+    console_read_at: float = -math.inf  # time.monotonic() of the last console output read
 
     @property
     def console(self) -> Path:
@@ -176,6 +178,7 @@ class GuestDriver(fake.FakeDriver):
         if vm is None or not vm.console.exists():
             return ""
         data = vm.console.read_bytes()[-MAX_CONSOLE_BYTES:]
+        vm.console_read_at = time.monotonic()
         return data.decode("utf-8", "replace")
 
     def snapshot(self, context: Any, instance: Any, image_id: str,
@@ -263,7 +266,7 @@ class GuestDriver(fake.FakeDriver):
         assert vm.machine is not None
         events = guest.boot(vm.machine, public_key=public_key or None, scenario=scenario,
                             rng=random.Random(f"{vm.uuid}:{vm.boots}"), metadata=metadata,
-                            min_hold=guest.SYSPREP_HOLD_WALL_FLOOR * speed)
+                            unread_hold=guest.SYSPREP_HOLD_WALL_FLOOR * speed)
         vm.thread = threading.Thread(target=self._play, args=(vm, events, speed),
                                      name=f"guest-{vm.uuid}", daemon=True)
         vm.thread.start()
@@ -282,10 +285,26 @@ class GuestDriver(fake.FakeDriver):
                 delay = began + event.at / speed - time.monotonic()
                 if vm.stop.wait(max(0.0, delay)):
                     return
+                if isinstance(event.action, guest.AwaitConsoleRead):
+                    # A hold that waits for sysprep:start to be read moves what follows later.
+                    due = began + event.at / speed
+                    if self._await_read(vm, began + event.action.since / speed,
+                                        began + event.action.latest / speed):
+                        return
+                    began += max(0.0, time.monotonic() - due)
+                    continue
                 if self._apply(vm, event.action):
                     return
         except Exception:  # a guest bug must not take the compute service down
             LOG.exception("simulated guest of %s crashed", vm.uuid)
+
+    def _await_read(self, vm: _Vm, written: float, latest: float) -> bool:
+        """Wait until the console was read since ``written`` or ``latest`` came (monotonic
+        times); True when the guest was stopped meanwhile."""
+        while vm.console_read_at < written and time.monotonic() < latest:
+            if vm.stop.wait(0.02):
+                return True
+        return False
 
     def _apply(self, vm: _Vm, action: Any) -> bool:
         """Carry out one guest action; True when the guest has powered off."""
