@@ -273,7 +273,11 @@ class CloudbaseInitSpec(_Section):
     plugins: tuple[str, ...] | None = None
     username: Text = "Admin"
     groups: tuple[Text, ...] = ("Administrators",)
-    first_logon_behaviour: Literal["no", "clear_text_injected_only", "always"] = "no"
+    first_logon_behaviour: Annotated[
+        Literal["no", "clear_text_injected_only", "always"],
+        # YAML 1.1 reads an unquoted `no` as false; validate takes both, so the schema does.
+        WithJsonSchema({"enum": ["no", "clear_text_injected_only", "always", False]}),
+    ] = "no"
     inject_metadata_password: bool = True
     config: dict[str, str | int | bool] = Field(
         default_factory=dict, description="Extra [DEFAULT] options for cloudbase-init.conf"
@@ -282,6 +286,11 @@ class CloudbaseInitSpec(_Section):
     @property
     def is_url(self) -> bool:
         return self.msi.startswith(("https://", "http://"))
+
+    @field_validator("first_logon_behaviour", mode="before")
+    @classmethod
+    def _unquoted_no(cls, value: Any) -> Any:
+        return "no" if value is False else value
 
     @field_validator("sha256")
     @classmethod

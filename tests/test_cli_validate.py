@@ -153,6 +153,8 @@ ACCEPTED = {
     "verify timeout": "verify:\n  timeout: 45m\n",
     "max age": "image:\n  name: \"test-{date}\"\n  max_age: 90d\n",
     "version as a number": "windows:\n  version: 2022\n",
+    # YAML 1.1 reads an unquoted `no` (the README's spelling) as false.
+    "first logon behaviour unquoted": "cloudbase_init:\n  first_logon_behaviour: no\n",
 }
 
 
