@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInput([f"--spec {args.spec}: not an example spec; the demo builds one of "
                             f"{', '.join(examples)} (your own specs: osbuild sim serve, "
                             "then osbuild build)"])
+    # With --json, stdout carries events only (README: one JSON object per line).
+    say = sys.stderr if args.json else sys.stdout
     workdir = Path(tempfile.mkdtemp(prefix="osbuild-demo-"))
     try:
         spec_path = workdir / args.spec
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         with SimCloud(speed=args.speed) as sim:
             clouds_yaml = sim.write_clouds_yaml(workdir / "clouds.yaml")
             os.environ["OS_CLIENT_CONFIG_FILE"] = str(clouds_yaml)
-            print(f"simulated cloud at {sim.auth_url} (speed x{args.speed:.0f})")
+            print(f"simulated cloud at {sim.auth_url} (speed x{args.speed:.0f})", file=say)
             build_options = BuildOptions(log_dir=workdir / "logs")
             with event_view(json_output=args.json) as view:
                 outcome = run_builds(specs=[spec], clouds=[sim.cloud_name],
@@ -78,15 +81,15 @@ def run(args: argparse.Namespace) -> int:
                 if result.succeeded:
                     print_image(result)
                 print_timeline(result)
-            if leftovers:
-                print("left behind in the simulated cloud: " + ", ".join(leftovers))
-            else:
-                print("nothing left behind in the simulated cloud")
+        if leftovers:
+            print("left behind in the simulated cloud: " + ", ".join(leftovers), file=say)
+        elif not args.json:
+            print("nothing left behind in the simulated cloud")
         code = outcome.exit_code
         return code if code or not leftovers else 1
     finally:
         if args.keep:
-            print(f"demo files kept in {workdir}")
+            print(f"demo files kept in {workdir}", file=say)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
