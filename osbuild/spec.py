@@ -662,7 +662,10 @@ def _load_with_lines(text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
-                key = _LineLoader(text).construct_object(key_node)  # scalars only
+                # Keys as written: YAML 1.1 would read `on:` (notify.on) as true, `2022:` as
+                # a number; a spec's keys are names.
+                key = (key_node.value if isinstance(key_node, yaml.ScalarNode)
+                       else _LineLoader(text).construct_object(key_node))
                 if key in out:
                     raise SpecError(
                         [f"line {key_node.start_mark.line + 1}: {_dotted((*path, key))}: "

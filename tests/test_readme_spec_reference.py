@@ -150,3 +150,43 @@ def test_each_row_states_the_allowed_values_and_bounds(section: str, key: str,
         assert (int(bounds[1]), int(bounds[2])) == (prop["minimum"], prop["maximum"])
     if type_cell == "bool":
         assert prop["type"] == "boolean", key
+
+
+def _yaml_blocks() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    return re.findall(r"^```yaml\n(.*?)^```", text, re.DOTALL | re.MULTILINE)
+
+
+def _sections(text: str) -> dict[str, list[str]]:
+    """Top-level keys of spec text and their lines, as written (no YAML round trip)."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            current = sections.setdefault(line.split(":", 1)[0], [])
+        current.append(line)
+    return sections
+
+
+def _with_minimal_spec(fragment: str) -> str:
+    """A fragment's sections added to the minimal spec's, keeping the fragment's spelling."""
+    from tests.media.helpers import MINIMAL_SPEC
+
+    if "\nname:" in f"\n{fragment}":
+        return fragment  # a whole spec
+    merged = _sections(MINIMAL_SPEC)
+    for key, lines in _sections(fragment).items():
+        merged[key] = merged[key] + lines[1:] if key in merged else lines
+    return "\n".join(line for lines in merged.values() for line in lines) + "\n"
+
+
+@pytest.mark.parametrize("fragment", _yaml_blocks(),
+                         ids=[block.split(":", 1)[0].strip("# ") for block in _yaml_blocks()])
+def test_every_yaml_example_in_the_readme_validates_as_written(
+        fragment: str, tmp_path: Path) -> None:
+    from osbuild.spec import load_spec
+
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+    path = tmp_path / "spec.yaml"
+    path.write_text(_with_minimal_spec(fragment), encoding="utf-8")
+    load_spec(path)  # raises SpecError (or worse) when an example is wrong
