@@ -164,3 +164,44 @@ def test_containerfile_non_root_and_copies_what_exists() -> None:
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), source
+
+
+def _build_argvs() -> dict[str, list[str]]:
+    """The `osbuild build` command line of each scheduling example."""
+    service = _unit(SYSTEMD / "osbuild@.service")["Service"]["ExecStart"][0]
+    cron = [_osbuild_argv(" ".join(j.split()[5:])) for j in _cron_jobs() if " build " in j]
+    (k8s,) = [d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+              for d in _k8s() if d["kind"] == "CronJob" and d["metadata"]["name"].endswith("build")]
+    return {"systemd": _osbuild_argv(service), "cron": cron[0], "kubernetes": k8s}
+
+
+@pytest.mark.parametrize("where", ["systemd", "cron", "kubernetes"])
+def test_every_scheduled_build_refreshes_when_safe_and_skips_when_unchanged(where: str) -> None:
+    # Issue 14: `--refresh auto` is the cron default; README's examples pair it with
+    # --if-changed and --json.
+    args = build_parser().parse_args(_build_argvs()[where])
+    assert (args.command, args.refresh, args.if_changed, args.json) == ("build", "auto", True,
+                                                                       True)
+
+
+def test_the_readme_describes_the_scheduling_examples_as_they_are() -> None:
+    readme = (ROOT / "README.md").read_text()
+    systemd = _build_argvs()["systemd"]
+    assert "`--if-changed --refresh auto --json --metrics-file ...`" in readme
+    assert systemd[:5] == ["build", "--if-changed", "--refresh", "auto", "--json"]
+    assert systemd[5] == "--metrics-file"
+    service = _unit(SYSTEMD / "osbuild@.service")["Service"]
+    assert service["TimeoutStopSec"] == ["15min"] and service["SuccessExitStatus"] == ["130"]
+    timer = _unit(SYSTEMD / "osbuild@.timer")["Timer"]
+    assert timer["OnCalendar"] == ["Sun *-*-* 02:00:00"] and timer["RandomizedDelaySec"] == ["1h"]
+    assert _unit(SYSTEMD / "osbuild-gc.timer")["Timer"]["OnCalendar"] == ["hourly"]
+    for job in (d for d in _k8s() if d["kind"] == "CronJob"):
+        assert job["apiVersion"] == "batch/v1" and job["spec"]["schedule"]
+        spec = job["spec"]["jobTemplate"]["spec"]
+        assert spec["backoffLimit"] == 0
+        pod = spec["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+        if job["metadata"]["name"].endswith("build"):
+            assert pod["terminationGracePeriodSeconds"] == 900
+    assert "`backoffLimit: 0`" in readme and "`terminationGracePeriodSeconds: 900`" in readme
