@@ -557,6 +557,6 @@ def create_ports(world: World, server: Server) -> None:
         port = Port(id=new_id(), network_id=network_id, mac_address=mac,
                     fixed_ips=[{"subnet_id": subnet_id, "ip_address": f"10.0.0.{host_part}"}],
                     device_id=server.id, device_owner="compute:nova",
-                    security_groups=list(server.security_groups))
+                    security_groups=list(server.security_groups), created_at=world.stamp())
         world.ports[port.id] = port
         server.port_ids.append(port.id)

@@ -56,7 +56,9 @@ def _port(port: Port) -> dict[str, Any]:
             "device_id": port.device_id, "device_owner": port.device_owner,
             "status": port.status, "admin_state_up": True, "security_groups":
             list(port.security_groups), "binding:vnic_type": "normal",
-            "port_security_enabled": True, "allowed_address_pairs": [], "extra_dhcp_opts": []}
+            "port_security_enabled": True, "allowed_address_pairs": [], "extra_dhcp_opts": [],
+            # Neutron stamps each port when it is made (the networks above are seeded).
+            "created_at": port.created_at, "updated_at": port.created_at}
 
 
 def _group(group: SecurityGroup) -> dict[str, Any]:

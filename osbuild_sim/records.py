@@ -153,6 +153,7 @@ class Port:
     status: str = "DOWN"
     name: str = ""
     security_groups: list[str] = field(default_factory=list)
+    created_at: str = ""
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,31 @@ def test_networks_subnets_security_groups(conn: Any) -> None:
     with pytest.raises(exceptions.NotFoundException):
         conn.network.get_network("missing")
     assert conn.network.find_network("missing") is None
+
+
+def test_a_port_carries_its_own_creation_time(conn: Any) -> None:
+    # Neutron's ports carry the standard attributes created_at and updated_at, set when the
+    # port is made (api-ref network v2, "Show port details": "Time at which the resource has
+    # been created (in UTC ISO8601 format)"; openstacksdk's Port reads `created_at`). osbuild
+    # gc ages a builder's port by it: a fixed date made a port minutes old look a year old.
+    network = conn.network.find_network("private")
+    before = datetime.now(UTC).replace(microsecond=0)
+    server = conn.compute.create_server(
+        name="port-age", flavor_id="2", networks=[{"uuid": network.id}],
+        block_device_mapping=[{"boot_index": 0, "source_type": "blank",
+                               "destination_type": "volume", "volume_size": 1,
+                               "delete_on_termination": True}])
+    try:
+        ports: list[Any] = []
+        for _ in range(200):  # Nova asks Neutron for the port once a host is chosen
+            ports = list(conn.network.ports(device_id=server.id))
+            if ports:
+                break
+            time.sleep(0.05)
+        assert ports
+        for port in ports:
+            created = datetime.fromisoformat(port.created_at.replace("Z", "+00:00"))
+            assert before <= created <= datetime.now(UTC)
+            assert port.updated_at == port.created_at
+    finally:
+        conn.compute.delete_server(server.id)
