@@ -248,6 +248,47 @@ def _image_keep_reason(resource: Resource, props: dict[str, Any],
     return None
 
 
+# --------------------------------------------------------------------------- decisions
+
+
+def decide(found: Iterable[Resource], image_props: Mapping[str, Any],
+           states: dict[str, BuildState], live: Liveness,
+           older_than: float) -> tuple[list[Kept], list[Resource]]:
+    """What stays (and why) and what goes, in deletion order.
+
+    A dead build's leftovers go together or not at all: its resources are minutes apart,
+    and removing the older ones alone (the config image, a port) would break a build that
+    `osbuild resume` could still finish, then mark it abandoned."""
+    kept: list[Kept] = []
+    candidates: list[Resource] = []
+    for resource in found:
+        reason = live.running(resource.build_id)
+        if reason is None and resource.kind == "image":
+            reason = _image_keep_reason(resource, image_props.get(resource.id, {}), states)
+        if reason is not None:
+            kept.append(Kept(resource, reason))
+        else:
+            candidates.append(resource)
+    newest: dict[str, float] = {}
+    for resource in candidates:
+        newest[resource.build_id] = min(resource.age_seconds,
+                                        newest.get(resource.build_id, resource.age_seconds))
+    doomed: list[Resource] = []
+    young = f"younger than {format_duration(older_than)}"
+    for resource in candidates:
+        # 0 means any age: also resources whose creation time is ahead of our clock.
+        if older_than <= 0 or newest[resource.build_id] >= older_than:
+            doomed.append(resource)
+        elif resource.age_seconds < older_than:
+            kept.append(Kept(resource, young))
+        else:
+            kept.append(Kept(resource, f"{young} (its build's newest resource is "
+                                       f"{format_duration(max(0.0, newest[resource.build_id]))}"
+                                       " old)"))
+    doomed.sort(key=lambda r: (ORDER.index(r.kind), r.build_id, r.id))
+    return kept, doomed
+
+
 # --------------------------------------------------------------------------- collection
 
 
@@ -267,19 +308,7 @@ def collect(
     found, image_props, fresh = discover(conn, now)
     live = (liveness or Liveness)(states, fresh, now)
     result = GcResult(dry_run=dry_run, older_than=older_than)
-    doomed: list[Resource] = []
-    for resource in found:
-        reason = live.running(resource.build_id)
-        if reason is None and resource.kind == "image":
-            reason = _image_keep_reason(resource, image_props.get(resource.id, {}), states)
-        # 0 means any age: also resources whose creation time is ahead of our clock.
-        if reason is None and older_than > 0 and resource.age_seconds < older_than:
-            reason = f"younger than {format_duration(older_than)}"
-        if reason is not None:
-            result.kept.append(Kept(resource, reason))
-        else:
-            doomed.append(resource)
-    doomed.sort(key=lambda r: (ORDER.index(r.kind), r.build_id, r.id))
+    result.kept, doomed = decide(found, image_props, states, live, older_than)
     if dry_run:
         result.removed = doomed
         return result

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from osbuild.cli import main
 from osbuild.unattended.state import BuildStatus
 from tests.cron.conftest import Cron
 from tests.support.cliprocess import interrupt_when
@@ -83,6 +84,24 @@ def test_gc_after_sigkill_removes_everything(cron: Cron, where: str) -> None:
     assert state.status is BuildStatus.FAILED and "gc" in (state.error or "")
     # Nothing left to resume: resume says so instead of building.
     assert cron.resume(build_id).exit_code == 2
+
+
+def test_gc_at_its_default_age_leaves_a_killed_build_resumable(cron: Cron) -> None:
+    # An operator's hourly `osbuild gc` (default --older-than 6h) right after a kill: the
+    # build's resources are minutes old, so none goes (once it took the builder's port,
+    # which the simulated Neutron had dated a year back), and resume still finishes it.
+    build_id = kill_at(cron, _watching)
+    before = cron.leftovers()
+    cron.cloud.capsys.readouterr()
+    code = main(["gc", "--os-cloud", cron.sim.cloud_name, "--state-dir", str(cron.state_dir)])
+    out = cron.cloud.capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("0 removed, "), out
+    assert cron.leftovers() == before
+    assert cron.store.load(build_id).status is BuildStatus.RUNNING
+    run = cron.resume(build_id)
+    assert run.exit_code == 0, run.why
+    assert cron.leftovers(keep={run.success["image_id"]}) == []
 
 
 def _wait_shutoff(cron: Cron, server_id: str) -> None:

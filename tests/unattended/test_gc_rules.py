@@ -70,3 +70,27 @@ def test_age_falls_back_to_the_build_id_time() -> None:
     assert gc._age(None, BID, NOW) == 9 * 3600
     assert gc._age("2026-11-26T11:00:00Z", BID, NOW) == 3600
     assert gc._age("2026-11-26T11:00:00.000000", BID, NOW) == 3600
+
+
+def test_a_dead_builds_leftovers_go_together_or_not_at_all() -> None:
+    # Killed 5h59m into a build (its state on this host, its process gone): the config
+    # image and the builder's port are older than 6h, the target volume is not. Removing
+    # the old ones alone would break the resume that could still finish it.
+    def res(kind: gc.Kind, rid: str, age: float) -> gc.Resource:
+        return gc.Resource(kind, rid, naming.resource_name(BID, rid), BID, age)
+
+    found = [res("image", "config", 6 * 3600 + 60), res("port", "port", 6 * 3600 + 30),
+             res("volume", "target", 6 * 3600 - 60)]
+    props = {"config": {naming.PROP_ROLE: "config"}}
+    live = _live([_state()], set(), alive=False)
+    kept, doomed = gc.decide(found, props, {BID: _state()}, live, 6 * 3600)
+    assert doomed == []
+    reasons = {k.resource.id: k.reason for k in kept}
+    assert reasons["target"] == "younger than 6h"
+    assert reasons["config"] == "younger than 6h (its build's newest resource is 5h59m old)"
+    assert reasons["port"].startswith("younger than 6h")
+    # Once the newest is old enough, all of it goes, servers and ports before volumes.
+    kept, doomed = gc.decide(found, props, {BID: _state()}, live, 5 * 3600)
+    assert kept == [] and [r.kind for r in doomed] == ["port", "volume", "image"]
+    # 0: any age.
+    assert len(gc.decide(found, props, {BID: _state()}, live, 0)[1]) == 3
