@@ -109,3 +109,27 @@ def test_sim_serve_clouds_yaml_in_a_missing_folder(tmp_path: Path) -> None:
     [line] = proc.stderr.splitlines()
     assert "--clouds-yaml" in line and str(path.parent) in line
     assert not path.parent.exists()
+
+
+def test_a_cloud_that_clouds_yaml_does_not_name(spec: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys) -> None:
+    # openstacksdk says only "Cloud prod was not found.": which file, and what is in it?
+    path = clouds_yaml(tmp_path, monkeypatch, yaml.safe_dump({"clouds": {
+        name: {"auth": {"auth_url": "http://127.0.0.1:9/v3", "password": "s3cret-value"}}
+        for name in ("west", "east")}}))
+    assert main(["build", str(spec), "--os-cloud", "prod"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert line == f"osbuild: error: cloud prod: not in {path} (its clouds: east, west)"
+
+
+def test_a_cloud_named_with_no_clouds_yaml_anywhere(spec: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys) -> None:
+    from openstack.config import loader
+
+    monkeypatch.setattr(loader, "CONFIG_FILES", [str(tmp_path / "none" / "clouds.yaml")])
+    assert main(["build", str(spec), "--os-cloud", "prod"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert line.startswith("osbuild: error: cloud prod: no clouds.yaml found"), line
+    assert "OS_CLIENT_CONFIG_FILE" in line

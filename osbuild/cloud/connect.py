@@ -60,6 +60,8 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
     except (config_exc.OpenStackConfigException, sdk_exc.ConfigException,
             ksa_exc.MissingRequiredOptions) as exc:
         problem = f"cloud configuration: {_first_line(exc)}"
+        if cloud is not None and str(exc).startswith(f"Cloud {cloud} was not found"):
+            problem = _unknown_cloud_problem(cloud)
         if cloud is None:
             problem += (" (no cloud chosen: pass --os-cloud NAME for an entry of clouds.yaml, "
                         "or set OS_CLOUD or the OS_* variables)")
@@ -93,8 +95,7 @@ def config_file_problem() -> str | None:
     named = os.environ.get("OS_CLIENT_CONFIG_FILE")
     if named and not Path(named).is_file():
         return f"OS_CLIENT_CONFIG_FILE names {named}, which is not a file"
-    for candidate in ([named] if named else []) + list(loader.CONFIG_FILES):
-        path = Path(candidate)
+    for path in _config_files():
         try:
             text = path.read_text(encoding="utf-8")
         except (FileNotFoundError, PermissionError, IsADirectoryError):
@@ -103,6 +104,31 @@ def config_file_problem() -> str | None:
             return f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
         return _clouds_document_problem(path, text)
     return None
+
+
+def _config_files() -> list[Path]:
+    """Where openstacksdk looks for clouds.yaml, in its order (the first file found wins)."""
+    named = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    return [Path(candidate) for candidate in [named] if candidate] + \
+        [Path(candidate) for candidate in loader.CONFIG_FILES]
+
+
+def _unknown_cloud_problem(cloud: str) -> str:
+    """openstacksdk's "Cloud X was not found." names neither the file read nor its clouds."""
+    for path in _config_files():
+        if path.is_file():
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                break
+            names = sorted(str(name) for name in (data.get("clouds") or {}))
+            has = f"its clouds: {', '.join(names)}" if names else "it names no cloud"
+            return f"cloud {cloud}: not in {path} ({has})"
+    else:
+        return (f"cloud {cloud}: no clouds.yaml found (openstacksdk looks in the working "
+                "directory, ~/.config/openstack/ and /etc/openstack/; OS_CLIENT_CONFIG_FILE "
+                "names another file)")
+    return f"cloud {cloud}: not found in clouds.yaml"
 
 
 def _clouds_document_problem(path: Path, text: str) -> str | None:
