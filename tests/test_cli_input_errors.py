@@ -133,3 +133,21 @@ def test_a_cloud_named_with_no_clouds_yaml_anywhere(spec: Path, tmp_path: Path,
     line = one_error(capsys)
     assert line.startswith("osbuild: error: cloud prod: no clouds.yaml found"), line
     assert "OS_CLIENT_CONFIG_FILE" in line
+
+
+@pytest.mark.parametrize(("host", "why"), [("127.0.0.1:9", "connection refused"),
+                                           ("no-such-host.invalid", "")])  # resolver's words
+def test_an_identity_service_that_cannot_be_reached(spec: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys, host: str, why: str) -> None:
+    # keystoneauth's message is a paragraph around urllib3's repr of the error: say where
+    # and why in a few words.
+    clouds_yaml(tmp_path, monkeypatch, yaml.safe_dump({"clouds": {"east": {"auth": {
+        "auth_url": f"http://ops:s3cret-value@{host}/v3", "username": "ops",
+        "password": "s3cret-value", "project_name": "p", "user_domain_name": "Default",
+        "project_domain_name": "Default"}}}}))
+    assert main(["build", str(spec), "--os-cloud", "east"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert line.startswith(f"osbuild: error: east: cannot reach the identity service at "
+                           f"http://{host}/v3: {why}"), line
+    assert "HTTPConnectionPool" not in line and "s3cret-value" not in line

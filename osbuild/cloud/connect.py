@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -174,7 +175,7 @@ def check_auth(conn: Connection, cloud: str | None) -> None:
     except ksa_exc.MissingRequiredOptions as exc:
         raise AuthError([f"{name}: {_first_line(exc)}"]) from None
     except (ksa_exc.ConnectFailure, ksa_exc.DiscoveryFailure) as exc:
-        raise AuthError([f"{name}: cannot reach the identity service: {_first_line(exc)}"]) \
+        raise AuthError([f"{name}: cannot reach the identity service{_unreachable(conn, exc)}"]) \
             from None
     except (sdk_exc.SDKException, ksa_exc.ClientException) as exc:
         # Keystone's schema errors quote the offending value: a numeric password in
@@ -185,6 +186,19 @@ def check_auth(conn: Connection, cloud: str | None) -> None:
         # ("password is a required attribute"); its message names the setting, never a value.
         raise AuthError([f"{name}: incomplete auth settings in clouds.yaml or OS_*: "
                          f"{_first_line(exc)}"]) from None
+
+
+def _unreachable(conn: Connection, exc: BaseException) -> str:
+    """Where and why, from keystoneauth's paragraph that nests urllib3's repr of the error."""
+    text = str(exc)
+    errno = re.search(r"\[Errno -?\d+\] ([^\"'()]+)", text)
+    why = errno.group(1).strip().lower() if errno else (
+        "timed out" if "timed out" in text.lower() else None)
+    url = urlparse(str((conn.config.config.get("auth") or {}).get("auth_url") or ""))
+    if why is None or not url.hostname:
+        return f": {_first_line(exc)}"
+    netloc = f"{url.hostname}:{url.port}" if url.port else url.hostname  # no user:password@
+    return f" at {url._replace(netloc=netloc).geturl()}: {why}"
 
 
 # openstacksdk's names for a cloud that no clouds.yaml entry named (OS_* variables only).
