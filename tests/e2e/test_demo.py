@@ -1,0 +1,32 @@
+"""`osbuild demo`, README's first command, as a newcomer runs it: a subprocess, human output
+(test_demo_json.py has --json)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Seconds per test (a build in the simulated cloud, a subprocess): not in `-m "not slow"`.
+pytestmark = pytest.mark.slow
+
+
+def _demo(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("OS_")}  # the demo needs no cloud of the user's
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    return subprocess.run([sys.executable, "-m", "osbuild", "demo", *extra],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+
+def test_demo_human_output_ends_with_the_image_and_nothing_left(tmp_path: Path) -> None:
+    proc = _demo(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.startswith("simulated cloud at http://127.0.0.1:")
+    assert "ws2022-standard in " in out and ": built image ws2022-std-" in out
+    assert out.rstrip().endswith("nothing left behind in the simulated cloud")
+    assert "Traceback" not in proc.stderr
