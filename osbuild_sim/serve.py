@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -70,12 +72,17 @@ class SimCloud:
     def start(self) -> SimCloud:
         if self._server is not None:
             return self
+        printed = io.StringIO()
         try:
-            server = make_server(self._host, self._port, self.app, threaded=True,
-                                 request_handler=_QuietHandler)
+            with contextlib.redirect_stderr(printed):
+                server = make_server(self._host, self._port, self.app, threaded=True,
+                                     request_handler=_QuietHandler)
         except SystemExit as exc:
-            # werkzeug prints the reason and exits when it cannot bind; a library must not.
-            raise OSError(f"cannot listen on {self._host}:{self._port}") from exc
+            # werkzeug prints the reason (then advice) and exits when it cannot bind; a
+            # library must not do either: the reason goes into the error, once.
+            reason = printed.getvalue().strip().splitlines()[:1]
+            raise OSError(f"cannot listen on {self._host}:{self._port}"
+                          + "".join(f": {line.lower()}" for line in reason)) from exc
         self._server = server
         self.app.base_url = f"http://{self._host}:{server.server_port}"
         self._thread = threading.Thread(target=server.serve_forever, name="osbuild-sim",

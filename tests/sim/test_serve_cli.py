@@ -90,7 +90,10 @@ def test_serve_on_a_busy_port_exits_2(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=30)
     assert line == ""
     assert proc.returncode == 2
-    assert f"cannot serve on port {port}" in err
+    # One line: werkzeug's own two ("Address already in use", "Port N is in use by
+    # another program...") printed before it once came first.
+    assert err.splitlines() == [f"osbuild: error: cannot serve on port {port}: cannot listen "
+                                f"on 127.0.0.1:{port}: address already in use"]
 
 
 def test_serve_merges_into_an_existing_clouds_yaml(tmp_path: Path) -> None:
