@@ -152,7 +152,8 @@ class BuildContext:
 
     def emit(self, event_name: EventName, /, **fields: Any) -> None:
         self.bus.publish(Event(event_name, self.build_id, self.spec.name,
-                               self.redactor.deep(fields)))
+                               self.redactor.deep(fields),
+                               elapsed=self.elapsed() if self.started_at else None))
 
     def media_facts(self) -> MediaFacts:
         if self.media is not None:

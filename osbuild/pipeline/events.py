@@ -45,6 +45,9 @@ class Event:
     family: str
     fields: dict[str, Any]
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Seconds since the build started on its own clock (the cloud's pace, which the wall's
+    # may not share), for views; None outside a build. Not an event field.
+    elapsed: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {

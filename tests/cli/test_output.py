@@ -39,3 +39,16 @@ def test_summary_prints_the_build_time_like_2h14m(capsys: pytest.CaptureFixture[
                                duration=8057.4)])
     assert capsys.readouterr().out.splitlines()[0] == (
         "ws2022-standard in east: built image ws2022-std (5c1f) in 2h14m17s")
+
+
+def test_elapsed_time_follows_the_builds_own_clock() -> None:
+    # Against `osbuild sim serve` (600x) a build is over in 12 wall seconds and its summary
+    # says "in 1h59m39s": the lines once read "[12s] ... succeeded" beside it.
+    out = io.StringIO()
+    view = HumanView(Console(file=out, force_terminal=False))
+    view(Event("step.started", "b1", "ws2022-standard", {"step": "install"}, elapsed=1514.2))
+    view(Event("build.succeeded", "b1", "ws2022-standard",
+               {"image_name": "ws2022-std", "image_id": "5c1f"}, elapsed=7179.4))
+    assert out.getvalue().splitlines() == [
+        "[25m14s] ws2022-standard b1: step install",
+        "[1h59m39s] ws2022-standard b1: succeeded: image ws2022-std (5c1f)"]
