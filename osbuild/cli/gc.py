@@ -13,7 +13,7 @@ from osbuild.errors import CleanupIncomplete
 from osbuild.naming import GC_OLDER_THAN
 
 if TYPE_CHECKING:
-    from osbuild.unattended.gc import GcResult
+    from osbuild.unattended.gc import GcResult, Resource
 
 
 def _older_than(value: str) -> float:
@@ -71,11 +71,11 @@ def _print_text(cloud: str, result: GcResult, *, show_cloud: bool) -> None:
     prefix = f"[{cloud}] " if show_cloud else ""
     verb = "would remove" if result.dry_run else "removed"
     for r in result.removed:
-        print(f"{prefix}{verb} {r.kind} {r.id} {r.name} (build {r.build_id}, "
+        print(f"{prefix}{verb} {_named(r)} (build {r.build_id}, "
               f"{format_duration(max(r.age_seconds, 0))} old)")
     for k in result.kept:
         if not k.reason.startswith("younger than"):
-            print(f"{prefix}kept {k.resource.kind} {k.resource.id} {k.resource.name}: {k.reason}")
+            print(f"{prefix}kept {_named(k.resource)}: {k.reason}")
     young = sum(1 for k in result.kept if k.reason.startswith("younger than"))
     summary = f"{prefix}{len(result.removed)} {verb}, {len(result.kept)} kept"
     if young:
@@ -84,3 +84,7 @@ def _print_text(cloud: str, result: GcResult, *, show_cloud: bool) -> None:
         summary += f", {len(result.failed)} failed"
     print(summary)
 
+
+def _named(resource: Resource) -> str:
+    """Kind, id and name; a builder's port has no name (Nova made it)."""
+    return " ".join(part for part in (resource.kind, resource.id, resource.name) if part)
