@@ -118,9 +118,11 @@ class Interrupted(OsbuildError):
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, signal_name: str = "SIGINT", *, during: str | None = None) -> None:
+    def __init__(self, signal_name: str = "SIGINT", *, during: str | None = None,
+                 stage: str | None = None) -> None:
         self.signal_name = signal_name
         self.during = during
+        self.stage = stage  # the step it cut short, as a failure names its stage
         super().__init__(f"interrupted by {signal_name}" + (f" while {during}" if during else ""))
 
 

@@ -47,16 +47,18 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
     and volumes when ``--keep-on-failure`` asks to keep them.
     """
     error: OsbuildError | None = None
+    running: str | None = None
     try:
         for step in steps:
             ctx.cancel.check()
-            ctx.current_step = step.name
+            ctx.current_step = running = step.name
             started = ctx.clock.now()
             ctx.emit(EventName.STEP_STARTED, step=step.name)
             step.run(ctx)
             duration = ctx.clock.now() - started
             ctx.step_timings[step.name] = duration
             ctx.emit(EventName.STEP_FINISHED, step=step.name, duration=round(duration, 1))
+            running = None
     except OsbuildError as exc:
         error = exc
     except KeyboardInterrupt:
@@ -72,6 +74,10 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
     if error is not None and ctx.cancel.cancelled and not isinstance(error, Interrupted):
         # A wait or call cut short by the signal surfaced as some other error.
         error = Interrupted(ctx.cancel.signal_name)
+    if isinstance(error, Interrupted) and error.during is None and running is not None:
+        # Say where, as a failure does: "interrupted by SIGINT while running the install step".
+        error = Interrupted(error.signal_name, during=f"running the {running} step",
+                            stage=running)
     late_signal = ctx.cancel.signal_name if error is None and ctx.cancel.cancelled else None
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
     return RunOutcome(error, leftovers, kept, late_signal)

@@ -37,7 +37,9 @@ def test_signal_while_watching_cleans_up_and_exits_130(cloud: Cloud, signum: int
         before_signal=builder_running)
     assert proc.returncode == 130, err
     failed = [e for e in events if e["event"] == "build.failed"][-1]
-    assert signal.Signals(signum).name in failed["reason"]
+    name = signal.Signals(signum).name
+    assert failed["reason"] == f"interrupted by {name} while running the install step"
+    assert failed["stage"] == "install"
     assert cloud.leftovers() == []
 
 

@@ -120,6 +120,8 @@ def test_cancellation_before_a_step_interrupts_and_cleans(tmp_path: Path) -> Non
     assert outcome.error.signal_name == "SIGTERM"
     assert outcome.error.exit_code == 130
     assert log == ["a1"]
+    # Between steps: the signal cut nothing short, the "signal" step had finished.
+    assert str(outcome.error) == "interrupted by SIGTERM" and outcome.error.stage is None
 
 
 def test_keep_on_failure_keeps_server_and_volumes_only(tmp_path: Path) -> None:
@@ -170,3 +172,6 @@ def test_error_raised_after_cancel_is_reported_as_interruption(tmp_path: Path,
     outcome = run_steps([CutShort()], ctx)
     assert isinstance(outcome.error, Interrupted)
     assert outcome.error.signal_name == signal_name
+    # It names the step it cut short, as a failure names its stage.
+    assert str(outcome.error) == f"interrupted by {signal_name} while running the wait step"
+    assert outcome.error.stage == "wait"
