@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         results[name] = collect(conn, older_than=args.older_than, dry_run=args.dry_run,
                                 store=store)
     if args.json:
-        json.dump({name: r.to_dict() for name, r in results.items()}, sys.stdout, indent=2)
+        # One JSON object on one line, as every --json output (cron mail, log shipping).
+        json.dump({name: r.to_dict() for name, r in results.items()}, sys.stdout)
         print()
     else:
         for name, result in results.items():

@@ -144,8 +144,7 @@ def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
     images = list_family(conn, family)
     now = datetime.now(UTC)
     if args.json:
-        print(json.dumps({"family": family, "images": [i.to_dict(now) for i in images]},
-                         indent=2))
+        print(json.dumps({"family": family, "images": [i.to_dict(now) for i in images]}))
         return 0
     if not images:
         print(f"{family}: no images")
@@ -168,7 +167,7 @@ def _prune(args: argparse.Namespace, conn: Connection, family: str,
     decisions = prune(conn, family, policy, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"family": family, "dry_run": args.dry_run,
-                          "decisions": [_decision_dict(d) for d in decisions]}, indent=2))
+                          "decisions": [_decision_dict(d) for d in decisions]}))
         return 0
     verb = {"delete": "would delete", "hide": "would hide"} if args.dry_run else \
         {"delete": "deleted", "hide": "hid"}
@@ -188,7 +187,7 @@ def _decision_dict(decision: Decision) -> dict[str, Any]:
 
 def _changed(args: argparse.Namespace, verb: str, image: FamilyImage) -> int:
     if args.json:
-        print(json.dumps({"action": verb, "image": image.to_dict()}, indent=2))
+        print(json.dumps({"action": verb, "image": image.to_dict()}))
     else:
         print(f"{image.family}: {verb} {image.name} ({image.id}, version {image.version})")
     return 0

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(written)
     if args.json:
         json.dump({"generated": now.isoformat(timespec="seconds"), "clouds": clouds,
-                   "families": [row.to_dict(now) for row in rows]}, sys.stdout, indent=2)
+                   "families": [row.to_dict(now) for row in rows]}, sys.stdout)
         print()
     elif args.html is None:
         from osbuild.report.status_page import status_table

@@ -86,6 +86,7 @@ class Lifecycle:
     def family(self, family: str) -> list[dict[str, Any]]:
         result = self.images("--family", family, "--json")
         assert result.code == 0, result.err
+        assert result.out.count("\n") == 1  # one JSON object per line, as every --json prints
         return json.loads(result.out)["images"]
 
     def image(self, image_id: str) -> Any:

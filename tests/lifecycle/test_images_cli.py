@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -58,8 +59,10 @@ def test_rollback_takes_the_spec_file_and_promote_a_unique_name(lifecycle: Lifec
     assert first in result.out
     assert naming.CURRENT_TAG in lifecycle.image(first).tags
 
-    result = lifecycle.images("promote", lifecycle.image(second).name)
+    result = lifecycle.images("promote", lifecycle.image(second).name, "--json")
     assert result.code == 0, result.err
+    assert result.out.count("\n") == 1  # one JSON object per line, as every --json prints
+    assert json.loads(result.out)["image"]["id"] == second
     assert naming.CURRENT_TAG in lifecycle.image(second).tags
     assert naming.CURRENT_TAG not in lifecycle.image(first).tags
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -174,6 +175,7 @@ def test_last_verified_image_is_never_deleted(lifecycle: Lifecycle) -> None:
     prune = lifecycle.images("prune", "--family", "lc-last", "--keep", "1",
                              "--superseded", "delete", "--json")
     assert prune.code == 0, prune.err
+    assert prune.out.count("\n") == 1 and json.loads(prune.out)["family"] == "lc-last"
     assert lifecycle.conn.image.find_image(verified, ignore_missing=True) is not None
     assert "last verified" in prune.out
 

@@ -93,7 +93,9 @@ def test_status_shows_each_family_and_changes_nothing(
     before = dict(sim.stats()["requests"])
     resources_before = {k: v for k, v in sim.resources().items() if k != "now"}
     assert main([*argv, "--json", "--html", str(tmp_path / "both.html")]) == 0
-    data = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == 1  # one JSON object per line, as every --json prints
+    data = json.loads(printed)
     assert main([*argv, "--html", str(tmp_path / "status.html")]) == 0
     assert capsys.readouterr().out == f"{tmp_path / 'status.html'}\n"
     assert main(argv) == 0

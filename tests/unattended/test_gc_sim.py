@@ -192,7 +192,9 @@ def test_cli_dry_run_json_and_removal(world: World, tmp_path: Path,
         # old, so --older-than 6h keeps all of them...
         code = main(["gc", "--os-cloud", cloud, "--state-dir", state_dir, "--dry-run",
                      "--json"])
-        out = json.loads(capsys.readouterr().out)
+        printed = capsys.readouterr().out
+        assert printed.count("\n") == 1  # one JSON object per line, as every --json prints
+        out = json.loads(printed)
         assert code == EXIT_OK
         assert out[cloud]["dry_run"] is True
         # ...and --older-than 0 takes everything that belongs to no running build. The
