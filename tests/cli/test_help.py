@@ -45,3 +45,19 @@ def test_every_flag_the_readme_passes_is_in_help(capsys: pytest.CaptureFixture[s
 def test_time_scale_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", "x.yaml", "--time-scale", "0"]) == 2
     assert "--time-scale: must be positive" in capsys.readouterr().err
+
+
+# Every sub-command an operator runs (`osbuild images` alone is `images list`).
+COMMANDS = ["build", "resume", "demo", "validate", "render", "schema", "media prepare-uefi",
+            "media inspect", "images list", "images prune", "images promote", "images rollback",
+            "images verify", "gc", "report", "status", "sim serve"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_in_help_is_in_the_readme(capsys: pytest.CaptureFixture[str],
+                                               command: str) -> None:
+    # The other direction: an option only --help knows of (render's --build-id, sim serve's
+    # --application-credential, prepare-uefi's cloud mode were) is one no reader finds.
+    readme = README.read_text()
+    options = set(re.findall(r"--[a-z][a-z-]+", _help(capsys, *command.split()))) - {"--help"}
+    assert sorted(flag for flag in options if flag not in readme) == []
