@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import threading
@@ -25,12 +26,20 @@ class JsonLines:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stdout
         self._lock = threading.Lock()
+        self._closed = False
 
     def __call__(self, event: Event) -> None:
         line = json.dumps(event.as_json(), default=str, sort_keys=False)
         with self._lock:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+            if self._closed:
+                return
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                # The reader went away (`| head`, a log shipper restarted): the build goes
+                # on, and cleans up, without it.
+                self._closed = True
 
     def close(self) -> None:
         pass
@@ -64,13 +73,23 @@ _INTERESTING = {EventName.BUILD_STARTED, EventName.STEP_STARTED, EventName.STAGE
                 EventName.WARNING, EventName.CLEANUP_FAILED}
 
 
+class ViewConsole(Console):
+    """rich's Console, except that a closed pipe is the view's business: rich's default
+    points stdout at /dev/null and exits the process, with a builder still to delete."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, "the output was closed")
+
+
 class HumanView:
     """A live table per build on a terminal; one line per interesting event elsewhere."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or ViewConsole(stderr=True)
         self.rows: dict[str, _Row] = {}
         self._lock = threading.Lock()
+        self._closed = False
         self._live: Live | None = None
         if self.console.is_terminal:
             # get_renderable: every refresh builds the table anew, so the elapsed time
@@ -100,11 +119,15 @@ class HumanView:
                 row.last = str(fields.get("reason", ""))
             if self._live is not None:
                 self._live.refresh()
-            elif event.name in _INTERESTING:
+            elif event.name in _INTERESTING and not self._closed:
                 # One event, one line: cron mail, journald and grep must not see it wrapped
                 # at the 80 columns rich assumes when stderr is no terminal.
-                self.console.print(self._line(event, row), highlight=False, markup=False,
-                                   soft_wrap=True)
+                try:
+                    self.console.print(self._line(event, row), highlight=False, markup=False,
+                                       soft_wrap=True)
+                except BrokenPipeError:
+                    # `2>&1 | head`, a log shipper gone: the build goes on without its lines.
+                    self._closed = True
 
     def _line(self, event: Event, row: _Row) -> str:
         f = event.fields

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -11,6 +12,7 @@ from typing import Any
 
 from osbuild import redact
 
+log = logging.getLogger(__name__)
 
 class EventName(StrEnum):
     """Every event a build emits: a contract for operators' log pipelines (README, Output)."""
@@ -81,5 +83,12 @@ class EventBus:
         # Also events published outside a build's context (a build that never started).
         event = replace(event, fields=redact.PROCESS.deep(event.fields))
         with self._lock:
-            for listener in self._listeners:
-                listener(event)
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    # Whoever listens (a closed pipe, `| head`) must not stop the build, nor
+                    # its cleanup halfway: the listener goes, the build and its report go on.
+                    log.warning("an event listener failed; it hears no more events",
+                                exc_info=True)
+                    self._listeners.remove(listener)

@@ -102,3 +102,37 @@ def test_the_bus_redacts_what_the_process_knows() -> None:
                       {"reason": f"auth: {secret}", "details": [secret], "exit_code": 2}))
     assert seen[0].fields == {"reason": f"auth: {redact.REDACTED}",
                               "details": [redact.REDACTED], "exit_code": 2}
+
+
+def test_a_failing_listener_is_dropped_and_the_others_still_hear() -> None:
+    # The runner's cleanup emits an event per deleted resource: a listener that raises (a
+    # closed pipe) once stopped the cleanup at the first one.
+    from osbuild.pipeline.events import EventBus
+
+    heard: list[str] = []
+
+    def broken(event: Event) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    bus = EventBus()
+    bus.subscribe(broken)
+    bus.subscribe(lambda event: heard.append(event.fields["id"]))
+    for volume in ("v1", "v2"):
+        bus.publish(Event(EventName.RESOURCE_DELETED, "b", "f", {"kind": "volume", "id": volume}))
+    assert heard == ["v1", "v2"]
+
+
+def test_the_views_outlive_a_closed_pipe() -> None:
+    import io
+
+    from osbuild.cli.output import HumanView, JsonLines, ViewConsole
+
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    event = Event(EventName.STEP_STARTED, "b", "f", {"step": "install"})
+    JsonLines(Closed())(event)  # no exception
+    view = HumanView(ViewConsole(file=Closed(), force_terminal=False))
+    view(event)  # not rich's default: SystemExit(1), and stdout pointed at /dev/null
+    view(event)
