@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -338,10 +338,11 @@ def signals_cancel(cancel: CancelToken, *,
     def handler(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         again = cancel.cancelled
-        if on_signal is not None:
-            on_signal(name, again)
         if not again:
-            cancel.cancel(name)
+            cancel.cancel(name)  # first: the builds must stop even if telling fails
+        if on_signal is not None:
+            with suppress(OSError):  # a closed stderr (`2>&1 | head`)
+                on_signal(name, again)
 
     if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
         yield

@@ -104,6 +104,21 @@ def test_signals_cancel_every_build_and_tell_the_caller() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="only the main thread takes signals")
+def test_a_signal_cancels_even_when_saying_so_fails() -> None:
+    # Ctrl-C with stderr gone (`2>&1 | head`): the notice raised before the cancel, so the
+    # builds ran on, and the BrokenPipeError surfaced wherever the main thread was.
+    cancel = CancelToken()
+
+    def closed_stderr(name: str, again: bool) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with jobs.signals_cancel(cancel, on_signal=closed_stderr):
+        os.kill(os.getpid(), signal.SIGINT)
+    assert cancel.cancelled and cancel.signal_name == "SIGINT"
+
+
 def test_signals_are_left_alone_off_the_main_thread() -> None:
     cancel, installed = CancelToken(), []
 
