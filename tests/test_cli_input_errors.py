@@ -151,3 +151,16 @@ def test_an_identity_service_that_cannot_be_reached(spec: Path, tmp_path: Path,
     assert line.startswith(f"osbuild: error: east: cannot reach the identity service at "
                            f"http://{host}/v3: {why}"), line
     assert "HTTPConnectionPool" not in line and "s3cret-value" not in line
+
+
+@pytest.mark.parametrize("flag", ["--log-dir", "--state-dir"])
+def test_a_folder_that_cannot_be_made(spec: Path, tmp_path: Path, capsys, flag: str) -> None:
+    # Once a traceback (NotADirectoryError, exit 1), the log folder's only after preflight.
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    # (the default log folder is in the state folder: give it one of its own)
+    logs = ["--log-dir", str(tmp_path / "logs")] if flag == "--state-dir" else []
+    assert main(["build", str(spec), "--os-cloud", "east", flag, str(afile / "sub"), *logs]) \
+        == EXIT_INVALID_INPUT
+    assert one_error(capsys) == (f"osbuild: error: {flag} {afile / 'sub'}: cannot create it: "
+                                 "Not a directory")

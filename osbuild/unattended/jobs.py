@@ -7,6 +7,7 @@ Events go to the listeners the caller gives; nothing here prints.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -103,6 +104,7 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     settings = dict(cloud_settings or {})
     if parallel < 1:
         raise InvalidInput(["--parallel must be at least 1"])
+    check_folders(options)
     jobs = plan_jobs(specs=specs, clouds=clouds)
     distinct = list(dict.fromkeys(job.cloud for job in jobs))
     identities = _check_clouds(distinct, region_name=region_name, settings=settings)
@@ -159,6 +161,7 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
     options = BuildOptions(log_dir=(log_dir or default_log_dir(state_dir)).resolve(),
                            keep_on_failure=keep_on_failure,
                            state_dir=state_dir, lock_family=True)
+    check_folders(options)
     conn = connect(os_cloud, region_name=region_name, **(cloud_settings or {}))
     check_auth(conn, os_cloud)
     cloud = cloud_identity(conn, os_cloud)
@@ -176,6 +179,24 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
         conn.close()
     report_outcome(result=result, spec=spec, metrics_file=metrics_file, bus=bus)
     return result
+
+
+def check_folders(options: BuildOptions) -> None:
+    """The state and log folders exist or can be made, and take files: an input error
+    before anything is built, not a traceback once the build has made its first resource."""
+    problems = []
+    for flag, folder in (("--state-dir", options.state_dir), ("--log-dir", options.log_dir)):
+        if folder is None:
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problems.append(f"{flag} {folder}: cannot create it: {exc.strerror or exc}")
+            continue
+        if not os.access(folder, os.W_OK | os.X_OK):
+            problems.append(f"{flag} {folder}: cannot write in it")
+    if problems:
+        raise InvalidInput(problems)
 
 
 def _bus(listeners: Sequence[Listener]) -> EventBus:
