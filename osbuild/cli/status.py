@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuild.cli import options
+from osbuild.errors import InvalidInput
 
 if TYPE_CHECKING:
     from osbuild.report.status import FamilyStatus
@@ -48,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None:
         from osbuild.report.status_page import write_status_html
 
-        written = write_status_html(args.html, rows, clouds=clouds, state_dir=store.root,
-                                    now=now)
+        try:
+            written = write_status_html(args.html, rows, clouds=clouds, state_dir=store.root,
+                                        now=now)
+        except OSError as exc:  # as `osbuild report --html` says it
+            raise InvalidInput([f"{args.html}: cannot write the page: "
+                                f"{exc.strerror or exc}"]) from None
         if not args.json:  # stdout is the JSON document then
             print(written)
     if args.json:

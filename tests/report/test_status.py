@@ -147,3 +147,15 @@ def test_sparkline_runs_from_shortest_to_longest() -> None:
     assert sparkline([1.0, 8.0, 4.5]) == "▁█▅"
     assert sparkline([5.0, 5.0]) == "▄▄"  # all alike: the middle
     assert sparkline([]) == ""
+
+
+def test_a_page_that_cannot_be_written_is_one_error_line(
+        fleet: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Once a NotADirectoryError traceback; `osbuild report --html` already said it this way.
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    argv = ["status", "--os-cloud", fleet["sim"].cloud_name, "--state-dir",
+            str(fleet["store"].root), "--html", str(afile / "status.html")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"osbuild: error: {afile / 'status.html'}: cannot write the page: Not a directory\n")
