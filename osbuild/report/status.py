@@ -4,6 +4,7 @@ is left over. Reads the state folder and the cloud; changes nothing."""
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +89,13 @@ def last_build(state: BuildState) -> LastBuild:
     duration = _report_duration(state)
     if duration is None and state.is_finished:
         duration = (state.updated_at - state.started_at).total_seconds()
-    return LastBuild(state.build_id, str(state.status), duration, state.error,
+    reason = state.error
+    if (state.status is BuildStatus.RUNNING and state.host == socket.gethostname()
+            and not gc.pid_alive(state.pid)):
+        # Its state still says running (a SIGKILL, a reboot): say what the operator can do.
+        reason = (f"its osbuild (pid {state.pid}) is gone: osbuild resume {state.build_id}, "
+                  "or osbuild gc")
+    return LastBuild(state.build_id, str(state.status), duration, reason,
                      state.updated_at if state.is_finished else None)
 
 
