@@ -1275,7 +1275,7 @@ class _Guest:
             return
         if self.scenario.wrong_key_password:
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-        secret = _random_password()
+        secret = cloudbase_init_password()
         encrypted = key.encrypt(secret.encode(), padding.PKCS1v15())
         yield GuestEvent(self.t, PostPassword(base64.b64encode(encrypted).decode("ascii")))
 
@@ -1328,10 +1328,16 @@ def _metadata_services(conf: bytes) -> list[str]:
     return _conf_list(conf, "metadata_services")
 
 
-def _random_password() -> str:
-    # cloudbase-init's own generator: letters, digits and punctuation, 20+ characters.
-    alphabet = string.ascii_letters + string.digits + "!@#$%^&*()-_=+"
-    return "".join(secrets.choice(alphabet) for _ in range(24))
+def cloudbase_init_password(length: int = 20) -> str:
+    """A password as cloudbase-init generates it (1.1.6: osutils/base.py and windows.py
+    generate_random_password): base64 of random bytes without '/' and '+', cut to
+    user_password_length (20 by default), drawn again until it has a lower-case letter, an
+    upper-case letter and a digit (Windows' complexity rules)."""
+    while True:
+        drawn = base64.b64encode(secrets.token_bytes(256)).replace(b"/", b"").replace(b"+", b"")
+        password = drawn[:length].decode("ascii")
+        if all(re.search(pattern, password) for pattern in ("[a-z]", "[A-Z]", "[0-9]")):
+            return password
 
 
 def _uuid(rng: random.Random) -> str:

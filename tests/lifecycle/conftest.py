@@ -115,5 +115,5 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
             patch.setenv(key, value)
         # Build state and family locks stay in the test's directory, not the user's.
         patch.setenv("XDG_STATE_HOME", str(root / "state"))
-        patch.setattr("osbuild_sim.guest._random_password", lambda: KNOWN_PASSWORD)
+        patch.setattr("osbuild_sim.guest.cloudbase_init_password", lambda: KNOWN_PASSWORD)
         yield Lifecycle(sim, root)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import secrets
 import threading
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ from nova import objects
 from nova.api.metadata import password
 from nova.network import model as network_model
 from nova.virt.libvirt import driver as libvirt_driver
+
+from osbuild_sim import guest
 
 DOMAIN_XML_ENV = "OSBUILD_DOMAIN_XML_DIR"
 DONE_LINE = b"Plugins execution done"
@@ -147,7 +148,7 @@ class HypervisorDriver(libvirt_driver.LibvirtDriver):
         ctx = nova_context.get_admin_context()
         instance = objects.Instance.get_by_uuid(ctx, uuid, expected_attrs=["system_metadata"])
         key = serialization.load_ssh_public_key(instance.key_data.encode())
-        encrypted = key.encrypt(secrets.token_urlsafe(16).encode(),  # type: ignore[union-attr]
+        encrypted = key.encrypt(guest.cloudbase_init_password().encode(),  # type: ignore[union-attr]
                                 padding.PKCS1v15())
         instance.system_metadata.update(
             password.convert_password(ctx, base64.b64encode(encrypted).decode()))

@@ -74,19 +74,33 @@ def new_keypair() -> tuple[rsa.RSAPrivateKey, str]:
 
 
 def decrypts(key: rsa.RSAPrivateKey, encrypted: str) -> bool:
-    """Whether the posted password decrypts to text; the plaintext is dropped at once."""
+    """Whether the posted password decrypts to a password; the plaintext is dropped at once.
+
+    OpenSSL 3.2 and later answer a ciphertext made for another key with a synthetic message
+    instead of a padding error (implicit rejection, against the Marvin attack), so decrypting
+    is not enough: about 1 in 200 such messages is valid UTF-8. What cloudbase-init posts is
+    its generated password (base64 letters and digits with a lower-case letter, an upper-case
+    letter and a digit: osutils/windows.py generate_random_password) or the metadata's
+    admin_pass, which Nova generates from the same classes; a synthetic message looks like
+    that about 3 times in 100,000.
+    """
     try:
         plain = key.decrypt(base64.b64decode(encrypted.strip(), validate=False),
                             padding.PKCS1v15())
     except (ValueError, binascii.Error):
         return False
-    ok = bool(plain)
-    try:
-        plain.decode("utf-8")
-    except UnicodeDecodeError:
-        ok = False
+    ok = _looks_like_a_password(plain)
     del plain
     return ok
+
+
+_PASSWORD_CLASSES = (re.compile(rb"[a-z]"), re.compile(rb"[A-Z]"), re.compile(rb"[0-9]"))
+_PRINTABLE = re.compile(rb"[\x21-\x7e]{3,}")  # cloudbase-init refuses shorter passwords
+
+
+def _looks_like_a_password(plain: bytes) -> bool:
+    return (_PRINTABLE.fullmatch(plain) is not None
+            and all(cls.search(plain) for cls in _PASSWORD_CLASSES))
 
 
 def preflight_problems(ctx: BuildContext) -> list[str]:
