@@ -12,6 +12,21 @@ EXIT_INVALID_INPUT = 2
 EXIT_CLEANUP_INCOMPLETE = 3
 EXIT_INTERRUPTED = 130
 
+# What a run of several builds exits with: the first of these that any build ended with.
+# 3 first: resources are left in the cloud and only a person removes them (130 and 2 both
+# promise that nothing is left). 130 next: the run was stopped, everything it created is
+# deleted, and it has to run again (systemd counts it a success). 1 before 2: exit 2 says
+# that nothing was created, untrue once a build ran and failed. 0 only when every build
+# succeeded or was skipped. README's "Exit codes" says the same.
+EXIT_PRECEDENCE = (EXIT_CLEANUP_INCOMPLETE, EXIT_INTERRUPTED, EXIT_BUILD_FAILED,
+                   EXIT_INVALID_INPUT)
+
+
+def run_exit_code(codes: Iterable[int]) -> int:
+    """The exit code of a run whose builds ended with ``codes`` (see EXIT_PRECEDENCE)."""
+    seen = set(codes)
+    return next((code for code in EXIT_PRECEDENCE if code in seen), EXIT_OK)
+
 
 def describe(exc: BaseException) -> str:
     """``Type: first line`` of an unexpected exception, naming the type once.

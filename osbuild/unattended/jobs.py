@@ -21,33 +21,24 @@ from typing import Any
 
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.errors import (
-    EXIT_BUILD_FAILED,
-    EXIT_CLEANUP_INCOMPLETE,
-    EXIT_INTERRUPTED,
-    EXIT_INVALID_INPUT,
-    EXIT_OK,
     Interrupted,
     InvalidInput,
     LockBusy,
     OsbuildError,
-    PreflightError,
+    run_exit_code,
 )
 from osbuild.images.refresh import RefreshMode, choose
 from osbuild.naming import new_build_id
 from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
 from osbuild.pipeline.events import Event, EventName, Listener
 from osbuild.pipeline.resume import load_resumable, resume_build
-from osbuild.pipeline.run import new_context, skipped_result
-from osbuild.pipeline.steps.preflight import combined_quota_problems
+from osbuild.pipeline.run import skipped_result
 from osbuild.spec import BuildSpec
 from osbuild.unattended import metrics, notify
 from osbuild.unattended.fingerprint import unchanged_since_current
 from osbuild.unattended.lock import build_lock
+from osbuild.unattended.preflight import preflight_run
 from osbuild.unattended.state import StateStore, default_state_dir
-
-# Worst exit code first: what a run of several builds exits with.
-_EXIT_PRECEDENCE = (EXIT_INTERRUPTED, EXIT_INVALID_INPUT, EXIT_CLEANUP_INCOMPLETE,
-                    EXIT_BUILD_FAILED)
 
 
 def default_log_dir(state_dir: Path | None = None) -> Path:
@@ -71,12 +62,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return combined_exit_code(self.results)
-
-
-def combined_exit_code(results: Sequence[BuildResult]) -> int:
-    codes = {r.exit_code for r in results}
-    return next((code for code in _EXIT_PRECEDENCE if code in codes), EXIT_OK)
+        """One code for the run: :data:`osbuild.errors.EXIT_PRECEDENCE` says which."""
+        return run_exit_code(r.exit_code for r in self.results)
 
 
 def plan_jobs(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None) -> list[Job]:
@@ -95,7 +82,8 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
                on_signal: SignalNotice | None = None,
                cloud_settings: Mapping[str, Any] | None = None,
                refresh: RefreshMode = RefreshMode.NEVER) -> RunResult:
-    """Check credentials for every cloud, then run every (spec, cloud) build.
+    """Check credentials for every cloud, preflight every (spec, cloud) build of a run of
+    several (:mod:`osbuild.unattended.preflight`), then run them.
 
     Builds in different clouds do not compete: ``parallel`` applies per cloud. SIGINT and
     SIGTERM (when called from the main thread) cancel every build, which then cleans up.
@@ -108,8 +96,9 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     jobs = plan_jobs(specs=specs, clouds=clouds)
     distinct = list(dict.fromkeys(job.cloud for job in jobs))
     identities = _check_clouds(distinct, region_name=region_name, settings=settings)
-    check_quota_together(jobs=jobs, identities=identities, options=options,
-                         parallel=parallel, region_name=region_name, settings=settings)
+    # Every build of the run, before the first one creates anything (exit 2 with them all).
+    preflight_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
+                  region_name=region_name, settings=settings, refresh=refresh)
     bus = _bus(listeners)
     cancel = CancelToken()
 
@@ -220,31 +209,6 @@ def _check_clouds(clouds: Sequence[str | None], *, region_name: str | None,
     return identities
 
 
-def check_quota_together(*, jobs: Sequence[Job], identities: dict[str | None, str],
-                         options: BuildOptions, parallel: int, region_name: str | None,
-                         settings: Mapping[str, Any] | None = None) -> None:
-    """Builds that will run side by side in one cloud must fit its quotas together."""
-    by_cloud: dict[str | None, list[BuildSpec]] = {}
-    for job in jobs:
-        by_cloud.setdefault(job.cloud, []).append(job.spec)
-    problems: list[str] = []
-    for cloud, specs in by_cloud.items():
-        if min(parallel, len(specs)) < 2:
-            continue
-        conn = connect(cloud, region_name=region_name, **(settings or {}))
-        try:
-            contexts = [new_context(spec, conn, options=options, bus=EventBus(), cancel=None,
-                                    cloud_name=identities[cloud], build_id="preflight")
-                        for spec in specs]
-            found = combined_quota_problems(contexts, at_once=parallel, parallel=parallel)
-        finally:
-            conn.close()
-        where = f"{identities[cloud]}: " if len(by_cloud) > 1 else ""
-        problems.extend(where + problem for problem in found)
-    if problems:
-        raise PreflightError(problems)
-
-
 def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,
                   options: BuildOptions, bus: EventBus, cancel: CancelToken,
                   wait_lock: float | None, if_changed: bool,
@@ -273,7 +237,8 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
                 bus.publish(Event(EventName.BUILD_REBUILDING, build_id, spec.name,
                                   {"reason": why, "cloud": cloud}))
             # Chosen before anything is created; `always` without a current image is exit 2
-            # for this build alone (the run's other builds go on).
+            # for this build alone (a run of several checked that before its first build
+            # started: here the image went while the earlier builds ran).
             try:
                 choice = choose(conn, spec, refresh)
             except InvalidInput as exc:

@@ -36,15 +36,47 @@ def _result(error: Any = None, **fields: Any) -> BuildResult:
                        error=error, **fields)
 
 
-def test_the_worst_exit_code_wins() -> None:
-    failed, cleanup = _result(BuildFailed("boom")), _result(CleanupIncomplete(["volume v"]))
+# One build of each outcome, with the code it exits with on its own.
+_OUTCOMES = {
+    "built": (_result(), 0),
+    "skipped": (_result(skipped="busy"), 0),
+    "refused": (_result(InvalidInput(["--refresh always: no current image"])), 2),
+    "failed": (_result(BuildFailed("boom", stage="virtio")), 1),
+    "interrupted": (_result(Interrupted("SIGTERM")), 130),
+    "built, signal during promotion": (_result(interrupted="SIGINT"), 130),
+    "failed, left resources": (_result(CleanupIncomplete(["volume v"], BuildFailed("b"))), 3),
+    "interrupted, left resources": (
+        _result(CleanupIncomplete(["server s"], Interrupted("SIGINT"))), 3),
+}
+# README's "Exit codes": resources left behind, then interrupted, then failed, then refused.
+_RANK = [3, 130, 1, 2, 0]
+
+
+@pytest.mark.parametrize("first", _OUTCOMES)
+@pytest.mark.parametrize("second", _OUTCOMES)
+def test_a_run_exits_with_the_code_that_asks_most_of_its_operator(first: str,
+                                                                   second: str) -> None:
+    (one, one_code), (other, other_code) = _OUTCOMES[first], _OUTCOMES[second]
+    assert (one.exit_code, other.exit_code) == (one_code, other_code)
+    expected = min(one_code, other_code, key=_RANK.index)
+    assert jobs.RunResult([one, other]).exit_code == expected
+    assert jobs.RunResult([other, one]).exit_code == expected
+
+
+def test_the_exit_code_precedence_spelled_out() -> None:
+    outcome = {name: result for name, (result, _code) in _OUTCOMES.items()}
+
+    def code(*names: str) -> int:
+        return jobs.RunResult([outcome[name] for name in names]).exit_code
+
     assert jobs.RunResult([]).exit_code == 0
-    assert jobs.RunResult([_result(), _result(skipped="busy")]).exit_code == 0
-    assert jobs.RunResult([_result(), failed]).exit_code == 1
-    assert jobs.RunResult([failed, cleanup]).exit_code == 3
-    assert jobs.RunResult([cleanup, _result(InvalidInput(["x"]))]).exit_code == 2
-    assert jobs.RunResult([_result(Interrupted("SIGTERM")), failed]).exit_code == 130
-    assert jobs.RunResult([_result(interrupted="SIGINT")]).exit_code == 130
+    assert code("built", "skipped") == 0
+    assert code("failed, left resources", "refused") == 3  # was 2: 2 says nothing was made
+    assert code("interrupted", "failed, left resources") == 3  # 130 says all was deleted
+    assert code("failed", "refused") == 1  # was 2
+    assert code("interrupted", "failed") == 130
+    assert code("refused", "interrupted") == 130
+    assert code("built", "refused") == 2
 
 
 def test_jobs_are_specs_times_clouds_without_repeats(spec: BuildSpec) -> None:
@@ -186,7 +218,7 @@ def test_parallel_bounds_each_cloud_on_its_own(spec: BuildSpec, tmp_path: Path,
     monkeypatch.setattr(jobs, "connect", lambda *a, **k: _Conn())
     monkeypatch.setattr(jobs, "_check_clouds",
                         lambda clouds, **k: {c: str(c) for c in clouds})
-    monkeypatch.setattr(jobs, "check_quota_together", lambda **k: None)
+    monkeypatch.setattr(jobs, "preflight_run", lambda **k: None)
     monkeypatch.setattr(jobs, "_locked_build", fake_build)
     monkeypatch.setattr(jobs, "report_outcome", lambda **k: None)
     west_only = specs[0].model_copy(update={"name": "family-west", "clouds": ["west"]})

@@ -389,25 +389,6 @@ def quota_problems(ctx: BuildContext, needs: Needs, *, who: str = "the build") -
     return problems
 
 
-def combined_quota_problems(contexts: list[BuildContext], *, at_once: int,
-                            parallel: int) -> list[str]:
-    """The builds of one cloud that run at the same time, checked against its quotas together.
-
-    Each build's own preflight checks it alone; this catches builds that fit one by one but
-    not side by side. Specs with problems of their own are left to their own preflight.
-    """
-    needs = []
-    for ctx in contexts:
-        _resolved, need, _problems = Preflight().examine(ctx)
-        if need is not None:
-            needs.append(need)
-    at_once = min(at_once, len(needs))
-    if at_once < 2:
-        return []
-    who = f"the {at_once} builds that run at once (--parallel {parallel})"
-    return quota_problems(contexts[0], peak_of(needs, at_once), who=who)
-
-
 def _need(who: str) -> str:
     return "needs" if who == "the build" else "need"
 

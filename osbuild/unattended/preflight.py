@@ -1,0 +1,89 @@
+"""A run of several builds preflighted as a whole, before its first build creates anything.
+
+With ``--parallel 1`` the builds run one after another, and each build's own preflight step
+runs when it starts: a bad last spec was found hours into the run. So a run of several
+builds checks every (spec, cloud) first, as its preflight step would (and the builds that
+run side by side together against the cloud's quotas), and is refused with every problem at
+once (exit 2) before the first build starts. Each build's preflight step still runs when it
+starts: what a cloud holds can change while the earlier builds run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from osbuild.cloud.connect import connect
+from osbuild.errors import InvalidInput, PreflightError
+from osbuild.images.refresh import RefreshMode, choose
+from osbuild.pipeline import BuildOptions, EventBus
+from osbuild.pipeline.context import BuildContext
+from osbuild.pipeline.run import new_context
+from osbuild.pipeline.steps.preflight import Needs, Preflight, peak_of, quota_problems
+from osbuild.spec import BuildSpec
+
+if TYPE_CHECKING:
+    from osbuild.unattended.jobs import Job
+
+
+def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
+                  options: BuildOptions, parallel: int, region_name: str | None,
+                  settings: Mapping[str, Any], refresh: RefreshMode) -> None:
+    """Raise :class:`PreflightError` with every problem of every build of the run.
+
+    One build alone is left to its own preflight step, the first thing it does (its report,
+    state and webhook then say what was wrong). Each problem of several builds names the
+    family (and the cloud, when the run uses several): ``ws2022 in east: builder.flavor: ...``.
+    """
+    if len(jobs) < 2:
+        return
+    by_cloud: dict[str | None, list[BuildSpec]] = {}
+    for job in jobs:
+        by_cloud.setdefault(job.cloud, []).append(job.spec)
+    problems: list[str] = []
+    for cloud, specs in by_cloud.items():
+        where = f" in {identities[cloud]}" if len(by_cloud) > 1 else ""
+        conn = connect(cloud, region_name=region_name, **settings)
+        try:
+            needs: list[Needs] = []
+            for spec in specs:
+                found, need = _one(spec, conn, cloud, identities[cloud], options, refresh)
+                problems.extend(f"{spec.name}{where}: {problem}" for problem in found)
+                if need is not None:
+                    needs.append(need)
+            at_once = min(parallel, len(needs))
+            if at_once >= 2:
+                ctx = _context(specs[0], conn, cloud, identities[cloud], options)
+                who = f"the {at_once} builds that run at once (--parallel {parallel})"
+                prefix = f"{identities[cloud]}: " if where else ""
+                problems.extend(prefix + problem for problem in
+                                quota_problems(ctx, peak_of(needs, at_once), who=who))
+        finally:
+            conn.close()
+    if problems:
+        raise PreflightError(problems)
+
+
+def _one(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, options: BuildOptions,
+         refresh: RefreshMode) -> tuple[list[str], Needs | None]:
+    """One build's preflight problems and what it holds at its peak (None: unknown)."""
+    ctx = _context(spec, conn, os_cloud, cloud, options)
+    try:
+        # The build chooses again under its family's lock; here the choice only says which
+        # preflight applies (a refresh neither finds nor reads the ISOs).
+        choice = choose(conn, spec, refresh)
+    except InvalidInput as exc:
+        return list(exc.problems), None
+    ctx.parent = choice.parent
+    _resolved, need, problems = Preflight().examine(ctx)
+    if need is not None:
+        problems.extend(quota_problems(ctx, need))
+    return problems, need
+
+
+def _context(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str,
+             options: BuildOptions) -> BuildContext:
+    ctx = new_context(spec, conn, options=options, bus=EventBus(), cancel=None,
+                      cloud_name=cloud, build_id="preflight")
+    ctx.os_cloud = os_cloud
+    return ctx

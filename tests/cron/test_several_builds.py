@@ -1,0 +1,99 @@
+"""A run of several builds: all of them preflighted before the first starts, and one exit code.
+
+`osbuild build` runs as a subprocess against the simulated cloud, as cron runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from osbuild_sim.media import windows_iso
+from tests.cron.conftest import Cron
+from tests.support.cliprocess import read_rest, read_until
+
+
+def _start(cron: Cron, *specs: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cron.cloud.clouds_yaml)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "build", *map(str, specs), "--os-cloud",
+         cron.sim.cloud_name, "--log-dir", str(cron.cloud.log_dir), "--state-dir",
+         str(cron.state_dir), "--json", "--parallel", "1", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _events(out: str) -> list[dict[str, object]]:
+    import json
+
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_a_bad_later_spec_refuses_the_run_before_anything_is_created(cron: Cron) -> None:
+    # With --parallel 1 the second build's own preflight ran only after the first build had
+    # finished: an hour of building, then exit 2 for a spec that could never build.
+    good = cron.spec(name="family-a")
+    bad = cron.spec(name="family-b", builder={"flavor": "m1.missing"})
+    proc = _start(cron, good, bad)
+    out, err = read_rest(proc, timeout=120)
+    assert proc.returncode == 2, err
+    events = _events(out)
+    assert not [e for e in events if e["event"] in ("build.started", "resource.created")]
+    assert "osbuild: error: family-b: builder.flavor: no flavor 'm1.missing'" in err
+    assert "family-a:" not in err  # only the bad spec is named
+    assert cron.leftovers() == [] and cron.states() == []
+
+
+def test_every_bad_spec_of_the_run_is_named_at_once(cron: Cron) -> None:
+    first = cron.spec(name="family-a", windows={"iso_image": "gone.iso"})
+    second = cron.spec(name="family-b", builder={"network": "nowhere"})
+    proc = _start(cron, first, second)
+    _out, err = read_rest(proc, timeout=120)
+    assert proc.returncode == 2, err
+    assert "family-a: windows.iso_image: no image 'gone.iso' in Glance" in err
+    assert "family-b: builder.network: no network 'nowhere'" in err
+    assert cron.leftovers() == []
+
+
+def _run_with_a_later_build_refused(cron: Cron, first: Path) -> tuple[int, str, list[dict]]:
+    """``first``, then a build whose Windows ISO is deleted from Glance while ``first``
+    builds: the run's preflight passed it, its own preflight at its start refuses it (2)."""
+    iso = cron.cloud.upload_iso("ws2022-later.iso", windows_iso("2022"))
+    later = cron.spec(name="family-later", windows={"iso_image": "ws2022-later.iso"})
+    proc = _start(cron, first, later)
+    try:
+        read_until(proc, lambda e: e["event"] == "step.finished" and e.get("step") == "preflight")
+        cron.sim.connect().image.delete_image(iso)
+        out, err = read_rest(proc, timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    events = _events(out)
+    failed = {e["family"]: e for e in events if e["event"] == "build.failed"}
+    assert failed["family-later"]["exit_code"] == 2, err
+    assert "windows.iso_image: no image 'ws2022-later.iso'" in str(failed["family-later"])
+    return proc.returncode, err, events
+
+
+@pytest.mark.slow
+def test_a_failed_build_outranks_a_later_refused_one(cron: Cron) -> None:
+    # Exit 2 promises that nothing was created; the first build ran and failed (it was 2).
+    cron.sim.faults.add_guest_scenario({"fail_stage": "virtio"}, name="builder$", times=1)
+    code, err, events = _run_with_a_later_build_refused(cron, cron.spec(name="family-a"))
+    assert [e["exit_code"] for e in events if e["event"] == "build.failed"] == [1, 2]
+    assert code == 1, err
+
+
+@pytest.mark.slow
+def test_resources_left_behind_outrank_a_later_refused_build(cron: Cron) -> None:
+    # Someone must delete what the first build left; exit 2 (the old answer) hid it.
+    cron.sim.faults.add_rule(service="volume", method="DELETE", path="/volumes/", error=500)
+    code, err, events = _run_with_a_later_build_refused(cron, cron.spec(name="family-a"))
+    assert [e["exit_code"] for e in events if e["event"] == "build.failed"] == [3, 2]
+    assert code == 3, err
+    [first] = [e for e in events if e["event"] == "build.failed" and e["family"] == "family-a"]
+    assert "cleanup incomplete; delete by hand:" in first["details"]
