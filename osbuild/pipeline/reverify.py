@@ -18,7 +18,7 @@ from osbuild.images.manage import find_image
 from osbuild.naming import new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus
-from osbuild.pipeline.run import BuildResult, execute, new_context
+from osbuild.pipeline.run import BuildResult, RunKind, execute, new_context
 from osbuild.pipeline.steps.promote_image import give_final_attributes
 from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.spec import BuildSpec
@@ -70,5 +70,7 @@ def reverify(spec: BuildSpec, conn: Connection, image: str, *, options: BuildOpt
         raise InvalidInput([f"image {facts.id}: status is {facts.status}, not active"])
     ctx = new_context(spec, conn, options=options, bus=bus, cancel=cancel,
                       cloud_name=cloud_name, build_id=new_build_id())
+    # Not a build: its report, events and page must not pass it off as one.
+    ctx.kind_reason = f"osbuild images verify {found.id}: its boot test again"
     return execute(ctx, [_UseImage(found), VerifyImage(),
-                         _NameProvenImage(found, facts.build_id)])
+                         _NameProvenImage(found, facts.build_id)], kind=RunKind.VERIFY)

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,14 @@ def refresh_steps() -> list[Resumable]:
 PARENT_RECORD = "parent"
 
 
+class RunKind(StrEnum):
+    """What a run did: the ``kind`` of its `build.started` event, report and webhook."""
+
+    FULL = "full"  # installed Windows from the ISOs
+    REFRESH = "refresh"  # patched the family's current image
+    VERIFY = "verify"  # `osbuild images verify`: an existing image's boot test, no build
+
+
 def steps_for(parent: Parent | None) -> list[Resumable]:
     return build_steps() if parent is None else refresh_steps()
 
@@ -108,8 +117,8 @@ class BuildResult:
     skipped: str | None = None
     # SIGINT/SIGTERM came while the last step finished: built, and still exit 130.
     interrupted: str | None = None
-    # "full" or "refresh", the refresh's parent image id, and why this kind was chosen.
-    kind: str = "full"
+    # The refresh's parent image id, and why this kind was chosen.
+    kind: RunKind = RunKind.FULL
     parent_image_id: str | None = None
     kind_reason: str = ""
 
@@ -175,15 +184,18 @@ def new_context(spec: BuildSpec, conn: Connection, *, options: BuildOptions,
     return ctx
 
 
-def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) -> BuildResult:
-    """Run ``steps`` on a prepared context, write the report and the final state."""
+def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False,
+            kind: RunKind | None = None) -> BuildResult:
+    """Run ``steps`` on a prepared context, write the report and the final state.
+
+    ``kind`` None: a refresh when ``ctx.parent`` is set, else a full build."""
     spec = ctx.spec
+    kind = kind or (RunKind.REFRESH if ctx.parent else RunKind.FULL)
     ctx.started_at = ctx.clock.now()
     started_wall = datetime.now(UTC)
     ctx.emit(EventName.BUILD_RESUMED if resumed else EventName.BUILD_STARTED,
              spec=str(spec.source_path or ""), cloud=ctx.cloud_name, log_dir=str(ctx.workdir),
-             kind="refresh" if ctx.parent else "full",
-             parent_image_id=ctx.parent.image_id if ctx.parent else None,
+             kind=str(kind), parent_image_id=ctx.parent.image_id if ctx.parent else None,
              reason=ctx.kind_reason or None)
     timeline = TimelineRecorder(ctx)
     ctx.bus.subscribe(timeline)
@@ -214,7 +226,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False) 
         promoted=error is None and PromoteImage.name in ctx.step_timings,
         skipped=str(error) if isinstance(error, LockBusy) else None,
         interrupted=outcome.late_signal if error is None else None,
-        kind="refresh" if ctx.parent else "full",
+        kind=kind,
         parent_image_id=ctx.parent.image_id if ctx.parent else None,
         kind_reason=ctx.kind_reason,
     )
@@ -322,7 +334,7 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
                   **_image_sizes(result.image_properties),
                   "properties": result.image_properties} if result.succeeded else None,
         "fingerprint": result.fingerprint,
-        "kind": {"kind": result.kind, "parent_image_id": result.parent_image_id,
+        "kind": {"kind": str(result.kind), "parent_image_id": result.parent_image_id,
                  "generation": result.image_properties.get(PROP_GENERATION),
                  "reason": result.kind_reason},
         "verify": result.verify,

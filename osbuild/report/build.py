@@ -60,6 +60,20 @@ class BuildPage:
     api_calls: list[ServiceCalls] | None
     image: dict[str, Any] | None
     image_properties: dict[str, Any]
+    kind: str = "-"  # what the run was: a full build, a refresh, a boot test again
+
+
+def kind_of(report: dict[str, Any]) -> str:
+    """The run's kind (report.json ``kind``) as the page says it; "-" when not recorded."""
+    entry = report.get("kind")
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    if kind == "full":
+        return "full build (Windows installed from the ISOs)"
+    if kind == "refresh":
+        return f"refresh of image {entry.get('parent_image_id') or '?'}"
+    if kind == "verify":
+        return "boot test of an existing image again (osbuild images verify), not a build"
+    return str(kind) if kind else "-"
 
 
 def outcome_of(report: dict[str, Any]) -> str:
@@ -134,6 +148,7 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
         consoles=consoles,
         resources=_resources(report), api_calls=_api_calls(report),
         image=image, image_properties=dict(sorted(properties.items())),
+        kind=kind_of(report),
     )
 
 

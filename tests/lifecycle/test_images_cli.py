@@ -80,6 +80,11 @@ def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -
     assert again.code == 0, again.out + again.err
     assert again.event("verify.passed")["image_id"] == image_id
     assert lifecycle.image(image_id).properties[naming.PROP_VERIFY] == "passed"
+    # It built nothing, and says so: its events and report are of kind `verify` (was `full`).
+    assert again.event("build.started")["kind"] == "verify"
+    report = json.loads(Path(again.event("build.succeeded")["report"]).read_text())
+    assert report["kind"]["kind"] == "verify"
+    assert report["kind"]["reason"].startswith(f"osbuild images verify {image_id}")
     assert lifecycle.leftovers() == {"servers": [], "volumes": [], "keypairs": []}
 
     promoted = lifecycle.images("promote", image_id)

@@ -155,3 +155,24 @@ def test_each_page_redacts_its_own_build_secrets(tmp_path: Path) -> None:
     second = render_build_html(path, secrets=["second-build-secret-2"])
     assert "first-build-secret-1" not in first and "second-build-secret-2" in first
     assert "second-build-secret-2" not in second and "first-build-secret-1" in second
+
+
+def test_the_page_says_what_kind_of_run_it_was(tmp_path: Path) -> None:
+    image = {"id": "img-1", "name": "ws2022-x", "size": 1, "virtual_size": 2,
+             "properties": {}}
+    verified = write_report(tmp_path / "v", result="succeeded", exit_code=0, error=None,
+                            failed_stage=None, image=image,
+                            kind={"kind": "verify", "parent_image_id": None,
+                                  "generation": None, "reason": "osbuild images verify"})
+    tree = parse(render_build_html(verified))
+    # `osbuild images verify` builds nothing: its page must not say "built image".
+    assert text_of(tree, "kind").startswith("boot test of an existing image again")
+    assert text_of(tree, "reason") == "image ws2022-x (img-1) passed its boot test again"
+    refreshed = write_report(tmp_path / "r", kind={"kind": "refresh", "parent_image_id": "p-1"})
+    assert text_of(parse(render_build_html(refreshed)), "kind") == "refresh of image p-1"
+    built = write_report(tmp_path / "f", result="succeeded", exit_code=0, error=None,
+                         failed_stage=None, image=image, kind={"kind": "full"})
+    tree = parse(render_build_html(built))
+    assert text_of(tree, "kind").startswith("full build")
+    assert text_of(tree, "reason") == "built image ws2022-x (img-1)"
+    assert text_of(parse(render_build_html(write_report(tmp_path / "old"))), "kind") == "-"
