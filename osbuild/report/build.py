@@ -66,7 +66,8 @@ class BuildPage:
 def kind_of(report: dict[str, Any]) -> str:
     """The run's kind (report.json ``kind``) as the page says it; "-" when not recorded."""
     entry = report.get("kind")
-    kind = entry.get("kind") if isinstance(entry, dict) else None
+    entry = entry if isinstance(entry, dict) else {}
+    kind = entry.get("kind")
     if kind == "full":
         return "full build (Windows installed from the ISOs)"
     if kind == "refresh":
