@@ -84,6 +84,13 @@ def print_signal(name: str, again: bool) -> None:
         print(f"osbuild: {name}: stopping and cleaning up", file=sys.stderr)
 
 
+def resumed_note(result: BuildResult) -> str:
+    """`` (resumed; this run took 41m11s)``: the duration is the whole build's."""
+    if result.resumed_duration is None:
+        return ""
+    return f" (resumed; this run took {format_duration(result.resumed_duration)})"
+
+
 def print_summary(results: Sequence[BuildResult]) -> None:
     from osbuild import redact
 
@@ -94,7 +101,8 @@ def print_summary(results: Sequence[BuildResult]) -> None:
             continue
         if result.error is None:
             print(f"{result.family}{where}: built image {result.image_name} "
-                  f"({result.image_id}) in {format_duration(result.duration)}")
+                  f"({result.image_id}) in {format_duration(result.duration)}"
+                  + resumed_note(result))
             if result.interrupted:
                 print(f"  {result.interrupted} came during the last step, which finished: "
                       "the image is published; exit 130")

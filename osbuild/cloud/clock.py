@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from osbuild.errors import Interrupted
@@ -46,6 +47,13 @@ class Clock:
     def now(self) -> float:
         """Monotonic cloud seconds."""
         return time.monotonic() * self.scale
+
+    def since(self, moment: datetime) -> float:
+        """Cloud seconds from a wall-clock ``moment`` (a state file's, UTC when naive) to now:
+        how to go on counting a time that another process started."""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return max((datetime.now(UTC) - moment).total_seconds(), 0.0) * self.scale
 
     def sleep(self, seconds: float, cancel: CancelToken | None = None) -> None:
         """Sleep ``seconds`` of cloud time; raises Interrupted as soon as ``cancel`` is set."""

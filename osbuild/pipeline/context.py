@@ -122,6 +122,8 @@ class BuildContext:
     console_polls: int = 0
     resources: list[TrackedResource] = field(default_factory=list)
     current_step: str = ""
+    # When the build first started, on ``clock`` (a resumed build's: before this process
+    # began; may be negative). Its elapsed time and builder.timeout count from here.
     started_at: float = 0.0
     # Durable state (unattended.state) and what a resumed build restored instead of rendering.
     store: StateStore | None = None

@@ -66,7 +66,8 @@ def resume_build(state: BuildState, spec: BuildSpec, conn: Connection, *, store:
     ctx.store = store
     store.update(state.build_id, pid=os.getpid(), host=socket.gethostname())
     steps = restore(ctx, state)
-    return execute(ctx, steps, resumed=True)
+    # The whole build's clock: its duration and builder.timeout count from its first start.
+    return execute(ctx, steps, resumed=state.started_at)
 
 
 def restore(ctx: BuildContext, state: BuildState,

@@ -121,6 +121,9 @@ class BuildResult:
     kind: RunKind = RunKind.FULL
     parent_image_id: str | None = None
     kind_reason: str = ""
+    # A build finished by `osbuild resume`: what this run took (``duration`` is the whole
+    # build's, from its first start). None: not resumed.
+    resumed_duration: float | None = None
 
     @property
     def exit_code(self) -> int:
@@ -184,15 +187,20 @@ def new_context(spec: BuildSpec, conn: Connection, *, options: BuildOptions,
     return ctx
 
 
-def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False,
+def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | None = None,
             kind: RunKind | None = None) -> BuildResult:
     """Run ``steps`` on a prepared context, write the report and the final state.
 
-    ``kind`` None: a refresh when ``ctx.parent`` is set, else a full build."""
+    ``resumed``: when the build first started (`osbuild resume`, from its state). The
+    build's clock (``ctx.started_at``: events, timeline, duration and the builder.timeout
+    deadline) then counts from that start, not from the resume. ``kind`` None: a refresh
+    when ``ctx.parent`` is set, else a full build."""
     spec = ctx.spec
     kind = kind or (RunKind.REFRESH if ctx.parent else RunKind.FULL)
-    ctx.started_at = ctx.clock.now()
-    started_wall = datetime.now(UTC)
+    run_started = ctx.clock.now()
+    resumed_wall = datetime.now(UTC)
+    ctx.started_at = run_started - (ctx.clock.since(resumed) if resumed else 0.0)
+    started_wall = resumed or resumed_wall
     ctx.emit(EventName.BUILD_RESUMED if resumed else EventName.BUILD_STARTED,
              spec=str(spec.source_path or ""), cloud=ctx.cloud_name, log_dir=str(ctx.workdir),
              kind=str(kind), parent_image_id=ctx.parent.image_id if ctx.parent else None,
@@ -229,13 +237,16 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: bool = False,
         kind=kind,
         parent_image_id=ctx.parent.image_id if ctx.parent else None,
         kind_reason=ctx.kind_reason,
+        resumed_duration=round(ctx.clock.now() - run_started, 1) if resumed else None,
     )
-    result.report_path = _write_report(ctx, result, started_wall, timeline.snapshot())
+    result.report_path = _write_report(ctx, result, started_wall, timeline.snapshot(),
+                                       resumed_at=resumed_wall if resumed else None)
     _write_html_report(ctx, result.report_path)
     _finish_state(ctx, result)
     if error is None:
         ctx.emit(EventName.BUILD_SUCCEEDED, image_id=result.image_id, image_name=result.image_name,
-                 duration=result.duration, report=str(result.report_path),
+                 duration=result.duration, resumed_duration=result.resumed_duration,
+                 report=str(result.report_path),
                  fingerprint=result.fingerprint, verify=result.verify,
                  promoted=result.promoted, interrupted=result.interrupted)
     elif result.skipped:
@@ -307,7 +318,7 @@ def _write_html_report(ctx: BuildContext, report_path: Path) -> None:
 
 
 def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
-                  timeline: list[dict[str, Any]]) -> Path:
+                  timeline: list[dict[str, Any]], *, resumed_at: datetime | None) -> Path:
     media = ctx.media
     report = {
         "osbuild_version": __version__,
@@ -316,7 +327,10 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
         "cloud": ctx.cloud_name,
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "duration_seconds": result.duration,
+        "duration_seconds": result.duration,  # the whole build's, from `started`
+        # `osbuild resume` finished it: when, and what that run took (its timeline).
+        "resumed": {"at": resumed_at.isoformat(timespec="seconds"),
+                    "duration_seconds": result.resumed_duration} if resumed_at else None,
         "result": "succeeded" if result.succeeded else "failed",
         "error": result.error.lines() if result.error else None,
         "failed_stage": getattr(result.error, "stage", None),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from osbuild.durations import format_duration
 from osbuild.errors import InvalidInput
 from osbuild.pipeline.events import EventName
 from osbuild.redact import Redactor
@@ -61,6 +62,18 @@ class BuildPage:
     image: dict[str, Any] | None
     image_properties: dict[str, Any]
     kind: str = "-"  # what the run was: a full build, a refresh, a boot test again
+    resumed: str | None = None  # `osbuild resume` finished it: when, and how long it took
+
+
+def resumed_of(report: dict[str, Any]) -> str | None:
+    """``resumed at T by osbuild resume, which took 41m11s``; None: not resumed."""
+    resumed = report.get("resumed")
+    if not isinstance(resumed, dict):
+        return None
+    took = resumed.get("duration_seconds")
+    took_text = (f", which took {format_duration(max(took, 0))}"
+                 if isinstance(took, int | float) else "")
+    return f"resumed at {resumed.get('at') or '?'} by osbuild resume{took_text}"
 
 
 def kind_of(report: dict[str, Any]) -> str:
@@ -149,7 +162,7 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
         consoles=consoles,
         resources=_resources(report), api_calls=_api_calls(report),
         image=image, image_properties=dict(sorted(properties.items())),
-        kind=kind_of(report),
+        kind=kind_of(report), resumed=resumed_of(report),
     )
 
 

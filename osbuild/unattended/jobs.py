@@ -297,7 +297,8 @@ def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path |
         promoted=result.promoted, duration_seconds=result.duration,
         exit_code=result.exit_code, finished_at=finished,
         extra={"report": str(result.report_path) if result.report_path else None,
-               "kind": str(result.kind), "parent_image_id": result.parent_image_id},
+               "kind": str(result.kind), "parent_image_id": result.parent_image_id,
+               "resumed_duration_seconds": result.resumed_duration},
     )
     sent = notify.send(spec.notify.url, summary)
     if sent.delivered:

@@ -41,6 +41,17 @@ def test_summary_prints_the_build_time_like_2h14m(capsys: pytest.CaptureFixture[
         "ws2022-standard in east: built image ws2022-std (5c1f) in 2h14m17s")
 
 
+def test_a_resumed_build_gives_its_whole_time_and_the_resumed_runs(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # `osbuild resume` of a 2 h build printed "in 41m11s": the resumed run alone.
+    print_summary([BuildResult(build_id="b1", family="ws2022-standard", cloud="east",
+                               succeeded=True, image_id="5c1f", image_name="ws2022-std",
+                               duration=7262.0, resumed_duration=2471.0)])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "ws2022-standard in east: built image ws2022-std (5c1f) in 2h1m2s "
+        "(resumed; this run took 41m11s)")
+
+
 def test_elapsed_time_follows_the_builds_own_clock() -> None:
     # Against `osbuild sim serve` (600x) a build is over in 12 wall seconds and its summary
     # says "in 1h59m39s": the lines once read "[12s] ... succeeded" beside it.

@@ -56,3 +56,14 @@ def test_the_simulated_cloud_tells_its_pace(tmp_path: Path,
 
 def test_cloud_seconds_pass_faster_at_a_faster_pace() -> None:
     assert Clock(600.0).now() == pytest.approx(Clock(1.0).now() * 600.0, rel=1e-3)
+
+
+def test_since_counts_a_wall_clock_moment_in_cloud_seconds() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from osbuild.cloud.clock import Clock
+
+    ten_ago = datetime.now(UTC) - timedelta(seconds=10)
+    assert 6000 <= Clock(600.0).since(ten_ago) < 6600
+    assert 10 <= Clock().since(ten_ago.replace(tzinfo=None)) < 11  # a naive time is UTC
+    assert Clock().since(datetime.now(UTC) + timedelta(hours=1)) == 0.0  # never negative
