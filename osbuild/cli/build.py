@@ -22,7 +22,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Build Windows images in OpenStack from build specs. Exit codes: "
         "0 success or skipped (family busy, or unchanged with --if-changed), 1 build "
-        "failed, 2 invalid input, 3 built but cleanup incomplete, 130 interrupted.")
+        "failed, 2 invalid input, 3 built but cleanup incomplete, 130 interrupted; several "
+        "builds: the first of 3, 130, 1, 2 that any of them ended with. A run of several "
+        "builds is preflighted whole before the first starts.")
     parser.add_argument("specs", nargs="+", metavar="SPEC")
     options.add_cloud(parser, several=True)
     parser.add_argument("--parallel", type=int, default=1, metavar="N",
