@@ -2,7 +2,10 @@
 
 Nova's os-getConsoleOutput returns the last ``length`` lines and has no offset, so a reader
 keeps a :class:`~osbuild.cloud.transcript.Transcript` and stitches each tail into it, asking
-again with a larger window when more scrolled by than one poll held. The API answers 409
+again with a larger window when a poll does not place itself after the transcript (more
+scrolled by than it held, or its first lines repeat what the transcript ends with, as every
+reboot's firmware lines do). Only when the whole log Nova keeps does not reach back are
+lines lost: the read says so (``lost``). The API answers 409
 while the server has no host yet and 404 when there is no console to read: with libvirt's
 default pty console that is from the moment the guest powers off (osbuild/markers.py says
 how the build copes).
@@ -33,6 +36,11 @@ class ConsoleRead:
     available: bool  # False: 404/409, no console (yet, or any more)
     polls: int = 0
     bytes: int = 0
+    # The whole log Nova keeps (``held`` lines) did not reach back to the transcript: what
+    # the guest printed in between is lost, or QEMU restarted and began a new log. The
+    # transcript marks the gap.
+    lost: bool = False
+    held: int = 0
 
 
 def console_output(conn: Connection, server_id: str, length: int, *,
@@ -53,8 +61,9 @@ class ConsoleReader:
 
     ``first_lines``: the first window. ``adaptive``: later windows follow what the last
     poll brought (a long build keeps them small); otherwise every poll asks for
-    ``first_lines``. ``on_scroll(got, asking)`` hears when a poll did not reach back to
-    the transcript and a larger window is asked for.
+    ``first_lines``. ``on_scroll(got, asking)`` hears when a poll of ``got`` lines could
+    not be placed after the transcript and a larger window is asked for: routine, nothing
+    is lost by it.
     """
 
     def __init__(self, conn: Connection, server_id: str, transcript: Transcript, *,
@@ -81,13 +90,15 @@ class ConsoleReader:
             got = output.count("\n") + (0 if output.endswith("\n") or not output else 1)
             # Nova keeps the last `length` pieces of the log split on "\n"; a log that ends
             # in a newline has an empty last piece, so a full window holds length - 1 lines.
-            complete = len(output.split("\n")) < length
+            # The largest ask is the whole log (libvirt keeps its last 100 KiB).
+            complete = len(output.split("\n")) < length or length >= MAX_LINES
             result = self.transcript.stitch(output, complete_log=complete)
             if result.overlapped or complete:
                 if self.adaptive:
                     # Ask next time for a little more than what arrived this time.
                     self.lines = min(max(40, 2 * len(result.new_lines) + 20), 5000)
-                return ConsoleRead(tuple(result.new_lines), True, polls, size)
+                return ConsoleRead(tuple(result.new_lines), True, polls, size,
+                                   lost=not result.overlapped, held=got)
             length = min(length * 4, MAX_LINES)
             if self.on_scroll is not None:
                 self.on_scroll(got, length)

@@ -99,7 +99,12 @@ class Transcript:
         if complete_log and polled[: len(current)] == current:
             # The whole log since it (re)started: what we have is exactly its head.
             return self._append(polled[len(current) :], pending, overlapped=True)
-        overlaps = _overlaps(self.lines[-self.window :], polled)
+        known = self.lines[-self.window :]
+        overlaps = _overlaps(known, polled)
+        if not overlaps and complete_log and len(polled) > 1:
+            # libvirt keeps the log's last 100 KiB, so a whole-log poll may start mid-line:
+            # that fragment matches nothing, the lines after it do.
+            overlaps = [k + 1 for k in _overlaps(known, polled[1:])]
         if len(overlaps) == 1 or (overlaps and complete_log):
             return self._append(polled[overlaps[0] :], pending, overlapped=True)
         if not complete_log:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from osbuild.cloud.console import ConsoleReader
-from osbuild.cloud.transcript import Transcript
+from osbuild.cloud.transcript import GAP_NOTE, Transcript
 from osbuild_sim import guest
+from osbuild_sim.console import CONSOLE_CAP
 from tests.sim.conftest import run_until, server_status
 
 
@@ -50,6 +51,65 @@ def test_lines_that_scrolled_past_one_window_are_fetched_with_larger_windows(
     assert read.polls == len(scrolls) + 1 and scrolls
     assert all(asking > got for got, asking in scrolls)
     assert reader.transcript.lines == first + burst
+    assert not read.lost
+
+
+def _reboot(number: int) -> list[str]:
+    # What the simulated guest's SeaBIOS prints on every restart (osbuild_sim/guest.py).
+    return ["SeaBIOS (version 1.16.3-debian-1.16.3-2)", f"Machine UUID {number:08d}",
+            "Booting from Hard Disk..."]
+
+
+def test_a_poll_starting_with_the_line_the_transcript_ends_with_asks_again_and_loses_nothing(
+        sim: Any, conn: Any) -> None:
+    # Seen in `osbuild demo`: every reboot prints the same "Booting from Hard Disk...", so a
+    # 40-line window that starts on an older one also fits after the transcript's last line
+    # (an overlap of 1). Only a longer poll tells which is right; nothing scrolled away.
+    server = _server(sim, conn)
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    sim.world.servers[server.id].console.truncate()
+    scrolls: list[tuple[int, int]] = []
+    reader = ConsoleReader(conn, server.id, Transcript(), first_lines=200,
+                           on_scroll=lambda got, asking: scrolls.append((got, asking)))
+    log = [*_reboot(0), *(f"marker {n}" for n in range(34)), *_reboot(1)]
+    # With one more line, the 39 lines the smallest window holds start on an older one.
+    assert log[len(log) + 1 - 39] == log[-1] == "Booting from Hard Disk..."
+    _write(sim, server.id, log)
+    assert reader.read().new_lines == tuple(log)
+    assert reader.read().new_lines == ()
+    assert reader.lines == 40  # a quiet poll: the next window is the smallest
+    _write(sim, server.id, ["resumed after reboot"])
+    read = reader.read()
+    assert read.new_lines == ("resumed after reboot",)
+    assert scrolls == [(39, 160)] and read.polls == 2
+    assert not read.lost and GAP_NOTE not in reader.transcript.lines
+
+
+def test_a_console_that_scrolls_past_the_largest_ask_reports_lost_lines(
+        sim: Any, conn: Any) -> None:
+    server = _server(sim, conn)
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    sim.world.servers[server.id].console.truncate()
+    reader = ConsoleReader(conn, server.id, Transcript(), first_lines=200)
+    _write(sim, server.id, [f"early {i}" for i in range(10)])
+    assert not reader.read().lost
+    # More than libvirt keeps (100 KiB) between two polls: the early lines and the flood's
+    # head are gone from every window, the largest too.
+    flood = [f"flood {i:06d} " + "x" * 80 for i in range(2 * CONSOLE_CAP // 90)]
+    _write(sim, server.id, flood)
+    read = reader.read()
+    assert read.lost and read.available
+    kept = len(sim.world.servers[server.id].console.raw().split(b"\n")) - 1
+    assert read.held == kept
+    # Windows of 40, 160 and 640 lines, then 2560: the whole log (about 1100 lines).
+    assert read.polls == 4
+    assert read.new_lines[-1] == flood[-1] and len(read.new_lines) < len(flood)
+    assert GAP_NOTE in reader.transcript.lines
+    # The reader goes on after the gap. The log stays at libvirt's cap, so the next whole-log
+    # window starts inside a line: that fragment is no second gap.
+    _write(sim, server.id, ["after"])
+    after = reader.read()
+    assert after.new_lines == ("after",) and not after.lost
 
 
 def test_terminal_sequences_read_through_nova_arrive_as_plain_lines(

@@ -8,6 +8,7 @@ within its timeout, or the whole build running past `builder.timeout`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.spec import format_duration
 from osbuild.unattended.lock import Heartbeat
+
+log = logging.getLogger(__name__)
 
 FIRST_POLL_LINES = 200
 LAST_LINES_ON_STALL = 15
@@ -167,11 +170,19 @@ class _Watcher:
         read = self.reader.read()
         self.ctx.console_polls += read.polls
         self.ctx.console_bytes += read.bytes
+        if read.lost:
+            self.ctx.emit(EventName.WARNING, message=(
+                f"console: lines were lost: the whole log Nova returns ({read.held} lines) "
+                f"no longer reaches back to the last line read, so what the guest printed "
+                f"in between, markers too, was never seen (or QEMU restarted and began a "
+                f"new log); console.log marks the gap"))
         return read
 
     def _scrolled(self, got: int, asking: int) -> None:
-        self.ctx.emit(EventName.WARNING, message=f"console: more than {got} lines since the "
-                      f"last poll; asking for {asking}")
+        # Routine: a reboot's firmware lines repeat what the transcript ends with, or more
+        # came than the last window held. The larger window loses nothing.
+        log.debug("%s: console: %d lines did not continue the transcript; asking for %d",
+                  self.ctx.build_id, got, asking)
 
     # ------------------------------------------------------------------ markers
 
