@@ -27,7 +27,8 @@ from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.upload_config_iso import CONFIG_IMAGE, UploadConfigIso
 from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.spec import BuildSpec, load_spec
-from osbuild.unattended.gc import discover, pid_alive
+from osbuild.unattended.gc import discover
+from osbuild.unattended.process import osbuild_alive
 from osbuild.unattended.state import BuildState, StateStore
 
 
@@ -39,8 +40,7 @@ def load_resumable(store: StateStore, build_id: str, *,
     if state.is_finished:
         raise InvalidInput([f"build {build_id} already {state.status.value}; "
                             "nothing to resume"])
-    if (state.host == socket.gethostname() and state.pid != os.getpid()
-            and pid_alive(state.pid)):
+    if state.pid != os.getpid() and osbuild_alive(state):
         raise InvalidInput([f"build {build_id} is still running (pid {state.pid})"])
     spec = load_spec(Path(state.spec_path))
     if spec.digest != state.spec_digest and not force:

@@ -4,7 +4,6 @@ is left over. Reads the state folder and the cloud; changes nothing."""
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from osbuild.images.family import (
     sort_newest_first,
 )
 from osbuild.unattended import gc
+from osbuild.unattended.process import osbuild_alive
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
 # How many of a family's last builds the trend shows.
@@ -90,8 +90,7 @@ def last_build(state: BuildState) -> LastBuild:
     if duration is None and state.is_finished:
         duration = (state.updated_at - state.started_at).total_seconds()
     reason = state.error
-    if (state.status is BuildStatus.RUNNING and state.host == socket.gethostname()
-            and not gc.pid_alive(state.pid)):
+    if state.status is BuildStatus.RUNNING and osbuild_alive(state) is False:
         # Its state still says running (a SIGKILL, a reboot): say what the operator can do.
         reason = (f"its osbuild (pid {state.pid}) is gone: osbuild resume {state.build_id}, "
                   "or osbuild gc")

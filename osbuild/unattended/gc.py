@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +19,7 @@ from osbuild.cloud import volumes as volume_api
 from osbuild.durations import format_duration
 from osbuild.unattended import lock
 from osbuild.unattended.fingerprint import PROP_BUILD_TIME
+from osbuild.unattended.process import osbuild_alive, pid_alive
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
 log = logging.getLogger(__name__)
@@ -115,21 +115,6 @@ def _build_id_of(name: str | None, labels: Mapping[str, Any] | None) -> str | No
 # --------------------------------------------------------------------------- liveness
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A recycled pid belongs to some other program: only an osbuild process counts.
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"osbuild" in handle.read()
-    except OSError:
-        return True
-
-
 @dataclass(frozen=True)
 class Liveness:
     """Decides whether a build is still running, from local state and cloud heartbeats."""
@@ -146,11 +131,11 @@ class Liveness:
         state = self.states.get(build_id)
         if state is not None and state.is_finished:
             return None
-        if state is not None and state.host == self.hostname:
-            # Local knowledge beats a heartbeat the dead process stamped a minute ago.
-            if self.pid_alive(state.pid):
-                return f"build {build_id} is running (pid {state.pid})"
-            return None
+        if state is not None:
+            here = osbuild_alive(state, hostname=self.hostname, alive=self.pid_alive)
+            if here is not None:
+                # Local knowledge beats a heartbeat the dead process stamped a minute ago.
+                return f"build {build_id} is running (pid {state.pid})" if here else None
         if build_id in self.fresh_heartbeats:
             return f"build {build_id} is running (fresh builder heartbeat)"
         if state is not None:
