@@ -51,7 +51,7 @@ def _block_usages() -> list[str]:
     return usages
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
@@ -62,10 +62,10 @@ def _parsers_of(usage: str) -> tuple[list[argparse.ArgumentParser], str]:
     """The parsers a usage names (`images prune|promote` names two) and the rest of it."""
     words = usage.removeprefix("osbuild ").split(" ", 1)
     name, rest = words[0], (words[1] if len(words) > 1 else "")
-    commands = _subparsers(build_parser())
+    commands = subparsers(build_parser())
     assert name in commands, f"{usage}: no command {name!r}"
     parser = commands[name]
-    actions = _subparsers(parser)
+    actions = subparsers(parser)
     if not actions:
         return [parser], rest
     first, _, after = rest.partition(" ")
@@ -119,7 +119,7 @@ def test_each_usage_names_real_flags_of_its_command(usage: str) -> None:
 def test_documented_defaults_are_the_parser_defaults() -> None:
     # "gc [--older-than 6h]", "--wait-lock [DURATION]: 6h if you give no value",
     # "--refresh ...: the default is never".
-    commands = _subparsers(build_parser())
+    commands = subparsers(build_parser())
     assert _options(commands["gc"])["--older-than"].default == 6 * 3600
     assert _options(commands["build"])["--wait-lock"].const == 6 * 3600
     assert _options(commands["build"])["--refresh"].default == "never"
