@@ -31,6 +31,7 @@ def test_demo_human_output_ends_with_the_image_and_nothing_left(tmp_path: Path) 
     assert "ws2022-standard in " in out and ": built image ws2022-std-" in out
     assert out.rstrip().endswith("nothing left behind in the simulated cloud")
     assert "Traceback" not in proc.stderr
+    assert "warning" not in proc.stderr.lower()
     # The event lines count on the build's clock, as the summary does (600x: hours, not the
     # dozen wall seconds the demo takes).
     [done] = [line for line in proc.stderr.splitlines() if ": succeeded: image " in line]
