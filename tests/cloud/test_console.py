@@ -19,6 +19,22 @@ def _server(sim: Any, conn: Any) -> Any:
                                "delete_on_termination": True}])
 
 
+def active_server(sim: Any, conn: Any) -> Any:
+    """A running server whose console is empty (what its firmware printed is gone)."""
+    server = _server(sim, conn)
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    sim.world.servers[server.id].console.truncate()
+    return server
+
+
+def _recording(conn: Any, server_id: str) -> tuple[ConsoleReader, list[tuple[int, int]]]:
+    """A reader with the first window the watcher uses, and the re-asks it made."""
+    scrolls: list[tuple[int, int]] = []
+    reader = ConsoleReader(conn, server_id, Transcript(), first_lines=200,
+                           on_scroll=lambda got, asking: scrolls.append((got, asking)))
+    return reader, scrolls
+
+
 def _write(sim: Any, server_id: str, lines: list[str]) -> None:
     record = sim.world.servers[server_id]
     with sim.world.lock:
@@ -34,12 +50,8 @@ def test_no_host_yet_reads_as_no_console(sim: Any, conn: Any) -> None:
 
 def test_lines_that_scrolled_past_one_window_are_fetched_with_larger_windows(
         sim: Any, conn: Any) -> None:
-    server = _server(sim, conn)
-    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
-    sim.world.servers[server.id].console.truncate()
-    scrolls: list[tuple[int, int]] = []
-    reader = ConsoleReader(conn, server.id, Transcript(), first_lines=200,
-                           on_scroll=lambda got, asking: scrolls.append((got, asking)))
+    server = active_server(sim, conn)
+    reader, scrolls = _recording(conn, server.id)
     first = [f"early {i}" for i in range(50)]
     _write(sim, server.id, first)
     assert reader.read().new_lines == tuple(first)
@@ -54,7 +66,7 @@ def test_lines_that_scrolled_past_one_window_are_fetched_with_larger_windows(
     assert not read.lost
 
 
-def _reboot(number: int) -> list[str]:
+def reboot_lines(number: int) -> list[str]:
     # What the simulated guest's SeaBIOS prints on every restart (osbuild_sim/guest.py).
     return ["SeaBIOS (version 1.16.3-debian-1.16.3-2)", f"Machine UUID {number:08d}",
             "Booting from Hard Disk..."]
@@ -65,13 +77,9 @@ def test_a_poll_starting_with_the_line_the_transcript_ends_with_asks_again_and_l
     # Seen in `osbuild demo`: every reboot prints the same "Booting from Hard Disk...", so a
     # 40-line window that starts on an older one also fits after the transcript's last line
     # (an overlap of 1). Only a longer poll tells which is right; nothing scrolled away.
-    server = _server(sim, conn)
-    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
-    sim.world.servers[server.id].console.truncate()
-    scrolls: list[tuple[int, int]] = []
-    reader = ConsoleReader(conn, server.id, Transcript(), first_lines=200,
-                           on_scroll=lambda got, asking: scrolls.append((got, asking)))
-    log = [*_reboot(0), *(f"marker {n}" for n in range(34)), *_reboot(1)]
+    server = active_server(sim, conn)
+    reader, scrolls = _recording(conn, server.id)
+    log = [*reboot_lines(0), *(f"marker {n}" for n in range(34)), *reboot_lines(1)]
     # With one more line, the 39 lines the smallest window holds start on an older one.
     assert log[len(log) + 1 - 39] == log[-1] == "Booting from Hard Disk..."
     _write(sim, server.id, log)
@@ -87,10 +95,8 @@ def test_a_poll_starting_with_the_line_the_transcript_ends_with_asks_again_and_l
 
 def test_a_console_that_scrolls_past_the_largest_ask_reports_lost_lines(
         sim: Any, conn: Any) -> None:
-    server = _server(sim, conn)
-    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
-    sim.world.servers[server.id].console.truncate()
-    reader = ConsoleReader(conn, server.id, Transcript(), first_lines=200)
+    server = active_server(sim, conn)
+    reader, _ = _recording(conn, server.id)
     _write(sim, server.id, [f"early {i}" for i in range(10)])
     assert not reader.read().lost
     # More than libvirt keeps (100 KiB) between two polls: the early lines and the flood's
@@ -116,9 +122,7 @@ def test_terminal_sequences_read_through_nova_arrive_as_plain_lines(
         sim: Any, conn: Any) -> None:
     # The simulated Nova strips ESC like the real one; what is left of EDK2's colour
     # change and screen clear must not reach the transcript (was "[0m[37m[40m..." text).
-    server = _server(sim, conn)
-    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
-    sim.world.servers[server.id].console.truncate()
+    server = active_server(sim, conn)
     _write(sim, server.id, ["\x1b[0m\x1b[37m\x1b[40m\x1b[2J\x1b[01;01HBdsDxe: starting",
                             "\x1b[?25l\x1b[H\x1b[JGNU GRUB  version 2.12\x1b[0m"])
     read = ConsoleReader(conn, server.id, Transcript()).read()

@@ -12,18 +12,12 @@ from osbuild.pipeline.context import BuildContext, MediaFacts
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.steps.watch_install import _Watcher
 from osbuild_sim.console import CONSOLE_CAP
+from tests.cloud.test_console import active_server, reboot_lines
 from tests.pipeline.test_runner import make_ctx
-from tests.sim.conftest import run_until, server_status
 
 
 def _watching(tmp_path: Path, sim: Any, conn: Any) -> tuple[_Watcher, list[str]]:
-    server = conn.compute.create_server(
-        name="builder", flavor_id="2", networks="none",
-        block_device_mapping=[{"boot_index": 0, "source_type": "blank",
-                               "destination_type": "volume", "volume_size": 1,
-                               "delete_on_termination": True}])
-    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
-    sim.world.servers[server.id].console.truncate()
+    server = active_server(sim, conn)
     ctx: BuildContext = make_ctx(tmp_path)
     ctx.conn = conn
     ctx.server_id = server.id
@@ -40,11 +34,6 @@ def _write(sim: Any, watcher: _Watcher, lines: list[str]) -> None:
             sim.world.servers[watcher.server_id].console.write_line(line)
 
 
-def _reboot(number: int) -> list[str]:
-    return ["SeaBIOS (version 1.16.3-debian-1.16.3-2)", f"Machine UUID {number:08d}",
-            "Booting from Hard Disk..."]
-
-
 def test_a_reboot_that_makes_the_watcher_ask_again_is_no_warning(
         tmp_path: Path, sim: Any, conn: Any, caplog: pytest.LogCaptureFixture) -> None:
     # Seen on every few `osbuild demo` runs: "console: more than 39 lines since the last
@@ -52,10 +41,10 @@ def test_a_reboot_that_makes_the_watcher_ask_again_is_no_warning(
     # window started on an older "Booting from Hard Disk...", the line the transcript ended
     # with, so it also fitted one line on; the larger window settled it and lost nothing.
     watcher, warnings = _watching(tmp_path, sim, conn)
-    _write(sim, watcher, [*_reboot(0), *(f"marker {n}" for n in range(34))])
+    _write(sim, watcher, [*reboot_lines(0), *(f"marker {n}" for n in range(34))])
     watcher._read_console()
     watcher._read_console()  # nothing new: the next window is the smallest
-    _write(sim, watcher, _reboot(1))
+    _write(sim, watcher, reboot_lines(1))
     watcher._read_console()
     _write(sim, watcher, ["resumed after reboot"])
     with caplog.at_level(logging.DEBUG, logger="osbuild.pipeline.steps.watch_install"):
