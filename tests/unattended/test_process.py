@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -26,10 +27,23 @@ def _state(host: str, pid: int) -> BuildState:
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A process that names itself osbuild on its command line, as `osbuild build` does."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "osbuild"])
-    yield proc
-    proc.kill()
-    proc.wait()
+    with _running([sys.executable, "-c", "import time; print('up', flush=True); "
+                   "time.sleep(60)", "osbuild"]) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def _running(argv: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    # Until the program runs, its /proc/PID/cmdline may read empty: wait for its "up".
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_an_osbuild_process_is_alive_until_it_exits(sleeper: subprocess.Popen[bytes]) -> None:
@@ -41,12 +55,8 @@ def test_an_osbuild_process_is_alive_until_it_exits(sleeper: subprocess.Popen[by
 
 def test_a_pid_taken_by_another_program_is_not_the_build() -> None:
     # Not Python: its path may hold "osbuild" (a checkout of that name, its tox venv).
-    other = subprocess.Popen(["sleep", "60"])
-    try:
+    with _running(["sh", "-c", "echo up; sleep 60"]) as other:
         assert not pid_alive(other.pid)
-    finally:
-        other.kill()
-        other.wait()
 
 
 def test_on_this_host_the_pid_answers(sleeper: subprocess.Popen[bytes]) -> None:
