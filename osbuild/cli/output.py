@@ -68,9 +68,9 @@ class _Row:
         return format_duration(now - self.started)
 
 
-_INTERESTING = {EventName.BUILD_STARTED, EventName.STEP_STARTED, EventName.STAGE,
-                EventName.BUILD_SUCCEEDED, EventName.BUILD_FAILED, EventName.INFO,
-                EventName.WARNING, EventName.CLEANUP_FAILED}
+_INTERESTING = {EventName.BUILD_STARTED, EventName.BUILD_RESUMED, EventName.STEP_STARTED,
+                EventName.STAGE, EventName.BUILD_SUCCEEDED, EventName.BUILD_FAILED,
+                EventName.INFO, EventName.WARNING, EventName.CLEANUP_FAILED}
 
 
 class ViewConsole(Console):
@@ -132,7 +132,8 @@ class HumanView:
     def _line(self, event: Event, row: _Row) -> str:
         f = event.fields
         what = {
-            EventName.BUILD_STARTED: "build started",
+            EventName.BUILD_STARTED: _started(f),
+            EventName.BUILD_RESUMED: _started(f, resumed=True),
             EventName.STEP_STARTED: f"step {f.get('step')}",
             EventName.STAGE: f"stage {f.get('stage')} {f.get('status')}"
                              + (f": {f['detail']}" if f.get("detail") else ""),
@@ -160,6 +161,19 @@ class HumanView:
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
+
+
+def _started(fields: dict[str, object], *, resumed: bool = False) -> str:
+    """What a run is, as its first line says it: which kind, from which image, and why."""
+    kind, parent = fields.get("kind"), fields.get("parent_image_id")
+    if kind == "verify":
+        what = "boot test"
+    elif kind == "refresh":
+        what = f"refresh of image {parent}" if parent else "refresh"
+    else:
+        what = "full build"
+    reason = fields.get("reason")
+    return f"{what} {'resumed' if resumed else 'started'}" + (f": {reason}" if reason else "")
 
 
 @contextmanager

@@ -63,3 +63,21 @@ def test_elapsed_time_follows_the_builds_own_clock() -> None:
     assert out.getvalue().splitlines() == [
         "[25m14s] ws2022-standard b1: step install",
         "[1h59m39s] ws2022-standard b1: succeeded: image ws2022-std (5c1f)"]
+
+
+@pytest.mark.parametrize(("name", "fields", "says"), [
+    ("build.started", {"kind": "full", "reason": "--refresh never"},
+     "full build started: --refresh never"),
+    ("build.started", {"kind": "refresh", "parent_image_id": "c4954a07",
+                       "reason": "auto: nothing changed since the current image"},
+     "refresh of image c4954a07 started: auto: nothing changed since the current image"),
+    ("build.started", {"kind": "verify", "reason": "osbuild images verify c4954a07"},
+     "boot test started: osbuild images verify c4954a07"),
+    ("build.resumed", {"kind": "full"}, "full build resumed"),
+])
+def test_the_first_line_says_what_kind_of_run_it_is(
+        name: str, fields: dict[str, str], says: str) -> None:
+    out = io.StringIO()
+    view = HumanView(Console(file=out, force_terminal=False, width=80))
+    view(Event(name, "20261201t064237-701ab5", "ws2022-standard", fields))
+    assert out.getvalue().rstrip("\n").endswith(f"ws2022-standard 20261201t064237-701ab5: {says}")
