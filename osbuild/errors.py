@@ -74,6 +74,18 @@ class PreflightError(InvalidInput):
     """The cloud cannot run this build as specified (missing image, quota, flavor...)."""
 
 
+class RunRefused(PreflightError):
+    """A run of several builds refused whole by its preflight: every problem, and whose.
+
+    ``of_job`` holds each build's own problems, in the run's order (empty: the build was
+    fine, and refused with the run); the metrics and webhooks record every build.
+    """
+
+    def __init__(self, problems: Iterable[str], *, of_job: list[list[str]]) -> None:
+        super().__init__(problems)
+        self.of_job = of_job
+
+
 class AuthError(InvalidInput):
     """Credentials or cloud configuration are wrong."""
 

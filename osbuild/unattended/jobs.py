@@ -25,6 +25,8 @@ from osbuild.errors import (
     InvalidInput,
     LockBusy,
     OsbuildError,
+    PreflightError,
+    RunRefused,
     run_exit_code,
 )
 from osbuild.images.refresh import RefreshMode, choose
@@ -96,10 +98,14 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     jobs = plan_jobs(specs=specs, clouds=clouds)
     distinct = list(dict.fromkeys(job.cloud for job in jobs))
     identities = _check_clouds(distinct, region_name=region_name, settings=settings)
-    # Every build of the run, before the first one creates anything (exit 2 with them all).
-    preflight_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
-                  region_name=region_name, settings=settings, refresh=refresh)
     bus = _bus(listeners)
+    # Every build of the run, before the first one creates anything (exit 2 with them all).
+    try:
+        preflight_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
+                      region_name=region_name, settings=settings, refresh=refresh)
+    except RunRefused as refused:
+        _record_refused(jobs, identities, refused, metrics_file=metrics_file, bus=bus)
+        raise
     cancel = CancelToken()
 
     def one(job: Job) -> BuildResult:
@@ -251,6 +257,19 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
     except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock
         return _not_started(spec, cloud, build_id,
                             Interrupted(cancel.signal_name, during=exc.during), bus)
+
+
+def _record_refused(jobs: Sequence[Job], identities: Mapping[str | None, str],
+                    refused: RunRefused, *, metrics_file: Path | None, bus: EventBus) -> None:
+    """Every build of a refused run is a failure in the metrics and webhooks, as a build
+    refused by its own preflight is: cron ignores exit codes, the alerts read these."""
+    for job, own in zip(jobs, refused.of_job, strict=True):
+        problems = own or [f"not built: the run of {len(jobs)} builds was refused by its "
+                           "preflight: " + "; ".join(refused.problems)]
+        result = BuildResult(build_id=new_build_id(), family=job.spec.name,
+                             cloud=identities[job.cloud], succeeded=False,
+                             error=PreflightError(problems))
+        report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
 
 
 def _not_started(spec: BuildSpec, cloud: str | None, build_id: str, error: OsbuildError,

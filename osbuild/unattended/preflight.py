@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from osbuild.cloud.connect import connect
-from osbuild.errors import InvalidInput, PreflightError
+from osbuild.errors import InvalidInput, RunRefused
 from osbuild.images.refresh import RefreshMode, choose
 from osbuild.pipeline import BuildOptions, EventBus
 from osbuild.pipeline.context import BuildContext
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
                   options: BuildOptions, parallel: int, region_name: str | None,
                   settings: Mapping[str, Any], refresh: RefreshMode) -> None:
-    """Raise :class:`PreflightError` with every problem of every build of the run.
+    """Raise :class:`RunRefused` with every problem of every build of the run.
 
     One build alone is left to its own preflight step, the first thing it does (its report,
     state and webhook then say what was wrong). Each problem of several builds names the
@@ -41,14 +41,18 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
     for job in jobs:
         by_cloud.setdefault(job.cloud, []).append(job.spec)
     problems: list[str] = []
+    of_job: list[list[str]] = [[] for _ in jobs]
     for cloud, specs in by_cloud.items():
         where = f" in {identities[cloud]}" if len(by_cloud) > 1 else ""
         conn = connect(cloud, region_name=region_name, **settings)
         try:
             needs: list[Needs] = []
-            for spec in specs:
-                found, need = _one(spec, conn, cloud, identities[cloud], options, refresh)
-                problems.extend(f"{spec.name}{where}: {problem}" for problem in found)
+            for index, job in enumerate(jobs):
+                if job.cloud != cloud:
+                    continue
+                found, need = _one(job.spec, conn, cloud, identities[cloud], options, refresh)
+                problems.extend(f"{job.spec.name}{where}: {problem}" for problem in found)
+                of_job[index] = found
                 if need is not None:
                     needs.append(need)
             at_once = min(parallel, len(needs))
@@ -61,7 +65,7 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
         finally:
             conn.close()
     if problems:
-        raise PreflightError(problems)
+        raise RunRefused(problems, of_job=of_job)
 
 
 def _one(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, options: BuildOptions,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,45 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from osbuild.cli import main
 from osbuild_sim import SimCloud
-from tests.cron.conftest import Cron
+from tests.cron.conftest import Cron, Receiver
 from tests.e2e.conftest import SPEED, WORK_PACE, Cloud
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
-
-
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that answers 503 to the first ``fail`` POSTs."""
-
-    def __init__(self, fail: int = 1) -> None:
-        self.fail = fail
-        self.bodies: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 503 if len(receiver.statuses) < receiver.fail else 200
-                receiver.statuses.append(status)
-                if status == 200:
-                    receiver.bodies.append(json.loads(body))
-                self.send_response(status)
-                if status == 503:
-                    self.send_header("Retry-After", "0")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token=abc"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

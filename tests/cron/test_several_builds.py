@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from osbuild_sim.media import windows_iso
-from tests.cron.conftest import Cron
+from tests.cron.conftest import Cron, Receiver
 from tests.support.cliprocess import read_rest, read_until
 
 
@@ -44,6 +45,37 @@ def test_a_bad_later_spec_refuses_the_run_before_anything_is_created(cron: Cron)
     assert not [e for e in events if e["event"] in ("build.started", "resource.created")]
     assert "osbuild: error: family-b: builder.flavor: no flavor 'm1.missing'" in err
     assert "family-a:" not in err  # only the bad spec is named
+    assert cron.leftovers() == [] and cron.states() == []
+
+
+def test_a_refused_run_is_a_failure_in_the_metrics_and_webhooks(cron: Cron,
+                                                                  tmp_path: Path) -> None:
+    # Cron ignores exit codes; its alerts read the metrics file and the webhook. A refused
+    # run of several builds recorded neither, while one build refused alone records both:
+    # a weekly run broken by one bad spec went unnoticed until the staleness alert.
+    hook = Receiver(fail=0)
+    metrics = tmp_path / "osbuild.prom"
+    try:
+        notify = {"url": hook.url, "on": ["failure"]}
+        good = cron.spec(name="family-a", notify=notify)
+        bad = cron.spec(name="family-b", notify=notify, builder={"flavor": "m1.missing"})
+        proc = _start(cron, good, bad, extra=("--metrics-file", str(metrics)))
+        _out, err = read_rest(proc, timeout=120)
+    finally:
+        hook.close()
+    assert proc.returncode == 2, err
+    posted = {body["family"]: body for body in hook.bodies}
+    assert set(posted) == {"family-a", "family-b"}
+    assert all(b["result"] == "failure" and b["exit_code"] == 2 for b in posted.values())
+    assert posted["family-b"]["reason"] == "builder.flavor: no flavor 'm1.missing'"
+    assert posted["family-a"]["reason"].startswith("not built: the run of 2 builds was "
+                                                   "refused by its preflight: family-b: ")
+    samples = {(s.name, s.labels["family"], s.labels.get("result")): s.value
+               for f in text_string_to_metric_families(metrics.read_text())
+               for s in f.samples}
+    for family in ("family-a", "family-b"):
+        assert samples[("osbuild_last_build_result", family, None)] == 0
+        assert samples[("osbuild_builds_total", family, "failure")] == 1
     assert cron.leftovers() == [] and cron.states() == []
 
 
