@@ -225,6 +225,11 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
     identity (:func:`cloud_identity`), which keys the lock, the state and the reports.
     """
     build_id = new_build_id()
+    if cancel.cancelled:
+        # SIGINT/SIGTERM came while an earlier build of the run had this one's slot: it
+        # never starts (no state, report or build.started for a build that never ran).
+        return _not_started(spec, cloud, build_id,
+                            Interrupted(cancel.signal_name, during="waiting for its turn"), bus)
     # Without a state directory (the demo's throwaway cloud) there is nothing to lock in.
     lock: AbstractContextManager[Any] = nullcontext()
     if options.state_dir is not None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from osbuild_sim.media import windows_iso
 from tests.cron.conftest import Cron, Receiver
-from tests.support.cliprocess import read_rest, read_until
+from tests.support.cliprocess import interrupt_when, read_rest, read_until
 
 
 def _start(cron: Cron, *specs: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen[str]:
@@ -129,3 +130,22 @@ def test_resources_left_behind_outrank_a_later_refused_build(cron: Cron) -> None
     assert code == 3, err
     [first] = [e for e in events if e["event"] == "build.failed" and e["family"] == "family-a"]
     assert "cleanup incomplete; delete by hand:" in first["details"]
+
+
+def test_a_build_still_waiting_for_its_turn_does_not_start_after_sigterm(cron: Cron) -> None:
+    # systemctl stop during the first of two builds (--parallel 1): the second one started
+    # anyway, to fail at once, with a build.started event, a state file, a report and a
+    # 0 s build in `osbuild status`'s trend, for a build that never ran.
+    first, second = cron.spec(name="family-a"), cron.spec(name="family-b")
+    proc = _start(cron, first, second)
+    events, err = interrupt_when(
+        proc, lambda e: e["event"] == "step.started" and e.get("step") == "boot",
+        signal.SIGTERM, timeout=120)
+    assert proc.returncode == 130, err
+    assert [e["family"] for e in events if e["event"] == "build.started"] == ["family-a"]
+    failed = {e["family"]: e for e in events if e["event"] == "build.failed"}
+    assert failed["family-a"]["reason"] == "interrupted by SIGTERM while running the boot step"
+    assert failed["family-b"]["reason"] == "interrupted by SIGTERM while waiting for its turn"
+    assert failed["family-b"]["exit_code"] == 130
+    assert [s.family for s in cron.states()] == ["family-a"]
+    assert cron.leftovers() == []
