@@ -68,9 +68,10 @@ class _Row:
         return format_duration(now - self.started)
 
 
-_INTERESTING = {EventName.BUILD_STARTED, EventName.BUILD_RESUMED, EventName.STEP_STARTED,
-                EventName.STAGE, EventName.BUILD_SUCCEEDED, EventName.BUILD_FAILED,
-                EventName.INFO, EventName.WARNING, EventName.CLEANUP_FAILED}
+_INTERESTING = {EventName.BUILD_REBUILDING, EventName.BUILD_STARTED, EventName.BUILD_RESUMED,
+                EventName.STEP_STARTED, EventName.STAGE, EventName.BUILD_SUCCEEDED,
+                EventName.BUILD_FAILED, EventName.INFO, EventName.WARNING,
+                EventName.CLEANUP_FAILED}
 
 
 class ViewConsole(Console):
@@ -132,6 +133,7 @@ class HumanView:
     def _line(self, event: Event, row: _Row) -> str:
         f = event.fields
         what = {
+            EventName.BUILD_REBUILDING: f"rebuilding: {f.get('reason')}",
             EventName.BUILD_STARTED: _started(f),
             EventName.BUILD_RESUMED: _started(f, resumed=True),
             EventName.STEP_STARTED: f"step {f.get('step')}",

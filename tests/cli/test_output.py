@@ -81,3 +81,14 @@ def test_the_first_line_says_what_kind_of_run_it_is(
     view = HumanView(Console(file=out, force_terminal=False, width=80))
     view(Event(name, "20261201t064237-701ab5", "ws2022-standard", fields))
     assert out.getvalue().rstrip("\n").endswith(f"ws2022-standard 20261201t064237-701ab5: {says}")
+
+
+def test_plain_lines_say_why_if_changed_rebuilds() -> None:
+    # README: --if-changed's decision "is printed either way"; a skip was, a rebuild only
+    # with --json (cron mail never said which input changed).
+    out = io.StringIO()
+    view = HumanView(Console(file=out, force_terminal=False, width=80))
+    reason = "inputs changed since ws2022-std-20261124: the spec"
+    view(Event("build.rebuilding", "b1", "ws2022-standard", {"reason": reason,
+                                                             "cloud": "east"}))
+    assert out.getvalue().splitlines() == [f"[0s] ws2022-standard b1: rebuilding: {reason}"]
