@@ -19,6 +19,7 @@ from typing import Any
 
 from osbuild import naming
 from osbuild.cloud import compute
+from osbuild.cloud.clock import session_clock
 from osbuild.cloud.retry import is_not_found
 from osbuild.durations import format_duration
 from osbuild.errors import Interrupted, LockBusy
@@ -65,17 +66,20 @@ class LocalLock:
         poll_interval: float = 0.5,
         cancel: threading.Event | None = None,
         on_wait: Callable[[str], None] | None = None,
+        pace: float = 1.0,
     ) -> None:
         """Take the lock; ``wait=None`` fails at once, else retries until ``wait`` seconds.
 
-        Raises :class:`LockBusy` naming the holder when the lock stays taken. ``on_wait`` is
-        told once, naming the holder, when the lock is taken and the wait begins.
+        ``wait`` is in the cloud's seconds, ``pace`` of them per real second (see
+        :mod:`osbuild.cloud.clock`); ``poll_interval`` is real time. Raises
+        :class:`LockBusy` naming the holder when the lock stays taken. ``on_wait`` is told
+        once, naming the holder, when the lock is taken and the wait begins.
         """
         if self._fd is not None:
             raise RuntimeError("lock already held by this object")
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + (wait or 0.0)
+        deadline = time.monotonic() + (wait or 0.0) / pace
         try:
             while True:
                 try:
@@ -243,11 +247,14 @@ def check_cloud_guard(
     clock: Callable[[], float] = time.monotonic,
     cancel: threading.Event | None = None,
     on_wait: Callable[[str], None] | None = None,
+    pace: float = 1.0,
 ) -> None:
     """Raise :class:`LockBusy` while another host's builder of ``family`` has a fresh heartbeat.
 
     ``wait`` seconds (None: do not wait) are spent polling for that builder to finish or
-    go stale. Our own build id is ignored, so a resumed build does not block itself.
+    go stale; ``wait``, ``poll_interval``, ``clock`` and ``sleep`` count the cloud's
+    seconds, ``pace`` of them per real second (``cancel`` waits real ones). Our own build id
+    is ignored, so a resumed build does not block itself.
     ``on_wait`` is told once, naming the builder, when the wait begins.
     """
     deadline = clock() + (wait or 0.0)
@@ -273,7 +280,7 @@ def check_cloud_guard(
         pause = min(poll_interval, max(0.0, deadline - clock()))
         if cancel is None:
             sleep(pause)
-        elif cancel.wait(pause):
+        elif cancel.wait(pause / pace):
             raise Interrupted(during=f"waiting for builder {others[0].name} to finish")
 
 
@@ -353,16 +360,20 @@ def build_lock(
 ) -> Iterator[LocalLock]:
     """Hold the family's local lock and pass the cloud guard, or raise :class:`LockBusy`.
 
-    With ``wait`` the local wait and the cloud wait share one deadline; ``on_wait`` hears
-    what is waited for when a wait begins (a cron log then says why a build sat still).
+    With ``wait`` (the cloud's seconds, as every duration) the local wait and the cloud wait
+    share one deadline; ``on_wait`` hears what is waited for when a wait begins (a cron log
+    then says why a build sat still).
     """
-    start = time.monotonic()
+    clock = session_clock(conn)
+    start = clock.now()
     lock = LocalLock(locks_dir, cloud, family)
-    lock.acquire(wait=wait, build_id=build_id, cancel=cancel, on_wait=on_wait)
+    lock.acquire(wait=wait, build_id=build_id, cancel=cancel, on_wait=on_wait,
+                 pace=clock.scale)
     try:
-        remaining = None if wait is None else max(0.0, wait - (time.monotonic() - start))
+        remaining = None if wait is None else max(0.0, wait - (clock.now() - start))
         check_cloud_guard(conn, cloud=cloud, family=family, build_id=build_id, wait=remaining,
-                          cancel=cancel, on_wait=on_wait)
+                          cancel=cancel, on_wait=on_wait, clock=clock.now,
+                          sleep=clock.sleep, pace=clock.scale)
         yield lock
     finally:
         lock.release()

@@ -116,7 +116,8 @@ def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
     try:
         read_until(first, lambda e: e["event"] == "stage" and e["stage"] == "winpe")
         first.send_signal(signal.SIGSTOP)
-        second = cron.start(spec, "--wait-lock", "10m")
+        # The cloud's hours (osbuild.cloud.clock): 24h is 144 s of real time at SPEED 600.
+        second = cron.start(spec, "--wait-lock", "24h")
         # The second run reaches the lock while the first is frozen, and says it waits.
         waited = read_until(second, lambda e: e["event"] == "info"
                             and "for the family lock" in e["message"])
@@ -140,6 +141,32 @@ def test_wait_lock_waits_for_the_other_build_then_builds(cron: Cron) -> None:
     # The waiting build started only after the first one had finished.
     first_state, second_state = sorted(states.values(), key=lambda s: s.started_at)
     assert second_state.started_at >= first_state.updated_at
+
+
+def test_wait_lock_counts_on_the_clouds_clock(cron: Cron) -> None:
+    # Every duration osbuild takes is in the cloud's seconds (osbuild.cloud.clock); the lock
+    # wait counted real ones, so against `osbuild sim serve` (600x) `--wait-lock 30m` said
+    # "waiting up to 30m" and then waited 30 real minutes: 300 of the cloud's hours.
+    from tests.support.cliprocess import read_rest
+
+    holder = LocalLock(cron.store.locks_dir, cron.sim.cloud_name, "ws2022-standard")
+    holder.acquire(build_id="20261126t000000-aaaaaa")
+    try:
+        waiting = cron.start(cron.spec(), "--wait-lock", "30m")  # 3 s of real time
+        try:
+            out, err = read_rest(waiting, timeout=60)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait()
+    finally:
+        holder.release()
+    assert waiting.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events] == ["info", "build.skipped"]
+    assert "waiting up to 30m for the family lock" in events[0]["message"]
+    assert "20261126t000000-aaaaaa) after waiting 30m; skipping" in events[1]["reason"]
+    assert cron.leftovers() == []
 
 
 def test_ctrl_c_while_waiting_for_the_lock_exits_130(cron: Cron) -> None:
