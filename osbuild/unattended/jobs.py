@@ -102,7 +102,8 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     # Every build of the run, before the first one creates anything (exit 2 with them all).
     try:
         preflight_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
-                      region_name=region_name, settings=settings, refresh=refresh)
+                      region_name=region_name, settings=settings, refresh=refresh,
+                      if_changed=if_changed, wait_lock=wait_lock)
     except RunRefused as refused:
         _record_refused(jobs, identities, refused, metrics_file=metrics_file, bus=bus)
         raise

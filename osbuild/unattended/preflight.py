@@ -10,6 +10,7 @@ starts: what a cloud holds can change while the earlier builds run.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,10 @@ from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.run import new_context
 from osbuild.pipeline.steps.preflight import Needs, Preflight, peak_of, quota_problems
 from osbuild.spec import BuildSpec
+from osbuild.unattended.fingerprint import unchanged_since_current
+from osbuild.unattended.gc import pid_alive
+from osbuild.unattended.lock import LocalLock
+from osbuild.unattended.state import StateStore
 
 if TYPE_CHECKING:
     from osbuild.unattended.jobs import Job
@@ -28,8 +33,13 @@ if TYPE_CHECKING:
 
 def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
                   options: BuildOptions, parallel: int, region_name: str | None,
-                  settings: Mapping[str, Any], refresh: RefreshMode) -> None:
+                  settings: Mapping[str, Any], refresh: RefreshMode,
+                  if_changed: bool = False, wait_lock: float | None = None) -> None:
     """Raise :class:`RunRefused` with every problem of every build of the run.
+
+    A build the run will skip creates nothing, so neither its problems nor what it would
+    hold count (:func:`_will_skip`): cron's weekly ``--if-changed`` run of unchanged
+    families was refused (exit 2) whenever the cloud's quota could not take them all at once.
 
     One build alone is left to its own preflight step, the first thing it does (its report,
     state and webhook then say what was wrong). Each problem of several builds names the
@@ -50,6 +60,9 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
             for index, job in enumerate(jobs):
                 if job.cloud != cloud:
                     continue
+                if _will_skip(job.spec, conn, identities[cloud], options,
+                              if_changed=if_changed, wait_lock=wait_lock):
+                    continue
                 found, need = _one(job.spec, conn, cloud, identities[cloud], options, refresh)
                 problems.extend(f"{job.spec.name}{where}: {problem}" for problem in found)
                 of_job[index] = found
@@ -66,6 +79,23 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
             conn.close()
     if problems:
         raise RunRefused(problems, of_job=of_job)
+
+
+def _will_skip(spec: BuildSpec, conn: Any, cloud: str, options: BuildOptions, *,
+               if_changed: bool, wait_lock: float | None) -> bool:
+    """Whether the build will be skipped: its family is being built by a live osbuild of
+    this host (and the run does not wait for it), or it is unchanged (``--if-changed``).
+
+    The build decides again under its lock; here only the lock file is read, never taken
+    (taking it, even for a moment, would make another run that starts now skip).
+    """
+    if wait_lock is None and options.state_dir is not None:
+        holder = LocalLock(StateStore(options.state_dir).locks_dir, cloud, spec.name).holder()
+        pid = (holder or {}).get("pid")
+        if (holder and holder.get("host") == socket.gethostname() and isinstance(pid, int)
+                and pid > 0 and pid_alive(pid)):
+            return True
+    return if_changed and unchanged_since_current(conn, spec)[0]
 
 
 def _one(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, options: BuildOptions,

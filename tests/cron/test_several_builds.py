@@ -149,3 +149,52 @@ def test_a_build_still_waiting_for_its_turn_does_not_start_after_sigterm(cron: C
     assert failed["family-b"]["exit_code"] == 130
     assert [s.family for s in cron.states()] == ["family-a"]
     assert cron.leftovers() == []
+
+
+def _hold_lock(cron: Cron, family: str) -> subprocess.Popen[str]:
+    """Another osbuild of this host building ``family``: a process holding its lock."""
+    code = ("import time; from pathlib import Path; from osbuild.unattended.lock import LocalLock;"
+            f"LocalLock(Path({str(cron.store.locks_dir)!r}), {cron.sim.cloud_name!r}, "
+            f"{family!r}).acquire(build_id='20261126t000000-aaaaaa');"
+            "print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_builds_the_run_will_skip_as_busy_are_not_preflighted(cron: Cron) -> None:
+    # Cron overlap: last week's run still builds both families. This run skips them both
+    # (exit 0, README: a skip is not a failure), yet its preflight refused it (exit 2) for a
+    # spec problem of a build that was never going to run.
+    first = cron.spec(name="family-a", builder={"flavor": "m1.missing"})
+    second = cron.spec(name="family-b")
+    holders = [_hold_lock(cron, "family-a"), _hold_lock(cron, "family-b")]
+    try:
+        proc = _start(cron, first, second)
+        out, err = read_rest(proc, timeout=120)
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    assert proc.returncode == 0, err
+    skipped = {e["family"]: e["reason"] for e in _events(out) if e["event"] == "build.skipped"}
+    assert set(skipped) == {"family-a", "family-b"}
+    assert all("already being built" in reason for reason in skipped.values())
+    assert cron.leftovers() == []
+
+
+@pytest.mark.slow
+def test_an_unchanged_build_does_not_count_against_the_runs_quota(cron: Cron) -> None:
+    # etc/'s cron line: --if-changed --parallel 2. With room for one build at a time, the
+    # run's preflight counted the unchanged family-a beside family-b and refused the run
+    # (exit 2: "the 2 builds that run at once need 10 volumes"), though family-a skips.
+    unchanged = cron.spec(name="family-a")
+    assert cron.build(unchanged).exit_code == 0
+    cron.sim.faults.set_quota("volume", volumes=8)
+    proc = _start(cron, unchanged, cron.spec(name="family-b"),
+                  extra=("--if-changed", "--parallel", "2"))
+    out, err = read_rest(proc, timeout=300)
+    assert proc.returncode == 0, err
+    events = _events(out)
+    assert [e["family"] for e in events if e["event"] == "build.skipped"] == ["family-a"]
+    assert [e["family"] for e in events if e["event"] == "build.succeeded"] == ["family-b"]
