@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import tenacity
 
@@ -123,7 +124,20 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
+def _without_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without ``user:password@`` and the Basic auth header that carries them:
+    urllib would take ``user:password@host`` for the host name."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    netloc = parts.netloc.rpartition("@")[2]
+    userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    token = base64.b64encode(userinfo.encode()).decode()
+    return parts._replace(netloc=netloc).geturl(), {"Authorization": f"Basic {token}"}
+
+
 def _post_once(url: str, body: bytes, timeout: float) -> int:
+    url, auth = _without_userinfo(url)
     request = urllib.request.Request(
         url,
         data=body,
@@ -131,6 +145,7 @@ def _post_once(url: str, body: bytes, timeout: float) -> int:
         headers={
             "Content-Type": "application/json",
             "User-Agent": f"osbuild/{__version__}",
+            **auth,
         },
     )
     try:

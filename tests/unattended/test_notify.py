@@ -123,3 +123,16 @@ def test_only_http_urls_and_redaction() -> None:
 def test_retry_after_http_date() -> None:
     assert notify.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert notify.parse_retry_after("soon") is None
+
+
+def test_credentials_in_the_url_go_as_basic_auth(receiver: Any) -> None:
+    # https://user:token@hooks.example.com/... (Jenkins' generic webhook, a reverse proxy's
+    # basic auth): urllib took "user:token@host" for the host name, so every attempt failed
+    # with "Name or service not known" and the build only logged a warning.
+    rx = receiver([])
+    url = rx.url.replace("http://", "http://osbuild:s%40cret@")
+    result = notify.send(url, _summary(), sleep=lambda _s: None)
+    assert result == notify.NotifyResult(delivered=True, attempts=1, status=200)
+    [headers] = rx.headers
+    assert headers["Authorization"] == "Basic b3NidWlsZDpzQGNyZXQ="  # osbuild:s@cret
+    assert notify.redact_url(url) == f"http://127.0.0.1:{rx.server.server_port}/..."
