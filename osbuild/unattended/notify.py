@@ -204,7 +204,9 @@ def send(
                 count = attempt.retry_state.attempt_number
                 status = _post_once(url, body, timeout)
     except (_Retryable, _Fatal) as exc:
-        log.warning("webhook %s not delivered after %d attempt(s): %s", redact_url(url), count, exc)
+        # INFO, not WARNING: the caller reports it (a `warning` event); logging's line on
+        # stderr said it again, and broke `--json 2>&1`'s one JSON object per line.
+        log.info("webhook %s not delivered after %d attempt(s): %s", redact_url(url), count, exc)
         return NotifyResult(False, count, exc.status, str(exc))
     log.info("webhook %s delivered (HTTP %d)", redact_url(url), status)
     return NotifyResult(True, count, status)

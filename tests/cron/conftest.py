@@ -80,10 +80,12 @@ class Cron:
 
 
 class Receiver:
-    """A webhook endpoint on 127.0.0.1 that answers 503 to the first ``fail`` POSTs."""
+    """A webhook endpoint on 127.0.0.1 that answers ``refuse`` (503: retried) to the first
+    ``fail`` POSTs."""
 
-    def __init__(self, fail: int = 1) -> None:
+    def __init__(self, fail: int = 1, refuse: int = 503) -> None:
         self.fail = fail
+        self.refuse = refuse
         self.bodies: list[dict[str, Any]] = []
         self.statuses: list[int] = []
         receiver = self
@@ -91,12 +93,12 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = 503 if len(receiver.statuses) < receiver.fail else 200
+                status = receiver.refuse if len(receiver.statuses) < receiver.fail else 200
                 receiver.statuses.append(status)
                 if status == 200:
                     receiver.bodies.append(json.loads(body))
                 self.send_response(status)
-                if status == 503:
+                if status != 200:
                     self.send_header("Retry-After", "0")
                 self.send_header("Content-Length", "0")
                 self.end_headers()

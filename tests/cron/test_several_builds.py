@@ -198,3 +198,20 @@ def test_an_unchanged_build_does_not_count_against_the_runs_quota(cron: Cron) ->
     events = _events(out)
     assert [e["family"] for e in events if e["event"] == "build.skipped"] == ["family-a"]
     assert [e["family"] for e in events if e["event"] == "build.succeeded"] == ["family-b"]
+
+
+def test_an_undelivered_webhook_is_one_warning_event_and_nothing_on_stderr(cron: Cron) -> None:
+    # etc/'s crontab appends stdout and stderr of `--json` to one log of JSON lines; the
+    # webhook's failure also went to stderr as a plain logging line, beside its event.
+    hook = Receiver(fail=1, refuse=404)
+    try:
+        spec = cron.spec(name="family-a", notify={"url": hook.url, "on": ["failure"]},
+                         builder={"flavor": "m1.missing"})
+        proc = _start(cron, spec)
+        out, err = read_rest(proc, timeout=120)
+    finally:
+        hook.close()
+    assert proc.returncode == 2 and hook.statuses == [404]
+    assert err == ""
+    [warning] = [e for e in _events(out) if e["event"] == "warning"]
+    assert warning["message"] == "webhook not delivered after 1 attempt(s): HTTP 404"
