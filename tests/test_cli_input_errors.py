@@ -164,3 +164,15 @@ def test_a_folder_that_cannot_be_made(spec: Path, tmp_path: Path, capsys, flag: 
         == EXIT_INVALID_INPUT
     assert one_error(capsys) == (f"osbuild: error: {flag} {afile / 'sub'}: cannot create it: "
                                  "Not a directory")
+
+
+def test_wait_lock_before_the_specs_says_how_to_write_it(spec: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    # README writes `osbuild build [--wait-lock [DURATION]] ... SPEC...`; a crontab line in
+    # that order (`--wait-lock /etc/osbuild/builds/*.yaml`) gave the first spec to
+    # --wait-lock: "'...ws2022.yaml' is not a duration", and nothing said what to change.
+    assert main(["build", "--wait-lock", str(spec), str(spec)]) == EXIT_INVALID_INPUT
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.endswith(f"argument --wait-lock: {str(spec)!r} is a file, not a DURATION: give "
+                         "one (--wait-lock 6h) or put --wait-lock after the specs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuild.cli import options
@@ -32,7 +33,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     options.add_json(parser)
     options.add_keep_on_failure(parser)
     options.add_state(parser)
-    parser.add_argument("--wait-lock", type=options.duration, nargs="?", default=None,
+    parser.add_argument("--wait-lock", type=lock_wait, nargs="?", default=None,
                         const=options.duration(DEFAULT_LOCK_WAIT), metavar="DURATION",
                         help="when another run builds the family in the cloud, wait up to "
                         f"DURATION (default {DEFAULT_LOCK_WAIT}) instead of skipping")
@@ -47,6 +48,19 @@ def register(parser: argparse.ArgumentParser) -> None:
                         "a current image); never (default: a full build)")
     options.add_time_scale(parser)
     parser.set_defaults(handler=run)
+
+
+def lock_wait(value: str) -> float:
+    """``--wait-lock``'s DURATION; a spec there was meant to follow it (argparse gives an
+    optional value the next word: `--wait-lock SPEC...` is README's order)."""
+    try:
+        return options.duration(value)
+    except argparse.ArgumentTypeError:
+        if Path(value).is_file():
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is a file, not a DURATION: give one (--wait-lock "
+                f"{DEFAULT_LOCK_WAIT}) or put --wait-lock after the specs") from None
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
