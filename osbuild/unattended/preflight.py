@@ -57,6 +57,7 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
         conn = connect(cloud, region_name=region_name, **settings)
         try:
             needs: list[Needs] = []
+            counted: list[str] = []  # the families whose needs are known
             for index, job in enumerate(jobs):
                 if job.cloud != cloud:
                     continue
@@ -68,10 +69,13 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
                 of_job[index] = found
                 if need is not None:
                     needs.append(need)
+                    counted.append(job.spec.name)
             at_once = min(parallel, len(needs))
             if at_once >= 2:
                 ctx = _context(specs[0], conn, cloud, identities[cloud], options)
-                who = f"the {at_once} builds that run at once (--parallel {parallel})"
+                # Every line names its families: these are any `at_once` of them.
+                who = (f"the {at_once} builds that run at once (--parallel {parallel}, of "
+                       f"{', '.join(counted)})")
                 prefix = f"{identities[cloud]}: " if where else ""
                 problems.extend(prefix + problem for problem in
                                 quota_problems(ctx, peak_of(needs, at_once), who=who))

@@ -24,6 +24,8 @@ def test_parallel_builds_are_checked_against_quota_together(cloud: Cloud) -> Non
     assert len(quota) == 1, run.stderr
     assert "block storage volumes" in quota[0] and "2 builds" in quota[0]
     assert "--parallel" in quota[0] and "Traceback" not in run.stderr
+    # Every line of a run names its families (this one: which builds are meant).
+    assert "(--parallel 2, of family-a, family-b) need 10" in quota[0]
 
 
 def test_parallel_builds_that_fit_together_run(cloud: Cloud) -> None:
