@@ -154,6 +154,13 @@ class Interrupted(OsbuildError):
 
 
 class LockBusy(OsbuildError):
-    """Another run is building this family in this cloud: a skip, not a failure (exit 0)."""
+    """Another run is building this family in this cloud: a skip, not a failure (exit 0).
+
+    ``build_id``: the other build, when the cloud guard found its builder.
+    """
 
     exit_code = EXIT_OK
+
+    def __init__(self, message: str, *, build_id: str | None = None) -> None:
+        super().__init__(message)
+        self.build_id = build_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ from osbuild.pipeline.run import skipped_result
 from osbuild.spec import BuildSpec
 from osbuild.unattended import metrics, notify
 from osbuild.unattended.fingerprint import unchanged_since_current
+from osbuild.unattended.gc import pid_alive
 from osbuild.unattended.lock import build_lock
 from osbuild.unattended.preflight import preflight_run
 from osbuild.unattended.state import StateStore, default_state_dir
@@ -259,7 +261,7 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
                              cloud_name=cloud, os_cloud=os_cloud, build_id=build_id,
                              choice=choice)
     except LockBusy as exc:
-        return _skip(spec, cloud, build_id, str(exc), bus)
+        return _skip(spec, cloud, build_id, _dead_here(exc.build_id, options) or str(exc), bus)
     except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock
         return _not_started(spec, cloud, build_id,
                             Interrupted(cancel.signal_name, during=exc.during), bus)
@@ -276,6 +278,22 @@ def _record_refused(jobs: Sequence[Job], identities: Mapping[str | None, str],
                              cloud=identities[job.cloud], succeeded=False,
                              error=PreflightError(problems))
         report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
+
+
+def _dead_here(build_id: str | None, options: BuildOptions) -> str | None:
+    """Why to skip when the builder in the cloud is a build of this host whose osbuild died
+    (a reboot, a SIGKILL): its heartbeat is fresh, yet no other host builds; resume it."""
+    if build_id is None or options.state_dir is None:
+        return None
+    try:
+        state = StateStore(options.state_dir).load(build_id)
+    except (OSError, InvalidInput):  # another host's build, or a state file unreadable
+        return None
+    if state.is_finished or state.host != socket.gethostname() or pid_alive(state.pid):
+        return None
+    return (f"build {build_id} of this host is still in the cloud, but its osbuild (pid "
+            f"{state.pid}) is gone: osbuild resume {build_id}, or osbuild gc --older-than 0 "
+            "to start over; skipping")
 
 
 def _not_started(spec: BuildSpec, cloud: str | None, build_id: str, error: OsbuildError,

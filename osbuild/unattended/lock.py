@@ -271,7 +271,8 @@ def check_cloud_guard(
                 f"already being built from another host: builder {other.name} "
                 f"({other.server_id}, build {other.build_id}) sent a heartbeat at "
                 f"{format_heartbeat(other.heartbeat)}{waited}; skipping "
-                "(use --wait-lock to wait)"
+                "(use --wait-lock to wait)",
+                build_id=other.build_id,
             )
         if on_wait is not None:
             on_wait(f"waiting up to {format_duration(wait)} for builder {others[0].name} "

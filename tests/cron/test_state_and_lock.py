@@ -190,3 +190,24 @@ def test_ctrl_c_while_waiting_for_the_lock_exits_130(cron: Cron) -> None:
     assert "interrupted by SIGINT" in failed["reason"]
     assert "waiting" in failed["reason"]
     assert cron.leftovers() == []
+
+
+def test_the_next_run_after_a_killed_build_says_resume_not_another_host(cron: Cron) -> None:
+    # A host reboot or an OOM kill mid-build: the builder goes on in the cloud with a fresh
+    # heartbeat, and the next cron run skipped with "already being built from another
+    # host", though the build is this host's own and `osbuild resume` would finish it.
+    spec = cron.spec()
+    proc = cron.start(spec)
+    events, _ = interrupt_when(proc, lambda e: e["event"] == "stage" and e["stage"] == "winpe",
+                               signal.SIGKILL, exit_timeout=30)
+    build_id = events[0]["build_id"]
+    state = cron.store.load(build_id)
+    run = cron.build(spec)
+    assert run.exit_code == 0, run.why
+    [skipped] = run.named("build.skipped")
+    assert skipped["reason"] == (
+        f"build {build_id} of this host is still in the cloud, but its osbuild (pid "
+        f"{state.pid}) is gone: osbuild resume {build_id}, or osbuild gc --older-than 0 "
+        "to start over; skipping")
+    assert cron.gc() == 0
+    assert cron.leftovers() == []
