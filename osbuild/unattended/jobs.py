@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,9 +38,9 @@ from osbuild.pipeline.run import skipped_result
 from osbuild.spec import BuildSpec
 from osbuild.unattended import metrics, notify
 from osbuild.unattended.fingerprint import unchanged_since_current
-from osbuild.unattended.gc import pid_alive
 from osbuild.unattended.lock import build_lock
 from osbuild.unattended.preflight import preflight_run
+from osbuild.unattended.process import osbuild_alive
 from osbuild.unattended.state import StateStore, default_state_dir
 
 
@@ -289,7 +288,7 @@ def _dead_here(build_id: str | None, options: BuildOptions) -> str | None:
         state = StateStore(options.state_dir).load(build_id)
     except (OSError, InvalidInput):  # another host's build, or a state file unreadable
         return None
-    if state.is_finished or state.host != socket.gethostname() or pid_alive(state.pid):
+    if state.is_finished or osbuild_alive(state) is not False:  # running, or not ours
         return None
     return (f"build {build_id} of this host is still in the cloud, but its osbuild (pid "
             f"{state.pid}) is gone: osbuild resume {build_id}, or osbuild gc --older-than 0 "

@@ -23,8 +23,8 @@ from osbuild.pipeline.run import new_context
 from osbuild.pipeline.steps.preflight import Needs, Preflight, peak_of, quota_problems
 from osbuild.spec import BuildSpec
 from osbuild.unattended.fingerprint import unchanged_since_current
-from osbuild.unattended.gc import pid_alive
 from osbuild.unattended.lock import LocalLock
+from osbuild.unattended.process import pid_alive
 from osbuild.unattended.state import StateStore
 
 if TYPE_CHECKING:
