@@ -320,18 +320,24 @@ class Heartbeat:
     """Refreshes a builder's heartbeat from the watcher's poll loop, at most every ``interval``.
 
     Called in the loop rather than from a thread, so the connection is only ever used by
-    one thread. A failed stamp is logged, never raised: a missed heartbeat must not fail a
-    build (another host would only see it as stale after :data:`STALE_AFTER`).
+    one thread. A failed stamp is never raised: a missed heartbeat must not fail a build
+    (another host would only see it as stale after :data:`STALE_AFTER`). ``on_failure``
+    hears the first failure of a run of them (the build's warning event); the rest, and
+    every failure without ``on_failure``, go to the log at INFO, never to stderr, which
+    ``--json 2>&1`` shares with the JSON events.
     """
 
     def __init__(self, conn: Any, server_id: str, *, interval: float = HEARTBEAT_INTERVAL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.conn = conn
         self.server_id = server_id
         self.interval = interval
         self.clock = clock
+        self.on_failure = on_failure
         self.last: float | None = None
         self.sent = 0
+        self.failing = False
 
     def maybe_beat(self) -> bool:
         now = self.clock()
@@ -340,10 +346,16 @@ class Heartbeat:
         try:
             send_heartbeat(self.conn, self.server_id)
         except Exception as exc:  # transient API trouble: try again next poll
-            log.warning("could not refresh the builder heartbeat: %s", exc)
+            message = f"could not refresh the builder heartbeat: {exc}"
+            log.info("%s", message)
+            if not self.failing and self.on_failure is not None:
+                self.on_failure(f"{message} (tried again at every poll; other hosts may "
+                                f"take the build for dead after {format_duration(STALE_AFTER)})")
+            self.failing = True
             return False
         self.last = now
         self.sent += 1
+        self.failing = False
         return True
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,8 +30,6 @@ def _start(cron: Cron, *specs: Path, extra: tuple[str, ...] = ()) -> subprocess.
 
 
 def _events(out: str) -> list[dict[str, object]]:
-    import json
-
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
@@ -215,3 +214,31 @@ def test_an_undelivered_webhook_is_one_warning_event_and_nothing_on_stderr(cron:
     assert err == ""
     [warning] = [e for e in _events(out) if e["event"] == "warning"]
     assert warning["message"] == "webhook not delivered after 1 attempt(s): HTTP 404"
+
+
+@pytest.mark.slow
+def test_a_failed_heartbeat_is_one_warning_event_in_json_with_stderr_merged(cron: Cron) -> None:
+    # The crontab runs `--json >> log 2>&1`: a heartbeat the cloud refused printed
+    # 'WARNING osbuild.unattended.lock: could not refresh ...' into that log of JSON lines.
+    cron.sim.faults.add_rule(service="compute", method="POST", path="/servers/[^/]+/metadata$",
+                             error=500, times=3)
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cron.cloud.clouds_yaml)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "build", str(cron.spec(name="family-a")),
+         "--os-cloud", cron.sim.cloud_name, "--log-dir", str(cron.cloud.log_dir),
+         "--state-dir", str(cron.state_dir), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    lines = out.splitlines()
+    assert [line for line in lines if not line.startswith("{")] == []
+    events = [json.loads(line) for line in lines]
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    # One warning for the run of failures, not one per poll.
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("could not refresh the builder heartbeat: ")

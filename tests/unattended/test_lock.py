@@ -220,15 +220,26 @@ def test_build_lock_takes_both_and_releases(tmp_path: Path) -> None:
     lock.LocalLock(other_dir, "c", "ws2022").acquire()
 
 
-def test_heartbeat_failure_is_logged_not_raised() -> None:
-    class Failing(FakeCompute):
+def test_heartbeat_failure_is_reported_once_per_run_not_raised() -> None:
+    class Flaky(FakeCompute):
+        down = True
+
         def set_server_metadata(self, server_id: str, **metadata: str) -> None:
-            raise ConnectionError("connection reset")
+            if self.down:
+                raise ConnectionError("connection reset")
 
     conn = FakeConn([])
-    conn.compute = Failing([])
-    beat = lock.Heartbeat(conn, "srv", interval=60, clock=lambda: 0.0)
+    conn.compute = compute = Flaky([])
+    heard: list[str] = []
+    beat = lock.Heartbeat(conn, "srv", interval=60, clock=lambda: 0.0, on_failure=heard.append)
     assert beat.maybe_beat() is False and beat.sent == 0
+    assert beat.maybe_beat() is False  # the next poll tries again; one warning per run of them
+    assert [m.split(" (")[0] for m in heard] == [
+        "could not refresh the builder heartbeat: connection reset"]
+    compute.down = False
+    assert beat.maybe_beat() is True and beat.sent == 1
+    compute.down, beat.last = True, None
+    assert beat.maybe_beat() is False and len(heard) == 2  # a new run of failures
 
 
 def test_cancel_while_waiting_is_an_interruption_not_a_skip(tmp_path: Path) -> None:

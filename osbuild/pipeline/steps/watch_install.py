@@ -117,7 +117,8 @@ class _Watcher:
         # the interval is real seconds whatever the cloud's pace: a simulated cloud at speed
         # 6000 would otherwise get a metadata update with every console poll.
         self.heartbeat = Heartbeat(self.conn, self.server_id,
-                                   interval=ctx.options.heartbeat_every)
+                                   interval=ctx.options.heartbeat_every,
+                                   on_failure=self._heartbeat_failed)
 
     # ------------------------------------------------------------------ main loop
 
@@ -177,6 +178,9 @@ class _Watcher:
                 f"in between, markers too, was never seen (or QEMU restarted and began a "
                 f"new log); console.log marks the gap"))
         return read
+
+    def _heartbeat_failed(self, message: str) -> None:
+        self.ctx.emit(EventName.WARNING, message=message)
 
     def _scrolled(self, got: int, asking: int) -> None:
         # Routine: a reboot's firmware lines repeat what the transcript ends with, or more
