@@ -34,11 +34,27 @@ class LastBuild:
     duration: float | None  # cloud seconds, from its report (else wall time from its state)
     reason: str | None
     finished_at: datetime | None
+    # A build whose state says running: the step it is in (or was in when its osbuild died).
+    step: str | None = None
+    died: bool = False
+
+    @property
+    def where(self) -> str:
+        return f"in step {self.step}" if self.step else "before its first step"
+
+    @property
+    def progress(self) -> str | None:
+        """What a running build shows instead of a duration ("died in step install");
+        None for a finished build."""
+        if self.status != BuildStatus.RUNNING:
+            return None
+        return f"{'died' if self.died else 'running'} {self.where}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"build_id": self.build_id, "result": self.status,
                 "duration_seconds": self.duration, "reason": self.reason,
-                "finished_at": self.finished_at.isoformat() if self.finished_at else None}
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+                "step": self.step, "died": self.died}
 
 
 @dataclass
@@ -90,12 +106,14 @@ def last_build(state: BuildState) -> LastBuild:
     if duration is None and state.is_finished:
         duration = (state.updated_at - state.started_at).total_seconds()
     reason = state.error
-    if state.status is BuildStatus.RUNNING and osbuild_alive(state) is False:
+    died = state.status is BuildStatus.RUNNING and osbuild_alive(state) is False
+    if died:
         # Its state still says running (a SIGKILL, a reboot): say what the operator can do.
         reason = (f"its osbuild (pid {state.pid}) is gone: osbuild resume {state.build_id}, "
                   "or osbuild gc")
     return LastBuild(state.build_id, str(state.status), duration, reason,
-                     state.updated_at if state.is_finished else None)
+                     state.updated_at if state.is_finished else None,
+                     step=None if state.is_finished else state.step, died=died)
 
 
 def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[BuildState],

@@ -45,8 +45,9 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
         current = (_cell(row.current.name, f"{_dur(row.current.age(now))} old")
                    if row.current else _cell("none", style="dim"))
         last = row.last_build
-        last_cell = (_cell(f"{last.status} in {_dur(last.duration)}", last.build_id,
-                           last.reason or "", style=_STYLE.get(last.status, ""))
+        last_cell = (_cell(last.progress or f"{last.status} in {_dur(last.duration)}",
+                           last.build_id, last.reason or "",
+                           style="red" if last.died else _STYLE.get(last.status, ""))
                      if last else _cell("-", style="dim"))
         following = row.next_image
         next_cell = (_cell(following.name, ("hidden" if following.hidden else "visible")

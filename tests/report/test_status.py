@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from osbuild import naming
 from osbuild.cli import main
-from osbuild.report.status import cloud_status
+from osbuild.report.status import cloud_status, last_build
 from osbuild.report.trend import sparkline
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 from tests.unattended.helpers import image as _image
@@ -73,7 +74,8 @@ def fleet(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     _build(store, logs, "20261124t010000-000aaa", "ws2019", BuildStatus.FAILED, 120.0,
            error=HOSTILE, **cloud)
     # A dead build on this host (its process is gone): gc would remove what it left.
-    _build(store, logs, DEAD, FAMILY, BuildStatus.RUNNING, pid=2 ** 22 + 1, **cloud)
+    _build(store, logs, DEAD, FAMILY, BuildStatus.RUNNING, pid=2 ** 22 + 1, step="install",
+           steps_done=["preflight", "upload_media", "boot_builder"], **cloud)
     _build(store, logs, "20261124t020000-0000bb", "elsewhere", BuildStatus.SUCCEEDED, 1.0,
            cloud="another-cloud")
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.write_clouds_yaml(tmp_path / "c.yaml")))
@@ -115,6 +117,7 @@ def test_status_shows_each_family_and_changes_nothing(
     assert row["last_build"]["build_id"] == DEAD
     assert row["last_build"]["reason"] == (f"its osbuild (pid {2 ** 22 + 1}) is gone: "
                                            f"osbuild resume {DEAD}, or osbuild gc")
+    assert (row["last_build"]["step"], row["last_build"]["died"]) == ("install", True)
     assert row["durations_seconds"] == [3600.0, 5400.0, 4000.0, 600.0]
     assert rows["ws2019"]["current"] is None and rows["ws2019"]["next"] is None
     assert rows["ws2019"]["last_build"]["reason"] == HOSTILE
@@ -126,11 +129,29 @@ def test_status_shows_each_family_and_changes_nothing(
     assert "ws2022-cur" in cells["ws2022"][2] and "verify passed" in cells["ws2022"][2]
     assert "ws2022-new" in cells["ws2022"][4] and "hidden, verify pending" in cells["ws2022"][4]
     assert "msiexec <script>alert(1)</script> \\x1b[2J" in cells["ws2019"][3]
+    # A dead build says where it died, not "running" with no duration.
+    assert cells["ws2022"][3].startswith("died in step install")
     assert "1h30m" in cells["ws2022"][6]  # the longest of the trend
     assert tree.xpath('//tr[td/b="ws2022"]//polyline[@class="spark"]')
 
     assert "ws2022-cur" in table and "ws2022-new" in table and "\x1b" not in table
     assert sparkline([3600.0, 5400.0, 4000.0, 600.0]) in table
+    assert "died in step install" in table and "running in -" not in table
+
+
+def test_a_live_build_shows_its_step_and_a_dead_one_where_it_died(tmp_path: Path) -> None:
+    def state(pid: int, step: str | None, host: str = socket.gethostname()) -> BuildState:
+        return BuildState(build_id=DEAD, family=FAMILY, cloud="c", spec_path="/s.yaml",
+                          spec_digest="d", pid=pid, step=step, host=host)
+
+    # Another host's build: its pid means nothing here, so it is taken as running.
+    assert last_build(state(2 ** 22 + 1, "verify", "elsewhere")).progress == \
+        "running in step verify"
+    assert last_build(state(2 ** 22 + 1, "install")).progress == "died in step install"
+    assert last_build(state(2 ** 22 + 1, None)).progress == "died before its first step"
+    finished = state(2 ** 22 + 1, "publish")
+    finished.status = BuildStatus.SUCCEEDED
+    assert last_build(finished).progress is None and last_build(finished).step is None
 
 
 def test_leftovers_are_what_gc_would_remove(fleet: dict[str, Any]) -> None:
