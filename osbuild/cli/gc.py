@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from osbuild.cli import options
@@ -13,7 +15,7 @@ from osbuild.errors import CleanupIncomplete
 from osbuild.naming import GC_OLDER_THAN
 
 if TYPE_CHECKING:
-    from osbuild.unattended.gc import GcResult, Resource
+    from osbuild.unattended.gc import GcResult, Kept, Resource
 
 
 def _older_than(value: str) -> float:
@@ -69,23 +71,49 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_text(cloud: str, result: GcResult, *, show_cloud: bool) -> None:
+    """What went (or would go) and what stayed for a reason worth knowing, one line each;
+    published images, kept every run, only in the summary's count (cron mails this hourly;
+    --json has every decision)."""
     prefix = f"[{cloud}] " if show_cloud else ""
     verb = "would remove" if result.dry_run else "removed"
     for r in result.removed:
         print(f"{prefix}{verb} {_named(r)} (build {r.build_id}, "
               f"{format_duration(max(r.age_seconds, 0))} old)")
     for k in result.kept:
-        if not k.reason.startswith("younger than"):
+        if k.kept_for == "running":
             print(f"{prefix}kept {_named(k.resource)}: {k.reason}")
-    young = sum(1 for k in result.kept if k.reason.startswith("younger than"))
+    for build_id, resources in _by_build(k for k in result.kept if k.kept_for == "resume"):
+        newest = format_duration(max(0.0, min(r.age_seconds for r in resources)))
+        print(f"{prefix}kept dead build {build_id}'s {_count(len(resources), 'resource')} "
+              f"for resume (newest {newest} old, younger than "
+              f"{format_duration(result.older_than)}): " + ", ".join(map(_named, resources)))
+    counts = Counter(k.kept_for for k in result.kept)
     summary = f"{prefix}{len(result.removed)} {verb}, {len(result.kept)} kept"
-    if young:
-        summary += f" ({young} younger than {format_duration(result.older_than)})"
+    parts = [f"{counts['running']} of running builds" if counts["running"] else "",
+             f"{counts['resume']} for resume" if counts["resume"] else "",
+             (f"{counts['young']} younger than {format_duration(result.older_than)}"
+              if counts["young"] else ""),
+             _count(counts["published"], "published image") if counts["published"] else ""]
+    if any(parts):
+        summary += f" ({', '.join(p for p in parts if p)})"
     if result.failed:
         summary += f", {len(result.failed)} failed"
     print(summary)
 
 
+def _by_build(kept: Iterable[Kept]) -> list[tuple[str, list[Resource]]]:
+    groups: dict[str, list[Resource]] = {}
+    for k in kept:
+        groups.setdefault(k.resource.build_id, []).append(k.resource)
+    return sorted(groups.items())
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _named(resource: Resource) -> str:
-    """Kind, id and name; a builder's port has no name (Nova made it)."""
-    return " ".join(part for part in (resource.kind, resource.id, resource.name) if part)
+    """Kind, id and name; a builder's port has no name (Nova made it), a keypair's name is
+    its id."""
+    name = resource.name if resource.name != resource.id else ""
+    return " ".join(part for part in (resource.kind, resource.id, name) if part)

@@ -42,10 +42,17 @@ class Resource:
     status: str | None = None
 
 
+# Why gc kept something: a running build's; younger than --older-than, a dead build's that
+# `osbuild resume` could still finish (its state here says running) or another's; or a
+# published image (the product, kept at every run).
+KeptFor = Literal["running", "resume", "young", "published"]
+
+
 @dataclass(frozen=True)
 class Kept:
     resource: Resource
     reason: str
+    kept_for: KeptFor = "published"
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,8 @@ class GcResult:
             "dry_run": self.dry_run,
             "older_than_seconds": self.older_than,
             "removed": [asdict(r) for r in self.removed],
-            "kept": [{**asdict(k.resource), "reason": k.reason} for k in self.kept],
+            "kept": [{**asdict(k.resource), "reason": k.reason, "kept_for": k.kept_for}
+                     for k in self.kept],
             "failed": [{**asdict(f.resource), "error": f.error} for f in self.failed],
             "abandoned_builds": self.abandoned_builds,
         }
@@ -248,10 +256,13 @@ def decide(found: Iterable[Resource], image_props: Mapping[str, Any],
     candidates: list[Resource] = []
     for resource in found:
         reason = live.running(resource.build_id)
-        if reason is None and resource.kind == "image":
+        if reason is not None:
+            kept.append(Kept(resource, reason, "running"))
+            continue
+        if resource.kind == "image":
             reason = _image_keep_reason(resource, image_props.get(resource.id, {}), states)
         if reason is not None:
-            kept.append(Kept(resource, reason))
+            kept.append(Kept(resource, reason, "published"))
         else:
             candidates.append(resource)
     newest: dict[str, float] = {}
@@ -260,16 +271,20 @@ def decide(found: Iterable[Resource], image_props: Mapping[str, Any],
                                         newest.get(resource.build_id, resource.age_seconds))
     doomed: list[Resource] = []
     young = f"younger than {format_duration(older_than)}"
+    def young_for(build_id: str) -> KeptFor:
+        state = states.get(build_id)
+        return "resume" if state is not None and not state.is_finished else "young"
+
     for resource in candidates:
         # 0 means any age: also resources whose creation time is ahead of our clock.
         if older_than <= 0 or newest[resource.build_id] >= older_than:
             doomed.append(resource)
         elif resource.age_seconds < older_than:
-            kept.append(Kept(resource, young))
+            kept.append(Kept(resource, young, young_for(resource.build_id)))
         else:
             kept.append(Kept(resource, f"{young} (its build's newest resource is "
                                        f"{format_duration(max(0.0, newest[resource.build_id]))}"
-                                       " old)"))
+                                       " old)", young_for(resource.build_id)))
     doomed.sort(key=lambda r: (ORDER.index(r.kind), r.build_id, r.id))
     return kept, doomed
 

@@ -96,7 +96,10 @@ def test_gc_at_its_default_age_leaves_a_killed_build_resumable(cron: Cron) -> No
     code = main(["gc", "--os-cloud", cron.sim.cloud_name, "--state-dir", str(cron.state_dir)])
     out = cron.cloud.capsys.readouterr().out
     assert code == 0, out
-    assert out.startswith("0 removed, "), out
+    # One line for the dead build gc leaves for resume, then the summary.
+    kept, summary = out.splitlines()
+    assert kept.startswith(f"kept dead build {build_id}'s "), out
+    assert " for resume (newest " in kept and summary.startswith("0 removed, "), out
     assert cron.leftovers() == before
     assert cron.store.load(build_id).status is BuildStatus.RUNNING
     run = cron.resume(build_id)

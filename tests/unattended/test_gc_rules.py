@@ -89,6 +89,10 @@ def test_a_dead_builds_leftovers_go_together_or_not_at_all() -> None:
     assert reasons["target"] == "younger than 6h"
     assert reasons["config"] == "younger than 6h (its build's newest resource is 5h59m old)"
     assert reasons["port"].startswith("younger than 6h")
+    # Its state here says running: `osbuild resume` can finish it (gc's text lists it).
+    assert {k.kept_for for k in kept} == {"resume"}
+    kept, _ = gc.decide(found, props, {BID: _state(status=BuildStatus.FAILED)}, live, 6 * 3600)
+    assert {k.kept_for for k in kept} == {"young"}
     # Once the newest is old enough, all of it goes, servers and ports before volumes.
     kept, doomed = gc.decide(found, props, {BID: _state()}, live, 5 * 3600)
     assert kept == [] and [r.kind for r in doomed] == ["port", "volume", "image"]

@@ -210,3 +210,42 @@ def test_cli_dry_run_json_and_removal(world: World, tmp_path: Path,
         assert world.ids["published"] in left and world.ids["foreign_volume"] in left
     finally:
         _cleanup(world)
+
+
+def test_hourly_text_lists_what_matters_and_json_every_decision(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # etc/ runs `osbuild gc` hourly into gc.log: it printed "kept image ...: a published
+    # image" for every image at every run, burying what it deleted or left for a reason.
+    try:
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE",
+                           str(world.sim.write_clouds_yaml(tmp_path / "clouds.yaml")))
+        # LOCAL runs on another host now (its state is fresh): a running build's resources.
+        local = world.store.load(LOCAL)
+        world.store.save(local.model_copy(update={"host": "elsewhere"}))
+        argv = ["gc", "--os-cloud", world.sim.cloud_name, "--state-dir", str(world.store.root)]
+        for dry_run in ([], ["--dry-run"]):
+            assert main([*argv, *dry_run]) == EXIT_OK
+            lines = capsys.readouterr().out.splitlines()
+            assert not any("published image" in line for line in lines[:-1])
+            assert [line for line in lines if line.startswith("kept ")] == lines[:2]
+            assert lines[0].startswith(
+                f"kept volume {world.ids['local_volume']} {naming.resource_name(LOCAL, 'virtio')}"
+                f": build {LOCAL} is running on elsewhere (state updated ")
+            assert lines[1].startswith(f"kept dead build {DEAD}'s 6 resources for resume "
+                                       "(newest ")
+            assert world.ids["dead_volume"] in lines[1]
+            # REMOTE's server, port and volume (its builder's heartbeat is stale, it has no
+            # state here) and the published image: only counted.
+            verb = "would remove" if dry_run else "removed"
+            assert lines[2:] == [f"0 {verb}, 11 kept (1 of running builds, 6 for resume, "
+                                 "3 younger than 6h, 1 published image)"]
+        assert main([*argv, "--json"]) == EXIT_OK
+        [result] = json.loads(capsys.readouterr().out).values()
+        kept = {k["id"]: (k["kept_for"], k["reason"]) for k in result["kept"]}
+        assert len(kept) == 11
+        assert kept[world.ids["published"]] == ("published", "a published image")
+        assert kept[world.ids["remote_volume"]] == ("young", "younger than 6h")
+        assert kept[world.ids["dead_config"]][0] == "resume"
+    finally:
+        _cleanup(world)
