@@ -42,6 +42,14 @@ class ConsoleRead:
     lost: bool = False
     held: int = 0
 
+    def lost_message(self, transcript: str, missed: str) -> str:
+        """The warning for ``lost``: ``missed`` says what that reader looked for in the
+        lines, ``transcript`` names the file that marks the gap."""
+        return (f"console: lines were lost: the whole log Nova returns ({self.held} lines) "
+                f"no longer reaches back to the last line read, so what the guest printed "
+                f"in between, {missed} too, was never seen (or QEMU restarted and began a "
+                f"new log); {transcript} marks the gap")
+
 
 def console_output(conn: Connection, server_id: str, length: int, *,
                    cancel: threading.Event | None = None) -> str | None:

@@ -61,6 +61,24 @@ class _Progress:
     unmatched: list[str] = field(default_factory=list)
 
 
+def console_reader(ctx: BuildContext, server_id: str, transcript: Transcript) -> ConsoleReader:
+    """The install watcher's reader: all of a short boot at first, then windows that follow
+    what came (a fixed 2000-line window fetched the whole boot again at every poll). No
+    console yet (409) or none on this cloud (404) reads as no new lines."""
+    return ConsoleReader(ctx.conn, server_id, transcript, first_lines=CONSOLE_LINES,
+                         cancel=ctx.cancel.event)
+
+
+def read_console(ctx: BuildContext, reader: ConsoleReader) -> tuple[str, ...]:
+    """The test server's new console lines; lines lost for good are a warning event (a
+    larger window that loses nothing, as after a reboot, is none)."""
+    read = reader.read()
+    if read.lost:
+        ctx.emit(EventName.WARNING, message=read.lost_message(
+            "verify-console.log", "lines the checks look for"))
+    return read.new_lines
+
+
 def _verify_failed(check: str, detail: str) -> VerifyFailed:
     return VerifyFailed(f"check {check} failed: {detail}", stage="verify")
 
@@ -354,11 +372,9 @@ class VerifyImage(Resumable):
         must = [re.compile(p, re.MULTILINE) for p in verify.console_must_match]
         must_not = [re.compile(p, re.MULTILINE) for p in verify.console_must_not_match]
         progress = _Progress(unmatched=list(verify.console_must_match))
-        # No console yet (409) or none on this cloud (404) reads as no new lines.
-        reader = ConsoleReader(ctx.conn, server_id, transcript, first_lines=CONSOLE_LINES,
-                               adaptive=False, cancel=ctx.cancel.event)
+        reader = console_reader(ctx, server_id, transcript)
         while True:
-            for line in reader.read().new_lines:
+            for line in read_console(ctx, reader):
                 for pattern in must_not:
                     if pattern.search(line):
                         raise _verify_failed("console_must_not_match",

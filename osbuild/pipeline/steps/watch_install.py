@@ -172,11 +172,8 @@ class _Watcher:
         self.ctx.console_polls += read.polls
         self.ctx.console_bytes += read.bytes
         if read.lost:
-            self.ctx.emit(EventName.WARNING, message=(
-                f"console: lines were lost: the whole log Nova returns ({read.held} lines) "
-                f"no longer reaches back to the last line read, so what the guest printed "
-                f"in between, markers too, was never seen (or QEMU restarted and began a "
-                f"new log); console.log marks the gap"))
+            self.ctx.emit(EventName.WARNING, message=read.lost_message("console.log",
+                                                                       "markers"))
         return read
 
     def _heartbeat_failed(self, message: str) -> None:
