@@ -1183,6 +1183,13 @@ class _Guest:
         self._wait(_WINDOWS_BOOT)
         if not record.get("sysprep") or not record.get("cloudbase_init"):
             return  # Windows sits at the logon screen; nothing on the serial port
+        # The instance's disk holds what its image held (a refresh captures all of it again),
+        # and its first boot makes pagefile.sys anew: stage-cleanup deleted it from the image
+        # and handed the page file back to Windows' automatic management.
+        self.usage = DiskUsage.from_record(record.get("disk"))
+        missing_pagefile = disk_usage.PAGEFILE - self.usage.files.get("pagefile", 0)
+        if missing_pagefile > 0:
+            self.usage.write("pagefile", missing_pagefile)
         services = record.get("cloudbase_init_metadata_services") or []
         service = self.metadata.service(services)
         if service is None:

@@ -15,7 +15,7 @@ from osbuild.errors import InvalidInput
 from osbuild.images.family import list_family
 from osbuild.images.refresh import RefreshMode, choose
 from osbuild.spec import RefreshSpec, load_spec
-from osbuild_sim import servicing
+from osbuild_sim import disk_usage, servicing
 from tests.e2e.conftest import WORK_PACE, BuildRun, Cloud, sim_cloud
 
 # Builds in the simulated cloud: seconds each.
@@ -84,6 +84,24 @@ def test_a_refresh_patches_the_current_image_and_is_promoted(family: Family) -> 
     for key in naming.INSTALL_PROVENANCE:
         assert child[key] == parent[key], key
     assert cloud.leftovers(keep={full["image_id"], refresh["image_id"]}) == []
+
+
+def test_a_refreshed_image_holds_its_parents_data_and_what_the_month_added(
+        family: Family) -> None:
+    # The builder boots a copy of the parent: the child's capture holds all of the parent's
+    # files again (a sim once started the refresh on an empty disk and captured a 0.3 GB
+    # image of a 12 GB parent), plus the month's update, without the page file its first
+    # boot made (cleanup removed it and zeroed what it left).
+    cloud = family.cloud
+    parent = cloud.image_record(family.full.success["image_id"])["disk"]
+    child = cloud.image_record(family.refresh.success["image_id"])["disk"]
+    assert child["files"]["windows"] >= parent["files"]["windows"] - disk_usage.RESET_BASE_EXTRA
+    assert child["files"]["software"] == parent["files"]["software"] > 0
+    assert child["files"]["installed"] > parent["files"]["installed"]
+    assert child["files"]["pagefile"] == 0 and child["freed"] == 0
+    sizes = [int(_image(cloud, run.success["image_id"])["size"])
+             for run in (family.full, family.refresh)]
+    assert sizes[1] > sizes[0] > 8 * disk_usage.GIB, sizes
 
 
 def test_a_refresh_attaches_no_installation_media(family: Family) -> None:
@@ -216,3 +234,4 @@ def test_a_refresh_updates_for_a_month_the_full_build_for_years(family: Family) 
     # The full build's first pass alone stages for at least the model's low bound.
     assert full > servicing.FULL_STAGING[0] * 0.99 / WORK_PACE, full
     assert refresh < full / 1.8, (refresh, full)
+
