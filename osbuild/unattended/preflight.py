@@ -23,7 +23,7 @@ from osbuild.pipeline.run import new_context
 from osbuild.pipeline.steps.preflight import Needs, Preflight, peak_of, quota_problems
 from osbuild.spec import BuildSpec
 from osbuild.unattended.fingerprint import unchanged_since_current
-from osbuild.unattended.lock import LocalLock
+from osbuild.unattended.lock import LocalLock, active_builders
 from osbuild.unattended.process import pid_alive
 from osbuild.unattended.state import StateStore
 
@@ -58,11 +58,15 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
         try:
             needs: list[Needs] = []
             counted: list[str] = []  # the families whose needs are known
+            # Families another osbuild builds now (any host: a fresh heartbeat on its builder).
+            busy = ({builder.family for builder in active_builders(conn)}
+                    if wait_lock is None else set())
             for index, job in enumerate(jobs):
                 if job.cloud != cloud:
                     continue
-                if _will_skip(job.spec, conn, identities[cloud], options,
-                              if_changed=if_changed, wait_lock=wait_lock):
+                if job.spec.name in busy or _will_skip(
+                        job.spec, conn, identities[cloud], options,
+                        if_changed=if_changed, wait_lock=wait_lock):
                     continue
                 found, need = _one(job.spec, conn, cloud, identities[cloud], options, refresh)
                 problems.extend(f"{job.spec.name}{where}: {problem}" for problem in found)
@@ -89,6 +93,8 @@ def _will_skip(spec: BuildSpec, conn: Any, cloud: str, options: BuildOptions, *,
                if_changed: bool, wait_lock: float | None) -> bool:
     """Whether the build will be skipped: its family is being built by a live osbuild of
     this host (and the run does not wait for it), or it is unchanged (``--if-changed``).
+    A family whose builder has a fresh heartbeat (another host's build) is skipped too: the
+    caller reads the cloud's builders once for every spec.
 
     The build decides again under its lock; here only the lock file is read, never taken
     (taking it, even for a moment, would make another run that starts now skip).

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from osbuild_sim.media import windows_iso
 from tests.cron.conftest import Cron, Receiver
 from tests.support.cliprocess import interrupt_when, read_rest, read_until
+from tests.unattended import helpers
 
 
 def _start(cron: Cron, *specs: Path, extra: tuple[str, ...] = ()) -> subprocess.Popen[str]:
@@ -180,6 +182,23 @@ def test_builds_the_run_will_skip_as_busy_are_not_preflighted(cron: Cron) -> Non
     assert set(skipped) == {"family-a", "family-b"}
     assert all("already being built" in reason for reason in skipped.values())
     assert cron.leftovers() == []
+
+
+def test_a_family_another_host_builds_is_not_preflighted(cron: Cron) -> None:
+    # Two cron hosts share a cloud: the other one builds family-a now (its builder's
+    # heartbeat is fresh). This run skips family-a (exit 0); its preflight refused the whole
+    # run (exit 2) for family-a's bad flavor, and counted it against the quota.
+    conn = cron.sim.connect()
+    helpers.image(conn, helpers.BOOT_IMAGE)
+    helpers.server(conn, "20261126t000000-bbbbbb", "family-a", datetime.now(UTC))
+    proc = _start(cron, cron.spec(name="family-a", builder={"flavor": "m1.missing"}),
+                  cron.spec(name="family-b", builder={"flavor": "m1.missing"}))
+    out, err = read_rest(proc, timeout=120)
+    # family-b alone is refused, before anything of it is created: the run stays exit 2.
+    assert proc.returncode == 2, err
+    assert "family-a" not in err and "family-b: builder.flavor" in err, err
+    events = _events(out)
+    assert not [e for e in events if e["event"] == "build.started"]
 
 
 @pytest.mark.slow
