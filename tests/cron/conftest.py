@@ -6,10 +6,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -79,46 +77,10 @@ class Cron:
         return self.cloud.leftovers(keep)
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that answers ``refuse`` (503: retried) to the first
-    ``fail`` POSTs."""
-
-    def __init__(self, fail: int = 1, refuse: int = 503) -> None:
-        self.fail = fail
-        self.refuse = refuse
-        self.bodies: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = receiver.refuse if len(receiver.statuses) < receiver.fail else 200
-                receiver.statuses.append(status)
-                if status == 200:
-                    receiver.bodies.append(json.loads(body))
-                self.send_response(status)
-                if status != 200:
-                    self.send_header("Retry-After", "0")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook?token=abc"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def cron(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cron]:
     # The e2e suite's `cloud` fixture (imported above): one simulated cloud per test.
     yield Cron(request.getfixturevalue("cloud"), tmp_path / "state")
 
 
-__all__ = ["Cron", "Receiver", "read_until"]
+__all__ = ["Cron", "read_until"]

@@ -13,27 +13,28 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from osbuild.cli import main
 from osbuild_sim import SimCloud
-from tests.cron.conftest import Cron, Receiver
+from tests.cron.conftest import Cron
 from tests.e2e.conftest import SPEED, WORK_PACE, Cloud
+from tests.support.webhook import WebhookReceiver
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    hook = Receiver(fail=1)
+def receiver() -> Iterator[WebhookReceiver]:
+    hook = WebhookReceiver.refusing(1)
     yield hook
     hook.close()
 
 
 def test_webhook_gets_the_summary_after_one_injected_failure(cron: Cron,
-                                                            receiver: Receiver) -> None:
+                                                            receiver: WebhookReceiver) -> None:
     spec = cron.spec(notify={"url": receiver.url, "on": ["success", "failure"]})
     run = cron.build(spec)
     assert run.exit_code == 0, run.why
     assert receiver.statuses == [503, 200]
-    [summary] = receiver.bodies
+    [summary] = receiver.delivered
     done = run.success
     assert summary["result"] == "success" and summary["build_id"] == done["build_id"]
     assert summary["image"]["id"] == done["image_id"]
@@ -49,18 +50,18 @@ def test_webhook_gets_the_summary_after_one_injected_failure(cron: Cron,
     assert report["promotion"] == {"promoted": True, "name": done["image_name"]}
 
 
-def test_failed_build_is_posted(cron: Cron, receiver: Receiver) -> None:
-    receiver.fail = 0
+def test_failed_build_is_posted(cron: Cron, receiver: WebhookReceiver) -> None:
+    receiver.responses.clear()
     spec = cron.spec(notify={"url": receiver.url, "on": ["failure"]},
                      windows={"iso_image": "no-such-iso"})
     run = cron.build(spec)
     assert run.exit_code == 2
-    [summary] = receiver.bodies
+    [summary] = receiver.delivered
     assert summary["result"] == "failure" and "no-such-iso" in summary["reason"]
 
 
 def test_metrics_file_is_valid_prometheus_text_and_success_is_not_posted_unasked(
-        cron: Cron, tmp_path: Path, receiver: Receiver) -> None:
+        cron: Cron, tmp_path: Path, receiver: WebhookReceiver) -> None:
     metrics = tmp_path / "osbuild.prom"
     spec = cron.spec(notify={"url": receiver.url, "on": ["failure"]})
     run = cron.build(spec, extra=("--metrics-file", str(metrics)))

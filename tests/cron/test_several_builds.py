@@ -17,8 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from osbuild_sim.media import windows_iso
-from tests.cron.conftest import Cron, Receiver
+from tests.cron.conftest import Cron
 from tests.support.cliprocess import interrupt_when, read_rest, read_until
+from tests.support.webhook import WebhookReceiver
 from tests.unattended import helpers
 
 
@@ -55,7 +56,7 @@ def test_a_refused_run_is_a_failure_in_the_metrics_and_webhooks(cron: Cron,
     # Cron ignores exit codes; its alerts read the metrics file and the webhook. A refused
     # run of several builds recorded neither, while one build refused alone records both:
     # a weekly run broken by one bad spec went unnoticed until the staleness alert.
-    hook = Receiver(fail=0)
+    hook = WebhookReceiver()
     metrics = tmp_path / "osbuild.prom"
     try:
         notify = {"url": hook.url, "on": ["failure"]}
@@ -66,7 +67,7 @@ def test_a_refused_run_is_a_failure_in_the_metrics_and_webhooks(cron: Cron,
     finally:
         hook.close()
     assert proc.returncode == 2, err
-    posted = {body["family"]: body for body in hook.bodies}
+    posted = {body["family"]: body for body in hook.delivered}
     assert set(posted) == {"family-a", "family-b"}
     assert all(b["result"] == "failure" and b["exit_code"] == 2 for b in posted.values())
     assert posted["family-b"]["reason"] == "builder.flavor: no flavor 'm1.missing'"
@@ -221,7 +222,7 @@ def test_an_unchanged_build_does_not_count_against_the_runs_quota(cron: Cron) ->
 def test_an_undelivered_webhook_is_one_warning_event_and_nothing_on_stderr(cron: Cron) -> None:
     # etc/'s crontab appends stdout and stderr of `--json` to one log of JSON lines; the
     # webhook's failure also went to stderr as a plain logging line, beside its event.
-    hook = Receiver(fail=1, refuse=404)
+    hook = WebhookReceiver.refusing(1, status=404)
     try:
         spec = cron.spec(name="family-a", notify={"url": hook.url, "on": ["failure"]},
                          builder={"flavor": "m1.missing"})

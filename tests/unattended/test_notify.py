@@ -3,55 +3,22 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from osbuild.errors import InvalidInput
 from osbuild.unattended import notify
-
-
-class Receiver:
-    def __init__(self, responses: list[tuple[int, dict[str, str]]]) -> None:
-        self.responses = responses  # consumed in order; then 200
-        self.bodies: list[Any] = []
-        self.headers: list[dict[str, str]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                receiver.headers.append(dict(self.headers))
-                status, headers = receiver.responses.pop(0) if receiver.responses else (200, {})
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/abc-secret-path"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.support.webhook import WebhookReceiver
 
 
 @pytest.fixture
 def receiver() -> Iterator[Any]:
-    made: list[Receiver] = []
+    made: list[WebhookReceiver] = []
 
-    def make(responses: list[tuple[int, dict[str, str]]]) -> Receiver:
-        made.append(Receiver(responses))
+    def make(responses: list[tuple[int, dict[str, str]]]) -> WebhookReceiver:
+        made.append(WebhookReceiver(responses, path="/hooks/abc-secret-path"))
         return made[-1]
 
     yield make
@@ -102,7 +69,7 @@ def test_bounded_attempts_and_no_retry_on_client_error(receiver: Any) -> None:
 
 
 def test_connection_refused_is_retried_then_reported() -> None:
-    rx = Receiver([])
+    rx = WebhookReceiver(path="/hooks/abc-secret-path")
     url = rx.url
     rx.close()  # nothing listens on that port any more
     result = notify.send(url, {"x": 1}, attempts=2, sleep=lambda s: None, timeout=2)
