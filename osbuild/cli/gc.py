@@ -58,9 +58,13 @@ def run(args: argparse.Namespace) -> int:
                                 store=store)
     if args.json:
         # One JSON object on one line, as every --json output (cron mail, log shipping).
-        json.dump({name: r.to_dict() for name, r in results.items()}, sys.stdout)
+        json.dump({name: {**r.to_dict(), "unreadable_state_files": store.unreadable}
+                   for name, r in results.items()}, sys.stdout)
         print()
     else:
+        from osbuild.cli.output import warn_unreadable_states
+
+        warn_unreadable_states(store.unreadable)
         for name, result in results.items():
             _print_text(name, result, show_cloud=len(results) > 1)
     leftovers = [f"{f.resource.kind} {f.resource.id} ({f.resource.name}): {f.error}"

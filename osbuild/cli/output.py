@@ -186,3 +186,10 @@ def event_view(*, json_output: bool) -> Iterator[JsonLines | HumanView]:
         yield view
     finally:
         view.close()
+
+
+def warn_unreadable_states(unreadable: dict[str, str]) -> None:
+    """One stderr line per state file `status` or `gc` skipped (their --json says it in the
+    document instead)."""
+    for path, why in unreadable.items():
+        print(f"osbuild: warning: skipped unreadable state file {path}: {why}", file=sys.stderr)

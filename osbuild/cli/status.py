@@ -59,10 +59,15 @@ def run(args: argparse.Namespace) -> int:
             print(written)
     if args.json:
         json.dump({"generated": now.isoformat(timespec="seconds"), "clouds": clouds,
-                   "families": [row.to_dict(now) for row in rows]}, sys.stdout)
+                   "families": [row.to_dict(now) for row in rows],
+                   "unreadable_state_files": store.unreadable}, sys.stdout)
         print()
-    elif args.html is None:
-        from osbuild.report.status_page import status_table
+    else:
+        from osbuild.cli.output import warn_unreadable_states
 
-        status_table(rows, now=now, print_to=sys.stdout)
+        warn_unreadable_states(store.unreadable)
+        if args.html is None:
+            from osbuild.report.status_page import status_table
+
+            status_table(rows, now=now, print_to=sys.stdout)
     return 0

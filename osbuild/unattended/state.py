@@ -173,6 +173,9 @@ class StateStore:
         # Steps record ids from several threads (volumes are created concurrently): each
         # update is a read-modify-write that must not lose another thread's change.
         self._lock = threading.RLock()
+        # State files `list` could not read (path: why), for the caller to say so in its own
+        # output: a log line on stderr broke `status --json 2>&1`'s single JSON document.
+        self.unreadable: dict[str, str] = {}
 
     def ensure(self) -> None:
         for directory in (self.root, self.builds_dir, self.locks_dir):
@@ -261,7 +264,8 @@ class StateStore:
         family: str | None = None,
         status: BuildStatus | None = None,
     ) -> list[BuildState]:
-        """Every readable state, oldest build first; unreadable files are skipped (logged)."""
+        """Every readable state, oldest build first; unreadable files are skipped and
+        recorded in :attr:`unreadable`."""
         if not self.builds_dir.is_dir():
             return []
         out = []
@@ -271,7 +275,8 @@ class StateStore:
             try:
                 state = BuildState.model_validate_json(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                log.warning("skipping unreadable state file %s: %s", path, exc)
+                self.unreadable[str(path)] = _why_unreadable(exc)
+                log.debug("skipping unreadable state file %s", path, exc_info=True)
                 continue
             if cloud is not None and state.cloud != cloud:
                 continue
@@ -284,3 +289,14 @@ class StateStore:
 
     def remove(self, build_id: str) -> None:
         self.path_for(build_id).unlink(missing_ok=True)
+
+
+def _why_unreadable(exc: OSError | ValueError) -> str:
+    """One line on why a state file could not be read (the file's values stay out of it)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc).splitlines()[0]

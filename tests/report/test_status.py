@@ -182,3 +182,26 @@ def test_a_page_that_cannot_be_written_is_one_error_line(
     assert main(argv) == 2
     assert capsys.readouterr().err == (
         f"osbuild: error: {afile / 'status.html'}: cannot write the page: Not a directory\n")
+
+
+def test_an_unreadable_state_file_is_named_in_the_output_not_logged(
+        fleet: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    # `status --json 2>&1` and `gc --json 2>&1` (cron mail, log shipping) printed a logging
+    # WARNING line before their one JSON document.
+    sim, store = fleet["sim"], fleet["store"]
+    broken = store.builds_dir / "20261126t050000-badbad.json"
+    broken.write_text('{"build_id": "20261126t050000-badbad", "status": 7}')
+    common = ["--os-cloud", sim.cloud_name, "--state-dir", str(store.root)]
+    for command in (["status"], ["gc", "--dry-run"]):
+        assert main([*command, *common, "--json"]) == 0
+        out, err = capsys.readouterr()
+        assert err == "" and out.count("\n") == 1
+        data = json.loads(out)
+        found = (data["unreadable_state_files"] if command == ["status"]
+                 else data[sim.cloud_name]["unreadable_state_files"])
+        assert list(found) == [str(broken)]
+        assert found[str(broken)] == "family: Field required"  # what, never the values
+        assert main([*command, *common]) == 0
+        out, err = capsys.readouterr()
+        assert err.splitlines() == [f"osbuild: warning: skipped unreadable state file "
+                                    f"{broken}: {found[str(broken)]}"]
