@@ -20,10 +20,14 @@ def _server(sim: Any, conn: Any) -> Any:
 
 
 def active_server(sim: Any, conn: Any) -> Any:
-    """A running server whose console is empty (what its firmware printed is gone)."""
+    """A running server whose console is empty (what its firmware printed is gone) and
+    stays so: the firmware finds nothing to boot and halts before the console is emptied
+    (under load its last line landed after the truncation, in a test's reads)."""
     server = _server(sim, conn)
     run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
-    sim.world.servers[server.id].console.truncate()
+    console = sim.world.servers[server.id].console
+    run_until(sim, lambda: b"No bootable device." in console.raw())
+    console.truncate()
     return server
 
 
