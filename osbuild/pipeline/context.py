@@ -152,10 +152,14 @@ class BuildContext:
     def elapsed(self) -> float:
         return self.clock.now() - self.started_at
 
-    def emit(self, event_name: EventName, /, **fields: Any) -> None:
+    def emit(self, event_name: EventName, /, *, at_elapsed: float | None = None,
+             **fields: Any) -> None:
+        """Publish an event; ``at_elapsed`` stamps it with that point of the build's clock
+        instead of now (the end of a build, announced after its report was written)."""
+        if at_elapsed is None and self.started_at:
+            at_elapsed = self.elapsed()
         self.bus.publish(Event(event_name, self.build_id, self.spec.name,
-                               self.redactor.deep(fields),
-                               elapsed=self.elapsed() if self.started_at else None))
+                               self.redactor.deep(fields), elapsed=at_elapsed))
 
     def media_facts(self) -> MediaFacts:
         if self.media is not None:

@@ -37,3 +37,7 @@ def test_demo_human_output_ends_with_the_image_and_nothing_left(tmp_path: Path) 
     [done] = [line for line in proc.stderr.splitlines() if ": succeeded: image " in line]
     # Hours, whatever follows: 7230 s reads "2h30s" (format_duration drops a zero unit).
     assert re.match(r"\[\d+h(?:\d+m)?(?:\d+s)?\]", done), done
+    # ...and the build's end is the duration the summary gives (it read ten minutes more:
+    # the line came after the reports were written, a real second at 600x).
+    [summary] = [line for line in out.splitlines() if ": built image " in line]
+    assert done.split("]")[0].lstrip("[") == summary.rsplit(" in ", 1)[1], (done, summary)
