@@ -173,8 +173,10 @@ class WindowsSpec(_Section):
         if key.lower() == "kms":
             return SecretStr("kms")
         if not _PRODUCT_KEY_RE.match(key.upper()):
-            # The key itself is a secret: never echo it back.
-            raise ValueError("must be `kms` or a key of the form XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")
+            # The key itself is a secret: never echo it back. Nor show the form as a key:
+            # redaction takes out anything shaped like one, the example included.
+            raise ValueError("must be `kms` or a product key: 5 groups of 5 letters or "
+                             "digits joined by '-'")
         return SecretStr(key.upper())
 
     @field_validator("edition")
@@ -706,13 +708,18 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return [name for name in model.model_fields if name not in ("source_path", "digest")]
 
 
+def _nearest_key(loc: tuple[Any, ...]) -> str | None:
+    """The known key an unknown key at ``loc`` was probably meant to be."""
+    nearest = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
+    return nearest[0] if nearest else None
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     msg = error["msg"]
     if kind == "extra_forbidden":
-        loc = tuple(error["loc"])
-        nearest = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
-        return f"unknown key (did you mean {nearest[0]}?)" if nearest else "unknown key"
+        nearest = _nearest_key(tuple(error["loc"]))
+        return f"unknown key (did you mean {nearest}?)" if nearest else "unknown key"
     if kind == "missing":
         return "required"
     if kind in ("value_error", "assertion_error"):
@@ -731,8 +738,16 @@ def _describe(error: Mapping[str, Any]) -> str:
 def _problems(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[tuple[int, str]]:
     """(line, message) for every validation error; line 0 when the YAML gives none."""
     found: list[tuple[int, str]] = []
-    for error in exc.errors():
+    errors = exc.errors()
+    # `flavour:` for `flavor:` is one problem, not two: its line names the key it meant,
+    # so that key's own "required" is left out.
+    meant = {(*error["loc"][:-1], nearest) for error in errors
+             if error["type"] == "extra_forbidden"
+             and (nearest := _nearest_key(tuple(error["loc"]))) is not None}
+    for error in errors:
         loc = tuple(error["loc"])
+        if error["type"] == "missing" and loc in meant:
+            continue
         message = _describe(error)
         # A model-level check names its own field in the message ("windows.firmware: ...");
         # report it under that field, and at that field's line when the YAML has it.
