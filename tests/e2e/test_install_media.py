@@ -77,3 +77,16 @@ def test_an_iso_that_is_not_windows_media_is_refused_listing_its_root(cloud: Clo
             "guest-agent, NetKVM, pvpanic, qxldod, viofs, vioinput, viorng, vioscsi, "
             "vioserial, viostor, ..." in run.why)
     assert cloud.leftovers(keep={iso}) == []
+
+
+def test_a_locale_the_media_lack_is_refused_before_boot(cloud: Cloud) -> None:
+    # Found trying the CLI from outside: `locale: de-DE` on the stock en-US media built
+    # (the simulated Setup takes any UILanguage) where Windows Setup waits on its language
+    # screen until the winpe stage times out an hour later (docs/guest.md, "First checks").
+    # Preflight reads the image's languages already: it refuses, naming what the media have.
+    run = cloud.build(cloud.spec(windows={"locale": "de-DE"}))
+    assert run.exit_code == 2, run.why
+    assert ("windows.locale: de-DE is not a language of 'windows-server-2022-x64.iso' "
+            "(Windows Server 2022 SERVERSTANDARD has en-US)" in run.why)
+    assert not run.named("stage")
+    assert cloud.leftovers() == []

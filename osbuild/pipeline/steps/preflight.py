@@ -264,6 +264,7 @@ class Preflight(Resumable):
                     # Setup refuses a key that no image of evaluation media accepts.
                     problems.append(f"windows.product_key: {win.name!r} is evaluation media "
                                     f"({image.name}), which takes no product key; omit it")
+                problems += _locale_problems(windows.locale, win.name, image)
                 return image.name
         problems.append(f"windows.edition: {windows.edition} is not on {win.name!r}; its "
                         f"install image holds: {holds}")
@@ -418,6 +419,15 @@ def _virtio_contents(conn: Any, virtio: IsoImage) -> VirtioContents | None:
     reader = io.BufferedReader(ImageRanges(conn, virtio.id, virtio.size),
                                buffer_size=64 * 1024)
     return read_virtio_iso(reader, name=virtio.name)
+
+
+def _locale_problems(locale: str, iso_name: str, image: wim.WimImage) -> list[str]:
+    """Setup's UI language must be one the image has, else WinPE waits on its language
+    screen until the winpe stage times out (docs/guest.md, "First checks")."""
+    if not image.languages or locale.casefold() in {lang.casefold() for lang in image.languages}:
+        return []
+    return [f"windows.locale: {locale} is not a language of {iso_name!r} ({image.name} has "
+            f"{', '.join(image.languages)})"]
 
 
 def _edition_of(version: str, image_name: str) -> str:
