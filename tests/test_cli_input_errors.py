@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -176,3 +177,41 @@ def test_wait_lock_before_the_specs_says_how_to_write_it(spec: Path,
     last = capsys.readouterr().err.splitlines()[-1]
     assert last.endswith(f"argument --wait-lock: {str(spec)!r} is a file, not a DURATION: give "
                          "one (--wait-lock 6h) or put --wait-lock after the specs")
+
+
+def _sim_cloud(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               **changes: Any) -> dict[str, Any]:
+    entry = {**sim.cloud_config(), **changes}
+    clouds_yaml(tmp_path, monkeypatch, yaml.safe_dump({"clouds": {"east": entry}}))
+    return entry
+
+
+@pytest.mark.parametrize("argv", [["build", "{spec}", "--os-cloud", "east"],
+                                  ["gc", "--os-cloud", "east", "--dry-run"],
+                                  ["status", "--os-cloud", "east"]])
+def test_a_region_the_cloud_does_not_have(spec: Path, tmp_path: Path, sim: Any,
+                                          monkeypatch: pytest.MonkeyPatch, capsys,
+                                          argv: list[str]) -> None:
+    # Tried from outside: `region_name: RegionSeven` (a typo, or another cloud's region)
+    # authenticated, then died on the first compute call with exit 1 and openstacksdk's
+    # paragraph ("osbuild: error: cloud: Service 'compute' is disabled because ...").
+    _sim_cloud(sim, tmp_path, monkeypatch, region_name="RegionSeven")
+    before = {k: v for k, v in sim.resources().items() if k != "now"}
+    assert main([arg.format(spec=spec) for arg in argv]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert line == ("osbuild: error: east: no public endpoint for compute, block-storage, "
+                    "image, network in region 'RegionSeven' of the service catalog "
+                    "(region_name, interface in clouds.yaml or OS_REGION_NAME, "
+                    "--os-region-name); its catalog has regions: RegionOne")
+    assert {k: v for k, v in sim.resources().items() if k != "now"} == before
+
+
+def test_an_auth_type_that_is_no_plugin(spec: Path, tmp_path: Path, sim: Any,
+                                        monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    # Was exit 1 with keystoneauth's "cloud: The plugin pasword could not be found".
+    entry = _sim_cloud(sim, tmp_path, monkeypatch, auth_type="pasword")
+    assert main(["build", str(spec), "--os-cloud", "east"]) == EXIT_INVALID_INPUT
+    line = one_error(capsys)
+    assert line == ("osbuild: error: east: auth_type 'pasword' is not a keystoneauth plugin "
+                    "(password, v3applicationcredential, token, ...)")
+    assert entry["auth"]["password"] not in line

@@ -38,7 +38,8 @@ def _connected(args: argparse.Namespace) -> Iterator[Connection]:
     conn = connect(args.os_cloud, region_name=args.os_region_name,
                    **options.pace_override(args))
     try:
-        check_auth(conn, args.os_cloud)
+        # Glance is what every action reads; a region the cloud lacks has none of them.
+        check_auth(conn, args.os_cloud, services=("image",))
         yield conn
     finally:
         conn.close()

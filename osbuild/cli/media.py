@@ -93,7 +93,7 @@ def _prepare_in_cloud(args: argparse.Namespace) -> int:
         # Checked before the cloud is touched: the ISO is downloaded into this folder.
         raise InvalidInput([f"--work-dir {args.work_dir}: not an existing folder"])
     conn = connect(args.os_cloud, region_name=args.os_region_name)
-    check_auth(conn, args.os_cloud)
+    check_auth(conn, args.os_cloud, services=("image",))
     result = prepare_uefi_image(
         conn, args.image, new_name=args.name, work_dir=args.work_dir, force=args.force,
         progress=_Progress(),

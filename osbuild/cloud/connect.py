@@ -58,6 +58,11 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
     try:
         conn = openstack.connect(cloud=cloud, load_yaml_config=True, load_envvars=True,
                                  **options)
+    except ksa_exc.NoMatchingPlugin as exc:
+        # `auth_type: pasword`: keystoneauth names the plugin it could not find, not the cloud.
+        raise AuthError([f"{cloud or 'cloud configuration'}: auth_type {exc.name!r} is not a "
+                         "keystoneauth plugin (password, v3applicationcredential, token, "
+                         "...)"]) from None
     except (config_exc.OpenStackConfigException, sdk_exc.ConfigException,
             ksa_exc.MissingRequiredOptions) as exc:
         problem = f"cloud configuration: {_first_line(exc)}"
@@ -161,9 +166,52 @@ def _yaml_type(value: object) -> str:
         type(value), type(value).__name__)
 
 
-def check_auth(conn: Connection, cloud: str | None) -> None:
-    """Authenticate now, so wrong credentials are an input error before anything is built."""
+# What a build uses; a cloud whose catalog lacks one in the chosen region cannot build.
+SERVICES = ("compute", "block-storage", "image", "network")
+
+
+def check_auth(conn: Connection, cloud: str | None,
+               services: tuple[str, ...] = SERVICES) -> None:
+    """Authenticate now, and find ``services`` in the catalog, so wrong credentials or a
+    region the cloud does not have are input errors before anything is built."""
     name = cloud or "the configured cloud"
+    _authenticate(conn, name)
+    problem = _catalog_problem(conn, name, services)
+    if problem:
+        raise AuthError([problem])
+
+
+def _catalog_problem(conn: Connection, name: str, services: tuple[str, ...]) -> str | None:
+    """openstacksdk only says so at the first call of a missing service, in a paragraph
+    (`Service 'compute' is disabled because its configuration could not be loaded...`)."""
+    missing = [service for service in services if not _endpoint(conn, service)]
+    if not missing:
+        return None
+    region = conn.config.region_name
+    interface = conn.config.interface or "public"
+    where = f"region {region!r}" if region else "any region"
+    try:
+        auth: Any = conn.session.auth
+        catalog = auth.get_access(conn.session).service_catalog.catalog
+        regions = sorted({str(endpoint.get("region_id") or endpoint.get("region"))
+                          for entry in catalog for endpoint in entry.get("endpoints", [])
+                          if endpoint.get("region_id") or endpoint.get("region")})
+    except Exception:  # the hint is a courtesy; the problem stands without it
+        regions = []
+    has = f"; its catalog has regions: {', '.join(regions)}" if regions else ""
+    return (f"{name}: no {interface} endpoint for {', '.join(missing)} in {where} of the "
+            f"service catalog (region_name, interface in clouds.yaml or OS_REGION_NAME, "
+            f"--os-region-name){has}")
+
+
+def _endpoint(conn: Connection, service: str) -> str | None:
+    try:
+        return conn.endpoint_for(service)
+    except Exception:
+        return None
+
+
+def _authenticate(conn: Connection, name: str) -> None:
     try:
         # The session's own call: Connection.authorize() would flatten keystoneauth's
         # exception classes into one SDKException.
