@@ -78,6 +78,22 @@ def plan_jobs(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None) -> li
     return jobs
 
 
+def shared_families(jobs: Sequence[Job]) -> list[str]:
+    """A family built from two spec files in one cloud: a copied spec whose `name` was not
+    changed. Both would build and publish in turn, each replacing the other's image, and
+    --if-changed would find the family changed on every run."""
+    files: dict[tuple[str, str | None], list[str]] = {}
+    for job in jobs:
+        where = files.setdefault((job.spec.name, job.cloud), [])
+        path = str(job.spec.source_path or "<spec>")
+        if path not in where:
+            where.append(path)
+    return [f"{family}{f' in {cloud}' if cloud else ''}: name: {family} in {len(paths)} "
+            f"specs ({', '.join(paths)}); a family is built from one spec: give each its "
+            "own name"
+            for (family, cloud), paths in files.items() if len(paths) > 1]
+
+
 def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
                options: BuildOptions, parallel: int = 1, region_name: str | None = None,
                listeners: Sequence[Listener] = (), wait_lock: float | None = None,
@@ -97,6 +113,9 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
         raise InvalidInput(["--parallel must be at least 1"])
     check_folders(options)
     jobs = plan_jobs(specs=specs, clouds=clouds)
+    shared = shared_families(jobs)
+    if shared:
+        raise InvalidInput(shared)
     distinct = list(dict.fromkeys(job.cloud for job in jobs))
     identities = _check_clouds(distinct, region_name=region_name, settings=settings)
     bus = _bus(listeners)
