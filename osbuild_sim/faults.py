@@ -21,7 +21,7 @@ optional::
       volume: {volumes: 10, gigabytes: 1000, snapshots: 10}
       image: {image_count_total: -1, image_size_total: -1}   # size in MiB, like Glance
     guest:                        # osbuild_sim.guest.GuestScenario for matching servers
-      - {name: "builder$", times: 1, scenario: {fail_stage: cloudbase_init}}
+      - {name: "builder$", times: 1, scenario: {fail_stage: cloudbaseinit}}
       # Windows' own breaks: a reboot left pending, transient Windows Update errors, a
       # sysprep that refuses to generalize (lines for its setuperr.log)
       - {name: "builder$", scenario: {pending_reboot_after: updates, update_errors: 2}}
@@ -49,6 +49,11 @@ from typing import Any
 import yaml
 
 from osbuild.errors import InvalidInput
+from osbuild.media import stages
+
+# GuestScenario fields that name a guest stage.
+_STAGE_FIELDS = ("fail_stage", "power_off_at_stage", "power_off_after_stage",
+                 "pending_reboot_after")
 
 SERVICES = ("identity", "compute", "volume", "image", "network", "any")
 SCENARIO_KINDS = ("no_valid_host", "volume_error_from_image", "image_killed", "upload_stuck")
@@ -207,6 +212,14 @@ class Faults:
                 scenario = GuestScenario(**scenario)
             except TypeError as exc:
                 raise InvalidInput([f"guest: bad scenario: {exc}"]) from exc
+        # A stage the guest never reaches would make the fault a silent no-op (this file's
+        # own example once said `cloudbase_init`: the build it was meant to break succeeded).
+        known = stages.names()
+        unknown = [f"guest: {key}: {value!r} is not a guest stage (one of: {', '.join(known)})"
+                   for key in _STAGE_FIELDS if (value := getattr(scenario, key)) is not None
+                   and value not in known]
+        if unknown:
+            raise InvalidInput(unknown)
         with self._lock:
             self.targeted.append(Targeted("guest", name, times, scenario))
 

@@ -44,6 +44,31 @@ def test_unknown_keys_are_invalid_input(tmp_path: Path) -> None:
         Faults.from_source({"guest": [{"scenario": {"no_such_field": True}}]})
 
 
+@pytest.mark.parametrize("key", ["fail_stage", "power_off_at_stage", "power_off_after_stage",
+                                 "pending_reboot_after"])
+def test_a_guest_fault_at_a_stage_that_does_not_exist_is_refused(key: str) -> None:
+    # This module's own example said `fail_stage: cloudbase_init`: the guest never reaches
+    # such a stage, the fault was used up silently and the build meant to fail succeeded.
+    with pytest.raises(InvalidInput, match=f"guest: {key}: 'cloudbase_init' is not a guest "
+                                           "stage \\(one of: winpe, .*cloudbaseinit"):
+        Faults.from_source({"guest": [{"scenario": {key: "cloudbase_init"}}]})
+    Faults.from_source({"guest": [{"scenario": {key: "cloudbaseinit"}}]})
+    with pytest.raises(InvalidInput, match="not a guest stage"):
+        Faults().add_guest_scenario(GuestScenario(fail_stage="sysprep:start"))
+
+
+def test_the_documented_guest_fault_example_is_valid() -> None:
+    import re
+
+    import yaml
+
+    import osbuild_sim.faults
+
+    doc = osbuild_sim.faults.__doc__ or ""
+    line = next(line for line in doc.splitlines() if "fail_stage:" in line)
+    Faults.from_source({"guest": [yaml.safe_load(re.sub(r"^\s*- ", "", line))]})
+
+
 def test_fixed_503_with_retry_after_fires_times_then_stops(sim: Any, conn: Any) -> None:
     sim.faults.add_rule(service="compute", method="GET", path="^/v2\\.1/flavors", error=503,
                         times=2, retry_after=7)
