@@ -247,3 +247,17 @@ def test_one_family_in_two_clouds_from_two_specs_is_fine(spec: Path) -> None:
                                      clouds=None)) == []
     assert shared_families(plan_jobs(specs=[first, first], clouds=["east", "west"])) == []
     assert len(shared_families(plan_jobs(specs=[first, other], clouds=["east", "west"]))) == 2
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:5000/v3", "keystone.example.com/v3",
+                                 "ftp://keystone.example.com/v3"])
+def test_an_auth_url_without_a_scheme(spec: Path, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, capsys, url: str) -> None:
+    # Was "east: authentication failed: Could not find requested endpoint in Service Catalog."
+    clouds_yaml(tmp_path, monkeypatch, yaml.safe_dump({"clouds": {"east": {"auth": {
+        "auth_url": url, "username": "ops", "password": "s3cret-value", "project_name": "p",
+        "user_domain_name": "Default", "project_domain_name": "Default"}}}}))
+    assert main(["build", str(spec), "--os-cloud", "east"]) == EXIT_INVALID_INPUT
+    assert one_error(capsys) == ("osbuild: error: east: auth_url must be an http:// or "
+                                 "https:// URL (the identity service's, e.g. "
+                                 "https://keystone.example.com:5000/v3)")

@@ -175,6 +175,12 @@ def check_auth(conn: Connection, cloud: str | None,
     """Authenticate now, and find ``services`` in the catalog, so wrong credentials or a
     region the cloud does not have are input errors before anything is built."""
     name = cloud or "the configured cloud"
+    auth_url = str((conn.config.config.get("auth") or {}).get("auth_url") or "")
+    if auth_url and urlparse(auth_url).scheme not in ("http", "https"):
+        # keystoneauth would call it "Could not find requested endpoint in Service Catalog".
+        # The value is not quoted: a URL may carry user:password@.
+        raise AuthError([f"{name}: auth_url must be an http:// or https:// URL (the identity "
+                         "service's, e.g. https://keystone.example.com:5000/v3)"])
     _authenticate(conn, name)
     problem = _catalog_problem(conn, name, services)
     if problem:
