@@ -266,7 +266,7 @@ MISTAKES = [
      "windows.product_key", "must be text", "product_key:"),
     ("bad product key",
      edit("iso_image: win.iso", "iso_image: win.iso\n  product_key: ABCDE-12345"),
-     "windows.product_key", "XXXXX-XXXXX", "product_key:"),
+     "windows.product_key", "5 groups of 5 letters or digits", "product_key:"),
     ("no public kms key", edit(
         'version: "2022"\n  edition: SERVERSTANDARD\n  iso_image: win.iso',
         'version: "11"\n  edition: IoT Enterprise\n  iso_image: win.iso\n  firmware: uefi\n'
