@@ -111,7 +111,7 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     settings = dict(cloud_settings or {})
     if parallel < 1:
         raise InvalidInput(["--parallel must be at least 1"])
-    check_folders(options)
+    check_folders(options, metrics_file=metrics_file)
     jobs = plan_jobs(specs=specs, clouds=clouds)
     shared = shared_families(jobs)
     if shared:
@@ -177,7 +177,7 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
     options = BuildOptions(log_dir=(log_dir or default_log_dir(state_dir)).resolve(),
                            keep_on_failure=keep_on_failure,
                            state_dir=state_dir, lock_family=True)
-    check_folders(options)
+    check_folders(options, metrics_file=metrics_file)
     conn = connect(os_cloud, region_name=region_name, **(cloud_settings or {}))
     check_auth(conn, os_cloud)
     cloud = cloud_identity(conn, os_cloud)
@@ -197,22 +197,32 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
     return result
 
 
-def check_folders(options: BuildOptions) -> None:
-    """The state and log folders exist or can be made, and take files: an input error
-    before anything is built, not a traceback once the build has made its first resource."""
+def check_folders(options: BuildOptions, *, metrics_file: Path | None = None) -> None:
+    """The state and log folders (and the metrics file's) exist or can be made, and take
+    files: an input error before anything is built, not a traceback once the build has made
+    its first resource (nor, for the metrics, a warning when the build ends hours later)."""
     problems = []
     for flag, folder in (("--state-dir", options.state_dir), ("--log-dir", options.log_dir)):
-        if folder is None:
-            continue
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            problems.append(f"{flag} {folder}: cannot create it: {exc.strerror or exc}")
-            continue
-        if not os.access(folder, os.W_OK | os.X_OK):
-            problems.append(f"{flag} {folder}: cannot write in it")
+        if folder is not None:
+            problems += _folder_problems(f"{flag} {folder}", folder, "it")
+    if metrics_file is not None:
+        if metrics_file.is_dir():
+            problems.append(f"--metrics-file {metrics_file}: is a folder, not a file")
+        else:
+            problems += _folder_problems(f"--metrics-file {metrics_file}",
+                                         metrics_file.parent, "its folder")
     if problems:
         raise InvalidInput(problems)
+
+
+def _folder_problems(what: str, folder: Path, called: str) -> list[str]:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return [f"{what}: cannot create {called}: {exc.strerror or exc}"]
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return [f"{what}: cannot write in {called}"]
+    return []
 
 
 def _bus(listeners: Sequence[Listener]) -> EventBus:
