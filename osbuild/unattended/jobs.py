@@ -79,19 +79,27 @@ def plan_jobs(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None) -> li
 
 
 def shared_families(jobs: Sequence[Job]) -> list[str]:
-    """A family built from two spec files in one cloud: a copied spec whose `name` was not
-    changed. Both would build and publish in turn, each replacing the other's image, and
-    --if-changed would find the family changed on every run."""
+    """A family built from two spec files in one cloud (a copied spec whose `name` was not
+    changed), or from one spec file given twice. Both would build and publish in turn, each
+    replacing the other's image, and --if-changed would find the family changed on every
+    run."""
     files: dict[tuple[str, str | None], list[str]] = {}
     for job in jobs:
-        where = files.setdefault((job.spec.name, job.cloud), [])
-        path = str(job.spec.source_path or "<spec>")
-        if path not in where:
-            where.append(path)
-    return [f"{family}{f' in {cloud}' if cloud else ''}: name: {family} in {len(paths)} "
-            f"specs ({', '.join(paths)}); a family is built from one spec: give each its "
-            "own name"
-            for (family, cloud), paths in files.items() if len(paths) > 1]
+        files.setdefault((job.spec.name, job.cloud), []).append(
+            str(job.spec.source_path or "<spec>"))
+    problems = []
+    for (family, cloud), paths in files.items():
+        where = f"{family}{f' in {cloud}' if cloud else ''}"
+        distinct = list(dict.fromkeys(paths))
+        if len(distinct) > 1:
+            problems.append(f"{where}: name: {family} in {len(distinct)} specs "
+                            f"({', '.join(distinct)}); a family is built from one spec: give "
+                            "each its own name")
+        elif len(paths) > 1:
+            # `osbuild build a.yaml a.yaml`, or two globs that overlap: with --parallel 1 the
+            # second build starts when the first has finished, and builds it all again.
+            problems.append(f"{where}: {distinct[0]} is given {len(paths)} times")
+    return problems
 
 
 def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
