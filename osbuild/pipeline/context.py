@@ -37,6 +37,12 @@ class BuildOptions:
     # Console poll interval bounds, in cloud seconds.
     poll_min: float = 5.0
     poll_max: float = 60.0
+    # The longest pause between two reads of a resource's status (cloud seconds). A status
+    # read is one small GET (a console read can be hundreds of lines), and every pause is
+    # time the build may sit idle after the cloud is done: at the console's 60 s a capture
+    # was seen about 55 s after its image went active. openstacksdk's own waiters poll
+    # every 2 s.
+    status_poll_max: float = 15.0
     # How often the builder's heartbeat metadata is refreshed (cloud seconds); well inside
     # the time after which other hosts and gc consider a heartbeat stale.
     heartbeat_every: float = HEARTBEAT_INTERVAL

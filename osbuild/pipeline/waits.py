@@ -50,4 +50,4 @@ def wait_for_status(
                 stage=ctx.current_step,
             )
         ctx.clock.sleep(min(poll, max(deadline.remaining(), 0.0)) or poll, ctx.cancel)
-        poll = min(poll * 1.5, ctx.options.poll_max)
+        poll = min(poll * 1.5, ctx.options.status_poll_max)
