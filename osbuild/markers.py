@@ -36,6 +36,15 @@ just before power-off:
    (or outside the protocol), and a false success would publish an image that was never
    generalized. The watcher takes one last look at the console first, for clouds whose log
    survives power-off (``[serial_console] enabled``, other virt drivers).
+5. When nobody reads the console (the orchestrator died and ``osbuild resume`` comes after
+   the power-off), the console cannot tell. So once sysprep has generalized Windows, the
+   guest also posts its ``sysprep:ok`` marker line to Nova's metadata service, where
+   instances post their encrypted password (:data:`SYSPREP_ACK_URL`). Nova keeps it in the
+   server's system metadata and hands it to the API as ``os-server-password``, power-off or
+   not (nova/api/metadata/password.py: one post per server, at most 256 bytes; a second is
+   409). A builder whose console is gone is captured when that reads :func:`sysprep_ack`.
+   Without a metadata service (config drive only) the post fails, the guest says so in an
+   ``info`` marker, and rule 4 stands.
 """
 
 from __future__ import annotations
@@ -59,6 +68,11 @@ class Status(StrEnum):
 # the orchestrator waits between two console polls: at least two polls see the marker.
 SYSPREP_HOLD = 180.0
 MAX_POLL_INTERVAL = SYSPREP_HOLD / 3
+
+# Where an instance posts to Nova's metadata service what `os-server-password` returns: the
+# path cloudbase-init posts its encrypted password to (metadata version 2013-04-04, the first
+# with it). The builder has no keypair, so nothing else posts there.
+SYSPREP_ACK_URL = "http://169.254.169.254/openstack/2013-04-04/password"
 
 # A detail is cut to this length by the guest: a failure quoting a log stays one console line.
 DETAIL_MAX = 400
@@ -120,3 +134,9 @@ def parse_lines(lines: list[str] | tuple[str, ...], nonce: str) -> list[Marker]:
         if marker is not None:
             found.append(marker)
     return found
+
+
+def sysprep_ack(nonce: str) -> str:
+    """What the guest posts to :data:`SYSPREP_ACK_URL` once sysprep has generalized Windows:
+    its ``sysprep:ok`` marker line (rule 5 of the power-off protocol)."""
+    return Marker("sysprep", Status.OK).render(nonce)

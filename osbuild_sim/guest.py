@@ -52,7 +52,9 @@ class PowerOff:
 
 @dataclass(frozen=True)
 class PostPassword:
-    encrypted: str  # base64 RSA (PKCS#1 v1.5) ciphertext, like cloudbase-init
+    # base64 RSA (PKCS#1 v1.5) ciphertext, like cloudbase-init; or the build driver's
+    # sysprep:ok marker line (osbuild/markers.py, rule 5 of the power-off protocol)
+    encrypted: str
 
 
 @dataclass(frozen=True)
@@ -1150,6 +1152,7 @@ class _Guest:
         self.record["sysprep"] = True
         self.record["stage"] = "sysprep"
         yield from self._write_disk()
+        yield from self._post_sysprep_ack()
         # The hold is a promise to the orchestrator in the cloud's time, not guest work: a
         # faster work pace must not shorten it (at work_pace 3 it was 60 s against the
         # watcher's 60 s longest poll, and loaded test runs lost sysprep:start).
@@ -1159,6 +1162,22 @@ class _Guest:
             yield GuestEvent(self.t, AwaitConsoleRead(since=started, latest=latest))
         yield from self._stage_marker("sysprep", Status.OK)
         yield self._shut_down()
+
+    def _post_sysprep_ack(self) -> Iterator[GuestEvent]:
+        """The driver posts sysprep:ok to Nova's metadata service (Send-OsbuildSysprepAck in
+        lib.ps1) when its script says so; without a network there is nothing to post to."""
+        config = self.config
+        driver = config.iso.read(layout.FIRSTLOGON_SCRIPT) if config else None
+        if config is None or config.nonce is None or not _calls(
+                (driver or b"").decode("utf-8-sig", "replace"), "Send-OsbuildSysprepAck"):
+            return
+        self._wait(_CLOUDBASE_STEP)
+        if not self.metadata.network:
+            yield from self._stage_marker(
+                "sysprep", Status.INFO, "sysprep:ok not posted to the metadata service: Unable "
+                "to connect to the remote server")
+            return
+        yield GuestEvent(self.t, PostPassword(markers.sysprep_ack(config.nonce)))
 
     def _shut_down(self) -> GuestEvent:
         seconds = self.scenario.shutdown_seconds

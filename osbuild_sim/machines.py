@@ -326,7 +326,10 @@ def apply_next_guest_event(world: World, server: Server) -> None:
     elif isinstance(action, guest.WriteDisk):
         _write_boot_disk(world, server, action.data)
     elif isinstance(action, guest.PostPassword):
-        server.password = action.encrypted
+        # Nova takes one post per server: a second is 409 Conflict and the first stays
+        # (nova/api/metadata/password.py handle_password).
+        if not server.password:
+            server.password = action.encrypted
     elif isinstance(action, guest.AwaitConsoleRead):
         if not _hold_over(world, server, action):
             return  # the same event is due again a little later

@@ -345,6 +345,7 @@ def _script_context(spec: BuildSpec, build_id: str) -> dict[str, Any]:
         "resume_command": unattend.resume_command(),
         "marker_prefix": markers.PREFIX,
         "sysprep_hold": int(markers.SYSPREP_HOLD),
+        "sysprep_ack_url": markers.SYSPREP_ACK_URL,
         "marker_detail_max": markers.DETAIL_MAX,
         # From the stage table: which script runs each plan stage, and before which stages
         # the driver restarts Windows while a reboot is pending.

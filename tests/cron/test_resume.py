@@ -126,6 +126,25 @@ def test_builder_that_powered_off_after_sysprep_unwatched_is_captured(cron: Cron
     assert cron.leftovers(keep={run.success["image_id"]}) == []
 
 
+def test_builder_that_finished_unwatched_is_captured_on_its_metadata_acknowledgement(
+        cron: Cron) -> None:
+    # The orchestrator dies before sysprep:start; the guest goes on, generalizes and powers
+    # off, and its console is gone (404, as real Nova's default pty console). What the guest
+    # posted to the metadata service (os-server-password) tells resume that sysprep finished.
+    build_id = kill_at(cron, lambda e: e["event"] == "stage" and e["stage"] == "updates")
+    state = cron.store.load(build_id)
+    assert not state.records["install"]["sysprep_reached"]
+    server_id = state.resources["server:builder"]
+    _wait_shutoff(cron, server_id)
+    with pytest.raises(Exception, match="404"):
+        cron.sim.connect().compute.get_server_console_output(server_id)
+    run = cron.resume(build_id)
+    assert run.exit_code == 0, run.why
+    [acked] = [e for e in run.named("stage") if e["stage"] == "sysprep"]
+    assert acked["status"] == "ok" and "os-server-password" in acked["detail"], acked
+    assert cron.leftovers(keep={run.success["image_id"]}) == []
+
+
 def test_builder_off_before_sysprep_fails_cleanly(cron: Cron) -> None:
     build_id = kill_at(cron, _watching)
     state = cron.store.load(build_id)

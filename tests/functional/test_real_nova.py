@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from osbuild.cli import main
+from osbuild.unattended.state import StateStore
 from osbuild_sim.guest import GuestScenario
 from tests.support.cliprocess import Event, interrupt_when
 from tests.support.realbuilds import (
@@ -255,6 +256,34 @@ def test_sigkill_then_resume_on_real_nova_finishes_the_build(
                  "--time-scale", str(REAL_TIME_SCALE), "--json"])
     out, err = capsys.readouterr()
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    with published_build(real_stack, user_conn, builder, code, events, err):
+        pass
+
+
+def test_resume_after_the_builder_finished_unwatched_reads_its_sysprep_ok_on_real_nova(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
+    guests: Any, tmp_path: Path, capsys: Any,
+) -> None:
+    # Killed in WinPE, long before sysprep:start; the guest finishes alone and powers off,
+    # and its console goes with it (404, libvirt's pty console). What the guest posted to
+    # the metadata service comes back through Nova's os-server-password API.
+    guests.set_speed(100.0)
+    spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
+    build_id = kill_during_install(spec, clouds_yaml, tmp_path)
+    server_id = StateStore(tmp_path / "state").load(build_id).resources["server:builder"]
+    server = user_conn.compute.wait_for_server(user_conn.compute.get_server(server_id),
+                                               status="SHUTOFF", interval=1, wait=600)
+    console = user_conn.compute.post(f"/servers/{server.id}/action",
+                                     json={"os-getConsoleOutput": {}}, raise_exc=False)
+    assert console.status_code == 404, console.text
+    capsys.readouterr()
+    code = main(["resume", build_id, "--state-dir", str(tmp_path / "state"),
+                 "--time-scale", str(REAL_TIME_SCALE), "--json"])
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    acked = [e for e in events if e["event"] == "stage" and e.get("stage") == "sysprep"]
+    assert [e["status"] for e in acked] == ["ok"], (acked, err[-2000:])
+    assert "os-server-password" in acked[0]["detail"]
     with published_build(real_stack, user_conn, builder, code, events, err):
         pass
 

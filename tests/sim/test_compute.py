@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from openstack import exceptions
 
 from osbuild_sim import storage
-from osbuild_sim.guest import disk_record_bytes, read_disk_record
+from osbuild_sim.guest import GuestEvent, PostPassword, disk_record_bytes, read_disk_record
+from osbuild_sim.machines import apply_next_guest_event
 from tests.sim.conftest import run_until, server_status, volume_status
 
 BLANK_ROOT = {"boot_index": 0, "source_type": "blank", "destination_type": "volume",
@@ -330,6 +331,20 @@ def test_remote_console_url_and_password(sim: Any, conn: Any, boot_blank: Any) -
     assert conn.compute.get_server_password(server) == ""
     sim.world.servers[server.id].password = "c2VjcmV0"
     assert conn.compute.get_server_password(server) == "c2VjcmV0"
+
+
+def test_the_metadata_service_keeps_the_first_password_post(
+        sim: Any, conn: Any, boot_blank: Any) -> None:
+    # nova/api/metadata/password.py handle_password: a post while a password is set is 409
+    # Conflict; the first stays (osbuild's sysprep acknowledgement relies on that slot).
+    server = boot_blank("posts")
+    record = sim.world.servers[server.id]
+    with sim.world.lock:
+        for posted in ("first", "second"):
+            record.guest = iter(())
+            record.next_event = GuestEvent(0.0, PostPassword(posted))
+            apply_next_guest_event(sim.world, record)
+    assert conn.compute.get_server_password(server) == "first"
 
 
 def test_stop_needs_an_active_server(sim: Any, conn: Any, boot_blank: Any) -> None:

@@ -20,6 +20,8 @@ from osbuild_sim.guest import (
     ConsoleOutput,
     GuestEvent,
     GuestScenario,
+    Metadata,
+    PostPassword,
     PowerOff,
     WriteDisk,
     boot,
@@ -152,9 +154,11 @@ def test_rendered_example_plays_to_power_off(tmp_path: Path, example: str) -> No
     times = [e.at for e in events]
     assert times == sorted(times)
     assert isinstance(events[-1].action, PowerOff)
-    # sysprep writes the disk, then the final marker (sysprep:ok), then the power-off
-    assert isinstance(events[-3].action, WriteDisk)
-    record = read_disk_record(events[-3].action.data)
+    # sysprep writes the disk, posts sysprep:ok to the metadata service (what outlives the
+    # console), then the final marker (sysprep:ok), then the power-off
+    assert isinstance(events[-4].action, WriteDisk)
+    assert events[-3].action == PostPassword(markers.sysprep_ack(NONCE))
+    record = read_disk_record(events[-4].action.data)
     assert record is not None
     assert record["sysprep"] is True
     assert record["image_name"] == spec.windows.image_name
@@ -185,6 +189,19 @@ def test_markers_carry_the_nonce_read_from_the_iso(tmp_path: Path) -> None:
     assert found(events, NONCE) == []
     assert progress(events, other) == expected_progress(rendered.plan)
     assert all(other in line for line in lines(events) if line.startswith("OSBUILD:"))
+
+
+def test_a_builder_without_a_metadata_service_says_it_could_not_post_sysprep_ok(
+        tmp_path: Path) -> None:
+    spec = load_example(tmp_path, "ws2022-standard.yaml")
+    rendered = render(spec, tmp_path / "out")
+    events = play(machine_for(spec, rendered.iso_path.read_bytes()),
+                  metadata=Metadata(network=False))
+    assert not any(isinstance(e.action, PostPassword) for e in events)
+    said = markers.Marker("sysprep", markers.Status.INFO, "sysprep:ok not posted to the "
+                          "metadata service: Unable to connect to the remote server")
+    assert said in found(events)
+    assert isinstance(events[-1].action, PowerOff)
 
 
 def test_user_scripts_run_in_plan_order(tmp_path: Path) -> None:

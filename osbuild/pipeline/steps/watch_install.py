@@ -141,6 +141,8 @@ class _Watcher:
                 # pty console does not: 404).
                 last = self._read_console()
                 self._handle(markers.parse_lines(last.new_lines, self.nonce))
+                if not ctx.sysprep_reached and self._sysprep_acknowledged():
+                    ctx.sysprep_reached = True
                 self._finish_stage("ok" if ctx.sysprep_reached else "failed")
                 if ctx.sysprep_reached:
                     return
@@ -153,6 +155,25 @@ class _Watcher:
             self.heartbeat.maybe_beat()
             interval = self._next_interval(interval, bool(new_lines))
             ctx.clock.sleep(interval, ctx.cancel)
+
+    def _sysprep_acknowledged(self) -> bool:
+        """Whether the powered-off guest had posted its sysprep:ok to the metadata service
+        (rule 5 of the power-off protocol in osbuild/markers.py): the one word from the guest
+        that outlives a console gone with the power-off, for a watcher that missed
+        sysprep:start (a resume after the orchestrator died)."""
+        ctx = self.ctx
+        posted = compute.server_password(self.conn, self.server_id, cancel=ctx.cancel.event)
+        if posted is None or posted.strip() != markers.sysprep_ack(self.nonce):
+            return False
+        if self.stage != "sysprep":
+            self._finish_stage("ok")
+            self._start_stage("sysprep")
+        ctx.save_record(WatchInstall.name, last_stage="sysprep", sysprep_reached=True)
+        ctx.emit(EventName.STAGE, stage="sysprep", status=markers.Status.OK.value,
+                 detail="read from the server's os-server-password, where the guest posted it "
+                        "before powering off (its console was gone)",
+                 elapsed=round(ctx.elapsed(), 1))
+        return True
 
     def _next_interval(self, interval: float, progressed: bool) -> float:
         opts = self.ctx.options
