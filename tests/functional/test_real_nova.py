@@ -243,6 +243,15 @@ def kill_during_install(spec: Path, clouds: Path, workdir: Path) -> str:
     return str(events[0]["build_id"])
 
 
+def resume(build_id: str, workdir: Path, capsys: Any) -> tuple[int, list[Event], str]:
+    """`osbuild resume BUILD_ID --json` in this process: exit code, events, stderr."""
+    capsys.readouterr()
+    code = main(["resume", build_id, "--state-dir", str(workdir / "state"),
+                 "--time-scale", str(REAL_TIME_SCALE), "--json"])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+
+
 def test_sigkill_then_resume_on_real_nova_finishes_the_build(
     real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
     guests: Any, tmp_path: Path, capsys: Any,
@@ -251,11 +260,7 @@ def test_sigkill_then_resume_on_real_nova_finishes_the_build(
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
     build_id = kill_during_install(spec, clouds_yaml, tmp_path)
     assert real_stack.leftovers(users=[builder], baseline=BASELINE)
-    capsys.readouterr()
-    code = main(["resume", build_id, "--state-dir", str(tmp_path / "state"),
-                 "--time-scale", str(REAL_TIME_SCALE), "--json"])
-    out, err = capsys.readouterr()
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    code, events, err = resume(build_id, tmp_path, capsys)
     with published_build(real_stack, user_conn, builder, code, events, err):
         pass
 
@@ -276,11 +281,7 @@ def test_resume_after_the_builder_finished_unwatched_reads_its_sysprep_ok_on_rea
     console = user_conn.compute.post(f"/servers/{server.id}/action",
                                      json={"os-getConsoleOutput": {}}, raise_exc=False)
     assert console.status_code == 404, console.text
-    capsys.readouterr()
-    code = main(["resume", build_id, "--state-dir", str(tmp_path / "state"),
-                 "--time-scale", str(REAL_TIME_SCALE), "--json"])
-    out, err = capsys.readouterr()
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    code, events, err = resume(build_id, tmp_path, capsys)
     acked = [e for e in events if e["event"] == "stage" and e.get("stage") == "sysprep"]
     assert [e["status"] for e in acked] == ["ok"], (acked, err[-2000:])
     assert "os-server-password" in acked[0]["detail"]
