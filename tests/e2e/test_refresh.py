@@ -204,6 +204,33 @@ def test_always_without_a_current_image_is_invalid_input(cloud: Cloud) -> None:
 
 
 
+def test_a_parent_deleted_after_the_choice_is_refused_before_anything_is_created(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Someone deletes the current image between `auto`'s choice and the refresh's first
+    # resource (render and preflight run in between): the refresh's preflight finds it gone
+    # (exit 2, naming it, nothing created) instead of Cinder refusing the target volume
+    # with a 400 after the config ISO was uploaded (exit 1).
+    spec = cloud.spec()
+    full = cloud.build(spec)
+    assert full.exit_code == 0, full.why
+    parent = full.success["image_id"]
+
+    def choose_then_delete(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        choice = choose(conn, *args, **kwargs)
+        cloud.sim.connect().image.delete_image(parent)
+        return choice
+
+    monkeypatch.setattr("osbuild.unattended.jobs.choose", choose_then_delete)
+    run = cloud.build(spec, extra=("--refresh", "auto"))
+    assert run.exit_code == 2, run.why
+    assert _kind(run)["kind"] == "refresh" and _kind(run)["parent_image_id"] == parent
+    assert "refresh: parent image ws2022-std-" in run.why and parent in run.why, run.why
+    assert "no longer in Glance" in run.why, run.why
+    # Only the rendered media (local, a refresh renders first) were made, and deleted.
+    assert {e["kind"] for e in run.named("resource.created")} <= {"local"}
+    assert cloud.leftovers() == []
+
+
 def test_a_local_target_family_refreshes_on_a_volume_and_uploads_it(cloud: Cloud) -> None:
     # The builder of a refresh is always volume-backed (a copy of the image): its capture is
     # Cinder's upload, never Nova's createImage of a volume-backed server (an image that

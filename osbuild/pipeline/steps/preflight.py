@@ -108,6 +108,8 @@ class Preflight(Resumable):
         if not refresh:
             win = self._iso(ctx, spec.windows.iso_image, "windows.iso_image", problems)
             virtio = self._iso(ctx, spec.virtio.iso_image, "virtio.iso_image", problems)
+        else:
+            problems.extend(self._parent_problems(ctx))
         if win and spec.windows.firmware == "uefi":
             prepared = str(win.properties.get(UEFI_PREPARED_PROPERTY, "")).lower() == "true"
             if not prepared:
@@ -218,6 +220,20 @@ class Preflight(Resumable):
             checksum=image_checksum(image),
             properties=props,
         )
+
+    def _parent_problems(self, ctx: BuildContext) -> list[str]:
+        """The image a refresh copies must still be there and active: it was chosen before
+        render and preflight, and someone may have deleted or deactivated it since (Cinder
+        would then refuse the target volume after the config ISO was uploaded)."""
+        parent = ctx.require(ctx.parent, "parent")
+        image = image_api.find_image(ctx.conn, parent.image_id, cancel=ctx.cancel.event)
+        what = f"refresh: parent image {parent.name} ({parent.image_id})"
+        if image is None:
+            return [f"{what} is no longer in Glance (deleted since the refresh was chosen); "
+                    "run again to choose anew"]
+        if image.status.lower() != "active":
+            return [f"{what} is {image.status}, not active"]
+        return []
 
     def _install_image(self, ctx: BuildContext, win: IsoImage,
                        problems: list[str]) -> str | None:
