@@ -13,6 +13,7 @@ import pytest
 from osbuild import naming
 from osbuild.errors import InvalidInput
 from osbuild.images.family import list_family
+from osbuild.images.manage import rollback
 from osbuild.images.refresh import RefreshMode, choose
 from osbuild.spec import RefreshSpec, load_spec
 from osbuild_sim import disk_usage, servicing
@@ -229,6 +230,43 @@ def test_a_parent_deleted_after_the_choice_is_refused_before_anything_is_created
     # Only the rendered media (local, a refresh renders first) were made, and deleted.
     assert {e["kind"] for e in run.named("resource.created")} <= {"local"}
     assert cloud.leftovers() == []
+
+
+def test_a_refresh_whose_parent_was_rolled_back_meanwhile_is_not_promoted(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An operator rolls the family back (`osbuild images rollback`) while a refresh of the
+    # current image runs: promoting the refresh would undo the rollback with a patched copy
+    # of the very image rolled back from. It fails at promote instead (exit 1); the image
+    # rolled back to stays current and the refreshed one stays hidden, verified, for
+    # `osbuild images promote ID`.
+    spec = cloud.spec()
+    full = cloud.build(spec)
+    assert full.exit_code == 0, full.why
+    first = cloud.build(spec, extra=("--refresh", "always"))
+    assert first.exit_code == 0, first.why
+    parent = first.success["image_id"]
+
+    def choose_then_roll_back(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        choice = choose(conn, *args, **kwargs)
+        rollback(cloud.sim.connect(), "ws2022-standard")
+        return choice
+
+    monkeypatch.setattr("osbuild.unattended.jobs.choose", choose_then_roll_back)
+    run = cloud.build(spec, extra=("--refresh", "always"))
+    assert run.exit_code == 1, run.why
+    assert _kind(run)["parent_image_id"] == parent
+    assert run.failure["stage"] == "promote", run.failure
+    assert f"parent image {first.success['image_name']} ({parent}) is no longer" in run.why
+    assert full.success["image_id"] in run.why, run.why
+    assert not run.named("image.promoted")
+    assert _current(cloud) == full.success["image_id"]
+    [child] = [e["id"] for e in run.named("resource.created") if e["kind"] == "image"
+               and e["name"].endswith("-image")]
+    kept = _image(cloud, child)
+    assert kept["os_hidden"] is True and kept[naming.PROP_VERIFY] == "passed"
+    assert naming.CURRENT_TAG not in kept["tags"]
+    assert f"osbuild images promote {child}" in run.why, run.why
+    assert cloud.leftovers(keep={full.success["image_id"], parent, child}) == []
 
 
 def test_a_local_target_family_refreshes_on_a_volume_and_uploads_it(cloud: Cloud) -> None:

@@ -10,8 +10,9 @@ from osbuild import naming
 from osbuild.cloud import images as image_api
 from osbuild.cloud.connect import Connection
 from osbuild.cloud.retry import SDKError
-from osbuild.errors import OsbuildError
+from osbuild.errors import BuildFailed, OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
+from osbuild.images.family import current_of, list_family
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable
@@ -37,6 +38,7 @@ class PromoteImage(Resumable):
         conn = ctx.conn
         image_id = ctx.require(ctx.image_id, "image_id")
         name = spec.image_name_for(ctx.build_id)
+        self._check_parent_still_current(ctx, image_id)
         # No call here is given the cancel event, so Ctrl-C does not cut them short: a
         # half-promoted image (renamed, not current) helps nobody, and the verified image
         # must not be deleted as if the build had failed. The runner still reports the
@@ -47,6 +49,24 @@ class PromoteImage(Resumable):
         ctx.emit(EventName.IMAGE_PROMOTED, image_id=image_id, image_name=ctx.image_name,
                  tag=naming.CURRENT_TAG)
         self._rotate(ctx)
+
+    def _check_parent_still_current(self, ctx: BuildContext, image_id: str) -> None:
+        """A refresh patches the family's current image; when someone made another image
+        current while it ran (`osbuild images rollback` or `promote`, the parent deleted),
+        promoting it would undo that with a copy of the image they moved away from. It
+        stays hidden and verified instead (kept, as after any failure past verify)."""
+        parent = ctx.parent
+        if parent is None:
+            return
+        current = current_of(list_family(ctx.conn, ctx.spec.name, with_usage=False))
+        if current is not None and current.id in (parent.image_id, image_id):
+            return  # image_id: a resumed promotion that had already tagged it
+        now = f"{current.name} ({current.id})" if current is not None else "none"
+        raise BuildFailed(
+            f"parent image {parent.name} ({parent.image_id}) is no longer the current image "
+            f"of {ctx.spec.name} (now: {now}); someone changed it while the refresh ran, so "
+            f"the refreshed image stays hidden: osbuild images promote {image_id} makes it "
+            "current", stage=self.name)
 
     def _rotate(self, ctx: BuildContext) -> None:
         policy = RotationPolicy.from_spec(ctx.spec.image)
