@@ -22,7 +22,14 @@ from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.recover_password import recover_password
 from osbuild.pipeline.resumable import Resumable, Saved, StartOver
-from osbuild.pipeline.run import PARENT_RECORD, BuildResult, execute, new_context, steps_for
+from osbuild.pipeline.run import (
+    KIND_RECORD,
+    PARENT_RECORD,
+    BuildResult,
+    execute,
+    new_context,
+    steps_for,
+)
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.upload_config_iso import CONFIG_IMAGE, UploadConfigIso
 from osbuild.pipeline.steps.watch_install import WatchInstall
@@ -77,7 +84,7 @@ def restore(ctx: BuildContext, state: BuildState,
     parent = state.records.get(PARENT_RECORD)
     if parent:
         ctx.parent = _parent(ctx, parent)  # a refresh: its own list of steps
-        ctx.kind_reason = str(parent.get("reason") or "")
+    ctx.kind_reason = str((parent or state.records.get(KIND_RECORD) or {}).get("reason") or "")
     todo = steps_to_resume(ctx, state, steps_for(ctx.parent) if steps is None else steps)
     # Before any step reads the guest: what it prints of the password is then redacted.
     # A refresh's media carry no answer file and no password (render_media, refresh=True).

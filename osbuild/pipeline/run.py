@@ -79,6 +79,8 @@ def refresh_steps() -> list[Resumable]:
 
 # The state's record of the parent a refresh patches (not a step's: it precedes them all).
 PARENT_RECORD = "parent"
+# Why `--refresh` chose this kind of build; a refresh's reason is in PARENT_RECORD too.
+KIND_RECORD = "kind"
 
 
 class RunKind(StrEnum):
@@ -175,6 +177,8 @@ def run_build(
         ))
         if ctx.parent is not None:
             ctx.save_record(PARENT_RECORD, **ctx.parent.record(), reason=ctx.kind_reason)
+        elif ctx.kind_reason:
+            ctx.save_record(KIND_RECORD, reason=ctx.kind_reason)
     return execute(ctx, steps if steps is not None else steps_for(ctx.parent))
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +77,18 @@ def test_sigint_during_a_refresh_cleans_up_and_the_parent_stays_current(cron: Cr
     assert cron.leftovers(keep={parent}) == []
     assert _current(cron) == parent
     assert cron.store.load(build_id).status is BuildStatus.INTERRUPTED
+
+
+def test_resume_keeps_why_auto_chose_a_full_build(cron: Cron) -> None:
+    # `--refresh auto` built in full (here: no current image yet); the resumed build says
+    # why in its build.resumed event and report, as the refresh's resume does.
+    proc = cron.start(cron.spec(), "--refresh", "auto")
+    events, _ = interrupt_when(proc, _updating, signal.SIGKILL)
+    started = events[0]
+    assert started["kind"] == "full" and "has no current image" in started["reason"]
+    run = cron.resume(str(started["build_id"]))
+    assert run.exit_code == 0, run.why
+    resumed = run.named("build.resumed")[-1]
+    assert resumed["kind"] == "full" and resumed["reason"] == started["reason"]
+    report = json.loads(Path(run.success["report"]).read_text())
+    assert report["kind"]["kind"] == "full" and report["kind"]["reason"] == started["reason"]
