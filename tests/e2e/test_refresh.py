@@ -265,6 +265,9 @@ def test_a_refresh_whose_parent_was_rolled_back_meanwhile_is_not_promoted(
     kept = _image(cloud, child)
     assert kept["os_hidden"] is True and kept[naming.PROP_VERIFY] == "passed"
     assert naming.CURRENT_TAG not in kept["tags"]
+    # Named as the build would have named it: `images promote` knows no spec.
+    build_id = run.named("build.started")[0]["build_id"]
+    assert kept["name"] == load_spec(spec).image_name_for(build_id), kept["name"]
     assert f"osbuild images promote {child}" in run.why, run.why
     assert cloud.leftovers(keep={full.success["image_id"], parent, child}) == []
 

@@ -38,7 +38,7 @@ class PromoteImage(Resumable):
         conn = ctx.conn
         image_id = ctx.require(ctx.image_id, "image_id")
         name = spec.image_name_for(ctx.build_id)
-        self._check_parent_still_current(ctx, image_id)
+        self._check_parent_still_current(ctx, image_id, name)
         # No call here is given the cancel event, so Ctrl-C does not cut them short: a
         # half-promoted image (renamed, not current) helps nobody, and the verified image
         # must not be deleted as if the build had failed. The runner still reports the
@@ -50,17 +50,21 @@ class PromoteImage(Resumable):
                  tag=naming.CURRENT_TAG)
         self._rotate(ctx)
 
-    def _check_parent_still_current(self, ctx: BuildContext, image_id: str) -> None:
+    def _check_parent_still_current(self, ctx: BuildContext, image_id: str,
+                                    name: str) -> None:
         """A refresh patches the family's current image; when someone made another image
         current while it ran (`osbuild images rollback` or `promote`, the parent deleted),
         promoting it would undo that with a copy of the image they moved away from. It
-        stays hidden and verified instead (kept, as after any failure past verify)."""
+        stays hidden and verified instead (kept, as after any failure past verify), with
+        its final name, visibility, tags and members, so that `osbuild images promote`
+        (which knows no spec) only has to make it current."""
         parent = ctx.parent
         if parent is None:
             return
         current = current_of(list_family(ctx.conn, ctx.spec.name, with_usage=False))
         if current is not None and current.id in (parent.image_id, image_id):
             return  # image_id: a resumed promotion that had already tagged it
+        give_final_attributes(ctx.conn, ctx.spec, image_id, name)
         now = f"{current.name} ({current.id})" if current is not None else "none"
         raise BuildFailed(
             f"parent image {parent.name} ({parent.image_id}) is no longer the current image "
