@@ -140,7 +140,7 @@ class HumanView:
             EventName.STAGE: f"stage {f.get('stage')} {f.get('status')}"
                              + (f": {f['detail']}" if f.get("detail") else ""),
             EventName.BUILD_SUCCEEDED: f"succeeded: image {f.get('image_name')} "
-                                       f"({f.get('image_id')})",
+                                       f"({f.get('image_id')})" + _refreshed(f),
             EventName.BUILD_FAILED: f"failed: {f.get('reason')}",
             EventName.INFO: f"{f.get('message')}",
             EventName.WARNING: f"warning: {f.get('message')}",
@@ -163,6 +163,15 @@ class HumanView:
         if self._live is not None:
             self._live.refresh()
             self._live.stop()
+
+
+def _refreshed(fields: dict[str, object]) -> str:
+    """How a refresh's success line names its parent (a full build's says nothing more)."""
+    if fields.get("kind") != "refresh":
+        return ""
+    generation = fields.get("generation")
+    return (f", a refresh of {fields.get('parent_image_id')}"
+            + (f" (generation {generation})" if generation is not None else ""))
 
 
 def _started(fields: dict[str, object], *, resumed: bool = False) -> str:

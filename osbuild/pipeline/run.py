@@ -140,6 +140,12 @@ def skipped_result(spec: BuildSpec, cloud_name: str | None, build_id: str,
                        succeeded=False, skipped=reason)
 
 
+def _generation(properties: dict[str, str]) -> int | None:
+    """Refreshes in a row that made the image (0: a full build), from its properties."""
+    value = properties.get(PROP_GENERATION)
+    return int(value) if value is not None and str(value).isdigit() else None
+
+
 def run_build(
     spec: BuildSpec,
     conn: Connection,
@@ -255,7 +261,9 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
                  image_name=result.image_name, duration=result.duration,
                  resumed_duration=result.resumed_duration, report=str(result.report_path),
                  fingerprint=result.fingerprint, verify=result.verify,
-                 promoted=result.promoted, interrupted=result.interrupted)
+                 promoted=result.promoted, interrupted=result.interrupted,
+                 kind=str(kind), parent_image_id=result.parent_image_id,
+                 generation=_generation(result.image_properties))
     elif result.skipped:
         ctx.emit(EventName.BUILD_SKIPPED, at_elapsed=end, reason=result.skipped,
                  cloud=ctx.cloud_name)

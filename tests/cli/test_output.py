@@ -65,6 +65,21 @@ def test_elapsed_time_follows_the_builds_own_clock() -> None:
         "[1h59m39s] ws2022-standard b1: succeeded: image ws2022-std (5c1f)"]
 
 
+def test_a_refresh_says_of_which_image_when_it_succeeds() -> None:
+    out = io.StringIO()
+    view = HumanView(Console(file=out, force_terminal=False))
+    view(Event("build.succeeded", "b2", "ws2022-standard",
+               {"image_name": "ws2022-std", "image_id": "9a0b", "kind": "refresh",
+                "parent_image_id": "5c1f", "generation": 2}, elapsed=2793.0))
+    view(Event("build.succeeded", "b3", "ws2022-standard",
+               {"image_name": "ws2022-std", "image_id": "7e2d", "kind": "full",
+                "parent_image_id": None, "generation": 0}, elapsed=6994.0))
+    assert out.getvalue().splitlines() == [
+        "[46m33s] ws2022-standard b2: succeeded: image ws2022-std (9a0b), a refresh of 5c1f "
+        "(generation 2)",
+        "[1h56m34s] ws2022-standard b3: succeeded: image ws2022-std (7e2d)"]
+
+
 @pytest.mark.parametrize(("name", "fields", "says"), [
     ("build.started", {"kind": "full", "reason": "--refresh never"},
      "full build started: --refresh never"),

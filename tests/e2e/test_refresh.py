@@ -65,6 +65,10 @@ def test_a_refresh_patches_the_current_image_and_is_promoted(family: Family) -> 
     assert _kind(family.refresh)["kind"] == "refresh"
     assert _kind(family.refresh)["parent_image_id"] == full["image_id"]
     assert refresh["promoted"] is True and refresh["verify"] == "passed"
+    # The success event says it too (a cron log reads it without the report).
+    assert (full["kind"], full["parent_image_id"], full["generation"]) == ("full", None, 0)
+    assert (refresh["kind"], refresh["parent_image_id"], refresh["generation"]) == (
+        "refresh", full["image_id"], 1)
     assert _current(cloud) == refresh["image_id"]
     child, parent = _image(cloud, refresh["image_id"]), _image(cloud, full["image_id"])
     assert parent[naming.PROP_BUILD_KIND] == "full" and parent[naming.PROP_GENERATION] == "0"
