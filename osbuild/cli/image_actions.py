@@ -150,11 +150,12 @@ def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
     if not images:
         print(f"{family}: no images")
         return 0
-    rows = [["VERSION", "ID", "NAME", "STATUS", "VERIFY", "CURRENT", "HIDDEN", "AGE", "IN USE"]]
+    rows = [["VERSION", "ID", "NAME", "STATUS", "MADE BY", "VERIFY", "CURRENT", "HIDDEN", "AGE",
+             "IN USE"]]
     for image in images:
         age = image.age(now)
         rows.append([
-            image.version, image.id, image.name, image.status, image.verify,
+            image.version, image.id, image.name, image.status, image.made_by, image.verify,
             "yes" if image.current else "", "yes" if image.hidden else "",
             format_duration(age) if age is not None and age >= 0 else "-",
             str(image.in_use),

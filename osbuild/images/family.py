@@ -32,6 +32,18 @@ class FamilyImage:
     visibility: str
     created_at: datetime | None
     in_use: int
+    # How it was made (osbuild_build_kind): "full", "refresh", or "" before kinds existed;
+    # a refresh's parent image and its generation (refreshes in a row; 0 for a full build).
+    kind: str = ""
+    parent_image_id: str | None = None
+    generation: int | None = None
+
+    @property
+    def made_by(self) -> str:
+        """The kind of build as a list shows it: "full", "refresh 2", or "-"."""
+        if self.kind == "refresh":
+            return f"refresh {self.generation}" if self.generation is not None else "refresh"
+        return self.kind or "-"
 
     @property
     def verified(self) -> bool:
@@ -56,7 +68,8 @@ class FamilyImage:
             "protected": self.protected, "visibility": self.visibility,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "age_seconds": round(age) if age is not None else None,
-            "in_use": self.in_use,
+            "in_use": self.in_use, "kind": self.kind or None,
+            "parent_image_id": self.parent_image_id, "generation": self.generation,
         }
 
 
@@ -73,6 +86,7 @@ def parse_time(value: Any) -> datetime | None:
 def from_glance(image: image_api.Image, in_use: int = 0) -> FamilyImage:
     props = image.properties
     build_id = str(props.get(naming.PROP_BUILD_ID, ""))
+    generation = props.get(naming.PROP_GENERATION)
     return FamilyImage(
         id=str(image.id),
         name=str(image.name or ""),
@@ -88,6 +102,9 @@ def from_glance(image: image_api.Image, in_use: int = 0) -> FamilyImage:
         visibility=image.visibility,
         created_at=parse_time(image.created_at),
         in_use=in_use,
+        kind=str(props.get(naming.PROP_BUILD_KIND) or ""),
+        parent_image_id=str(props[naming.PROP_PARENT]) if props.get(naming.PROP_PARENT) else None,
+        generation=int(str(generation)) if str(generation).isdigit() else None,
     )
 
 

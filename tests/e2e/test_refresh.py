@@ -70,6 +70,10 @@ def test_a_refresh_patches_the_current_image_and_is_promoted(family: Family) -> 
     assert (refresh["kind"], refresh["parent_image_id"], refresh["generation"]) == (
         "refresh", full["image_id"], 1)
     assert _current(cloud) == refresh["image_id"]
+    listed = {i.id: i for i in list_family(cloud.sim.connect(), "ws2022-standard")}
+    assert listed[refresh["image_id"]].made_by == "refresh 1"  # `images list`'s MADE BY
+    assert listed[refresh["image_id"]].parent_image_id == full["image_id"]
+    assert listed[full["image_id"]].made_by == "full"
     child, parent = _image(cloud, refresh["image_id"]), _image(cloud, full["image_id"])
     assert parent[naming.PROP_BUILD_KIND] == "full" and parent[naming.PROP_GENERATION] == "0"
     assert child[naming.PROP_BUILD_KIND] == "refresh"

@@ -126,6 +126,8 @@ def test_images_list_right_after_a_build_at_speed_1000_shows_a_real_age(
     assert listed.code == 0, listed.err
     assert listed.out.splitlines()[0].split()[-3:] == ["AGE", "IN", "USE"]
     age = row[-2]  # the columns end AGE, IN USE; CURRENT and HIDDEN may be blank
+    assert row[4] == "full"  # MADE BY, after VERSION, ID, NAME, STATUS
+    assert (image["kind"], image["generation"], image["parent_image_id"]) == ("full", 0, None)
     assert age != "-"
     # Under a second old it reads `0s` (parse_duration takes positive durations only).
     assert age == "0s" or parse_duration(age) <= took + 5
