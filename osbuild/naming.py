@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 TAG = "osbuild"
@@ -47,6 +48,13 @@ PROP_WINDOWS_ISO_ID = "osbuild_windows_iso_id"
 PROP_VIRTIO_ISO_ID = "osbuild_virtio_iso_id"
 PROP_EDITION = "osbuild_edition"
 INSTALL_PROVENANCE = (PROP_WINDOWS_ISO_ID, PROP_VIRTIO_ISO_ID, PROP_EDITION)
+
+
+def generation_of(properties: Mapping[str, object]) -> int | None:
+    """An image's PROP_GENERATION as a number; None when it has none (an image made before
+    kinds existed) or it is not a count."""
+    value = str(properties.get(PROP_GENERATION, ""))
+    return int(value) if value.isdigit() else None
 
 _BUILD_ID = r"\d{8}t\d{6}-[0-9a-f]{6}"
 _BUILD_ID_RE = re.compile(rf"^{_BUILD_ID}$")

@@ -86,7 +86,6 @@ def parse_time(value: Any) -> datetime | None:
 def from_glance(image: image_api.Image, in_use: int = 0) -> FamilyImage:
     props = image.properties
     build_id = str(props.get(naming.PROP_BUILD_ID, ""))
-    generation = props.get(naming.PROP_GENERATION)
     return FamilyImage(
         id=str(image.id),
         name=str(image.name or ""),
@@ -104,7 +103,7 @@ def from_glance(image: image_api.Image, in_use: int = 0) -> FamilyImage:
         in_use=in_use,
         kind=str(props.get(naming.PROP_BUILD_KIND) or ""),
         parent_image_id=str(props[naming.PROP_PARENT]) if props.get(naming.PROP_PARENT) else None,
-        generation=int(str(generation)) if str(generation).isdigit() else None,
+        generation=naming.generation_of(props),
     )
 
 

@@ -17,7 +17,7 @@ from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection, api_calls, auth_secrets
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
 from osbuild.images.refresh import Choice, Parent
-from osbuild.naming import PROP_GENERATION, PROP_VERIFY, new_build_id
+from osbuild.naming import PROP_GENERATION, PROP_VERIFY, generation_of, new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.resumable import Resumable
@@ -140,12 +140,6 @@ def skipped_result(spec: BuildSpec, cloud_name: str | None, build_id: str,
                        succeeded=False, skipped=reason)
 
 
-def _generation(properties: dict[str, str]) -> int | None:
-    """Refreshes in a row that made the image (0: a full build), from its properties."""
-    value = properties.get(PROP_GENERATION)
-    return int(value) if value is not None and str(value).isdigit() else None
-
-
 def run_build(
     spec: BuildSpec,
     conn: Connection,
@@ -263,7 +257,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
                  fingerprint=result.fingerprint, verify=result.verify,
                  promoted=result.promoted, interrupted=result.interrupted,
                  kind=str(kind), parent_image_id=result.parent_image_id,
-                 generation=_generation(result.image_properties))
+                 generation=generation_of(result.image_properties))
     elif result.skipped:
         ctx.emit(EventName.BUILD_SKIPPED, at_elapsed=end, reason=result.skipped,
                  cloud=ctx.cloud_name)
