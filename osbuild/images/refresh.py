@@ -70,18 +70,17 @@ class Choice:
         return "refresh" if self.parent else "full"
 
 
-def generation_of(props: dict[str, Any]) -> int:
-    try:
-        return int(props.get(naming.PROP_GENERATION) or 0)
-    except (TypeError, ValueError):
-        return 0
+def generation_made(parent: Parent | None) -> int:
+    """The generation of the image a build makes: 0 for a full build, one more than its
+    parent's for a refresh (refreshes in a row since the last full build)."""
+    return 0 if parent is None else parent.generation + 1
 
 
 def parent_from(props: dict[str, Any]) -> Parent:
     inputs = {k: str(v) for k, v in props.items()
               if k == PROP_FINGERPRINT or k.startswith(PROP_INPUT_PREFIX)}
     return Parent(image_id=str(props["id"]), name=str(props.get("name") or props["id"]),
-                  generation=generation_of(props), min_disk=int(props.get("min_disk") or 0),
+                  generation=naming.generation_of(props) or 0, min_disk=int(props.get("min_disk") or 0),
                   inputs=inputs, provenance=install_provenance(props))
 
 
@@ -118,7 +117,7 @@ def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,
         shown = "unknown" if age is None else format_duration(age)
         return Choice(None, f"{name} is {shown} old, older than refresh.max_age "
                             f"({format_duration(limit)})")
-    generation = generation_of(props)
+    generation = naming.generation_of(props) or 0
     if generation >= spec.refresh.max_generations:
         return Choice(None, f"{name} is refresh {generation} in a row "
                             f"(refresh.max_generations: {spec.refresh.max_generations})")

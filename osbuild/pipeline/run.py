@@ -16,8 +16,8 @@ from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection, api_calls, auth_secrets
 from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
-from osbuild.images.refresh import Choice, Parent
-from osbuild.naming import PROP_GENERATION, PROP_VERIFY, generation_of, new_build_id
+from osbuild.images.refresh import Choice, Parent, generation_made
+from osbuild.naming import PROP_VERIFY, generation_of, new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus, EventName
 from osbuild.pipeline.resumable import Resumable
@@ -123,6 +123,9 @@ class BuildResult:
     kind: RunKind = RunKind.FULL
     parent_image_id: str | None = None
     kind_reason: str = ""
+    # Refreshes in a row behind the image this run made, or would have made had it not
+    # failed (a failed refresh still says which generation it tried).
+    generation: int | None = None
     # A build finished by `osbuild resume`: what this run took (``duration`` is the whole
     # build's, from its first start). None: not resumed.
     resumed_duration: float | None = None
@@ -241,6 +244,8 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
         kind=kind,
         parent_image_id=ctx.parent.image_id if ctx.parent else None,
         kind_reason=ctx.kind_reason,
+        generation=(generation_of(ctx.image_properties) if kind is RunKind.VERIFY
+                    else generation_made(ctx.parent)),
         resumed_duration=round(ctx.clock.now() - run_started, 1) if resumed else None,
     )
     result.report_path = _write_report(ctx, result, started_wall, timeline.snapshot(),
@@ -257,7 +262,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
                  fingerprint=result.fingerprint, verify=result.verify,
                  promoted=result.promoted, interrupted=result.interrupted,
                  kind=str(kind), parent_image_id=result.parent_image_id,
-                 generation=generation_of(result.image_properties))
+                 generation=result.generation)
     elif result.skipped:
         ctx.emit(EventName.BUILD_SKIPPED, at_elapsed=end, reason=result.skipped,
                  cloud=ctx.cloud_name)
@@ -359,7 +364,7 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
                   "properties": result.image_properties} if result.succeeded else None,
         "fingerprint": result.fingerprint,
         "kind": {"kind": str(result.kind), "parent_image_id": result.parent_image_id,
-                 "generation": result.image_properties.get(PROP_GENERATION),
+                 "generation": result.generation,
                  "reason": result.kind_reason},
         "verify": result.verify,
         "promotion": {"promoted": result.promoted,

@@ -84,7 +84,10 @@ def kind_of(report: dict[str, Any]) -> str:
     if kind == "full":
         return "full build (Windows installed from the ISOs)"
     if kind == "refresh":
-        return f"refresh of image {entry.get('parent_image_id') or '?'}"
+        # Reports written before generations were numbers hold them as strings.
+        generation = str(entry.get("generation", ""))
+        counted = f" (generation {generation})" if generation.isdigit() else ""
+        return f"refresh of image {entry.get('parent_image_id') or '?'}{counted}"
     if kind == "verify":
         return "boot test of an existing image again (osbuild images verify), not a build"
     return str(kind) if kind else "-"

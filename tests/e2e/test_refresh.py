@@ -87,7 +87,7 @@ def test_a_refresh_patches_the_current_image_and_is_promoted(family: Family) -> 
     report = json.loads(Path(refresh["report"]).read_text())
     assert report["kind"]["kind"] == "refresh"
     assert report["kind"]["parent_image_id"] == full["image_id"]
-    assert report["kind"]["generation"] == "1"
+    assert report["kind"]["generation"] == 1
     # No ISO was looked up or read; the Windows in the image came from the parent's ISOs.
     assert report["inputs"]["windows_iso"] is None and report["inputs"]["virtio_iso"] is None
     for key in naming.INSTALL_PROVENANCE:
@@ -182,6 +182,13 @@ def test_a_failed_refresh_leaves_the_current_image_current_and_nothing_behind(
     assert run.exit_code == 1
     assert _kind(run)["kind"] == "refresh"
     assert run.failure["stage"] == "updates" and "0x800f0922" in run.failure["reason"]
+    # The report of a refresh that made nothing still says what it tried to make.
+    report = json.loads(Path(run.failure["report"]).read_text())
+    parent_generation = naming.generation_of(_image(cloud, before))
+    assert parent_generation is not None
+    assert report["kind"] == {"kind": "refresh", "parent_image_id": before,
+                              "generation": parent_generation + 1,
+                              "reason": report["kind"]["reason"]}
     assert _current(cloud) == before
     assert cloud.leftovers(keep=kept) == []
 

@@ -170,6 +170,10 @@ def test_the_page_says_what_kind_of_run_it_was(tmp_path: Path) -> None:
     assert text_of(tree, "reason") == "image ws2022-x (img-1) passed its boot test again"
     refreshed = write_report(tmp_path / "r", kind={"kind": "refresh", "parent_image_id": "p-1"})
     assert text_of(parse(render_build_html(refreshed)), "kind") == "refresh of image p-1"
+    counted = write_report(tmp_path / "g", kind={"kind": "refresh", "parent_image_id": "p-1",
+                                                "generation": 3})
+    assert text_of(parse(render_build_html(counted)), "kind") == \
+        "refresh of image p-1 (generation 3)"
     built = write_report(tmp_path / "f", result="succeeded", exit_code=0, error=None,
                          failed_stage=None, image=image, kind={"kind": "full"})
     tree = parse(render_build_html(built))

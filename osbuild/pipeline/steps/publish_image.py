@@ -13,6 +13,7 @@ from osbuild import __version__, naming
 from osbuild.cloud import images as image_api
 from osbuild.cloud.image_fields import custom_properties, remove_properties
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
+from osbuild.images.refresh import generation_made
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.hardware import hardware_properties
 from osbuild.pipeline.resumable import Resumable, Saved
@@ -68,7 +69,7 @@ def lineage_properties(ctx: BuildContext) -> dict[str, str]:
     if ctx.parent is None:
         return {naming.PROP_BUILD_KIND: "full", naming.PROP_GENERATION: "0"}
     return {naming.PROP_BUILD_KIND: "refresh", naming.PROP_PARENT: ctx.parent.image_id,
-            naming.PROP_GENERATION: str(ctx.parent.generation + 1)}
+            naming.PROP_GENERATION: str(generation_made(ctx.parent))}
 
 
 def lifecycle_properties(ctx: BuildContext) -> dict[str, str]:
