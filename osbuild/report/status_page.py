@@ -42,7 +42,8 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
                    "trend"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        current = (_cell(row.current.name, f"{_dur(row.current.age(now))} old")
+        current = (_cell(row.current.name, f"{_dur(row.current.age(now))} old, "
+                                           f"made by {row.current.made_by}")
                    if row.current else _cell("none", style="dim"))
         last = row.last_build
         last_cell = (_cell(last.progress or f"{last.status} in {_dur(last.duration)}",

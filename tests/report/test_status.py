@@ -28,10 +28,11 @@ READ_ONLY = {"GET", "HEAD"}
 
 
 def _published(conn: Any, name: str, version: str, verify: str, *, current: bool = False,
-               hidden: bool = False) -> Any:
+               hidden: bool = False, **lineage: str) -> Any:
     image = _image(conn, name, **{naming.PROP_FAMILY: FAMILY, naming.PROP_BUILD_ID: version,
                                   naming.PROP_IMAGE_VERSION: version,
-                                  naming.PROP_VERIFY: verify, naming.PROP_ROLE: "image"})
+                                  naming.PROP_VERIFY: verify, naming.PROP_ROLE: "image"},
+                   **lineage)
     conn.image.add_tag(image, naming.TAG)
     if current:
         conn.image.add_tag(image, naming.CURRENT_TAG)
@@ -58,7 +59,9 @@ def fleet(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
         "old": _published(conn, "ws2022-old", "20261101t010000-000001", "passed",
                           hidden=True).id,
         "current": _published(conn, "ws2022-cur", "20261120t010000-000002", "passed",
-                              current=True).id,
+                              current=True, **{naming.PROP_BUILD_KIND: "refresh",
+                                               naming.PROP_PARENT: "p-1",
+                                               naming.PROP_GENERATION: "2"}).id,
         "next": _published(conn, "ws2022-new", "20261125t010000-000003", "pending",
                            hidden=True).id,
     }
@@ -111,6 +114,8 @@ def test_status_shows_each_family_and_changes_nothing(
     row = rows["ws2022"]
     assert row["cloud"] == sim.cloud_name
     assert row["current"]["id"] == ids["current"]
+    assert (row["current"]["kind"], row["current"]["parent_image_id"],
+            row["current"]["generation"]) == ("refresh", "p-1", 2)
     assert row["next"]["id"] == ids["next"]
     assert (row["next"]["hidden"], row["next"]["verify"]) == (True, "pending")
     # The dead build is the newest: still "running" in its state; the trend has the others.
@@ -127,6 +132,7 @@ def test_status_shows_each_family_and_changes_nothing(
     assert active_content(tree) == []
     cells = {r[0]: r for r in table_rows(tree, "families")}
     assert "ws2022-cur" in cells["ws2022"][2] and "verify passed" in cells["ws2022"][2]
+    assert "made by refresh 2" in cells["ws2022"][2]
     assert "ws2022-new" in cells["ws2022"][4] and "hidden, verify pending" in cells["ws2022"][4]
     assert "msiexec <script>alert(1)</script> \\x1b[2J" in cells["ws2019"][3]
     # A dead build says where it died, not "running" with no duration.
@@ -135,6 +141,7 @@ def test_status_shows_each_family_and_changes_nothing(
     assert tree.xpath('//tr[td/b="ws2022"]//polyline[@class="spark"]')
 
     assert "ws2022-cur" in table and "ws2022-new" in table and "\x1b" not in table
+    assert "made by refresh 2" in table
     assert sparkline([3600.0, 5400.0, 4000.0, 600.0]) in table
     assert "died in step install" in table and "running in -" not in table
 
