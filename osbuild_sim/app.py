@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -38,6 +39,18 @@ MICROVERSIONS = {
     "volume": ("volume", (3, 0), (3, 71)),
 }
 SERVICE_PREFIXES = ("identity", "compute", "volume", "image", "network")
+
+
+# The largest request body a fault rule's ``body`` pattern reads (an image upload is not one).
+RULE_BODY_MAX = 1 << 20
+
+
+def _small_body(request: Request) -> str:
+    """The request's body as text for a fault rule, kept for the handler; "" when larger
+    than RULE_BODY_MAX or of unknown length (chunked: an upload)."""
+    if request.content_length is None or request.content_length > RULE_BODY_MAX:
+        return ""
+    return request.get_data(cache=True).decode("utf-8", "replace")
 
 
 @dataclass
@@ -124,7 +137,8 @@ class SimApp:
             self.stats.requests[f"{service} {request.method}"] += 1
         if service != "sim":
             decision = self.world.faults.decide(service, request.method,
-                                                path[len(head) + 1:] or "/")
+                                                path[len(head) + 1:] or "/",
+                                                partial(_small_body, request))
             if decision.latency:
                 with self._stats_lock:
                     self.stats.injected_latency += decision.latency

@@ -9,6 +9,8 @@ optional::
         method: POST              # HTTP method (default: any)
         path: "/servers$"         # regex searched in the path below the service prefix
                                   # (/compute, /volume, /image, ...), e.g. "/v2.1/servers"
+        body: '"/name"'           # regex searched in the request body (bodies up to 1 MiB;
+                                  # e.g. one op of a Glance JSON patch: the rename)
         error: 503                # an HTTP status (500, 503, 429...), "drop" (connection
                                   # closed, request not processed) or "drop-after" (processed,
                                   # then the connection closed before the answer)
@@ -42,6 +44,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,7 @@ class ErrorRule:
     service: str = "any"
     method: str | None = None
     path: str | None = None
+    body: str | None = None
     error: int | str | None = None
     rate: float = 1.0
     times: int | None = None
@@ -78,12 +82,15 @@ class ErrorRule:
     latency: float = 0.0
     fired: int = 0
 
-    def matches(self, service: str, method: str, path: str) -> bool:
+    def matches(self, service: str, method: str, path: str,
+                body: Callable[[], str] = str) -> bool:
         if self.service not in ("any", service):
             return False
         if self.method and self.method.upper() != method.upper():
             return False
-        return not (self.path and not re.search(self.path, path))
+        if self.path and not re.search(self.path, path):
+            return False
+        return not (self.body and not re.search(self.body, body()))
 
     def exhausted(self) -> bool:
         return self.times is not None and self.fired >= self.times
@@ -187,11 +194,14 @@ class Faults:
             rule.error = int(rule.error)
         if rule.error is None and not rule.latency:
             raise InvalidInput(["rules: a rule needs an error or a latency"])
-        if rule.path:
+        for key in ("path", "body"):
+            pattern = getattr(rule, key)
+            if not pattern:
+                continue
             try:
-                re.compile(rule.path)
+                re.compile(pattern)
             except re.error as exc:
-                raise InvalidInput([f"rules: path is not a valid regex: {exc}"]) from exc
+                raise InvalidInput([f"rules: {key} is not a valid regex: {exc}"]) from exc
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -237,11 +247,13 @@ class Faults:
             self.quotas = {k: dict(v) for k, v in DEFAULT_QUOTAS.items()}
 
     # -- used by the simulated cloud -------------------------------------------------------
-    def decide(self, service: str, method: str, path: str) -> Decision:
+    def decide(self, service: str, method: str, path: str,
+               body: Callable[[], str] = str) -> Decision:
+        """``body``: reads the request body, for rules that look at it."""
         decision = Decision()
         with self._lock:
             for rule in self.rules:
-                if rule.exhausted() or not rule.matches(service, method, path):
+                if rule.exhausted() or not rule.matches(service, method, path, body):
                     continue
                 if rule.rate < 1.0 and self._rng.random() >= rule.rate:
                     continue

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from osbuild.cli import options
@@ -59,8 +60,17 @@ def run_prune(args: argparse.Namespace) -> int:
 
 def run_promote(args: argparse.Namespace) -> int:
     with _connected(args) as conn:
-        image = promote(conn, args.image)
+        image = promote(conn, args.image, spec=partial(_spec_for_promote, args))
     return _changed(args, "promoted", image)
+
+
+def _spec_for_promote(args: argparse.Namespace, image: FamilyImage) -> BuildSpec:
+    """Asked for only when the image still has its capture name."""
+    if args.spec:
+        return load_spec(args.spec)
+    return _spec_of_build(image, args, command="promote", why=f"still has its capture name "
+                          f"{image.name} (its build stopped before giving it the spec's name, "
+                          "visibility, tags and members), and")
 
 
 def run_rollback(args: argparse.Namespace) -> int:
@@ -101,7 +111,8 @@ def _family_and_policy(args: argparse.Namespace) -> tuple[str, RotationPolicy]:
 
 
 def _verify(args: argparse.Namespace, conn: Connection) -> int:
-    spec = load_spec(args.spec) if args.spec else _spec_of_build(conn, args.image, args)
+    spec = load_spec(args.spec) if args.spec else _spec_of_build(
+        from_glance(find_image(conn, args.image)), args, command="verify")
     state_dir = (args.state_dir or default_state_dir()).resolve()
     build_options = BuildOptions(log_dir=default_log_dir(state_dir).resolve())
     bus = EventBus()
@@ -126,18 +137,18 @@ def _verify(args: argparse.Namespace, conn: Connection) -> int:
     return result.exit_code
 
 
-def _spec_of_build(conn: Connection, image: str, args: argparse.Namespace) -> BuildSpec:
+def _spec_of_build(found: FamilyImage, args: argparse.Namespace, *, command: str,
+                   why: str = "") -> BuildSpec:
     """The spec the image was built from, as its build's state file on this host names it."""
-    found = from_glance(find_image(conn, image))
     store = StateStore((args.state_dir or default_state_dir()).resolve())
     try:
         path = store.load(found.build_id).spec_path if found.build_id else ""
     except Exception:
         path = ""
     if not path:
-        raise InvalidInput([f"image {image}: no state of build {found.build_id or '?'} on "
-                            "this host names its spec; give it: osbuild images verify "
-                            f"{image} SPEC"])
+        raise InvalidInput([f"image {args.image}: {why + ' ' if why else ''}no state of build "
+                            f"{found.build_id or '?'} on this host names its spec; give it: "
+                            f"osbuild images {command} {args.image} SPEC"])
     return load_spec(path)
 
 

@@ -49,8 +49,16 @@ def register(parser: argparse.ArgumentParser) -> None:
     _add_common(prune, json_help="print the decisions as JSON")
     prune.set_defaults(handler=_action("run_prune"))
 
-    promote = actions.add_parser("promote", help="make a verified image current")
+    promote = actions.add_parser(
+        "promote", help="make a verified image current",
+        description="Make IMAGE (verified) its family's current image. An image still under "
+        "its capture name (its build stopped after verify) first gets the spec's final name, "
+        "visibility, tags and members.")
     promote.add_argument("image", metavar="IMAGE", help="image ID or name")
+    promote.add_argument("spec", nargs="?", metavar="SPEC",
+                         help="the family's spec, for an image still under its capture name "
+                              "(default: found from the build's state)")
+    options.add_state_dir(promote)
     _add_common(promote, json_help="print the image as JSON")
     promote.set_defaults(handler=_action("run_promote"))
 

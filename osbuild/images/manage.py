@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 from osbuild import naming
@@ -21,6 +22,7 @@ from osbuild.images.family import (
     sort_newest_first,
 )
 from osbuild.images.policy import Decision, RotationPolicy, plan
+from osbuild.spec import BuildSpec
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
@@ -106,8 +108,31 @@ def find_image(conn: Connection, name_or_id: str) -> image_api.Image:
     return matches[0]
 
 
-def promote(conn: Connection, image_id: str) -> FamilyImage:
-    """Make a verified image of a family current again (``image_id``: its ID or name)."""
+def give_final_attributes(conn: Connection, spec: BuildSpec, image_id: str,
+                          name: str) -> image_api.Image:
+    """The spec's name, visibility, tags and members for a proven image (not current yet)."""
+    image = image_api.update_image(conn, image_id, name=name, visibility=spec.image.visibility)
+    for tag in spec.image.tags:
+        image_api.add_tag(conn, image_id, tag)
+    for member in spec.image.members:
+        image_api.add_member(conn, image_id, member)  # False: already a member
+    return image
+
+
+def has_capture_name(image: FamilyImage) -> bool:
+    """Whether the image still has the name its capture gave it: its build stopped before
+    promote gave it the spec's name, visibility, tags and members."""
+    return naming.parse_resource_name(image.name) is not None
+
+
+def promote(conn: Connection, image_id: str,
+            spec: Callable[[FamilyImage], BuildSpec] | None = None) -> FamilyImage:
+    """Make a verified image of a family current again (``image_id``: its ID or name).
+
+    An image still under its capture name first gets the final name, visibility, tags and
+    members of its family's spec (``spec``: finds it for the image); without a spec it is
+    refused, since it would become current private, unshared and under a name nobody
+    looks for."""
     image = from_glance(find_image(conn, image_id))
     image_id = image.id
     if not image.family:
@@ -118,6 +143,18 @@ def promote(conn: Connection, image_id: str) -> FamilyImage:
     if not image.promotable:
         raise InvalidInput([f"image {image_id}: {naming.PROP_VERIFY} is {image.verify}; only "
                             "an image that passed its boot test can be promoted"])
+    if has_capture_name(image):
+        if spec is None:
+            raise InvalidInput([f"image {image_id}: still has its capture name {image.name} "
+                                "(its build stopped before giving it the spec's name, "
+                                "visibility, tags and members); give the family's spec: "
+                                f"osbuild images promote {image_id} SPEC"])
+        family_spec = spec(image)
+        if family_spec.name != image.family:
+            raise InvalidInput([f"image {image_id}: not an image of family "
+                                f"{family_spec.name} ({image.family})"])
+        give_final_attributes(conn, family_spec, image_id,
+                              family_spec.image_name_for(image.build_id or image_id))
     mark_current(conn, image.id, image.family)
     return from_glance(_get(conn, image_id))
 

@@ -80,7 +80,8 @@ def parent_from(props: dict[str, Any]) -> Parent:
     inputs = {k: str(v) for k, v in props.items()
               if k == PROP_FINGERPRINT or k.startswith(PROP_INPUT_PREFIX)}
     return Parent(image_id=str(props["id"]), name=str(props.get("name") or props["id"]),
-                  generation=naming.generation_of(props) or 0, min_disk=int(props.get("min_disk") or 0),
+                  generation=naming.generation_of(props) or 0,
+                  min_disk=int(props.get("min_disk") or 0),
                   inputs=inputs, provenance=install_provenance(props))
 
 

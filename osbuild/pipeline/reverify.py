@@ -14,12 +14,11 @@ from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection
 from osbuild.errors import InvalidInput
 from osbuild.images.family import from_glance
-from osbuild.images.manage import find_image
+from osbuild.images.manage import find_image, give_final_attributes
 from osbuild.naming import new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
 from osbuild.pipeline.events import EventBus
 from osbuild.pipeline.run import BuildResult, RunKind, execute, new_context
-from osbuild.pipeline.steps.promote_image import give_final_attributes
 from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.spec import BuildSpec
 

@@ -94,6 +94,23 @@ def test_429_and_500_are_scoped_by_service_method_and_path(sim: Any, conn: Any) 
     assert err.value.status_code == 500
 
 
+def test_a_rule_with_a_body_pattern_fails_only_the_requests_whose_body_matches(
+        sim: Any, conn: Any) -> None:
+    # Glance takes a JSON patch: the rename alone fails, a property update in the same
+    # PATCH shape goes through, and the body the handler reads is the one the rule read.
+    sim.faults.add_rule(service="image", method="PATCH", body='"/name"', error=403)
+    image = conn.image.create_image(name="before", disk_format="raw",
+                                    container_format="bare")
+    updated = conn.image.update_image(image, osbuild_note="kept")
+    assert updated.properties["osbuild_note"] == "kept"
+    with pytest.raises(exceptions.HttpException) as err:
+        conn.image.update_image(image, name="after")
+    assert err.value.status_code == 403
+    assert conn.image.get_image(image.id).name == "before"
+    with pytest.raises(InvalidInput, match="rules: body is not a valid regex"):
+        Faults().add_rule(body="(", error=500)
+
+
 def test_dropped_connection(sim: Any, conn: Any) -> None:
     sim.faults.add_rule(service="network", error="drop", times=1)
     with pytest.raises(requests.exceptions.ConnectionError):

@@ -7,27 +7,14 @@ are left for `osbuild images prune`, and a warning says so.
 from __future__ import annotations
 
 from osbuild import naming
-from osbuild.cloud import images as image_api
-from osbuild.cloud.connect import Connection
 from osbuild.cloud.retry import SDKError
 from osbuild.errors import BuildFailed, OsbuildError
 from osbuild.images import RotationPolicy, mark_current, prune
 from osbuild.images.family import current_of, list_family
+from osbuild.images.manage import give_final_attributes
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable
-from osbuild.spec import BuildSpec
-
-
-def give_final_attributes(conn: Connection, spec: BuildSpec, image_id: str,
-                          name: str) -> image_api.Image:
-    """The spec's name, visibility, tags and members for a proven image (not current yet)."""
-    image = image_api.update_image(conn, image_id, name=name, visibility=spec.image.visibility)
-    for tag in spec.image.tags:
-        image_api.add_tag(conn, image_id, tag)
-    for member in spec.image.members:
-        image_api.add_member(conn, image_id, member)  # False: already a member
-    return image
 
 
 class PromoteImage(Resumable):
