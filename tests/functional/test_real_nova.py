@@ -9,10 +9,7 @@ the published image.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,8 +25,11 @@ from tests.support.realbuilds import (
     assert_published,
     failed_report,
     finish,
+    kill_during,
     published_build,
+    resume,
     run_build,
+    start_build,
     write_spec,
 )
 from tests.support.realservices import ProjectUser
@@ -185,17 +185,6 @@ def test_a_member_sees_no_admin_only_server_fields(
     finish(real_stack, user_conn, builder, None)
 
 
-def start_build(spec: Path, clouds: Path, workdir: Path, *extra: str) -> subprocess.Popen[str]:
-    """`osbuild build` as its own process, so that it can be signalled or SIGKILLed."""
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
-         "--time-scale", str(REAL_TIME_SCALE), "--log-dir", str(workdir / "logs"), "--json",
-         *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-
-
 def installing(event: Event) -> bool:
     return event["event"] == "stage" and event.get("stage") == "winpe"
 
@@ -235,30 +224,13 @@ def test_signal_on_real_nova_cleans_up_and_exits_130(
     finish(real_stack, user_conn, builder, None)
 
 
-def kill_during_install(spec: Path, clouds: Path, workdir: Path) -> str:
-    """Start a build, SIGKILL it once the guest installs; its build id."""
-    proc = start_build(spec, clouds, workdir, "--state-dir", str(workdir / "state"))
-    events, _ = interrupt_when(proc, installing, signal.SIGKILL, timeout=180, exit_timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    return str(events[0]["build_id"])
-
-
-def resume(build_id: str, workdir: Path, capsys: Any) -> tuple[int, list[Event], str]:
-    """`osbuild resume BUILD_ID --json` in this process: exit code, events, stderr."""
-    capsys.readouterr()
-    code = main(["resume", build_id, "--state-dir", str(workdir / "state"),
-                 "--time-scale", str(REAL_TIME_SCALE), "--json"])
-    out, err = capsys.readouterr()
-    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
-
-
 def test_sigkill_then_resume_on_real_nova_finishes_the_build(
     real_stack: RealStack, builder: ProjectUser, user_conn: Any, clouds_yaml: Path,
     guests: Any, tmp_path: Path, capsys: Any,
 ) -> None:
     guests.set_speed(100.0)
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
-    build_id = kill_during_install(spec, clouds_yaml, tmp_path)
+    build_id = kill_during(spec, clouds_yaml, tmp_path, installing)
     assert real_stack.leftovers(users=[builder], baseline=BASELINE)
     code, events, err = resume(build_id, tmp_path, capsys)
     with published_build(real_stack, user_conn, builder, code, events, err):
@@ -274,7 +246,7 @@ def test_resume_after_the_builder_finished_unwatched_reads_its_sysprep_ok_on_rea
     # the metadata service comes back through Nova's os-server-password API.
     guests.set_speed(100.0)
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
-    build_id = kill_during_install(spec, clouds_yaml, tmp_path)
+    build_id = kill_during(spec, clouds_yaml, tmp_path, installing)
     server_id = StateStore(tmp_path / "state").load(build_id).resources["server:builder"]
     server = user_conn.compute.wait_for_server(user_conn.compute.get_server(server_id),
                                                status="SHUTOFF", interval=1, wait=600)
@@ -295,7 +267,7 @@ def test_sigkill_then_gc_on_real_nova_removes_everything(
 ) -> None:
     guests.set_speed(20.0)
     spec = write_spec(tmp_path, "ws2022-standard.yaml", verify={"enabled": False})
-    kill_during_install(spec, clouds_yaml, tmp_path)
+    kill_during(spec, clouds_yaml, tmp_path, installing)
     assert real_stack.leftovers(users=[builder], baseline=BASELINE)
     capsys.readouterr()
     code = main(["gc", "--older-than", "0", "--time-scale", str(REAL_TIME_SCALE),

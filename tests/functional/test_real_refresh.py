@@ -24,6 +24,9 @@ from tests.support.realbuilds import (
     BASELINE,
     assert_published,
     failed_report,
+    in_stage,
+    kill_during,
+    resume,
     run_build,
     write_spec,
 )
@@ -173,5 +176,31 @@ def test_auto_on_real_nova_refreshes_when_nothing_changed(
     assert "has the same inputs" in kind["reason"], kind
     child_id = assert_published(family.conn, events)
     assert family.props(child_id)[naming.PROP_GENERATION] == "2"
+    assert family.current() == child_id
+    assert family.leftovers() == []
+
+
+def test_a_refresh_killed_on_real_nova_is_resumed_as_a_refresh_and_promoted(
+    family: Family, guests: Any, capsys: Any
+) -> None:
+    # kill -9 while the guest installs the month's update; `osbuild resume` adopts the
+    # builder booted from the parent and finishes the refresh it was.
+    parent = family.current()
+    generation = int(family.props(parent)[naming.PROP_GENERATION])
+    guests.set_speed(100.0)
+    workdir = family.workdir / "killed"
+    workdir.mkdir()
+    build_id = kill_during(family.spec, family.workdir / "clouds.yaml", workdir,
+                           in_stage("updates"), "--refresh", "always")
+    assert family.leftovers(), "the killed refresh left nothing to adopt"
+    code, events, err = resume(build_id, workdir, capsys)
+    assert code == 0, why(events, err)
+    resumed = [e for e in events if e["event"] == "build.resumed"][-1]
+    assert (resumed["kind"], resumed["parent_image_id"]) == ("refresh", parent), resumed
+    child_id = assert_published(family.conn, events)
+    done = succeeded(events)
+    assert (done["kind"], done["parent_image_id"], done["generation"]) == (
+        "refresh", parent, generation + 1), done
+    assert family.props(child_id)[naming.PROP_PARENT] == parent
     assert family.current() == child_id
     assert family.leftovers() == []

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from osbuild.cli import main
 from osbuild.resources import examples_dir
 from osbuild_sim.guest import read_disk_record
 from osbuild_sim.media import cloudbase_msi_standin
+from tests.support.cliprocess import Event, interrupt_when
 from tests.support.qcow2 import is_qcow2
 from tests.support.realservices import ProjectUser
 from tests.support.realstack import REAL_CLOUD, REAL_TIME_SCALE, RealStack
@@ -132,3 +136,38 @@ def finish(stack: RealStack, conn: Any, builder: ProjectUser, published: str | N
 
 def failed_report(events: list[dict[str, Any]]) -> dict[str, Any]:
     return [e for e in events if e["event"] == "build.failed"][-1]
+
+
+def start_build(spec: Path, clouds: Path, workdir: Path, *extra: str) -> subprocess.Popen[str]:
+    """`osbuild build` as its own process, so that it can be signalled or SIGKILLed."""
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "osbuild", "build", str(spec), "--os-cloud", REAL_CLOUD,
+         "--time-scale", str(REAL_TIME_SCALE), "--log-dir", str(workdir / "logs"), "--json",
+         *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def in_stage(stage: str) -> Callable[[Event], bool]:
+    """An event predicate: the guest reported starting ``stage``."""
+    return lambda event: event["event"] == "stage" and event.get("stage") == stage and \
+        event.get("status") == "start"
+
+
+def kill_during(spec: Path, clouds: Path, workdir: Path, point: Callable[[Event], bool],
+                *extra: str) -> str:
+    """Start a build (state in ``workdir``/state), SIGKILL it at ``point``; its build id."""
+    proc = start_build(spec, clouds, workdir, "--state-dir", str(workdir / "state"), *extra)
+    events, _ = interrupt_when(proc, point, signal.SIGKILL, timeout=180, exit_timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return str(events[0]["build_id"])
+
+
+def resume(build_id: str, workdir: Path, capsys: Any) -> tuple[int, list[Event], str]:
+    """`osbuild resume BUILD_ID --json` in this process: exit code, events, stderr."""
+    capsys.readouterr()
+    code = main(["resume", build_id, "--state-dir", str(workdir / "state"),
+                 "--time-scale", str(REAL_TIME_SCALE), "--json"])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
