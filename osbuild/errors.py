@@ -131,7 +131,11 @@ class CleanupIncomplete(OsbuildError):
     def __init__(self, leftovers: list[str], cause: OsbuildError | None = None) -> None:
         self.leftovers = leftovers
         self.cause = cause
-        super().__init__("could not delete: " + ", ".join(leftovers))
+        # What failed comes first: a one-line reader (build.failed, the webhook, status)
+        # must learn that the capture timed out, not only that a volume was left.
+        self.stage: str | None = getattr(cause, "stage", None)
+        deleted = "could not delete: " + ", ".join(leftovers)
+        super().__init__(f"{cause}; {deleted}" if cause is not None else deleted)
 
     def lines(self) -> list[str]:
         out = self.cause.lines() if self.cause else []
@@ -145,12 +149,12 @@ class Interrupted(OsbuildError):
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, signal_name: str = "SIGINT", *, during: str | None = None,
+    def __init__(self, signal_name: str = "SIGINT", *, where: str | None = None,
                  stage: str | None = None) -> None:
         self.signal_name = signal_name
-        self.during = during
-        self.stage = stage  # the step it cut short, as a failure names its stage
-        super().__init__(f"interrupted by {signal_name}" + (f" while {during}" if during else ""))
+        self.where = where  # "while waiting for the family lock", "before the verify step"
+        self.stage = stage  # the step it cut short (or stopped before), as a failure names
+        super().__init__(f"interrupted by {signal_name}" + (f" {where}" if where else ""))
 
 
 class LockBusy(OsbuildError):

@@ -48,8 +48,10 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
     """
     error: OsbuildError | None = None
     running: str | None = None
+    upcoming: str | None = None  # the step whose turn it is, started or not
     try:
         for step in steps:
+            upcoming = step.name
             ctx.cancel.check()
             ctx.current_step = running = step.name
             started = ctx.clock.now()
@@ -59,6 +61,7 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
             ctx.step_timings[step.name] = duration
             ctx.emit(EventName.STEP_FINISHED, step=step.name, duration=round(duration, 1))
             running = None
+        upcoming = None
     except OsbuildError as exc:
         error = exc
     except KeyboardInterrupt:
@@ -74,10 +77,12 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
     if error is not None and ctx.cancel.cancelled and not isinstance(error, Interrupted):
         # A wait or call cut short by the signal surfaced as some other error.
         error = Interrupted(ctx.cancel.signal_name)
-    if isinstance(error, Interrupted) and error.during is None and running is not None:
-        # Say where, as a failure does: "interrupted by SIGINT while running the install step".
-        error = Interrupted(error.signal_name, during=f"running the {running} step",
-                            stage=running)
+    if isinstance(error, Interrupted) and error.where is None and upcoming is not None:
+        # Say where, as a failure does: "interrupted by SIGINT while running the install step",
+        # or "before the verify step" when the step it came in (publish) finished first.
+        where = (f"while running the {running} step" if running
+                 else f"before the {upcoming} step")
+        error = Interrupted(error.signal_name, where=where, stage=upcoming)
     late_signal = ctx.cancel.signal_name if error is None and ctx.cancel.cancelled else None
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
     return RunOutcome(error, leftovers, kept, late_signal)

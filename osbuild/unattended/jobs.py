@@ -267,8 +267,8 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
     if cancel.cancelled:
         # SIGINT/SIGTERM came while an earlier build of the run had this one's slot: it
         # never starts (no state, report or build.started for a build that never ran).
-        return _not_started(spec, cloud, build_id,
-                            Interrupted(cancel.signal_name, during="waiting for its turn"), bus)
+        waiting = Interrupted(cancel.signal_name, where="while waiting for its turn")
+        return _not_started(spec, cloud, build_id, waiting, bus)
     # Without a state directory (the demo's throwaway cloud) there is nothing to lock in.
     lock: AbstractContextManager[Any] = nullcontext()
     if options.state_dir is not None:
@@ -300,7 +300,7 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
         return _skip(spec, cloud, build_id, _dead_here(exc.build_id, options) or str(exc), bus)
     except Interrupted as exc:  # Ctrl-C or SIGTERM while waiting for the lock
         return _not_started(spec, cloud, build_id,
-                            Interrupted(cancel.signal_name, during=exc.during), bus)
+                            Interrupted(cancel.signal_name, where=exc.where), bus)
 
 
 def _record_refused(jobs: Sequence[Job], identities: Mapping[str | None, str],

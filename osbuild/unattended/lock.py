@@ -96,7 +96,7 @@ class LocalLock:
                     if cancel is None:
                         time.sleep(pause)
                     elif cancel.wait(pause):
-                        raise Interrupted(during="waiting for the family lock") from None
+                        raise Interrupted(where="while waiting for the family lock") from None
         except BaseException:
             os.close(fd)
             raise
@@ -282,7 +282,7 @@ def check_cloud_guard(
         if cancel is None:
             sleep(pause)
         elif cancel.wait(pause / pace):
-            raise Interrupted(during=f"waiting for builder {others[0].name} to finish")
+            raise Interrupted(where=f"while waiting for builder {others[0].name} to finish")
 
 
 def yield_to(

@@ -120,8 +120,10 @@ def test_cancellation_before_a_step_interrupts_and_cleans(tmp_path: Path) -> Non
     assert outcome.error.signal_name == "SIGTERM"
     assert outcome.error.exit_code == 130
     assert log == ["a1"]
-    # Between steps: the signal cut nothing short, the "signal" step had finished.
-    assert str(outcome.error) == "interrupted by SIGTERM" and outcome.error.stage is None
+    # Between steps: the signal cut nothing short (the "signal" step had finished, as a
+    # short step like render or publish does); it stopped the build before the next one.
+    assert str(outcome.error) == "interrupted by SIGTERM before the b step"
+    assert outcome.error.stage == "b"
 
 
 def test_keep_on_failure_keeps_server_and_volumes_only(tmp_path: Path) -> None:
@@ -175,3 +177,25 @@ def test_error_raised_after_cancel_is_reported_as_interruption(tmp_path: Path,
     # It names the step it cut short, as a failure names its stage.
     assert str(outcome.error) == f"interrupted by {signal_name} while running the wait step"
     assert outcome.error.stage == "wait"
+
+
+def test_cleanup_incomplete_after_a_failure_keeps_its_cause_and_stage(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path)
+
+    class TimesOut:
+        name = "capture"
+
+        def run(self, ctx: BuildContext) -> None:
+            def refuse() -> None:
+                raise RuntimeError("volume stuck in uploading")
+
+            ctx.track("volume", "v-stuck", "osbuild-x-target", refuse)
+            raise BuildFailed("target volume v-stuck upload still uploading after 10m",
+                              stage="capture")
+
+    error = final_error(run_steps([TimesOut()], ctx))
+    assert isinstance(error, CleanupIncomplete) and error.exit_code == 3
+    # The one-line reason (build.failed's, the webhook's) says what failed first.
+    assert str(error).startswith("capture: target volume v-stuck upload still uploading")
+    assert "could not delete: volume v-stuck" in str(error)
+    assert error.stage == "capture"
