@@ -645,6 +645,11 @@ class BuildSpec(_Section):
     def verify_timeout(self) -> float:
         return self.verify.timeout or self.builder.stage_timeouts.verify
 
+    @property
+    def verify_timeout_setting(self) -> str:
+        """The key that sets :attr:`verify_timeout`, for the message when it passes."""
+        return "verify.timeout" if self.verify.timeout else "builder.stage_timeouts.verify"
+
 
 # --------------------------------------------------------------------------- loading
 

@@ -73,10 +73,14 @@ class Deadline:
     at: float
     what: str
     seconds: float
+    # The setting that gave it, named when it passes ("builder.stage_timeouts.boot"): the
+    # operator's next question is what to raise.
+    setting: str | None = None
 
     @classmethod
-    def after(cls, clock: Clock, seconds: float, what: str) -> Deadline:
-        return cls(clock, clock.now() + seconds, what, seconds)
+    def after(cls, clock: Clock, seconds: float, what: str, *,
+              setting: str | None = None) -> Deadline:
+        return cls(clock, clock.now() + seconds, what, seconds, setting)
 
     def remaining(self) -> float:
         return self.at - self.clock.now()

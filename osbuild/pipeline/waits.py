@@ -45,8 +45,10 @@ def wait_for_status(
                 stage=ctx.current_step,
             )
         if deadline.expired:
+            setting = f" ({deadline.setting})" if deadline.setting else ""
             raise StageTimeout(
-                f"{what} still {status or 'unknown'} after {format_duration(deadline.seconds)}",
+                f"{what} still {status or 'unknown'} after {format_duration(deadline.seconds)}"
+                f"{setting}",
                 stage=ctx.current_step,
             )
         ctx.clock.sleep(min(poll, max(deadline.remaining(), 0.0)) or poll, ctx.cancel)

@@ -87,3 +87,16 @@ def test_a_failure_status_and_the_deadline_end_the_wait(tmp_path: Path) -> None:
         wait_for_status(ctx, _becomes(clock, "active", 10_000.0),
                         want="active", failures=(), deadline=deadline, what="captured image")
     assert clock.t == pytest.approx(120.0)  # the last pause stops at the deadline
+
+
+def test_a_timeout_names_the_setting_that_sets_the_deadline(tmp_path: Path) -> None:
+    # "builder server X still build after 20m" left the operator to guess what to raise.
+    ctx, clock = _ctx(tmp_path)
+    deadline = Deadline.after(cast(Clock, clock), 1200, "server boot",
+                              setting="builder.stage_timeouts.boot")
+    with pytest.raises(StageTimeout) as caught:
+        wait_for_status(ctx, _becomes(clock, "active", 10_000.0),
+                        want="active", failures=(), deadline=deadline,
+                        what="builder server s1")
+    assert str(caught.value) == ("capture: builder server s1 still uploading after 20m "
+                                 "(builder.stage_timeouts.boot)")

@@ -87,7 +87,7 @@ class BootBuilder(Resumable):
                                             cancel=ctx.cancel.event), want="active",
             failures=("error",),
             deadline=Deadline.after(ctx.clock, spec.builder.stage_timeouts.boot,
-                                    "server boot"),
+                                    "server boot", setting="builder.stage_timeouts.boot"),
             what=f"builder server {server.id}", on_failure=server_fault,
             interval=ctx.options.poll_min / 2, error=ServerFault,
         )

@@ -29,7 +29,7 @@ class CaptureImage(Resumable):
     name = "capture"
 
     def run(self, ctx: BuildContext) -> None:
-        deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture, "capture")
+        deadline = capture_deadline(ctx)
         name = naming.resource_name(ctx.build_id, "image")
         # Whatever builder.target says, a refresh's builder boots from a volume.
         if ctx.volumes is not None and ctx.volumes.target:
@@ -114,6 +114,11 @@ class CaptureImage(Resumable):
         return str(image_id)
 
 
+def capture_deadline(ctx: BuildContext) -> Deadline:
+    return Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture, "capture",
+                          setting="builder.stage_timeouts.capture")
+
+
 def _captured_image(ctx: BuildContext, image_id: str) -> image_api.Image:
     """The captured image; one that is gone reads as ``deleted``: when an upload fails,
     Glance puts the image back to queued and Cinder deletes it (real services; a killed
@@ -140,8 +145,7 @@ class AdoptCapture:
 
     def run(self, ctx: BuildContext) -> None:
         image_id = ctx.require(ctx.image_id, "image_id")
-        deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.capture,
-                                  "capture")
+        deadline = capture_deadline(ctx)
         image = wait_for_status(
             ctx, lambda: _captured_image(ctx, image_id), want="active",
             failures=("killed", "deleted"), deadline=deadline,

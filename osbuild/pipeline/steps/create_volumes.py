@@ -45,7 +45,7 @@ class CreateVolumes(Resumable):
     def run(self, ctx: BuildContext) -> None:
         wanted = self.wanted(ctx)
         deadline = Deadline.after(ctx.clock, ctx.spec.builder.stage_timeouts.volumes,
-                                  "volumes")
+                                  "volumes", setting="builder.stage_timeouts.volumes")
         with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
             ids = list(pool.map(lambda w: self._create_ready(ctx, w, deadline), wanted))
         by_role = {w.role: vid for w, vid in zip(wanted, ids, strict=True)}

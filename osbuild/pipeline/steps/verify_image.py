@@ -177,7 +177,8 @@ class VerifyImage(Resumable):
 
     def _verify(self, ctx: BuildContext, image_id: str) -> None:
         spec = ctx.spec
-        deadline = Deadline.after(ctx.clock, spec.verify_timeout, "verify")
+        deadline = Deadline.after(ctx.clock, spec.verify_timeout, "verify",
+                                  setting=spec.verify_timeout_setting)
         key, public_key = new_keypair()
         keypair = self._import_keypair(ctx, public_key)
         server_id = self._boot_until_scheduled(ctx, image_id, keypair, deadline)
@@ -408,14 +409,16 @@ class VerifyImage(Resumable):
                                  "before the checks passed")
 
     def _check_time(self, ctx: BuildContext, progress: _Progress, deadline: Deadline) -> None:
-        waited = format_duration(deadline.seconds)
         grace_over = (progress.done_at is not None
                       and ctx.clock.now() - progress.done_at > GRACE_AFTER_DONE)
         if not deadline.expired and not grace_over:
             return
         if not progress.done:
+            # Which setting to raise, and where to look.
+            see = "; ".join(filter(None, (deadline.setting, "verify-console.log")))
             raise _verify_failed("cloudbase-init", f"the console did not show 'Plugins "
-                                 f"execution done' within {waited} (verify-console.log)")
+                                 f"execution done' within {format_duration(deadline.seconds)} "
+                                 f"({see})")
         if not progress.metadata_service:
             raise _verify_failed("metadata-service", "cloudbase-init finished without "
                                  "loading a metadata service")

@@ -106,7 +106,7 @@ class _Watcher:
                                     first_lines=FIRST_POLL_LINES, cancel=ctx.cancel.event,
                                     on_scroll=self._scrolled)
         self.stage = "boot"
-        self.stage_deadline = Deadline.after(ctx.clock, self.timeouts.boot, "boot")
+        self.stage_deadline = self._deadline_of("boot")
         if ctx.resumed_stage:
             # A resumed build goes on from the last marker the dead run recorded.
             self._start_stage(ctx.resumed_stage)
@@ -226,8 +226,7 @@ class _Watcher:
             elif marker.status is markers.Status.OK:
                 self._finish_stage("ok")
                 following = self._next_stage(marker.stage)
-                self.stage_deadline = Deadline.after(
-                    self.ctx.clock, self._timeout_of(following), following)
+                self.stage_deadline = self._deadline_of(following)
             # On disk before anyone hears of it: a resumed build reads these when the
             # builder powered off while nobody watched.
             self.ctx.save_record(WatchInstall.name, last_stage=marker.stage,
@@ -239,7 +238,7 @@ class _Watcher:
     def _start_stage(self, stage: str) -> None:
         self.stage = stage
         self.ctx.stages.append(StageRecord(stage, started=self.ctx.elapsed()))
-        self.stage_deadline = Deadline.after(self.ctx.clock, self._timeout_of(stage), stage)
+        self.stage_deadline = self._deadline_of(stage)
 
     def _note(self, marker: markers.Marker) -> None:
         record = self.ctx.stages[-1] if self.ctx.stages else None
@@ -261,8 +260,9 @@ class _Watcher:
                 return self.order[index + 1]
         return stage
 
-    def _timeout_of(self, stage: str) -> float:
-        return self.timeouts.of(stage)
+    def _deadline_of(self, stage: str) -> Deadline:
+        return Deadline.after(self.ctx.clock, self.timeouts.of(stage), stage,
+                              setting=f"builder.stage_timeouts.{stage}")
 
     # ------------------------------------------------------------------ deadlines
 
@@ -272,7 +272,7 @@ class _Watcher:
                            f"({format_duration(self.overall.seconds)})"),
             (self.stage_deadline, f"no progress in stage {self.stage} for "
                                   f"{format_duration(self.stage_deadline.seconds)} "
-                                  f"(builder.stage_timeouts.{self.stage_deadline.what})"),
+                                  f"({self.stage_deadline.setting})"),
         ):
             if deadline.expired:
                 if self.stage == "winpe" and deadline is self.stage_deadline:
