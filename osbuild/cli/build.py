@@ -94,10 +94,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_signal(name: str, again: bool) -> None:
-    if again:
-        print(f"osbuild: {name} again: still cleaning up, please wait", file=sys.stderr)
-    else:
-        print(f"osbuild: {name}: stopping and cleaning up", file=sys.stderr)
+    notice = (f"osbuild: {name} again: still cleaning up, please wait" if again
+              else f"osbuild: {name}: stopping and cleaning up")
+    # One write, newline included: print() writes the text and its end apart, and a build
+    # thread's event line written between them was glued to this one.
+    sys.stderr.write(notice + "\n")
+    sys.stderr.flush()
 
 
 def resumed_note(result: BuildResult) -> str:

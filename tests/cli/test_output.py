@@ -8,7 +8,7 @@ import time
 import pytest
 from rich.console import Console
 
-from osbuild.cli.build import print_summary
+from osbuild.cli.build import print_signal, print_summary
 from osbuild.cli.output import HumanView, _Row
 from osbuild.pipeline.events import Event
 from osbuild.pipeline.run import BuildResult
@@ -107,3 +107,29 @@ def test_plain_lines_say_why_if_changed_rebuilds() -> None:
     view(Event("build.rebuilding", "b1", "ws2022-standard", {"reason": reason,
                                                              "cloud": "east"}))
     assert out.getvalue().splitlines() == [f"[0s] ws2022-standard b1: rebuilding: {reason}"]
+
+
+class _Writes(io.StringIO):
+    """A stream that keeps each write() apart, as another thread's writes land between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.chunks.append(text)
+        return super().write(text)
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_the_signal_notice_is_one_write_so_no_event_line_lands_inside_it(
+        monkeypatch: pytest.MonkeyPatch, again: bool) -> None:
+    # Piped stderr once read "osbuild: SIGTERM: stopping and cleaning up[1s] ws2022-standard
+    # ...: failed: ..." and then an empty line: print() wrote the text and its newline apart,
+    # and the build thread's event line came between them, so grep '^\[' missed the event.
+    stream = _Writes()
+    monkeypatch.setattr("sys.stderr", stream)
+    print_signal("SIGTERM", again)
+    [chunk] = stream.chunks
+    assert chunk.startswith("osbuild: SIGTERM") and chunk.endswith("\n")
+    assert chunk.count("\n") == 1
