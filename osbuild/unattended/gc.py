@@ -17,6 +17,7 @@ from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud import images as image_api
 from osbuild.cloud import volumes as volume_api
 from osbuild.durations import format_duration
+from osbuild.images.family import VERIFY_PENDING
 from osbuild.unattended import lock
 from osbuild.unattended.fingerprint import PROP_BUILD_TIME
 from osbuild.unattended.process import osbuild_alive, pid_alive
@@ -223,12 +224,14 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
 
 def _image_keep_reason(resource: Resource, props: dict[str, Any],
                        states: dict[str, BuildState]) -> str | None:
-    """Published images are the product, never garbage: rotation is `osbuild images`' job."""
+    """Published images are the product, never garbage: rotation is `osbuild images`' job.
+    One whose boot test never ended is not (its build died in verify): its run would have
+    deleted it, and rotation leaves a `pending` image to the build it takes for running."""
     if naming.CURRENT_TAG in props.get("tags", []):
         return "the family's current image"
     if props.get("is_protected"):
         return "protected"
-    if props.get(PROP_BUILD_TIME):
+    if props.get(PROP_BUILD_TIME) and props.get(naming.PROP_VERIFY) != VERIFY_PENDING:
         return "a published image"
     state = states.get(resource.build_id)
     finished = state is not None and state.status is BuildStatus.SUCCEEDED

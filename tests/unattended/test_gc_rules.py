@@ -66,6 +66,22 @@ def test_only_temporary_images_are_garbage() -> None:
     assert gc._image_keep_reason(captured, {}, {BID: finished})
 
 
+def test_an_unproven_image_of_a_dead_build_is_garbage() -> None:
+    # Killed during its boot test: its run would have deleted the image (only a verified one
+    # outlives a failure), and once gc marks the build failed nothing else ever would:
+    # rotation leaves `pending` images to the build it thinks is still running.
+    published = {PROP_BUILD_TIME: "2026-11-26T04:00:00", naming.PROP_ROLE: "image"}
+    captured = _image(naming.resource_name(BID, "image"))
+    pending = {**published, naming.PROP_VERIFY: "pending"}
+    assert gc._image_keep_reason(captured, pending, {}) is None
+    assert gc._image_keep_reason(captured, pending, {BID: _state()}) is None
+    for verdict in ("passed", "skipped", "failed"):  # the product, or kept to look at
+        assert gc._image_keep_reason(captured, {**published, naming.PROP_VERIFY: verdict}, {})
+    current = {**pending, "tags": [naming.CURRENT_TAG]}
+    assert gc._image_keep_reason(captured, current, {})
+    assert gc._image_keep_reason(captured, {**pending, "is_protected": True}, {})
+
+
 def test_age_falls_back_to_the_build_id_time() -> None:
     assert gc._age(None, BID, NOW) == 9 * 3600
     assert gc._age("2026-11-26T11:00:00Z", BID, NOW) == 3600
