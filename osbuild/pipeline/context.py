@@ -231,6 +231,13 @@ class BuildContext:
             self._state_warned = True
             self.emit(EventName.WARNING, message=f"could not write the build state: {exc}")
 
+    def delete_now(self, resource: TrackedResource) -> None:
+        """Delete a tracked resource before the build ends: its step is done with it."""
+        resource.delete()
+        resource.done = True
+        self.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id,
+                  name=resource.name)
+
     def find_resource(self, kind: str, resource_id: str) -> TrackedResource | None:
         for resource in self.resources:
             if resource.kind == kind and resource.id == resource_id:

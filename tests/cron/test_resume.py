@@ -34,10 +34,16 @@ def _capturing(e: Event) -> bool:
             and e["name"].endswith("-image"))
 
 
+def _verifying(e: Event) -> bool:
+    # The test server's keypair: the state says "verify" by then (step.started comes first).
+    return e["event"] == "resource.created" and e["name"].endswith("-verify")
+
+
 KILL_POINTS: dict[str, Callable[[Event], bool]] = {
     "volumes": _volume_created,
     "install": _watching,
     "capture": _capturing,
+    "verify": _verifying,  # published: the dead run had given the image its properties
 }
 
 
@@ -72,6 +78,11 @@ def test_resume_after_sigkill_finishes_the_build(cron: Cron, where: str) -> None
     report = json.loads((cron.cloud.log_dir / build_id / "report.json").read_text())
     assert report["result"] == "succeeded" and report["promotion"]["promoted"] is True
     assert report["verify"] == "passed" and len(report["fingerprint"]) == 64
+    # The published image as the build made it, however far the dead run had got: a resume
+    # past publish once reported an image with no size, provenance or generation.
+    assert done["kind"] == "full" and done["generation"] == 0
+    assert report["image"]["size"] == int(image["osbuild_image_size"])
+    assert report["image"]["properties"]["osbuild_build_id"] == build_id
 
 
 @pytest.mark.parametrize("where", list(KILL_POINTS))

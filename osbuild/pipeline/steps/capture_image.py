@@ -19,7 +19,6 @@ from osbuild.cloud.delete import delete_image
 from osbuild.cloud.retry import is_not_found
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
-from osbuild.pipeline.events import EventName
 from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.waits import wait_for_status
@@ -75,9 +74,7 @@ class CaptureImage(Resumable):
         server = ctx.find_resource("server", ctx.require(ctx.server_id, "server_id"))
         if server is not None and not server.done:
             # Deleting the server detaches the target volume (delete_on_termination=False).
-            server.delete()
-            server.done = True
-            ctx.emit(EventName.RESOURCE_DELETED, kind="server", id=server.id, name=server.name)
+            ctx.delete_now(server)
         wait_for_status(
             ctx, lambda: volume_api.get_volume(conn, target,
                                                cancel=ctx.cancel.event), want="available",

@@ -140,4 +140,12 @@ class PublishImage(Resumable):
 
     def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
         ctx.fingerprint = saved.record.get("fingerprint")
-        return None if saved.done else self
+        if not saved.done:
+            return self
+        # The image as the dead run published it: the report, the webhook and
+        # build.succeeded (its size, provenance, generation) read these, not Glance.
+        image_id = ctx.require(ctx.image_id, "image_id")
+        ctx.image_name = image_api.get_image(ctx.conn, image_id, cancel=ctx.cancel.event).name
+        published = custom_properties(ctx.conn, image_id, call=ctx.call)
+        ctx.image_properties = {k: str(v) for k, v in published.items()}
+        return None

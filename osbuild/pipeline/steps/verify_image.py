@@ -50,6 +50,10 @@ GRACE_AFTER_DONE = 300.0
 NO_VALID_HOST = "No valid host"
 NO_VALID_HOST_ATTEMPTS = 3
 NO_VALID_HOST_PAUSE = 60.0
+# The roles in the names of what the test creates: the keypair and server, the root volume.
+ROLE = "verify"
+ROOT_ROLE = "verify-root"
+VERIFY_ROLES = (ROLE, ROOT_ROLE)
 
 
 @dataclass
@@ -164,6 +168,12 @@ class VerifyImage(Resumable):
 
     def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
         if not saved.done:
+            # The dead run's test server, root volume and keypair are of no use (its private
+            # key died with it), and the keypair's name is taken: the test starts afresh.
+            ours = {naming.resource_name(ctx.build_id, role) for role in VERIFY_ROLES}
+            for resource in reversed(ctx.resources):
+                if resource.name in ours and not resource.done and resource.kind != "image":
+                    ctx.delete_now(resource)
             return self
         image = ctx.find_resource("image", ctx.image_id) if ctx.image_id else None
         if image is not None:
@@ -193,10 +203,7 @@ class VerifyImage(Resumable):
         # Done with the test server and key: remove them now, not at the end of the build.
         for resource in reversed(ctx.resources):
             if resource.step == self.name and not resource.done:
-                resource.delete()
-                resource.done = True
-                ctx.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id,
-                         name=resource.name)
+                ctx.delete_now(resource)
 
     def _boot_until_scheduled(self, ctx: BuildContext, image_id: str, keypair: str,
                               deadline: Deadline) -> str:
@@ -232,16 +239,13 @@ class VerifyImage(Resumable):
         """The failed test server and its root volume; the keypair serves the next try."""
         for resource in reversed(ctx.resources):
             if resource.step == self.name and not resource.done and resource.kind != "keypair":
-                resource.delete()
-                resource.done = True
-                ctx.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id,
-                         name=resource.name)
+                ctx.delete_now(resource)
 
     # ------------------------------------------------------------------ resources
 
     def _import_keypair(self, ctx: BuildContext, public_key: str) -> str:
         conn = ctx.conn
-        name = naming.resource_name(ctx.build_id, "verify")
+        name = naming.resource_name(ctx.build_id, ROLE)
 
         create_behind_lookup(
             ctx, lambda: compute.create_keypair(conn, name, public_key),
@@ -282,7 +286,7 @@ class VerifyImage(Resumable):
     def _root_volume(self, ctx: BuildContext, image_id: str, deadline: Deadline) -> str:
         conn = ctx.conn
         spec = ctx.spec
-        name = naming.resource_name(ctx.build_id, "verify-root")
+        name = naming.resource_name(ctx.build_id, ROOT_ROLE)
         args: dict[str, Any] = {
             "name": name, "size": spec.min_disk_gb, "image_id": image_id,
             "metadata": naming.labels(ctx.build_id, spec.name, "verify-root"),
@@ -322,7 +326,7 @@ class VerifyImage(Resumable):
             # Normal on clouds whose flavors have no root disk: information, said once.
             ctx.emit(EventName.INFO, message=f"verify: flavor {flavor.name} has a "
                      f"{flavor.disk} GB root disk; booting the test server from a volume")
-        name = naming.resource_name(ctx.build_id, "verify")
+        name = naming.resource_name(ctx.build_id, ROLE)
         tag = naming.build_tag(ctx.build_id)
         args: dict[str, Any] = {
             "name": name,
