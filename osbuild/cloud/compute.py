@@ -98,6 +98,11 @@ def set_server_metadata(conn: Connection, server_id: str,
     conn.compute.set_server_metadata(server_id, **metadata)
 
 
+def delete_server_metadata(conn: Connection, server_id: str, keys: list[str]) -> None:
+    """Remove ``keys`` from the server's metadata, once (like set_server_metadata)."""
+    conn.compute.delete_server_metadata(server_id, keys)
+
+
 def server_password(conn: Connection, server_id: str, *,
                     cancel: threading.Event | None = None) -> str | None:
     """What the guest posted to os-server-password (encrypted), or None."""

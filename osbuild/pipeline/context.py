@@ -65,6 +65,8 @@ class TrackedResource:
     # Kept when the build fails too: an image that failed its boot test, kept hidden.
     keep_on_failure: bool = False
     done: bool = False  # deleted already, by its step or a later one
+    # What makes it stop looking like a build in progress when --keep-on-failure keeps it.
+    on_keep: Callable[[], None] | None = None
 
     def label(self) -> str:
         return f"{self.kind} {self.id} ({self.name})"

@@ -102,10 +102,21 @@ def _clean_up(ctx: BuildContext, *, succeeded: bool) -> tuple[list[str], list[st
             continue
         if not succeeded and ctx.options.keep_on_failure and resource.kind in KEPT_ON_FAILURE:
             kept.append(resource.label())
+            _settle_kept(ctx, resource)
             continue
         if not _delete(ctx, resource):
             leftovers.append(resource.label())
     return leftovers, kept
+
+
+def _settle_kept(ctx: BuildContext, resource: TrackedResource) -> None:
+    if resource.on_keep is None:
+        return
+    try:
+        resource.on_keep()
+    except Exception as exc:  # kept as it is: the build's outcome does not change
+        log.debug("settling kept %s failed", resource.label(), exc_info=True)
+        ctx.emit(EventName.WARNING, message=f"kept {resource.label()}: {describe(exc)}")
 
 
 def _delete(ctx: BuildContext, resource: TrackedResource) -> bool:

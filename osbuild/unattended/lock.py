@@ -316,6 +316,17 @@ def send_heartbeat(conn: Any, server_id: str, *, now: datetime | None = None) ->
     return value
 
 
+def drop_heartbeat(conn: Any, server_id: str) -> None:
+    """A builder kept for debugging (--keep-on-failure) is no build in progress: without
+    its heartbeat no host takes the family for busy (its fresh one skipped every build of
+    the family for :data:`STALE_AFTER`, "already being built from another host")."""
+    try:
+        compute.delete_server_metadata(conn, server_id, [naming.PROP_HEARTBEAT])
+    except Exception as exc:
+        if not is_not_found(exc):
+            raise
+
+
 class Heartbeat:
     """Refreshes a builder's heartbeat from the watcher's poll loop, at most every ``interval``.
 

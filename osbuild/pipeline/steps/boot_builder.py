@@ -24,6 +24,7 @@ from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.temp_image import upload_temporary_image
 from osbuild.pipeline.waits import wait_for_status
+from osbuild.unattended.lock import drop_heartbeat
 
 # A blank raw image for the local target's root disk: Nova grows it to the flavor's disk.
 BLANK_ROOT_BYTES = b"\0" * (1024 * 1024)
@@ -79,8 +80,9 @@ class BootBuilder(Resumable):
             ctx, lambda: compute.create_server(conn, **create_args), lookup,
             what="the builder server",
         )
-        ctx.track("server", server.id, name,
-                  lambda: delete_server(conn, server.id))
+        builder = ctx.track("server", server.id, name,
+                            lambda: delete_server(conn, server.id))
+        builder.on_keep = lambda: drop_heartbeat(conn, server.id)
         ctx.server_id = server.id
         wait_for_status(
             ctx, lambda: compute.get_server(conn, server.id,
@@ -122,6 +124,10 @@ class BootBuilder(Resumable):
         if saved.done:
             return None
         if ctx.server_id and _exists(ctx, ctx.server_id):
+            builder = ctx.find_resource("server", ctx.server_id)
+            if builder is not None:  # adopted: kept as run keeps it
+                server_id = ctx.server_id
+                builder.on_keep = lambda: drop_heartbeat(ctx.conn, server_id)
             return None  # the builder is up: watch it rather than boot another
         return self
 
