@@ -15,7 +15,13 @@ from typing import Any
 from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection, api_calls, auth_secrets
-from osbuild.errors import EXIT_INTERRUPTED, Interrupted, LockBusy, OsbuildError
+from osbuild.errors import (
+    EXIT_INTERRUPTED,
+    CleanupIncomplete,
+    Interrupted,
+    LockBusy,
+    OsbuildError,
+)
 from osbuild.images.refresh import Choice, Parent, generation_made
 from osbuild.naming import PROP_VERIFY, generation_of, new_build_id
 from osbuild.pipeline.context import BuildContext, BuildOptions
@@ -302,7 +308,15 @@ def _finish_state(ctx: BuildContext, result: BuildResult) -> None:
         status, reason = BuildStatus.INTERRUPTED, str(result.error)
     else:
         status = BuildStatus.FAILED
-        reason = result.error.lines()[0] if result.error else "failed"
+        # One line: a stall's console lines stay in the report, a leftover is named here
+        # (`osbuild status` shows it long before gc's age lists it).
+        error = result.error
+        if error is None:
+            reason = "failed"
+        elif isinstance(error, CleanupIncomplete):
+            reason = str(error)
+        else:
+            reason = error.lines()[0]
     ctx.save_state(status=status, error=reason, image_id=result.image_id,
                    fingerprint=result.fingerprint, pid=os.getpid())
 

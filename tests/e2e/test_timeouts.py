@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from osbuild.cli import main
 from tests.e2e.conftest import BuildRun, Cloud
 
 # Seconds per test (builds in the simulated cloud): not in `-m "not slow"`.
@@ -35,6 +36,11 @@ def test_a_stuck_capture_upload_names_its_timeout_stage_and_the_volume_left(
     assert "(builder.stage_timeouts.capture)" in report["error"][0]
     [left] = cloud.leftovers()
     assert left.startswith("volume osbuild-") and "-target " in left
+    # `osbuild status` says so too: its leftovers column waits for gc's 6h, the reason not.
+    cloud.capsys.readouterr()
+    assert main(["status", "--json", "--os-cloud", cloud.sim.cloud_name]) == 0
+    [family] = json.loads(cloud.capsys.readouterr().out)["families"]
+    assert family["last_build"]["reason"] == failure["reason"]
 
 
 def test_a_boot_test_that_never_finishes_names_verify_timeout(cloud: Cloud) -> None:
