@@ -55,7 +55,8 @@ def add_state(parser: argparse.ArgumentParser) -> None:
 
 def add_keep_on_failure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-on-failure", action="store_true",
-                        help="keep the builder server and its volumes when a build fails")
+                        help="keep the builder server and its volumes when a build fails "
+                             "before its disk is captured (after capture they are released)")
 
 
 def _time_scale(value: str) -> float:

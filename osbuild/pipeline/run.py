@@ -37,6 +37,7 @@ from osbuild.pipeline.steps.create_volumes import CreateVolumes
 from osbuild.pipeline.steps.preflight import IsoImage, Preflight
 from osbuild.pipeline.steps.promote_image import PromoteImage
 from osbuild.pipeline.steps.publish_image import PROP_SIZE, PROP_VIRTUAL_SIZE, PublishImage
+from osbuild.pipeline.steps.release_builder import ReleaseBuilder
 from osbuild.pipeline.steps.render_config import RenderConfig
 from osbuild.pipeline.steps.upload_config_iso import UploadConfigIso
 from osbuild.pipeline.steps.verify_image import VerifyImage
@@ -60,6 +61,7 @@ def build_steps() -> list[Resumable]:
         CheckLock(),
         WatchInstall(),
         CaptureImage(),
+        ReleaseBuilder(),  # the image holds the disk now: the builder's resources go
         PublishImage(),  # hidden, with properties; not yet current
         VerifyImage(),
         PromoteImage(),
@@ -77,6 +79,7 @@ def refresh_steps() -> list[Resumable]:
         CheckLock(),
         WatchInstall(),
         CaptureImage(),
+        ReleaseBuilder(),
         PublishImage(),
         VerifyImage(),
         PromoteImage(),

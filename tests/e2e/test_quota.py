@@ -11,9 +11,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_parallel_builds_are_checked_against_quota_together(cloud: Cloud) -> None:
-    # Each build alone fits (4 volumes for the builder, 1 for the verify server booted from
-    # a volume: the simulated flavors have no root disk); two at once do not.
-    cloud.sim.faults.set_quota("volume", volumes=8)
+    # Each build alone fits (4 volumes for the builder, then 1 for the verify server booted
+    # from a volume: the simulated flavors have no root disk); two at once do not.
+    cloud.sim.faults.set_quota("volume", volumes=7)
     first = cloud.spec(name="family-a")
     second = cloud.spec(name="family-b")
     run = cloud.build(first, second, extra=("--parallel", "2"))
@@ -25,11 +25,11 @@ def test_parallel_builds_are_checked_against_quota_together(cloud: Cloud) -> Non
     assert "block storage volumes" in quota[0] and "2 builds" in quota[0]
     assert "--parallel" in quota[0] and "Traceback" not in run.stderr
     # Every line of a run names its families (this one: which builds are meant).
-    assert "(--parallel 2, of family-a, family-b) need 10" in quota[0]
+    assert "(--parallel 2, of family-a, family-b) need 8" in quota[0]
 
 
 def test_parallel_builds_that_fit_together_run(cloud: Cloud) -> None:
-    cloud.sim.faults.set_quota("volume", volumes=10)
+    cloud.sim.faults.set_quota("volume", volumes=8)
     run = cloud.build(cloud.spec(name="family-a"), cloud.spec(name="family-b"),
                       extra=("--parallel", "2"))
     assert run.exit_code == 0, run.why
@@ -51,10 +51,28 @@ def test_a_quota_refusal_mid_build_is_reported_once_as_a_quota_problem(cloud: Cl
     assert cloud.leftovers() == []
 
 
-def test_one_build_counts_the_verify_servers_volume(cloud: Cloud) -> None:
-    # 4 builder volumes fit, the verify server's root volume would not: refused up front.
+def test_the_builders_volumes_are_gone_before_the_boot_test_takes_its_own(
+        cloud: Cloud) -> None:
+    # 4 volumes: the builder's 4 (Windows ISO, VirtIO ISO, config ISO, target), then the
+    # verify server's root volume once the release step has deleted them.
     cloud.sim.faults.set_quota("volume", volumes=4)
     run = cloud.build(cloud.spec())
+    assert run.exit_code == 0, run.why
+    events = [e for e in run.events if e["event"] in ("step.started", "resource.deleted")]
+    verify_at = events.index(next(e for e in events if e.get("step") == "verify"))
+    released = [e["name"].rsplit("-", 1)[-1] for e in events[:verify_at]
+                if e["event"] == "resource.deleted" and e["kind"] == "volume"]
+    assert sorted(released) == ["config", "iso", "target", "virtio"], events
+    configs = [e for e in events[:verify_at]
+               if e["event"] == "resource.deleted" and e["kind"] == "image"]
+    assert [e["name"].rsplit("-", 1)[-1] for e in configs] == ["config"], events
+    assert cloud.leftovers(keep={run.success["image_id"]}) == []
+
+
+def test_one_build_needs_the_larger_of_the_builder_and_the_boot_test(cloud: Cloud) -> None:
+    # 3 volumes: the boot test's one would fit, the builder's 4 do not: refused up front.
+    cloud.sim.faults.set_quota("volume", volumes=3)
+    run = cloud.build(cloud.spec())
     assert run.exit_code == 2, run.why
-    assert "quota: block storage volumes: the build needs 5, 4 of 4 left" in run.why
+    assert "quota: block storage volumes: the build needs 4, 3 of 3 left" in run.why
     assert cloud.leftovers() == []

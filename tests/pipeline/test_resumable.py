@@ -112,7 +112,8 @@ def test_a_version_1_state_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert state.version == STATE_VERSION
     ctx = make_ctx(tmp_path)
     todo = steps_to_resume(ctx, state, build_steps())
-    assert [s.name for s in todo] == ["install", "capture", "publish", "verify", "promote"]
+    assert [s.name for s in todo] == ["install", "capture", "release", "publish", "verify",
+                                      "promote"]
     assert ctx.resumed_media is not None
     assert (ctx.resumed_media.nonce, ctx.resumed_media.guest_stages,
             ctx.resumed_media.size) == ("f" * 32, ("drivers", "updates"), 2048)
@@ -138,6 +139,19 @@ def test_a_state_from_a_newer_osbuild_is_refused_clearly(tmp_path: Path) -> None
     store = _store_with(tmp_path, {**_VERSION_1, "version": STATE_VERSION + 1})
     with pytest.raises(InvalidInput, match="written by a newer osbuild"):
         store.load(BUILD_ID)
+
+
+def test_a_build_past_its_release_resumes_without_the_builders_volumes(tmp_path: Path) -> None:
+    # The release step deleted the builder's volumes (and forgot them) once the captured
+    # image was on record: a resume goes on from publish, needing none of them.
+    past_release = {**_VERSION_1, "step": "publish", "image_id": "img-1",
+                    "steps_done": [*_VERSION_1["steps_done"], "install", "capture", "release"],
+                    "resources": {"image:image": "img-1"}}
+    state = _store_with(tmp_path, past_release).load(BUILD_ID)
+    ctx = make_ctx(tmp_path)
+    todo = steps_to_resume(ctx, state, build_steps())
+    assert [s.name for s in todo] == ["publish", "verify", "promote"]
+    assert ctx.image_id == "img-1"
 
 
 def test_finished_volumes_the_state_does_not_record_are_an_input_error(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.waits import wait_for_status
 
+CAPTURED_IMAGE = "image:image"  # its key in the state's resources
+
 
 class CaptureImage(Resumable):
     name = "capture"
@@ -47,7 +49,7 @@ class CaptureImage(Resumable):
         return {"image_id": ctx.image_id}
 
     def resume(self, ctx: BuildContext, saved: Saved) -> Step | None:
-        ctx.image_id = saved.resources.get("image:image") or saved.record.get("image_id")
+        ctx.image_id = saved.resources.get(CAPTURED_IMAGE) or saved.record.get("image_id")
         image = ctx.find_resource("image", ctx.image_id) if ctx.image_id else None
         if image is not None:
             image.keep_on_success = True  # the build's product, as in _track

@@ -346,8 +346,8 @@ class Needs:
 
 
 def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -> Needs:
-    """The builder's server and volumes, plus the verify server (and its volume) while they
-    still exist: a volume target's builder is gone by then, a local target's is not."""
+    """The builder's server and volumes, or the verify server and its volume, whichever
+    needs more: the release step deletes the builder's before the boot test starts."""
     spec = ctx.spec
     # A refresh's builder boots a copy of the parent image: a volume target of its size.
     volume_target = spec.builder.target == "volume" or ctx.parent is not None
@@ -369,12 +369,8 @@ def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -
     verify = Needs(instances=1, cores=verify_flavor.vcpus, ram=verify_flavor.ram,
                    volumes=1 if from_volume else 0,
                    gigabytes=spec.min_disk_gb if from_volume else 0)
-    if volume_target:  # the builder server was deleted at capture; its volumes remain
-        return Needs(instances=max(builder.instances, verify.instances),
-                     cores=max(builder.cores, verify.cores), ram=max(builder.ram, verify.ram),
-                     volumes=builder.volumes + verify.volumes,
-                     gigabytes=builder.gigabytes + verify.gigabytes, images=builder.images)
-    return builder + verify
+    # The captured image stays through the boot test: builder.images counts it.
+    return Needs(*(max(a, b) for a, b in zip(astuple(builder), astuple(verify), strict=True)))
 
 
 def peak_of(needs: list[Needs], at_once: int) -> Needs:
