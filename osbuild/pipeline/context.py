@@ -234,9 +234,16 @@ class BuildContext:
             self.emit(EventName.WARNING, message=f"could not write the build state: {exc}")
 
     def delete_now(self, resource: TrackedResource) -> None:
-        """Delete a tracked resource before the build ends: its step is done with it."""
+        """Delete a tracked resource before the build ends: its step is done with it. The
+        state notes the release, so a resumed build does not miss it."""
         resource.delete()
         resource.done = True
+        if resource.kind != "local" and self.store is not None:
+            try:
+                self.store.release_resource(
+                    self.build_id, state_key(self.build_id, resource.kind, resource.name))
+            except Exception as exc:
+                self._state_trouble(exc)
         self.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id,
                   name=resource.name)
 

@@ -30,11 +30,17 @@ class Saved:
     record: Mapping[str, Any] = field(default_factory=dict)
     # Everything the build created, ``kind:role`` -> id (see ``context.state_key``).
     resources: Mapping[str, str] = field(default_factory=dict)
+    # ``kind:role`` keys of what a step deleted on purpose before the end (``delete_now``).
+    released: frozenset[str] = frozenset()
 
     def resource(self, kind: str, role: str) -> str | None:
         """The id recorded for ``kind:role``; a resource recreated after an error carries
         ``-2`` and is the one in use."""
         return self.resources.get(f"{kind}:{role}-2") or self.resources.get(f"{kind}:{role}")
+
+    def was_released(self, kind: str, role: str) -> bool:
+        """Whether a step deleted ``kind:role`` on purpose (its absence is no loss)."""
+        return bool({f"{kind}:{role}", f"{kind}:{role}-2"} & self.released)
 
 
 @runtime_checkable

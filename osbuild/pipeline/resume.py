@@ -122,7 +122,7 @@ def steps_to_resume(ctx: BuildContext, state: BuildState,
     try:
         for step in steps:
             saved = Saved(done=step.name in done, record=state.records.get(step.name, {}),
-                          resources=state.resources)
+                          resources=state.resources, released=frozenset(state.released))
             then = step.resume(ctx, saved)
             if then is not None:
                 todo.append(then)

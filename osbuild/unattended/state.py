@@ -29,7 +29,8 @@ from osbuild.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 # 2: what each step recorded for resume moved under "records" (see _from_version_1).
-STATE_VERSION = 2
+# 3: "released" lists what steps deleted on purpose; a version-2 state has released nothing.
+STATE_VERSION = 3
 
 # Version 1 kept the steps' facts at the top level; the step each belongs to.
 _V1_RECORDS = {
@@ -75,9 +76,12 @@ class BuildState(BaseModel):
     spec_path: str
     spec_digest: str
     fingerprint: str | None = None
-    # Role -> id of everything the build created ("builder" -> server id, "iso" -> volume
-    # id, "config-image" -> image id...), recorded the moment each create call returns.
+    # ``kind:role`` -> id of everything the build created ("server:builder", "volume:iso",
+    # "image:config"...), recorded the moment each create call returns.
     resources: dict[str, str] = Field(default_factory=dict)
+    # Keys of resources a step deleted on purpose before the build's end (the release after
+    # capture, the boot test's own): a resumed build knows their absence is no loss.
+    released: list[str] = Field(default_factory=list)
     image_id: str | None = None
     # Step name -> what that step recorded for a resumed build (its ``record``, and the
     # progress it saved while running); the runner writes it, each step reads its own back.
@@ -103,6 +107,8 @@ class BuildState(BaseModel):
                                  "version, or remove what it left with osbuild gc")
             if version == 1:
                 return _from_version_1(data)
+            if version == 2:
+                return _from_version_2(data)
         return data
 
     @field_validator("build_id")
@@ -133,7 +139,8 @@ class BuildState(BaseModel):
 
 
 def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 state (osbuild before step records) as version 2: same facts, same meaning."""
+    """A version-1 state (osbuild before step records) as the current version: same facts,
+    same meaning."""
     data = dict(data)
     records: dict[str, dict[str, Any]] = {}
     for step, keys in _V1_RECORDS.items():
@@ -148,6 +155,18 @@ def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
     data["records"] = {**records, **(data.get("records") or {})}
     data["version"] = STATE_VERSION
     return data
+
+
+# What the release step (after capture) of an osbuild writing version 2 deleted.
+_V2_RELEASED = ("volume:iso", "volume:virtio", "volume:config", "volume:target",
+                "image:config")
+
+
+def _from_version_2(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-2 state as the current version: one past its release step had deleted the
+    builder's volumes and config image without noting it."""
+    released = list(_V2_RELEASED) if "release" in (data.get("steps_done") or []) else []
+    return {**data, "released": released, "version": STATE_VERSION}
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -236,6 +255,15 @@ class StateStore:
             current = self.load(build_id)
             resources = {k: v for k, v in current.resources.items() if k != role}
             return self.update(build_id, resources=resources)
+
+    def release_resource(self, build_id: str, role: str) -> BuildState:
+        """Forget ``role``'s id and note that it was deleted on purpose."""
+        with self._lock:
+            current = self.load(build_id)
+            resources = {k: v for k, v in current.resources.items() if k != role}
+            released = current.released if role in current.released else [
+                *current.released, role]
+            return self.update(build_id, resources=resources, released=released)
 
     def save_record(self, build_id: str, step: str, facts: Mapping[str, Any]) -> BuildState:
         """Merge ``facts`` into what ``step`` recorded so far."""

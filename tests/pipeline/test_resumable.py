@@ -141,17 +141,44 @@ def test_a_state_from_a_newer_osbuild_is_refused_clearly(tmp_path: Path) -> None
         store.load(BUILD_ID)
 
 
+_PAST_RELEASE = {**BuildState.model_validate(_VERSION_1).model_dump(mode="json"),
+                 "step": "publish", "image_id": "img-1",
+                 "steps_done": [*_VERSION_1["steps_done"], "install", "capture", "release"],
+                 "resources": {"image:image": "img-1"},
+                 "released": ["volume:iso", "volume:virtio", "volume:config", "volume:target",
+                              "image:config"]}
+
+
 def test_a_build_past_its_release_resumes_without_the_builders_volumes(tmp_path: Path) -> None:
     # The release step deleted the builder's volumes (and forgot them) once the captured
     # image was on record: a resume goes on from publish, needing none of them.
-    past_release = {**_VERSION_1, "step": "publish", "image_id": "img-1",
-                    "steps_done": [*_VERSION_1["steps_done"], "install", "capture", "release"],
-                    "resources": {"image:image": "img-1"}}
-    state = _store_with(tmp_path, past_release).load(BUILD_ID)
+    state = _store_with(tmp_path, _PAST_RELEASE).load(BUILD_ID)
     ctx = make_ctx(tmp_path)
     todo = steps_to_resume(ctx, state, build_steps())
     assert [s.name for s in todo] == ["publish", "verify", "promote"]
     assert ctx.image_id == "img-1"
+
+
+def test_a_volume_gone_without_being_released_is_still_an_input_error(tmp_path: Path) -> None:
+    # Released are the ISO volumes only: the config volume's absence is unexplained.
+    state = _store_with(tmp_path, {**_PAST_RELEASE, "released": [
+        "volume:iso", "volume:virtio", "volume:target"]}).load(BUILD_ID)
+    with pytest.raises(InvalidInput, match="the state records no config volume"):
+        steps_to_resume(make_ctx(tmp_path), state, build_steps())
+
+
+def test_a_version_2_state_past_its_release_step_reads_as_released(tmp_path: Path) -> None:
+    # osbuild writing version 2 deleted the builder's volumes in its release step without
+    # noting it; such a build, resumed by this version, still needs none of them.
+    version_2 = {k: v for k, v in _PAST_RELEASE.items() if k != "released"}
+    state = _store_with(tmp_path, {**version_2, "version": 2}).load(BUILD_ID)
+    assert state.version == STATE_VERSION
+    assert "volume:target" in state.released
+    todo = steps_to_resume(make_ctx(tmp_path), state, build_steps())
+    assert [s.name for s in todo] == ["publish", "verify", "promote"]
+    before_release = {**version_2, "version": 2, "step": "capture",
+                      "steps_done": [*_VERSION_1["steps_done"], "install"]}
+    assert _store_with(tmp_path, before_release).load(BUILD_ID).released == []
 
 
 def test_finished_volumes_the_state_does_not_record_are_an_input_error(tmp_path: Path) -> None:

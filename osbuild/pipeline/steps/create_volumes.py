@@ -20,7 +20,6 @@ from osbuild.pipeline.create import create_behind_lookup
 from osbuild.pipeline.hardware import hardware_properties
 from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.runner import Step
-from osbuild.pipeline.steps.capture_image import CAPTURED_IMAGE
 from osbuild.pipeline.waits import wait_for_status
 
 GIB = 1024**3
@@ -85,11 +84,12 @@ class CreateVolumes(Resumable):
             return self  # what it had created is adopted and deleted at the end
         found = {role: saved.resource("volume", role)
                  for role in ("iso", "virtio", "config", "target")}
-        missing = [role for role in self.needed if found[role] is None]
-        if missing and not saved.resources.get(CAPTURED_IMAGE):
+        # The release step deletes them once the disk is an image: a resume after that
+        # finds some or none, and needs none.
+        missing = [role for role in self.needed
+                   if found[role] is None and not saved.was_released("volume", role)]
+        if missing:
             raise InvalidInput([f"the state records no {', '.join(missing)} volume"])
-        # With its image on record, the build needs them no more: the release step deletes
-        # them once the capture is done (a resume after that finds some or none).
         ctx.volumes = BuilderVolumes(found["iso"], found["virtio"], found["config"] or "",
                                      found["target"])
         return None
