@@ -26,7 +26,7 @@ from osbuild.images import (
     rollback,
 )
 from osbuild.images.family import from_glance
-from osbuild.images.manage import find_image
+from osbuild.images.manage import capture_name_reason, find_image
 from osbuild.pipeline import BuildOptions, CancelToken, EventBus
 from osbuild.pipeline.reverify import reverify
 from osbuild.spec import BuildSpec, format_duration, load_spec, parse_duration
@@ -68,9 +68,8 @@ def _spec_for_promote(args: argparse.Namespace, image: FamilyImage) -> BuildSpec
     """Asked for only when the image still has its capture name."""
     if args.spec:
         return load_spec(args.spec)
-    return _spec_of_build(image, args, command="promote", why=f"still has its capture name "
-                          f"{image.name} (its build stopped before giving it the spec's name, "
-                          "visibility, tags and members), and")
+    return _spec_of_build(image, args, command="promote",
+                          why=f"{capture_name_reason(image)}, and")
 
 
 def run_rollback(args: argparse.Namespace) -> int:

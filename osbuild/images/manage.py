@@ -125,6 +125,12 @@ def has_capture_name(image: FamilyImage) -> bool:
     return naming.parse_resource_name(image.name) is not None
 
 
+def capture_name_reason(image: FamilyImage) -> str:
+    """Why an image under its capture name needs its family's spec to be promoted."""
+    return (f"still has its capture name {image.name} (its build stopped before giving it "
+            "the spec's name, visibility, tags and members)")
+
+
 def promote(conn: Connection, image_id: str,
             spec: Callable[[FamilyImage], BuildSpec] | None = None) -> FamilyImage:
     """Make a verified image of a family current again (``image_id``: its ID or name).
@@ -145,10 +151,8 @@ def promote(conn: Connection, image_id: str,
                             "an image that passed its boot test can be promoted"])
     if has_capture_name(image):
         if spec is None:
-            raise InvalidInput([f"image {image_id}: still has its capture name {image.name} "
-                                "(its build stopped before giving it the spec's name, "
-                                "visibility, tags and members); give the family's spec: "
-                                f"osbuild images promote {image_id} SPEC"])
+            raise InvalidInput([f"image {image_id}: {capture_name_reason(image)}; give the "
+                                f"family's spec: osbuild images promote {image_id} SPEC"])
         family_spec = spec(image)
         if family_spec.name != image.family:
             raise InvalidInput([f"image {image_id}: not an image of family "
