@@ -84,7 +84,7 @@ def restore(ctx: BuildContext, state: BuildState,
     parent = state.records.get(PARENT_RECORD)
     if parent:
         ctx.parent = _parent(ctx, parent)  # a refresh: its own list of steps
-    ctx.kind_reason = str((parent or state.records.get(KIND_RECORD) or {}).get("reason") or "")
+    ctx.kind_reason = str((state.records.get(KIND_RECORD) or parent or {}).get("reason") or "")
     todo = steps_to_resume(ctx, state, steps_for(ctx.parent) if steps is None else steps)
     # Before any step reads the guest: what it prints of the password is then redacted.
     # A refresh's media carry no answer file and no password (render_media, refresh=True).

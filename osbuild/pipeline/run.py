@@ -88,7 +88,8 @@ def refresh_steps() -> list[Resumable]:
 
 # The state's record of the parent a refresh patches (not a step's: it precedes them all).
 PARENT_RECORD = "parent"
-# Why `--refresh` chose this kind of build; a refresh's reason is in PARENT_RECORD too.
+# Why `--refresh` chose this kind of build (a state written before it kept a refresh's
+# reason in PARENT_RECORD).
 KIND_RECORD = "kind"
 
 
@@ -188,8 +189,8 @@ def run_build(
             log_dir=str(options.log_dir),
         ))
         if ctx.parent is not None:
-            ctx.save_record(PARENT_RECORD, **ctx.parent.record(), reason=ctx.kind_reason)
-        elif ctx.kind_reason:
+            ctx.save_record(PARENT_RECORD, **ctx.parent.record())
+        if ctx.kind_reason:
             ctx.save_record(KIND_RECORD, reason=ctx.kind_reason)
     return execute(ctx, steps if steps is not None else steps_for(ctx.parent))
 

@@ -55,6 +55,7 @@ def test_resume_finishes_a_refresh_as_a_refresh(cron: Cron) -> None:
     assert run.exit_code == 0, run.why
     started = run.named("build.resumed")[-1]
     assert started["kind"] == "refresh" and started["parent_image_id"] == parent
+    assert started["reason"] and started["reason"] == state.records["kind"]["reason"]
     image_id = run.success["image_id"]
     image = cron.sim.connect().image.get(f"/images/{image_id}").json()
     assert image[naming.PROP_BUILD_KIND] == "refresh" and image[naming.PROP_PARENT] == parent

@@ -228,6 +228,8 @@ def test_an_old_refresh_state_takes_the_iso_provenance_from_the_parent_image(
                                      container_format="bare", **_PARENT_PROVENANCE)
     ctx, warnings = _restored(tmp_path, conn, parent.id)
     assert ctx.parent is not None and ctx.parent.provenance == _PARENT_PROVENANCE
+    # Such a state kept the reason in the parent's record; newer ones in the kind record.
+    assert ctx.kind_reason == "--refresh always"
     published = provenance(ctx)  # what the publish step gives the image
     assert {k: published[k] for k in _PARENT_PROVENANCE} == _PARENT_PROVENANCE
     assert warnings == []
