@@ -200,6 +200,26 @@ def test_wait_lock_before_the_specs_says_how_to_write_it(spec: Path,
                          "one (--wait-lock 6h) or put --wait-lock after the specs")
 
 
+@pytest.mark.parametrize("argv,option", [
+    (["build", "--wait-lock", "-1h", "{spec}"], "argument --wait-lock"),
+    (["gc", "--older-than", "-2h"], "argument --older-than"),
+    (["images", "prune", "--family", "x", "--max-age", "-1d"], "--max-age"),
+])
+def test_a_negative_duration_is_refused_by_its_option(spec: Path, argv: list[str], option: str,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    # argparse took "-1h" for an option of its own: "unrecognized arguments: -1h", naming
+    # neither the option nor what a duration is. (No cloud is configured: images prune
+    # refuses before it connects.)
+    words = [w.replace("{spec}", str(spec)) for w in argv]
+    assert main(words) == EXIT_INVALID_INPUT
+    value = next(w for w in words if w.startswith("-") and w[1:2].isdigit())
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "unrecognized" not in err
+    assert err.splitlines()[-1].endswith(
+        f"{option}: {value!r} is not a duration like 90m, 4h or 1h30m")
+
+
 def _sim_cloud(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                **changes: Any) -> dict[str, Any]:
     entry = {**sim.cloud_config(), **changes}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -64,9 +65,36 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+# The options that take a DURATION. argparse reads a value like "-1h" after them as an
+# option of its own ("unrecognized arguments: -1h"), so it never reached the duration check
+# and its clear message.
+DURATION_OPTIONS = frozenset({"--wait-lock", "--older-than", "--max-age"})
+_NEGATIVE = re.compile(r"-\d")
+
+
+def attach_negative_durations(argv: list[str]) -> list[str]:
+    """``--wait-lock -1h`` as ``--wait-lock=-1h``: the value reaches its type check."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return [*out, word, *words]
+        if word in DURATION_OPTIONS:
+            value = next(words, None)
+            if value is not None and _NEGATIVE.match(value):
+                out.append(f"{word}={value}")
+                continue
+            out.append(word)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(word)
+    return out
+
+
 def _normalized(argv: Sequence[str]) -> list[str]:
     """argv with the named sub-command's older spellings rewritten (``images SPEC``)."""
-    argv = list(argv)
+    argv = attach_negative_durations(list(argv))
     name = _command(argv)
     if name not in COMMANDS:
         return argv

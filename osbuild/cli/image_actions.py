@@ -47,14 +47,14 @@ def _connected(args: argparse.Namespace) -> Iterator[Connection]:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    family, _policy = _family_and_policy(args)
     with _connected(args) as conn:
-        family, _policy = _family_and_policy(args)
         return _list(args, conn, family)
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    family, policy = _family_and_policy(args)  # bad input is told before connecting
     with _connected(args) as conn:
-        family, policy = _family_and_policy(args)
         return _prune(args, conn, family, policy)
 
 
@@ -73,8 +73,8 @@ def _spec_for_promote(args: argparse.Namespace, image: FamilyImage) -> BuildSpec
 
 
 def run_rollback(args: argparse.Namespace) -> int:
+    family, _policy = _family_and_policy(args)
     with _connected(args) as conn:
-        family, _policy = _family_and_policy(args)
         image = rollback(conn, family)
     return _changed(args, "rolled back to", image)
 
