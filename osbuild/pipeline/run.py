@@ -115,6 +115,9 @@ class BuildResult:
     image_name: str | None = None
     image_properties: dict[str, str] = field(default_factory=dict)
     error: OsbuildError | None = None
+    # Where a failed build stopped: the guest stage or build step the error names, else the
+    # step that was running (preflight's refusals, say).
+    failed_stage: str | None = None
     leftovers: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     stages: list[dict[str, Any]] = field(default_factory=list)
@@ -241,6 +244,8 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
         image_name=ctx.image_name if error is None else None,
         image_properties=ctx.image_properties if error is None else {},
         error=error,
+        failed_stage=(getattr(error, "stage", None) or outcome.step)
+        if error is not None and not isinstance(error, LockBusy) else None,
         leftovers=outcome.leftovers,
         kept=outcome.kept,
         stages=[asdict(s) for s in ctx.stages],
@@ -278,7 +283,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
                  cloud=ctx.cloud_name)
     else:
         ctx.emit(EventName.BUILD_FAILED, at_elapsed=end, reason=str(error),
-                 details=error.lines(), stage=getattr(error, "stage", None),
+                 details=error.lines(), stage=result.failed_stage,
                  exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
                  report=str(result.report_path))
     return result
@@ -366,7 +371,7 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
                     "duration_seconds": result.resumed_duration} if resumed_at else None,
         "result": "succeeded" if result.succeeded else "failed",
         "error": result.error.lines() if result.error else None,
-        "failed_stage": getattr(result.error, "stage", None),
+        "failed_stage": result.failed_stage,
         "interrupted": isinstance(result.error, Interrupted) or bool(result.interrupted),
         "exit_code": result.exit_code,
         "inputs": {

@@ -37,6 +37,9 @@ class RunOutcome:
     # A signal that came during the last step, which finished anyway (promote is not cut
     # short halfway): the build succeeded, and the run still exits 130.
     late_signal: str | None = None
+    # The step that was running, or whose turn it was, when the build stopped (None: the
+    # steps all finished).
+    step: str | None = None
 
 
 def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
@@ -85,7 +88,8 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
         error = Interrupted(error.signal_name, where=where, stage=upcoming)
     late_signal = ctx.cancel.signal_name if error is None and ctx.cancel.cancelled else None
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
-    return RunOutcome(error, leftovers, kept, late_signal)
+    return RunOutcome(error, leftovers, kept, late_signal,
+                      step=(running or upcoming) if error is not None else None)
 
 
 def _clean_up(ctx: BuildContext, *, succeeded: bool) -> tuple[list[str], list[str]]:

@@ -371,7 +371,7 @@ def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path |
     summary = notify.build_summary(
         build_id=result.build_id, family=result.family, cloud=result.cloud or "default",
         succeeded=result.succeeded, reason=str(error) if error else None,
-        stage=getattr(error, "stage", None), image_id=result.image_id,
+        stage=result.failed_stage, image_id=result.image_id,
         image_name=result.image_name, fingerprint=result.fingerprint, verify=result.verify,
         promoted=result.promoted, duration_seconds=result.duration,
         exit_code=result.exit_code, finished_at=finished,

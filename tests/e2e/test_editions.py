@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from osbuild.cloud.image_ranges import RangesUnsupported
@@ -25,7 +28,10 @@ def test_an_edition_missing_from_the_iso_fails_in_preflight(cloud: Cloud) -> Non
                                "edition": "SERVERSTANDARD"})
     run = cloud.build(spec)
     assert run.exit_code == 2, run.why
-    assert run.failure["stage"] is None or run.failure["stage"] == "preflight"
+    # Where it stopped is named, as for any failure (it was null for preflight's refusals).
+    assert run.failure["stage"] == "preflight"
+    report = json.loads(Path(run.failure["report"]).read_text())
+    assert report["failed_stage"] == "preflight" and report["exit_code"] == 2
     assert ("windows.edition: SERVERSTANDARD is not on 'ws2022-datacenter-only.iso'; its "
             "install image holds: SERVERDATACENTERCORE (index 1, 10.0.20348, x64, en-US); "
             "SERVERDATACENTER (index 2, 10.0.20348, x64, en-US)") in run.why
