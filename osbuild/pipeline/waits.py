@@ -35,19 +35,22 @@ def wait_for_status(
     poll = interval if interval is not None else ctx.options.poll_min
     while True:
         resource = fetch()  # the cloud layer's reads retry on their own
-        status = (getattr(resource, "status", "") or "").lower()
+        # Compared in lower case (Nova says ACTIVE, Cinder available), quoted as the
+        # service wrote it: an operator searches the docs for BUILD, not "build".
+        told = str(getattr(resource, "status", "") or "")
+        status = told.lower()
         if status in wanted:
             return resource
         if status in failures:
             reason = on_failure(resource) if on_failure else ""
             raise error(
-                f"{what} went to {status}" + (f": {reason}" if reason else ""),
+                f"{what} went to {told}" + (f": {reason}" if reason else ""),
                 stage=ctx.current_step,
             )
         if deadline.expired:
             setting = f" ({deadline.setting})" if deadline.setting else ""
             raise StageTimeout(
-                f"{what} still {status or 'unknown'} after {format_duration(deadline.seconds)}"
+                f"{what} still {told or 'unknown'} after {format_duration(deadline.seconds)}"
                 f"{setting}",
                 stage=ctx.current_step,
             )

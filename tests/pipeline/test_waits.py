@@ -89,8 +89,21 @@ def test_a_failure_status_and_the_deadline_end_the_wait(tmp_path: Path) -> None:
     assert clock.t == pytest.approx(120.0)  # the last pause stops at the deadline
 
 
+def test_a_status_is_quoted_as_the_service_wrote_it(tmp_path: Path) -> None:
+    # Nova's statuses are upper case: "still build" and "went to error" read like typos.
+    ctx, clock = _ctx(tmp_path)
+    with pytest.raises(StageTimeout, match="builder server s1 still BUILD after 2m"):
+        wait_for_status(ctx, lambda: SimpleNamespace(status="BUILD"), want="active",
+                        failures=("error",), deadline=_deadline(clock, 120),
+                        what="builder server s1")
+    with pytest.raises(ResourceFailed, match="builder server s1 went to ERROR$"):
+        wait_for_status(ctx, lambda: SimpleNamespace(status="ERROR"), want="active",
+                        failures=("error",), deadline=_deadline(clock, 120),
+                        what="builder server s1")
+
+
 def test_a_timeout_names_the_setting_that_sets_the_deadline(tmp_path: Path) -> None:
-    # "builder server X still build after 20m" left the operator to guess what to raise.
+    # "builder server X still BUILD after 20m" left the operator to guess what to raise.
     ctx, clock = _ctx(tmp_path)
     deadline = Deadline.after(cast(Clock, clock), 1200, "server boot",
                               setting="builder.stage_timeouts.boot")
