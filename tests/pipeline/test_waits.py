@@ -96,7 +96,7 @@ def test_a_status_is_quoted_as_the_service_wrote_it(tmp_path: Path) -> None:
         wait_for_status(ctx, lambda: SimpleNamespace(status="BUILD"), want="active",
                         failures=("error",), deadline=_deadline(clock, 120),
                         what="builder server s1")
-    with pytest.raises(ResourceFailed, match="builder server s1 went to ERROR$"):
+    with pytest.raises(ResourceFailed, match=r"builder server s1 went to ERROR$"):
         wait_for_status(ctx, lambda: SimpleNamespace(status="ERROR"), want="active",
                         failures=("error",), deadline=_deadline(clock, 120),
                         what="builder server s1")
