@@ -129,9 +129,12 @@ def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[B
                         key=lambda s: (s.started_at, s.build_id))
         if builds:
             row.last_build = last_build(builds[-1])
-        finished = [last_build(s) for s in builds if s.status is not BuildStatus.RUNNING]
-        row.durations = [round(b.duration, 1) for b in finished[-TREND_BUILDS:]
-                         if b.duration is not None]
+        # The trend compares like with like: the cloud seconds a report measured. A build
+        # with no report (one gc marked abandoned) has only its state's wall-clock span,
+        # which is another unit where the cloud's clock runs faster (the simulator).
+        finished = [s for s in builds if s.status is not BuildStatus.RUNNING]
+        row.durations = [round(d, 1) for d in map(_report_duration, finished[-TREND_BUILDS:])
+                         if d is not None]
         rows[family] = row
     for resource in leftovers:
         family = by_build.get(resource.build_id, NO_STATE)

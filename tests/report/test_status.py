@@ -72,6 +72,11 @@ def fleet(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     for day, seconds in ((20, 3600.0), (21, 5400.0), (22, 4000.0)):
         _build(store, logs, f"202611{day}t010000-00000{day - 19}", FAMILY,
                BuildStatus.SUCCEEDED, seconds, **cloud)
+    # Abandoned by gc: no report, only its state's wall-clock span (a day), which is not
+    # the trend's unit (cloud seconds) where the cloud's clock runs faster.
+    _build(store, logs, "20261119t010000-0000cc", FAMILY, BuildStatus.FAILED,
+           error="abandoned", started_at=datetime.now(UTC) - timedelta(days=2),
+           updated_at=datetime.now(UTC) - timedelta(days=1), **cloud)
     _build(store, logs, "20261123t010000-0000ff", FAMILY, BuildStatus.FAILED, 600.0,
            error="cloudbaseinit: the guest reported a failure", **cloud)
     _build(store, logs, "20261124t010000-000aaa", "ws2019", BuildStatus.FAILED, 120.0,
