@@ -189,6 +189,15 @@ class ActiveBuilder:
     family: str
     status: str
     heartbeat: datetime
+    created: datetime | None = None  # when Nova created it (None: the cloud did not say)
+
+
+def _parse_created(value: str | None) -> datetime | None:
+    try:
+        created = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return created if created.tzinfo else created.replace(tzinfo=UTC)
 
 
 def _builders(conn: Any, family: str | None) -> Iterator[compute.Server]:
@@ -229,6 +238,7 @@ def active_builders(
                 family=metadata.get(naming.PROP_FAMILY, ""),
                 status=server.status,
                 heartbeat=beat,
+                created=_parse_created(getattr(server, "created_at", None)),
             )
         )
     return sorted(found, key=lambda b: b.build_id)
@@ -288,17 +298,33 @@ def check_cloud_guard(
 def yield_to(
     conn: Any, *, family: str, build_id: str, stale_after: float = STALE_AFTER
 ) -> ActiveBuilder | None:
-    """After booting our builder: an earlier build of the family that is also live, if any.
+    """After booting our builder: a live builder of the family that goes first, if any.
 
-    Two hosts can pass :func:`check_cloud_guard` at the same moment; build ids sort by start
-    time, so the later one sees the earlier one here and backs out (deterministic winner).
+    Two hosts can pass :func:`check_cloud_guard` at the same moment and both boot a builder.
+    The one Nova created first goes on; the other backs out. Creation order is the one both
+    can judge: a build looks once its own create has returned, so it sees every builder
+    created before its own. Build ids cannot decide it (they were the rule until two hosts
+    both built): the earlier build id's builder may not exist yet when the later build id
+    looks, and then neither backs out. Builders created in the same second (Nova's
+    timestamps have seconds) go by build id; by the time a build looks (its builder is
+    ACTIVE, seconds later) both exist.
     """
-    for other in active_builders(
-        conn, family=family, stale_after=stale_after, exclude_build_id=build_id
-    ):
-        if other.build_id and other.build_id < build_id:
+    builders = active_builders(conn, family=family, stale_after=stale_after)
+    mine = next((b for b in builders if b.build_id == build_id), None)
+    for other in builders:
+        if other.build_id and other.build_id != build_id and _goes_first(other, mine, build_id):
             return other
     return None
+
+
+def _goes_first(other: ActiveBuilder, mine: ActiveBuilder | None, build_id: str) -> bool:
+    created = mine.created if mine is not None else None
+    if other.created is not None and created is not None:
+        other_second = other.created.replace(microsecond=0)
+        my_second = created.replace(microsecond=0)
+        if other_second != my_second:
+            return other_second < my_second
+    return other.build_id < build_id
 
 
 def send_heartbeat(conn: Any, server_id: str, *, now: datetime | None = None) -> str:

@@ -115,6 +115,7 @@ class FakeServer:
     metadata: dict[str, str]
     status: str = "ACTIVE"
     tags: list[str] = field(default_factory=lambda: [naming.TAG])
+    created_at: str | None = None
 
 
 class FakeCompute:
@@ -135,12 +136,13 @@ class FakeConn:
         self.compute = FakeCompute(servers)
 
 
-def _builder(build_id: str, family: str, beat: datetime | None, role: str = "builder") -> Any:
+def _builder(build_id: str, family: str, beat: datetime | None, role: str = "builder",
+             created: str | None = None) -> Any:
     metadata = naming.labels(build_id, family, role)
     if beat is not None:
         metadata[naming.PROP_HEARTBEAT] = lock.format_heartbeat(beat)
     return FakeServer(id=f"srv-{build_id}", name=naming.resource_name(build_id, role),
-                      metadata=metadata)
+                      metadata=metadata, created_at=created)
 
 
 def test_active_builders_only_fresh_same_family_builders() -> None:
@@ -190,6 +192,32 @@ def test_yield_to_an_earlier_live_build() -> None:
     ])
     assert lock.yield_to(conn, family="ws2022", build_id="20261126t030000-bbbbbb") is not None
     assert lock.yield_to(conn, family="ws2022", build_id="20261126t020000-aaaaaa") is None
+
+
+def test_the_builder_created_first_goes_on_whatever_the_build_ids() -> None:
+    # Host A (earlier build id) was slower to create its builder than host B: B looked
+    # before A's builder existed and went on, so A must yield when it looks, not B.
+    beat = datetime.now(UTC)
+    early_id, late_id = "20261126t020000-aaaaaa", "20261126t020001-bbbbbb"
+    conn = FakeConn([
+        _builder(early_id, "ws2022", beat, created="2026-11-26T02:00:40Z"),
+        _builder(late_id, "ws2022", beat, created="2026-11-26T02:00:31Z"),
+    ])
+    other = lock.yield_to(conn, family="ws2022", build_id=early_id)
+    assert other is not None and other.build_id == late_id
+    assert lock.yield_to(conn, family="ws2022", build_id=late_id) is None
+
+
+def test_builders_created_in_the_same_second_go_by_build_id() -> None:
+    beat = datetime.now(UTC)
+    early_id, late_id = "20261126t020000-aaaaaa", "20261126t020000-bbbbbb"
+    conn = FakeConn([
+        _builder(late_id, "ws2022", beat, created="2026-11-26T02:00:31.900000"),
+        _builder(early_id, "ws2022", beat, created="2026-11-26T02:00:31.100000"),
+    ])
+    assert lock.yield_to(conn, family="ws2022", build_id=early_id) is None
+    other = lock.yield_to(conn, family="ws2022", build_id=late_id)
+    assert other is not None and other.build_id == early_id
 
 
 def test_send_heartbeat_sets_only_its_key() -> None:

@@ -9,7 +9,8 @@ from osbuild.unattended.lock import yield_to
 
 
 class CheckLock(Resumable):
-    """Two hosts can pass the cloud guard at the same moment: the later build id yields.
+    """Two hosts can pass the cloud guard at the same moment: the build whose builder Nova
+    created later yields (``lock.yield_to``).
 
     Only builds that took the family lock (``options.lock_family``) take part.
     """
@@ -23,5 +24,5 @@ class CheckLock(Resumable):
         if other is not None:
             raise LockBusy(
                 f"already being built by build {other.build_id} "
-                f"(builder {other.server_id}), which started first; skipping"
+                f"(builder {other.server_id}), whose builder was created first; skipping"
             )
