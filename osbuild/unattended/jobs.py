@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from osbuild.cloud.clock import session_clock
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
+from osbuild.durations import format_duration
 from osbuild.errors import (
     Interrupted,
     InvalidInput,
@@ -262,7 +264,33 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
 
     ``os_cloud`` is what to connect with (None: OS_* variables), ``cloud`` the cloud's
     identity (:func:`cloud_identity`), which keys the lock, the state and the reports.
+    A build that backs out at its lock check (another host started the family at the
+    same moment) starts again when ``wait_lock`` (--wait-lock) leaves time: the new start
+    waits at the cloud guard for the other build's builder, as --wait-lock promises.
     """
+    clock = session_clock(conn)
+    started = clock.now()
+    while True:
+        result = _locked_attempt(spec, conn, os_cloud, cloud, options=options, bus=bus,
+                                 cancel=cancel, wait_lock=wait_lock, if_changed=if_changed,
+                                 refresh=refresh)
+        if wait_lock is None or not isinstance(result.error, LockBusy):
+            return result
+        left = wait_lock - (clock.now() - started)
+        if left <= 0 or cancel.cancelled:
+            return result
+        bus.publish(Event(EventName.INFO, result.build_id, spec.name, {
+            "message": f"backed out at the lock check for build {result.error.build_id}; "
+                       f"--wait-lock: waiting up to {format_duration(left)} for it, then "
+                       "building again",
+            "cloud": cloud}))
+        started, wait_lock = clock.now(), left
+
+
+def _locked_attempt(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,
+                    options: BuildOptions, bus: EventBus, cancel: CancelToken,
+                    wait_lock: float | None, if_changed: bool,
+                    refresh: RefreshMode) -> BuildResult:
     build_id = new_build_id()
     if cancel.cancelled:
         # SIGINT/SIGTERM came while an earlier build of the run had this one's slot: it

@@ -127,9 +127,9 @@ class Cloud:
 
 
 @contextlib.contextmanager
-def sim_cloud(workdir: Path, capsys: Any = None) -> Iterator[Cloud]:
+def sim_cloud(workdir: Path, capsys: Any = None, speed: float = SPEED) -> Iterator[Cloud]:
     """A simulated cloud, with the environment pointing the CLI at it and state in ``workdir``."""
-    with SimCloud(speed=SPEED, work_pace=WORK_PACE) as sim, \
+    with SimCloud(speed=speed, work_pace=WORK_PACE) as sim, \
             pytest.MonkeyPatch.context() as patch:
         clouds_yaml = sim.write_clouds_yaml(workdir / "clouds.yaml")
         patch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))

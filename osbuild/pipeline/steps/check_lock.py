@@ -24,5 +24,6 @@ class CheckLock(Resumable):
         if other is not None:
             raise LockBusy(
                 f"already being built by build {other.build_id} "
-                f"(builder {other.server_id}), whose builder was created first; skipping"
+                f"(builder {other.server_id}), whose builder was created first; skipping",
+                build_id=other.build_id,
             )
