@@ -18,6 +18,7 @@ from osbuild.images.family import (
     sort_newest_first,
 )
 from osbuild.unattended import gc
+from osbuild.unattended.lock import ActiveBuilder, active_builders
 from osbuild.unattended.process import osbuild_alive
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 
@@ -66,6 +67,9 @@ class FamilyStatus:
     last_build: LastBuild | None = None
     durations: list[float] = field(default_factory=list)  # oldest first
     leftovers: list[gc.Resource] = field(default_factory=list)
+    # Builds of the family running now that this state folder does not know: another
+    # host's (a builder with a fresh heartbeat). Its builds here show as the last build.
+    elsewhere: list[ActiveBuilder] = field(default_factory=list)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         return {
@@ -77,6 +81,10 @@ class FamilyStatus:
             "leftovers": [{"kind": r.kind, "id": r.id, "name": r.name,
                            "build_id": r.build_id, "age_seconds": round(r.age_seconds)}
                           for r in self.leftovers],
+            "building_elsewhere": [
+                {"build_id": b.build_id, "builder": b.name, "server_id": b.server_id,
+                 "heartbeat": b.heartbeat.isoformat(timespec="seconds")}
+                for b in self.elsewhere],
         }
 
 
@@ -117,14 +125,19 @@ def last_build(state: BuildState) -> LastBuild:
 
 
 def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[BuildState],
-                leftovers: list[gc.Resource]) -> list[FamilyStatus]:
-    """One row per family known to Glance or to the state folder, for one cloud."""
+                leftovers: list[gc.Resource],
+                live: list[ActiveBuilder] | None = None) -> list[FamilyStatus]:
+    """One row per family known to Glance, to the state folder or building now (``live``:
+    builders with a fresh heartbeat), for one cloud."""
     by_build = {s.build_id: s.family for s in states}
+    elsewhere = [b for b in live or [] if b.family and b.build_id not in by_build]
     rows: dict[str, FamilyStatus] = {}
-    for family in sorted(set(images) | set(by_build.values())):
+    for family in sorted(set(images) | set(by_build.values())
+                         | {b.family for b in elsewhere}):
         members = sort_newest_first(images.get(family, []))
         current = current_of(members)
-        row = FamilyStatus(family, cloud, current, next_in_line(members, current))
+        row = FamilyStatus(family, cloud, current, next_in_line(members, current),
+                           elsewhere=[b for b in elsewhere if b.family == family])
         builds = sorted((s for s in states if s.family == family),
                         key=lambda s: (s.started_at, s.build_id))
         if builds:
@@ -144,9 +157,10 @@ def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[B
 
 def cloud_status(conn: Connection, cloud: str, store: StateStore,
                  now: datetime | None = None) -> list[FamilyStatus]:
-    """Read-only: Glance listings, gc's dry run, the state files."""
+    """Read-only: Glance listings, Nova's builders, gc's dry run, the state files."""
     now = now or datetime.now(UTC)
     images = {family: [from_glance(i) for i in found]
               for family, found in glance_families(conn).items()}
     swept = gc.collect(conn, dry_run=True, store=store, now=now)
-    return family_rows(cloud, images, store.list(cloud=cloud), swept.removed)
+    return family_rows(cloud, images, store.list(cloud=cloud), swept.removed,
+                       active_builders(conn, now=now))

@@ -46,10 +46,15 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
                                            f"made by {row.current.made_by}")
                    if row.current else _cell("none", style="dim"))
         last = row.last_build
-        last_cell = (_cell(last.progress or f"{last.status} in {_dur(last.duration)}",
-                           last.build_id, last.reason or "",
-                           style="red" if last.died else _STYLE.get(last.status, ""))
-                     if last else _cell("-", style="dim"))
+        elsewhere = [f"building on another host: build {other.build_id} (heartbeat "
+                     f"{_dur((now - other.heartbeat).total_seconds())} ago)"
+                     for other in row.elsewhere]
+        if last:
+            last_cell = _cell(last.progress or f"{last.status} in {_dur(last.duration)}",
+                              last.build_id, last.reason or "", *elsewhere,
+                              style="red" if last.died else _STYLE.get(last.status, ""))
+        else:
+            last_cell = _cell(*elsewhere, style="cyan") if elsewhere else _cell("-", style="dim")
         following = row.next_image
         next_cell = (_cell(following.name, ("hidden" if following.hidden else "visible")
                            + f", verify {following.verify}")

@@ -15,7 +15,9 @@ from osbuild.cli import main
 from osbuild.report.status import cloud_status, last_build
 from osbuild.report.trend import sparkline
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
+from tests.unattended.helpers import BOOT_IMAGE
 from tests.unattended.helpers import image as _image
+from tests.unattended.helpers import server as _server
 from tests.unattended.helpers import volume as _volume
 
 from .helpers import active_content, parse, table_rows
@@ -23,6 +25,9 @@ from .helpers import active_content, parse, table_rows
 FAMILY = "ws2022"
 HOSTILE = "msiexec <script>alert(1)</script> \x1b[2J"
 DEAD = "20261126t010000-dead00"
+# Builds another host runs now: this state folder does not know them.
+ELSEWHERE = "20261126t050000-e15e00"
+NEW_FAMILY = "20261126t050000-e15e01"
 # Requests that change nothing: reading, and keystone handing out a token.
 READ_ONLY = {"GET", "HEAD"}
 
@@ -86,6 +91,11 @@ def fleet(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
            steps_done=["preflight", "upload_media", "boot_builder"], **cloud)
     _build(store, logs, "20261124t020000-0000bb", "elsewhere", BuildStatus.SUCCEEDED, 1.0,
            cloud="another-cloud")
+    _image(conn, BOOT_IMAGE, min_disk=1)
+    _server(conn, ELSEWHERE, FAMILY, datetime.now(UTC) - timedelta(seconds=90))
+    _server(conn, NEW_FAMILY, "ws2025", datetime.now(UTC))
+    # A builder whose heartbeat went stale builds nothing (gc's business, as a leftover).
+    _server(conn, "20261126t040000-57a1e0", FAMILY, datetime.now(UTC) - timedelta(hours=1))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(sim.write_clouds_yaml(tmp_path / "c.yaml")))
     return {"sim": sim, "conn": conn, "store": store, "ids": ids}
 
@@ -115,7 +125,13 @@ def test_status_shows_each_family_and_changes_nothing(
     assert {k: v for k, v in sim.resources().items() if k != "now"} == resources_before
 
     rows = {row["family"]: row for row in data["families"]}
-    assert sorted(rows) == ["ws2019", "ws2022"]  # another cloud's family is not this cloud's
+    # Another cloud's family is not this cloud's; a family built only on another host is.
+    assert sorted(rows) == ["ws2019", "ws2022", "ws2025"]
+    [building] = rows["ws2022"]["building_elsewhere"]
+    assert building["build_id"] == ELSEWHERE
+    assert building["builder"] == f"osbuild-{ELSEWHERE}-builder"
+    assert [b["build_id"] for b in rows["ws2025"]["building_elsewhere"]] == [NEW_FAMILY]
+    assert rows["ws2025"]["last_build"] is None and rows["ws2019"]["building_elsewhere"] == []
     row = rows["ws2022"]
     assert row["cloud"] == sim.cloud_name
     assert row["current"]["id"] == ids["current"]
@@ -149,6 +165,9 @@ def test_status_shows_each_family_and_changes_nothing(
     assert "made by refresh 2" in table
     assert sparkline([3600.0, 5400.0, 4000.0, 600.0]) in table
     assert "died in step install" in table and "running in -" not in table
+    assert f"building on another host: build {ELSEWHERE} (heartbeat 1m" in table
+    assert f"building on another host: build {NEW_FAMILY}" in table
+    assert f"building on another host: {ELSEWHERE}" in " ".join(cells["ws2022"][3].split())
 
 
 def test_a_live_build_shows_its_step_and_a_dead_one_where_it_died(tmp_path: Path) -> None:
