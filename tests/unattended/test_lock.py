@@ -194,30 +194,25 @@ def test_yield_to_an_earlier_live_build() -> None:
     assert lock.yield_to(conn, family="ws2022", build_id="20261126t020000-aaaaaa") is None
 
 
-def test_the_builder_created_first_goes_on_whatever_the_build_ids() -> None:
+@pytest.mark.parametrize("early_created,late_created,first", [
     # Host A (earlier build id) was slower to create its builder than host B: B looked
     # before A's builder existed and went on, so A must yield when it looks, not B.
+    ("2026-11-26T02:00:40Z", "2026-11-26T02:00:31Z", "late"),
+    # Created in the same second (Nova's timestamps have seconds): by build id.
+    ("2026-11-26T02:00:31.900000", "2026-11-26T02:00:31.100000", "early"),
+])
+def test_the_builder_created_first_goes_on(early_created: str, late_created: str,
+                                           first: str) -> None:
     beat = datetime.now(UTC)
-    early_id, late_id = "20261126t020000-aaaaaa", "20261126t020001-bbbbbb"
+    ids = {"early": "20261126t020000-aaaaaa", "late": "20261126t020001-bbbbbb"}
     conn = FakeConn([
-        _builder(early_id, "ws2022", beat, created="2026-11-26T02:00:40Z"),
-        _builder(late_id, "ws2022", beat, created="2026-11-26T02:00:31Z"),
+        _builder(ids["early"], "ws2022", beat, created=early_created),
+        _builder(ids["late"], "ws2022", beat, created=late_created),
     ])
-    other = lock.yield_to(conn, family="ws2022", build_id=early_id)
-    assert other is not None and other.build_id == late_id
-    assert lock.yield_to(conn, family="ws2022", build_id=late_id) is None
-
-
-def test_builders_created_in_the_same_second_go_by_build_id() -> None:
-    beat = datetime.now(UTC)
-    early_id, late_id = "20261126t020000-aaaaaa", "20261126t020000-bbbbbb"
-    conn = FakeConn([
-        _builder(late_id, "ws2022", beat, created="2026-11-26T02:00:31.900000"),
-        _builder(early_id, "ws2022", beat, created="2026-11-26T02:00:31.100000"),
-    ])
-    assert lock.yield_to(conn, family="ws2022", build_id=early_id) is None
-    other = lock.yield_to(conn, family="ws2022", build_id=late_id)
-    assert other is not None and other.build_id == early_id
+    second = "early" if first == "late" else "late"
+    other = lock.yield_to(conn, family="ws2022", build_id=ids[second])
+    assert other is not None and other.build_id == ids[first]
+    assert lock.yield_to(conn, family="ws2022", build_id=ids[first]) is None
 
 
 def test_send_heartbeat_sets_only_its_key() -> None:
