@@ -10,6 +10,7 @@ any teardown has had time to run. The launcher runs here in a child process
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.processes import module_env
 
@@ -73,13 +75,14 @@ class Watched:
     """The launcher in a child process of its own group, and everything seen working in its
     workdir while it ran."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *options: str) -> None:
         self.workdir = tmp_path / "services"
+        self.clouds_yaml = tmp_path / "clouds.yaml"
         self.seen: dict[int, tuple[int, str]] = {}
         self._stop = threading.Event()
         self.child = subprocess.Popen(
             [sys.executable, "-m", "tests.support.realservices", "up",
-             "--workdir", str(self.workdir), "--clouds-yaml", str(tmp_path / "clouds.yaml")],
+             "--workdir", str(self.workdir), "--clouds-yaml", str(self.clouds_yaml), *options],
             cwd=tmp_path, env=module_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, start_new_session=True, preexec_fn=_as_in_a_terminal,
         )
@@ -114,10 +117,15 @@ class Watched:
         return len({g for g, cmd in self.seen.values() if "uwsgi" in cmd})
 
     def ports(self) -> set[int]:
-        ports = set()
+        """The uWSGI servers' ports from their logs, and every URL the launcher printed."""
+        ports = {int(p) for line in self.output
+                 for p in re.findall(r"http://127\.0\.0\.1:(\d+)", line)}
         for log in (self.workdir / "logs").glob("*.log"):
             ports |= {int(p) for p in re.findall(r"bound on 127\.0\.0\.1:(\d+)", log.read_text())}
         return ports
+
+    def ready(self) -> bool:
+        return any(line.startswith("ready:") for line in self.output)
 
     def finish(self) -> list[str]:
         """Wait for the child to end; what it started that is still there after a grace."""
@@ -200,3 +208,34 @@ def test_ctrl_c_on_tox_while_starting(watched: Watched) -> None:
     watched.wait_for("keystone's uWSGI", lambda: watched.running("uwsgi"))
     _tox_interrupt(watched)
     assert watched.finish() == []
+
+
+def test_up_with_nova_serves_the_cli_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
+    """The whole real stack for a person: a project user's cloud and the admin's, the guest
+    pace and the example specs' MSI as asked, osbuild works against it, Ctrl-C ends it all."""
+    msi = tmp_path / "CloudbaseInitSetup_x64.msi"
+    watched = Watched(tmp_path, "--with-nova", "--guest-speed", "1200", "--msi", str(msi))
+    try:
+        watched.wait_for("ready", watched.ready)
+        clouds = yaml.safe_load(watched.clouds_yaml.read_text())["clouds"]
+        assert set(clouds) == {"osbuild-real", "osbuild-real-admin"}
+        assert clouds["osbuild-real"]["auth"]["username"] != "admin"
+        assert watched.clouds_yaml.stat().st_mode & 0o077 == 0
+        assert msi.stat().st_size > 0
+        control = next(watched.workdir.glob("stack/nova/guest-control.json"))
+        assert '"speed": 1200.0' in control.read_text()
+        # Nova, Cinder, Glance and the network all answer gc's listing as the project user.
+        gc = subprocess.run(
+            [sys.executable, "-m", "osbuild", "gc", "--dry-run", "--older-than", "0", "--json",
+             "--os-cloud", "osbuild-real", "--state-dir", str(tmp_path / "state")],
+            env=module_env({**os.environ,
+                            "OS_CLIENT_CONFIG_FILE": str(watched.clouds_yaml)}),
+            capture_output=True, text=True, timeout=120)
+        assert gc.returncode == 0, gc.stderr
+        listing = json.loads(gc.stdout)["osbuild-real"]
+        assert (listing["removed"], listing["kept"]) == ([], []), listing
+        assert len(watched.ports()) == 4  # keystone, glance, cinder, nova (+ its network)
+    finally:
+        _ctrl_c(watched)
+    assert watched.finish() == []
+    assert watched.child.returncode == 0

@@ -304,15 +304,21 @@ class RealServices(Launcher):
         }
 
     def write_clouds_yaml(
-        self, path: Path, cloud_name: str = "osbuild-real", auth: dict[str, str] | None = None
+        self, path: Path, cloud_name: str = "osbuild-real", auth: dict[str, str] | None = None,
+        *, more: dict[str, dict[str, str]] | None = None,
     ) -> Path:
+        """Write one cloud using ``auth`` (admin by default), plus the ``more`` clouds
+        (name -> auth) in the same file."""
         import yaml
 
+        document = self.clouds_yaml(cloud_name, auth)
+        for name, other in (more or {}).items():
+            document["clouds"].update(self.clouds_yaml(name, other)["clouds"])
         path = Path(path)
         # The file holds a password: create it private rather than chmod after writing.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(self.clouds_yaml(cloud_name, auth), fh, sort_keys=False)
+            yaml.safe_dump(document, fh, sort_keys=False)
         return path
 
     # ------------------------------------------------------------------ Keystone

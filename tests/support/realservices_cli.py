@@ -6,7 +6,10 @@ Glance plus the simulated compute, block storage and network, ready for ``osbuil
 ``check`` starts them, runs a smoke test (token, project and user, application credential,
 an ISO through Glance's format inspection), tears them down and prints the timings as JSON.
 ``--with-cinder`` adds real Cinder (:mod:`tests.support.realcinder`); ``check`` then also
-makes a volume from the ISO and prints Cinder's start time and memory.
+makes a volume from the ISO and prints Cinder's start time and memory. ``--with-nova`` adds
+the whole real stack (:class:`tests.support.realstack.RealStack`: Cinder, Nova with the
+guest-playing virt driver, the network, the seeded media and flavors); ``up`` then writes a
+project user's cloud ``osbuild-real`` and the admin's ``osbuild-real-admin``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pathlib import Path
 
 from tests.support.realcinder import RealCinder
 from tests.support.realservices import RealServices, RealServicesError
+from tests.support.realstack import REAL_CLOUD, REAL_GUEST_SPEED, REAL_TIME_SCALE, RealStack
+
+ADMIN_CLOUD = REAL_CLOUD + "-admin"
 
 
 @contextlib.contextmanager
@@ -119,6 +125,50 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _serve_stack(rs: RealServices, workdir: Path, args: argparse.Namespace,
+                 stack: contextlib.ExitStack) -> int:
+    """``--with-nova``: the whole real stack; ``check`` prints its timings and memory, ``up``
+    writes the two clouds and serves until Ctrl-C."""
+    real = stack.enter_context(RealStack(rs, workdir / "stack", speed=args.guest_speed))
+    assert real.nova is not None
+    print(f"cinder {real.cinder.url}, nova {real.nova.compute_url} "
+          f"(stack {real.timings['stack']:.1f}s), logs {real.workdir}", flush=True)
+    if args.action == "check":
+        print(json.dumps({"startup": {**rs.timings, **real.timings},
+                          "memory_mb": real.memory()}))
+        return 0
+    if args.msi:
+        _seed_msi(Path(args.msi))
+    who = rs.create_project_user("images", "image-builder")
+    path = Path(args.clouds_yaml)
+    rs.write_clouds_yaml(path, REAL_CLOUD, who.auth(rs.auth_url),
+                         more={ADMIN_CLOUD: rs.admin_auth})
+    print(f"clouds: {REAL_CLOUD} (project {who.project_name}, user {who.user_name}), "
+          f"{ADMIN_CLOUD} (admin: every project's servers, volumes, images); "
+          f"guest speed {args.guest_speed:g}", flush=True)
+    print(f"  OS_CLIENT_CONFIG_FILE={path} osbuild build etc/builds/ws2022-standard.yaml "
+          f"--os-cloud {REAL_CLOUD} --time-scale {REAL_TIME_SCALE:g}", flush=True)
+    _serve(f"ready: OS_CLIENT_CONFIG_FILE={path} OS_CLOUD={REAL_CLOUD}")
+    return 0
+
+
+def _seed_msi(path: Path) -> None:
+    from osbuild_sim.media import cloudbase_msi_standin
+
+    if not path.exists():
+        path.write_bytes(cloudbase_msi_standin())
+    print(f"cloudbase-init MSI for the example specs: {path} (the guest takes any file)",
+          flush=True)
+
+
+def _serve(ready_line: str) -> None:
+    print(ready_line, flush=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.support.realservices",
@@ -141,9 +191,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also run real Cinder (API, scheduler, file-backed volumes) in its own process",
     )
+    parser.add_argument(
+        "--with-nova",
+        action="store_true",
+        help="also run real Nova (the simulated Windows guest as its virt driver), real "
+        "Cinder and the network, seeded with the example specs' media and flavors; `up` "
+        f"writes a project user's cloud `{REAL_CLOUD}` and the admin's `{ADMIN_CLOUD}`",
+    )
+    parser.add_argument(
+        "--msi",
+        metavar="PATH",
+        help="with --with-nova: write a stand-in cloudbase-init MSI there unless a file is "
+        "there already (as `osbuild sim serve --msi`), e.g. "
+        "etc/builds/CloudbaseInitSetup_x64.msi for the example specs",
+    )
+    parser.add_argument(
+        "--guest-speed",
+        type=float,
+        default=REAL_GUEST_SPEED,
+        help="with --with-nova: simulated guest seconds per real second "
+        f"(default {REAL_GUEST_SPEED:g})",
+    )
     args = parser.parse_args(argv)
-    if args.with_cinder and args.with_sim:
-        parser.error("--with-cinder and --with-sim both provide block-storage; choose one")
+    if (args.with_cinder or args.with_nova) and args.with_sim:
+        parser.error("--with-sim and real Cinder/Nova both provide block-storage; choose one")
+    if args.guest_speed <= 0:
+        parser.error("--guest-speed must be positive")
     try:
         with _workdir(args.workdir, args.keep or args.action == "up") as workdir:
             rs = RealServices(workdir)
@@ -155,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 with contextlib.ExitStack() as stack:
                     cinder = None
+                    if args.with_nova:
+                        return _serve_stack(rs, workdir, args, stack)
                     if args.with_cinder:
                         cinder = stack.enter_context(RealCinder(rs))
                         print(
@@ -186,11 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         rs.write_clouds_yaml(path, cloud, who.auth(rs.auth_url))
                     else:
                         rs.write_clouds_yaml(path)
-                    print(f"ready: OS_CLIENT_CONFIG_FILE={path} OS_CLOUD={cloud}", flush=True)
-                    signal.signal(signal.SIGTERM, _raise_interrupt)
-                    with contextlib.suppress(KeyboardInterrupt):
-                        while True:
-                            time.sleep(3600)
+                    _serve(f"ready: OS_CLIENT_CONFIG_FILE={path} OS_CLOUD={cloud}")
                 return 0
     except RealServicesError as exc:
         print(f"realservices: error: {exc}", file=sys.stderr)
