@@ -397,6 +397,8 @@ def create_server(call: Call) -> Response:
             raise _bad_create("Flavor's disk is too small for requested image. Flavor disk is "
                               f"{flavor.disk * 1024**3} bytes, image is "
                               f"{len(root_image.data or b'')} bytes.")
+    if flavor.ram < _boot_min_ram(world, image_ref, root):
+        raise _bad_create("Flavor's memory is too small for requested image.")
     groups = [g.get("name") for g in body.get("security_groups") or [{"name": "default"}]]
     known = {g.name for g in world.security_groups.values()}
     for group in groups:
@@ -424,6 +426,23 @@ def create_server(call: Call) -> Response:
               "adminPass": secrets.token_urlsafe(9)}
     return json_response({"server": answer}, 202,
                          {"Location": f"{call.base_url}{V}/servers/{server.id}"})
+
+
+def _boot_min_ram(world: World, image_ref: str | None, root: Any) -> int:
+    """The boot image's min_ram as Nova checks it against the flavor's RAM (nova/compute/
+    api.py ``_validate_flavor_image_nostatus``): the imageRef's, else the root mapping's
+    image, else the root volume's ``volume_image_metadata`` (nova/block_device.py
+    ``get_bdm_image_metadata``, ``get_image_metadata_from_volume``)."""
+    source = image_ref or (root.uuid if root is not None and root.source_type == "image"
+                           else None)
+    if source:
+        image = world.images.get(source)
+        return image.min_ram if image is not None else 0
+    if root is not None and root.source_type == "volume":
+        volume = world.volumes.get(root.uuid or "")
+        if volume is not None:
+            return int(volume.image_metadata.get("min_ram") or 0)
+    return 0
 
 
 def _split(values: list[str]) -> set[str]:

@@ -259,6 +259,20 @@ def test_verify_section_names_are_checked_in_preflight(cloud: Cloud) -> None:
                          "verify.network: no network 'nowhere'")
 
 
+def test_a_boot_test_flavor_with_less_ram_than_image_min_ram_is_a_preflight_error(
+        cloud: Cloud) -> None:
+    # Real Nova refuses the boot test's server on it (FlavorMemoryTooSmall), after the whole
+    # install: seen on real Nova 34 with builder.flavor m1.small and image.min_ram 4096.
+    run = cloud.build(cloud.spec(builder={"flavor": "m1.small"}, image={"min_ram": 4096}))
+    assert_clean_failure(cloud, run, 2, "builder.flavor: m1.small has 2048 MB RAM, less than "
+                         "image.min_ram (4096 MB): Nova will not boot the image on it for "
+                         "the boot test (set verify.flavor, or lower image.min_ram)")
+    assert [e for e in run.named("resource.created") if e["kind"] != "local"] == []
+    run = cloud.build(cloud.spec(verify={"flavor": "m1.small"}, image={"min_ram": 4096}))
+    assert_clean_failure(cloud, run, 2, "verify.flavor: m1.small has 2048 MB RAM, less than "
+                         "image.min_ram (4096 MB)")
+
+
 def test_no_cloud_configured_says_how_to_choose_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

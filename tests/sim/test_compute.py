@@ -436,6 +436,36 @@ def test_zero_disk_flavor_cannot_boot_from_image(conn: Any) -> None:
         conn.compute.create_server(name="x", flavor_id="2", image_id=image.id, networks="none")
 
 
+def test_a_flavor_with_less_ram_than_the_image_min_ram_is_refused(sim: Any, conn: Any) -> None:
+    """nova/compute/api.py ``_validate_flavor_image_nostatus``: ``flavor['memory_mb'] <
+    image min_ram`` raises FlavorMemoryTooSmall (400, servers.py
+    INVALID_FLAVOR_IMAGE_EXCEPTIONS), for a volume root too, whose image metadata is the
+    volume's ``volume_image_metadata`` (nova/block_device.py
+    ``get_image_metadata_from_volume``). Seen on real Nova 34: a boot test on m1.small of
+    an image with min_ram 4096 failed at server create."""
+    base = conn.image.create_image(name="needs-4g", data=disk_record_bytes({"format": 1}),
+                                   disk_format="raw", container_format="bare",
+                                   allow_duplicates=True, min_ram=4096)
+    too_small = "Flavor's memory is too small for requested image."
+    with pytest.raises(exceptions.BadRequestException, match=too_small):
+        conn.compute.create_server(name="local", flavor_id="1", image_id=base.id,
+                                   networks="none")
+    from_image = {**BLANK_ROOT, "source_type": "image", "uuid": base.id}
+    with pytest.raises(exceptions.BadRequestException, match=too_small):
+        conn.compute.create_server(name="bfv", flavor_id="1",
+                                   networks="none", block_device_mapping=[from_image])
+    root = _available_volume(sim, conn, size=1, image_id=base.id)
+    assert conn.block_storage.get_volume(root.id).volume_image_metadata["min_ram"] == "4096"
+    from_volume = {"boot_index": 0, "source_type": "volume", "destination_type": "volume",
+                   "uuid": root.id}
+    with pytest.raises(exceptions.BadRequestException, match=too_small):
+        conn.compute.create_server(name="root", flavor_id="1", networks="none",
+                                   block_device_mapping=[from_volume])
+    server = conn.compute.create_server(name="root", flavor_id="2", networks="none",
+                                        block_device_mapping=[from_volume])
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+
+
 def test_deployed_instance_posts_a_password_for_the_keypair(sim: Any, conn: Any) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,

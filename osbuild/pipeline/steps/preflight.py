@@ -163,7 +163,7 @@ class Preflight(Resumable):
                     f"{spec.builder.availability_zone!r} (have: {', '.join(sorted(zones))})"
                 )
 
-        problems.extend(verify_image.preflight_problems(ctx))
+        problems.extend(verify_image.preflight_problems(ctx, flavor))
 
         if flavor is not None and ((win and virtio) or refresh):
             resolved = Resolved(

@@ -125,15 +125,29 @@ def _looks_like_a_password(plain: bytes) -> bool:
             and all(cls.search(plain) for cls in _PASSWORD_CLASSES))
 
 
-def preflight_problems(ctx: BuildContext) -> list[str]:
-    """The verify section's cloud names, checked before the build (for Preflight)."""
+def preflight_problems(ctx: BuildContext,
+                       builder_flavor: compute.Flavor | None = None) -> list[str]:
+    """The verify section's cloud names, and whether the boot test's flavor (verify.flavor,
+    else ``builder_flavor``, the one Preflight found) can boot the image, checked before
+    the build (for Preflight)."""
     verify = ctx.spec.verify
     problems: list[str] = []
     if not verify.enabled:
         return problems
-    if verify.flavor and compute.find_flavor(ctx.conn, verify.flavor,
-                                             cancel=ctx.cancel.event) is None:
-        problems.append(f"verify.flavor: no flavor {verify.flavor!r}")
+    flavor = builder_flavor
+    if verify.flavor:
+        flavor = compute.find_flavor(ctx.conn, verify.flavor, cancel=ctx.cancel.event)
+        if flavor is None:
+            problems.append(f"verify.flavor: no flavor {verify.flavor!r}")
+    min_ram = ctx.spec.image.min_ram
+    # Nova refuses a server whose flavor has less RAM than the image's min_ram, a volume
+    # root's too (nova/compute/api.py _validate_flavor_image_nostatus: FlavorMemoryTooSmall).
+    if flavor is not None and (flavor.ram or 0) < min_ram:
+        field = "verify.flavor" if verify.flavor else "builder.flavor"
+        hint = "" if verify.flavor else " (set verify.flavor, or lower image.min_ram)"
+        problems.append(f"{field}: {flavor.name} has {flavor.ram} MB RAM, less than "
+                        f"image.min_ram ({min_ram} MB): Nova will not boot the image on it "
+                        f"for the boot test{hint}")
     if verify.network and network_api.find_network(ctx.conn, verify.network,
                                                    cancel=ctx.cancel.event) is None:
         problems.append(f"verify.network: no network {verify.network!r}")
