@@ -363,12 +363,17 @@ _PER_TYPE = {"volumes___DEFAULT__": "volumes", "gigabytes___DEFAULT__": "gigabyt
 
 def quota_set(call: Call, project_id: str | None, target: str) -> Response:
     """cinder/api/contrib/quotas.py: a member may read its own project's quotas only
-    (policy volume_extension:quotas:show against the target), and never update them."""
+    (policy volume_extension:quotas:show against the target), and never update them; the
+    admin may (cinder/policies/quotas.py, UPDATE_POLICY = RULE_ADMIN_API)."""
     _check_project(project_id)
     action = "update" if call.request.method == "PUT" else "show"
-    if action == "update" or target != PROJECT_ID:
+    if not call.is_admin and (action == "update" or target != PROJECT_ID):
         raise ApiError(403, f"Policy doesn't allow volume_extension:quotas:{action} to be "
                             "performed.")
+    if target != PROJECT_ID:
+        raise ApiError(400, "The simulated cloud keeps quotas for its one project only.")
+    if action == "update":
+        _update_quotas(call)
     quota = call.world.faults.quotas["volume"]
     used = _quota_usage(call.world)
     limits = {key: (quota[key], used[key]) for key in ("volumes", "gigabytes", "snapshots")}
@@ -378,8 +383,29 @@ def quota_set(call: Call, project_id: str | None, target: str) -> Response:
     body: dict[str, Any] = {
         key: {"limit": limit, "in_use": in_use, "reserved": 0} if usage else limit
         for key, (limit, in_use) in limits.items()}
+    if action == "update":  # update answers the limits alone, without the id
+        return json_response({"quota_set": body})
     body["id"] = target
     return json_response({"quota_set": body})
+
+
+def _update_quotas(call: Call) -> None:
+    """cinder/api/contrib/quotas.py ``update``: every limit is checked against the usage
+    first (``_validate_existing_resource``; -1 always passes), then all are set. The
+    simulator enforces volumes, gigabytes and snapshots; other keys are accepted unused."""
+    wanted = body_dict(call.json(), "quota_set")
+    used = _quota_usage(call.world)
+    limits: dict[str, int] = {}
+    for key, value in wanted.items():
+        if key not in used:
+            continue
+        limit = int(value)
+        if limit != -1 and limit < used[key]:
+            raise ApiError(400, f"Quota {key} limit must be equal or greater than existing "
+                                f"resources. Current usage is {used[key]} and the requested "
+                                f"limit is {limit}.")
+        limits[key] = limit
+    call.world.faults.set_quota("volume", **limits)
 
 
 def _attachment(volume: Volume, attachment: Attachment, *, detail: bool) -> dict[str, Any]:

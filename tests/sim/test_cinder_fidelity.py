@@ -218,6 +218,28 @@ def test_quota_set_has_cinders_keys_and_only_the_own_project(sim: Any, conn: Any
     assert "volume_extension:quotas:update" in update.json()["forbidden"]["message"]
 
 
+def test_the_admin_sets_a_projects_quota_and_cinder_enforces_it(sim: Any, conn: Any) -> None:
+    """cinder/policies/quotas.py: UPDATE_POLICY is RULE_ADMIN_API; cinder/api/contrib/
+    quotas.py ``update`` refuses a limit below the usage (``_validate_existing_resource``,
+    -1 always allowed) and answers the project's limits. Seen: the real stack's admin set a
+    project's gigabytes to 30 (``block_storage.update_quota_set``) and osbuild's preflight
+    refused the build; the simulator's admin got 403."""
+    admin = sim.connect(admin=True)
+    conn.block_storage.create_volume(size=2, name="counted")
+    below = admin.block_storage.put(f"/os-quota-sets/{PROJECT_ID}", raise_exc=False,
+                                    json={"quota_set": {"gigabytes": 1}})
+    assert below.status_code == 400
+    assert below.json()["badRequest"]["message"] == (
+        "Quota gigabytes limit must be equal or greater than existing resources. Current "
+        "usage is 2 and the requested limit is 1.")
+    admin.block_storage.update_quota_set(PROJECT_ID, gigabytes=3, volumes=-1)
+    assert admin.block_storage.get_quota_set(PROJECT_ID).gigabytes == 3
+    seen = conn.block_storage.get(f"/os-quota-sets/{PROJECT_ID}").json()["quota_set"]
+    assert (seen["gigabytes"], seen["volumes"]) == (3, -1)
+    with pytest.raises(exceptions.HttpException, match="gigabytes quota"):
+        conn.block_storage.create_volume(size=2, name="over")
+
+
 # Keys of a blank volume as a member sees it, printed by
 # test_a_member_sees_no_admin_fields_and_attachments_need_3_27 against real Cinder 29.
 _REAL_KEYS_3_0 = {
