@@ -35,6 +35,7 @@ class Image:
     size: int = 0
     virtual_size: int | None = None  # the disk's size; None until Glance inspects the data
     min_disk: int = 0  # GB; a volume made from the image must be at least this big
+    min_ram: int = 0  # MB; Nova boots the image (or a volume made from it) on no less
     disk_format: str = ""
     # The data's hash: Glance's multihash, and the legacy md5 (osbuild/unattended/fingerprint)
     hash_algo: str = ""
@@ -54,6 +55,7 @@ def _image(raw: Any) -> Image:
                  virtual_size=(int(raw.virtual_size)
                                if getattr(raw, "virtual_size", None) is not None else None),
                  min_disk=int(getattr(raw, "min_disk", None) or 0),
+                 min_ram=int(getattr(raw, "min_ram", None) or 0),
                  disk_format=str(getattr(raw, "disk_format", None) or ""),
                  hash_algo=str(getattr(raw, "hash_algo", None) or ""),
                  hash_value=str(getattr(raw, "hash_value", None) or ""),

@@ -247,6 +247,25 @@ def test_a_parent_deleted_after_the_choice_is_refused_before_anything_is_created
     assert cloud.leftovers() == []
 
 
+def test_a_builder_flavor_with_less_ram_than_the_parents_min_ram_is_refused_in_preflight(
+        cloud: Cloud) -> None:
+    # The refresh builder boots a volume made from the parent, and Nova refuses a flavor with
+    # less RAM than its min_ram (FlavorMemoryTooSmall, also through volume_image_metadata).
+    # Seen on real Nova 34: builder.flavor m1.small, verify.flavor m1.large, a parent with
+    # min_ram 4096: exit 1 after the config ISO and the volume were made.
+    full = cloud.build(cloud.spec(image={"min_ram": 4096}))
+    assert full.exit_code == 0, full.why
+    parent = full.success["image_id"]
+    spec = cloud.spec(image={"min_ram": 2048}, builder={"flavor": "m1.small"},
+                      verify={"flavor": "m1.large"})
+    run = cloud.build(spec, extra=("--refresh", "always"))
+    assert run.exit_code == 2, run.why
+    assert ("builder.flavor: m1.small has 2048 MB RAM, less than the min_ram (4096 MB) of "
+            "parent image ws2022-std-") in run.why and parent in run.why, run.why
+    assert {e["kind"] for e in run.named("resource.created")} <= {"local"}
+    assert cloud.leftovers(keep={parent}) == []
+
+
 def test_a_refresh_whose_parent_was_rolled_back_meanwhile_is_not_promoted(
         cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
     # An operator rolls the family back (`osbuild images rollback`) while a refresh of the

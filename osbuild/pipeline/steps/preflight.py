@@ -100,6 +100,7 @@ class Preflight(Resumable):
         refresh = ctx.parent is not None
 
         win = virtio = None
+        parent_image: image_api.Image | None = None
         # A refresh attaches neither ISO and installs nothing from them, so it neither finds
         # them nor reads them (the install.wim and driver-folder reads are this step's
         # slowest calls). `auto` has already compared their checksums with the parent's
@@ -109,7 +110,7 @@ class Preflight(Resumable):
             win = self._iso(ctx, spec.windows.iso_image, "windows.iso_image", problems)
             virtio = self._iso(ctx, spec.virtio.iso_image, "virtio.iso_image", problems)
         else:
-            problems.extend(self._parent_problems(ctx))
+            parent_image = self._parent_image(ctx, problems)
         if win and spec.windows.firmware == "uefi":
             prepared = str(win.properties.get(UEFI_PREPARED_PROPERTY, "")).lower() == "true"
             if not prepared:
@@ -133,6 +134,14 @@ class Preflight(Resumable):
                 problems.append(
                     f"builder.flavor: {flavor.name} has {flavor.ram} MB RAM; Windows "
                     f"{spec.windows.version} Setup needs at least {min_ram} MB"
+                )
+            # The refresh builder boots a volume made from the parent: Nova wants the
+            # parent's min_ram (nova/block_device.py get_image_metadata_from_volume).
+            if parent_image is not None and (flavor.ram or 0) < parent_image.min_ram:
+                problems.append(
+                    f"builder.flavor: {flavor.name} has {flavor.ram} MB RAM, less than the "
+                    f"min_ram ({parent_image.min_ram} MB) of parent image {parent_image.name} "
+                    f"({parent_image.id}), which the refresh builder boots"
                 )
             # A refresh's builder boots a volume whatever builder.target says.
             if (spec.builder.target == "local" and not refresh
@@ -221,19 +230,21 @@ class Preflight(Resumable):
             properties=props,
         )
 
-    def _parent_problems(self, ctx: BuildContext) -> list[str]:
-        """The image a refresh copies must still be there and active: it was chosen before
-        render and preflight, and someone may have deleted or deactivated it since (Cinder
-        would then refuse the target volume after the config ISO was uploaded)."""
+    def _parent_image(self, ctx: BuildContext, problems: list[str]) -> image_api.Image | None:
+        """The image a refresh copies, which must still be there and active: it was chosen
+        before render and preflight, and someone may have deleted or deactivated it since
+        (Cinder would then refuse the target volume after the config ISO was uploaded)."""
         parent = ctx.require(ctx.parent, "parent")
         image = image_api.find_image(ctx.conn, parent.image_id, cancel=ctx.cancel.event)
         what = f"refresh: parent image {parent.name} ({parent.image_id})"
         if image is None:
-            return [f"{what} is no longer in Glance (deleted since the refresh was chosen); "
-                    "run again to choose anew"]
+            problems.append(f"{what} is no longer in Glance (deleted since the refresh was "
+                            "chosen); run again to choose anew")
+            return None
         if image.status.lower() != "active":
-            return [f"{what} is {image.status}, not active"]
-        return []
+            problems.append(f"{what} is {image.status}, not active")
+            return None
+        return image
 
     def _install_image(self, ctx: BuildContext, win: IsoImage,
                        problems: list[str]) -> str | None:
