@@ -667,6 +667,8 @@ def limits(call: Call) -> Response:
 
 def quota_set(call: Call, project_id: str, detail: bool = False) -> Response:
     world = call.world
+    if call.request.method == "PUT":
+        _update_quotas(call, project_id)
     quota = world.faults.quotas["compute"]
     used = _usage(world)
     body: dict[str, Any] = {"id": project_id, "metadata_items": 128, "server_groups": 10,
@@ -674,7 +676,34 @@ def quota_set(call: Call, project_id: str, detail: bool = False) -> Response:
     for key in ("instances", "cores", "ram", "key_pairs"):
         body[key] = ({"limit": quota[key], "in_use": used[key], "reserved": 0}
                      if detail or call.request.args.get("usage") else quota[key])
+    if call.request.method == "PUT":
+        del body["id"]  # quota_sets.py update: "Removed 'id' from update's response"
     return json_response({"quota_set": body})
+
+
+def _update_quotas(call: Call, project_id: str) -> None:
+    """nova/api/openstack/compute/quota_sets.py ``update``: admin only (nova/policies/
+    quota_sets.py), each limit at least the usage (``_validate_quota_limit``; -1 is
+    infinite) unless ``force``, checked before any is set. The simulator enforces
+    instances, cores, ram and key_pairs; other keys are accepted unused."""
+    if not call.is_admin:
+        raise ApiError(403, "Policy doesn't allow os_compute_api:os-quota-sets:update to be "
+                            "performed.")
+    if project_id != PROJECT_ID:
+        raise ApiError(400, "The simulated cloud keeps quotas for its one project only.")
+    wanted = body_dict(call.json(), "quota_set")
+    force = str(wanted.get("force", "false")).lower() in ("true", "1", "yes", "on")
+    used = _usage(call.world)
+    limits: dict[str, int] = {}
+    for key, value in wanted.items():
+        if key not in used:
+            continue
+        limit = int(value)
+        if not force and limit != -1 and limit < used[key]:
+            raise ApiError(400, f"Quota limit {limit} for {key} must be greater than or equal "
+                                f"to already used and reserved {used[key]}.")
+        limits[key] = limit
+    call.world.faults.set_quota("compute", **limits)
 
 
 def quota_set_detail(call: Call, project_id: str) -> Response:
@@ -714,7 +743,7 @@ def rules() -> list[Any]:
         route(f"{s}/tags/<tag_name>", tag, ("GET", "PUT", "DELETE")),
         route(f"{s}/os-volume_attachments", volume_attachments),
         route(f"{V}/limits", limits),
-        route(f"{V}/os-quota-sets/<project_id>", quota_set),
+        route(f"{V}/os-quota-sets/<project_id>", quota_set, ("GET", "PUT")),
         route(f"{V}/os-quota-sets/<project_id>/detail", quota_set_detail),
         route(f"{V}/os-availability-zone", availability_zones),
     ]

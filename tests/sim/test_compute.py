@@ -513,6 +513,34 @@ def test_quota_sets(conn: Any) -> None:
     assert cinder.usage["volumes"] == 0 and cinder.volumes == 10
 
 
+def test_the_admin_sets_a_projects_compute_quota(sim: Any, conn: Any, boot_blank: Any) -> None:
+    """nova/policies/quota_sets.py: update is ADMIN; nova/api/openstack/compute/
+    quota_sets.py ``update`` refuses a limit below the usage (``_validate_quota_limit``,
+    -1 is infinite) unless ``force``, and answers the limits without the id. Seen: the real
+    stack's admin set a project's cores (``compute.update_quota_set``); the simulator
+    answered 405."""
+    project = conn.current_project_id
+    member = conn.compute.put(f"/os-quota-sets/{project}", raise_exc=False,
+                              json={"quota_set": {"cores": 2}})
+    assert member.status_code == 403
+    assert "os_compute_api:os-quota-sets:update" in member.json()["forbidden"]["message"]
+    boot_blank("counted")  # m1.large: 4 cores
+    admin = sim.connect(admin=True)
+    below = admin.compute.put(f"/os-quota-sets/{project}", raise_exc=False,
+                              json={"quota_set": {"cores": 2}})
+    assert below.status_code == 400
+    assert below.json()["badRequest"]["message"] == (
+        "Quota limit 2 for cores must be greater than or equal to already used and "
+        "reserved 4.")
+    answer = admin.compute.put(f"/os-quota-sets/{project}",
+                               json={"quota_set": {"cores": 6, "instances": -1}}).json()
+    assert "id" not in answer["quota_set"] and answer["quota_set"]["cores"] == 6
+    assert conn.compute.get_quota_set(project).cores == 6
+    admin.compute.put(f"/os-quota-sets/{project}", json={"quota_set": {"cores": 1,
+                                                                        "force": True}})
+    assert conn.compute.get_quota_set(project).cores == 1
+
+
 def test_shutoff_shows_some_seconds_after_the_guest_powers_off_and_the_console_goes_at_once(
     sim: Any, conn: Any, boot_blank: Any
 ) -> None:
