@@ -73,7 +73,7 @@ def _bool(value: Any, field: str) -> bool:
                         f"type 'boolean' (property {field})")
 
 
-def _apply(image: Image, key: str, value: Any, *, creating: bool) -> None:
+def _apply(image: Image, key: str, value: Any, *, creating: bool, admin: bool) -> None:
     if key in _READ_ONLY:
         raise ApiError(403, f"Attribute '{key}' is read-only.")
     if key == "name":
@@ -81,6 +81,10 @@ def _apply(image: Image, key: str, value: Any, *, creating: bool) -> None:
     elif key == "visibility":
         if value not in VISIBILITIES:
             raise ApiError(400, f"Invalid visibility value: {value}")
+        # glance/api/policy.py _enforce_image_visibility: publicize_image is ADMIN
+        # (glance/policies/image.py); communitize_image the owner's.
+        if value == "public" and not admin:
+            raise ApiError(403, "You are not authorized to complete publicize_image action.")
         image.visibility = value
     elif key == "protected":
         image.protected = _bool(value, key)
@@ -128,7 +132,7 @@ def create_image(call: Call) -> Response:
                 image.id = str(value)
                 world.images[image.id] = image
                 continue
-            _apply(image, key, value, creating=True)
+            _apply(image, key, value, creating=True, admin=call.is_admin)
     except ApiError:
         world.images.pop(image.id, None)
         raise
@@ -221,7 +225,7 @@ def update_image(call: Call, image_id: str) -> Response:
         else:
             if op["op"] == "replace" and key not in _CORE and key not in image.properties:
                 raise ApiError(409, f"Property {key} does not exist.")
-            _apply(image, key, op.get("value"), creating=False)
+            _apply(image, key, op.get("value"), creating=False, admin=call.is_admin)
     image.updated_at = call.world.stamp()
     return json_response(_image(image))
 

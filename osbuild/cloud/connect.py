@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -22,7 +23,9 @@ from osbuild.cloud.clock import PACE_KEY, pace
 from osbuild.errors import AuthError
 
 __all__ = ["Connection", "api_calls", "auth_secrets", "check_auth", "cloud_identity",
-           "config_file_problem", "connect"]
+           "config_file_problem", "connect", "token_roles"]
+
+log = logging.getLogger(__name__)
 
 # The auth settings (clouds.yaml ``auth:`` or OS_*) that are credentials, not names.
 _SECRET_AUTH_KEYS = ("password", "application_credential_secret", "token", "secret",
@@ -257,6 +260,16 @@ def _unreachable(conn: Connection, exc: BaseException) -> str:
 
 # openstacksdk's names for a cloud that no clouds.yaml entry named (OS_* variables only).
 _UNNAMED = {"", "envvars", "defaults"}
+
+
+def token_roles(conn: Connection) -> frozenset[str] | None:
+    """The role names of the connection's token, or None when they cannot be read."""
+    try:
+        auth: Any = conn.session.auth
+        return frozenset(str(r) for r in auth.get_access(conn.session).role_names or ())
+    except Exception:  # a hint only: whoever asks goes on without it
+        log.debug("could not read the token's roles", exc_info=True)
+        return None
 
 
 def cloud_identity(conn: Connection, cloud: str | None = None) -> str:

@@ -184,3 +184,22 @@ def test_a_failed_direct_upload_leaves_the_image_queued_for_another_try(
                                   "Content-Type": "application/octet-stream"}, timeout=10)
     assert again.status_code == 204
     assert conn.image.get_image(created["id"]).status == "active"
+
+
+def test_only_the_admin_makes_an_image_public(sim: Any, conn: Any) -> None:
+    """glance/policies/image.py: ``publicize_image`` is ADMIN, ``communitize_image`` the
+    owner's; glance/api/policy.py ``_enforce_image_visibility`` checks them at create and at
+    a visibility change (glance/api/v2/policy.py ``add_image``, ``update_property``), 403
+    "You are not authorized to complete publicize_image action.". Seen on real Glance 33:
+    a member's build with image.visibility public failed at promote."""
+    refused = "You are not authorized to complete publicize_image action."
+    with pytest.raises(exceptions.ForbiddenException, match=refused):
+        conn.image.create_image(name="mine", visibility="public", disk_format="raw",
+                                container_format="bare", allow_duplicates=True)
+    image = conn.image.create_image(name="mine", disk_format="raw", container_format="bare",
+                                    allow_duplicates=True)
+    with pytest.raises(exceptions.ForbiddenException, match=refused):
+        conn.image.update_image(image, visibility="public")
+    assert conn.image.update_image(image, visibility="community").visibility == "community"
+    admin = sim.connect(admin=True)
+    assert admin.image.update_image(image.id, visibility="public").visibility == "public"

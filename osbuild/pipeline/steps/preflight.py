@@ -15,6 +15,7 @@ from osbuild.cloud import compute
 from osbuild.cloud import images as image_api
 from osbuild.cloud import network as network_api
 from osbuild.cloud import volumes as volume_api
+from osbuild.cloud.connect import token_roles
 from osbuild.cloud.image_ranges import ImageRanges
 from osbuild.cloud.retry import DuplicateResource
 from osbuild.errors import PreflightError, describe
@@ -173,6 +174,7 @@ class Preflight(Resumable):
                 )
 
         problems.extend(verify_image.preflight_problems(ctx, flavor))
+        self._warn_public_visibility(ctx)
 
         if flavor is not None and ((win and virtio) or refresh):
             resolved = Resolved(
@@ -229,6 +231,21 @@ class Preflight(Resumable):
             checksum=image_checksum(image),
             properties=props,
         )
+
+    def _warn_public_visibility(self, ctx: BuildContext) -> None:
+        """Glance's default policy lets only admins make an image public (glance/policies/
+        image.py ``publicize_image``), and the promotion is the last step; a cloud may grant
+        it to other roles, so this is a warning, not a refusal."""
+        if ctx.spec.image.visibility != "public":
+            return
+        roles = token_roles(ctx.conn)
+        if roles is None or "admin" in roles:
+            return
+        ctx.emit(EventName.WARNING, message=(
+            "image.visibility: public: Glance lets only admins make an image public (policy "
+            f"publicize_image) and this user's roles are {', '.join(sorted(roles)) or 'none'}; "
+            "unless the cloud's policy allows it, the promotion will be refused (403) after "
+            "the build: use shared with image.members, or community"))
 
     def _parent_image(self, ctx: BuildContext, problems: list[str]) -> image_api.Image | None:
         """The image a refresh copies, which must still be there and active: it was chosen
