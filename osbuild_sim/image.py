@@ -243,7 +243,11 @@ def put_data(call: Call, image_id: str) -> Response:
 
 def get_data(call: Call, image_id: str) -> Response:
     image = find_image(call.world, image_id)
-    if image.data is None or image.status != "active":
+    if image.status == "deactivated" and not call.is_admin:
+        # glance/api/v2/image_data.py download
+        raise ApiError(403, "The requested image has been deactivated. Image data download "
+                            "is forbidden.")
+    if image.data is None or image.status not in ("active", "deactivated"):
         return empty(204)
     wanted = call.request.range  # Glance serves one byte range (206), as downloads resume
     if wanted is not None and len(wanted.ranges) == 1:
@@ -325,6 +329,25 @@ def info_import(call: Call) -> Response:
                                              "type": "array", "value": []}})
 
 
+def image_action(call: Call, image_id: str, action: str) -> Response:
+    """glance/api/v2/image_actions.py: deactivate and reactivate (204), for the admin or a
+    member of the owning project (glance/policies/image.py, ADMIN_OR_PROJECT_MEMBER); each
+    is a no-op on an image already there, and refused from any other status
+    (glance/domain/__init__.py ``Image.deactivate``, ``reactivate``)."""
+    if action not in ("deactivate", "reactivate"):
+        raise ApiError(404, "The resource could not be found.")
+    image = find_image(call.world, image_id)
+    if not call.is_admin and (image.owner != PROJECT_ID or image.seeded):
+        raise ApiError(403, f"You are not authorized to complete {action} action.")
+    source, target = (("active", "deactivated") if action == "deactivate"
+                      else ("deactivated", "active"))
+    if image.status not in (source, target):
+        raise ApiError(403, f"Not allowed to {action} image in status '{image.status}'")
+    image.status = target
+    image.updated_at = call.world.stamp()
+    return empty(204)
+
+
 def rules() -> list[Any]:
     i = f"{V}/images/<image_id>"
     return [
@@ -337,6 +360,7 @@ def rules() -> list[Any]:
         route(i, delete_image, ("DELETE",)),
         route(f"{i}/file", put_data, ("PUT",)),
         route(f"{i}/file", get_data),
+        route(f"{i}/actions/<action>", image_action, ("POST",)),
         route(f"{i}/tags/<tag>", add_tag, ("PUT",)),
         route(f"{i}/tags/<tag>", remove_tag, ("DELETE",)),
         route(f"{i}/members", members, ("GET", "POST")),

@@ -203,3 +203,32 @@ def test_only_the_admin_makes_an_image_public(sim: Any, conn: Any) -> None:
     assert conn.image.update_image(image, visibility="community").visibility == "community"
     admin = sim.connect(admin=True)
     assert admin.image.update_image(image.id, visibility="public").visibility == "public"
+
+
+def test_a_deactivated_image_serves_no_data_to_a_member(sim: Any, conn: Any) -> None:
+    """glance/api/v2/image_actions.py ``deactivate``/``reactivate`` (204; policies
+    ADMIN_OR_PROJECT_MEMBER, glance/policies/image.py; only an active image can be
+    deactivated, glance/domain/__init__.py), and image_data.py ``download``: 403 for a
+    non-admin while deactivated. Seen on real Glance 33: a deactivated ISO showed
+    ``deactivated`` to the member; the simulator ignored the action and kept it active."""
+    admin = sim.connect(admin=True)
+    image = conn.image.create_image(name="mine.iso", data=_iso_bytes(), disk_format="iso",
+                                    container_format="bare", allow_duplicates=True)
+    conn.image.deactivate_image(image)
+    assert conn.image.get_image(image.id).status == "deactivated"
+    data = conn.image.get(f"/images/{image.id}/file", raise_exc=False)
+    assert data.status_code == 403
+    assert "The requested image has been deactivated. Image data download is forbidden." in (
+        data.text)
+    assert admin.image.get(f"/images/{image.id}/file").content == _iso_bytes()
+    conn.image.reactivate_image(image)
+    assert conn.image.get_image(image.id).status == "active"
+    # (openstacksdk's deactivate_image does not raise on an error answer: ask directly)
+    seeded = conn.image.find_image("virtio-win.iso")  # not the member's project's image
+    refused = conn.image.post(f"/images/{seeded.id}/actions/deactivate", raise_exc=False)
+    assert refused.status_code == 403
+    queued = conn.image.create_image(name="empty", disk_format="raw", container_format="bare",
+                                     allow_duplicates=True)
+    refused = conn.image.post(f"/images/{queued.id}/actions/deactivate", raise_exc=False)
+    assert refused.status_code == 403
+    assert "Not allowed to deactivate image in status 'queued'" in refused.text
