@@ -144,6 +144,19 @@ def test_server_error_shows_novas_fault(cloud: Cloud) -> None:
     assert_clean_failure(cloud, run, 1, "No valid host was found")
 
 
+def test_nova_refusing_the_builder_says_what_nova_said(cloud: Cloud) -> None:
+    # Real Nova 34 refused a refresh builder with 400 "Flavor's memory is too small for
+    # requested image."; the build said "boot: BadRequestException: 400: Client Error for
+    # url: http://.../servers, Flavor's memory ..." (the SDK's wording, a URL), where the
+    # boot test's refusal reads "verify: check server-create failed: <Nova's message>".
+    cloud.sim.faults.add_rule(service="compute", method="POST", path="/servers$",
+                              body="-builder", error=400)
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 1, "boot: Nova refused to create the builder server: "
+                         "Injected fault: 400 from the simulated compute service")
+    assert "Client Error for url" not in run.why and "BadRequestException" not in run.why
+
+
 def test_volume_error_shows_cinders_message_after_one_retry(cloud: Cloud) -> None:
     cloud.sim.faults.add_scenario("volume_error_from_image", name="-virtio", times=2)
     run = cloud.build(cloud.spec())

@@ -15,7 +15,7 @@ from osbuild import naming
 from osbuild.cloud import compute
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.delete import delete_server
-from osbuild.cloud.retry import is_not_found
+from osbuild.cloud.retry import HttpError, api_message, is_not_found, status_of
 from osbuild.errors import ServerFault
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.create import create_behind_lookup
@@ -76,10 +76,18 @@ class BootBuilder(Resumable):
             found = compute.servers(conn, tag=tag, cancel=ctx.cancel.event)
             return found[0] if found else None
 
-        server = create_behind_lookup(
-            ctx, lambda: compute.create_server(conn, **create_args), lookup,
-            what="the builder server",
-        )
+        try:
+            server = create_behind_lookup(
+                ctx, lambda: compute.create_server(conn, **create_args), lookup,
+                what="the builder server",
+            )
+        except HttpError as exc:
+            status = status_of(exc)
+            if status is None or not 400 <= status < 500:
+                raise
+            # Nova's own words, not the SDK's "BadRequestException: 400: ... for url".
+            raise ServerFault(f"Nova refused to create the builder server: "
+                              f"{api_message(exc)}", stage=self.name) from None
         builder = ctx.track("server", server.id, name,
                             lambda: delete_server(conn, server.id))
         builder.on_keep = lambda: drop_heartbeat(conn, server.id)
