@@ -123,8 +123,12 @@ def _verify(args: argparse.Namespace, conn: Connection) -> int:
                               cloud_name=args.os_cloud)
     if not args.json:
         if result.error is None:
+            current = result.image_id is not None and from_glance(
+                find_image(conn, result.image_id)).current
+            then = ("it is the family's current image" if current else
+                    f"make it current with: osbuild images promote {result.image_id}")
             print(f"{spec.name}: image {result.image_name} ({result.image_id}) passed its "
-                  f"boot test; make it current with: osbuild images promote {result.image_id}")
+                  f"boot test; {then}")
         else:
             lines = result.error.lines()
             print(f"{spec.name}: image {args.image} failed its boot test again: {lines[0]}",

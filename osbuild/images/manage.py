@@ -11,8 +11,8 @@ from osbuild.cloud import images as image_api
 from osbuild.cloud.clock import session_clock
 from osbuild.cloud.connect import Connection
 from osbuild.cloud.delete import delete_image
-from osbuild.cloud.retry import is_not_found, retrying
-from osbuild.errors import InvalidInput
+from osbuild.cloud.retry import HttpError, api_message, is_not_found, retrying, status_of
+from osbuild.errors import BuildFailed, InvalidInput
 from osbuild.images.family import (
     FamilyImage,
     current_of,
@@ -111,7 +111,20 @@ def find_image(conn: Connection, name_or_id: str) -> image_api.Image:
 def give_final_attributes(conn: Connection, spec: BuildSpec, image_id: str,
                           name: str) -> image_api.Image:
     """The spec's name, visibility, tags and members for a proven image (not current yet)."""
-    image = image_api.update_image(conn, image_id, name=name, visibility=spec.image.visibility)
+    visibility = spec.image.visibility
+    try:
+        image = image_api.update_image(conn, image_id, name=name, visibility=visibility)
+    except HttpError as exc:
+        if status_of(exc) != 403:
+            raise
+        # Glance's policies publicize_image and communitize_image are admin-only by default
+        # (glance/policies/image.py); the SDK's text names neither the key nor the way out.
+        raise BuildFailed(
+            f"image.visibility: Glance refused to make image {image_id} {visibility} "
+            f"({api_message(exc)}); by default only an admin may make an image public or "
+            f"community. The verified image stays hidden under its capture name: once the "
+            f"visibility is allowed (or changed in the spec), run osbuild images promote "
+            f"{image_id} SPEC", stage="promote") from None
     for tag in spec.image.tags:
         image_api.add_tag(conn, image_id, tag)
     for member in spec.image.members:

@@ -301,6 +301,11 @@ def test_a_public_image_by_a_member_is_warned_about_before_anything_is_made(
                          if e["event"] == "resource.created" and e["kind"] != "local")
     assert first_warning < first_created
     assert run.exit_code == 1 and "promote" in run.why, run.why
+    # The refusal names the spec key and the way out, not the SDK's "ForbiddenException:
+    # 403: Client Error for url: ...".
+    assert run.failure["stage"] == "promote"
+    assert "image.visibility: Glance refused to make image " in run.why, run.why
+    assert "osbuild images promote" in run.why and "Client Error for url" not in run.why
     private = cloud.build(cloud.spec(image={"visibility": "private"}, verify={"enabled": False}))
     assert not private.named("warning"), private.named("warning")
 

@@ -87,6 +87,11 @@ def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -
     assert report["kind"]["reason"].startswith(f"osbuild images verify {image_id}")
     assert lifecycle.leftovers() == {"servers": [], "volumes": [], "keypairs": []}
 
+    told = lifecycle.images("verify", image_id)
+    assert told.code == 0, told.err
+    assert f"passed its boot test; make it current with: osbuild images promote {image_id}" \
+        in told.out
+
     promoted = lifecycle.images("promote", image_id)
     assert promoted.code == 0, promoted.err
     # ...as its build's promote step would have left it: final name and visibility, current.
@@ -95,6 +100,12 @@ def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -
     assert image.name == load_spec(spec).image_name_for(build_id)
     assert image.visibility == load_spec(spec).image.visibility
     assert naming.CURRENT_TAG in image.tags and not image.is_hidden
+
+    # The current image's boot test, run again, does not say to promote it.
+    told = lifecycle.images("verify", image_id)
+    assert told.code == 0, told.err
+    assert "passed its boot test; it is the family's current image" in told.out
+    assert "promote" not in told.out
 
 
 def test_verify_refuses_an_image_of_another_family(
