@@ -117,14 +117,16 @@ def give_final_attributes(conn: Connection, spec: BuildSpec, image_id: str,
     except HttpError as exc:
         if status_of(exc) != 403:
             raise
-        # Glance's policies publicize_image and communitize_image are admin-only by default
-        # (glance/policies/image.py); the SDK's text names neither the key nor the way out.
+        # Glance's publicize_image policy is admin-only by default (glance/policies/
+        # image.py; communitize_image is the admin's or a project member's); the SDK's
+        # text names neither the spec key nor the way out.
+        default = ("; by default only an admin may make an image public"
+                   if visibility == "public" else "")
         raise BuildFailed(
             f"image.visibility: Glance refused to make image {image_id} {visibility} "
-            f"({api_message(exc)}); by default only an admin may make an image public or "
-            f"community. The verified image stays hidden under its capture name: once the "
-            f"visibility is allowed (or changed in the spec), run osbuild images promote "
-            f"{image_id} SPEC", stage="promote") from None
+            f"({api_message(exc)}){default}. The verified image stays hidden under its "
+            f"capture name: once the visibility is allowed (or changed in the spec), run "
+            f"osbuild images promote {image_id} SPEC", stage="promote") from None
     for tag in spec.image.tags:
         image_api.add_tag(conn, image_id, tag)
     for member in spec.image.members:
