@@ -29,7 +29,8 @@ from osbuild.errors import InvalidInput
 log = logging.getLogger(__name__)
 
 # 2: what each step recorded for resume moved under "records" (see _from_version_1).
-# 3: "released" lists what steps deleted on purpose; a version-2 state has released nothing.
+# 3: "released" lists what steps deleted on purpose (_from_version_2 fills it in for a
+# state past its release step).
 STATE_VERSION = 3
 
 # Version 1 kept the steps' facts at the top level; the step each belongs to.
