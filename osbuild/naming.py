@@ -4,7 +4,7 @@ can find a build's resources again in Nova, Cinder, Glance and Neutron.
 Convention (documented in the README for other tooling):
 
 - names: ``osbuild-<build_id>-<role>`` for temporary resources (``builder``, ``iso``,
-  ``virtio``, ``config``, ``target``, ``root``, ``verify``...).
+  ``virtio``, ``config``, ``target``, ``root``, ``verify``, ``claim``...).
 - Nova servers: tags ``osbuild`` and ``osbuild-build-<build_id>``; metadata
   ``osbuild_build_id``, ``osbuild_family``, ``osbuild_role``, ``osbuild_heartbeat``.
 - Cinder volumes and Glance images: metadata/properties ``osbuild_build_id``,

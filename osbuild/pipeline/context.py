@@ -16,7 +16,7 @@ from osbuild.cloud.retry import retrying
 from osbuild.pipeline.events import Event, EventBus, EventName
 from osbuild.redact import Redactor
 from osbuild.spec import BuildSpec
-from osbuild.unattended.lock import HEARTBEAT_INTERVAL
+from osbuild.unattended.lock import HEARTBEAT_INTERVAL, Heartbeat
 
 if TYPE_CHECKING:
     from osbuild.images.refresh import Parent
@@ -48,7 +48,8 @@ class BuildOptions:
     heartbeat_every: float = HEARTBEAT_INTERVAL
     # Where the durable build state goes (None: no state, e.g. library use in tests).
     state_dir: Path | None = None
-    # The caller holds the family lock: after booting, yield to an earlier racing build.
+    # The caller holds the family lock: the build claims the family in the cloud and yields
+    # to an earlier racing build.
     lock_family: bool = False
 
 
@@ -67,6 +68,8 @@ class TrackedResource:
     done: bool = False  # deleted already, by its step or a later one
     # What makes it stop looking like a build in progress when --keep-on-failure keeps it.
     on_keep: Callable[[], None] | None = None
+    # Only the cleanup at the end deletes it, no step before: the family claim.
+    until_end: bool = False
 
     def label(self) -> str:
         return f"{self.kind} {self.id} ({self.name})"
@@ -139,6 +142,8 @@ class BuildContext:
     # The guest stage the dead run had last seen a marker of (a resumed build goes on there).
     resumed_stage: str | None = None
     fingerprint: str | None = None
+    # The family claim's heartbeat (steps.claim_family), refreshed from every wait (pause).
+    claim: Heartbeat | None = None
     # The clouds.yaml name to connect with (None or "": the OS_* variables).
     os_cloud: str | None = None
     # The build's secrets (spec, Windows password, credentials): every sink passes its text
@@ -156,6 +161,13 @@ class BuildContext:
         path = self.options.log_dir / self.build_id
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def pause(self, seconds: float) -> None:
+        """Every wait of the build sleeps here: the family claim's heartbeat stays fresh
+        however long a step waits, and Ctrl-C cuts the sleep short."""
+        if self.claim is not None:
+            self.claim.maybe_beat()
+        self.clock.sleep(seconds, self.cancel)
 
     def elapsed(self) -> float:
         return self.clock.now() - self.started_at

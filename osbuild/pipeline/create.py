@@ -30,5 +30,5 @@ def create_behind_lookup(ctx: BuildContext, create: Callable[[], T],
         found = lookup()  # a read of osbuild/cloud: it retries on its own
         if found is not None:
             return found
-        ctx.clock.sleep(min(2.0 * 2**attempt, 30.0), ctx.cancel)
+        ctx.pause(min(2.0 * 2**attempt, 30.0))
     raise RuntimeError(f"could not create {what}: {last}") from last

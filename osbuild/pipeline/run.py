@@ -32,6 +32,7 @@ from osbuild.pipeline.steps.boot_builder import BootBuilder
 from osbuild.pipeline.steps.boot_from_parent import BootFromParent
 from osbuild.pipeline.steps.capture_image import CaptureImage
 from osbuild.pipeline.steps.check_lock import CheckLock
+from osbuild.pipeline.steps.claim_family import ClaimFamily
 from osbuild.pipeline.steps.create_refresh_volumes import CreateRefreshVolumes
 from osbuild.pipeline.steps.create_volumes import CreateVolumes
 from osbuild.pipeline.steps.preflight import IsoImage, Preflight
@@ -50,11 +51,12 @@ log = logging.getLogger(__name__)
 
 
 def build_steps() -> list[Resumable]:
-    """Checks and local work first; the first cloud resource is created by upload-config.
+    """Checks and local work first; the first cloud resource is the family claim.
     Preflight comes before render: the answer file selects the image name found on the ISO."""
     return [
         Preflight(),
         RenderConfig(),
+        ClaimFamily(),  # with the family lock: marks the build in the cloud until its end
         UploadConfigIso(),
         CreateVolumes(),
         BootBuilder(),
@@ -73,6 +75,7 @@ def refresh_steps() -> list[Resumable]:
     return [
         RenderConfig(),  # the refresh plan, no answer file
         Preflight(),
+        ClaimFamily(),
         UploadConfigIso(),
         CreateRefreshVolumes(),  # the config ISO, the target copied from the parent image
         BootFromParent(),  # cloudbase-init's user data starts the driver

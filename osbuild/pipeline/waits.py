@@ -54,5 +54,5 @@ def wait_for_status(
                 f"{setting}",
                 stage=ctx.current_step,
             )
-        ctx.clock.sleep(min(poll, max(deadline.remaining(), 0.0)) or poll, ctx.cancel)
+        ctx.pause(min(poll, max(deadline.remaining(), 0.0)) or poll)
         poll = min(poll * 1.5, ctx.options.status_poll_max)

@@ -68,7 +68,8 @@ class FamilyStatus:
     durations: list[float] = field(default_factory=list)  # oldest first
     leftovers: list[gc.Resource] = field(default_factory=list)
     # Builds of the family running now that this state folder does not know: another
-    # host's (a builder with a fresh heartbeat). Its builds here show as the last build.
+    # host's (a builder or family claim with a fresh heartbeat). Its builds here show as the
+    # last build.
     elsewhere: list[ActiveBuilder] = field(default_factory=list)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
@@ -82,7 +83,9 @@ class FamilyStatus:
                            "build_id": r.build_id, "age_seconds": round(r.age_seconds)}
                           for r in self.leftovers],
             "building_elsewhere": [
-                {"build_id": b.build_id, "builder": b.name, "server_id": b.server_id,
+                # Past its builder (capture, boot test, promotion) only its claim is left.
+                {"build_id": b.build_id, "builder": b.name if b.server_id else None,
+                 "server_id": b.server_id or None, "claim_id": b.claim_id,
                  "heartbeat": b.heartbeat.isoformat(timespec="seconds")}
                 for b in self.elsewhere],
         }

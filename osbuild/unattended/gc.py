@@ -146,7 +146,7 @@ class Liveness:
                 # Local knowledge beats a heartbeat the dead process stamped a minute ago.
                 return f"build {build_id} is running (pid {state.pid})" if here else None
         if build_id in self.fresh_heartbeats:
-            return f"build {build_id} is running (fresh builder heartbeat)"
+            return f"build {build_id} is running (fresh heartbeat on its builder or claim)"
         if state is not None:
             age = (self.now - state.updated_at).total_seconds()
             if age <= self.stale_after:
@@ -160,7 +160,7 @@ class Liveness:
 
 def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], frozenset[str]]:
     """Everything that follows osbuild's naming conventions, the images' properties, and
-    the build ids whose builder has a fresh heartbeat."""
+    the build ids whose builder or family claim has a fresh heartbeat."""
     found: list[Resource] = []
     image_props: dict[str, Any] = {}
     fresh: set[str] = set()
@@ -207,6 +207,9 @@ def discover(conn: Any, now: datetime) -> tuple[list[Resource], dict[str, Any], 
         build_id = _build_id_of(image.name, props)
         if build_id is None:
             continue
+        if props.get(naming.PROP_ROLE) == lock.CLAIM_ROLE and lock.is_fresh(
+                lock.parse_heartbeat(str(props.get(naming.PROP_HEARTBEAT) or "")), now):
+            fresh.add(build_id)  # a build past its builder (capture, boot test) claims on
         image_props[image.id] = {**props, "tags": list(image.tags),
                                  "is_protected": image.protected}
         found.append(Resource("image", image.id, image.name, build_id,

@@ -264,9 +264,9 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
 
     ``os_cloud`` is what to connect with (None: OS_* variables), ``cloud`` the cloud's
     identity (:func:`cloud_identity`), which keys the lock, the state and the reports.
-    A build that backs out at its lock check (another host started the family at the
-    same moment) starts again when ``wait_lock`` (--wait-lock) leaves time: the new start
-    waits at the cloud guard for the other build's builder, as --wait-lock promises.
+    A build that backs out at its claim (another host started the family at the same
+    moment) starts again when ``wait_lock`` (--wait-lock) leaves time: the new start waits
+    at the cloud guard for the other build's claim, as --wait-lock promises.
     """
     clock = session_clock(conn)
     started = clock.now()
@@ -280,7 +280,7 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
         if left <= 0 or cancel.cancelled:
             return result
         bus.publish(Event(EventName.INFO, result.build_id, spec.name, {
-            "message": f"backed out at the lock check for build {result.error.build_id}; "
+            "message": f"backed out for build {result.error.build_id}, which went first; "
                        f"--wait-lock: waiting up to {format_duration(left)} for it, then "
                        "building again",
             "cloud": cloud}))

@@ -1,4 +1,11 @@
-"""One build per image family per cloud: a local file lock plus a cloud-side heartbeat guard."""
+"""One build per image family per cloud: a local file lock plus a cloud-side heartbeat guard.
+
+In the cloud, a build is marked by its family claim (a data-less Glance image with role
+``claim``, created before anything else and deleted last) and by its builder server, each
+carrying a heartbeat that the build refreshes while it waits. The claim covers the whole
+build: the builder is gone once capture starts, and capture, the boot test and promotion
+still take a quarter of an hour in which another host must not start the family again.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from osbuild import naming
 from osbuild.cloud import compute
+from osbuild.cloud import images as image_api
 from osbuild.cloud.clock import session_clock
 from osbuild.cloud.retry import is_not_found
 from osbuild.durations import format_duration
@@ -181,15 +189,34 @@ def is_fresh(heartbeat: datetime | None, now: datetime, stale_after: float = STA
     return abs((now - heartbeat).total_seconds()) <= stale_after
 
 
+# The role of a build's family claim (a Glance image without data: it stays ``queued``).
+CLAIM_ROLE = "claim"
+# A build looks at the other claims this long (cloud seconds) after its own was created, so
+# that every claim stamped in the same second as its own (Glance's created_at has whole
+# seconds) is already listed when it looks.
+CLAIM_SETTLE = 2.0
+
+
 @dataclass(frozen=True)
 class ActiveBuilder:
-    server_id: str
-    name: str
+    """A build in progress, seen from the cloud: its builder server, else (the builder is
+    gone: capture, boot test, promotion) its family claim."""
+
+    server_id: str  # "" when only the claim is left
+    name: str  # the builder's name, else the claim's
     build_id: str
     family: str
     status: str
     heartbeat: datetime
     created: datetime | None = None  # when Nova created it (None: the cloud did not say)
+    claim_id: str | None = None  # its claim image, if it has one
+
+    def describe(self) -> str:
+        """``builder NAME (ID, build B)`` or, once the builder is gone, ``build B (claim
+        image NAME, ID)``."""
+        if self.server_id:
+            return f"builder {self.name} ({self.server_id}, build {self.build_id})"
+        return f"build {self.build_id} (claim image {self.name}, {self.claim_id})"
 
 
 def _parse_created(value: str | None) -> datetime | None:
@@ -210,6 +237,25 @@ def _builders(conn: Any, family: str | None) -> Iterator[compute.Server]:
         yield server
 
 
+def claims(conn: Any, family: str | None = None) -> list[image_api.Image]:
+    """Every family claim of ``family`` (None: of any family), fresh or not.
+
+    A claim never gets data, so it stays ``queued``: listing queued images keeps the reply
+    small. The visible listing goes first: a claim is created visible and then hidden, so
+    one that changes between the two listings is in the second.
+    """
+    found: dict[str, image_api.Image] = {}
+    for hidden in (False, True):
+        for image in image_api.images(conn, status="queued", is_hidden=hidden):
+            props = image.properties
+            if props.get(naming.PROP_ROLE) != CLAIM_ROLE:
+                continue
+            if family is not None and props.get(naming.PROP_FAMILY) != family:
+                continue
+            found[image.id] = image
+    return list(found.values())
+
+
 def active_builders(
     conn: Any,
     *,
@@ -217,10 +263,13 @@ def active_builders(
     now: datetime | None = None,
     stale_after: float = STALE_AFTER,
     exclude_build_id: str | None = None,
+    builders_only: bool = False,
 ) -> list[ActiveBuilder]:
-    """Builder servers (tag ``osbuild``) of ``family`` whose heartbeat is fresh, oldest first."""
+    """Builds of ``family`` in progress, by build id: a builder server (tag ``osbuild``) or a
+    family claim with a fresh heartbeat. A build with both shows its builder, with the
+    fresher of the two heartbeats."""
     now = now or datetime.now(UTC)
-    found = []
+    found: dict[str, ActiveBuilder] = {}
     for server in _builders(conn, family):
         metadata = server.metadata
         build_id = metadata.get(naming.PROP_BUILD_ID, "")
@@ -230,18 +279,34 @@ def active_builders(
         if not is_fresh(beat, now, stale_after):
             continue
         assert beat is not None
-        found.append(
-            ActiveBuilder(
-                server_id=server.id,
-                name=server.name,
-                build_id=build_id,
-                family=metadata.get(naming.PROP_FAMILY, ""),
-                status=server.status,
-                heartbeat=beat,
-                created=_parse_created(getattr(server, "created_at", None)),
-            )
+        found[build_id or server.id] = ActiveBuilder(
+            server_id=server.id,
+            name=server.name,
+            build_id=build_id,
+            family=metadata.get(naming.PROP_FAMILY, ""),
+            status=server.status,
+            heartbeat=beat,
+            created=_parse_created(getattr(server, "created_at", None)),
         )
-    return sorted(found, key=lambda b: b.build_id)
+    for claim in [] if builders_only else claims(conn, family):
+        props = claim.properties
+        build_id = str(props.get(naming.PROP_BUILD_ID, ""))
+        if not build_id or (exclude_build_id is not None and build_id == exclude_build_id):
+            continue
+        beat = parse_heartbeat(str(props.get(naming.PROP_HEARTBEAT) or ""))
+        if not is_fresh(beat, now, stale_after):
+            continue
+        assert beat is not None
+        builder = found.get(build_id)
+        if builder is not None:
+            found[build_id] = replace(builder, claim_id=claim.id,
+                                      heartbeat=max(builder.heartbeat, beat))
+            continue
+        found[build_id] = ActiveBuilder(
+            server_id="", name=claim.name, build_id=build_id,
+            family=str(props.get(naming.PROP_FAMILY, "")), status=claim.status,
+            heartbeat=beat, created=_parse_created(claim.created_at), claim_id=claim.id)
+    return sorted(found.values(), key=lambda b: b.build_id)
 
 
 def check_cloud_guard(
@@ -278,27 +343,63 @@ def check_cloud_guard(
             other = others[0]
             waited = f" after waiting {format_duration(wait)}" if wait else ""
             raise LockBusy(
-                f"already being built from another host: builder {other.name} "
-                f"({other.server_id}, build {other.build_id}) sent a heartbeat at "
-                f"{format_heartbeat(other.heartbeat)}{waited}; skipping "
+                f"already being built from another host: {other.describe()} sent a "
+                f"heartbeat at {format_heartbeat(other.heartbeat)}{waited}; skipping "
                 "(use --wait-lock to wait)",
                 build_id=other.build_id,
             )
         if on_wait is not None:
-            on_wait(f"waiting up to {format_duration(wait)} for builder {others[0].name} "
-                    f"(build {others[0].build_id}, another host) to finish")
+            on_wait(f"waiting up to {format_duration(wait)} for {others[0].describe()} "
+                    "(another host) to finish")
             on_wait = None
         pause = min(poll_interval, max(0.0, deadline - clock()))
         if cancel is None:
             sleep(pause)
         elif cancel.wait(pause / pace):
-            raise Interrupted(where=f"while waiting for builder {others[0].name} to finish")
+            raise Interrupted(where=f"while waiting for build {others[0].build_id} to finish")
+
+
+def yield_to_claim(
+    conn: Any, *, family: str, build_id: str, stale_after: float = STALE_AFTER,
+    now: datetime | None = None,
+) -> ActiveBuilder | None:
+    """After creating our claim: a live claim of the family that goes first, if any.
+
+    Two hosts can pass :func:`check_cloud_guard` at the same moment and both claim the
+    family. The claim Glance created first goes on (same second: the lower build id); the
+    other build backs out before it has created anything else. A build looks
+    :data:`CLAIM_SETTLE` seconds after its own claim was created, so it sees every claim
+    created before its own or in the same second.
+    """
+    now = now or datetime.now(UTC)
+    mine: ActiveBuilder | None = None
+    others: list[ActiveBuilder] = []
+    for claim in claims(conn, family):
+        props = claim.properties
+        claim_build = str(props.get(naming.PROP_BUILD_ID, ""))
+        beat = parse_heartbeat(str(props.get(naming.PROP_HEARTBEAT) or ""))
+        if not claim_build or beat is None:
+            continue
+        entry = ActiveBuilder(server_id="", name=claim.name, build_id=claim_build,
+                              family=family, status=claim.status, heartbeat=beat,
+                              created=_parse_created(claim.created_at), claim_id=claim.id)
+        if claim_build == build_id:
+            mine = entry
+        elif is_fresh(beat, now, stale_after):
+            others.append(entry)
+    for other in sorted(others, key=lambda b: b.build_id):
+        if _goes_first(other, mine, build_id):
+            return other
+    return None
 
 
 def yield_to(
     conn: Any, *, family: str, build_id: str, stale_after: float = STALE_AFTER
 ) -> ActiveBuilder | None:
     """After booting our builder: a live builder of the family that goes first, if any.
+
+    Builds that claim the family settled this at their claim (:func:`yield_to_claim`); the
+    builders decide between builds of an osbuild that made no claim.
 
     Two hosts can pass :func:`check_cloud_guard` at the same moment and both boot a builder.
     The one Nova created first goes on; the other backs out. Creation order is the one both
@@ -309,7 +410,8 @@ def yield_to(
     timestamps have seconds) go by build id; by the time a build looks (its builder is
     ACTIVE, seconds later) both exist.
     """
-    builders = active_builders(conn, family=family, stale_after=stale_after)
+    builders = active_builders(conn, family=family, stale_after=stale_after,
+                               builders_only=True)
     mine = next((b for b in builders if b.build_id == build_id), None)
     for other in builders:
         if other.build_id and other.build_id != build_id and _goes_first(other, mine, build_id):
@@ -342,6 +444,14 @@ def send_heartbeat(conn: Any, server_id: str, *, now: datetime | None = None) ->
     return value
 
 
+def send_claim_heartbeat(conn: Any, image_id: str, *, now: datetime | None = None) -> str:
+    """Stamp the family claim's heartbeat property; returns the value written."""
+    value = format_heartbeat(now)
+    stamp: dict[str, Any] = {naming.PROP_HEARTBEAT: value}
+    image_api.update_image(conn, image_id, **stamp)
+    return value
+
+
 def drop_heartbeat(conn: Any, server_id: str) -> None:
     """A builder kept for debugging (--keep-on-failure) is no build in progress: without
     its heartbeat no host takes the family for busy (its fresh one skipped every build of
@@ -354,21 +464,24 @@ def drop_heartbeat(conn: Any, server_id: str) -> None:
 
 
 class Heartbeat:
-    """Refreshes a builder's heartbeat from the watcher's poll loop, at most every ``interval``.
+    """Refreshes a heartbeat (``stamp``) from a poll loop, at most every ``interval``.
 
-    Called in the loop rather than from a thread, so the connection is only ever used by
-    one thread. A failed stamp is never raised: a missed heartbeat must not fail a build
-    (another host would only see it as stale after :data:`STALE_AFTER`). ``on_failure``
+    The builder's is refreshed from the watcher's loop, the claim's from every wait of the
+    build (``BuildContext.pause``). Called in the loop rather than from a thread, so the
+    connection is only ever used by one thread. A failed stamp is never raised: a missed
+    heartbeat must not fail a build (another host would only see it as stale after
+    :data:`STALE_AFTER`). ``on_failure``
     hears the first failure of a run of them (the build's warning event); the rest, and
     every failure without ``on_failure``, go to the log at INFO, never to stderr, which
     ``--json 2>&1`` shares with the JSON events.
     """
 
-    def __init__(self, conn: Any, server_id: str, *, interval: float = HEARTBEAT_INTERVAL,
+    def __init__(self, stamp: Callable[[], object], *, what: str = "builder",
+                 interval: float = HEARTBEAT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
                  on_failure: Callable[[str], None] | None = None) -> None:
-        self.conn = conn
-        self.server_id = server_id
+        self.stamp = stamp
+        self.what = what
         self.interval = interval
         self.clock = clock
         self.on_failure = on_failure
@@ -381,9 +494,9 @@ class Heartbeat:
         if self.last is not None and now - self.last < self.interval:
             return False
         try:
-            send_heartbeat(self.conn, self.server_id)
+            self.stamp()
         except Exception as exc:  # transient API trouble: try again next poll
-            message = f"could not refresh the builder heartbeat: {exc}"
+            message = f"could not refresh the {self.what} heartbeat: {exc}"
             log.info("%s", message)
             if not self.failing and self.on_failure is not None:
                 self.on_failure(f"{message} (tried again at every poll; other hosts may "

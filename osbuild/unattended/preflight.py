@@ -58,7 +58,8 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
         try:
             needs: list[Needs] = []
             counted: list[str] = []  # the families whose needs are known
-            # Families another osbuild builds now (any host: a fresh heartbeat on its builder).
+            # Families another osbuild builds now (any host: a fresh heartbeat on its builder
+            # or its family claim).
             busy = ({builder.family for builder in active_builders(conn)}
                     if wait_lock is None else set())
             for index, job in enumerate(jobs):

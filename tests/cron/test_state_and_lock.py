@@ -24,7 +24,7 @@ def test_state_records_steps_resources_and_outcome_without_secrets(cron: Cron) -
     [state] = cron.states()
     assert state.build_id == done["build_id"]
     assert state.status is BuildStatus.SUCCEEDED
-    assert state.steps_done[:4] == ["preflight", "render", "upload-config", "volumes"]
+    assert state.steps_done[:5] == ["preflight", "render", "claim", "upload-config", "volumes"]
     assert state.steps_done[-1] == "promote"
     assert state.image_id == done["image_id"]
     install = state.records["install"]

@@ -16,6 +16,7 @@ from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.resume import restore, steps_to_resume
 from osbuild.pipeline.run import build_steps, execute
 from osbuild.pipeline.runner import Step
+from osbuild.pipeline.steps.claim_family import ClaimFamily
 from osbuild.pipeline.steps.publish_image import provenance
 from osbuild.unattended.state import STATE_VERSION, BuildState, StateStore
 from tests.pipeline.test_runner import make_ctx
@@ -122,6 +123,18 @@ def test_a_version_1_state_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert ctx.config_image_id == "img-cfg" and ctx.server_id == "srv-1"
     assert ctx.volumes is not None and ctx.volumes.config_iso == "v-cfg2"  # the recreated one
     assert ctx.resumed_stage == "winpe" and not ctx.sysprep_reached
+
+
+def test_a_resumed_build_that_holds_the_family_lock_claims_it_again_first(
+        tmp_path: Path) -> None:
+    # Its claim went stale with the dead run (or gc deleted it): the resumed build stamps
+    # or recreates it before anything else, and does not contest it (its cloud guard has
+    # just found no other build of the family).
+    state = _store_with(tmp_path, _VERSION_1).load(BUILD_ID)
+    todo = steps_to_resume(make_ctx(tmp_path, lock_family=True), state, build_steps())
+    assert [s.name for s in todo] == ["claim", "install", "capture", "release", "publish",
+                                      "verify", "promote"]
+    assert isinstance(todo[0], ClaimFamily) and todo[0].contest is False
 
 
 def test_a_build_that_had_not_uploaded_its_config_starts_over(tmp_path: Path) -> None:

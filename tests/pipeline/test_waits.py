@@ -45,6 +45,7 @@ def _ctx(tmp_path: Path, **options: object) -> tuple[Any, _FakeClock]:
     clock = _FakeClock()
     ctx = make_ctx(tmp_path, **options)
     return SimpleNamespace(options=ctx.options, clock=clock, cancel=ctx.cancel,
+                           pause=lambda seconds: clock.sleep(seconds, ctx.cancel),
                            current_step="capture"), clock
 
 

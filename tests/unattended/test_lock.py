@@ -131,9 +131,40 @@ class FakeCompute:
         next(s for s in self.items if s.id == server_id).metadata.update(metadata)
 
 
+@dataclass
+class FakeImage:
+    id: str
+    name: str
+    properties: dict[str, str]
+    created_at: str
+    status: str = "queued"
+    is_hidden: bool = True
+
+
+class FakeImages:
+    """Glance's listing as the claims read it: by status and os_hidden."""
+
+    def __init__(self, images: list[FakeImage]) -> None:
+        self.items = images
+
+    def images(self, **query: Any) -> list[FakeImage]:
+        return [i for i in self.items if i.status == query.get("status", i.status)
+                and i.is_hidden == query.get("is_hidden", False)]
+
+
 class FakeConn:
-    def __init__(self, servers: list[FakeServer]) -> None:
+    def __init__(self, servers: list[FakeServer], claims: list[FakeImage] | None = None) -> None:
         self.compute = FakeCompute(servers)
+        self.image = FakeImages(claims or [])
+
+
+def _claim(build_id: str, family: str, beat: datetime | None, created: str,
+           hidden: bool = True) -> FakeImage:
+    props = naming.labels(build_id, family, lock.CLAIM_ROLE)
+    if beat is not None:
+        props[naming.PROP_HEARTBEAT] = lock.format_heartbeat(beat)
+    return FakeImage(id=f"img-{build_id}", name=naming.resource_name(build_id, "claim"),
+                     properties=props, created_at=created, is_hidden=hidden)
 
 
 def _builder(build_id: str, family: str, beat: datetime | None, role: str = "builder",
@@ -254,7 +285,8 @@ def test_heartbeat_failure_is_reported_once_per_run_not_raised() -> None:
     conn = FakeConn([])
     conn.compute = compute = Flaky([])
     heard: list[str] = []
-    beat = lock.Heartbeat(conn, "srv", interval=60, clock=lambda: 0.0, on_failure=heard.append)
+    beat = lock.Heartbeat(lambda: lock.send_heartbeat(conn, "srv"), interval=60,
+                          clock=lambda: 0.0, on_failure=heard.append)
     assert beat.maybe_beat() is False and beat.sent == 0
     assert beat.maybe_beat() is False  # the next poll tries again; one warning per run of them
     assert [m.split(" (")[0] for m in heard] == [
@@ -274,3 +306,77 @@ def test_cancel_while_waiting_is_an_interruption_not_a_skip(tmp_path: Path) -> N
         lock.LocalLock(tmp_path, "prod", "ws2022").acquire(wait=3600, cancel=cancel)
     assert info.value.exit_code == EXIT_INTERRUPTED
     assert "waiting for the family lock" in str(info.value)
+
+
+# ---------------------------------------------------------------- family claims
+
+
+def test_a_build_past_its_builder_is_still_active_by_its_claim() -> None:
+    now = datetime.now(UTC)
+    capturing = "20261126t020000-aaaaaa"  # builder deleted: capture, boot test, promotion
+    installing = "20261126t030000-bbbbbb"  # builder and claim
+    conn = FakeConn(
+        [_builder(installing, "ws2022", now - timedelta(seconds=200))],
+        [_claim(capturing, "ws2022", now - timedelta(seconds=30), "2026-11-26T02:00:01Z"),
+         _claim(installing, "ws2022", now - timedelta(seconds=5), "2026-11-26T03:00:01Z",
+                hidden=False),  # just created, not yet hidden: listed all the same
+         _claim("20261126t010000-cccccc", "ws2022", now - timedelta(seconds=900),
+                "2026-11-26T01:00:01Z"),  # its osbuild died: stale
+         _claim("20261126t040000-dddddd", "ws2025", now, "2026-11-26T04:00:01Z")])
+    found = lock.active_builders(conn, family="ws2022", now=now)
+    assert [(b.build_id, b.server_id, b.claim_id) for b in found] == [
+        (capturing, "", f"img-{capturing}"),
+        (installing, f"srv-{installing}", f"img-{installing}")]
+    # The builder's heartbeat is 200 s old, its claim's 5 s: the build is as alive as the
+    # fresher of the two.
+    assert found[1].heartbeat == lock.parse_heartbeat(lock.format_heartbeat(
+        now - timedelta(seconds=5)))
+    assert found[0].describe() == (f"build {capturing} (claim image "
+                                   f"osbuild-{capturing}-claim, img-{capturing})")
+    assert found[1].describe().startswith(f"builder osbuild-{installing}-builder (srv-")
+    # The builder race of old (lock-check) counts builders alone.
+    assert [b.build_id for b in lock.active_builders(conn, family="ws2022", now=now,
+                                                     builders_only=True)] == [installing]
+
+
+def test_the_cloud_guard_skips_while_another_host_captures() -> None:
+    other = "20261126t020000-aaaaaa"
+    conn = FakeConn([], [_claim(other, "ws2022", datetime.now(UTC), "2026-11-26T02:00:01Z")])
+    with pytest.raises(LockBusy) as busy:
+        lock.check_cloud_guard(conn, cloud="c", family="ws2022", build_id="20261126t030000-b")
+    assert str(busy.value).startswith(
+        f"already being built from another host: build {other} (claim image "
+        f"osbuild-{other}-claim, img-{other}) sent a heartbeat at ")
+    assert busy.value.build_id == other
+    # Its own claim never blocks a (resumed) build.
+    lock.check_cloud_guard(conn, cloud="c", family="ws2022", build_id=other)
+
+
+@pytest.mark.parametrize(("mine_created", "theirs_created", "mine", "theirs", "yields"), [
+    ("2026-11-26T03:00:05Z", "2026-11-26T03:00:04Z", "20261126t030000-aaaaaa",
+     "20261126t030001-bbbbbb", True),  # theirs was created first, though its id is later
+    ("2026-11-26T03:00:04Z", "2026-11-26T03:00:05Z", "20261126t030001-bbbbbb",
+     "20261126t030000-aaaaaa", False),  # mine was first
+    ("2026-11-26T03:00:04.900Z", "2026-11-26T03:00:04.100Z", "20261126t030000-aaaaaa",
+     "20261126t030001-bbbbbb", False),  # the same second: the lower build id goes on
+    ("2026-11-26T03:00:04.100Z", "2026-11-26T03:00:04.900Z", "20261126t030001-bbbbbb",
+     "20261126t030000-aaaaaa", True),
+])
+def test_the_claim_glance_created_first_goes_on(mine_created: str, theirs_created: str,
+                                                mine: str, theirs: str, yields: bool) -> None:
+    now = datetime.now(UTC)
+    conn = FakeConn([], [_claim(mine, "ws2022", now, mine_created),
+                         _claim(theirs, "ws2022", now, theirs_created)])
+    other = lock.yield_to_claim(conn, family="ws2022", build_id=mine, now=now)
+    assert (other.build_id if other else None) == (theirs if yields else None)
+
+
+def test_a_stale_or_foreign_claim_is_never_yielded_to() -> None:
+    now = datetime.now(UTC)
+    mine = "20261126t030001-bbbbbb"
+    conn = FakeConn([], [
+        _claim(mine, "ws2022", now, "2026-11-26T03:00:05Z"),
+        _claim("20261126t020000-aaaaaa", "ws2022", now - timedelta(seconds=900),
+               "2026-11-26T02:00:01Z"),  # a dead host's, older
+        _claim("20261126t030000-cccccc", "ws2025", now, "2026-11-26T03:00:01Z")])
+    assert lock.yield_to_claim(conn, family="ws2022", build_id=mine, now=now) is None

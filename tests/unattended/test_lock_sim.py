@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 
 from osbuild import naming
+from osbuild.cloud.clock import CancelToken
 from osbuild.errors import LockBusy
-from osbuild.unattended import lock
+from osbuild.pipeline.context import BuildContext, BuildOptions
+from osbuild.pipeline.events import EventBus
+from osbuild.pipeline.steps.claim_family import ClaimFamily
+from osbuild.spec import parse_spec
+from osbuild.unattended import gc, lock
+from tests.pipeline.test_runner import SPEC
 
 from .helpers import server
 
@@ -49,7 +55,8 @@ def test_guard_sees_another_hosts_fresh_builder(conn: Any, tmp_path: Path) -> No
 def test_heartbeat_keeps_other_metadata_and_is_rate_limited(conn: Any) -> None:
     mine = server(conn, MINE, "ws2022", None)
     ticks = iter([0.0, 10.0, 61.0])
-    beat = lock.Heartbeat(conn, mine.id, interval=60, clock=lambda: next(ticks))
+    beat = lock.Heartbeat(lambda: lock.send_heartbeat(conn, mine.id), interval=60,
+                         clock=lambda: next(ticks))
     assert [beat.maybe_beat(), beat.maybe_beat(), beat.maybe_beat()] == [True, False, True]
     metadata = conn.compute.get_server(mine.id).metadata
     assert lock.is_fresh(lock.parse_heartbeat(metadata[naming.PROP_HEARTBEAT]),
@@ -74,3 +81,48 @@ def test_the_cloud_guard_says_once_which_builder_it_waits_for(conn: Any,
                                poll_interval=0.05, on_wait=heard.append)
     assert len(heard) == 1, heard
     assert other.name in heard[0] and OTHER in heard[0]
+
+
+def test_a_claim_is_refreshed_by_every_wait_and_gc_goes_by_its_heartbeat(
+        sim: Any, tmp_path: Path) -> None:
+    conn = sim.connect()
+    ctx = BuildContext(spec=parse_spec(SPEC), build_id=MINE, conn=conn, cloud_name="sim",
+                       options=BuildOptions(log_dir=tmp_path, lock_family=True,
+                                            heartbeat_every=0.0),
+                       bus=EventBus(), cancel=CancelToken())
+    ClaimFamily().run(ctx)  # no other claim: it goes on
+    [claim] = lock.claims(conn, "unit")
+    assert (claim.name, claim.status, claim.hidden) == (f"osbuild-{MINE}-claim", "queued", True)
+    assert naming.TAG in claim.tags
+    [held] = lock.active_builders(conn, family="unit")
+    assert (held.build_id, held.server_id, held.claim_id) == (MINE, "", claim.id)
+
+    # Every wait of the build stamps the claim (here at every pause: heartbeat_every 0).
+    stale = datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60)
+    lock.send_claim_heartbeat(conn, claim.id, now=stale)
+    assert lock.active_builders(conn, family="unit") == []
+    assert MINE not in gc.discover(conn, datetime.now(UTC))[2]
+    sent = ctx.claim.sent if ctx.claim else 0
+    ctx.pause(0.01)
+    assert ctx.claim is not None and ctx.claim.sent == sent + 1
+    assert [b.build_id for b in lock.active_builders(conn, family="unit")] == [MINE]
+    assert MINE in gc.discover(conn, datetime.now(UTC))[2]  # gc takes the build for running
+
+    # A claim that made it first wins the contest, and this build backs out.
+    image = conn.image.create_image(
+        name=naming.resource_name(OTHER, "claim"), disk_format="raw", container_format="bare",
+        allow_duplicates=True, **naming.labels(OTHER, "unit", lock.CLAIM_ROLE),
+        **{naming.PROP_HEARTBEAT: lock.format_heartbeat()})
+    try:
+        assert lock.yield_to_claim(conn, family="unit", build_id=MINE) is None  # later
+        with pytest.raises(LockBusy, match=f"already being built by build {MINE} "):
+            ClaimFamily().run(_other_ctx(conn, tmp_path))
+    finally:
+        conn.image.delete_image(image.id)
+    conn.image.delete_image(claim.id)
+
+
+def _other_ctx(conn: Any, tmp_path: Path) -> BuildContext:
+    return BuildContext(spec=parse_spec(SPEC), build_id=OTHER, conn=conn, cloud_name="sim",
+                        options=BuildOptions(log_dir=tmp_path, lock_family=True),
+                        bus=EventBus(), cancel=CancelToken())

@@ -10,7 +10,9 @@ from osbuild.unattended.lock import yield_to
 
 class CheckLock(Resumable):
     """Two hosts can pass the cloud guard at the same moment: the build whose builder Nova
-    created later yields (``lock.yield_to``).
+    created later yields (``lock.yield_to``). Builds of this osbuild settled that at their
+    claim already (steps.claim_family); this catches a race with an osbuild that makes no
+    claim (another host not yet upgraded).
 
     Only builds that took the family lock (``options.lock_family``) take part.
     """

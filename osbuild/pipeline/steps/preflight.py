@@ -386,7 +386,9 @@ def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -
                     # the ISOs, the config ISO and the target; a refresh has no ISO
                     volumes=2 if ctx.parent else (4 if volume_target else 3),
                     gigabytes=resolved.volume_gigabytes(1, target_gb),
-                    images=2 if volume_target else 3)
+                    # the config ISO, the capture (and a local target's blank root), and
+                    # the family claim of a build that takes the family lock
+                    images=(2 if volume_target else 3) + (1 if ctx.options.lock_family else 0))
     if not spec.verify.enabled:
         return builder
     verify_flavor = flavor

@@ -26,7 +26,7 @@ class ReleaseBuilder(Resumable):
 
     def run(self, ctx: BuildContext) -> None:
         releasing = [r for r in reversed(ctx.resources)
-                     if not (r.done or r.keep_on_success or r.kind == "local")]
+                     if not (r.done or r.keep_on_success or r.until_end or r.kind == "local")]
         # The server first: its volumes cannot go while it holds them. Then the rest at
         # once: each deletion waits until the resource is gone (its quota back for the boot
         # test), and a backend that wipes deleted volumes (Cinder's LVM driver zeroes them

@@ -246,7 +246,7 @@ class VerifyImage(Resumable):
                          f"(attempt {attempt} of {NO_VALID_HOST_ATTEMPTS}); retrying in "
                          f"{format_duration(NO_VALID_HOST_PAUSE)}")
                 self._delete_attempt(ctx)
-                ctx.clock.sleep(NO_VALID_HOST_PAUSE, ctx.cancel)
+                ctx.pause(NO_VALID_HOST_PAUSE)
         raise AssertionError("unreachable")
 
     def _delete_attempt(self, ctx: BuildContext) -> None:
@@ -413,7 +413,7 @@ class VerifyImage(Resumable):
                 return progress
             self._check_server(ctx, server_id)
             self._check_time(ctx, progress, deadline)
-            ctx.clock.sleep(ctx.options.poll_min, ctx.cancel)
+            ctx.pause(ctx.options.poll_min)
 
     def _check_server(self, ctx: BuildContext, server_id: str) -> None:
         """A test server that crashed or powered off will not finish: say so at once."""

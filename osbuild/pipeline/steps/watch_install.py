@@ -25,7 +25,7 @@ from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.boot_builder import server_fault
 from osbuild.spec import format_duration
-from osbuild.unattended.lock import Heartbeat
+from osbuild.unattended.lock import Heartbeat, send_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ class _Watcher:
         # wall-clock times that other hosts judge against their wall clock (STALE_AFTER), so
         # the interval is real seconds whatever the cloud's pace: a simulated cloud at speed
         # 6000 would otherwise get a metadata update with every console poll.
-        self.heartbeat = Heartbeat(self.conn, self.server_id,
+        server_id = self.server_id
+        self.heartbeat = Heartbeat(lambda: send_heartbeat(self.conn, server_id),
                                    interval=ctx.options.heartbeat_every,
                                    on_failure=self._heartbeat_failed)
 
@@ -154,7 +155,7 @@ class _Watcher:
             self._check_deadlines()
             self.heartbeat.maybe_beat()
             interval = self._next_interval(interval, bool(new_lines))
-            ctx.clock.sleep(interval, ctx.cancel)
+            ctx.pause(interval)
 
     def _sysprep_acknowledged(self) -> bool:
         """Whether the powered-off guest had posted its sysprep:ok to the metadata service
