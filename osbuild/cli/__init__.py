@@ -29,7 +29,7 @@ COMMANDS = {
     "build": "build images from specs",
     "resume": "finish a build whose orchestrator died",
     "demo": "build the Server 2022 example in the embedded simulated cloud",
-    "validate": "check build specs (exit 0 valid, 2 invalid)",
+    "validate": "check build specs; --preflight: against the cloud too (exit 0 valid, 2 invalid)",
     "render": "render a spec's answer file, scripts and config ISO locally",
     "schema": "print the JSON Schema of the build spec",
     "media": "inspect and prepare Windows install media",

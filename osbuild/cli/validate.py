@@ -1,29 +1,78 @@
-"""`osbuild validate SPEC...`: check specs without touching any cloud."""
+"""`osbuild validate SPEC...`: check specs, and with --preflight or --os-cloud, against the
+cloud too (what `osbuild build` checks before creating anything), creating nothing."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from osbuild.errors import SpecError
+from osbuild.cli import options
+from osbuild.errors import PreflightError, SpecError
+
+if TYPE_CHECKING:
+    from osbuild.spec import BuildSpec
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Check build specs. Offline by default; with --preflight (or --os-cloud) also run "
+        "each build's preflight against the cloud, as `osbuild build` would before creating "
+        "anything: ISOs, flavor, network, quotas, the refresh choice. Nothing is created and "
+        "no lock is taken. Exit codes: 0 valid, 2 invalid.")
     parser.add_argument("specs", nargs="+", metavar="SPEC")
+    parser.add_argument("--preflight", action="store_true",
+                        help="also check against the cloud (--os-cloud, else each spec's "
+                        "clouds, else $OS_CLOUD or OS_* variables)")
+    options.add_cloud(parser, several=True)
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="check the quotas of N builds at once, as `build --parallel N`")
+    parser.add_argument("--refresh", choices=("never", "auto", "always"), default="never",
+                        help="check the build `build --refresh` would run (default never)")
+    options.add_time_scale(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """An ok line for every valid spec, then every problem of the others (exit 2)."""
+    """An ok line for every valid spec (and build), then every problem of the others."""
     from osbuild.spec import load_spec  # pydantic: not for --help
 
     problems: list[str] = []
+    specs: list[BuildSpec] = []
     for path in args.specs:
         try:
             spec = load_spec(path)
         except SpecError as exc:
             problems.extend(exc.lines())
             continue
-        print(f"{spec.source_path}: ok ({spec.name}: {spec.windows.image_name})")
+        specs.append(spec)
+        if not (args.preflight or args.os_cloud):
+            print(f"{spec.source_path}: ok ({spec.name}: {spec.windows.image_name})")
     if problems:
         raise SpecError(problems)
+    if args.preflight or args.os_cloud:
+        _preflight(args, specs)
     return 0
+
+
+def _preflight(args: argparse.Namespace, specs: list[BuildSpec]) -> None:
+    from osbuild.images.refresh import RefreshMode
+    from osbuild.pipeline import BuildOptions
+    from osbuild.unattended.jobs import default_log_dir, preflight_only
+    from osbuild.unattended.state import default_state_dir
+
+    state_dir = default_state_dir().resolve()
+    build_options = BuildOptions(log_dir=default_log_dir(state_dir), state_dir=state_dir,
+                                 lock_family=True)  # as `osbuild build`: it claims the family
+    jobs, identities, found = preflight_only(
+        specs=specs, clouds=args.os_cloud, options=build_options, parallel=args.parallel,
+        region_name=args.os_region_name, cloud_settings=options.pace_override(args),
+        refresh=RefreshMode(args.refresh))
+    for job, own, choice in zip(jobs, found.of_job, found.choices, strict=True):
+        if own or choice is None:
+            continue
+        kind = (f"a refresh of {choice.parent.name}" if choice.parent is not None
+                else "a full build")
+        print(f"{job.spec.source_path}: ok in {identities[job.cloud]} ({job.spec.name}: "
+              f"{kind}; {choice.reason})")
+    if found.problems:
+        raise PreflightError(found.problems)

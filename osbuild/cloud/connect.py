@@ -69,9 +69,11 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
     except (config_exc.OpenStackConfigException, sdk_exc.ConfigException,
             ksa_exc.MissingRequiredOptions) as exc:
         problem = f"cloud configuration: {_first_line(exc)}"
-        if cloud is not None and str(exc).startswith(f"Cloud {cloud} was not found"):
-            problem = _unknown_cloud_problem(cloud)
-        if cloud is None:
+        # Without --os-cloud, openstacksdk takes the name from OS_CLOUD.
+        named = cloud or os.environ.get("OS_CLOUD") or None
+        if named is not None and str(exc).startswith(f"Cloud {named} was not found"):
+            problem = _unknown_cloud_problem(named) + ("" if cloud else " (from OS_CLOUD)")
+        elif cloud is None:
             problem += (" (no cloud chosen: pass --os-cloud NAME for an entry of clouds.yaml, "
                         "or set OS_CLOUD or the OS_* variables)")
         raise AuthError([problem]) from None

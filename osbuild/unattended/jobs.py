@@ -41,7 +41,7 @@ from osbuild.spec import BuildSpec
 from osbuild.unattended import metrics, notify
 from osbuild.unattended.fingerprint import unchanged_since_current
 from osbuild.unattended.lock import build_lock
-from osbuild.unattended.preflight import preflight_run
+from osbuild.unattended.preflight import RunCheck, check_run, preflight_run
 from osbuild.unattended.process import osbuild_alive
 from osbuild.unattended.state import StateStore, default_state_dir
 
@@ -164,6 +164,29 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
             # Short waits keep the main thread free to take SIGINT/SIGTERM.
             _done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         return RunResult([f.result() for f in futures])
+
+
+def preflight_only(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
+                   options: BuildOptions, parallel: int = 1, region_name: str | None = None,
+                   cloud_settings: Mapping[str, Any] | None = None,
+                   refresh: RefreshMode = RefreshMode.NEVER
+                   ) -> tuple[list[Job], dict[str | None, str], RunCheck]:
+    """`osbuild validate --os-cloud`: what `osbuild build` with the same specs, clouds and
+    options would check before creating anything, for every build (also a single one, and
+    one the run would skip as busy or unchanged); nothing is created, no lock is taken."""
+    settings = dict(cloud_settings or {})
+    if parallel < 1:
+        raise InvalidInput(["--parallel must be at least 1"])
+    jobs = plan_jobs(specs=specs, clouds=clouds)
+    shared = shared_families(jobs)
+    if shared:
+        raise InvalidInput(shared)
+    identities = _check_clouds(list(dict.fromkeys(job.cloud for job in jobs)),
+                               region_name=region_name, settings=settings)
+    found = check_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
+                      region_name=region_name, settings=settings, refresh=refresh,
+                      skipping=False, name_clouds=True)
+    return jobs, identities, found
 
 
 def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None = None,

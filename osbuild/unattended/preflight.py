@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from osbuild.cloud.connect import connect
 from osbuild.errors import InvalidInput, RunRefused
-from osbuild.images.refresh import RefreshMode, choose
+from osbuild.images.refresh import Choice, RefreshMode, choose
 from osbuild.pipeline import BuildOptions, EventBus
 from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.run import new_context
@@ -29,6 +30,17 @@ from osbuild.unattended.state import StateStore
 
 if TYPE_CHECKING:
     from osbuild.unattended.jobs import Job
+
+
+@dataclass
+class RunCheck:
+    """What the preflight of a run found: every problem, each naming its family (and the
+    cloud, when the run uses several), and per build of the run, in its order, its own
+    problems and the kind of build it would be (None: skipped, or unknown)."""
+
+    problems: list[str] = field(default_factory=list)
+    of_job: list[list[str]] = field(default_factory=list)
+    choices: list[Choice | None] = field(default_factory=list)
 
 
 def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
@@ -47,13 +59,28 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
     """
     if len(jobs) < 2:
         return
+    found = check_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
+                      region_name=region_name, settings=settings, refresh=refresh,
+                      skipping=True, if_changed=if_changed, wait_lock=wait_lock)
+    if found.problems:
+        raise RunRefused(found.problems, of_job=found.of_job)
+
+
+def check_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
+              options: BuildOptions, parallel: int, region_name: str | None,
+              settings: Mapping[str, Any], refresh: RefreshMode, skipping: bool,
+              if_changed: bool = False, wait_lock: float | None = None,
+              name_clouds: bool = False) -> RunCheck:
+    """Each build's preflight, and the quotas of the builds that run at once, creating
+    nothing. ``skipping``: leave out the builds the run will skip (a build's); without it
+    every build is checked (``osbuild validate --os-cloud``). ``name_clouds``: every
+    problem names its cloud, also when the run uses one."""
     by_cloud: dict[str | None, list[BuildSpec]] = {}
     for job in jobs:
         by_cloud.setdefault(job.cloud, []).append(job.spec)
-    problems: list[str] = []
-    of_job: list[list[str]] = [[] for _ in jobs]
+    found = RunCheck(of_job=[[] for _ in jobs], choices=[None for _ in jobs])
     for cloud, specs in by_cloud.items():
-        where = f" in {identities[cloud]}" if len(by_cloud) > 1 else ""
+        where = f" in {identities[cloud]}" if name_clouds or len(by_cloud) > 1 else ""
         conn = connect(cloud, region_name=region_name, **settings)
         try:
             needs: list[Needs] = []
@@ -61,17 +88,20 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
             # Families another osbuild builds now (any host: a fresh heartbeat on its builder
             # or its family claim).
             busy = ({builder.family for builder in active_builders(conn)}
-                    if wait_lock is None else set())
+                    if skipping and wait_lock is None else set())
             for index, job in enumerate(jobs):
                 if job.cloud != cloud:
                     continue
-                if job.spec.name in busy or _will_skip(
+                if skipping and (job.spec.name in busy or _will_skip(
                         job.spec, conn, identities[cloud], options,
-                        if_changed=if_changed, wait_lock=wait_lock):
+                        if_changed=if_changed, wait_lock=wait_lock)):
                     continue
-                found, need = _one(job.spec, conn, cloud, identities[cloud], options, refresh)
-                problems.extend(f"{job.spec.name}{where}: {problem}" for problem in found)
-                of_job[index] = found
+                problems, need, choice = _one(job.spec, conn, cloud, identities[cloud], options,
+                                              refresh)
+                found.problems.extend(f"{job.spec.name}{where}: {problem}"
+                                      for problem in problems)
+                found.of_job[index] = problems
+                found.choices[index] = choice
                 if need is not None:
                     needs.append(need)
                     counted.append(job.spec.name)
@@ -82,12 +112,11 @@ def preflight_run(*, jobs: Sequence[Job], identities: Mapping[str | None, str],
                 who = (f"the {at_once} builds that run at once (--parallel {parallel}, of "
                        f"{', '.join(counted)})")
                 prefix = f"{identities[cloud]}: " if where else ""
-                problems.extend(prefix + problem for problem in
-                                quota_problems(ctx, peak_of(needs, at_once), who=who))
+                found.problems.extend(prefix + problem for problem in
+                                      quota_problems(ctx, peak_of(needs, at_once), who=who))
         finally:
             conn.close()
-    if problems:
-        raise RunRefused(problems, of_job=of_job)
+    return found
 
 
 def _will_skip(spec: BuildSpec, conn: Any, cloud: str, options: BuildOptions, *,
@@ -110,20 +139,21 @@ def _will_skip(spec: BuildSpec, conn: Any, cloud: str, options: BuildOptions, *,
 
 
 def _one(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, options: BuildOptions,
-         refresh: RefreshMode) -> tuple[list[str], Needs | None]:
-    """One build's preflight problems and what it holds at its peak (None: unknown)."""
+         refresh: RefreshMode) -> tuple[list[str], Needs | None, Choice | None]:
+    """One build's preflight problems, what it holds at its peak (None: unknown) and the
+    kind of build it would be (None: `--refresh always` refused)."""
     ctx = _context(spec, conn, os_cloud, cloud, options)
     try:
         # The build chooses again under its family's lock; here the choice only says which
         # preflight applies (a refresh neither finds nor reads the ISOs).
         choice = choose(conn, spec, refresh)
     except InvalidInput as exc:
-        return list(exc.problems), None
+        return list(exc.problems), None, None
     ctx.parent = choice.parent
     _resolved, need, problems = Preflight().examine(ctx)
     if need is not None:
         problems.extend(quota_problems(ctx, need))
-    return problems, need
+    return problems, need, choice
 
 
 def _context(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str,

@@ -1,0 +1,79 @@
+"""`osbuild validate --preflight`: what `osbuild build` checks before creating anything,
+against the cloud, as the operator runs it (the CLI as a subprocess, the simulated cloud over
+HTTP); nothing is created and no lock is taken."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from osbuild.errors import EXIT_INVALID_INPUT, EXIT_OK
+from tests.e2e.conftest import Cloud
+
+
+def _validate(cloud: Cloud, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}
+    return subprocess.run([sys.executable, "-m", "osbuild", "validate", *argv],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_a_spec_the_cloud_can_build_is_ok_with_the_kind_of_build(cloud: Cloud) -> None:
+    spec = cloud.spec()
+    done = _validate(cloud, str(spec), "--os-cloud", cloud.sim.cloud_name)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout == (f"{spec}: ok in {cloud.sim.cloud_name} (ws2022-standard: a full "
+                           "build; --refresh never)\n")
+    assert cloud.leftovers() == []  # nothing created: no claim, no config image
+    assert not (cloud.workdir / "state" / "osbuild" / "locks").exists()  # no lock taken
+
+
+def test_every_problem_of_every_build_is_named_and_nothing_is_created(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = cloud.spec("ws2019-core-local.yaml")
+    bad = cloud.spec(builder={"flavor": "m1.nope"}, windows={"iso_image": "nope.iso"})
+    # --preflight alone: the cloud from $OS_CLOUD, as `osbuild build` would take it
+    monkeypatch.setenv("OS_CLOUD", cloud.sim.cloud_name)
+    done = _validate(cloud, str(good), str(bad), "--preflight", "--refresh", "auto")
+    assert done.returncode == EXIT_INVALID_INPUT
+    assert done.stdout.startswith(f"{good}: ok in {cloud.sim.cloud_name} (ws2019-core: a "
+                                  "full build; ")
+    where = f"ws2022-standard in {cloud.sim.cloud_name}"
+    errors = done.stderr.splitlines()
+    assert f"osbuild: error: {where}: builder.flavor: no flavor 'm1.nope'" in errors
+    assert any(line.startswith(f"osbuild: error: {where}: windows.iso_image: ")
+               and "nope.iso" in line for line in errors), errors
+    assert cloud.leftovers() == []
+
+
+def test_the_builds_that_run_at_once_are_checked_against_the_quota_together(
+        cloud: Cloud) -> None:
+    # Each build alone fits in 6 volumes (the builder's 4); two at once (--parallel 2) do not.
+    cloud.sim.faults.set_quota("volume", volumes=6)
+    first, second = cloud.spec(), cloud.spec("ws2019-core-local.yaml")
+    alone = _validate(cloud, str(first), str(second), "--os-cloud", cloud.sim.cloud_name)
+    assert alone.returncode == EXIT_OK, alone.stderr
+    together = _validate(cloud, str(first), str(second), "--os-cloud", cloud.sim.cloud_name,
+                         "--parallel", "2")
+    assert together.returncode == EXIT_INVALID_INPUT
+    assert together.stderr.startswith(
+        f"osbuild: error: {cloud.sim.cloud_name}: quota: block storage volumes: the 2 builds "
+        "that run at once (--parallel 2, of ws2022-standard, ws2019-core) need ")
+
+
+def test_offline_validation_never_reaches_for_a_cloud(
+        cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = cloud.spec()
+    monkeypatch.setenv("OS_CLOUD", "no-such-cloud")
+    done = _validate(cloud, str(spec))
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout == f"{spec}: ok (ws2022-standard: Windows Server 2022 SERVERSTANDARD)\n"
+    refused = _validate(cloud, str(spec), "--preflight")
+    assert refused.returncode == EXIT_INVALID_INPUT
+    # The cloud OS_CLOUD names is not in clouds.yaml: said so, naming the variable (it read
+    # "no cloud chosen: pass --os-cloud NAME ... or set OS_CLOUD", with OS_CLOUD set).
+    assert refused.stderr == (f"osbuild: error: cloud no-such-cloud: not in "
+                              f"{cloud.clouds_yaml} (its clouds: osbuild-sim, "
+                              "osbuild-sim-admin) (from OS_CLOUD)\n")
