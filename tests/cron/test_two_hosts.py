@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from osbuild.cli import main
 from osbuild.images.family import list_family
 from osbuild.unattended import lock
 from tests.cron.conftest import Cron, read_until
@@ -31,6 +32,7 @@ SPEED = 120.0
 # started meanwhile, finds no claim at its cloud guard (the race the claim's contest is
 # for) and claims the family first.
 HOLD = 10.0
+HOLD_VERIFY = 20.0
 
 
 @pytest.fixture
@@ -147,8 +149,13 @@ def test_a_build_past_its_builder_still_holds_the_family(cron: Cron) -> None:
     # Host A's build is boot-testing its image: the builder is long gone. Host B's build
     # skips (it used to build the family again), and host B's gc, which knows nothing of
     # A's build, leaves A's resources alone.
-    spec = cron.spec()
+    # The boot test's keypair import is held HOLD_VERIFY real seconds (2400 cloud seconds,
+    # within the boot test's stage timeout set here): host B's status, build and gc all
+    # happen while A is in its boot test, whatever the machine's pace.
+    spec = cron.spec(builder={"stage_timeouts": {"verify": "6h"}})
     host_b = Cron(cron.cloud, cron.state_dir.parent / "host-b")
+    cron.sim.faults.add_rule(service="compute", method="POST", path="/os-keypairs$",
+                             latency=HOLD_VERIFY, times=1)
     first = cron.start(spec)
     seen_a = read_until(first, lambda e: e["event"] == "step.started" and e["step"] == "verify")
     build_a = str(seen_a[0]["build_id"])
@@ -156,11 +163,20 @@ def test_a_build_past_its_builder_still_holds_the_family(cron: Cron) -> None:
     [holding] = lock.active_builders(conn, family="ws2022-standard")
     assert (holding.build_id, holding.server_id) == (build_a, "")  # its claim, no builder
 
+    # Host B's status page shows the build, though host B knows nothing of it.
+    host_b.cloud.capsys.readouterr()
+    assert main(["status", "--json", "--state-dir", str(host_b.state_dir),
+                 "--os-cloud", cron.sim.cloud_name]) == 0
+    [row] = json.loads(host_b.cloud.capsys.readouterr().out)["families"]
+    [elsewhere] = row["building_elsewhere"]
+    assert (elsewhere["build_id"], elsewhere["builder"], elsewhere["server_id"],
+            elsewhere["claim_id"]) == (build_a, None, None, holding.claim_id)
+
     second = host_b.start(spec)
     code_b, events_b, err_b = _finish(second, [])
     assert host_b.gc() == 0
     code_a, events_a, err_a = _finish(first, seen_a)
-    assert (code_a, code_b) == (0, 0), (err_a, err_b)
+    assert (code_a, code_b) == (0, 0), (err_a, err_b, _named(events_a, "build.failed"))
 
     [skipped] = _named(events_b, "build.skipped")
     assert str(skipped["reason"]).startswith(

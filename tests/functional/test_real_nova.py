@@ -52,6 +52,12 @@ def test_volume_target_build_on_real_nova(
     with published_build(real_stack, user_conn, builder, code, events, err):
         kinds = {e.get("kind") for e in events if e["event"] == "resource.created"}
         assert "volume" in kinds and "server" in kinds
+        # Real Glance took the family claim (a queued image: created, hidden, tagged,
+        # stamped by the waits, listed by the contest), first created and last deleted.
+        created = [e for e in events if e["event"] == "resource.created" and e["kind"] != "local"]
+        deleted = [e for e in events if e["event"] == "resource.deleted" and e["kind"] != "local"]
+        claim = f"osbuild-{events[0]['build_id']}-claim"
+        assert (created[0]["name"], deleted[-1]["name"]) == (claim, claim)
         if verify:
             assert any(e["event"].startswith("verify") for e in events), [
                 e["event"] for e in events]
