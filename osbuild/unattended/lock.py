@@ -191,9 +191,11 @@ def is_fresh(heartbeat: datetime | None, now: datetime, stale_after: float = STA
 
 # The role of a build's family claim (a Glance image without data: it stays ``queued``).
 CLAIM_ROLE = "claim"
-# A build looks at the other claims this long (cloud seconds) after its own was created, so
-# that every claim stamped in the same second as its own (Glance's created_at has whole
-# seconds) is already listed when it looks.
+# A build looks at the other claims this long after its own was created, so that every
+# claim stamped in the same second as its own (Glance's created_at has whole seconds) is
+# already listed when it looks. Wall-clock seconds, not the cloud's: the stamps are
+# wall-clock times (a simulated cloud's too, whatever its pace; there a cloud-time pause
+# was over within the same second, and two builds that claimed in one second both built).
 CLAIM_SETTLE = 2.0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,3 +128,35 @@ def _other_ctx(conn: Any, tmp_path: Path) -> BuildContext:
     return BuildContext(spec=parse_spec(SPEC), build_id=OTHER, conn=conn, cloud_name="sim",
                         options=BuildOptions(log_dir=tmp_path, lock_family=True),
                         bus=EventBus(), cancel=CancelToken())
+
+
+def test_of_two_builds_claiming_at_once_exactly_one_goes_on(sim: Any, tmp_path: Path) -> None:
+    # The later build id claims first and looks first. Had it looked before the other claim
+    # was listed (a pause in the cloud's time: milliseconds here), it went on, and so did
+    # the other, which found the first claim stamped in the same second and the lower build
+    # id its own. Looking CLAIM_SETTLE wall-clock seconds later, it sees the other claim.
+    conn = sim.connect()
+    outcomes: dict[str, str] = {}
+
+    def claim(build_id: str) -> None:
+        ctx = BuildContext(spec=parse_spec(SPEC), build_id=build_id, conn=sim.connect(),
+                           cloud_name="sim",
+                           options=BuildOptions(log_dir=tmp_path / build_id, lock_family=True),
+                           bus=EventBus(), cancel=CancelToken())
+        try:
+            ClaimFamily().run(ctx)
+            outcomes[build_id] = "went on"
+        except LockBusy as exc:
+            outcomes[build_id] = f"backed out for {exc.build_id}"
+
+    first = threading.Thread(target=claim, args=(MINE,))
+    second = threading.Thread(target=claim, args=(OTHER,))
+    first.start()
+    time.sleep(0.1)
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert sorted(outcomes.values()) in (
+        ["backed out for " + OTHER, "went on"], ["backed out for " + MINE, "went on"]), outcomes
+    for image in lock.claims(conn, "unit"):
+        conn.image.delete_image(image.id)

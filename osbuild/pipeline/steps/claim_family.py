@@ -55,7 +55,8 @@ class ClaimFamily(Resumable):
         ctx.claim.last = ctx.claim.clock()  # just stamped: the first pause need not
         if not self.contest:
             return
-        ctx.pause(CLAIM_SETTLE)
+        if ctx.cancel.event.wait(CLAIM_SETTLE):  # wall-clock seconds (lock.CLAIM_SETTLE)
+            ctx.cancel.check()
         other = ctx.call(yield_to_claim, ctx.conn, family=ctx.spec.name, build_id=ctx.build_id)
         if other is not None:
             raise LockBusy(
