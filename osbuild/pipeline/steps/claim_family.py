@@ -27,8 +27,6 @@ from osbuild.unattended.lock import (
     yield_to_claim,
 )
 
-CLAIM_IMAGE = f"image:{CLAIM_ROLE}"  # its key in the state's resources
-
 
 class ClaimFamily(Resumable):
     """Only builds that took the family lock (``options.lock_family``) claim the family.
