@@ -58,6 +58,25 @@ def test_validate_keeps_the_ok_lines_of_good_specs_when_another_fails(
     assert str(bad) in captured.err and str(bad) not in captured.out
 
 
+
+def test_validate_json_is_one_object_with_the_good_specs_and_every_problem(
+        examples: list[Path], capsys) -> None:
+    bad = examples[0].with_name("bad.yaml")
+    bad.write_text(examples[0].read_text().replace("edition:", "editon:"))
+    assert main(["validate", "--json", str(examples[0]), str(bad)]) == EXIT_INVALID_INPUT
+    captured = capsys.readouterr()
+    [line] = captured.out.splitlines()
+    result = json.loads(line)
+    assert result["valid"] is False
+    assert [ok["spec"] for ok in result["ok"]] == [str(examples[0].resolve())]
+    assert result["ok"][0]["image_name"].startswith("Windows ")
+    [problem] = result["problems"]
+    assert str(bad) in problem and "windows.editon: unknown key" in problem
+    assert captured.err == f"osbuild: error: {problem}\n"
+    assert main(["validate", "--json", str(examples[0])]) == 0
+    assert json.loads(capsys.readouterr().out)["valid"] is True
+
+
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ("  edition:", "  editon:", "windows.editon: unknown key (did you mean edition?)\n"),
     ("  enabled:", "  enabeld:", "updates.enabeld: unknown key (did you mean enabled?)\n"),

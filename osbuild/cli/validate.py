@@ -4,10 +4,11 @@ cloud too (what `osbuild build` checks before creating anything), creating nothi
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 from osbuild.cli import options
-from osbuild.errors import PreflightError, SpecError
+from osbuild.errors import CloudError, InvalidInput, OsbuildError, PreflightError, SpecError
 
 if TYPE_CHECKING:
     from osbuild.spec import BuildSpec
@@ -19,6 +20,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         "each build's preflight against the cloud, as `osbuild build` would before creating "
         "anything: ISOs, flavor, network, quotas, the refresh choice. Nothing is created and "
         "no lock is taken. Exit codes: 0 valid, 2 invalid.")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object (every spec checked and "
+                        "every problem) on stdout; the exit code is the same")
     parser.add_argument("specs", nargs="+", metavar="SPEC")
     parser.add_argument("--preflight", action="store_true",
                         help="also check against the cloud (--os-cloud, else each spec's "
@@ -33,9 +37,11 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """An ok line for every valid spec (and build), then every problem of the others."""
+    """An ok line for every valid spec (and build), then every problem of the others; with
+    --json, all of it as one object (problems still on stderr too, as every error)."""
     from osbuild.spec import load_spec  # pydantic: not for --help
 
+    online = bool(args.preflight or args.os_cloud)
     problems: list[str] = []
     specs: list[BuildSpec] = []
     for path in args.specs:
@@ -45,16 +51,30 @@ def run(args: argparse.Namespace) -> int:
             problems.extend(exc.lines())
             continue
         specs.append(spec)
-        if not (args.preflight or args.os_cloud):
-            print(f"{spec.source_path}: ok ({spec.name}: {spec.windows.image_name})")
-    if problems:
-        raise SpecError(problems)
-    if args.preflight or args.os_cloud:
-        _preflight(args, specs)
+    checked = [{"spec": str(spec.source_path), "name": spec.name,
+                "image_name": spec.windows.image_name} for spec in specs]
+    error: OsbuildError | None = SpecError(problems) if problems else None
+    if online and error is None:
+        try:
+            checked, cloud_problems = _preflight(args, specs)
+            error = PreflightError(cloud_problems) if cloud_problems else None
+        except (InvalidInput, CloudError) as exc:  # no cloud, refused credentials, unreachable
+            checked, error = [], exc
+    if args.json:
+        print(json.dumps({"valid": error is None, "ok": checked,
+                          "problems": error.lines() if error else []}))
+    elif not online:
+        for ok in checked:
+            print(f"{ok['spec']}: ok ({ok['name']}: {ok['image_name']})")
+    if error is not None:
+        raise error
     return 0
 
 
-def _preflight(args: argparse.Namespace, specs: list[BuildSpec]) -> None:
+def _preflight(args: argparse.Namespace,
+               specs: list[BuildSpec]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each build that passed, as a dict (its line printed unless --json), and every
+    problem of the others."""
     from osbuild.images.refresh import RefreshMode
     from osbuild.pipeline import BuildOptions
     from osbuild.unattended.jobs import default_log_dir, preflight_only
@@ -67,12 +87,18 @@ def _preflight(args: argparse.Namespace, specs: list[BuildSpec]) -> None:
         specs=specs, clouds=args.os_cloud, options=build_options, parallel=args.parallel,
         region_name=args.os_region_name, cloud_settings=options.pace_override(args),
         refresh=RefreshMode(args.refresh))
+    checked: list[dict[str, Any]] = []
     for job, own, choice in zip(jobs, found.of_job, found.choices, strict=True):
         if own or choice is None:
             continue
-        kind = (f"a refresh of {choice.parent.name}" if choice.parent is not None
-                else "a full build")
-        print(f"{job.spec.source_path}: ok in {identities[job.cloud]} ({job.spec.name}: "
-              f"{kind}; {choice.reason})")
-    if found.problems:
-        raise PreflightError(found.problems)
+        parent = choice.parent
+        checked.append({"spec": str(job.spec.source_path), "name": job.spec.name,
+                        "image_name": job.spec.windows.image_name,
+                        "cloud": identities[job.cloud], "kind": choice.kind,
+                        "parent_image_id": parent.image_id if parent else None,
+                        "reason": choice.reason})
+        if not args.json:
+            kind = f"a refresh of {parent.name}" if parent is not None else "a full build"
+            print(f"{job.spec.source_path}: ok in {identities[job.cloud]} ({job.spec.name}: "
+                  f"{kind}; {choice.reason})")
+    return checked, list(found.problems)

@@ -4,6 +4,7 @@ HTTP); nothing is created and no lock is taken."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -77,3 +78,33 @@ def test_offline_validation_never_reaches_for_a_cloud(
     assert refused.stderr == (f"osbuild: error: cloud no-such-cloud: not in "
                               f"{cloud.clouds_yaml} (its clouds: osbuild-sim, "
                               "osbuild-sim-admin) (from OS_CLOUD)\n")
+
+
+def test_json_gives_every_build_checked_and_every_problem_in_one_object(
+        cloud: Cloud) -> None:
+    good = cloud.spec("ws2019-core-local.yaml")
+    bad = cloud.spec(builder={"flavor": "m1.nope"})
+    done = _validate(cloud, str(good), str(bad), "--os-cloud", cloud.sim.cloud_name, "--json")
+    assert done.returncode == EXIT_INVALID_INPUT
+    [line] = done.stdout.splitlines()  # one object on one line, nothing else on stdout
+    result = json.loads(line)
+    assert result["valid"] is False
+    assert result["ok"] == [{"spec": str(good), "name": "ws2019-core",
+                             "image_name": "Windows Server 2019 SERVERSTANDARDCORE",
+                             "cloud": cloud.sim.cloud_name, "kind": "full",
+                             "parent_image_id": None, "reason": "--refresh never"}]
+    where = f"ws2022-standard in {cloud.sim.cloud_name}"
+    assert result["problems"] == [f"{where}: builder.flavor: no flavor 'm1.nope'"]
+    # The problems stay on stderr too, as every error of every command.
+    assert done.stderr == f"osbuild: error: {where}: builder.flavor: no flavor 'm1.nope'\n"
+    assert cloud.leftovers() == []
+
+
+def test_json_says_why_the_cloud_could_not_be_checked(cloud: Cloud) -> None:
+    done = _validate(cloud, str(cloud.spec()), "--os-cloud", "no-such-cloud", "--json")
+    assert done.returncode == EXIT_INVALID_INPUT
+    result = json.loads(done.stdout)
+    assert result["valid"] is False and result["ok"] == []
+    [problem] = result["problems"]
+    assert problem.startswith("cloud no-such-cloud: not in "), problem
+    assert done.stderr == f"osbuild: error: {problem}\n"
