@@ -481,13 +481,15 @@ class Heartbeat:
     def __init__(self, stamp: Callable[[], object], *, what: str = "builder",
                  interval: float = HEARTBEAT_INTERVAL,
                  clock: Callable[[], float] = time.monotonic,
-                 on_failure: Callable[[str], None] | None = None) -> None:
+                 on_failure: Callable[[str], None] | None = None,
+                 stamped: bool = False) -> None:
         self.stamp = stamp
         self.what = what
         self.interval = interval
         self.clock = clock
         self.on_failure = on_failure
-        self.last: float | None = None
+        # ``stamped``: the caller has just stamped it; the first poll need not.
+        self.last: float | None = clock() if stamped else None
         self.sent = 0
         self.failing = False
 

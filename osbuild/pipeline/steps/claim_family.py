@@ -49,8 +49,8 @@ class ClaimFamily(Resumable):
         ctx.claim = Heartbeat(lambda: send_claim_heartbeat(ctx.conn, claim_id),
                               what="family claim", interval=ctx.options.heartbeat_every,
                               on_failure=lambda message: ctx.emit(EventName.WARNING,
-                                                                  message=message))
-        ctx.claim.last = ctx.claim.clock()  # just stamped: the first pause need not
+                                                                  message=message),
+                              stamped=True)  # _claim stamped it
         if not self.contest:
             return
         if ctx.cancel.event.wait(CLAIM_SETTLE):  # wall-clock seconds (lock.CLAIM_SETTLE)
