@@ -64,6 +64,8 @@ class Call:
     microversion: tuple[int, int] | None = None
     token: identity.Token | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    # The request's id, in its response's header and in the instance actions it starts.
+    request_id: str = field(default_factory=lambda: "req-" + _request_id())
 
     @property
     def base_url(self) -> str:
@@ -182,7 +184,7 @@ class SimApp:
             response = json_response(error_body(service, crash), 500)
         for key, value in call.response_headers.items():
             response.headers[key] = value
-        response.headers.setdefault("X-Openstack-Request-Id", "req-" + _request_id())
+        response.headers.setdefault("X-Openstack-Request-Id", call.request_id)
         if service != "sim" and decision.error == "drop-after":
             # The request took effect; the client never hears so (a reset after an upload).
             with self._stats_lock:

@@ -23,7 +23,7 @@ from osbuild_sim.http import (
     microversioned_doc,
     route,
 )
-from osbuild_sim.records import Keypair, Server, new_id
+from osbuild_sim.records import InstanceAction, Keypair, Server, new_id
 from osbuild_sim.world import PROJECT_ID, USER_ID
 
 if TYPE_CHECKING:
@@ -217,9 +217,14 @@ def _addresses(world: World, server: Server) -> dict[str, list[dict[str, Any]]]:
 _PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 
 
+def _host_id(host: str | None) -> str:
+    """Nova's obfuscated host id (nova/utils.py generate_hostid): per project."""
+    return hashlib.sha224((PROJECT_ID + host).encode()).hexdigest() if host else ""
+
+
 def _server(call: Call, server: Server, *, in_list: bool = False) -> dict[str, Any]:
     world = call.world
-    host_id = hashlib.sha224((PROJECT_ID + server.host).encode()).hexdigest() if server.host else ""
+    host_id = _host_id(server.host)
     flavor = server.flavor
     if call.at_least(2, 47):
         flavor_body: dict[str, Any] = {"vcpus": flavor.vcpus, "ram": flavor.ram,
@@ -419,6 +424,7 @@ def create_server(call: Call) -> Response:
         server.local_disk = world.images[root.uuid or ""].data or b""
     machines.reserve_volumes(world, server)
     world.servers[server.id] = server
+    _record_action(call, server, "create")
     machines.start_build(world, server)
     answer = {"id": server.id, "links": _server_links(call, server),
               "OS-DCF:diskConfig": "MANUAL",
@@ -535,16 +541,19 @@ def server_action(call: Call, server_id: str) -> Response:
         return json_response({"output": machines.console_output(world, server, length)})
     if action == "os-stop":
         machines.stop(world, server)
+        _record_action(call, server, "stop", "compute_stop_instance")
         return empty(202)
     if action == "os-start":
         machines.start(world, server)
+        _record_action(call, server, "start", "compute_start_instance")
         return empty(202)
     if action == "createImage":
         args = body_dict(args)
         name = args.get("name")
         if not isinstance(name, str) or not name:
             raise ApiError(400, "Invalid input for field/attribute name.")
-        image_id = machines.create_image(world, server, name, dict(args.get("metadata") or {}))
+        image_id = machines.create_image(world, server, name, dict(args.get("metadata") or {}),
+                                         action=_record_action(call, server, "createImage"))
         location = {"Location": f"{call.base_url}/image/v2/images/{image_id}"}
         if call.at_least(2, 45):
             return json_response({"image_id": image_id}, 202)
@@ -553,6 +562,66 @@ def server_action(call: Call, server_id: str) -> Response:
         kind = (args or {}).get("type", "novnc")
         return json_response({"console": {"type": kind, "url": _console_url(call, server, kind)}})
     raise ApiError(400, f"There is no such action: {action}")
+
+
+def _record_action(call: Call, server: Server, action: str,
+                   succeeded: str | None = None) -> InstanceAction:
+    """The instance action a request starts (nova/compute/api.py record_action_start);
+    ``succeeded``: the compute event that finished it at once."""
+    at = call.world.stamp()
+    user = call.token.user_id if call.token is not None else USER_ID
+    record = InstanceAction(action=action, request_id=call.request_id, user_id=user,
+                            project_id=PROJECT_ID, start_time=at, updated_at=at)
+    server.actions.append(record)
+    if succeeded is not None:
+        record.finish_event(record.start_event(succeeded, at, server.host), at)
+    return record
+
+
+def _action_body(call: Call, server: Server, record: InstanceAction) -> dict[str, Any]:
+    body = {"action": record.action, "instance_uuid": server.id,
+            "request_id": record.request_id, "user_id": record.user_id,
+            "project_id": record.project_id, "start_time": record.start_time,
+            "message": record.message}
+    if call.at_least(2, 58):
+        body["updated_at"] = record.updated_at
+    return body
+
+
+def instance_actions(call: Call, server_id: str) -> Response:
+    """Newest first, as Nova lists them (nova/db/main/api.py actions_get). A deleted
+    server's actions are gone here; Nova keeps them for 2.21 and later."""
+    server = find_server(call.world, server_id)
+    return json_response({"instanceActions": [
+        _action_body(call, server, record) for record in reversed(server.actions)]})
+
+
+def instance_action(call: Call, server_id: str, request_id: str) -> Response:
+    """One action with its events, as nova/api/openstack/compute/instance_actions.py show
+    gives them: to the owner from 2.51 without the traceback; to an admin with the
+    traceback, the host from 2.62 and the failure's ``details`` from 2.84."""
+    server = find_server(call.world, server_id)
+    record = next((a for a in server.actions if a.request_id == request_id), None)
+    if record is None:
+        raise ApiError(404, f"Action {request_id} not found")
+    body = _action_body(call, server, record)
+    admin = call.is_admin
+    if admin or call.at_least(2, 51):
+        events = []
+        for event in record.events:
+            shown: dict[str, Any] = {"event": event.event, "start_time": event.start_time,
+                                     "finish_time": event.finish_time, "result": event.result}
+            if admin:
+                shown["traceback"] = event.traceback
+                if call.at_least(2, 62):
+                    shown["host"] = event.host
+            if call.at_least(2, 62):
+                shown["hostId"] = _host_id(event.host)
+            if admin and call.at_least(2, 84):
+                shown["details"] = event.details
+            events.append(shown)
+        body["events"] = events
+    return json_response({"instanceAction": body})
 
 
 def _console_url(call: Call, server: Server, kind: str) -> str:
@@ -742,6 +811,8 @@ def rules() -> list[Any]:
         route(f"{s}/tags", tags, ("GET", "PUT", "DELETE")),
         route(f"{s}/tags/<tag_name>", tag, ("GET", "PUT", "DELETE")),
         route(f"{s}/os-volume_attachments", volume_attachments),
+        route(f"{s}/os-instance-actions", instance_actions),
+        route(f"{s}/os-instance-actions/<request_id>", instance_action),
         route(f"{V}/limits", limits),
         route(f"{V}/os-quota-sets/<project_id>", quota_set, ("GET", "PUT")),
         route(f"{V}/os-quota-sets/<project_id>/detail", quota_set_detail),

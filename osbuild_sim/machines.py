@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from osbuild_sim import guest, hypervisor, storage
 from osbuild_sim.http import ApiError
-from osbuild_sim.records import Attachment, Mapping, Port, Server, new_id
+from osbuild_sim.records import Attachment, InstanceAction, Mapping, Port, Server, new_id
 from osbuild_sim.world import USER_ID
 
 if TYPE_CHECKING:
@@ -470,13 +470,32 @@ def console_output(world: World, server: Server, length: int | None) -> str:
     return server.console.output(length)
 
 
-def create_image(world: World, server: Server, name: str, metadata: dict[str, str]) -> str:
+# What a snapshot whose upload Glance refused leaves: an instance fault (nova/compute/
+# manager.py _snapshot_instance is @wrap_instance_fault) with the exception's class name as
+# its message (compute/utils.py exception_to_dict: glanceclient's exception is re-raised
+# untranslated by nova/image/glance.py). Nova shows a fault only on an ERROR or DELETED
+# server (api/openstack/compute/views/servers.py _fault_statuses): the project never sees it.
+SNAPSHOT_FAILED_MESSAGE = "HTTPInternalServerError"
+
+
+def create_image(world: World, server: Server, name: str, metadata: dict[str, str], *,
+                 action: InstanceAction | None = None) -> str:
+    """Nova createImage; ``action`` (the request's instance action) gets the compute
+    event of a snapshot of a local disk, compute_snapshot_instance, which Nova 34 finishes
+    as a success as soon as it has started the snapshot as a task of its own (nova/compute/
+    manager.py snapshot_instance, _start_recorded_task): a failed upload never shows in the
+    action (seen against real Nova: tests/functional/test_real_nova.py)."""
     if server.vm_state not in ("active", "stopped", "paused", "suspended") or server.task_state:
         raise _invalid_state(server, "createImage")
     root = next((m for m in server.mappings if m.boot_index == 0), None)
     storage.check_image_quota(world, new_images=1)
     if root is not None and root.volume_id:
+        # The API makes the volume snapshots itself: no compute event.
         return _snapshot_volume_backed(world, server, name, metadata)
+    if action is not None:
+        started = world.stamp()
+        action.finish_event(action.start_event("compute_snapshot_instance", started,
+                                               server.host), started)
     base = world.images.get(server.image_id or "")
     props = {k: v for k, v in (base.properties if base else {}).items()}
     props.update(metadata)
@@ -510,6 +529,9 @@ def create_image(world: World, server: Server, name: str, metadata: dict[str, st
             # nova/compute/manager.py: snapshot_instance is @delete_image_on_error.
             image.status = "deleted"
             world.images.pop(image.id, None)
+            if _alive(world, server):
+                server.fault = {"code": 500, "message": SNAPSHOT_FAILED_MESSAGE,
+                                "details": "", "created": world.stamp()}
             return
         image.data = data
         image.status = "active"

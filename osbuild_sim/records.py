@@ -173,6 +173,49 @@ class Mapping:
 
 
 @dataclass
+class ActionEvent:
+    """One step of an instance action (nova/objects/instance_action.py InstanceActionEvent):
+    a failure keeps the exception's message in ``details`` (shown to admins from 2.84) and
+    its traceback (admins only)."""
+
+    event: str
+    start_time: str
+    host: str | None = None
+    finish_time: str | None = None
+    result: str | None = None  # "Success" or "Error"
+    details: str | None = None
+    traceback: str | None = None
+
+
+@dataclass
+class InstanceAction:
+    """What ``GET /servers/{id}/os-instance-actions`` lists: one per API request that acted
+    on the server."""
+
+    action: str
+    request_id: str
+    user_id: str
+    project_id: str
+    start_time: str
+    updated_at: str
+    message: str | None = None
+    events: list[ActionEvent] = field(default_factory=list)
+
+    def start_event(self, name: str, at: str, host: str | None) -> ActionEvent:
+        event = ActionEvent(event=name, start_time=at, host=host)
+        self.events.append(event)
+        self.updated_at = at
+        return event
+
+    def finish_event(self, event: ActionEvent, at: str) -> None:
+        """A success: the events the simulated Nova records all succeed (a failure would
+        set its ``details``, its ``traceback`` and the action's message "Error": nova/db/
+        main/api.py action_event_finish)."""
+        event.finish_time = self.updated_at = at
+        event.result = "Success"
+
+
+@dataclass
 class Server:
     id: str
     name: str
@@ -216,3 +259,4 @@ class Server:
     boots: int = 0
     machine: Any = None  # the hypervisor.Machine of the current boot
     port_ids: list[str] = field(default_factory=list)
+    actions: list[InstanceAction] = field(default_factory=list)

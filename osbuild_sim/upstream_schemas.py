@@ -15,6 +15,7 @@ and ``<resource>.action#<name>`` for action bodies (``servers.action#createImage
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -54,6 +55,8 @@ _CONTROLLERS: dict[str, list[tuple[str, str | None, str]]] = {
          "nova.api.openstack.compute.server_metadata:ServerMetadataController"),
         ("volume_attachments", None,
          "nova.api.openstack.compute.volume_attachments:VolumeAttachmentController"),
+        ("instance_actions", None,
+         "nova.api.openstack.compute.instance_actions:InstanceActionsController"),
     ],
     "cinder": [
         ("volumes", "volumes", "cinder.api.v3.volumes:VolumeController"),
@@ -80,6 +83,8 @@ _ROUTES: dict[str, list[tuple[str, re.Pattern[str], str]]] = {
             ("GET", r"servers/[^/]+/tags", "server_tags.index"),
             ("GET", r"servers/[^/]+/metadata", "server_metadata.index"),
             ("GET", r"servers/[^/]+/os-volume_attachments", "volume_attachments.index"),
+            ("GET", r"servers/[^/]+/os-instance-actions", "instance_actions.index"),
+            ("GET", r"servers/[^/]+/os-instance-actions/[^/]+", "instance_actions.show"),
             ("POST", r"servers", "servers.create"),
             ("PUT", r"servers/[^/]+", "servers.update"),
             ("POST", r"servers/[^/]+/action", "servers.action"),
@@ -266,7 +271,9 @@ def _load(service: str) -> UpstreamSchemas | None:
         _unavailable[service] = f"{package} is not installed (the functional extra)"
         log.info("upstream schemas for %s: %s", service, _unavailable[service])
         return None
-    path = cache_dir() / f"{package}-{version}.json"
+    # The controllers read are part of the key: a cache of an older list lacks new ones.
+    read = hashlib.sha256(json.dumps(_CONTROLLERS.get(package, [])).encode()).hexdigest()
+    path = cache_dir() / f"{package}-{version}-{read[:12]}.json"
     if not path.is_file():
         try:
             data = extract_in_subprocess(package)

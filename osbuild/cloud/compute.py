@@ -122,6 +122,53 @@ def create_server_image(conn: Connection, server_id: str, name: str,
     return str(conn.compute.create_server_image(server_id, name, dict(metadata)).id)
 
 
+@dataclass(frozen=True)
+class ServerAction:
+    """A server action as Nova recorded it (its instance actions)."""
+
+    action: str  # createImage, stop...
+    request_id: str  # what the cloud's admins look up in Nova's logs
+    failed_events: tuple[str, ...] = ()  # compute_snapshot_instance...
+    details: str = ""  # why they failed, where Nova shows it: to admins, from 2.84
+
+    def why_failed(self, server_id: str) -> str:
+        """For the error of an action that did not do its work: what Nova says, or where
+        the cloud's admins find why. Nova 34 records a failed snapshot only as an instance
+        fault, which it never shows on a server in SHUTOFF; releases before it also fail
+        the action's compute event (nova/compute/manager.py snapshot_instance)."""
+        request = f"Nova's {self.action} (request {self.request_id})"
+        if self.failed_events and self.details:
+            return f"{request} failed in {', '.join(self.failed_events)}: {self.details}"
+        if self.failed_events:
+            return (f"{request} failed in {', '.join(self.failed_events)}; the cloud's admins "
+                    f"see why with `openstack server event show {server_id} "
+                    f"{self.request_id}` or in nova-compute's log")
+        return (f"Nova gives the project no reason; the cloud's admins find it in "
+                f"nova-compute's log under {request}")
+
+
+def last_action(conn: Connection, server_id: str, action: str, *,
+                cancel: threading.Event | None = None) -> ServerAction | None:
+    """The server's latest ``action`` with its failed events, or None (also where the
+    instance actions cannot be read: an error message gains nothing from them then)."""
+    clock = session_clock(conn)
+    try:
+        latest = next((a for a in retrying(lambda: list(conn.compute.server_actions(server_id)),
+                                           clock=clock, cancel=cancel)
+                       if a.action == action), None)
+        if latest is None:
+            return None
+        # The events (2.51) and their details (2.84, admins) come with the action alone.
+        shown = retrying(conn.compute.get_server_action, latest.request_id, server_id,
+                         clock=clock, cancel=cancel)
+    except sdk_exc.SDKException:
+        return None
+    failed = [e for e in shown.events or [] if str(e.result or "").lower() == "error"]
+    details = "; ".join(dict.fromkeys(str(e.details) for e in failed if e.details))
+    return ServerAction(action=action, request_id=str(shown.request_id or latest.request_id),
+                        failed_events=tuple(str(e.event) for e in failed), details=details)
+
+
 def find_flavor(conn: Connection, name_or_id: str, *,
                 cancel: threading.Event | None = None) -> Flavor | None:
     raw = retrying(conn.compute.find_flavor, name_or_id, ignore_missing=True,

@@ -185,6 +185,20 @@ def test_failed_upload_during_capture_says_what_cinder_said(cloud: Cloud) -> Non
     assert run.failure["stage"] == "capture"
 
 
+def test_failed_snapshot_during_capture_names_the_request_the_admins_look_up(
+        cloud: Cloud) -> None:
+    # A local target's createImage whose upload fails: Nova deletes the image (@delete_
+    # image_on_error) and keeps why in an instance fault that no SHUTOFF server shows; its
+    # instance action (Nova 34) says success. The request id is what the cloud's admins
+    # find it under; the build said only "went to deleted".
+    cloud.sim.faults.add_scenario("image_killed", name="-image$")
+    run = cloud.build(cloud.spec("ws2019-core-local.yaml", verify={"enabled": False}))
+    assert_clean_failure(cloud, run, 1, "went to deleted: Nova gives the project no reason; "
+                         "the cloud's admins find it in nova-compute's log under Nova's "
+                         "createImage (request req-")
+    assert run.failure["stage"] == "capture"
+
+
 def test_quota_is_caught_in_preflight_and_nothing_is_created(cloud: Cloud) -> None:
     cloud.sim.faults.set_quota("compute", instances=0)
     run = cloud.build(cloud.spec())

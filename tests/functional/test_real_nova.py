@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from osbuild.cli import main
+from osbuild.cloud import compute
 from osbuild.unattended.state import StateStore
-from osbuild_sim.guest import GuestScenario
+from osbuild_sim.guest import GuestScenario, disk_record_bytes
 from tests.support.cliprocess import Event, interrupt_when
 from tests.support.realbuilds import (
     BASELINE,
@@ -74,6 +75,44 @@ def test_local_target_build_on_real_nova(
     with published_build(real_stack, user_conn, builder, code, events, err):
         pass
     print(f"local-target build took {took:.1f}s")
+
+
+def test_a_failed_snapshot_shows_nowhere_a_project_reads_but_its_request_id(
+    real_stack: RealStack, builder: ProjectUser, user_conn: Any, guests: Any,
+) -> None:
+    """What capture can say of a local target's failed createImage, read from real Nova 34:
+    compute_snapshot_instance is a success once the snapshot task has started (nova/compute/
+    manager.py snapshot_instance), the failure an instance fault that Nova shows only on an
+    ERROR or DELETED server. The osbuild_sim model of it rests on this test."""
+    guests.fail_snapshots("osbuild-t-snap")
+    root = user_conn.image.create_image(
+        name="osbuild-t-root", data=disk_record_bytes({"format": 1}), disk_format="raw",
+        container_format="bare", allow_duplicates=True)
+    flavor = user_conn.compute.find_flavor("m1.small", ignore_missing=False)  # a local root
+    server = user_conn.compute.create_server(name="osbuild-t-snap", flavor_id=flavor.id,
+                                             image_id=root.id, networks="none")
+    try:
+        deadline = time.monotonic() + 120
+        while user_conn.compute.get_server(server.id).status not in ("ACTIVE", "SHUTOFF"):
+            assert time.monotonic() < deadline, user_conn.compute.get_server(server.id).status
+            time.sleep(0.5)
+        snapshot = user_conn.compute.create_server_image(server, "osbuild-t-snapshot")
+        user_conn.image.wait_for_delete(snapshot, wait=120, interval=0.5)  # @delete_image_on_error
+        admin = real_stack.connect()
+        for who in (user_conn, admin):
+            seen = compute.last_action(who, server.id, "createImage")
+            assert seen is not None
+            assert seen.request_id.startswith("req-")
+            assert (seen.failed_events, seen.details) == ((), "")
+            assert who.compute.get_server(server.id).fault is None
+        assert seen.why_failed(server.id) == (
+            "Nova gives the project no reason; the cloud's admins find it in nova-compute's "
+            f"log under Nova's createImage (request {seen.request_id})")
+    finally:
+        user_conn.compute.delete_server(server.id, ignore_missing=True)
+        user_conn.compute.wait_for_delete(server, wait=120, interval=0.5)
+        user_conn.image.delete_image(root, ignore_missing=True)
+        finish(real_stack, user_conn, builder, None)
 
 
 def test_uefi_secure_boot_virtio_scsi_example_on_real_nova(

@@ -152,3 +152,37 @@ def test_a_whole_build_gets_only_answers_novas_response_schemas_accept(
                      "--log-dir", str(tmp_path / "logs")])
     assert code == 0
     assert upstream_schemas.response_problems()[before:] == []
+
+
+def test_instance_actions_answers_fit_novas_schemas_for_the_owner_and_the_admin(
+    sim: SimCloud, conn: Any
+) -> None:
+    # The schemas are in force for these answers (an empty action is refused).
+    assert upstream_schemas.validate_response(
+        "compute", "instance_actions.show", "2.84", {"instanceAction": {}}) is not None
+    from osbuild_sim.guest import disk_record_bytes
+
+    sim.faults.add_scenario("image_killed", name="^upstream-snap$")
+    base = conn.image.create_image(name="upstream-root", data=disk_record_bytes({"format": 1}),
+                                   disk_format="raw", container_format="bare",
+                                   allow_duplicates=True)
+    flavor = conn.compute.find_flavor("m1.small", ignore_missing=False)  # a local root
+    server = conn.compute.create_server(name="upstream-local", flavor_id=flavor.id,
+                                        image_id=base.id, networks="none")
+    conn.compute.wait_for_server(server, wait=60, interval=0.05)
+    before = len(upstream_schemas.response_problems())
+    try:
+        image = conn.compute.create_server_image(server, "upstream-snap")
+        conn.image.wait_for_delete(image, wait=60, interval=0.05)
+        admin = sim.connect(admin=True)
+        for who in (conn, admin):
+            for microversion in ("2.1", "2.51", "2.58", "2.62", "2.84", "2.96"):
+                listed = who.compute.get(f"/servers/{server.id}/os-instance-actions",
+                                         microversion=microversion).json()
+                request_id = listed["instanceActions"][0]["request_id"]
+                who.compute.get(f"/servers/{server.id}/os-instance-actions/{request_id}",
+                                microversion=microversion)
+        assert upstream_schemas.response_problems()[before:] == []
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=60, interval=0.05)

@@ -404,6 +404,54 @@ def test_a_failed_snapshot_deletes_its_image(sim: Any, conn: Any) -> None:
     assert conn.compute.get_server(server.id).task_state is None
 
 
+def test_instance_actions_as_nova_34_records_them_and_shows_them_to_whom(
+        sim: Any, conn: Any) -> None:
+    """nova/api/openstack/compute/instance_actions.py: newest first, each with its request
+    id; the owner sees the events from 2.51 without the traceback, ``details`` (2.84) and
+    the traceback are the admin's (policies :events and :events:details are ADMIN). Nova 34
+    finishes compute_snapshot_instance once the snapshot task has started, so a snapshot
+    whose upload failed shows a success; the fault it records shows on no SHUTOFF server
+    (both seen against real Nova: tests/functional/test_real_nova.py)."""
+    sim.faults.add_scenario("image_killed", name="^snap$")
+    base = conn.image.create_image(name="tiny-root", data=disk_record_bytes({"format": 1}),
+                                   disk_format="raw", container_format="bare",
+                                   allow_duplicates=True)
+    server = conn.compute.create_server(name="local", flavor_id="1", image_id=base.id,
+                                        networks="none")
+    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    conn.compute.stop_server(server)
+    run_until(sim, lambda: server_status(conn, server.id) == "SHUTOFF")
+    image = conn.compute.create_server_image(server, "snap")
+    run_until(sim, lambda: conn.image.find_image(image.id) is None)
+    listed = list(conn.compute.server_actions(server.id))
+    assert [a.action for a in listed] == ["createImage", "stop", "create"]
+    assert [a.message for a in listed] == [None, None, None]
+    member = conn.compute.get_server_action(listed[0].request_id, server.id)
+    [event] = member.events
+    assert (event.event, event.result) == ("compute_snapshot_instance", "Success")
+    assert event.details is None and event.traceback is None
+    assert conn.compute.get_server(server.id).fault is None  # recorded, not shown
+    assert sim.world.servers[server.id].fault["message"] == "HTTPInternalServerError"
+    admin = sim.connect(admin=True)
+    raw = admin.compute.get(f"/servers/{server.id}/os-instance-actions/{listed[0].request_id}",
+                            microversion="2.84").json()["instanceAction"]["events"][0]
+    assert {"traceback", "details", "host", "hostId"} <= set(raw)  # the admin's keys
+    stop = conn.compute.get_server_action(listed[1].request_id, server.id)
+    assert [(e.event, e.result) for e in stop.events] == [("compute_stop_instance", "Success")]
+    # An action's request id is the one its request was answered with (what an operator
+    # quotes to the cloud's admins).
+    started = conn.compute.post(f"/servers/{server.id}/action", json={"os-start": None})
+    newest = next(iter(conn.compute.server_actions(server.id)))
+    assert (newest.action, newest.request_id) == (
+        "start", started.headers["X-Openstack-Request-Id"])
+    old = conn.compute.get(f"/servers/{server.id}/os-instance-actions/{listed[0].request_id}",
+                           headers={"OpenStack-API-Version": "compute 2.50"}).json()
+    assert "events" not in old["instanceAction"]
+    missing = conn.compute.get(f"/servers/{server.id}/os-instance-actions/req-nope",
+                               raise_exc=False)
+    assert missing.status_code == 404
+
+
 def test_a_local_root_waits_for_the_image_download_on_a_cache_miss_only(
         sim: Any, conn: Any) -> None:
     # nova-compute downloads the image into its cache (instances/_base) and converts it to

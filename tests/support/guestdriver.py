@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from glanceclient import exc as glanceclient_exc
 from nova import context as nova_context
 from nova import exception, objects
 from nova.api.metadata import password
@@ -37,7 +38,7 @@ from nova.virt import configdrive, driver, fake
 from nova.virt import event as virtevent
 
 from osbuild_sim import guest, hypervisor
-from tests.support.guestcontrol import STATE_ENV, read_control, scenario_for
+from tests.support.guestcontrol import STATE_ENV, read_control, scenario_for, snapshot_fails
 
 LOG = logging.getLogger(__name__)
 
@@ -201,6 +202,12 @@ class GuestDriver(fake.FakeDriver):
         meta = self._image_api.get(context, image_id)
         update_task_state(task_state=task_states.IMAGE_UPLOADING,
                           expected_state=task_states.IMAGE_PENDING_UPLOAD)
+        if snapshot_fails(instance.display_name):
+            out.unlink(missing_ok=True)
+            # What nova/image/glance.py re-raises untranslated when Glance answers 500.
+            raise glanceclient_exc.HTTPInternalServerError(
+                "The server has either erred or is incapable of performing the requested "
+                "operation.")
         try:
             with out.open("rb") as fh:
                 self._image_api.update(

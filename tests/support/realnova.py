@@ -76,6 +76,7 @@ class RealNova(Launcher):
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     scenarios: dict[str, GuestScenario] = field(default_factory=dict)
+    failing_snapshots: tuple[str, ...] = ()  # server name patterns (fail_snapshots)
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss: float | None = None
     service_ids: list[str] = field(default_factory=list)
@@ -122,6 +123,13 @@ class RealNova(Launcher):
 
     def clear_guest_scenarios(self) -> None:
         self.scenarios.clear()
+        self.failing_snapshots = ()
+        self._write_control()
+
+    def fail_snapshots(self, server_name_pattern: str) -> None:
+        """createImage of servers whose name matches fails its upload, as when Glance
+        answers 500 (tests.support.guestdriver snapshot)."""
+        self.failing_snapshots = (*self.failing_snapshots, server_name_pattern)
         self._write_control()
 
     def set_speed(self, speed: float) -> None:
@@ -129,7 +137,8 @@ class RealNova(Launcher):
         self._write_control()
 
     def _write_control(self) -> None:
-        write_control(self.control_file, speed=self.speed, scenarios=self.scenarios)
+        write_control(self.control_file, speed=self.speed, scenarios=self.scenarios,
+                      failing_snapshots=self.failing_snapshots)
 
     # ------------------------------------------------------------------ process
 

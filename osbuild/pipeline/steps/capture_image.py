@@ -40,7 +40,7 @@ class CaptureImage(Resumable):
         image = wait_for_status(
             ctx, lambda: _captured_image(ctx, image_id), want="active",
             failures=("killed", "deleted"), deadline=deadline,
-            what=f"captured image {image_id}", on_failure=lambda _: _why_upload_failed(ctx),
+            what=f"captured image {image_id}", on_failure=lambda _: _why_capture_failed(ctx),
         )
         ctx.image_id = image.id
         ctx.image_properties = {k: str(v) for k, v in image.properties.items()}
@@ -130,11 +130,18 @@ def _captured_image(ctx: BuildContext, image_id: str) -> image_api.Image:
         raise
 
 
-def _why_upload_failed(ctx: BuildContext) -> str:
-    """What Cinder said about the target volume's upload (its user messages), if anything."""
+def _why_capture_failed(ctx: BuildContext) -> str:
+    """What Cinder said about the target volume's upload (its user messages), or what Nova
+    recorded of the builder's snapshot (its instance actions), if anything."""
     target = ctx.volumes.target if ctx.volumes is not None else None
-    said = volume_api.user_message(ctx.conn, target, cancel=ctx.cancel.event) if target else ""
-    return f"Cinder says: {said}" if said else ""
+    if target:
+        said = volume_api.user_message(ctx.conn, target, cancel=ctx.cancel.event)
+        return f"Cinder says: {said}" if said else ""
+    if not ctx.server_id:
+        return ""
+    snapshot = compute.last_action(ctx.conn, ctx.server_id, "createImage",
+                                   cancel=ctx.cancel.event)
+    return snapshot.why_failed(ctx.server_id) if snapshot is not None else ""
 
 
 class AdoptCapture:
@@ -148,7 +155,7 @@ class AdoptCapture:
         image = wait_for_status(
             ctx, lambda: _captured_image(ctx, image_id), want="active",
             failures=("killed", "deleted"), deadline=deadline,
-            what=f"captured image {image_id}", on_failure=lambda _: _why_upload_failed(ctx),
+            what=f"captured image {image_id}", on_failure=lambda _: _why_capture_failed(ctx),
         )
         target = ctx.volumes.target if ctx.volumes else None
         if target:
