@@ -67,6 +67,12 @@ def new_build_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dt%H%M%S}-{secrets.token_hex(3)}"
 
 
+def build_started(build_id: str) -> str:
+    """The start a build id holds, to the second (``20261126t031500``), comparable as text;
+    "" for a value that is not a build id."""
+    return build_id.split("-", 1)[0] if is_build_id(build_id) else ""
+
+
 def is_build_id(value: str) -> bool:
     return bool(_BUILD_ID_RE.match(value))
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         check_auth(conn, cloud)
         name = cloud_identity(conn, cloud)
         results[name] = collect(conn, older_than=args.older_than, dry_run=args.dry_run,
-                                store=store)
+                                store=store, cloud=name)
     if args.json:
         # One JSON object on one line, as every --json output (cron mail, log shipping).
         json.dump({name: {**r.to_dict(), "unreadable_state_files": store.unreadable}
@@ -91,6 +91,8 @@ def _print_text(cloud: str, result: GcResult, *, show_cloud: bool) -> None:
         print(f"{prefix}kept dead build {build_id}'s {_count(len(resources), 'resource')} "
               f"for resume (newest {newest} old, younger than "
               f"{format_duration(result.older_than)}): " + ", ".join(map(_named, resources)))
+    for build_id in result.abandoned_builds:
+        print(f"{prefix}marked dead build {build_id} failed: nothing of it is left to resume")
     counts = Counter(k.kept_for for k in result.kept)
     summary = f"{prefix}{len(result.removed)} {verb}, {len(result.kept)} kept"
     parts = [f"{counts['running']} of running builds" if counts["running"] else "",

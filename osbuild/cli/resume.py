@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from osbuild.cli import options
-from osbuild.cli.build import print_signal, print_summary
+from osbuild.cli.build import DEFAULT_LOCK_WAIT, print_signal, print_summary
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="resume even though the spec file changed since the build "
                         "started: the rest of the build follows the spec as it is now")
+    parser.add_argument("--wait-lock", type=options.duration, nargs="?", default=None,
+                        const=options.duration(DEFAULT_LOCK_WAIT), metavar="DURATION",
+                        help="when another run builds the family in the cloud, wait up to "
+                        f"DURATION (default {DEFAULT_LOCK_WAIT}) for it instead of skipping "
+                        "(after BUILD_ID)")
     options.add_state(parser)
     options.add_time_scale(parser)
     parser.set_defaults(handler=run)
@@ -36,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                         os_cloud=args.os_cloud,
                         region_name=args.os_region_name, force=args.force,
                         listeners=[view], metrics_file=args.metrics_file,
-                        on_signal=print_signal,
+                        on_signal=print_signal, wait_lock=args.wait_lock,
                         cloud_settings=options.pace_override(args))
     if not args.json:
         print_summary([result])

@@ -16,7 +16,7 @@ from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud import images as image_api
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection
-from osbuild.errors import InvalidInput
+from osbuild.errors import BuildFailed, InvalidInput
 from osbuild.images.refresh import Parent, install_provenance
 from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName
@@ -31,10 +31,11 @@ from osbuild.pipeline.run import (
     steps_for,
 )
 from osbuild.pipeline.runner import Step
+from osbuild.pipeline.steps.capture_image import CAPTURED_IMAGE
 from osbuild.pipeline.steps.upload_config_iso import CONFIG_IMAGE, UploadConfigIso
 from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.spec import BuildSpec, load_spec
-from osbuild.unattended.gc import discover
+from osbuild.unattended.gc import Resource, discover
 from osbuild.unattended.process import osbuild_alive
 from osbuild.unattended.state import BuildState, StateStore
 
@@ -72,7 +73,12 @@ def resume_build(state: BuildState, spec: BuildSpec, conn: Connection, *, store:
     ctx.os_cloud = os_cloud
     ctx.store = store
     store.update(state.build_id, pid=os.getpid(), host=socket.gethostname())
-    steps = restore(ctx, state)
+    try:
+        steps: Sequence[Step] = restore(ctx, state)
+    except Exception as exc:
+        # Failed as a step does (build.failed, the report, the state, cleanup of what was
+        # adopted and the rendered media), not with a bare error and a state left running.
+        steps = [_CannotResume(exc)]
     # The whole build's clock: its duration and builder.timeout count from its first start.
     return execute(ctx, steps, resumed=state.started_at)
 
@@ -132,8 +138,21 @@ def steps_to_resume(ctx: BuildContext, state: BuildState,
     return todo
 
 
+class _CannotResume:
+    """The one step of a resume whose build cannot go on: it raises why."""
+
+    name = "resume"
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def run(self, ctx: BuildContext) -> None:
+        raise self.error
+
+
 def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
-    """Track everything on record so the runner deletes it like its own (the product kept)."""
+    """Track everything on record so the runner deletes it like its own (the product kept);
+    a build whose resources something else deleted (another host's gc) cannot resume."""
     conn = ctx.conn
     media_dir = ctx.workdir / naming.MEDIA_DIR  # the answer file: recover_password
     ctx.track("local", str(media_dir), "rendered config media",
@@ -154,18 +173,45 @@ def _adopt_resources(ctx: BuildContext, state: BuildState) -> None:
         # What a step keeps (its image) it marks again when it resumes.
         ctx.track(kind, resource_id, name, _bound(delete, resource_id), announce=False)
         ctx.emit(EventName.RESOURCE_ADOPTED, kind=kind, id=resource_id, name=name)
-    _adopt_unrecorded(ctx, state, deleters)
+    found, _props, _fresh = discover(conn, datetime.now(UTC))
+    _check_still_there(ctx, state, [r for r in found if r.build_id == state.build_id],
+                       set(deleters))
+    _adopt_unrecorded(ctx, state, deleters, found)
+
+
+def _check_still_there(ctx: BuildContext, state: BuildState, found: list[Resource],
+                       kinds: set[str]) -> None:
+    """Fail when nothing the build left is in the cloud any more, or its captured image
+    is gone (the product of the steps still to run); warn about anything else missing."""
+    present = {r.id for r in found}
+    recorded = {key: rid for key, rid in state.resources.items()
+                if key.partition(":")[0] in kinds}
+    missing = {key: rid for key, rid in recorded.items() if rid not in present}
+    if not missing:
+        return
+    listed = ", ".join(_described(state.build_id, key, rid) for key, rid in missing.items())
+    gone = ("deleted outside this build: by another host's `osbuild gc` once this "
+            "build's heartbeat had gone stale, or by hand")
+    if not found or CAPTURED_IMAGE in missing:
+        what = "nothing it left is" if not found else "its captured image is"
+        raise BuildFailed(f"{what} in the cloud any more ({listed}), {gone}; nothing to "
+                          "resume, the build is marked failed", stage="resume")
+    ctx.emit(EventName.WARNING, message=f"no longer in the cloud: {listed}, {gone}")
+
+
+def _described(build_id: str, key: str, resource_id: str) -> str:
+    kind, _, role = key.partition(":")
+    return f"{kind} {naming.resource_name(build_id, role)} ({resource_id})"
 
 
 def _adopt_unrecorded(ctx: BuildContext, state: BuildState,
-                      deleters: dict[str, Callable[[str], None]]) -> None:
+                      deleters: dict[str, Callable[[str], None]],
+                      found: list[Resource]) -> None:
     """What the build created but died before recording: found by name, tag or label.
 
     The builder server is adopted as the builder; anything else is deleted at the end.
     """
-    conn = ctx.conn
     recorded = set(state.resources.values())
-    found, _props, _fresh = discover(conn, datetime.now(UTC))
     for resource in found:
         if resource.build_id != state.build_id or resource.id in recorded:
             continue

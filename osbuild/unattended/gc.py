@@ -306,9 +306,12 @@ def collect(
     store: StateStore | None = None,
     now: datetime | None = None,
     liveness: Callable[[dict[str, BuildState], frozenset[str], datetime], Liveness] | None = None,
+    cloud: str | None = None,
 ) -> GcResult:
     """Find osbuild's leftovers older than ``older_than`` seconds that belong to no running
-    build and delete them in dependency order (``dry_run``: only list them)."""
+    build and delete them in dependency order (``dry_run``: only list them). ``cloud``: the
+    cloud's name in the state files, whose dead builds with nothing left in it are marked
+    failed too (another host's gc removed what they left)."""
     now = now or datetime.now(UTC)
     states = {s.build_id: s for s in (store.list() if store else [])}
     found, image_props, fresh = discover(conn, now)
@@ -330,6 +333,10 @@ def collect(
             log.info("gc: removed %s %s (%s)", resource.kind, resource.id, resource.name)
     if store is not None:
         result.abandoned_builds = _mark_abandoned(store, states, doomed, result.failed, live)
+        if cloud is not None:
+            result.abandoned_builds += _retire_emptied(
+                store, [s for s in states.values() if s.cloud == cloud],
+                {r.build_id for r in found}, live, older_than, now)
     return result
 
 
@@ -367,6 +374,22 @@ def _mark_abandoned(store: StateStore, states: dict[str, BuildState],
                      error="abandoned; its resources were removed by osbuild gc")
         _remove_media(state)
         out.append(build_id)
+    return out
+
+
+def _retire_emptied(store: StateStore, states: Iterable[BuildState], in_cloud: set[str],
+                    live: Liveness, older_than: float, now: datetime) -> list[str]:
+    """Dead builds of this cloud of which nothing is left in it, their state untouched for
+    ``older_than``: marked failed, their media removed. A resume has nothing to go on."""
+    out = []
+    for state in sorted(states, key=lambda s: s.build_id):
+        if (state.is_finished or state.build_id in in_cloud or live.running(state.build_id)
+                or (now - state.updated_at).total_seconds() < older_than):
+            continue
+        store.finish(state.build_id, BuildStatus.FAILED,
+                     error="abandoned; nothing of it was left in the cloud (osbuild gc)")
+        _remove_media(state)
+        out.append(state.build_id)
     return out
 
 

@@ -194,8 +194,10 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
            region_name: str | None = None, force: bool = False,
            listeners: Sequence[Listener] = (), metrics_file: Path | None = None,
            on_signal: SignalNotice | None = None,
-           cloud_settings: Mapping[str, Any] | None = None) -> BuildResult:
-    """Finish a build whose orchestrator died, under its family's lock.
+           cloud_settings: Mapping[str, Any] | None = None,
+           wait_lock: float | None = None) -> BuildResult:
+    """Finish a build whose orchestrator died, under its family's lock (``wait_lock``:
+    the cloud's seconds to wait for another build of the family, as --wait-lock).
 
     ``log_dir`` None: where the build logged, else beside the state; ``os_cloud`` None:
     the cloud the build ran in.
@@ -217,7 +219,10 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
     bus = _bus(listeners)
     cancel = CancelToken()
     lock = build_lock(conn, locks_dir=store.locks_dir, cloud=cloud,
-                      family=spec.name, build_id=state.build_id, cancel=cancel.event)
+                      family=spec.name, build_id=state.build_id, cancel=cancel.event,
+                      wait=wait_lock, on_wait=lambda message: bus.publish(Event(
+                          EventName.INFO, state.build_id, spec.name,
+                          {"message": message, "cloud": cloud})))
     try:
         with signals_cancel(cancel, on_signal=on_signal), lock:
             result = resume_build(state, spec, conn, store=store, options=options, bus=bus,
@@ -304,7 +309,7 @@ def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, 
             return result
         bus.publish(Event(EventName.INFO, result.build_id, spec.name, {
             "message": f"backed out for build {result.error.build_id}, which went first; "
-                       f"--wait-lock: waiting up to {format_duration(left)} for it, then "
+                       f"--wait-lock: waiting up to {format_duration(round(left))} for it, then "
                        "building again",
             "cloud": cloud}))
         started, wait_lock = clock.now(), left

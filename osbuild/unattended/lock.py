@@ -97,8 +97,8 @@ class LocalLock:
                     if wait is None or time.monotonic() >= deadline:
                         raise LockBusy(self._busy_message(wait)) from None
                     if on_wait is not None:
-                        on_wait(f"waiting up to {format_duration(wait)} for the family lock, "
-                                f"held{self._holder_text()}")
+                        on_wait(f"waiting up to {format_duration(round(wait))} for the family "
+                                f"lock, held{self._holder_text()}")
                         on_wait = None
                     pause = min(poll_interval, max(0.0, deadline - time.monotonic()))
                     if cancel is None:
@@ -351,7 +351,7 @@ def check_cloud_guard(
                 build_id=other.build_id,
             )
         if on_wait is not None:
-            on_wait(f"waiting up to {format_duration(wait)} for {others[0].describe()} "
+            on_wait(f"waiting up to {format_duration(round(wait))} for {others[0].describe()} "
                     "(another host) to finish")
             on_wait = None
         pause = min(poll_interval, max(0.0, deadline - clock()))

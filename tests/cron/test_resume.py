@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from osbuild.cli import main
+from osbuild.images.family import list_family
 from osbuild.unattended.state import BuildStatus
-from tests.cron.conftest import Cron
+from tests.cron.conftest import Cron, read_until
 from tests.support.cliprocess import interrupt_when
 
 # Seconds per test (builds in the simulated cloud, subprocesses): not in `-m "not slow"`.
@@ -208,3 +209,140 @@ def test_a_comment_only_edit_does_not_stop_resume(cron: Cron) -> None:
         f.write("# reviewed by the on-call operator\n")
     run = cron.resume(build_id)
     assert run.exit_code == 0, run.why
+
+
+def test_a_resumed_build_does_not_take_the_family_back_to_its_older_image(
+        cron: Cron, tmp_path: Any) -> None:
+    # Host A's osbuild dies in verify; its claim goes stale (5 minutes: aged here) and host
+    # B builds and promotes the family. Resuming A then promoted A's image, which started
+    # first, over B's newer one, with exit 0 (found from outside, session 28).
+    from datetime import UTC, datetime, timedelta
+
+    from osbuild.unattended import lock
+
+    spec = cron.spec()
+    first = kill_at(cron, _verifying)
+    conn = cron.sim.connect()
+    [claim] = [i for i in lock.claims(conn) if first in i.name]
+    lock.send_claim_heartbeat(conn, claim.id,
+                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
+    newer = cron.cloud.build(spec, extra=("--state-dir", str(tmp_path / "host-b")))
+    assert newer.exit_code == 0, newer.why
+    newer_image = newer.success["image_id"]
+
+    run = cron.resume(first)
+    assert run.exit_code == 1
+    assert (f"of build {newer.success['build_id']}, which started after this one, became "
+            "the current image of ws2022-standard") in run.why
+    assert "osbuild images promote" in run.why
+    family = {i.id: i for i in list_family(conn, "ws2022-standard", with_usage=False)}
+    assert family[newer_image].current
+    [older] = [i for i in family.values() if i.build_id == first]
+    assert not older.current and older.hidden and older.verified  # kept for images promote
+    assert cron.leftovers(keep={newer_image, older.id}) == []
+
+
+def test_a_build_whose_resources_another_host_removed_fails_its_resume_cleanly(
+        cron: Cron, tmp_path: Any) -> None:
+    # Host A's osbuild dies in verify; its claim goes stale and host B's `gc --older-than 0`
+    # removes everything A left. Resuming A then died on a raw "No Image found" with no
+    # build.failed, its state left running and its media on disk; A's gc found nothing to
+    # do and status kept offering resume or gc (found from outside, session 28).
+    from datetime import UTC, datetime, timedelta
+
+    from osbuild.unattended import lock
+
+    first = kill_at(cron, _verifying)
+    conn = cron.sim.connect()
+    [claim] = [i for i in lock.claims(conn) if first in i.name]
+    lock.send_claim_heartbeat(conn, claim.id,
+                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
+    cron.cloud.capsys.readouterr()
+    assert main(["gc", "--older-than", "0", "--os-cloud", cron.sim.cloud_name,
+                 "--state-dir", str(tmp_path / "host-b")]) == 0
+    assert cron.leftovers() == []
+    media = cron.cloud.log_dir / first / "media"
+    assert media.exists()
+
+    run = cron.resume(first)
+    assert run.exit_code == 1
+    assert run.why.startswith("resume: nothing it left is in the cloud any more (image "
+                              f"osbuild-{first}-claim ("), run.why
+    assert ("), deleted outside this build: by another host's `osbuild gc` once this build's "
+            "heartbeat had gone stale, or by hand; nothing to resume, the build is marked "
+            "failed") in run.why
+    [failed] = run.named("build.failed")
+    assert failed["stage"] == "resume" and failed["leftovers"] == []
+    state = cron.store.load(first)
+    assert state.status is BuildStatus.FAILED
+    assert not media.exists()  # the answer file, with the build's password
+    assert cron.leftovers() == []
+
+
+def test_gc_on_the_dead_builds_host_retires_it_once_another_host_removed_its_resources(
+        cron: Cron, tmp_path: Any, capsys: Any) -> None:
+    # As above; the owning host's gc found nothing to remove, so it left the state running
+    # and the answer file (with the build's password) on disk for good.
+    from datetime import UTC, datetime, timedelta
+
+    from osbuild.unattended import lock
+
+    first = kill_at(cron, _volume_created)
+    conn = cron.sim.connect()
+    [claim] = [i for i in lock.claims(conn) if first in i.name]
+    lock.send_claim_heartbeat(conn, claim.id,
+                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
+    assert main(["gc", "--older-than", "0", "--os-cloud", cron.sim.cloud_name,
+                 "--state-dir", str(tmp_path / "host-b")]) == 0
+    media = cron.cloud.log_dir / first / "media"
+    assert media.exists() and cron.store.load(first).status is BuildStatus.RUNNING
+    # The same dead build in another cloud: nothing of it is in this one, and that is not
+    # this cloud's gc's business.
+    elsewhere = first[:-6] + "e15e00"
+    doc = json.loads(cron.store.path_for(first).read_text())
+    cron.store.path_for(elsewhere).write_text(
+        json.dumps({**doc, "build_id": elsewhere, "cloud": "another-cloud"}))
+    capsys.readouterr()
+    assert main(["gc", "--older-than", "0", "--os-cloud", cron.sim.cloud_name,
+                 "--state-dir", str(cron.state_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"marked dead build {first} failed: nothing of it is left to resume" in out
+    state = cron.store.load(first)
+    assert state.status is BuildStatus.FAILED and "nothing of it was left" in (state.error or "")
+    assert not media.exists()
+    assert cron.store.load(elsewhere).status is BuildStatus.RUNNING
+
+
+def test_resume_waits_with_wait_lock_for_another_hosts_build_then_keeps_its_older_image(
+        cron: Cron, tmp_path: Any) -> None:
+    # Resume's skip message offered --wait-lock, which resume did not have (found from
+    # outside, session 28). Host B builds while A's resume waits; A then finishes its boot
+    # test and leaves its image hidden (B's, started later, is current).
+    from datetime import UTC, datetime, timedelta
+
+    from osbuild.unattended import lock
+
+    spec = cron.spec()
+    first = kill_at(cron, _verifying)
+    conn = cron.sim.connect()
+    [claim] = [i for i in lock.claims(conn) if first in i.name]
+    lock.send_claim_heartbeat(conn, claim.id,
+                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
+    other = cron.start(spec, "--state-dir", str(tmp_path / "host-b"))
+    try:
+        read_until(other, lambda e: e["event"] == "resource.created"
+                   and str(e["name"]).endswith("-claim"))
+        skipped = cron.resume(first)
+        [skip] = skipped.named("build.skipped")
+        assert skipped.exit_code == 0 and "(use --wait-lock to wait)" in str(skip["reason"])
+        run = cron.resume(first, "--wait-lock", "6h")
+        assert other.wait(timeout=120) == 0
+    finally:
+        if other.poll() is None:
+            other.kill()
+        other.communicate()
+    [waiting] = [e for e in run.named("info") if "waiting up to 6h for build" in str(e["message"])]
+    assert "(another host) to finish" in str(waiting["message"])
+    assert run.exit_code == 1 and "which started after this one" in run.why
+    family = list_family(conn, "ws2022-standard", with_usage=False)
+    assert [i.build_id for i in family if i.current] != [first]

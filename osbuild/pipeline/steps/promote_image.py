@@ -26,6 +26,7 @@ class PromoteImage(Resumable):
         image_id = ctx.require(ctx.image_id, "image_id")
         name = spec.image_name_for(ctx.build_id)
         self._check_parent_still_current(ctx, image_id, name)
+        self._check_no_newer_current(ctx, image_id, name)
         # No call here is given the cancel event, so Ctrl-C does not cut them short: a
         # half-promoted image (renamed, not current) helps nobody, and the verified image
         # must not be deleted as if the build had failed. The runner still reports the
@@ -58,6 +59,24 @@ class PromoteImage(Resumable):
             f"of {ctx.spec.name} (now: {now}); someone changed it while the refresh ran, so "
             f"the refreshed image stays hidden: osbuild images promote {image_id} makes it "
             "current", stage=self.name)
+
+    def _check_no_newer_current(self, ctx: BuildContext, image_id: str, name: str) -> None:
+        """A build that started after this one has made its image current: this one's
+        osbuild died and was resumed after its claim went stale and another host built the
+        family. Promoting the older image would quietly take the family back in time; it
+        stays hidden and verified (as a refresh over a moved parent), for `osbuild images
+        promote` if the operator wants it after all."""
+        current = current_of(list_family(ctx.conn, ctx.spec.name, with_usage=False))
+        if current is None or current.id == image_id or not current.build_id:
+            return
+        if naming.build_started(current.build_id) <= naming.build_started(ctx.build_id):
+            return  # an older image (or one of the same second): this one is newer
+        give_final_attributes(ctx.conn, ctx.spec, image_id, name)
+        raise BuildFailed(
+            f"image {current.name} ({current.id}) of build {current.build_id}, which started "
+            f"after this one, became the current image of {ctx.spec.name} while this build "
+            f"was held up; this older image stays hidden: osbuild images promote {image_id} "
+            "makes it current", stage=self.name)
 
     def _rotate(self, ctx: BuildContext) -> None:
         policy = RotationPolicy.from_spec(ctx.spec.image)
