@@ -72,7 +72,7 @@ def test_validate_json_is_one_object_with_the_good_specs_and_every_problem(
     assert result["ok"][0]["image_name"].startswith("Windows ")
     [problem] = result["problems"]
     assert str(bad) in problem and "windows.editon: unknown key" in problem
-    assert captured.err == f"osbuild: error: {problem}\n"
+    assert captured.err == ""  # the JSON document alone
     assert main(["validate", "--json", str(examples[0])]) == 0
     assert json.loads(capsys.readouterr().out)["valid"] is True
 

@@ -37,8 +37,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """An ok line for every valid spec (and build), then every problem of the others; with
-    --json, all of it as one object (problems still on stderr too, as every error)."""
+    """An ok line for every valid spec (and build), then every problem of the others, the
+    valid specs checked against the cloud even when another spec is invalid; with --json,
+    all of it as one object on stdout and nothing on stderr (the exit code is the same)."""
     from osbuild.spec import load_spec  # pydantic: not for --help
 
     online = bool(args.preflight or args.os_cloud)
@@ -54,16 +55,22 @@ def run(args: argparse.Namespace) -> int:
     checked = [{"spec": str(spec.source_path), "name": spec.name,
                 "image_name": spec.windows.image_name} for spec in specs]
     error: OsbuildError | None = SpecError(problems) if problems else None
-    if online and error is None:
+    if online and specs:
         try:
             checked, cloud_problems = _preflight(args, specs)
-            error = PreflightError(cloud_problems) if cloud_problems else None
         except (InvalidInput, CloudError) as exc:  # no cloud, refused credentials, unreachable
-            checked, error = [], exc
+            checked, cloud_problems = [], exc.lines()
+            if error is None:
+                error = exc  # its own exit code: 1 for a cloud that did not answer
+        problems.extend(cloud_problems)
+        if error is None and cloud_problems:
+            error = PreflightError(cloud_problems)
+        elif isinstance(error, SpecError):
+            error = SpecError(problems)
     if args.json:
-        print(json.dumps({"valid": error is None, "ok": checked,
-                          "problems": error.lines() if error else []}))
-    elif not online:
+        print(json.dumps({"valid": error is None, "ok": checked, "problems": problems}))
+        return error.exit_code if error is not None else 0
+    if not online:
         for ok in checked:
             print(f"{ok['spec']}: ok ({ok['name']}: {ok['image_name']})")
     if error is not None:
