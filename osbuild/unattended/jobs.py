@@ -222,6 +222,9 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
                       family=spec.name, build_id=state.build_id, cancel=cancel.event,
                       wait=wait_lock, on_wait=lambda message: bus.publish(Event(
                           EventName.INFO, state.build_id, spec.name,
+                          {"message": message, "cloud": cloud})),
+                      on_stale=lambda message: bus.publish(Event(
+                          EventName.WARNING, state.build_id, spec.name,
                           {"message": message, "cloud": cloud})))
     try:
         with signals_cancel(cancel, on_signal=on_signal), lock:
@@ -333,6 +336,9 @@ def _locked_attempt(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str
                           wait=wait_lock, cancel=cancel.event,
                           on_wait=lambda message: bus.publish(Event(
                               EventName.INFO, build_id, spec.name,
+                              {"message": message, "cloud": cloud})),
+                          on_stale=lambda message: bus.publish(Event(
+                              EventName.WARNING, build_id, spec.name,
                               {"message": message, "cloud": cloud})))
     try:
         with lock:

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -325,6 +326,7 @@ def check_cloud_guard(
     cancel: threading.Event | None = None,
     on_wait: Callable[[str], None] | None = None,
     pace: float = 1.0,
+    on_stale: Callable[[str], None] | None = None,
 ) -> None:
     """Raise :class:`LockBusy` while another host's builder of ``family`` has a fresh heartbeat.
 
@@ -332,14 +334,25 @@ def check_cloud_guard(
     go stale; ``wait``, ``poll_interval``, ``clock`` and ``sleep`` count the cloud's
     seconds, ``pace`` of them per real second (``cancel`` waits real ones). Our own build id
     is ignored, so a resumed build does not block itself.
-    ``on_wait`` is told once, naming the builder, when the wait begins.
+    ``on_wait`` is told once, naming the builder, when the wait begins; ``on_stale``, when
+    the guard passes, of each other build whose builder or claim is still there with a
+    stale heartbeat (its osbuild died: what it left stays for its resume or gc).
     """
     deadline = clock() + (wait or 0.0)
     while True:
-        others = active_builders(
-            conn, family=family, stale_after=stale_after, exclude_build_id=build_id
-        )
+        now = datetime.now(UTC)
+        # Stale ones too, in the same listings: they are what a dead build left.
+        seen = active_builders(conn, family=family, now=now, stale_after=math.inf,
+                               exclude_build_id=build_id)
+        others = [b for b in seen if is_fresh(b.heartbeat, now, stale_after)]
         if not others:
+            for dead in seen if on_stale is not None else []:
+                assert on_stale is not None
+                on_stale(f"build {dead.build_id} of {family} looks dead: {dead.describe()} "
+                         f"sent its last heartbeat at {format_heartbeat(dead.heartbeat)}, "
+                         f"over {format_duration(stale_after)} ago; going on without it. What "
+                         f"it left stays until `osbuild resume {dead.build_id}` on its host "
+                         "or `osbuild gc`")
             return
         if wait is None or clock() >= deadline:
             other = others[0]
@@ -524,6 +537,7 @@ def build_lock(
     wait: float | None = None,
     cancel: threading.Event | None = None,
     on_wait: Callable[[str], None] | None = None,
+    on_stale: Callable[[str], None] | None = None,
 ) -> Iterator[LocalLock]:
     """Hold the family's local lock and pass the cloud guard, or raise :class:`LockBusy`.
 
@@ -540,7 +554,7 @@ def build_lock(
         remaining = None if wait is None else max(0.0, wait - (clock.now() - start))
         check_cloud_guard(conn, cloud=cloud, family=family, build_id=build_id, wait=remaining,
                           cancel=cancel, on_wait=on_wait, clock=clock.now,
-                          sleep=clock.sleep, pace=clock.scale)
+                          sleep=clock.sleep, pace=clock.scale, on_stale=on_stale)
         yield lock
     finally:
         lock.release()

@@ -229,6 +229,14 @@ def test_a_resumed_build_does_not_take_the_family_back_to_its_older_image(
     newer = cron.cloud.build(spec, extra=("--state-dir", str(tmp_path / "host-b")))
     assert newer.exit_code == 0, newer.why
     newer_image = newer.success["image_id"]
+    # Host B said whose stale claim it went past, and what becomes of what that build left
+    # (it went on without a word).
+    [dead] = [e["message"] for e in newer.named("warning") if "looks dead" in e["message"]]
+    assert dead.startswith(f"build {first} of ws2022-standard looks dead: build {first} "
+                           f"(claim image osbuild-{first}-claim, {claim.id}) sent its last "
+                           "heartbeat at "), dead
+    assert dead.endswith(f"over 5m ago; going on without it. What it left stays until "
+                         f"`osbuild resume {first}` on its host or `osbuild gc`")
 
     run = cron.resume(first)
     assert run.exit_code == 1
