@@ -124,6 +124,18 @@ def test_a_cloud_that_clouds_yaml_does_not_name(spec: Path, tmp_path: Path,
     assert line == f"osbuild: error: cloud prod: not in {path} (its clouds: east, west)"
 
 
+def test_no_cloud_chosen_at_all_says_so_first(spec: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    # It read "cloud configuration: Auth plugin requires parameters which were not given:
+    # auth_url (no cloud chosen: ...)", keystoneauth's consequence first (session 28).
+    from openstack.config import loader
+
+    monkeypatch.setattr(loader, "CONFIG_FILES", [str(tmp_path / "none" / "clouds.yaml")])
+    assert main(["validate", str(spec), "--preflight"]) == EXIT_INVALID_INPUT
+    assert one_error(capsys) == ("osbuild: error: no cloud chosen: pass --os-cloud NAME for an "
+                                 "entry of clouds.yaml, or set OS_CLOUD or the OS_* variables")
+
+
 def test_a_cloud_named_with_no_clouds_yaml_anywhere(spec: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys) -> None:

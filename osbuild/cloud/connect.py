@@ -73,6 +73,12 @@ def connect(cloud: str | None = None, *, region_name: str | None = None,
         named = cloud or os.environ.get("OS_CLOUD") or None
         if named is not None and str(exc).startswith(f"Cloud {named} was not found"):
             problem = _unknown_cloud_problem(named) + ("" if cloud else " (from OS_CLOUD)")
+        elif (cloud is None and not os.environ.get("OS_AUTH_URL")
+              and "auth_url" in str(exc)):
+            # Nothing chosen at all: keystoneauth's "requires parameters ... auth_url" is
+            # only the consequence.
+            problem = ("no cloud chosen: pass --os-cloud NAME for an entry of clouds.yaml, "
+                       "or set OS_CLOUD or the OS_* variables")
         elif cloud is None:
             problem += (" (no cloud chosen: pass --os-cloud NAME for an entry of clouds.yaml, "
                         "or set OS_CLOUD or the OS_* variables)")
