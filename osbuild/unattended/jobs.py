@@ -181,12 +181,17 @@ def preflight_only(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     shared = shared_families(jobs)
     if shared:
         raise InvalidInput(shared)
-    identities = _check_clouds(list(dict.fromkeys(job.cloud for job in jobs)),
-                               region_name=region_name, settings=settings)
-    found = check_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
-                      region_name=region_name, settings=settings, refresh=refresh,
-                      skipping=False, name_clouds=True)
-    return jobs, identities, found
+    identities, unreached = _reach_clouds(list(dict.fromkeys(job.cloud for job in jobs)),
+                                          region_name=region_name, settings=settings)
+    if unreached and not identities:
+        raise InvalidInput(unreached)
+    # The clouds that answered are checked all the same: every problem at once.
+    reached = [job for job in jobs if job.cloud in identities]
+    found = check_run(jobs=reached, identities=identities, options=options,
+                      parallel=parallel, region_name=region_name, settings=settings,
+                      refresh=refresh, skipping=False, name_clouds=True)
+    found.problems[:0] = unreached
+    return reached, identities, found
 
 
 def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None = None,
@@ -275,16 +280,33 @@ def _bus(listeners: Sequence[Listener]) -> EventBus:
 
 def _check_clouds(clouds: Sequence[str | None], *, region_name: str | None,
                   settings: Mapping[str, Any]) -> dict[str | None, str]:
-    """Each cloud's identity; wrong credentials are input errors, before anything is built."""
+    """Each cloud's identity; wrong credentials are input errors, before anything is built,
+    every cloud's at once."""
+    identities, problems = _reach_clouds(clouds, region_name=region_name, settings=settings)
+    if problems:
+        raise InvalidInput(problems)
+    return identities
+
+
+def _reach_clouds(clouds: Sequence[str | None], *, region_name: str | None,
+                  settings: Mapping[str, Any]) -> tuple[dict[str | None, str], list[str]]:
+    """The identity of each cloud that answers, and the problem of each that does not."""
     identities: dict[str | None, str] = {}
+    problems: list[str] = []
     for cloud in clouds:
-        conn = connect(cloud, region_name=region_name, **settings)
+        try:
+            conn = connect(cloud, region_name=region_name, **settings)
+        except InvalidInput as exc:
+            problems.extend(exc.lines())
+            continue
         try:
             check_auth(conn, cloud)
             identities[cloud] = cloud_identity(conn, cloud)
+        except InvalidInput as exc:
+            problems.extend(exc.lines())
         finally:
             conn.close()
-    return identities
+    return identities, problems
 
 
 def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,

@@ -120,3 +120,15 @@ def test_a_spec_invalid_offline_does_not_keep_the_others_from_the_cloud_check(
     assert done.stdout.startswith(f"{good}: ok in {cloud.sim.cloud_name} (ws2019-core: ")
     [problem] = done.stderr.splitlines()
     assert str(broken) in problem and "windows.editon: unknown key" in problem
+
+
+def test_a_cloud_that_cannot_be_used_does_not_keep_the_others_from_the_check(
+        cloud: Cloud) -> None:
+    # Only the unknown cloud was reported; the one that answered was never checked.
+    spec = cloud.spec(clouds=["nosuch", cloud.sim.cloud_name])
+    done = _validate(cloud, str(spec), "--preflight")
+    assert done.returncode == EXIT_INVALID_INPUT
+    assert done.stdout == (f"{spec}: ok in {cloud.sim.cloud_name} (ws2022-standard: a full "
+                           "build; --refresh never)\n")
+    assert done.stderr.startswith("osbuild: error: cloud nosuch: not in "), done.stderr
+    assert len(done.stderr.splitlines()) == 1
