@@ -86,8 +86,10 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
         where = (f"while running the {running} step" if running
                  else f"before the {upcoming} step")
         error = Interrupted(error.signal_name, where=where, stage=upcoming)
-    late_signal = ctx.cancel.signal_name if error is None and ctx.cancel.cancelled else None
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
+    # Also a signal during the cleanup of a build that succeeded (the family claim is
+    # deleted last): it said "stopping and cleaning up", so it exits 130 as well.
+    late_signal = ctx.cancel.signal_name if error is None and ctx.cancel.cancelled else None
     return RunOutcome(error, leftovers, kept, late_signal,
                       step=(running or upcoming) if error is not None else None)
 

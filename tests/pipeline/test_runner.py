@@ -126,6 +126,29 @@ def test_cancellation_before_a_step_interrupts_and_cleans(tmp_path: Path) -> Non
     assert outcome.error.stage == "b"
 
 
+def test_a_signal_during_the_cleanup_of_a_successful_build_is_reported(
+        tmp_path: Path) -> None:
+    # The family claim is deleted last; a Ctrl-C then printed "stopping and cleaning up"
+    # and the run exited 0 (found from outside, session 28). The build succeeded all the
+    # same: nothing is cut short, the signal is the run's late signal (exit 130).
+    ctx = make_ctx(tmp_path)
+    deleted: list[str] = []
+
+    def delete_claim() -> None:
+        ctx.cancel.cancel("SIGINT")  # arrives while the claim is being deleted
+        deleted.append("claim")
+
+    class Claims:
+        name = "claim"
+
+        def run(self, ctx: BuildContext) -> None:
+            ctx.track("image", "claim", "claim", delete_claim)
+
+    outcome = run_steps([Claims(), Creates("b", [], "image", keep=True, kind="image")], ctx)
+    assert outcome.error is None and deleted == ["claim"]
+    assert outcome.late_signal == "SIGINT"
+
+
 def test_keep_on_failure_keeps_server_and_volumes_only(tmp_path: Path) -> None:
     log: list[str] = []
     ctx = make_ctx(tmp_path, keep_on_failure=True)
