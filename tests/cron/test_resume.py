@@ -211,21 +211,30 @@ def test_a_comment_only_edit_does_not_stop_resume(cron: Cron) -> None:
     assert run.exit_code == 0, run.why
 
 
+def kill_with_a_stale_claim(cron: Cron, point: Callable[[Event], bool] = _verifying
+                            ) -> tuple[str, Any]:
+    """Host A's osbuild killed at ``point``, its claim's heartbeat aged past STALE_AFTER (as
+    five minutes would): its build id and claim image."""
+    from datetime import UTC, datetime, timedelta
+
+    from osbuild.unattended import lock
+
+    first = kill_at(cron, point)
+    conn = cron.sim.connect()
+    [claim] = [i for i in lock.claims(conn) if first in i.name]
+    lock.send_claim_heartbeat(conn, claim.id,
+                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
+    return first, claim
+
+
 def test_a_resumed_build_does_not_take_the_family_back_to_its_older_image(
         cron: Cron, tmp_path: Any) -> None:
     # Host A's osbuild dies in verify; its claim goes stale (5 minutes: aged here) and host
     # B builds and promotes the family. Resuming A then promoted A's image, which started
     # first, over B's newer one, with exit 0 (found from outside, session 28).
-    from datetime import UTC, datetime, timedelta
-
-    from osbuild.unattended import lock
-
     spec = cron.spec()
-    first = kill_at(cron, _verifying)
+    first, claim = kill_with_a_stale_claim(cron)
     conn = cron.sim.connect()
-    [claim] = [i for i in lock.claims(conn) if first in i.name]
-    lock.send_claim_heartbeat(conn, claim.id,
-                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
     newer = cron.cloud.build(spec, extra=("--state-dir", str(tmp_path / "host-b")))
     assert newer.exit_code == 0, newer.why
     newer_image = newer.success["image_id"]
@@ -256,15 +265,7 @@ def test_a_build_whose_resources_another_host_removed_fails_its_resume_cleanly(
     # removes everything A left. Resuming A then died on a raw "No Image found" with no
     # build.failed, its state left running and its media on disk; A's gc found nothing to
     # do and status kept offering resume or gc (found from outside, session 28).
-    from datetime import UTC, datetime, timedelta
-
-    from osbuild.unattended import lock
-
-    first = kill_at(cron, _verifying)
-    conn = cron.sim.connect()
-    [claim] = [i for i in lock.claims(conn) if first in i.name]
-    lock.send_claim_heartbeat(conn, claim.id,
-                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
+    first, _ = kill_with_a_stale_claim(cron)
     cron.cloud.capsys.readouterr()
     assert main(["gc", "--older-than", "0", "--os-cloud", cron.sim.cloud_name,
                  "--state-dir", str(tmp_path / "host-b")]) == 0
@@ -291,15 +292,7 @@ def test_gc_on_the_dead_builds_host_retires_it_once_another_host_removed_its_res
         cron: Cron, tmp_path: Any, capsys: Any) -> None:
     # As above; the owning host's gc found nothing to remove, so it left the state running
     # and the answer file (with the build's password) on disk for good.
-    from datetime import UTC, datetime, timedelta
-
-    from osbuild.unattended import lock
-
-    first = kill_at(cron, _volume_created)
-    conn = cron.sim.connect()
-    [claim] = [i for i in lock.claims(conn) if first in i.name]
-    lock.send_claim_heartbeat(conn, claim.id,
-                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
+    first, _ = kill_with_a_stale_claim(cron, _volume_created)
     assert main(["gc", "--older-than", "0", "--os-cloud", cron.sim.cloud_name,
                  "--state-dir", str(tmp_path / "host-b")]) == 0
     media = cron.cloud.log_dir / first / "media"
@@ -326,16 +319,9 @@ def test_resume_waits_with_wait_lock_for_another_hosts_build_then_keeps_its_olde
     # Resume's skip message offered --wait-lock, which resume did not have (found from
     # outside, session 28). Host B builds while A's resume waits; A then finishes its boot
     # test and leaves its image hidden (B's, started later, is current).
-    from datetime import UTC, datetime, timedelta
-
-    from osbuild.unattended import lock
-
     spec = cron.spec()
-    first = kill_at(cron, _verifying)
+    first, _ = kill_with_a_stale_claim(cron)
     conn = cron.sim.connect()
-    [claim] = [i for i in lock.claims(conn) if first in i.name]
-    lock.send_claim_heartbeat(conn, claim.id,
-                              now=datetime.now(UTC) - timedelta(seconds=lock.STALE_AFTER + 60))
     other = cron.start(spec, "--state-dir", str(tmp_path / "host-b"))
     try:
         read_until(other, lambda e: e["event"] == "resource.created"

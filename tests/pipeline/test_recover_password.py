@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from osbuild import naming
 from osbuild.cloud import images as image_api
+from osbuild.errors import BuildFailed
 from osbuild.media import layout
 from osbuild.media.render import TREE_DIR, generate_password, render_media
 from osbuild.pipeline.context import BuildContext
@@ -128,6 +131,8 @@ def test_after_the_install_nothing_is_downloaded_and_nothing_said(tmp_path: Path
     restore(ctx, _state(done, {"image:config": image_id}), steps=[])
     assert ctx.redactor.text(password) == password  # the config image was not read
     assert not (ctx.workdir / naming.MEDIA_DIR).exists()
-    conn.image.delete_image(image_id)  # and its absence is no cause for a warning
-    restore(ctx, _state(done, {"image:config": image_id}), steps=[])
+    conn.image.delete_image(image_id)  # and its absence is no cause for a password warning
+    # (with it gone, nothing the build left is in the cloud: that build cannot resume)
+    with pytest.raises(BuildFailed, match="nothing it left is in the cloud any more"):
+        restore(ctx, _state(done, {"image:config": image_id}), steps=[])
     assert warnings == []

@@ -389,16 +389,22 @@ def test_create_server_image_from_local_root_copies_the_disk(sim: Any, conn: Any
     assert read_disk_record(data.content) == record
 
 
-def test_a_failed_snapshot_deletes_its_image(sim: Any, conn: Any) -> None:
-    # nova/compute/manager.py: snapshot_instance is @delete_image_on_error (the simulator
-    # used to leave the image killed).
-    sim.faults.add_scenario("image_killed", name="^snap$")
+def _local_server(sim: Any, conn: Any) -> Any:
+    """An ACTIVE server on a local root disk (flavor 1, m1.small) of a tiny image."""
     base = conn.image.create_image(name="tiny-root", data=disk_record_bytes({"format": 1}),
                                    disk_format="raw", container_format="bare",
                                    allow_duplicates=True)
     server = conn.compute.create_server(name="local", flavor_id="1", image_id=base.id,
                                         networks="none")
     run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    return server
+
+
+def test_a_failed_snapshot_deletes_its_image(sim: Any, conn: Any) -> None:
+    # nova/compute/manager.py: snapshot_instance is @delete_image_on_error (the simulator
+    # used to leave the image killed).
+    sim.faults.add_scenario("image_killed", name="^snap$")
+    server = _local_server(sim, conn)
     image = conn.compute.create_server_image(server, "snap")
     run_until(sim, lambda: conn.image.find_image(image.id) is None)
     assert conn.compute.get_server(server.id).task_state is None
@@ -413,12 +419,7 @@ def test_instance_actions_as_nova_34_records_them_and_shows_them_to_whom(
     whose upload failed shows a success; the fault it records shows on no SHUTOFF server
     (both seen against real Nova: tests/functional/test_real_nova.py)."""
     sim.faults.add_scenario("image_killed", name="^snap$")
-    base = conn.image.create_image(name="tiny-root", data=disk_record_bytes({"format": 1}),
-                                   disk_format="raw", container_format="bare",
-                                   allow_duplicates=True)
-    server = conn.compute.create_server(name="local", flavor_id="1", image_id=base.id,
-                                        networks="none")
-    run_until(sim, lambda: server_status(conn, server.id) == "ACTIVE")
+    server = _local_server(sim, conn)
     conn.compute.stop_server(server)
     run_until(sim, lambda: server_status(conn, server.id) == "SHUTOFF")
     image = conn.compute.create_server_image(server, "snap")
