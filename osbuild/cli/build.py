@@ -122,8 +122,8 @@ def print_summary(results: Sequence[BuildResult]) -> None:
                   f"({result.image_id}) in {format_duration(result.duration)}"
                   + resumed_note(result))
             if result.interrupted:
-                print(f"  {result.interrupted} came during the last step, which finished: "
-                      "the image is published; exit 130")
+                print(f"  {result.interrupted} came when the build could no longer stop (its "
+                      "promotion, its final cleanup): the image is published; exit 130")
         else:
             # A build's own error is redacted already; one that ended it before its
             # first step (a refresh refused, an interrupted lock wait) is not.
@@ -133,8 +133,13 @@ def print_summary(results: Sequence[BuildResult]) -> None:
                   file=sys.stderr)
             for line in lines[1:]:
                 print(f"  {line}", file=sys.stderr)
-            if result.kept:
-                print("  kept for debugging (delete when done): " + ", ".join(result.kept),
+            # A verified image a failed promotion kept is no debugging aid: it says so.
+            images = [k for k in result.kept if k.startswith("image ")]
+            others = [k for k in result.kept if not k.startswith("image ")]
+            if images:
+                print("  kept, hidden and not current: " + ", ".join(images), file=sys.stderr)
+            if others:
+                print("  kept for debugging (delete when done): " + ", ".join(others),
                       file=sys.stderr)
         if result.report_path:
             stream = sys.stdout if result.error is None else sys.stderr

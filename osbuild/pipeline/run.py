@@ -258,7 +258,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
         verify=ctx.image_properties.get(PROP_VERIFY),
         promoted=error is None and PromoteImage.name in ctx.step_timings,
         skipped=str(error) if isinstance(error, LockBusy) else None,
-        interrupted=outcome.late_signal if error is None else None,
+        interrupted=_late_signal(ctx, outcome.late_signal) if error is None else None,
         kind=kind,
         parent_image_id=ctx.parent.image_id if ctx.parent else None,
         kind_reason=ctx.kind_reason,
@@ -270,6 +270,9 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
                                        resumed_at=resumed_wall if resumed else None)
     _write_html_report(ctx, result.report_path)
     _finish_state(ctx, result)
+    if result.succeeded:
+        # A signal while the reports were written: the run said "stopping", it exits 130.
+        result.interrupted = _late_signal(ctx, result.interrupted)
     # The outcome is stamped with the build's end, the duration every summary prints:
     # writing the reports takes a real second, ten minutes of the simulator's 600x clock.
     end = result.duration
@@ -290,6 +293,12 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
                  exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
                  report=str(result.report_path))
     return result
+
+
+def _late_signal(ctx: BuildContext, seen: str | None) -> str | None:
+    """The signal that came once the build could no longer stop (the last step, the final
+    cleanup, the reports): the build succeeded, the run exits 130."""
+    return seen or (ctx.cancel.signal_name if ctx.cancel.cancelled else None)
 
 
 class _Recorded:

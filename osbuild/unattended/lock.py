@@ -44,6 +44,14 @@ STALE_AFTER = 300.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def _gave_up(wait: float | None) -> str:
+    """How a busy family's skip ends: after the whole --wait-lock, or at once."""
+    if wait:
+        return (f" after waiting {format_duration(round(wait))}; skipping (a longer "
+                "--wait-lock waits longer)")
+    return "; skipping (use --wait-lock to wait)"
+
+
 def lock_path(locks_dir: Path, cloud: str, family: str) -> Path:
     # Cloud names come from clouds.yaml and may hold anything; keep the file name tame.
     return locks_dir / f"{_UNSAFE.sub('_', cloud)}--{_UNSAFE.sub('_', family)}.lock"
@@ -145,13 +153,8 @@ class LocalLock:
         return who
 
     def _busy_message(self, wait: float | None) -> str:
-        who = self._holder_text()
-        waited = f" after waiting {format_duration(wait)}" if wait else ""
-        return (
-            # The summary line names the family and cloud: "FAMILY in CLOUD: skipped: ..."
-            f"already being built{who}{waited}; "
-            "skipping (use --wait-lock to wait)"
-        )
+        # The summary line names the family and cloud: "FAMILY in CLOUD: skipped: ..."
+        return f"already being built{self._holder_text()}{_gave_up(wait)}"
 
     def __enter__(self) -> LocalLock:
         if not self.held:
@@ -356,11 +359,9 @@ def check_cloud_guard(
             return
         if wait is None or clock() >= deadline:
             other = others[0]
-            waited = f" after waiting {format_duration(wait)}" if wait else ""
             raise LockBusy(
                 f"already being built from another host: {other.describe()} sent a "
-                f"heartbeat at {format_heartbeat(other.heartbeat)}{waited}; skipping "
-                "(use --wait-lock to wait)",
+                f"heartbeat at {format_heartbeat(other.heartbeat)}{_gave_up(wait)}",
                 build_id=other.build_id,
             )
         if on_wait is not None:

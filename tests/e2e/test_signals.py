@@ -81,3 +81,16 @@ def test_sigint_during_promote_finishes_it_keeps_the_image_and_exits_130(cloud: 
     image = cloud.sim.connect().image.get_image(done["image_id"])
     assert "osbuild-current" in image.tags
     assert cloud.leftovers(keep={done["image_id"]}) == []
+
+
+def test_sigint_once_the_build_is_done_but_not_reported_exits_130(cloud: Cloud) -> None:
+    # The rendered media go last; the reports and the state are written after them. A
+    # Ctrl-C there printed "stopping and cleaning up" and the run exited 0 (found from
+    # outside, session 28).
+    proc = start_build(cloud)
+    events, err = interrupt_when(
+        proc, lambda e: e["event"] == "resource.deleted" and e["kind"] == "local")
+    assert proc.returncode == 130, err
+    [done] = [e for e in events if e["event"] == "build.succeeded"]
+    assert done["interrupted"] == "SIGINT" and done["promoted"] is True
+    assert cloud.leftovers(keep={done["image_id"]}) == []

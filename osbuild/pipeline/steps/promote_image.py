@@ -52,7 +52,7 @@ class PromoteImage(Resumable):
         current = current_of(list_family(ctx.conn, ctx.spec.name, with_usage=False))
         if current is not None and current.id in (parent.image_id, image_id):
             return  # image_id: a resumed promotion that had already tagged it
-        give_final_attributes(ctx.conn, ctx.spec, image_id, name)
+        _keep_under_final_name(ctx, image_id, name)
         now = f"{current.name} ({current.id})" if current is not None else "none"
         raise BuildFailed(
             f"parent image {parent.name} ({parent.image_id}) is no longer the current image "
@@ -71,7 +71,7 @@ class PromoteImage(Resumable):
             return
         if naming.build_started(current.build_id) <= naming.build_started(ctx.build_id):
             return  # an older image (or one of the same second): this one is newer
-        give_final_attributes(ctx.conn, ctx.spec, image_id, name)
+        _keep_under_final_name(ctx, image_id, name)
         raise BuildFailed(
             f"image {current.name} ({current.id}) of build {current.build_id}, which started "
             f"after this one, became the current image of {ctx.spec.name} while this build "
@@ -92,3 +92,12 @@ class PromoteImage(Resumable):
                 ctx.emit(EventName.IMAGE_ROTATED, image_id=decision.image.id,
                          image_name=decision.image.name, action=decision.action,
                          reason=decision.reason)
+
+
+def _keep_under_final_name(ctx: BuildContext, image_id: str, name: str) -> None:
+    """The verified image a failed promotion keeps hidden, with its final name and the rest,
+    and so named in the build's summary of what it kept."""
+    give_final_attributes(ctx.conn, ctx.spec, image_id, name)
+    kept = ctx.find_resource("image", image_id)
+    if kept is not None:
+        kept.name = name
