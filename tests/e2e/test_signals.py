@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -69,15 +70,22 @@ def test_second_ctrl_c_during_cleanup_does_not_leak(cloud: Cloud) -> None:
     assert cloud.leftovers() == []
 
 
-def test_sigint_during_promote_finishes_it_keeps_the_image_and_exits_130(cloud: Cloud) -> None:
-    # Slow Glance updates keep the promote step busy when the signal comes.
-    cloud.sim.faults.add_rule(service="image", method="PATCH", latency=1.0)
+def _sigint_too_late_to_stop(cloud: Cloud, point: Callable[[Event], bool]) -> Event:
+    """A build SIGINTed at ``point``, when it can no longer stop: it succeeds, says it was
+    interrupted and exits 130; its build.succeeded event."""
     proc = start_build(cloud)
-    events, err = interrupt_when(
-        proc, lambda e: e["event"] == "step.started" and e["step"] == "promote")
+    events, err = interrupt_when(proc, point)
     assert proc.returncode == 130, err
     [done] = [e for e in events if e["event"] == "build.succeeded"]
     assert done["interrupted"] == "SIGINT" and done["promoted"] is True
+    return done
+
+
+def test_sigint_during_promote_finishes_it_keeps_the_image_and_exits_130(cloud: Cloud) -> None:
+    # Slow Glance updates keep the promote step busy when the signal comes.
+    cloud.sim.faults.add_rule(service="image", method="PATCH", latency=1.0)
+    done = _sigint_too_late_to_stop(
+        cloud, lambda e: e["event"] == "step.started" and e["step"] == "promote")
     image = cloud.sim.connect().image.get_image(done["image_id"])
     assert "osbuild-current" in image.tags
     assert cloud.leftovers(keep={done["image_id"]}) == []
@@ -87,10 +95,6 @@ def test_sigint_once_the_build_is_done_but_not_reported_exits_130(cloud: Cloud) 
     # The rendered media go last; the reports and the state are written after them. A
     # Ctrl-C there printed "stopping and cleaning up" and the run exited 0 (found from
     # outside, session 28).
-    proc = start_build(cloud)
-    events, err = interrupt_when(
-        proc, lambda e: e["event"] == "resource.deleted" and e["kind"] == "local")
-    assert proc.returncode == 130, err
-    [done] = [e for e in events if e["event"] == "build.succeeded"]
-    assert done["interrupted"] == "SIGINT" and done["promoted"] is True
+    done = _sigint_too_late_to_stop(
+        cloud, lambda e: e["event"] == "resource.deleted" and e["kind"] == "local")
     assert cloud.leftovers(keep={done["image_id"]}) == []
