@@ -225,12 +225,7 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
     cancel = CancelToken()
     lock = build_lock(conn, locks_dir=store.locks_dir, cloud=cloud,
                       family=spec.name, build_id=state.build_id, cancel=cancel.event,
-                      wait=wait_lock, on_wait=lambda message: bus.publish(Event(
-                          EventName.INFO, state.build_id, spec.name,
-                          {"message": message, "cloud": cloud})),
-                      on_stale=lambda message: bus.publish(Event(
-                          EventName.WARNING, state.build_id, spec.name,
-                          {"message": message, "cloud": cloud})))
+                      wait=wait_lock, **_lock_notices(bus, state.build_id, spec.name, cloud))
     try:
         with signals_cancel(cancel, on_signal=on_signal), lock:
             result = resume_build(state, spec, conn, store=store, options=options, bus=bus,
@@ -276,6 +271,18 @@ def _bus(listeners: Sequence[Listener]) -> EventBus:
     for listener in listeners:
         bus.subscribe(listener)
     return bus
+
+
+def _lock_notices(bus: EventBus, build_id: str, family: str,
+                  cloud: str) -> dict[str, Callable[[str], None]]:
+    """What the family lock says while it is taken: what it waits for (an info event) and
+    whose stale claim or builder it goes past (a warning)."""
+    return {
+        "on_wait": lambda message: bus.publish(Event(
+            EventName.INFO, build_id, family, {"message": message, "cloud": cloud})),
+        "on_stale": lambda message: bus.publish(Event(
+            EventName.WARNING, build_id, family, {"message": message, "cloud": cloud})),
+    }
 
 
 def _check_clouds(clouds: Sequence[str | None], *, region_name: str | None,
@@ -356,12 +363,7 @@ def _locked_attempt(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str
         lock = build_lock(conn, locks_dir=StateStore(options.state_dir).locks_dir,
                           cloud=cloud, family=spec.name, build_id=build_id,
                           wait=wait_lock, cancel=cancel.event,
-                          on_wait=lambda message: bus.publish(Event(
-                              EventName.INFO, build_id, spec.name,
-                              {"message": message, "cloud": cloud})),
-                          on_stale=lambda message: bus.publish(Event(
-                              EventName.WARNING, build_id, spec.name,
-                              {"message": message, "cloud": cloud})))
+                          **_lock_notices(bus, build_id, spec.name, cloud))
     try:
         with lock:
             if if_changed:
