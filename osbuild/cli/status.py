@@ -20,8 +20,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "For each image family in each cloud: the current image and its age, the last "
         "build's result, duration and reason, the next image in line (hidden, verified or "
-        "not), the leftovers `osbuild gc` would remove, and the trend of the last builds' "
-        "durations. Reads the state folder and Glance; changes nothing.")
+        "not), the leftovers `osbuild gc` would remove, and the trend of the last "
+        "successful builds' durations. Reads the state folder and Glance; changes nothing.")
     options.add_cloud(parser, several=True)
     options.add_state_dir(parser)
     parser.add_argument("--html", type=Path, default=None, metavar="FILE",

@@ -55,6 +55,10 @@ class Clock:
             moment = moment.replace(tzinfo=UTC)
         return max((datetime.now(UTC) - moment).total_seconds(), 0.0) * self.scale
 
+    def between(self, start: datetime, end: datetime) -> float:
+        """Cloud seconds between two wall-clock moments (a state file's start and end)."""
+        return max((end - start).total_seconds(), 0.0) * self.scale
+
     def sleep(self, seconds: float, cancel: CancelToken | None = None) -> None:
         """Sleep ``seconds`` of cloud time; raises Interrupted as soon as ``cancel`` is set."""
         real = max(seconds / self.scale, 0.0)

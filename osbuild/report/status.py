@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from osbuild.cloud.clock import Clock, session_clock
 from osbuild.cloud.connect import Connection
 from osbuild.images.family import (
     FamilyImage,
@@ -32,7 +33,7 @@ NO_STATE = "(no local state)"
 class LastBuild:
     build_id: str
     status: str
-    duration: float | None  # cloud seconds, from its report (else wall time from its state)
+    duration: float | None  # cloud seconds, from its report (else its state's span)
     reason: str | None
     finished_at: datetime | None
     # A build whose state says running: the step it is in (or was in when its osbuild died).
@@ -112,10 +113,12 @@ def _report_duration(state: BuildState) -> float | None:
         return None
 
 
-def last_build(state: BuildState) -> LastBuild:
+def last_build(state: BuildState, clock: Clock | None = None) -> LastBuild:
+    """``clock``: the build's cloud's, to count a build with no report (one gc retired) in
+    the cloud seconds every report counts in."""
     duration = _report_duration(state)
     if duration is None and state.is_finished:
-        duration = (state.updated_at - state.started_at).total_seconds()
+        duration = (clock or Clock()).between(state.started_at, state.updated_at)
     reason = state.error
     died = state.status is BuildStatus.RUNNING and osbuild_alive(state) is False
     if died:
@@ -129,9 +132,10 @@ def last_build(state: BuildState) -> LastBuild:
 
 def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[BuildState],
                 leftovers: list[gc.Resource],
-                live: list[ActiveBuilder] | None = None) -> list[FamilyStatus]:
+                live: list[ActiveBuilder] | None = None,
+                clock: Clock | None = None) -> list[FamilyStatus]:
     """One row per family known to Glance, to the state folder or building now (``live``:
-    builders with a fresh heartbeat), for one cloud."""
+    builders with a fresh heartbeat), for one cloud (``clock``: its clock)."""
     by_build = {s.build_id: s.family for s in states}
     elsewhere = [b for b in live or [] if b.family and b.build_id not in by_build]
     rows: dict[str, FamilyStatus] = {}
@@ -144,12 +148,13 @@ def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[B
         builds = sorted((s for s in states if s.family == family),
                         key=lambda s: (s.started_at, s.build_id))
         if builds:
-            row.last_build = last_build(builds[-1])
-        # The trend compares like with like: the cloud seconds a report measured. A build
-        # with no report (one gc marked abandoned) has only its state's wall-clock span,
-        # which is another unit where the cloud's clock runs faster (the simulator).
-        finished = [s for s in builds if s.status is not BuildStatus.RUNNING]
-        row.durations = [round(d, 1) for d in map(_report_duration, finished[-TREND_BUILDS:])
+            row.last_build = last_build(builds[-1], clock)
+        # The trend answers "are builds getting slower?": what the last successful builds
+        # took, as their reports measured it. A failed or interrupted build's time says how
+        # far it got (seconds, when Ctrl-C came at the claim), and the last build column
+        # shows it.
+        succeeded = [s for s in builds if s.status is BuildStatus.SUCCEEDED]
+        row.durations = [round(d, 1) for d in map(_report_duration, succeeded[-TREND_BUILDS:])
                          if d is not None]
         rows[family] = row
     for resource in leftovers:
@@ -166,4 +171,4 @@ def cloud_status(conn: Connection, cloud: str, store: StateStore,
               for family, found in glance_families(conn).items()}
     swept = gc.collect(conn, dry_run=True, store=store, now=now)
     return family_rows(cloud, images, store.list(cloud=cloud), swept.removed,
-                       active_builders(conn, now=now))
+                       active_builders(conn, now=now), session_clock(conn))

@@ -12,6 +12,7 @@ import pytest
 
 from osbuild import naming
 from osbuild.cli import main
+from osbuild.cloud.clock import Clock
 from osbuild.report.status import cloud_status, last_build
 from osbuild.report.trend import sparkline
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
@@ -77,11 +78,13 @@ def fleet(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     for day, seconds in ((20, 3600.0), (21, 5400.0), (22, 4000.0)):
         _build(store, logs, f"202611{day}t010000-00000{day - 19}", FAMILY,
                BuildStatus.SUCCEEDED, seconds, **cloud)
-    # Abandoned by gc: no report, only its state's wall-clock span (a day), which is not
-    # the trend's unit (cloud seconds) where the cloud's clock runs faster.
+    # Abandoned by gc: no report, only its state's span (a day).
     _build(store, logs, "20261119t010000-0000cc", FAMILY, BuildStatus.FAILED,
            error="abandoned", started_at=datetime.now(UTC) - timedelta(days=2),
            updated_at=datetime.now(UTC) - timedelta(days=1), **cloud)
+    # Neither a failure nor a Ctrl-C at the claim says how long a build takes.
+    _build(store, logs, "20261122t020000-00000c", FAMILY, BuildStatus.INTERRUPTED, 4.0,
+           error="interrupted by SIGINT", **cloud)
     _build(store, logs, "20261123t010000-0000ff", FAMILY, BuildStatus.FAILED, 600.0,
            error="cloudbaseinit: the guest reported a failure", **cloud)
     _build(store, logs, "20261124t010000-000aaa", "ws2019", BuildStatus.FAILED, 120.0,
@@ -144,7 +147,7 @@ def test_status_shows_each_family_and_changes_nothing(
     assert row["last_build"]["reason"] == (f"its osbuild (pid {2 ** 22 + 1}) is gone: "
                                            f"osbuild resume {DEAD}, or osbuild gc")
     assert (row["last_build"]["step"], row["last_build"]["died"]) == ("install", True)
-    assert row["durations_seconds"] == [3600.0, 5400.0, 4000.0, 600.0]
+    assert row["durations_seconds"] == [3600.0, 5400.0, 4000.0]
     assert rows["ws2019"]["current"] is None and rows["ws2019"]["next"] is None
     assert rows["ws2019"]["last_build"]["reason"] == HOSTILE
     assert rows["ws2019"]["last_build"]["duration_seconds"] == 120.0
@@ -163,7 +166,7 @@ def test_status_shows_each_family_and_changes_nothing(
 
     assert "ws2022-cur" in table and "ws2022-new" in table and "\x1b" not in table
     assert "made by refresh 2" in table
-    assert sparkline([3600.0, 5400.0, 4000.0, 600.0]) in table
+    assert sparkline([3600.0, 5400.0, 4000.0]) in table
     assert "died in step install" in table and "running in -" not in table
     assert f"building on another host: build {ELSEWHERE} (heartbeat 1m" in table
     assert f"building on another host: build {NEW_FAMILY}" in table
@@ -183,6 +186,18 @@ def test_a_live_build_shows_its_step_and_a_dead_one_where_it_died(tmp_path: Path
     finished = state(2 ** 22 + 1, "publish")
     finished.status = BuildStatus.SUCCEEDED
     assert last_build(finished).progress is None and last_build(finished).step is None
+
+
+def test_a_build_with_no_report_counts_in_its_clouds_seconds() -> None:
+    # gc retired it, so no report measured it: its state's span, at its cloud's pace, is
+    # what a report would have said (a resume that fails writes one in cloud seconds).
+    started = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+    retired = BuildState(build_id=DEAD, family=FAMILY, cloud="c", spec_path="/s.yaml",
+                         spec_digest="d", status=BuildStatus.FAILED, started_at=started,
+                         updated_at=started + timedelta(seconds=90))
+    assert last_build(retired).duration == 90.0
+    assert last_build(retired, Clock(600.0)).duration == 54000.0
+    assert last_build(retired, Clock(600.0)).finished_at == started + timedelta(seconds=90)
 
 
 def test_leftovers_are_what_gc_would_remove(fleet: dict[str, Any]) -> None:
