@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuild.cli import options
+from osbuild.cli.output import rotation_lines
 from osbuild.durations import format_duration
 from osbuild.errors import Interrupted
 
@@ -121,6 +122,8 @@ def print_summary(results: Sequence[BuildResult]) -> None:
             print(f"{result.family}{where}: built image {result.image_name} "
                   f"({result.image_id}) in {format_duration(result.duration)}"
                   + resumed_note(result))
+            for line in rotation_lines(result.rotated):
+                print(f"  {line}")
             if result.interrupted:
                 print(f"  {result.interrupted} came when the build could no longer stop (its "
                       "promotion, its final cleanup): the image is published; exit 130")

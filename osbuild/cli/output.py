@@ -7,10 +7,10 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -71,7 +71,15 @@ class _Row:
 _INTERESTING = {EventName.BUILD_REBUILDING, EventName.BUILD_STARTED, EventName.BUILD_RESUMED,
                 EventName.STEP_STARTED, EventName.STAGE, EventName.BUILD_SUCCEEDED,
                 EventName.BUILD_FAILED, EventName.INFO, EventName.WARNING,
-                EventName.CLEANUP_FAILED}
+                EventName.CLEANUP_FAILED, EventName.IMAGE_ROTATED}
+
+
+def rotation_lines(rotated: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``rotated: deleted image NAME (ID): beyond the newest 3``: what the promotion's
+    rotation did, one line an image (cron mail without --json must say what went)."""
+    return [f"rotated: {'deleted' if r.get('action') == 'delete' else 'hid'} image "
+            f"{r.get('image_name')} ({r.get('image_id')}): {r.get('reason')}" for r in rotated]
+
 
 
 class ViewConsole(Console):
@@ -146,6 +154,7 @@ class HumanView:
             EventName.WARNING: f"warning: {f.get('message')}",
             EventName.CLEANUP_FAILED: f"cleanup failed: {f.get('kind')} {f.get('id')}: "
                                       f"{f.get('reason')}",
+            EventName.IMAGE_ROTATED: rotation_lines([f])[0],
         }[event.name]
         return f"[{row.elapsed()}] {event.family} {event.build_id}: {what}"
 

@@ -127,6 +127,9 @@ class BuildContext:
     image_id: str | None = None
     image_name: str | None = None
     image_properties: dict[str, str] = field(default_factory=dict)
+    # What the promotion's rotation did to older images of the family (image_id,
+    # image_name, action: hide or delete, reason): the report and the summary say it.
+    rotated: list[dict[str, str]] = field(default_factory=list)
     stages: list[StageRecord] = field(default_factory=list)
     step_timings: dict[str, float] = field(default_factory=dict)
     console_bytes: int = 0

@@ -130,6 +130,8 @@ class BuildResult:
     fingerprint: str | None = None
     verify: str | None = None
     promoted: bool = False
+    # What rotation did to older images: image_id, image_name, action, reason.
+    rotated: list[dict[str, str]] = field(default_factory=list)
     # Why the build did not run (or backed out): another build holds the family, or
     # --if-changed found nothing to rebuild. A skip is not a failure (exit 0).
     skipped: str | None = None
@@ -257,6 +259,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
         fingerprint=ctx.fingerprint,
         verify=ctx.image_properties.get(PROP_VERIFY),
         promoted=error is None and PromoteImage.name in ctx.step_timings,
+        rotated=list(ctx.rotated),
         skipped=str(error) if isinstance(error, LockBusy) else None,
         interrupted=_late_signal(ctx, outcome.late_signal) if error is None else None,
         kind=kind,
@@ -403,7 +406,8 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
                  "reason": result.kind_reason},
         "verify": result.verify,
         "promotion": {"promoted": result.promoted,
-                      "name": result.image_name if result.promoted else None},
+                      "name": result.image_name if result.promoted else None,
+                      "rotated": result.rotated},
         "skipped": result.skipped,
         "resources": [
             {"kind": r.kind, "id": r.id, "name": r.name, "step": r.step,

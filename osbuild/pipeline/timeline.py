@@ -12,8 +12,8 @@ from osbuild.pipeline.events import Event, EventName
 _KEPT = {EventName.STEP_STARTED, EventName.STEP_FINISHED, EventName.STAGE,
          EventName.RESOURCE_CREATED, EventName.RESOURCE_ADOPTED, EventName.RESOURCE_DELETED,
          EventName.CLEANUP_FAILED, EventName.VERIFY_PASSED, EventName.VERIFY_FAILED,
-         EventName.VERIFY_SKIPPED, EventName.IMAGE_PROMOTED, EventName.WARNING,
-         EventName.INFO}
+         EventName.VERIFY_SKIPPED, EventName.IMAGE_PROMOTED, EventName.IMAGE_ROTATED,
+         EventName.WARNING, EventName.INFO}
 # Event fields that are already on the entry or say nothing on a time axis.
 _DROPPED = {"elapsed", "details"}
 

@@ -126,6 +126,10 @@ def _ticks(events: list[dict[str, Any]]) -> list[Tick]:
             ticks.append(Tick(at, kind, f"{entry.get('stage')}: {detail}".rstrip(": ")))
         elif entry.get("event") in (EventName.WARNING, EventName.INFO):
             ticks.append(Tick(at, str(entry["event"]), str(entry.get("message") or "")))
+        elif entry.get("event") == EventName.IMAGE_ROTATED:
+            done = "deleted" if entry.get("action") == "delete" else "hidden"
+            ticks.append(Tick(at, "info", f"image {done} by rotation: {entry.get('image_name')} "
+                                          f"({entry.get('image_id')}): {entry.get('reason')}"))
         elif entry.get("event") in _MILESTONES:
             what = _MILESTONES[EventName(entry["event"])]
             reason = entry.get("reason") or entry.get("image_name") or ""

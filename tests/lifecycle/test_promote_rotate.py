@@ -110,9 +110,24 @@ def test_second_build_hides_the_first_and_keep_limits_the_family(
     visible = {i.id for i in lifecycle.conn.image.images(tag=naming.TAG)}
     assert second in visible and first not in visible
 
-    third = _built(lifecycle, spec)
+    # Without --json too, the build says what rotation deleted: cron mail must.
+    first_name = lifecycle.image(first).name
+    run = lifecycle.build(spec, json_lines=False)
+    assert run.code == 0, run.explain()
     remaining = [i["id"] for i in lifecycle.family("lc-hide")]
-    assert remaining == [third, second]
+    assert remaining[1:] == [second] and len(remaining) == 2
+    third = remaining[0]
+    build_id = lifecycle.image(third).properties[naming.PROP_BUILD_ID]
+    report = json.loads((lifecycle.logs / build_id / "report.json").read_text())
+    [rotated] = report["promotion"]["rotated"]
+    assert (rotated["image_id"], rotated["image_name"], rotated["action"]) == (
+        first, first_name, "delete")
+    line = f"rotated: deleted image {first_name} ({first}): {rotated['reason']}"
+    assert "newest 2" in rotated["reason"]
+    assert f"  {line}" in run.out.splitlines()  # the summary
+    assert any(err.endswith(f": {line}") for err in run.err.splitlines())  # the event's line
+    page = (lifecycle.logs / build_id / "report.html").read_text()
+    assert f"image deleted by rotation: {first_name} ({first})" in page
 
 
 def test_second_build_deletes_the_first_per_policy(lifecycle: Lifecycle) -> None:

@@ -81,14 +81,16 @@ class PromoteImage(Resumable):
     def _rotate(self, ctx: BuildContext) -> None:
         policy = RotationPolicy.from_spec(ctx.spec.image)
         try:
-            decisions = prune(ctx.conn, ctx.spec.name, policy,
-                              )
+            decisions = prune(ctx.conn, ctx.spec.name, policy)
         except (OsbuildError, SDKError) as exc:
             ctx.emit(EventName.WARNING, message=f"rotation of {ctx.spec.name} failed ({exc}); run "
                      f"osbuild images prune --family {ctx.spec.name}")
             return
         for decision in decisions:
             if decision.action != "keep":
+                done = {"image_id": decision.image.id, "image_name": decision.image.name,
+                        "action": decision.action, "reason": decision.reason}
+                ctx.rotated.append(done)
                 ctx.emit(EventName.IMAGE_ROTATED, image_id=decision.image.id,
                          image_name=decision.image.name, action=decision.action,
                          reason=decision.reason)
