@@ -17,6 +17,7 @@ from osbuild.cloud.delete import delete_volume
 from osbuild.errors import InvalidInput, ResourceFailed
 from osbuild.pipeline.context import BuildContext, BuilderVolumes
 from osbuild.pipeline.create import create_behind_lookup
+from osbuild.pipeline.events import EventName
 from osbuild.pipeline.hardware import hardware_properties
 from osbuild.pipeline.resumable import Resumable, Saved
 from osbuild.pipeline.runner import Step
@@ -101,14 +102,15 @@ class CreateVolumes(Resumable):
             try:
                 self._wait_available(ctx, volume_id, wanted.role, deadline)
                 return volume_id
-            except ResourceFailed:
+            except ResourceFailed as exc:
                 if attempt == 2:
                     raise
                 # Cinder's failures to copy an image are often transient (backend busy).
+                ctx.emit(EventName.WARNING, message=f"{exc}; deleting it and creating the "
+                                                    f"{wanted.role} volume again")
                 resource = ctx.find_resource("volume", volume_id)
                 if resource is not None:
-                    resource.delete()
-                    resource.done = True
+                    ctx.delete_now(resource)
         raise AssertionError("unreachable")
 
     def _wait_available(self, ctx: BuildContext, volume_id: str, role: str,
