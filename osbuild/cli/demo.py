@@ -15,10 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from osbuild import naming
 from osbuild.cli import options
 from osbuild.cli.build import print_signal, print_summary
 from osbuild.durations import format_duration
 from osbuild.errors import InvalidInput
+from osbuild.pipeline.steps.publish_image import PROP_SIZE, PROP_VIRTUAL_SIZE
+from osbuild.report.pages import format_bytes
 from osbuild.resources import examples_dir
 
 if TYPE_CHECKING:
@@ -85,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
             print("left behind in the simulated cloud: " + ", ".join(leftovers), file=say)
         elif not args.json:
             print("nothing left behind in the simulated cloud")
+        if not args.json:
+            print("\nnext: your own spec by hand against `osbuild sim serve` (README, \"The "
+                  "simulated cloud\"), or a build in your cloud (README, \"Building in your "
+                  "cloud\")")
         code = outcome.exit_code
         return code if code or not leftovers else 1
     finally:
@@ -92,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"demo files kept in {workdir}", file=say)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            # The summary named the report and its page: say they went, and how to keep them.
+            print(f"demo files deleted ({workdir}: the report and page named above, the "
+                  "logs); osbuild demo --keep keeps them", file=say)
 
 
 def leaked_resources(resources: dict, keep: set[str]) -> list[str]:
@@ -110,10 +120,22 @@ def leaked_resources(resources: dict, keep: set[str]) -> list[str]:
 
 
 def print_image(result: BuildResult) -> None:
-    print(f"\nimage {result.image_name}")
-    print(f"  id: {result.image_id}")
-    for key in sorted(result.image_properties):
-        print(f"  {key}: {result.image_properties[key]}")
+    """The image as an operator first looks at it: what Nova boots it with, and osbuild's
+    own record in a line (its digests are for tooling: `osbuild images list --json`)."""
+    props = result.image_properties
+    print(f"\nimage {result.image_name} ({result.image_id})")
+    def size(key: str) -> str:
+        value = props.get(key, "")
+        return format_bytes(int(value)) if value.isdigit() else "-"
+
+    print(f"  {size(PROP_SIZE)} stored, a {size(PROP_VIRTUAL_SIZE)} disk; "
+          f"{props.get(naming.PROP_BUILD_KIND, 'full')} build; "
+          f"boot test {props.get(naming.PROP_VERIFY, '-')}")
+    nova = [f"{k}={v}" for k, v in sorted(props.items()) if k.startswith(("hw_", "os_"))]
+    print("  what Nova boots it with: " + " ".join(nova))
+    own = [k for k in props if k.startswith("osbuild_")]
+    print(f"  and {len(own)} osbuild_* properties (build id, family, inputs' digests): "
+          "osbuild images list --json, or the report")
 
 
 def print_timeline(result: BuildResult) -> None:

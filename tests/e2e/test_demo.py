@@ -29,7 +29,19 @@ def test_demo_human_output_ends_with_the_image_and_nothing_left(tmp_path: Path) 
     out = proc.stdout
     assert out.startswith("simulated cloud at http://127.0.0.1:")
     assert "ws2022-standard in " in out and ": built image ws2022-std-" in out
-    assert out.rstrip().endswith("nothing left behind in the simulated cloud")
+    assert "\nnothing left behind in the simulated cloud\n\nnext: " in out
+    # The report and page the summary named are deleted with the demo's folder: it says so,
+    # and how to keep them.
+    [page] = re.findall(r"page: (\S+)", out)
+    assert not Path(page).exists()
+    assert re.search(r"^demo files deleted \(\S+: the report and page named above, the "
+                     r"logs\); osbuild demo --keep keeps them$", out.rstrip(), re.M)
+    # The image in three lines: its size, what Nova boots it with, where the rest is.
+    [image] = re.findall(r"^image ws2022-std-\S+ \((\S+)\)$", out, re.M)
+    assert image in summary_line(out)
+    assert re.search(r"^  \d+\.\d GiB stored, a 40\.0 GiB disk; full build; boot test passed$",
+                     out, re.M)
+    assert "hw_disk_bus=virtio" in out and "sha512:" not in out
     assert "Traceback" not in proc.stderr
     assert "warning" not in proc.stderr.lower()
     # The event lines count on the build's clock, as the summary does (600x: hours, not the
@@ -39,5 +51,10 @@ def test_demo_human_output_ends_with_the_image_and_nothing_left(tmp_path: Path) 
     assert re.match(r"\[\d+h(?:\d+m)?(?:\d+s)?\]", done), done
     # ...and the build's end is the duration the summary gives (it read ten minutes more:
     # the line came after the reports were written, a real second at 600x).
-    [summary] = [line for line in out.splitlines() if ": built image " in line]
+    summary = summary_line(out)
     assert done.split("]")[0].lstrip("[") == summary.rsplit(" in ", 1)[1], (done, summary)
+
+
+def summary_line(out: str) -> str:
+    [summary] = [line for line in out.splitlines() if ": built image " in line]
+    return summary
