@@ -137,6 +137,9 @@ def _verify(args: argparse.Namespace, conn: Connection) -> int:
                 print(f"  {line}", file=sys.stderr)
         if result.report_path:
             print(f"  report: {result.report_path}")
+            page = result.report_path.with_name("report.html")
+            if page.is_file():
+                print(f"  page: {page}")
     return result.exit_code
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,10 @@ class BuildPage:
     image_properties: dict[str, Any]
     kind: str = "-"  # what the run was: a full build, a refresh, a boot test again
     resumed: str | None = None  # `osbuild resume` finished it: when, and how long it took
+    # What the build kept: a verified image a failed promotion left hidden (no debugging
+    # aid), and the rest (--keep-on-failure), as the CLI's summary tells them apart.
+    kept_images: list[str] = field(default_factory=list)
+    kept_other: list[str] = field(default_factory=list)
 
 
 def resumed_of(report: dict[str, Any]) -> str | None:
@@ -159,6 +163,7 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
                      failure_lines=reason),
     ) if view is not None]
     builder = consoles[0].lines if consoles and consoles[0].title == "builder" else []
+    kept = [str(k) for k in report.get("kept_for_debugging") or []]
     return BuildPage(
         outcome=outcome, reason=reason,
         timeline=build_timeline(report, [(line.kind, line.marker) for line in builder]),
@@ -166,6 +171,8 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
         resources=_resources(report), api_calls=_api_calls(report),
         image=image, image_properties=dict(sorted(properties.items())),
         kind=kind_of(report), resumed=resumed_of(report),
+        kept_images=[k for k in kept if k.startswith("image ")],
+        kept_other=[k for k in kept if not k.startswith("image ")],
     )
 
 

@@ -124,7 +124,7 @@ def last_build(state: BuildState, clock: Clock | None = None) -> LastBuild:
     if died:
         # Its state still says running (a SIGKILL, a reboot): say what the operator can do.
         reason = (f"its osbuild (pid {state.pid}) is gone: osbuild resume {state.build_id}, "
-                  "or osbuild gc")
+                  "or osbuild gc --older-than 0 to start over")
     return LastBuild(state.build_id, str(state.status), duration, reason,
                      state.updated_at if state.is_finished else None,
                      step=None if state.is_finished else state.step, died=died)

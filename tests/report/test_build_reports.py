@@ -138,7 +138,10 @@ def test_a_failed_boot_test(cloud: Cloud) -> None:
     assert any(row[1] == "fail" and row[2].startswith("boot test failed: ")
                for row in table_rows(tree, "ticks"))
     assert "boot test" in text_of(tree, "console")
-    assert "no image was published" in text_of(tree, "image")
+    # The image is in Glance, hidden, for `osbuild images verify`: the page says so.
+    [kept] = [k for k in report["kept_for_debugging"] if k.startswith("image ")]
+    assert text_of(tree, "image").endswith(
+        f"kept, hidden and not current: {kept} (the build failed in verify)")
     assert report["failed_stage"] == "verify"
 
 
@@ -152,6 +155,9 @@ def test_an_interrupted_build(cloud: Cloud) -> None:
     assert "SIGINT" in text_of(tree, "reason")
     assert _step_status(tree)["install"] == "failed"
     assert table_rows(tree, "stages")[0][0] == "winpe"
+    assert "stopped in install" in text_of(tree, "result")
+    assert "no image was published: the build was interrupted in install" in text_of(
+        tree, "image")
     _resources_gone(tree)
 
 

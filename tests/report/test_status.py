@@ -144,8 +144,9 @@ def test_status_shows_each_family_and_changes_nothing(
     assert (row["next"]["hidden"], row["next"]["verify"]) == (True, "pending")
     # The dead build is the newest: still "running" in its state; the trend has the others.
     assert row["last_build"]["build_id"] == DEAD
-    assert row["last_build"]["reason"] == (f"its osbuild (pid {2 ** 22 + 1}) is gone: "
-                                           f"osbuild resume {DEAD}, or osbuild gc")
+    assert row["last_build"]["reason"] == (
+        f"its osbuild (pid {2 ** 22 + 1}) is gone: osbuild resume {DEAD}, or osbuild gc "
+        "--older-than 0 to start over")
     assert (row["last_build"]["step"], row["last_build"]["died"]) == ("install", True)
     assert row["durations_seconds"] == [3600.0, 5400.0, 4000.0]
     assert rows["ws2019"]["current"] is None and rows["ws2019"]["next"] is None
