@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuild.cli import options
-from osbuild.cli.output import rotation_lines
 from osbuild.durations import format_duration
 from osbuild.errors import Interrupted
 
@@ -112,6 +111,7 @@ def resumed_note(result: BuildResult) -> str:
 
 def print_summary(results: Sequence[BuildResult]) -> None:
     from osbuild import redact
+    from osbuild.cli.output import rotation_lines
 
     for result in results:
         where = f" in {result.cloud}" if result.cloud else ""

@@ -20,8 +20,6 @@ from osbuild.cli import options
 from osbuild.cli.build import print_signal, print_summary
 from osbuild.durations import format_duration
 from osbuild.errors import InvalidInput
-from osbuild.pipeline.steps.publish_image import PROP_SIZE, PROP_VIRTUAL_SIZE
-from osbuild.report.pages import format_bytes
 from osbuild.resources import examples_dir
 
 if TYPE_CHECKING:
@@ -122,6 +120,9 @@ def leaked_resources(resources: dict, keep: set[str]) -> list[str]:
 def print_image(result: BuildResult) -> None:
     """The image as an operator first looks at it: what Nova boots it with, and osbuild's
     own record in a line (its digests are for tooling: `osbuild images list --json`)."""
+    from osbuild.pipeline.steps.publish_image import PROP_SIZE, PROP_VIRTUAL_SIZE
+    from osbuild.report.pages import format_bytes
+
     props = result.image_properties
     print(f"\nimage {result.image_name} ({result.image_id})")
     def size(key: str) -> str:
