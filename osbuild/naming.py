@@ -61,6 +61,15 @@ _BUILD_ID_RE = re.compile(rf"^{_BUILD_ID}$")
 _RESOURCE_NAME_RE = re.compile(rf"^osbuild-(?P<build_id>{_BUILD_ID})-(?P<role>[a-z0-9-]+)$")
 
 
+def image_label(properties: Mapping[str, object]) -> str:
+    """``NAME (ID)``: a family's images share their name (``{date}`` in it, or none), so a
+    message that compares against one names its id too."""
+    name, image_id = properties.get("name"), properties.get("id")
+    if name and image_id and name != image_id:
+        return f"{name} ({image_id})"
+    return str(name or image_id or "current image")
+
+
 def new_build_id(now: datetime | None = None) -> str:
     """Sortable and unique: ``20261126t031500-a1b2c3``."""
     now = now or datetime.now(UTC)

@@ -105,7 +105,8 @@ def _preflight(args: argparse.Namespace,
                         "parent_image_id": parent.image_id if parent else None,
                         "reason": choice.reason})
         if not args.json:
-            kind = f"a refresh of {parent.name}" if parent is not None else "a full build"
+            kind = (f"a refresh of {parent.name} ({parent.image_id})" if parent is not None
+                    else "a full build")
             print(f"{job.spec.source_path}: ok in {identities[job.cloud]} ({job.spec.name}: "
                   f"{kind}; {choice.reason})")
     return checked, list(found.problems)

@@ -105,7 +105,7 @@ def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,
     if why_not:
         return Choice(None, why_not)
     assert props is not None
-    name = props.get("name") or props["id"]
+    name = naming.image_label(props)
     inputs, missing = inputs_now(conn, spec)
     if inputs is None:
         return Choice(None, missing)
@@ -131,7 +131,7 @@ def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,
 def _unusable(spec: BuildSpec, props: dict[str, Any] | None) -> str | None:
     if props is None:
         return f"family {spec.name} has no current image (build it in full first)"
-    name = props.get("name") or props["id"]
+    name = naming.image_label(props)
     if props.get(naming.PROP_VERIFY) not in (VERIFY_PASSED, VERIFY_SKIPPED):
         return f"{name} did not pass verification"
     if not spec.updates.enabled:

@@ -42,21 +42,25 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
                    "trend"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        current = (_cell(row.current.name, f"{_dur(row.current.age(now))} old, "
-                                           f"made by {row.current.made_by}")
+        # The id too: a family's images can share their name.
+        current = (_cell(row.current.name, row.current.id,
+                         f"{_dur(row.current.age(now))} old, made by {row.current.made_by}")
                    if row.current else _cell("none", style="dim"))
         last = row.last_build
         elsewhere = [f"building on another host: build {other.build_id} (heartbeat "
                      f"{_dur((now - other.heartbeat).total_seconds())} ago)"
                      for other in row.elsewhere]
         if last:
-            last_cell = _cell(last.progress or f"{last.status} in {_dur(last.duration)}",
+            done = (last.status if last.duration is None
+                    else f"{last.status} in {_dur(last.duration)}")
+            last_cell = _cell(last.progress or done,
                               last.build_id, last.reason or "", *elsewhere,
                               style="red" if last.died else _STYLE.get(last.status, ""))
         else:
             last_cell = _cell(*elsewhere, style="cyan") if elsewhere else _cell("-", style="dim")
         following = row.next_image
-        next_cell = (_cell(following.name, ("hidden" if following.hidden else "visible")
+        next_cell = (_cell(following.name, following.id,
+                           ("hidden" if following.hidden else "visible")
                            + f", verify {following.verify}")
                      if following else _cell("-", style="dim"))
         leftovers = _cell(*(f"{r.kind} {r.name or r.id}" for r in row.leftovers)) \

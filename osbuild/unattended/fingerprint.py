@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from osbuild import __version__, resources
+from osbuild import __version__, naming, resources
 from osbuild.errors import SpecError
 from osbuild.spec import BuildSpec, format_duration
 
@@ -194,7 +194,7 @@ def should_skip(
     inputs = fingerprint if isinstance(fingerprint, FingerprintInputs) else None
     wanted = inputs.digest() if inputs else str(fingerprint)
     recorded = current_image_props.get(PROP_FINGERPRINT)
-    name = current_image_props.get("name") or current_image_props.get("id") or "current image"
+    name = naming.image_label(current_image_props)
     if current_image_props.get(PROP_VERIFY) == "failed":
         return False, f"{name} failed verification"
     if not recorded:

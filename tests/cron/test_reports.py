@@ -47,7 +47,7 @@ def test_webhook_gets_the_summary_after_one_injected_failure(cron: Cron,
     report = json.loads(Path(done["report"]).read_text())
     assert report["fingerprint"] == done["fingerprint"]
     assert report["verify"] == "passed"
-    assert report["promotion"] == {"promoted": True, "name": done["image_name"]}
+    assert report["promotion"] == {"promoted": True, "name": done["image_name"], "rotated": []}
 
 
 def test_failed_build_is_posted(cron: Cron, receiver: WebhookReceiver) -> None:

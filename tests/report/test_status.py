@@ -167,6 +167,7 @@ def test_status_shows_each_family_and_changes_nothing(
 
     assert "ws2022-cur" in table and "ws2022-new" in table and "\x1b" not in table
     assert "made by refresh 2" in table
+    assert ids["current"] in table and ids["next"] in table  # the names need not be unique
     assert sparkline([3600.0, 5400.0, 4000.0]) in table
     assert "died in step install" in table and "running in -" not in table
     assert f"building on another host: build {ELSEWHERE} (heartbeat 1m" in table
