@@ -42,6 +42,9 @@ PROP_VERIFY = "osbuild_verify"
 PROP_BUILD_KIND = "osbuild_build_kind"
 PROP_PARENT = "osbuild_parent_image"
 PROP_GENERATION = "osbuild_generation"
+# When `osbuild images rollback` took the image's place away (UTC, ISO 8601): a later
+# rollback passes over it; `osbuild images promote` of it clears it ("").
+PROP_ROLLED_BACK = "osbuild_rolled_back_at"
 # What the installed Windows came from: the ISO images and the install image chosen on the
 # Windows ISO. A refresh installs nothing: its image carries its parent's.
 PROP_WINDOWS_ISO_ID = "osbuild_windows_iso_id"

@@ -75,8 +75,14 @@ def _spec_for_promote(args: argparse.Namespace, image: FamilyImage) -> BuildSpec
 def run_rollback(args: argparse.Namespace) -> int:
     family, _policy = _family_and_policy(args)
     with _connected(args) as conn:
-        image = rollback(conn, family)
-    return _changed(args, "rolled back to", image)
+        done = rollback(conn, family)
+    if not args.json:
+        for image in done.passed_over:
+            print(f"{family}: passed over {image.name} ({image.id}): rolled back from at "
+                  f"{image.rolled_back_at}")
+    return _changed(args, "rolled back to", done.image,
+                    rolled_back_from=done.rolled_back_from,
+                    passed_over=done.passed_over)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -173,7 +179,8 @@ def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
         age = image.age(now)
         rows.append([
             image.version, image.id, image.name, image.status, image.made_by, image.verify,
-            "yes" if image.current else "", "yes" if image.hidden else "",
+            "yes" if image.current else "rolled back" if image.rolled_back_at else "",
+            "yes" if image.hidden else "",
             format_duration(age) if age is not None and age >= 0 else "-",
             str(image.in_use),
         ])
@@ -192,7 +199,7 @@ def _prune(args: argparse.Namespace, conn: Connection, family: str,
         {"delete": "deleted", "hide": "hid"}
     changed = [d for d in decisions if d.action != "keep"]
     for decision in decisions:
-        what = verb.get(decision.action, "kept")
+        what = verb.get(decision.action, "would keep" if args.dry_run else "kept")
         print(f"{what} {decision.image.id} {decision.image.name} ({decision.reason})")
     if not changed:
         print(f"{family}: nothing to change")
@@ -204,11 +211,21 @@ def _decision_dict(decision: Decision) -> dict[str, Any]:
             "image": decision.image.to_dict()}
 
 
-def _changed(args: argparse.Namespace, verb: str, image: FamilyImage) -> int:
+def _changed(args: argparse.Namespace, verb: str, image: FamilyImage, *,
+             rolled_back_from: FamilyImage | None = None,
+             passed_over: list[FamilyImage] | None = None) -> int:
     if args.json:
-        print(json.dumps({"action": verb, "image": image.to_dict()}))
+        out: dict[str, Any] = {"action": verb, "image": image.to_dict()}
+        if rolled_back_from is not None:
+            out["rolled_back_from"] = rolled_back_from.to_dict()
+            out["passed_over"] = [i.to_dict() for i in passed_over or []]
+        print(json.dumps(out))
     else:
         print(f"{image.family}: {verb} {image.name} ({image.id}, version {image.version})")
+        if rolled_back_from is not None:
+            print(f"  {rolled_back_from.name} ({rolled_back_from.id}) is marked rolled back "
+                  f"from: a later rollback passes over it (osbuild images promote "
+                  f"{rolled_back_from.id} takes it back)")
     return 0
 
 

@@ -37,6 +37,8 @@ class FamilyImage:
     kind: str = ""
     parent_image_id: str | None = None
     generation: int | None = None
+    # When `osbuild images rollback` took it out of service (ISO 8601), else None.
+    rolled_back_at: str | None = None
 
     @property
     def made_by(self) -> str:
@@ -70,6 +72,7 @@ class FamilyImage:
             "age_seconds": round(age) if age is not None else None,
             "in_use": self.in_use, "kind": self.kind or None,
             "parent_image_id": self.parent_image_id, "generation": self.generation,
+            "rolled_back_at": self.rolled_back_at,
         }
 
 
@@ -104,6 +107,7 @@ def from_glance(image: image_api.Image, in_use: int = 0) -> FamilyImage:
         kind=str(props.get(naming.PROP_BUILD_KIND) or ""),
         parent_image_id=str(props[naming.PROP_PARENT]) if props.get(naming.PROP_PARENT) else None,
         generation=naming.generation_of(props),
+        rolled_back_at=str(props.get(naming.PROP_ROLLED_BACK) or "") or None,
     )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from osbuild import naming
 from osbuild.cloud import images as image_api
@@ -174,12 +176,25 @@ def promote(conn: Connection, image_id: str,
                                 f"{family_spec.name} ({image.family})"])
         give_final_attributes(conn, family_spec, image_id,
                               family_spec.image_name_for(image.build_id or image_id))
+    if image.rolled_back_at:
+        # The operator takes it back on purpose: later rollbacks may come to it again.
+        cleared: dict[str, Any] = {naming.PROP_ROLLED_BACK: ""}
+        image_api.update_image(conn, image_id, **cleared)
     mark_current(conn, image.id, image.family)
     return from_glance(_get(conn, image_id))
 
 
-def rollback(conn: Connection, family: str) -> FamilyImage:
-    """Make the verified image before the current one current again."""
+@dataclass(frozen=True)
+class RolledBack:
+    image: FamilyImage  # current now
+    rolled_back_from: FamilyImage
+    passed_over: list[FamilyImage]  # rolled back from before: not taken again
+
+
+def rollback(conn: Connection, family: str, now: datetime | None = None) -> RolledBack:
+    """Make the verified image before the current one current again, and mark the current
+    one rolled back from: a later rollback passes over it (after a refresh of the image
+    rolled back to, "the image before" would otherwise be the one taken out of service)."""
     images = list_family(conn, family, with_usage=False)
     if not images:
         raise InvalidInput([f"family {family}: no images"])
@@ -187,8 +202,17 @@ def rollback(conn: Connection, family: str) -> FamilyImage:
     if current is None:
         raise InvalidInput([f"family {family}: no current image to roll back from "
                             f"(promote one with: osbuild images promote ID)"])
-    previous = [i for i in images if i.promotable and i.version < current.version]
+    older = [i for i in images if i.promotable and i.version < current.version]
+    passed_over = [i for i in older if i.rolled_back_at]
+    previous = [i for i in older if not i.rolled_back_at]
     if not previous:
+        skipped = "".join(f"; {i.name} ({i.id}) was rolled back from at {i.rolled_back_at} "
+                          f"(osbuild images promote {i.id} takes it back)" for i in passed_over)
         raise InvalidInput([f"family {family}: no verified image older than the current "
-                            f"one ({current.name}, {current.id})"])
-    return promote(conn, previous[0].id)
+                            f"one ({current.name}, {current.id}){skipped}"])
+    promoted = promote(conn, previous[0].id)
+    stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    marked: dict[str, Any] = {naming.PROP_ROLLED_BACK: stamp}
+    image_api.update_image(conn, current.id, **marked)
+    newer_passed = [i for i in passed_over if i.version > promoted.version]
+    return RolledBack(promoted, current, newer_passed)

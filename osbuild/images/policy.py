@@ -92,5 +92,5 @@ def _decide(image: FamilyImage, delete_reason: str | None, blocker: str | None) 
         return Decision(image, "delete", delete_reason)
     note = f"{delete_reason}, kept: {blocker}" if delete_reason else "not current"
     if image.hidden:
-        return Decision(image, "keep", f"hidden ({note})")
+        return Decision(image, "keep", f"already hidden; {note}")
     return Decision(image, "hide", note)

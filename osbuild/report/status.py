@@ -96,8 +96,8 @@ def next_in_line(images: list[FamilyImage], current: FamilyImage | None) -> Fami
     """The newest image that is not current and newer than the current one (any image when
     the family has no current one): the one a promotion would pick up next."""
     for image in images:  # newest first
-        if image.current:
-            continue
+        if image.current or image.rolled_back_at:
+            continue  # an image rolled back from is out of the line until promoted again
         if current is None or image.version > current.version:
             return image
     return None

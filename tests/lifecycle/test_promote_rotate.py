@@ -230,3 +230,45 @@ def test_rollback_then_a_prune_dry_run_then_a_prune(lifecycle: Lifecycle) -> Non
     done = lifecycle.images("prune", str(spec), "--keep", "1")
     assert done.code == 0, done.err
     assert [i["id"] for i in lifecycle.family("lc-roll")] == [second]
+
+
+def test_a_rollback_passes_over_the_image_rolled_back_from_until_it_is_promoted(
+        lifecycle: Lifecycle) -> None:
+    # The operator rejects the second build (rollback to the first); a third build comes;
+    # a rollback from it must not bring back the rejected image, but the first.
+    spec = lifecycle.spec("lc-reject", image={"superseded": "hide", "keep": 5})
+    first = _built(lifecycle, spec)
+    rejected = _built(lifecycle, spec)
+    back = lifecycle.images("rollback", "--family", "lc-reject")
+    assert back.code == 0, back.err
+    assert f"is marked rolled back from: a later rollback passes over it (osbuild images " \
+           f"promote {rejected} takes it back)" in back.out
+    images = _by_id(lifecycle.family("lc-reject"))
+    assert images[first]["current"] and images[rejected]["rolled_back_at"]
+    listed = lifecycle.images("--family", "lc-reject")
+    assert "rolled back" in next(line for line in listed.out.splitlines() if rejected in line)
+
+    third = _built(lifecycle, spec)
+    again = lifecycle.images("rollback", "--family", "lc-reject", "--json")
+    assert again.code == 0, again.err
+    done = json.loads(again.out)
+    assert done["image"]["id"] == first
+    assert done["rolled_back_from"]["id"] == third
+    assert [i["id"] for i in done["passed_over"]] == [rejected]
+    images = _by_id(lifecycle.family("lc-reject"))
+    assert images[first]["current"] and images[third]["rolled_back_at"]
+
+    # Promoting one on purpose clears its mark; a rollback from it passes over the other.
+    forward = lifecycle.images("promote", third)
+    assert forward.code == 0, forward.err
+    images = _by_id(lifecycle.family("lc-reject"))
+    assert images[third]["current"] and images[third]["rolled_back_at"] is None
+    assert images[rejected]["rolled_back_at"]
+    # With the first image gone too, nothing is left: the error names what it passed over.
+    lifecycle.conn.image.update_image(first, protected=False)
+    lifecycle.conn.image.delete_image(first)
+    last = lifecycle.images("rollback", "--family", "lc-reject")
+    assert last.code == 2
+    assert f"; {images[rejected]['name']} ({rejected}) was rolled back from at " \
+           f"{images[rejected]['rolled_back_at']} (osbuild images promote {rejected} takes " \
+           "it back)" in last.err
