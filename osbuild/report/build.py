@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,7 @@ class BuildPage:
     # aid), and the rest (--keep-on-failure), as the CLI's summary tells them apart.
     kept_images: list[str] = field(default_factory=list)
     kept_other: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)  # a build that did not succeed
 
 
 def resumed_of(report: dict[str, Any]) -> str | None:
@@ -173,7 +175,45 @@ def build_page(report: dict[str, Any], report_dir: Path, redactor: Redactor) -> 
         kind=kind_of(report), resumed=resumed_of(report),
         kept_images=[k for k in kept if k.startswith("image ")],
         kept_other=[k for k in kept if not k.startswith("image ")],
+        next_steps=next_steps(report, outcome, kept),
     )
+
+
+_IMAGE_ID = re.compile(r"^image (\S+) ")
+
+
+def next_steps(report: dict[str, Any], outcome: str, kept: list[str]) -> list[str]:
+    """What the operator does after a build that did not succeed, from what it left."""
+    if outcome in ("succeeded", "skipped"):
+        return []
+    steps = []
+    leftovers = report.get("leftovers") or []
+    if leftovers:
+        steps.append(f"{len(leftovers)} resource(s) the cloud would not delete are listed "
+                     "under Resources: delete them once it lets you, or run osbuild gc "
+                     "--older-than 0, which tries again")
+    for line in kept:
+        found = _IMAGE_ID.match(line)
+        if found is None:
+            continue
+        image_id = found[1]
+        if report.get("failed_stage") == "verify":
+            steps.append(f"image {image_id} is kept, hidden: osbuild images verify {image_id} "
+                         f"tests it again (a boot test that failed for a cloud reason), then "
+                         f"osbuild images promote {image_id} makes it current")
+        else:
+            steps.append(f"image {image_id} is verified and kept, hidden: osbuild images "
+                         f"promote {image_id} makes it current once the reason above is dealt "
+                         "with")
+    debugging = any(not k.startswith("image ") for k in kept)
+    if debugging:
+        steps.append("what --keep-on-failure kept is listed under Resources: delete it when "
+                     "done looking")
+    if not leftovers and not debugging:
+        again = ("run the same command again" if outcome == "interrupted"
+                 else "deal with the reason above, then run the build again")
+        steps.append(f"nothing else of the build is left in the cloud: {again}")
+    return steps
 
 
 def render_build_html(report_path: Path, *,

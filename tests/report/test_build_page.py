@@ -180,3 +180,22 @@ def test_the_page_says_what_kind_of_run_it_was(tmp_path: Path) -> None:
     assert text_of(tree, "kind").startswith("full build")
     assert text_of(tree, "reason") == "built image ws2022-x (img-1)"
     assert text_of(parse(render_build_html(write_report(tmp_path / "old"))), "kind") == "-"
+
+
+def test_next_steps_follow_what_the_build_left() -> None:
+    from osbuild.report.build import next_steps
+
+    stuck = "volume 1d2e (osbuild-x-target)"
+    assert next_steps({"leftovers": [stuck]}, "failed", []) == [
+        "1 resource(s) the cloud would not delete are listed under Resources: delete them "
+        "once it lets you, or run osbuild gc --older-than 0, which tries again"]
+    promoted_refused = "image 9f3a (ws2022-std-20261202)"
+    assert next_steps({"failed_stage": "promote"}, "failed", [promoted_refused]) == [
+        "image 9f3a is verified and kept, hidden: osbuild images promote 9f3a makes it "
+        "current once the reason above is dealt with",
+        "nothing else of the build is left in the cloud: deal with the reason above, then "
+        "run the build again"]
+    # --keep-on-failure: the builder is there on purpose, so "nothing else is left" is not.
+    assert next_steps({}, "failed", ["server 77 (osbuild-x-builder)"]) == [
+        "what --keep-on-failure kept is listed under Resources: delete it when done looking"]
+    assert next_steps({}, "succeeded", []) == next_steps({}, "skipped", []) == []

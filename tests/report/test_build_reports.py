@@ -99,6 +99,8 @@ def test_a_guest_failure_marker(cloud: Cloud) -> None:
     [fail_line] = tree.xpath('//div[contains(@class,"console")]/div[contains(@class,"fail")]')
     assert fail_line.get("class") == "fail failure" and SCRIPT in fail_line.text_content()
     assert "no image was published" in text_of(tree, "image")
+    assert text_of(tree, "next") == ("nothing else of the build is left in the cloud: deal "
+                                     "with the reason above, then run the build again")
     _resources_gone(tree)
 
 
@@ -142,6 +144,10 @@ def test_a_failed_boot_test(cloud: Cloud) -> None:
     [kept] = [k for k in report["kept_for_debugging"] if k.startswith("image ")]
     assert text_of(tree, "image").endswith(
         f"kept, hidden and not current: {kept} (the build failed in verify)")
+    image_id = kept.split()[1]
+    assert text_of(tree, "next").startswith(
+        f"image {image_id} is kept, hidden: osbuild images verify {image_id} tests it again")
+    assert f"then osbuild images promote {image_id} makes it current" in text_of(tree, "next")
     assert report["failed_stage"] == "verify"
 
 
@@ -158,6 +164,8 @@ def test_an_interrupted_build(cloud: Cloud) -> None:
     assert "stopped in install" in text_of(tree, "result")
     assert "no image was published: the build was interrupted in install" in text_of(
         tree, "image")
+    assert text_of(tree, "next") == ("nothing else of the build is left in the cloud: run "
+                                     "the same command again")
     _resources_gone(tree)
 
 
