@@ -132,3 +132,40 @@ def test_admin_password_starting_with_a_dash_bootstraps(tmp_path: Path) -> None:
         assert rs.connect().session.get_token()
     log = (tmp_path / "logs" / "keystone.log").read_text()
     assert password not in log
+
+
+def test_a_rollback_mark_on_real_glance_is_set_passed_over_and_taken_back(
+        real_services: RealServices) -> None:
+    # osbuild_rolled_back_at is set to a time and cleared to "" by a property update:
+    # real Glance must take both, and a later rollback must pass over the marked image.
+    from osbuild import naming
+    from osbuild.images.family import list_family
+    from osbuild.images.manage import mark_current, promote, rollback
+
+    conn = real_services.connect()
+    family = "fn-rollback"
+    made = []
+    try:
+        for version in ("20261101t000000-00000a", "20261102t000000-00000b",
+                        "20261103t000000-00000c"):
+            image = conn.image.create_image(
+                name=f"{family}-{version}", data=_tiny_iso(), disk_format="iso",
+                container_format="bare", allow_duplicates=True,
+                **{naming.PROP_FAMILY: family, naming.PROP_IMAGE_VERSION: version,
+                   naming.PROP_BUILD_ID: version, naming.PROP_VERIFY: "passed"})
+            conn.image.wait_for_status(image, "active", failures=["killed"], wait=60)
+            conn.image.add_tag(image, naming.TAG)
+            made.append(image.id)
+        first, rejected, third = made
+        mark_current(conn, rejected, family)
+        assert rollback(conn, family).image.id == first
+        mark_current(conn, third, family)
+        done = rollback(conn, family)
+        assert done.image.id == first and [i.id for i in done.passed_over] == [rejected]
+        marked = {i.id: i.rolled_back_at for i in list_family(conn, family, with_usage=False)}
+        assert marked[rejected] and marked[third] and marked[first] is None
+        assert promote(conn, rejected).rolled_back_at is None
+        assert conn.image.get_image(rejected).properties[naming.PROP_ROLLED_BACK] == ""
+    finally:
+        for image_id in made:
+            conn.image.delete_image(image_id, ignore_missing=True)
