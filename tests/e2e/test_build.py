@@ -240,18 +240,6 @@ def test_cleanup_is_retried_through_injected_503s(cloud: Cloud) -> None:
     run = cloud.build(cloud.spec(verify={"enabled": False}))
     assert run.exit_code == 0, run.why
     assert cloud.leftovers(keep={run.success["image_id"]}) == []
-    # Both volumes' lives are in the events (a log consumer pairs them), and why the first
-    # went: Cinder's message.
-    made = {e["id"]: e["name"] for e in run.named("resource.created")
-            if e["kind"] == "volume" and "virtio" in e["name"]}
-    gone = {e["id"] for e in run.named("resource.deleted") if e["kind"] == "volume"}
-    build_id = run.success["build_id"]
-    assert sorted(made.values()) == [f"osbuild-{build_id}-virtio",
-                                     f"osbuild-{build_id}-virtio-2"]
-    assert set(made) <= gone
-    [warning] = [e["message"] for e in run.named("warning") if "virtio volume" in e["message"]]
-    assert "create volume from image: An unknown error occurred." in warning
-    assert warning.endswith("deleting it and creating the virtio volume again")
     fired = cloud.sim.stats()["injected_errors"]
     assert sum(fired.values()) >= 5
 
