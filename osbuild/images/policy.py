@@ -40,16 +40,23 @@ def plan(images: list[FamilyImage], policy: RotationPolicy,
     """
     ordered = sort_newest_first(images)
     current = current_of(ordered)
+    # `keep` counts the images a rollback could go to: an image that failed its boot test
+    # or was rolled back from takes no such slot (three of them kept after a good build
+    # deleted the image that had been current just before it). They go once they are
+    # beyond the newest `keep` of all.
+    usable = [i for i in ordered if _usable(i)]
     reasons: dict[str, str] = {}
     for rank, image in enumerate(ordered):
         if image.current or image.status != "active" or image.verify == VERIFY_PENDING:
             continue
-        why = _delete_reason(image, rank, current, policy, now)
+        ranked = usable.index(image) if image in usable else rank
+        why = _delete_reason(image, ranked, current, policy, now)
         if why:
             reasons[image.id] = why
 
-    # Deleting oldest first, the family keeps at least one verified image.
-    verified_left = sum(1 for i in ordered if i.verified)
+    # Deleting oldest first, the family keeps at least one verified image a rollback can
+    # go to.
+    verified_left = sum(1 for i in ordered if i.verified and not i.rolled_back_at)
     blocked: dict[str, str] = {}
     for image in reversed(ordered):
         if image.id not in reasons:
@@ -58,15 +65,20 @@ def plan(images: list[FamilyImage], policy: RotationPolicy,
             blocked[image.id] = "protected"
         elif image.in_use:
             blocked[image.id] = f"in use by {image.in_use} server(s)"
-        elif image.verified and verified_left <= 1:
+        elif image.verified and not image.rolled_back_at and verified_left <= 1:
             blocked[image.id] = "the family's last verified image"
-        elif image.verified:
+        elif image.verified and not image.rolled_back_at:
             verified_left -= 1
 
     decisions = []
     for image in ordered:
         decisions.append(_decide(image, reasons.get(image.id), blocked.get(image.id)))
     return decisions
+
+
+def _usable(image: FamilyImage) -> bool:
+    """An image a rollback could make current: promotable and not rolled back from."""
+    return image.promotable and not image.rolled_back_at
 
 
 def _delete_reason(image: FamilyImage, rank: int, current: FamilyImage | None,

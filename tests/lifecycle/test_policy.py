@@ -98,3 +98,26 @@ def test_without_a_current_image_nothing_counts_as_superseded() -> None:
     images = [image(1, verify="failed", hidden=False), image(2, verify="failed")]
     decided = actions(plan(images, RotationPolicy(keep=5, superseded="delete"), NOW))
     assert decided == {"img-02": "keep", "img-01": "hide"}
+
+
+def test_rejected_images_take_no_slot_of_keep() -> None:
+    # A good (02), B rolled back from (03), C failed its boot test (04), D current (05):
+    # counting B and C among the newest 3 deleted A, the only image a rollback could take.
+    images = [image(2), image(3, rolled_back_at="2026-11-03T10:00:00+00:00"),
+              image(4, verify="failed"), image(5, current=True)]
+    decided = actions(plan(images, RotationPolicy(keep=3), NOW))
+    assert decided == {"img-05": "keep", "img-04": "keep", "img-03": "keep", "img-02": "keep"}
+    # Rejected images still go once they are beyond the newest `keep` of all...
+    decided = actions(plan(images, RotationPolicy(keep=2), NOW))
+    assert decided == {"img-05": "keep", "img-04": "keep", "img-03": "delete", "img-02": "keep"}
+    # ...and good ones beyond the newest `keep` good ones.
+    decided = actions(plan([image(1), *images], RotationPolicy(keep=2), NOW))
+    assert decided["img-01"] == "delete" and decided["img-02"] == "keep"
+
+
+def test_an_image_rolled_back_from_is_not_the_last_verified_one_kept() -> None:
+    # Only A can be rolled back to: max_age may not take it, whatever B is.
+    images = [image(1), image(2, rolled_back_at="2026-11-02T10:00:00+00:00"),
+              image(20, current=True, verify="skipped")]
+    decided = actions(plan(images, RotationPolicy(keep=5, max_age=3600.0), NOW))
+    assert decided == {"img-20": "keep", "img-02": "delete", "img-01": "keep"}
