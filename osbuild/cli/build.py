@@ -126,7 +126,8 @@ def print_summary(results: Sequence[BuildResult]) -> None:
                 print(f"  {line}")
             if result.interrupted:
                 print(f"  {result.interrupted} came when the build could no longer stop (its "
-                      "promotion, its final cleanup): the image is published; exit 130")
+                      "promotion, its final cleanup, its webhook): the image is published; "
+                      "exit 130")
         else:
             # A build's own error is redacted already; one that ended it before its
             # first step (a refresh refused, an interrupted lock wait) is not.

@@ -148,7 +148,8 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
                                    refresh=refresh)
         finally:
             conn.close()
-        report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
+        report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus,
+                       cancel=cancel)
         return result
 
     with signals_cancel(cancel, on_signal=on_signal), ExitStack() as pools:
@@ -234,7 +235,9 @@ def resume(*, build_id: str, state_dir: Path | None = None, log_dir: Path | None
         result = _skip(spec, cloud, state.build_id, str(exc), bus)
     finally:
         conn.close()
-    report_outcome(result=result, spec=spec, metrics_file=metrics_file, bus=bus)
+    with signals_cancel(cancel, on_signal=on_signal):
+        report_outcome(result=result, spec=spec, metrics_file=metrics_file, bus=bus,
+                       cancel=cancel)
     return result
 
 
@@ -436,8 +439,9 @@ def _skip(spec: BuildSpec, cloud: str | None, build_id: str, reason: str,
 
 
 def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path | None,
-                   bus: EventBus) -> None:
-    """The Prometheus textfile and the webhook; neither can fail the build."""
+                   bus: EventBus, cancel: CancelToken | None = None) -> None:
+    """The Prometheus textfile and the webhook; neither can fail the build. A signal while
+    the webhook waits to retry stops the retries, and the run exits 130 (``interrupted``)."""
     finished = datetime.now(UTC)
     if metrics_file is not None:
         outcome: metrics.Result = ("skipped" if result.skipped else
@@ -465,7 +469,10 @@ def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path |
                "kind": str(result.kind), "parent_image_id": result.parent_image_id,
                "resumed_duration_seconds": result.resumed_duration},
     )
-    sent = notify.send(spec.notify.url, summary)
+    sent = notify.send(spec.notify.url, summary, cancel=cancel.event if cancel else None)
+    if cancel is not None and cancel.cancelled and result.error is None \
+            and not result.interrupted:
+        result.interrupted = cancel.signal_name
     if sent.delivered:
         bus.publish(Event(EventName.NOTIFY_SENT, result.build_id, result.family,
                           {"attempts": sent.attempts, "status": sent.status}))

@@ -6,6 +6,7 @@ import base64
 import email.utils
 import json
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -164,6 +165,17 @@ def _post_once(url: str, body: bytes, timeout: float) -> int:
         raise _Retryable(f"cannot connect: {reason}", None, None) from None
 
 
+class _Cancelled(Exception):
+    """A signal came while waiting to retry."""
+
+
+def _cancellable_sleep(cancel: threading.Event) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        if cancel.is_set() or cancel.wait(seconds):
+            raise _Cancelled
+    return sleep
+
+
 def send(
     url: str,
     summary: Mapping[str, Any],
@@ -173,12 +185,15 @@ def send(
     backoff: float = 2.0,
     max_retry_after: float = MAX_RETRY_AFTER,
     sleep: Callable[[float], None] = time.sleep,
+    cancel: threading.Event | None = None,
 ) -> NotifyResult:
     """POST ``summary``; retries connection errors, 408/429/5xx. Never raises for delivery.
 
     A ``Retry-After`` header sets the wait (capped at ``max_retry_after``), otherwise the
     wait grows exponentially from ``backoff`` seconds. A notification failure must not
-    turn a good build into a failed one: the caller logs the result.
+    turn a good build into a failed one: the caller logs the result. Once ``cancel`` is set
+    (SIGINT/SIGTERM) there is no further attempt: minutes of retries would hold a stopping
+    run past systemd's stop timeout.
     """
     check_url(url)
     body = json.dumps(scrub(summary), sort_keys=True).encode()
@@ -194,7 +209,7 @@ def send(
         stop=tenacity.stop_after_attempt(max(1, attempts)),
         wait=wait,
         retry=tenacity.retry_if_exception_type(_Retryable),
-        sleep=sleep,
+        sleep=sleep if cancel is None else _cancellable_sleep(cancel),
         reraise=True,
     )
     count = 0
@@ -203,6 +218,9 @@ def send(
             with attempt:
                 count = attempt.retry_state.attempt_number
                 status = _post_once(url, body, timeout)
+    except _Cancelled:
+        log.info("webhook %s: not retried, the run is stopping", redact_url(url))
+        return NotifyResult(False, count, None, "not retried: the run is stopping")
     except (_Retryable, _Fatal) as exc:
         # INFO, not WARNING: the caller reports it (a `warning` event); logging's line on
         # stderr said it again, and broke `--json 2>&1`'s one JSON object per line.

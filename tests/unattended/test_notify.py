@@ -103,3 +103,57 @@ def test_credentials_in_the_url_go_as_basic_auth(receiver: Any) -> None:
     [headers] = rx.headers
     assert headers["Authorization"] == "Basic b3NidWlsZDpzQGNyZXQ="  # osbuild:s@cret
     assert notify.redact_url(url) == f"http://127.0.0.1:{rx.server.server_port}/..."
+
+
+def test_a_signal_stops_the_retries(receiver: Any) -> None:
+    # SIGINT while waiting to retry (Retry-After: 120 s): no further attempt, at once.
+    import threading
+    import time
+
+    rx = receiver([(503, {"Retry-After": "120"})] * 5)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    result = notify.send(rx.url, {"x": 1}, cancel=cancel)
+    assert time.monotonic() - started < 30
+    assert result == notify.NotifyResult(False, 1, None, "not retried: the run is stopping")
+    assert len(rx.bodies) == 1
+    # A run already stopping still sends once (the interrupted build's own webhook).
+    result = notify.send(rx.url, {"x": 2}, cancel=cancel)
+    assert (result.delivered, result.attempts) == (False, 1) and len(rx.bodies) == 2
+
+
+def test_a_signal_during_the_webhooks_retries_makes_the_run_exit_130(
+        tmp_path: Any) -> None:
+    import threading
+
+    import yaml
+
+    from osbuild.pipeline import BuildResult, CancelToken, EventBus
+    from osbuild.resources import examples_dir
+    from osbuild.spec import load_spec
+    from osbuild.unattended.jobs import report_outcome
+
+    rx = WebhookReceiver([(503, {"Retry-After": "120"})] * 5)
+    try:
+        data = yaml.safe_load((examples_dir() / "ws2022-standard.yaml").read_text())
+        data["notify"] = {"url": rx.url, "on": ["success"]}
+        (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"msi")
+        path = tmp_path / "s.yaml"
+        path.write_text(yaml.safe_dump(data))
+        spec = load_spec(path)
+        result = BuildResult(build_id="20261202t000000-aaaaaa", family=spec.name,
+                             cloud="c", succeeded=True, image_id="i", image_name="n")
+        cancel = CancelToken()
+        threading.Timer(0.3, cancel.cancel, args=("SIGTERM",)).start()
+        seen: list[Any] = []
+        bus = EventBus()
+        bus.subscribe(seen.append)
+        report_outcome(result=result, spec=spec, metrics_file=None, bus=bus, cancel=cancel)
+    finally:
+        rx.close()
+    assert len(rx.bodies) == 1
+    assert (result.interrupted, result.exit_code) == ("SIGTERM", 130)
+    [warning] = [e.fields["message"] for e in seen if e.name == "warning"]
+    assert warning == "webhook not delivered after 1 attempt(s): not retried: the run is " \
+                      "stopping"
