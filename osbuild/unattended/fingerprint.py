@@ -11,7 +11,7 @@ from typing import Any
 
 from osbuild import __version__, naming, resources
 from osbuild.errors import SpecError
-from osbuild.spec import BuildSpec, format_duration
+from osbuild.spec import BuildSpec, content_digest, format_duration
 
 PROP_FINGERPRINT = "osbuild_fingerprint"
 # Each input also goes on the image on its own, so a rebuild can say *what* changed.
@@ -125,6 +125,19 @@ def inputs_for(
     )
 
 
+# Spec keys that say where a build runs, whom it tells and how images are kept or refreshed:
+# none of them changes what is installed, so changing one neither rebuilds (--if-changed)
+# nor turns a refresh into a full build (wiring up a webhook cost a 2.5-hour reinstall).
+_NOT_INPUTS: dict[str, Any] = {"notify": True, "clouds": True, "refresh": True,
+                               "image": {"keep", "max_age", "superseded"}}
+
+
+def spec_inputs_digest(spec: BuildSpec) -> str:
+    """The digest of what the spec says about the image (defaults filled in, so spelling
+    out a default is no change either)."""
+    return content_digest(spec.model_dump(mode="json", exclude=_NOT_INPUTS))
+
+
 def inputs_from_checksums(
     spec: BuildSpec,
     *,
@@ -138,7 +151,7 @@ def inputs_from_checksums(
         f"enabled:max_passes={spec.updates.max_passes}" if spec.updates.enabled else "disabled"
     )
     return FingerprintInputs(
-        spec=spec.digest,
+        spec=spec_inputs_digest(spec),
         osbuild_version=version,
         templates=templates_digest(templates_root),
         windows_iso=windows_iso,

@@ -132,3 +132,29 @@ def test_age_forces_rebuild(spec_dir: Path, templates: Path) -> None:
 def test_image_checksum_fallbacks() -> None:
     assert fp.image_checksum({"id": "x", "checksum": "1" * 32}) == "md5:" + "1" * 32
     assert fp.image_checksum({"id": "x"}) == "id:x"
+
+
+def test_where_a_build_runs_and_whom_it_tells_is_no_input(spec_dir: Path) -> None:
+    import yaml
+
+    path = spec_dir / "spec.yaml"
+    base = yaml.safe_load(path.read_text())
+
+    def digest(**changes: object) -> str:
+        data = {**base, **changes}
+        path.write_text(yaml.safe_dump(data))
+        return fp.spec_inputs_digest(load_spec(path))
+
+    plain = digest()
+    image = dict(base["image"])
+    same = [
+        digest(notify={"url": "https://hooks.example/osbuild", "on": ["failure", "success"]}),
+        digest(clouds=["east", "west"]),
+        digest(refresh={"max_generations": 2}),
+        digest(image={**image, "keep": 7, "max_age": "90d", "superseded": "delete"}),
+        digest(updates={**base.get("updates", {}), "enabled": True}),  # the default, spelt out
+    ]
+    assert same == [plain] * len(same)
+    # What is installed, or how the image is named and shown, still counts.
+    assert digest(hygiene={"zero_free_space": False}) != plain
+    assert digest(image={**image, "visibility": "shared"}) != plain
