@@ -97,6 +97,13 @@ def _family_and_policy(args: argparse.Namespace) -> tuple[str, RotationPolicy]:
     if args.spec:
         spec = load_spec(args.spec)
         family, policy = spec.name, RotationPolicy.from_spec(spec.image)
+        if args.os_cloud is None and spec.clouds:
+            # As `osbuild build SPEC` does without --os-cloud: the spec's clouds.
+            if len(spec.clouds) > 1:
+                raise InvalidInput([f"images {args.images_command}: {args.spec} builds in "
+                                    f"{len(spec.clouds)} clouds ({', '.join(spec.clouds)}); "
+                                    "give one with --os-cloud NAME"])
+            args.os_cloud = spec.clouds[0]
     else:
         family, policy = args.family, RotationPolicy()
     if args.images_command != "prune":

@@ -18,11 +18,24 @@ def duration(value: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _OneCloud(argparse.Action):
+    """``--os-cloud`` of a command that works in one cloud: given twice is a usage error
+    (the last one silently won, and a listing of one cloud passed for both)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None and before != values:
+            parser.error(f"--os-cloud: this command works in one cloud; got {before} and "
+                         f"{values}")
+        setattr(namespace, self.dest, values)
+
+
 def add_cloud(parser: argparse.ArgumentParser, *, several: bool = False,
               default_help: str = "$OS_CLOUD or OS_* variables", region: bool = True) -> None:
     """``--os-cloud`` (repeatable with ``several``: a list) and ``--os-region-name``."""
     more = "; repeat for several clouds" if several else ""
-    parser.add_argument("--os-cloud", action="append" if several else "store",
+    parser.add_argument("--os-cloud", action="append" if several else _OneCloud,
                         dest="os_cloud", default=None, metavar="NAME",
                         help=f"cloud from clouds.yaml (default: {default_help}){more}")
     if region:

@@ -466,6 +466,9 @@ def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path |
         promoted=result.promoted, duration_seconds=result.duration,
         exit_code=result.exit_code, finished_at=finished,
         extra={"report": str(result.report_path) if result.report_path else None,
+               # A verified image a failed promotion kept, or one whose boot test failed:
+               # what `osbuild images verify` or `promote` takes ("image ID (NAME)").
+               "kept": [k for k in result.kept if k.startswith("image ")],
                "kind": str(result.kind), "parent_image_id": result.parent_image_id,
                "resumed_duration_seconds": result.resumed_duration},
     )

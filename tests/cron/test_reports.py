@@ -50,6 +50,21 @@ def test_webhook_gets_the_summary_after_one_injected_failure(cron: Cron,
     assert report["promotion"] == {"promoted": True, "name": done["image_name"], "rotated": []}
 
 
+def test_a_failed_boot_tests_webhook_names_the_image_it_kept(
+        cron: Cron, receiver: WebhookReceiver) -> None:
+    receiver.responses.clear()
+    cron.sim.faults.add_guest_scenario({"no_password": True}, name="-verify$", times=1)
+    spec = cron.spec(notify={"url": receiver.url, "on": ["failure"]})
+    run = cron.build(spec)
+    assert run.exit_code == 1, run.why
+    [summary] = receiver.delivered
+    assert (summary["stage"], summary["verify"], summary["image"]) == ("verify", "failed", None)
+    [kept] = summary["kept"]
+    [image] = [e["id"] for e in run.named("resource.created") if e["kind"] == "image"
+               and e["name"].endswith("-image")]
+    assert kept.startswith(f"image {image} (")
+
+
 def test_failed_build_is_posted(cron: Cron, receiver: WebhookReceiver) -> None:
     receiver.responses.clear()
     spec = cron.spec(notify={"url": receiver.url, "on": ["failure"]},

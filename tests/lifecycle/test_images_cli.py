@@ -143,3 +143,24 @@ def test_images_list_right_after_a_build_at_speed_1000_shows_a_real_age(
     # Under a second old it reads `0s` (parse_duration takes positive durations only).
     assert age == "0s" or parse_duration(age) <= took + 5
     assert 0 <= image["age_seconds"] <= took + 5
+
+
+def test_images_take_the_specs_cloud_and_one_cloud_only(lifecycle: Lifecycle) -> None:
+    import yaml
+
+    spec = lifecycle.spec("lc-clouds")
+    data = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**data, "clouds": [lifecycle.sim.cloud_name]}))
+    # As `osbuild build SPEC` would: the spec's one cloud, no --os-cloud needed.
+    listed = lifecycle.cli("images", "list", str(spec))
+    assert (listed.code, listed.out) == (0, "lc-clouds: no images\n"), listed.err
+    spec.write_text(yaml.safe_dump({**data, "clouds": [lifecycle.sim.cloud_name, "west"]}))
+    both = lifecycle.cli("images", "rollback", str(spec))
+    assert both.code == 2
+    assert both.err == (f"osbuild: error: images rollback: {spec} builds in 2 clouds "
+                        f"({lifecycle.sim.cloud_name}, west); give one with --os-cloud NAME\n")
+    # Two clouds to a one-cloud command: a usage error, not the last one silently.
+    twice = lifecycle.images("list", "--family", "lc-clouds", "--os-cloud", "west")
+    assert twice.code == 2
+    assert (f"--os-cloud: this command works in one cloud; got west and "
+            f"{lifecycle.sim.cloud_name}") in twice.err
