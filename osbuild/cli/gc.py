@@ -7,11 +7,11 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from osbuild.cli import options
 from osbuild.durations import format_duration
-from osbuild.errors import CleanupIncomplete
+from osbuild.errors import EXIT_INVALID_INPUT, CleanupIncomplete
 from osbuild.naming import GC_OLDER_THAN
 
 if TYPE_CHECKING:
@@ -43,35 +43,35 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not above: they load openstacksdk, and `osbuild gc --help` should not.
-    from osbuild.cloud.connect import check_auth, cloud_identity, connect
     from osbuild.unattended.gc import collect
     from osbuild.unattended.state import StateStore
 
     store = StateStore(args.state_dir)
-    clouds: list[str | None] = list(args.os_cloud or [None])
-    results: dict[str, GcResult] = {}
-    for cloud in clouds:
-        conn = connect(cloud, region_name=args.os_region_name, **options.pace_override(args))
-        check_auth(conn, cloud)
-        name = cloud_identity(conn, cloud)
-        results[name] = collect(conn, older_than=args.older_than, dry_run=args.dry_run,
-                                store=store, cloud=name)
+    results, unreachable = options.each_cloud(
+        args, lambda conn, name: collect(conn, older_than=args.older_than,
+                                         dry_run=args.dry_run, store=store, cloud=name))
     if args.json:
-        # One JSON object on one line, as every --json output (cron mail, log shipping).
-        json.dump({name: {**r.to_dict(), "unreadable_state_files": store.unreadable}
-                   for name, r in results.items()}, sys.stdout)
+        # One JSON object on one line, as every --json output (cron mail, log shipping);
+        # a cloud it could not reach is an entry with its error.
+        out: dict[str, Any] = {name: {**r.to_dict(), "unreadable_state_files": store.unreadable}
+                               for name, r in results.items()}
+        if unreachable:
+            out["unreachable_clouds"] = unreachable
+        json.dump(out, sys.stdout)
         print()
     else:
         from osbuild.cli.output import warn_unreadable_states
 
         warn_unreadable_states(store.unreadable)
         for name, result in results.items():
-            _print_text(name, result, show_cloud=len(results) > 1)
+            _print_text(name, result, show_cloud=len(results) > 1 or bool(unreachable))
+        for line in unreachable:
+            print(f"osbuild: error: {line}", file=sys.stderr)
     leftovers = [f"{f.resource.kind} {f.resource.id} ({f.resource.name}): {f.error}"
                  for r in results.values() for f in r.failed]
     if leftovers:
         raise CleanupIncomplete(leftovers)
-    return 0
+    return EXIT_INVALID_INPUT if unreachable else 0
 
 
 def _print_text(cloud: str, result: GcResult, *, show_cloud: bool) -> None:

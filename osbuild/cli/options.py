@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from osbuild.durations import parse_duration
 
@@ -97,3 +98,37 @@ def pace_override(args: argparse.Namespace) -> dict[str, Any]:
 
     scale = getattr(args, "time_scale", None)
     return {PACE_KEY: scale} if scale is not None else {}
+
+
+T = TypeVar("T")
+
+
+def each_cloud(args: argparse.Namespace, per_cloud: Callable[[Any, str], T],
+               ) -> tuple[dict[str, T], list[str]]:
+    """``per_cloud(conn, name)`` in every ``--os-cloud`` (read-only commands: status, gc).
+
+    A cloud that cannot be reached or refuses the credentials is a problem line, and the
+    others are still done: one region down must not blank the status page or stop the gc
+    of the rest. Raises as before when no cloud could be reached."""
+    from osbuild.cloud.connect import check_auth, cloud_identity, connect
+    from osbuild.errors import InvalidInput, OsbuildError
+
+    results: dict[str, T] = {}
+    failures: list[OsbuildError] = []
+    for cloud in list(args.os_cloud or [None]):
+        try:
+            conn = connect(cloud, region_name=args.os_region_name, **pace_override(args))
+            check_auth(conn, cloud)
+        except OsbuildError as exc:
+            failures.append(exc)
+            continue
+        try:
+            name = cloud_identity(conn, cloud)
+            results[name] = per_cloud(conn, name)
+        finally:
+            conn.close()
+    if failures and not results:
+        if len(failures) == 1:
+            raise failures[0]
+        raise InvalidInput([line for exc in failures for line in exc.lines()])
+    return results, [line for exc in failures for line in exc.lines()]

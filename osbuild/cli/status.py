@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuild.cli import options
-from osbuild.errors import InvalidInput
+from osbuild.errors import EXIT_INVALID_INPUT, InvalidInput
 
 if TYPE_CHECKING:
     from osbuild.report.status import FamilyStatus
@@ -32,26 +32,21 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from osbuild.cloud.connect import check_auth, cloud_identity, connect
     from osbuild.report.status import cloud_status
     from osbuild.unattended.state import StateStore
 
     store = StateStore(args.state_dir)
     now = datetime.now(UTC)
-    rows: list[FamilyStatus] = []
-    clouds: list[str] = []
-    for cloud in list(args.os_cloud or [None]):
-        conn = connect(cloud, region_name=args.os_region_name, **options.pace_override(args))
-        check_auth(conn, cloud)
-        name = cloud_identity(conn, cloud)
-        clouds.append(name)
-        rows.extend(cloud_status(conn, name, store, now))
+    found, unreachable = options.each_cloud(
+        args, lambda conn, name: cloud_status(conn, name, store, now))
+    clouds = list(found)
+    rows: list[FamilyStatus] = [row for cloud_rows in found.values() for row in cloud_rows]
     if args.html is not None:
         from osbuild.report.status_page import write_status_html
 
         try:
             written = write_status_html(args.html, rows, clouds=clouds, state_dir=store.root,
-                                        now=now)
+                                        now=now, unreachable=unreachable)
         except OSError as exc:  # as `osbuild report --html` says it
             raise InvalidInput([f"{args.html}: cannot write the page: "
                                 f"{exc.strerror or exc}"]) from None
@@ -60,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"generated": now.isoformat(timespec="seconds"), "clouds": clouds,
                    "families": [row.to_dict(now) for row in rows],
-                   "unreadable_state_files": store.unreadable}, sys.stdout)
+                   "unreadable_state_files": store.unreadable,
+                   "unreachable_clouds": unreachable}, sys.stdout)
         print()
     else:
         from osbuild.cli.output import warn_unreadable_states
@@ -70,4 +66,8 @@ def run(args: argparse.Namespace) -> int:
             from osbuild.report.status_page import status_table
 
             status_table(rows, now=now, print_to=sys.stdout)
-    return 0
+        for line in unreachable:
+            print(f"osbuild: error: {line}", file=sys.stderr)
+    # The clouds that answered are shown; the others make it exit 2 (in --json, named in
+    # the document: stdout stays one JSON document and stderr stays quiet).
+    return EXIT_INVALID_INPUT if unreachable else 0

@@ -74,14 +74,16 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
 
 
 def render_status_html(rows: list[FamilyStatus], *, clouds: list[str], state_dir: Path,
-                       now: datetime) -> str:
+                       now: datetime, unreachable: list[str] | None = None) -> str:
     return render_page("status.html.j2", Redactor(), rows=rows, clouds=clouds,
                        state_dir=str(state_dir), now=now,
-                       generated=now.isoformat(timespec="seconds"), spark=spark_points)
+                       generated=now.isoformat(timespec="seconds"), spark=spark_points,
+                       unreachable=unreachable or [])
 
 
 def write_status_html(path: Path, rows: list[FamilyStatus], *, clouds: list[str],
-                      state_dir: Path, now: datetime) -> Path:
-    path.write_text(render_status_html(rows, clouds=clouds, state_dir=state_dir, now=now),
-                    encoding="utf-8")
+                      state_dir: Path, now: datetime,
+                      unreachable: list[str] | None = None) -> Path:
+    path.write_text(render_status_html(rows, clouds=clouds, state_dir=state_dir, now=now,
+                                       unreachable=unreachable), encoding="utf-8")
     return path

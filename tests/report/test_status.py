@@ -21,7 +21,7 @@ from tests.unattended.helpers import image as _image
 from tests.unattended.helpers import server as _server
 from tests.unattended.helpers import volume as _volume
 
-from .helpers import active_content, parse, table_rows
+from .helpers import active_content, parse, table_rows, text_of
 
 FAMILY = "ws2022"
 HOSTILE = "msiexec <script>alert(1)</script> \x1b[2J"
@@ -253,3 +253,49 @@ def test_an_unreadable_state_file_is_named_in_the_output_not_logged(
         out, err = capsys.readouterr()
         assert err.splitlines() == [f"osbuild: warning: skipped unreadable state file "
                                     f"{broken}: {found[str(broken)]}"]
+
+
+def test_an_unreachable_cloud_is_named_and_the_others_are_shown(
+        fleet: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import socket as sockets
+
+    import yaml
+
+    sim = fleet["sim"]
+    config = Path(os.environ["OS_CLIENT_CONFIG_FILE"])
+    data = yaml.safe_load(config.read_text())
+    with sockets.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    north = dict(data["clouds"][sim.cloud_name])
+    north["auth"] = {**north["auth"], "auth_url": f"http://127.0.0.1:{port}/identity/v3"}
+    data["clouds"]["north"] = north
+    config.write_text(yaml.safe_dump(data))
+    state = ["--state-dir", str(fleet["store"].root)]
+    clouds = ["--os-cloud", sim.cloud_name, "--os-cloud", "north"]
+
+    page = tmp_path / "status.html"
+    assert main(["status", *clouds, *state, "--json", "--html", str(page)]) == 2
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert err == ""  # --json: the document says it
+    assert document["clouds"] == [sim.cloud_name]
+    assert {row["family"] for row in document["families"]} >= {"ws2022"}
+    [why] = document["unreachable_clouds"]
+    assert why.startswith("north: ")
+    assert f"not shown, unreachable: {why}" in text_of(parse(page.read_text()), "unreachable")
+
+    assert main(["status", *clouds, *state]) == 2
+    out, err = capsys.readouterr()
+    assert "ws2022-cur" in out and err == f"osbuild: error: {why}\n"
+
+    # gc does the clouds it reaches (a dry run here) and names the other.
+    assert main(["gc", *clouds, *state, "--dry-run", "--json"]) == 2
+    out, err = capsys.readouterr()
+    swept = json.loads(out)
+    assert swept["unreachable_clouds"] == [why] and sim.cloud_name in swept and err == ""
+    # With no cloud reached, as before: the error alone.
+    assert main(["status", "--os-cloud", "north", *state]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"osbuild: error: {why}\n"
