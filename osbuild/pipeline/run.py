@@ -286,7 +286,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
                  fingerprint=result.fingerprint, verify=result.verify,
                  promoted=result.promoted, interrupted=result.interrupted,
                  kind=str(kind), parent_image_id=result.parent_image_id,
-                 generation=result.generation)
+                 generation=result.generation, cloud=ctx.cloud_name)
     elif result.skipped:
         ctx.emit(EventName.BUILD_SKIPPED, at_elapsed=end, reason=result.skipped,
                  cloud=ctx.cloud_name)
@@ -294,7 +294,7 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
         ctx.emit(EventName.BUILD_FAILED, at_elapsed=end, reason=str(error),
                  details=error.lines(), stage=result.failed_stage,
                  exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
-                 report=str(result.report_path))
+                 report=str(result.report_path), cloud=ctx.cloud_name)
     return result
 
 

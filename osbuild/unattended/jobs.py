@@ -23,6 +23,7 @@ from osbuild.cloud.clock import session_clock
 from osbuild.cloud.connect import check_auth, cloud_identity, connect
 from osbuild.durations import format_duration
 from osbuild.errors import (
+    EXIT_INTERRUPTED,
     Interrupted,
     InvalidInput,
     LockBusy,
@@ -469,6 +470,8 @@ def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path |
                # A verified image a failed promotion kept, or one whose boot test failed:
                # what `osbuild images verify` or `promote` takes ("image ID (NAME)").
                "kept": [k for k in result.kept if k.startswith("image ")],
+               # exit_code 130: stopped by SIGINT/SIGTERM, not failed on its own.
+               "interrupted": result.exit_code == EXIT_INTERRUPTED,
                "kind": str(result.kind), "parent_image_id": result.parent_image_id,
                "resumed_duration_seconds": result.resumed_duration},
     )

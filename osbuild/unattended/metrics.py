@@ -37,7 +37,8 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "osbuild_last_build_duration_seconds": (
         "gauge",
-        "Wall time of the last build of this family and cloud.",
+        "Duration of the last build of this family and cloud, in the cloud's time "
+        "(a resumed build's from its first start).",
     ),
     "osbuild_last_build_result": (
         "gauge",

@@ -37,6 +37,7 @@ def test_webhook_gets_the_summary_after_one_injected_failure(cron: Cron,
     [summary] = receiver.delivered
     done = run.success
     assert summary["result"] == "success" and summary["build_id"] == done["build_id"]
+    assert summary["interrupted"] is False and done["cloud"] == cron.sim.cloud_name
     assert summary["image"]["id"] == done["image_id"]
     assert summary["fingerprint"] == done["fingerprint"] and len(summary["fingerprint"]) == 64
     assert summary["verify"] == "passed" and summary["promoted"] is True
