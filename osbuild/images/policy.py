@@ -44,13 +44,12 @@ def plan(images: list[FamilyImage], policy: RotationPolicy,
     # or was rolled back from takes no such slot (three of them kept after a good build
     # deleted the image that had been current just before it). They go once they are
     # beyond the newest `keep` of all.
-    usable = [i for i in ordered if _usable(i)]
+    usable_rank = {i.id: n for n, i in enumerate(i for i in ordered if _usable(i))}
     reasons: dict[str, str] = {}
     for rank, image in enumerate(ordered):
         if image.current or image.status != "active" or image.verify == VERIFY_PENDING:
             continue
-        ranked = usable.index(image) if image in usable else rank
-        why = _delete_reason(image, ranked, current, policy, now)
+        why = _delete_reason(image, usable_rank.get(image.id, rank), current, policy, now)
         if why:
             reasons[image.id] = why
 
