@@ -124,11 +124,12 @@ def print_image(result: BuildResult) -> None:
     from osbuild.report.pages import format_bytes
 
     props = result.image_properties
-    print(f"\nimage {result.image_name} ({result.image_id})")
+
     def size(key: str) -> str:
         value = props.get(key, "")
         return format_bytes(int(value)) if value.isdigit() else "-"
 
+    print(f"\nimage {result.image_name} ({result.image_id})")
     print(f"  {size(PROP_SIZE)} stored, a {size(PROP_VIRTUAL_SIZE)} disk; "
           f"{props.get(naming.PROP_BUILD_KIND, 'full')} build; "
           f"boot test {props.get(naming.PROP_VERIFY, '-')}")

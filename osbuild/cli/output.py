@@ -81,7 +81,6 @@ def rotation_lines(rotated: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{r.get('image_name')} ({r.get('image_id')}): {r.get('reason')}" for r in rotated]
 
 
-
 class ViewConsole(Console):
     """rich's Console, except that a closed pipe is the view's business: rich's default
     points stdout at /dev/null and exits the process, with a builder still to delete."""
