@@ -53,7 +53,7 @@ class Clock:
         how to go on counting a time that another process started."""
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return max((datetime.now(UTC) - moment).total_seconds(), 0.0) * self.scale
+        return self.between(moment, datetime.now(UTC))
 
     def between(self, start: datetime, end: datetime) -> float:
         """Cloud seconds between two wall-clock moments (a state file's start and end)."""
