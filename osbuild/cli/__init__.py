@@ -123,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     try:
         from osbuild import redact  # after parsing: --help stays fast
+        from osbuild.cli import jsonout
 
+        jsonout.forget()
         _configure_logging(debug=args.debug)
         return int(args.handler(args))
     except OsbuildError as exc:
@@ -135,9 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         for line in exc.lines():
             print(f"osbuild: error: {line}", file=sys.stderr)
+        _json_error(args, exc.lines(), exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         print("osbuild: interrupted", file=sys.stderr)
+        _json_error(args, ["interrupted"], EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_BUILD_FAILED
@@ -148,7 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not type(exc).__module__.startswith(("openstack", "keystoneauth1")) or args.debug:
             raise
         print(f"osbuild: error: cloud: {_one_line(exc)}", file=sys.stderr)
+        _json_error(args, [f"cloud: {_one_line(exc)}"], EXIT_BUILD_FAILED)
         return EXIT_BUILD_FAILED
+
+
+def _json_error(args: argparse.Namespace, lines: Sequence[str], exit_code: int) -> None:
+    """With --json, the error as an `error` event on stdout too, unless the command already
+    wrote JSON there (a build's `build.failed`, gc's result with its leftovers)."""
+    from osbuild.cli import jsonout
+
+    if getattr(args, "json", False) and not jsonout.written():
+        command = " ".join(part for part in (args.command, getattr(args, "images_command", None))
+                           if part)
+        jsonout.print_error(command, lines, exit_code)
 
 
 def _configure_logging(*, debug: bool) -> None:

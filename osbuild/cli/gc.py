@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from osbuild.cli import options
+from osbuild.cli import jsonout, options
 from osbuild.durations import format_duration
 from osbuild.errors import EXIT_INVALID_INPUT, CleanupIncomplete
 from osbuild.naming import GC_OLDER_THAN
@@ -57,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
                                for name, r in results.items()}
         if unreachable:
             out["unreachable_clouds"] = unreachable
-        json.dump(out, sys.stdout)
-        print()
+        jsonout.print_json(out)
     else:
         from osbuild.cli.output import warn_unreadable_states
 

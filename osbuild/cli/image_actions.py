@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +10,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from osbuild.cli import options
+from osbuild.cli import jsonout, options
 from osbuild.cli.build import print_signal
 from osbuild.cli.output import event_view
 from osbuild.cloud.connect import Connection, check_auth, connect
@@ -175,7 +174,7 @@ def _list(args: argparse.Namespace, conn: Connection, family: str) -> int:
     images = list_family(conn, family)
     now = datetime.now(UTC)
     if args.json:
-        print(json.dumps({"family": family, "images": [i.to_dict(now) for i in images]}))
+        jsonout.print_json({"family": family, "images": [i.to_dict(now) for i in images]})
         return 0
     if not images:
         print(f"{family}: no images")
@@ -199,8 +198,8 @@ def _prune(args: argparse.Namespace, conn: Connection, family: str,
            policy: RotationPolicy) -> int:
     decisions = prune(conn, family, policy, dry_run=args.dry_run)
     if args.json:
-        print(json.dumps({"family": family, "dry_run": args.dry_run,
-                          "decisions": [_decision_dict(d) for d in decisions]}))
+        jsonout.print_json({"family": family, "dry_run": args.dry_run,
+                            "decisions": [_decision_dict(d) for d in decisions]})
         return 0
     verb = {"delete": "would delete", "hide": "would hide"} if args.dry_run else \
         {"delete": "deleted", "hide": "hid"}
@@ -226,7 +225,7 @@ def _changed(args: argparse.Namespace, verb: str, image: FamilyImage, *,
         if rolled_back_from is not None:
             out["rolled_back_from"] = rolled_back_from.to_dict()
             out["passed_over"] = [i.to_dict() for i in passed_over or []]
-        print(json.dumps(out))
+        jsonout.print_json(out)
     else:
         print(f"{image.family}: {verb} {image.name} ({image.id}, version {image.version})")
         if rolled_back_from is not None:

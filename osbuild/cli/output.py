@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from osbuild.cli import jsonout
 from osbuild.durations import format_duration
 from osbuild.pipeline.events import Event, EventName
 
@@ -29,13 +29,11 @@ class JsonLines:
         self._closed = False
 
     def __call__(self, event: Event) -> None:
-        line = json.dumps(event.as_json(), default=str, sort_keys=False)
         with self._lock:
             if self._closed:
                 return
             try:
-                self._stream.write(line + "\n")
-                self._stream.flush()
+                jsonout.print_json(event.as_json(), self._stream)
             except (BrokenPipeError, ValueError):
                 # The reader went away (`| head`, a log shipper restarted): the build goes
                 # on, and cleans up, without it.

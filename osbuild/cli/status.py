@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuild.cli import options
+from osbuild.cli import jsonout, options
 from osbuild.errors import EXIT_INVALID_INPUT, InvalidInput
 
 if TYPE_CHECKING:
@@ -53,11 +52,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:  # stdout is the JSON document then
             print(written)
     if args.json:
-        json.dump({"generated": now.isoformat(timespec="seconds"), "clouds": clouds,
-                   "families": [row.to_dict(now) for row in rows],
-                   "unreadable_state_files": store.unreadable,
-                   "unreachable_clouds": unreachable}, sys.stdout)
-        print()
+        jsonout.print_json({"generated": now.isoformat(timespec="seconds"), "clouds": clouds,
+                            "families": [row.to_dict(now) for row in rows],
+                            "unreadable_state_files": store.unreadable,
+                            "unreachable_clouds": unreachable})
     else:
         from osbuild.cli.output import warn_unreadable_states
 

@@ -4,10 +4,9 @@ cloud too (what `osbuild build` checks before creating anything), creating nothi
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
-from osbuild.cli import options
+from osbuild.cli import jsonout, options
 from osbuild.errors import CloudError, InvalidInput, OsbuildError, PreflightError, SpecError
 
 if TYPE_CHECKING:
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         elif isinstance(error, SpecError):
             error = SpecError(problems)
     if args.json:
-        print(json.dumps({"valid": error is None, "ok": checked, "problems": problems}))
+        jsonout.print_json({"valid": error is None, "ok": checked, "problems": problems})
         return error.exit_code if error is not None else 0
     if not online:
         for ok in checked:

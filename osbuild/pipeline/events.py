@@ -38,6 +38,8 @@ class EventName(StrEnum):
     NOTIFY_SENT = "notify.sent"
     WARNING = "warning"
     INFO = "info"  # worth knowing, nothing wrong: shown in plain output, not as a warning
+    # Not a build's: a command stopped on an error before it wrote any JSON (cli/jsonout.py).
+    ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,9 @@ class Event:
         return {
             "event": str(self.name),
             "time": self.time.isoformat(timespec="milliseconds"),
-            "build_id": self.build_id,
-            "family": self.family,
+            # An event outside any build (error) has neither: null, not "".
+            "build_id": self.build_id or None,
+            "family": self.family or None,
             **self.fields,
         }
 

@@ -1,0 +1,47 @@
+"""What `--json` writes on stdout: one JSON object per line, and whether anything was written.
+
+The CLI's last resort needs the second part: a command that stops on an error before it wrote
+any JSON (an invalid spec, an unknown cloud, a refused login) still leaves its log pipeline
+one line saying so (:func:`print_error`), instead of output only on stderr, which a shipper
+reading stdout never sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+_written = threading.Event()
+
+
+def print_json(obj: Any, stream: TextIO | None = None) -> None:
+    """``obj`` as one line on stdout (``stream``), flushed."""
+    out = stream or sys.stdout
+    out.write(json.dumps(obj, default=str, sort_keys=False) + "\n")
+    out.flush()
+    _written.set()
+
+
+def forget() -> None:
+    """A new command starts (tests run several in one process)."""
+    _written.clear()
+
+
+def written() -> bool:
+    """Whether this process has written a JSON line on stdout."""
+    return _written.is_set()
+
+
+def print_error(command: str, errors: Sequence[str], exit_code: int) -> None:
+    """The `error` event: what stopped ``command`` before it wrote any JSON (its lines are
+    the ones stderr shows, already redacted)."""
+    from osbuild.pipeline.events import Event, EventName  # the package loads the SDK
+
+    event = Event(EventName.ERROR, "", "", {"command": command, "exit_code": exit_code,
+                                            "errors": list(errors)})
+    with contextlib.suppress(BrokenPipeError, ValueError):  # the reader went away
+        print_json(event.as_json())
