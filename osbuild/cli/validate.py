@@ -104,8 +104,11 @@ def _preflight(args: argparse.Namespace,
                         "parent_image_id": parent.image_id if parent else None,
                         "reason": choice.reason})
         if not args.json:
-            kind = (f"a refresh of {parent.name} ({parent.image_id})" if parent is not None
-                    else "a full build")
+            kind, reason = "a full build", choice.reason
+            if parent is not None:
+                kind = f"a refresh of {parent.name} ({parent.image_id})"
+                # The reason names the parent too ("NAME (ID) has the same inputs..."): once.
+                reason = reason.replace(f"{parent.name} ({parent.image_id}) ", "it ", 1)
             print(f"{job.spec.source_path}: ok in {identities[job.cloud]} ({job.spec.name}: "
-                  f"{kind}; {choice.reason})")
+                  f"{kind}; {reason})")
     return checked, list(found.problems)

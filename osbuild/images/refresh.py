@@ -122,8 +122,8 @@ def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,
     if generation >= spec.refresh.max_generations:
         return Choice(None, f"{name} is refresh {generation} in a row "
                             f"(refresh.max_generations: {spec.refresh.max_generations})")
-    made = ("a full build" if generation == 0
-            else f"refresh {generation} of {spec.refresh.max_generations} in a row")
+    made = ("was made by a full build" if generation == 0
+            else f"is refresh {generation} of {spec.refresh.max_generations} in a row")
     return Choice(parent_from(props), f"{name} has the same inputs, is "
                                       f"{format_duration(max(age, 0))} old and {made}")
 

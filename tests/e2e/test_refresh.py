@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from osbuild import naming
+from osbuild.cli import main
 from osbuild.errors import InvalidInput
 from osbuild.images.family import list_family
 from osbuild.images.manage import rollback
@@ -128,6 +131,15 @@ def test_auto_builds_in_full_after_the_generation_cap_then_refreshes_again(
     assert "refresh 1 in a row (refresh.max_generations: 1)" in _kind(capped)["reason"]
     full_id = capped.success["image_id"]
     assert _image(cloud, full_id)[naming.PROP_GENERATION] == "0"
+    # `validate --refresh auto` names the parent once (it said NAME (ID) twice, session 29).
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["validate", str(family.spec), "--os-cloud", cloud.sim.cloud_name,
+                     "--refresh", "auto"]) == 0
+    said = out.getvalue()
+    assert f"a refresh of {_image(cloud, full_id)['name']} ({full_id}); it has the same " \
+           "inputs, is " in said, said
+    assert said.count(full_id) == 1, said
 
     again = cloud.build(family.spec, extra=("--refresh", "auto"))
     assert again.exit_code == 0, again.why
@@ -135,7 +147,8 @@ def test_auto_builds_in_full_after_the_generation_cap_then_refreshes_again(
     assert _kind(again)["parent_image_id"] == full_id
     # Its parent is a full build: not "refresh 0 in a row" (found from outside, session 28).
     assert "has the same inputs, is " in _kind(again)["reason"]
-    assert _kind(again)["reason"].endswith(" old and a full build"), _kind(again)["reason"]
+    reason = _kind(again)["reason"]
+    assert reason.endswith(" old and was made by a full build"), reason
     assert _current(cloud) == again.success["image_id"]
 
 
