@@ -18,12 +18,15 @@ from typing import Any, TextIO
 _written = threading.Event()
 
 
-def print_json(obj: Any, stream: TextIO | None = None) -> None:
-    """``obj`` as one line on stdout (``stream``), flushed."""
+def print_json(obj: Any, stream: TextIO | None = None, *, outcome: bool = True) -> None:
+    """``obj`` as one line on stdout (``stream``), flushed. ``outcome``: the line tells how
+    the command ended (a result, a build's end); a progress event does not, and an error
+    after it still gets its `error` line (a refused run's webhook sends `notify.sent`)."""
     out = stream or sys.stdout
     out.write(json.dumps(obj, default=str, sort_keys=False) + "\n")
     out.flush()
-    _written.set()
+    if outcome:
+        _written.set()
 
 
 def forget() -> None:
@@ -32,7 +35,7 @@ def forget() -> None:
 
 
 def written() -> bool:
-    """Whether this process has written a JSON line on stdout."""
+    """Whether this command has written a JSON line on stdout that tells how it ended."""
     return _written.is_set()
 
 

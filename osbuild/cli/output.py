@@ -19,6 +19,10 @@ from osbuild.cli import jsonout
 from osbuild.durations import format_duration
 from osbuild.pipeline.events import Event, EventName
 
+# The events that end a build: after one, an error reaching the CLI is not the only word.
+_OUTCOMES = frozenset({EventName.BUILD_SUCCEEDED, EventName.BUILD_FAILED,
+                       EventName.BUILD_SKIPPED})
+
 
 class JsonLines:
     """One JSON object per line on stdout: for cron, journald and log shipping."""
@@ -33,7 +37,8 @@ class JsonLines:
             if self._closed:
                 return
             try:
-                jsonout.print_json(event.as_json(), self._stream)
+                jsonout.print_json(event.as_json(), self._stream,
+                                   outcome=event.name in _OUTCOMES)
             except (BrokenPipeError, ValueError):
                 # The reader went away (`| head`, a log shipper restarted): the build goes
                 # on, and cleans up, without it.

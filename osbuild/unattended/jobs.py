@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,15 +128,25 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     if shared:
         raise InvalidInput(shared)
     distinct = list(dict.fromkeys(job.cloud for job in jobs))
-    identities = _check_clouds(distinct, region_name=region_name, settings=settings)
+    reached = _reach_clouds(distinct, region_name=region_name, settings=settings)
+    identities = reached.identities
     bus = _bus(listeners)
+    if reached.problems:
+        # A cloud that refused or did not answer builds nothing in any cloud (exit 2, every
+        # problem at once): to cron's alerts a failure of each build, as a refused preflight.
+        unreached = RunRefused(reached.problems, of_job=[
+            reached.problems_of.get(job.cloud, []) for job in jobs])
+        _record_refused(jobs, reached.labels, unreached, metrics_file=metrics_file, bus=bus,
+                        what="its clouds")
+        raise InvalidInput(reached.problems)
     # Every build of the run, before the first one creates anything (exit 2 with them all).
     try:
         preflight_run(jobs=jobs, identities=identities, options=options, parallel=parallel,
                       region_name=region_name, settings=settings, refresh=refresh,
                       if_changed=if_changed, wait_lock=wait_lock)
     except RunRefused as refused:
-        _record_refused(jobs, identities, refused, metrics_file=metrics_file, bus=bus)
+        _record_refused(jobs, identities, refused, metrics_file=metrics_file, bus=bus,
+                        what="its preflight")
         raise
     cancel = CancelToken()
 
@@ -183,8 +193,9 @@ def preflight_only(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     shared = shared_families(jobs)
     if shared:
         raise InvalidInput(shared)
-    identities, unreached = _reach_clouds(list(dict.fromkeys(job.cloud for job in jobs)),
-                                          region_name=region_name, settings=settings)
+    reached_clouds = _reach_clouds(list(dict.fromkeys(job.cloud for job in jobs)),
+                                   region_name=region_name, settings=settings)
+    identities, unreached = reached_clouds.identities, reached_clouds.problems
     if unreached and not identities:
         raise InvalidInput(unreached)
     # The clouds that answered are checked all the same: every problem at once.
@@ -289,35 +300,40 @@ def _lock_notices(bus: EventBus, build_id: str, family: str,
     }
 
 
-def _check_clouds(clouds: Sequence[str | None], *, region_name: str | None,
-                  settings: Mapping[str, Any]) -> dict[str | None, str]:
-    """Each cloud's identity; wrong credentials are input errors, before anything is built,
-    every cloud's at once."""
-    identities, problems = _reach_clouds(clouds, region_name=region_name, settings=settings)
-    if problems:
-        raise InvalidInput(problems)
-    return identities
+@dataclass
+class _Reached:
+    identities: dict[str | None, str] = field(default_factory=dict)  # the clouds that answer
+    problems_of: dict[str | None, list[str]] = field(default_factory=dict)  # the others'
+    # What the metrics and webhooks call every cloud, one that did not answer too.
+    labels: dict[str | None, str] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[str]:
+        return [line for lines in self.problems_of.values() for line in lines]
 
 
 def _reach_clouds(clouds: Sequence[str | None], *, region_name: str | None,
-                  settings: Mapping[str, Any]) -> tuple[dict[str | None, str], list[str]]:
-    """The identity of each cloud that answers, and the problem of each that does not."""
-    identities: dict[str | None, str] = {}
-    problems: list[str] = []
+                  settings: Mapping[str, Any]) -> _Reached:
+    """The identity of each cloud that answers, and the problems of each that does not;
+    wrong credentials are input errors, before anything is built, every cloud's at once."""
+    reached = _Reached()
     for cloud in clouds:
+        reached.labels[cloud] = cloud or "default"
         try:
             conn = connect(cloud, region_name=region_name, **settings)
         except InvalidInput as exc:
-            problems.extend(exc.lines())
+            reached.problems_of[cloud] = exc.lines()
             continue
         try:
+            # From the configuration alone: a cloud that does not answer has it too.
+            reached.labels[cloud] = cloud_identity(conn, cloud)
             check_auth(conn, cloud)
-            identities[cloud] = cloud_identity(conn, cloud)
+            reached.identities[cloud] = reached.labels[cloud]
         except InvalidInput as exc:
-            problems.extend(exc.lines())
+            reached.problems_of[cloud] = exc.lines()
         finally:
             conn.close()
-    return identities, problems
+    return reached
 
 
 def _locked_build(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str, *,
@@ -394,12 +410,14 @@ def _locked_attempt(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str
 
 
 def _record_refused(jobs: Sequence[Job], identities: Mapping[str | None, str],
-                    refused: RunRefused, *, metrics_file: Path | None, bus: EventBus) -> None:
+                    refused: RunRefused, *, metrics_file: Path | None, bus: EventBus,
+                    what: str) -> None:
     """Every build of a refused run is a failure in the metrics and webhooks, as a build
-    refused by its own preflight is: cron ignores exit codes, the alerts read these."""
+    refused by its own preflight is: cron ignores exit codes, the alerts read these.
+    ``what`` refused the run: its preflight, or its clouds (one did not answer)."""
     for job, own in zip(jobs, refused.of_job, strict=True):
-        problems = own or [f"not built: the run of {len(jobs)} builds was refused by its "
-                           "preflight: " + "; ".join(refused.problems)]
+        problems = own or [f"not built: the run of {len(jobs)} builds was refused by {what}: "
+                           + "; ".join(refused.problems)]
         result = BuildResult(build_id=new_build_id(), family=job.spec.name,
                              cloud=identities[job.cloud], succeeded=False,
                              error=PreflightError(problems))

@@ -5,15 +5,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from osbuild_sim.media import windows_iso
@@ -262,3 +265,51 @@ def test_a_failed_heartbeat_is_one_warning_event_in_json_with_stderr_merged(cron
     # One warning for the run of failures, not one per poll.
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("could not refresh the builder heartbeat: ")
+
+
+def test_a_cloud_that_does_not_answer_is_a_failure_in_the_metrics_and_webhooks(
+        cron: Cron, tmp_path: Path) -> None:
+    # The same for a run refused before its preflight, by a cloud that did not answer (a
+    # Keystone down for the night): the weekly refresh did not happen and the alerts, which
+    # read these, heard nothing of it (found in session 29).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config = yaml.safe_load(cron.cloud.clouds_yaml.read_text())
+    down = copy.deepcopy(config["clouds"][cron.sim.cloud_name])
+    down["auth"]["auth_url"] = f"http://127.0.0.1:{closed_port}/v3"
+    config["clouds"]["down"] = down
+    clouds_yaml = tmp_path / "clouds.yaml"
+    clouds_yaml.write_text(yaml.safe_dump(config))
+    hook = WebhookReceiver()
+    metrics = tmp_path / "osbuild.prom"
+    try:
+        spec = cron.spec(name="family-a", clouds=[cron.sim.cloud_name, "down"],
+                         notify={"url": hook.url, "on": ["failure"]})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "osbuild", "build", str(spec), "--state-dir",
+             str(cron.state_dir), "--log-dir", str(cron.cloud.log_dir), "--json",
+             "--metrics-file", str(metrics)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+        out, err = read_rest(proc, timeout=120)
+    finally:
+        hook.close()
+    assert proc.returncode == 2, err
+    assert "osbuild: error: down: cannot reach the identity service" in err
+    posted = {body["cloud"]: body for body in hook.delivered}
+    assert set(posted) == {cron.sim.cloud_name, "down"}, hook.delivered
+    assert all(b["result"] == "failure" and b["exit_code"] == 2 for b in posted.values())
+    assert posted["down"]["reason"].startswith("down: cannot reach the identity service")
+    assert posted[cron.sim.cloud_name]["reason"].startswith(
+        "not built: the run of 2 builds was refused by its clouds: down: cannot reach")
+    failures = {s.labels["cloud"]: s.value
+                for f in text_string_to_metric_families(metrics.read_text())
+                for s in f.samples
+                if s.name == "osbuild_builds_total" and s.labels.get("result") == "failure"}
+    assert failures == {cron.sim.cloud_name: 1, "down": 1}
+    # stdout alone tells a log pipeline why nothing was built.
+    events = _events(out)
+    assert [e["event"] for e in events if e["event"] != "notify.sent"] == ["error"], out
+    assert cron.leftovers() == [] and cron.states() == []
+    assert down["auth"]["password"] not in out + err + metrics.read_text()

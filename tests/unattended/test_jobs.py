@@ -216,8 +216,8 @@ def test_parallel_bounds_each_cloud_on_its_own(spec: BuildSpec, tmp_path: Path,
         return _result()
 
     monkeypatch.setattr(jobs, "connect", lambda *a, **k: _Conn())
-    monkeypatch.setattr(jobs, "_check_clouds",
-                        lambda clouds, **k: {c: str(c) for c in clouds})
+    monkeypatch.setattr(jobs, "_reach_clouds", lambda clouds, **k: jobs._Reached(
+        identities={c: str(c) for c in clouds}, labels={c: str(c) for c in clouds}))
     monkeypatch.setattr(jobs, "preflight_run", lambda **k: None)
     monkeypatch.setattr(jobs, "_locked_build", fake_build)
     monkeypatch.setattr(jobs, "report_outcome", lambda **k: None)
