@@ -371,7 +371,8 @@ def _mark_abandoned(store: StateStore, states: dict[str, BuildState],
         if state is None or state.is_finished or live.running(build_id):
             continue
         store.finish(build_id, BuildStatus.FAILED,
-                     error="abandoned; its resources were removed by osbuild gc")
+                     error="abandoned; its resources were removed by osbuild gc",
+                     at=state.updated_at)  # it ended when its osbuild died, not now
         _remove_media(state)
         out.append(build_id)
     return out
@@ -387,7 +388,8 @@ def _retire_emptied(store: StateStore, states: Iterable[BuildState], in_cloud: s
                 or (now - state.updated_at).total_seconds() < older_than):
             continue
         store.finish(state.build_id, BuildStatus.FAILED,
-                     error="abandoned; nothing of it was left in the cloud (osbuild gc)")
+                     error="abandoned; nothing of it was left in the cloud (osbuild gc)",
+                     at=state.updated_at)
         _remove_media(state)
         out.append(state.build_id)
     return out

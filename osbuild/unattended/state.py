@@ -210,10 +210,11 @@ class StateStore:
     def create(self, state: BuildState) -> BuildState:
         return self.save(state)
 
-    def save(self, state: BuildState) -> BuildState:
+    def save(self, state: BuildState, *, at: datetime | None = None) -> BuildState:
+        """Write ``state``, updated now (``at``: then instead)."""
         with self._lock:
             self.ensure()
-            state = state.model_copy(update={"updated_at": _utcnow()})
+            state = state.model_copy(update={"updated_at": at or _utcnow()})
             data = state.model_dump_json(indent=2).encode() + b"\n"
             write_atomic(self.path_for(state.build_id), data, mode=0o600)
             return state
@@ -238,13 +239,15 @@ class StateStore:
     def exists(self, build_id: str) -> bool:
         return self.path_for(build_id).is_file()
 
-    def update(self, build_id: str, **changes: Any) -> BuildState:
-        """Load, change the given fields (validated), save; returns the saved state."""
+    def update(self, build_id: str, *, at: datetime | None = None,
+               **changes: Any) -> BuildState:
+        """Load, change the given fields (validated), save (``at``: as of then); returns the
+        saved state."""
         with self._lock:
             current = self.load(build_id)
             merged = current.model_dump()
             merged.update(changes)
-            return self.save(BuildState.model_validate(merged))
+            return self.save(BuildState.model_validate(merged), at=at)
 
     def record_resource(self, build_id: str, role: str, resource_id: str) -> BuildState:
         with self._lock:
@@ -282,9 +285,12 @@ class StateStore:
             return self.update(build_id, step=step, steps_done=[*current.steps_done, step])
 
     def finish(
-        self, build_id: str, status: BuildStatus, *, error: str | None = None
+        self, build_id: str, status: BuildStatus, *, error: str | None = None,
+        at: datetime | None = None,
     ) -> BuildState:
-        return self.update(build_id, status=status, error=error)
+        """``at``: when the build ended, if not now (gc retiring a dead build: its last
+        sign of life, or its duration would run until gc came)."""
+        return self.update(build_id, status=status, error=error, at=at)
 
     def list(
         self,

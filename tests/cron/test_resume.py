@@ -297,6 +297,7 @@ def test_gc_on_the_dead_builds_host_retires_it_once_another_host_removed_its_res
                  "--state-dir", str(tmp_path / "host-b")]) == 0
     media = cron.cloud.log_dir / first / "media"
     assert media.exists() and cron.store.load(first).status is BuildStatus.RUNNING
+    last_heard = cron.store.load(first).updated_at
     # The same dead build in another cloud: nothing of it is in this one, and that is not
     # this cloud's gc's business.
     elsewhere = first[:-6] + "e15e00"
@@ -310,6 +311,7 @@ def test_gc_on_the_dead_builds_host_retires_it_once_another_host_removed_its_res
     assert f"marked dead build {first} failed: nothing of it is left to resume" in out
     state = cron.store.load(first)
     assert state.status is BuildStatus.FAILED and "nothing of it was left" in (state.error or "")
+    assert state.updated_at == last_heard  # its end: its last sign of life, not gc's visit
     assert not media.exists()
     assert cron.store.load(elsewhere).status is BuildStatus.RUNNING
 

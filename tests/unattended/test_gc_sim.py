@@ -148,6 +148,7 @@ def test_removes_in_order_and_marks_the_build_abandoned(world: World) -> None:
     try:
         w = world.ids
         dead_ports = _ports_of(world, "dead_server")
+        last_heard = world.store.load(DEAD).updated_at
         result = gc.collect(world.conn, older_than=6 * 3600, store=world.store,
                             now=world.now, liveness=_liveness())
         assert result.ok and result.failed == []
@@ -164,6 +165,9 @@ def test_removes_in_order_and_marks_the_build_abandoned(world: World) -> None:
         assert result.abandoned_builds == [DEAD]
         state = world.store.load(DEAD)
         assert state.status is BuildStatus.FAILED and "osbuild gc" in (state.error or "")
+        # It ended when its osbuild died, not when gc came: `status` said "failed in 2h11m"
+        # of a build killed at 46 minutes (found from outside, session 29).
+        assert state.updated_at == last_heard
         assert world.store.load(LOCAL).status is BuildStatus.RUNNING
         # The dead build's answer file (its password) went with it; its transcript and the
         # running build's media stay.
