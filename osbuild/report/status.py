@@ -67,6 +67,7 @@ class FamilyStatus:
     next_image: FamilyImage | None = None
     last_build: LastBuild | None = None
     durations: list[float] = field(default_factory=list)  # oldest first
+    durations_kind: str | None = None  # of those builds: full or refresh
     leftovers: list[gc.Resource] = field(default_factory=list)
     # Builds of the family running now that this state folder does not know: another
     # host's (a builder or family claim with a fresh heartbeat). Its builds here show as the
@@ -80,6 +81,7 @@ class FamilyStatus:
             "next": self.next_image.to_dict(now) if self.next_image else None,
             "last_build": self.last_build.to_dict() if self.last_build else None,
             "durations_seconds": self.durations,
+            "durations_kind": self.durations_kind if self.durations else None,
             "leftovers": [{"kind": r.kind, "id": r.id, "name": r.name,
                            "build_id": r.build_id, "age_seconds": round(r.age_seconds)}
                           for r in self.leftovers],
@@ -103,14 +105,27 @@ def next_in_line(images: list[FamilyImage], current: FamilyImage | None) -> Fami
     return None
 
 
-def _report_duration(state: BuildState) -> float | None:
+def _report(state: BuildState) -> dict[str, Any]:
     if not state.log_dir:
-        return None
+        return {}
     try:
         report = json.loads((Path(state.log_dir) / state.build_id / "report.json").read_text())
-        return float(report["duration_seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _report_duration(state: BuildState) -> float | None:
+    try:
+        return float(_report(state)["duration_seconds"])
+    except (KeyError, TypeError, ValueError):
         return None
+
+
+def _report_kind(state: BuildState) -> str:
+    """full or refresh, as the build's report says (a report from before refreshes: full)."""
+    kind = _report(state).get("kind")
+    return str(kind.get("kind") or "full") if isinstance(kind, dict) else "full"
 
 
 def last_build(state: BuildState, clock: Clock | None = None) -> LastBuild:
@@ -152,10 +167,14 @@ def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[B
         # The trend answers "are builds getting slower?": what the last successful builds
         # took, as their reports measured it. A failed or interrupted build's time says how
         # far it got (seconds, when Ctrl-C came at the claim), and the last build column
-        # shows it.
-        succeeded = [s for s in builds if s.status is BuildStatus.SUCCEEDED]
-        row.durations = [round(d, 1) for d in map(_report_duration, succeeded[-TREND_BUILDS:])
-                         if d is not None]
+        # shows it. Only builds of the newest one's kind: a refresh takes a fraction of a
+        # full build, and a mixed line would jump with every full build between refreshes.
+        succeeded = [(s, _report_kind(s)) for s in builds if s.status is BuildStatus.SUCCEEDED]
+        if succeeded:
+            row.durations_kind = succeeded[-1][1]
+            same = [s for s, kind in succeeded if kind == row.durations_kind]
+            row.durations = [round(d, 1) for d in map(_report_duration, same[-TREND_BUILDS:])
+                             if d is not None]
         rows[family] = row
     for resource in leftovers:
         family = by_build.get(resource.build_id, NO_STATE)

@@ -14,7 +14,7 @@ from osbuild.durations import format_duration
 from osbuild.redact import Redactor, visible
 from osbuild.report.pages import render_page
 from osbuild.report.status import FamilyStatus
-from osbuild.report.trend import spark_points, sparkline
+from osbuild.report.trend import spark_points, sparkline, trend_of
 
 _STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
 
@@ -66,7 +66,8 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
         leftovers = _cell(*(f"{r.kind} {r.name or r.id}" for r in row.leftovers)) \
             if row.leftovers else _cell("none", style="dim")
         trend = _cell(sparkline(row.durations),
-                      f"{_dur(min(row.durations))}-{_dur(max(row.durations))}") \
+                      f"{_dur(min(row.durations))}-{_dur(max(row.durations))}",
+                      trend_of(row.durations_kind)) \
             if row.durations else _cell("-", style="dim")
         table.add_row(_cell(row.family), _cell(row.cloud), current, last_cell, next_cell,
                       leftovers, trend)
@@ -78,6 +79,7 @@ def render_status_html(rows: list[FamilyStatus], *, clouds: list[str], state_dir
     return render_page("status.html.j2", Redactor(), rows=rows, clouds=clouds,
                        state_dir=str(state_dir), now=now,
                        generated=now.isoformat(timespec="seconds"), spark=spark_points,
+                       trend_of=trend_of,
                        unreachable=unreachable or [])
 
 

@@ -12,6 +12,11 @@ def _scaled(values: list[float], steps: int) -> list[int]:
     return [round((v - low) / (high - low) * steps) for v in values]
 
 
+def trend_of(kind: str | None) -> str:
+    """What a trend's builds are: one kind only (a refresh takes a fraction of a full build)."""
+    return "refreshes" if kind == "refresh" else "full builds"
+
+
 def sparkline(values: list[float]) -> str:
     """``▁▃█``: one block per build, oldest first, from the shortest to the longest."""
     if not values:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,8 @@ import pytest
 from osbuild import naming
 from osbuild.cli import main
 from osbuild.cloud.clock import Clock
-from osbuild.report.status import cloud_status, last_build
+from osbuild.report.status import cloud_status, family_rows, last_build
+from osbuild.report.status_page import status_table
 from osbuild.report.trend import sparkline
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 from tests.unattended.helpers import BOOT_IMAGE
@@ -48,14 +50,15 @@ def _published(conn: Any, name: str, version: str, verify: str, *, current: bool
 
 
 def _build(store: StateStore, logs: Path, build_id: str, family: str, status: BuildStatus,
-           duration: float | None = None, error: str | None = None, **extra: Any) -> None:
+           duration: float | None = None, error: str | None = None, kind: str = "full",
+           **extra: Any) -> None:
     store.save(BuildState(build_id=build_id, family=family, cloud=extra.pop("cloud"),
                           nonce="0" * 32, spec_path="/s.yaml", spec_digest="d",
                           status=status, error=error, log_dir=str(logs), **extra))
     if duration is not None:
         (logs / build_id).mkdir(parents=True)
         (logs / build_id / "report.json").write_text(json.dumps(
-            {"build_id": build_id, "duration_seconds": duration}))
+            {"build_id": build_id, "duration_seconds": duration, "kind": {"kind": kind}}))
 
 
 @pytest.fixture
@@ -75,6 +78,9 @@ def fleet(sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     store = StateStore(tmp_path / "state")
     logs = tmp_path / "logs"
     cloud = {"cloud": sim.cloud_name}
+    # A refresh takes a fraction of a full build: not in the full builds' trend.
+    _build(store, logs, "20261118t010000-000018", FAMILY, BuildStatus.SUCCEEDED, 1500.0,
+           kind="refresh", **cloud)
     for day, seconds in ((20, 3600.0), (21, 5400.0), (22, 4000.0)):
         _build(store, logs, f"202611{day}t010000-00000{day - 19}", FAMILY,
                BuildStatus.SUCCEEDED, seconds, **cloud)
@@ -149,6 +155,7 @@ def test_status_shows_each_family_and_changes_nothing(
         "--older-than 0 to start over")
     assert (row["last_build"]["step"], row["last_build"]["died"]) == ("install", True)
     assert row["durations_seconds"] == [3600.0, 5400.0, 4000.0]
+    assert row["durations_kind"] == "full"
     assert rows["ws2019"]["current"] is None and rows["ws2019"]["next"] is None
     assert rows["ws2019"]["last_build"]["reason"] == HOSTILE
     assert rows["ws2019"]["last_build"]["duration_seconds"] == 120.0
@@ -169,6 +176,7 @@ def test_status_shows_each_family_and_changes_nothing(
     assert "made by refresh 2" in table
     assert ids["current"] in table and ids["next"] in table  # the names need not be unique
     assert sparkline([3600.0, 5400.0, 4000.0]) in table
+    assert "full builds" in table and "1h30m full builds" in " ".join(cells["ws2022"][6].split())
     assert "died in step install" in table and "running in -" not in table
     assert f"building on another host: build {ELSEWHERE} (heartbeat 1m" in table
     assert f"building on another host: build {NEW_FAMILY}" in table
@@ -200,6 +208,25 @@ def test_a_build_with_no_report_counts_in_its_clouds_seconds() -> None:
     assert last_build(retired).duration == 90.0
     assert last_build(retired, Clock(600.0)).duration == 54000.0
     assert last_build(retired, Clock(600.0)).finished_at == started + timedelta(seconds=90)
+
+
+def test_the_trend_has_the_builds_of_the_newest_successful_ones_kind(tmp_path: Path) -> None:
+    # A monthly refresh with a full build every few months: one line of both jumped with
+    # every full build, and "are builds getting slower?" had no answer (session 29).
+    store, logs = StateStore(tmp_path / "state"), tmp_path / "logs"
+    for build_id, kind, seconds in (("20260901t010000-000001", "full", 6000.0),
+                                    ("20261001t010000-000002", "refresh", 2400.0),
+                                    ("20261101t010000-000003", "full", 6600.0),
+                                    ("20261201t010000-000004", "refresh", 2600.0)):
+        _build(store, logs, build_id, FAMILY, BuildStatus.SUCCEEDED, seconds, kind=kind,
+               cloud="c")
+    [row] = family_rows("c", {}, store.list(), [])
+    assert (row.durations_kind, row.durations) == ("refresh", [2400.0, 2600.0])
+    assert row.to_dict(datetime.now(UTC))["durations_kind"] == "refresh"
+    out = io.StringIO()
+    status_table([row], now=datetime.now(UTC), print_to=out)
+    shown = out.getvalue()
+    assert "40m-43m20s" in shown and "refreshes" in shown and "full builds" not in shown, shown
 
 
 def test_leftovers_are_what_gc_would_remove(fleet: dict[str, Any]) -> None:
