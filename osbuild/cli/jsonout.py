@@ -1,9 +1,9 @@
-"""What `--json` writes on stdout: one JSON object per line, and whether anything was written.
+"""What `--json` writes on stdout: one JSON object per line, and whether one told the outcome.
 
 The CLI's last resort needs the second part: a command that stops on an error before it wrote
-any JSON (an invalid spec, an unknown cloud, a refused login) still leaves its log pipeline
-one line saying so (:func:`print_error`), instead of output only on stderr, which a shipper
-reading stdout never sees.
+its result or a build's end (an invalid spec, an unknown cloud, a refused login) still leaves
+its log pipeline one line saying so (:func:`print_error`), instead of output only on stderr,
+which a shipper reading stdout never sees.
 """
 
 from __future__ import annotations
