@@ -171,6 +171,28 @@ def changed_inputs(props: dict[str, Any], inputs: FingerprintInputs) -> list[str
     return out
 
 
+# A schedule's runs come a little early or late (systemd's RandomizedDelaySec, the minute cron
+# starts in): an image is due this much before its age limit (a tenth of a short one), or a
+# weekly run finds last week's image "6d23h59m old, under 7d" and skips a week.
+SCHEDULE_SLACK = 2 * 3600.0
+
+
+def due_at(limit: float) -> float:
+    """The age from which an image with age limit ``limit`` is rebuilt."""
+    return limit - min(SCHEDULE_SLACK, limit / 10)
+
+
+def schedule_age(props: dict[str, Any], now: datetime) -> float | None:
+    """How long ago the build that made the image started (its build id holds the start), as
+    a schedule counts: the next run comes a period after the last run's start, not after the
+    hour its image took to build. Else the image's age (:func:`image_age`)."""
+    started = naming.build_started(str(props.get(naming.PROP_BUILD_ID) or ""))
+    if started:
+        when = datetime.strptime(started, "%Y%m%dt%H%M%S").replace(tzinfo=UTC)
+        return (now - when).total_seconds()
+    return image_age(props, now)
+
+
 def image_age(props: dict[str, Any], now: datetime) -> float | None:
     for key in (PROP_BUILD_TIME, "created_at"):
         value = props.get(key)
@@ -210,6 +232,10 @@ def should_skip(
     name = naming.image_label(current_image_props)
     if current_image_props.get(PROP_VERIFY) == "failed":
         return False, f"{name} failed verification"
+    status = current_image_props.get("status")
+    if status and status != "active":
+        # An admin deactivated it (a bad image pulled): nothing boots from it any more.
+        return False, f"{name} is {status}, not active"
     if not recorded:
         return False, f"{name} has no input fingerprint"
     if recorded != wanted:
@@ -219,15 +245,16 @@ def should_skip(
     limit = max_age
     if limit is None and updates_enabled:
         limit = DEFAULT_MAX_AGE_WITH_UPDATES
-    age = image_age(current_image_props, now)
+    age = schedule_age(current_image_props, now)
     if limit is not None:
         if age is None:
             return False, f"{name} has no build time, cannot tell its age"
-        if age > limit:
+        if age >= due_at(limit):
             why = "image.max_age" if max_age is not None else "the default for updates enabled"
+            slack = limit - due_at(limit)
             return False, (
-                f"{name} is {format_duration(age)} old, older than {format_duration(limit)} "
-                f"({why})"
+                f"{name} is {format_duration(age)} old, due at {format_duration(limit)} "
+                f"({why}, less {format_duration(slack)} for the schedule's jitter)"
             )
         return True, (
             f"{name} has the same inputs and is {format_duration(max(age, 0))} old "
@@ -247,7 +274,7 @@ def current_image_properties(conn: Any, family: str) -> dict[str, Any] | None:
     image = image_api.get_image(conn, current.id)
     props = {str(k): v for k, v in image.properties.items()}
     props.update({"id": image.id, "name": image.name, "created_at": image.created_at,
-                  "min_disk": image.min_disk})
+                  "min_disk": image.min_disk, "status": image.status})
     # A verdict osbuild keeps on the image; the listing's reading wins if the SDK hid it.
     props.setdefault(PROP_VERIFY, current.verify)
     return props

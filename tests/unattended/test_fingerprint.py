@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuild import resources
+from osbuild import naming, resources
 from osbuild.spec import load_spec
 from osbuild.unattended import fingerprint as fp
 
@@ -127,6 +127,31 @@ def test_age_forces_rebuild(spec_dir: Path, templates: Path) -> None:
     created = {k: v for k, v in old.items() if k != fp.PROP_BUILD_TIME}
     created["created_at"] = (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert fp.should_skip(created, inputs, 7 * 86400, False, NOW)[0]
+
+
+def test_a_weekly_schedule_rebuilds_every_week(spec_dir: Path, templates: Path) -> None:
+    # The age counts from the build's start (its id) and the image is due a little before
+    # max_age: measured from publication, a weekly cron found last week's refresh "6d23h
+    # old, under 7d" and skipped every other week (found from outside, session 30).
+    inputs = _inputs(spec_dir, templates)
+    week = 7 * 86400
+
+    def made(started: timedelta, took: timedelta) -> dict[str, object]:
+        build_id = naming.new_build_id(NOW - started)
+        return _props(inputs, NOW - started + took, **{naming.PROP_BUILD_ID: build_id})
+
+    skip, reason = fp.should_skip(made(timedelta(days=7), timedelta(minutes=47)), inputs,
+                                  week, False, NOW)
+    assert not skip and "due at 7d (image.max_age, less 2h for the schedule's jitter)" in reason
+    # systemd's RandomizedDelaySec=1h: this week's run an hour earlier than last week's
+    assert not fp.should_skip(made(timedelta(days=7) - timedelta(hours=1), timedelta(hours=1)),
+                              inputs, week, False, NOW)[0]
+    # a run in between (by hand, or a daily timer) still skips a young image
+    skip, reason = fp.should_skip(made(timedelta(days=6, hours=21), timedelta(hours=1)), inputs,
+                                  week, False, NOW)
+    assert skip and "6d21h" in reason, reason
+    # a short limit keeps a tenth as slack, not two hours
+    assert fp.due_at(30.0) == 27.0 and fp.due_at(week) == week - 7200
 
 
 def test_image_checksum_fallbacks() -> None:
