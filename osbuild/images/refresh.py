@@ -134,6 +134,11 @@ def _unusable(spec: BuildSpec, props: dict[str, Any] | None) -> str | None:
     name = naming.image_label(props)
     if props.get(naming.PROP_VERIFY) not in (VERIFY_PASSED, VERIFY_SKIPPED):
         return f"{name} did not pass verification"
+    status = props.get("status")
+    if status and status != "active":
+        # An admin deactivated it (a bad image pulled): the refresh cannot boot from it, and
+        # a cron run refused every time would never replace it.
+        return f"{name} is {status}, not active: a refresh boots from it"
     if not spec.updates.enabled:
         return "updates.enabled is false: a refresh would install nothing"
     plugins = spec.cloudbase_init.plugins

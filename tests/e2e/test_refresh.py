@@ -19,6 +19,7 @@ from osbuild.images.family import list_family
 from osbuild.images.manage import rollback
 from osbuild.images.refresh import RefreshMode, choose
 from osbuild.spec import RefreshSpec, load_spec
+from osbuild.unattended.fingerprint import current_image_properties, inputs_now, should_skip
 from osbuild_sim import disk_usage, servicing
 from tests.e2e.conftest import WORK_PACE, BuildRun, Cloud, sim_cloud
 
@@ -163,6 +164,29 @@ def test_auto_builds_in_full_when_the_current_image_is_too_old(family: Family) -
     choice = choose(conn, spec, RefreshMode.AUTO, now=late)
     assert choice.parent is None
     assert "older than refresh.max_age (45d)" in choice.reason, choice.reason
+
+
+def test_a_deactivated_current_image_gets_a_full_build(family: Family) -> None:
+    # An admin pulled a bad image: `auto` chose a refresh of it and failed (exit 2) at
+    # every cron run, and --if-changed would skip (found from outside, session 30).
+    conn, admin = family.cloud.sim.connect(), family.cloud.sim.connect(admin=True)
+    spec = load_spec(family.spec).model_copy(update={"refresh": RefreshSpec(max_generations=5)})
+    current = _current(family.cloud)
+    admin.image.deactivate_image(current)
+    try:
+        choice = choose(conn, spec, RefreshMode.AUTO)
+        assert choice.parent is None
+        assert choice.reason.endswith(f"({current}) is deactivated, not active: a refresh "
+                                      "boots from it"), choice.reason
+        with pytest.raises(InvalidInput, match="is deactivated, not active"):
+            choose(conn, spec, RefreshMode.ALWAYS)
+        props = current_image_properties(conn, spec.name)
+        inputs, _missing = inputs_now(conn, spec)
+        skip, why = should_skip(props, inputs, None, True)
+        assert not skip and why.endswith("is deactivated, not active"), why
+    finally:
+        admin.image.reactivate_image(current)
+    assert choose(conn, spec, RefreshMode.AUTO).kind == "refresh"
 
 
 def test_a_refresh_needs_cloudbase_inits_user_data_plugin(family: Family) -> None:
