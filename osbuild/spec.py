@@ -592,6 +592,13 @@ class BuildSpec(_Section):
             raise ValueError(
                 f"virtio.winpe_drivers: virtio-win has no {folder} build of {', '.join(missing)}"
             )
+        if (self.builder.target == "volume" and self.image.min_disk is not None
+                and self.image.min_disk < self.builder.disk_gb):
+            # The capture keeps the disk's size, and neither Cinder (a volume from the image)
+            # nor Nova (a flavor's root disk) takes less than an image's virtual size.
+            raise ValueError(f"image.min_disk: {self.image.min_disk} is less than "
+                             f"builder.disk_gb ({self.builder.disk_gb}), the image's size: "
+                             "nothing could boot it in so little")
         longest = self.image_name_for("2" * len("20261126t031500-a1b2c3"))
         if len(longest) > GLANCE_NAME_MAX:
             raise ValueError(f"image.name: the name it makes is longer than {GLANCE_NAME_MAX} "

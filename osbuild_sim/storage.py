@@ -191,6 +191,13 @@ def create_volume(
         if needed > size:
             raise ApiError(400, f"Invalid input received: Size of specified image {needed}GB "
                                 f"is larger than volume size {size}GB.")
+        # cinder/volume/volume_utils.py check_image_metadata, then image_utils.py
+        # check_virtual_size: a captured 40 GB disk does not go into a 30 GB volume, whatever
+        # its min_disk says (a refresh published min_disk 30 for one: session 30).
+        virtual = math.ceil((image.virtual_size or 0) / GIB)
+        if virtual > size:
+            raise ApiError(400, f"Image {image.id} is unacceptable: Image virtual size is "
+                                f"{virtual}GB and doesn't fit in a volume of size {size}GB.")
     if source is not None and size < source.size:
         raise ApiError(400, f"Invalid input received: Volume size '{size}'GB cannot be smaller "
                             f"than original volume size {source.size}GB. They must be >= "

@@ -485,3 +485,16 @@ def test_hygiene_defaults_and_reset_base(spec_dir: Path) -> None:
     text = BASE + "hygiene:\n  component_cleanup: false\n  reset_base: true\n"
     [problem] = problems(spec_dir, text)
     assert problem.endswith("hygiene.reset_base: needs component_cleanup: true")
+
+
+def test_an_image_smaller_than_its_disk_is_refused(spec_dir: Path) -> None:
+    # The capture keeps the disk's 40 GB: Cinder refuses a boot volume smaller than the
+    # image's virtual size whatever min_disk says (cinder/volume/volume_utils.py
+    # check_image_metadata), so every boot test of such an image failed.
+    text = edit("image:\n", "image:\n  min_disk: 30\n")
+    [line] = problems(spec_dir, text)
+    assert line.endswith("image.min_disk: 30 is less than builder.disk_gb (40), the image's "
+                         "size: nothing could boot it in so little"), line
+    assert load(spec_dir, edit("image:\n", "image:\n  min_disk: 60\n")).min_disk_gb == 60
+    local = edit("builder:\n", "builder:\n  target: local\n", text)
+    assert load(spec_dir, local).min_disk_gb == 30  # its size is the flavor's root disk

@@ -127,6 +127,9 @@ class BuildContext:
     image_id: str | None = None
     image_name: str | None = None
     image_properties: dict[str, str] = field(default_factory=dict)
+    # An existing image's own min_disk (`osbuild images verify`: a refresh's may exceed the
+    # spec's).
+    image_found_min_disk: int = 0
     # What the promotion's rotation did to older images of the family (image_id,
     # image_name, action: hide or delete, reason): the report and the summary say it.
     rotated: list[dict[str, str]] = field(default_factory=list)
@@ -272,6 +275,21 @@ class BuildContext:
         """An idempotent API call, repeated on transient failures."""
         return retrying(fn, *args, clock=self.clock,
                         cancel=self.cancel.event, **kwargs)
+
+    @property
+    def refresh_disk_gb(self) -> int:
+        """A refresh's target disk: a copy of the parent image, at least its size."""
+        parent = self.require(self.parent, "parent")
+        return max(self.spec.builder.disk_gb, parent.min_disk)
+
+    @property
+    def image_min_disk_gb(self) -> int:
+        """The image's Glance min_disk, and the boot test's root volume size: the spec's, and
+        for a refresh at least its disk's (capture keeps a disk's size, and Cinder refuses a
+        volume smaller than an image's virtual size: cinder/volume/volume_utils.py
+        check_image_metadata)."""
+        size = max(self.spec.min_disk_gb, self.image_found_min_disk)
+        return size if self.parent is None else max(size, self.refresh_disk_gb)
 
     def require(self, value: T | None, what: str) -> T:
         if value is None:

@@ -34,6 +34,7 @@ class _UseImage:
     def run(self, ctx: BuildContext) -> None:
         ctx.image_id = self.image.id
         ctx.image_name = self.image.name
+        ctx.image_found_min_disk = int(self.image.min_disk or 0)
         ctx.image_properties = {k: str(v) for k, v in self.image.properties.items()
                                 if k.startswith("osbuild_")}
 

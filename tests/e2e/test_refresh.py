@@ -257,6 +257,19 @@ def test_always_without_a_current_image_is_invalid_input(cloud: Cloud) -> None:
     assert cloud.leftovers() == []
 
 
+def test_a_refresh_with_a_smaller_disk_setting_keeps_its_parents_disk_size(cloud: Cloud) -> None:
+    # builder.disk_gb lowered after the full build: the refresh's disk is a copy of the
+    # parent (40 GB), so its image's min_disk and boot-test volume are too; it published
+    # min_disk 30 and booted its test from a 30 GB volume, which Cinder refuses (session 30).
+    full = cloud.build(cloud.spec())
+    assert full.exit_code == 0, full.why
+    refresh = cloud.build(cloud.spec(builder={"disk_gb": 30}), extra=("--refresh", "always"))
+    assert refresh.exit_code == 0, refresh.why
+    image = _image(cloud, refresh.success["image_id"])
+    assert (image["min_disk"], image["virtual_size"]) == (40, 40 * disk_usage.GIB)
+    assert _current(cloud) == refresh.success["image_id"]
+
+
 
 
 def test_a_parent_deleted_after_the_choice_is_refused_before_anything_is_created(

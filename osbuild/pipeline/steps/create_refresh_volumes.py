@@ -15,5 +15,4 @@ class CreateRefreshVolumes(CreateVolumes):
 
     def wanted(self, ctx: BuildContext) -> list[Wanted]:
         parent = ctx.require(ctx.parent, "parent")
-        size = max(ctx.spec.builder.disk_gb, parent.min_disk)
-        return [config_volume(ctx), Wanted("target", size, parent.image_id)]
+        return [config_volume(ctx), Wanted("target", ctx.refresh_disk_gb, parent.image_id)]

@@ -381,7 +381,7 @@ def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -
     volume_target = spec.builder.target == "volume" or ctx.parent is not None
     target_gb = spec.builder.disk_gb if volume_target else 0
     if ctx.parent is not None:
-        target_gb = max(target_gb, ctx.parent.min_disk)
+        target_gb = ctx.refresh_disk_gb
     builder = Needs(instances=1, cores=resolved.flavor_vcpus, ram=resolved.flavor_ram,
                     # the ISOs, the config ISO and the target; a refresh has no ISO
                     volumes=2 if ctx.parent else (4 if volume_target else 3),
@@ -395,10 +395,10 @@ def build_needs(ctx: BuildContext, resolved: Resolved, flavor: compute.Flavor) -
     if spec.verify.flavor:
         verify_flavor = compute.find_flavor(ctx.conn, spec.verify.flavor,
                                             cancel=ctx.cancel.event) or flavor
-    from_volume = spec.verify.boot_from_volume or verify_flavor.disk < spec.min_disk_gb
+    from_volume = spec.verify.boot_from_volume or verify_flavor.disk < ctx.image_min_disk_gb
     verify = Needs(instances=1, cores=verify_flavor.vcpus, ram=verify_flavor.ram,
                    volumes=1 if from_volume else 0,
-                   gigabytes=spec.min_disk_gb if from_volume else 0)
+                   gigabytes=ctx.image_min_disk_gb if from_volume else 0)
     # The captured image stays through the boot test: builder.images counts it.
     return Needs(*(max(a, b) for a, b in zip(astuple(builder), astuple(verify), strict=True)))
 

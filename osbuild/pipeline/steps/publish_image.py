@@ -121,7 +121,7 @@ class PublishImage(Resumable):
             conn, image_id, cancel=ctx.cancel.event,
             is_hidden=True,
             visibility="private",
-            min_disk=spec.min_disk_gb,
+            min_disk=ctx.image_min_disk_gb,
             min_ram=spec.image.min_ram,
             **properties,
         )

@@ -302,7 +302,7 @@ class VerifyImage(Resumable):
         spec = ctx.spec
         name = naming.resource_name(ctx.build_id, ROOT_ROLE)
         args: dict[str, Any] = {
-            "name": name, "size": spec.min_disk_gb, "image_id": image_id,
+            "name": name, "size": ctx.image_min_disk_gb, "image_id": image_id,
             "metadata": naming.labels(ctx.build_id, spec.name, "verify-root"),
         }
         if spec.builder.volume_type:
@@ -335,7 +335,7 @@ class VerifyImage(Resumable):
         flavor, network_id = self._resolve(ctx)
         # A flavor without a root disk (or a smaller one than the image needs) can only boot
         # from a volume: Nova refuses an image-backed server on it.
-        from_volume = spec.verify.boot_from_volume or flavor.disk < spec.min_disk_gb
+        from_volume = spec.verify.boot_from_volume or flavor.disk < ctx.image_min_disk_gb
         if from_volume and not spec.verify.boot_from_volume and first:
             # Normal on clouds whose flavors have no root disk: information, said once.
             ctx.emit(EventName.INFO, message=f"verify: flavor {flavor.name} has a "
