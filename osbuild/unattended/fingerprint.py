@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,10 @@ PROP_INPUT_PREFIX = "osbuild_input_"
 # When the image was built (ISO 8601, UTC); Glance's created_at is the fallback.
 PROP_BUILD_TIME = "osbuild_build_time"
 PROP_VERIFY = "osbuild_verify"
+# A short digest of each of the spec's sections ("builder:1a2b3c,image:..."), so a rebuild
+# names the sections that changed, not just "the spec". Not an input: beside the fingerprint.
+PROP_SPEC_SECTIONS = PROP_INPUT_PREFIX + "spec_sections"
+_SECTION_DIGEST = 6
 
 FINGERPRINT_VERSION = 1
 # With Windows Update on and no image.max_age, inputs never change although Microsoft
@@ -47,18 +51,25 @@ class FingerprintInputs:
     virtio_iso: str
     cloudbase_msi: str  # sha256 of the MSI
     updates: str  # "enabled:max_passes=N" or "disabled"
+    # What changed in the spec, section by section (:func:`spec_sections`); not an input.
+    spec_sections: str = field(default="", compare=False)
+
+    def inputs(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in _LABELS}
 
     def digest(self) -> str:
         payload = json.dumps(
-            {"v": FINGERPRINT_VERSION, **asdict(self)}, sort_keys=True, separators=(",", ":")
+            {"v": FINGERPRINT_VERSION, **self.inputs()}, sort_keys=True, separators=(",", ":")
         )
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def properties(self) -> dict[str, str]:
         """Image properties: the fingerprint plus one per input (Glance keeps 255 chars)."""
         props = {PROP_FINGERPRINT: self.digest()}
-        for field in fields(self):
-            props[PROP_INPUT_PREFIX + field.name] = getattr(self, field.name)[:255]
+        for name, value in self.inputs().items():
+            props[PROP_INPUT_PREFIX + name] = value[:255]
+        if self.spec_sections:
+            props[PROP_SPEC_SECTIONS] = self.spec_sections[:255]
         return props
 
 
@@ -138,6 +149,21 @@ def spec_inputs_digest(spec: BuildSpec) -> str:
     return content_digest(spec.model_dump(mode="json", exclude=_NOT_INPUTS))
 
 
+def spec_sections(spec: BuildSpec) -> str:
+    """``section:digest,...`` over the same dump: which sections a changed spec changed."""
+    dumped = spec.model_dump(mode="json", exclude=_NOT_INPUTS)
+    return ",".join(f"{key}:{content_digest(value)[:_SECTION_DIGEST]}"
+                    for key, value in sorted(dumped.items()))
+
+
+def _changed_sections(recorded: str, now: str) -> list[str]:
+    def parse(text: str) -> dict[str, str]:
+        return dict(part.split(":", 1) for part in text.split(",") if ":" in part)
+
+    before, after = parse(recorded), parse(now)
+    return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
 def inputs_from_checksums(
     spec: BuildSpec,
     *,
@@ -158,16 +184,23 @@ def inputs_from_checksums(
         virtio_iso=virtio_iso,
         cloudbase_msi=msi_sha256(spec),
         updates=updates,
+        spec_sections=spec_sections(spec),
     )
 
 
 def changed_inputs(props: dict[str, Any], inputs: FingerprintInputs) -> list[str]:
     """Which inputs differ from those recorded on an image (empty when it recorded none)."""
     out = []
-    for field in fields(inputs):
-        recorded = props.get(PROP_INPUT_PREFIX + field.name)
-        if recorded is not None and recorded != getattr(inputs, field.name)[:255]:
-            out.append(_LABELS[field.name])
+    for name, value in inputs.inputs().items():
+        recorded = props.get(PROP_INPUT_PREFIX + name)
+        if recorded is not None and recorded != value[:255]:
+            out.append(_LABELS[name])
+    sections = props.get(PROP_SPEC_SECTIONS)
+    if _LABELS["spec"] in out and sections and inputs.spec_sections:
+        # An image from before this property says only "the spec".
+        which = _changed_sections(str(sections), inputs.spec_sections)
+        if which:
+            out[out.index(_LABELS["spec"])] = f"the spec ({', '.join(which)})"
     return out
 
 
@@ -252,9 +285,11 @@ def should_skip(
         if age >= due_at(limit):
             why = "image.max_age" if max_age is not None else "the default for updates enabled"
             slack = limit - due_at(limit)
+            early = (f" less {format_duration(slack)} for a schedule's jitter"
+                     if slack >= 1 else "")
             return False, (
-                f"{name} is {format_duration(age)} old, due at {format_duration(limit)} "
-                f"({why}, less {format_duration(slack)} for the schedule's jitter)"
+                f"{name} is {format_duration(age)} old, older than "
+                f"{format_duration(due_at(limit))} ({why}: {format_duration(limit)}{early})"
             )
         return True, (
             f"{name} has the same inputs and is {format_duration(max(age, 0))} old "

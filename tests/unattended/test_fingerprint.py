@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -77,6 +80,31 @@ def test_each_input_changes_the_fingerprint(spec_dir: Path, templates: Path) -> 
     assert _inputs(spec_dir, templates).updates == "enabled:max_passes=4"
 
 
+def test_a_spec_change_names_its_sections(spec_dir: Path, templates: Path) -> None:
+    # "inputs changed since ...: the spec" left an operator to diff specs by hand; which
+    # sections changed is on the image beside the fingerprint (found from outside, s30).
+    before = _inputs(spec_dir, templates)
+    props = _props(before, NOW - timedelta(days=1))
+    assert props[fp.PROP_SPEC_SECTIONS] == before.spec_sections
+    assert "image:" in before.spec_sections and "windows:" in before.spec_sections
+    text = (spec_dir / "spec.yaml").read_text()
+    (spec_dir / "spec.yaml").write_text(text.replace("max_passes: 3", "max_passes: 4")
+                                        .replace("min_ram: 4096", "min_ram: 8192"))
+    after = _inputs(spec_dir, templates)
+    skip, reason = fp.should_skip(props, after, None, True, NOW)
+    assert not skip
+    assert reason.endswith(": the spec (image, updates), the update settings"), reason
+    # An image from before the property: just "the spec".
+    older = {k: v for k, v in props.items() if k != fp.PROP_SPEC_SECTIONS}
+    assert fp.should_skip(older, after, None, True, NOW)[1].endswith(
+        ": the spec, the update settings")
+    # Not an input: the fingerprint is what it was before the sections were recorded.
+    assert before.digest() == hashlib.sha256(json.dumps(
+        {"v": 1, **{k: v for k, v in dataclasses.asdict(before).items()
+                    if k != "spec_sections"}},
+        sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def test_a_renamed_template_changes_the_digest(templates: Path) -> None:
     before = fp.templates_digest(templates)
     (templates / "scripts" / "firstlogon.ps1").rename(templates / "scripts" / "other.ps1")
@@ -142,7 +170,8 @@ def test_a_weekly_schedule_rebuilds_every_week(spec_dir: Path, templates: Path) 
 
     skip, reason = fp.should_skip(made(timedelta(days=7), timedelta(minutes=47)), inputs,
                                   week, False, NOW)
-    assert not skip and "due at 7d (image.max_age, less 2h for the schedule's jitter)" in reason
+    assert not skip and "old, older than 6d22h (image.max_age: 7d less 2h for a schedule's " \
+        "jitter)" in reason, reason
     # systemd's RandomizedDelaySec=1h: this week's run an hour earlier than last week's
     assert not fp.should_skip(made(timedelta(days=7) - timedelta(hours=1), timedelta(hours=1)),
                               inputs, week, False, NOW)[0]
