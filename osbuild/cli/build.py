@@ -119,8 +119,10 @@ def print_summary(results: Sequence[BuildResult]) -> None:
             print(f"{result.family}{where}: skipped: {result.skipped}")
             continue
         if result.error is None:
+            refreshed = (f", a refresh of {result.parent_image_id} (generation "
+                         f"{result.generation})" if result.parent_image_id else "")
             print(f"{result.family}{where}: built image {result.image_name} "
-                  f"({result.image_id}) in {format_duration(result.duration)}"
+                  f"({result.image_id}){refreshed} in {format_duration(result.duration)}"
                   + resumed_note(result))
             for line in rotation_lines(result.rotated):
                 print(f"  {line}")

@@ -45,7 +45,7 @@ from osbuild.pipeline.steps.verify_image import VerifyImage
 from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.pipeline.timeline import TimelineRecorder
 from osbuild.spec import BuildSpec
-from osbuild.unattended.state import BuildState, BuildStatus, StateStore
+from osbuild.unattended.state import PARENT_RECORD, BuildState, BuildStatus, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,6 @@ def refresh_steps() -> list[Resumable]:
     ]
 
 
-# The state's record of the parent a refresh patches (not a step's: it precedes them all).
-PARENT_RECORD = "parent"
 # Why `--refresh` chose this kind of build (a state written before it kept a refresh's
 # reason in PARENT_RECORD).
 KIND_RECORD = "kind"
@@ -294,7 +292,9 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
         ctx.emit(EventName.BUILD_FAILED, at_elapsed=end, reason=str(error),
                  details=error.lines(), stage=result.failed_stage,
                  exit_code=error.exit_code, leftovers=outcome.leftovers, kept=outcome.kept,
-                 report=str(result.report_path), cloud=ctx.cloud_name)
+                 report=str(result.report_path), cloud=ctx.cloud_name,
+                 kind=str(kind), parent_image_id=result.parent_image_id,
+                 generation=result.generation)
     return result
 
 

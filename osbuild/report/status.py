@@ -11,6 +11,7 @@ from typing import Any
 
 from osbuild.cloud.clock import Clock, session_clock
 from osbuild.cloud.connect import Connection
+from osbuild.durations import format_duration
 from osbuild.images.family import (
     FamilyImage,
     current_of,
@@ -39,6 +40,14 @@ class LastBuild:
     # A build whose state says running: the step it is in (or was in when its osbuild died).
     step: str | None = None
     died: bool = False
+    kind: str = "full"  # or refresh
+
+    @property
+    def shown(self) -> str:
+        """Its status as the table's first line says it: "refresh failed in 35s"."""
+        done = self.progress or (self.status if self.duration is None
+                                 else f"{self.status} in {format_duration(max(self.duration, 0))}")
+        return f"refresh {done}" if self.kind == "refresh" else done
 
     @property
     def where(self) -> str:
@@ -56,7 +65,7 @@ class LastBuild:
         return {"build_id": self.build_id, "result": self.status,
                 "duration_seconds": self.duration, "reason": self.reason,
                 "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-                "step": self.step, "died": self.died}
+                "step": self.step, "died": self.died, "kind": self.kind}
 
 
 @dataclass
@@ -142,7 +151,8 @@ def last_build(state: BuildState, clock: Clock | None = None) -> LastBuild:
                   "or osbuild gc --older-than 0 to start over")
     return LastBuild(state.build_id, str(state.status), duration, reason,
                      state.updated_at if state.is_finished else None,
-                     step=None if state.is_finished else state.step, died=died)
+                     step=None if state.is_finished else state.step, died=died,
+                     kind="refresh" if state.is_refresh else "full")
 
 
 def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[BuildState],

@@ -51,9 +51,7 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
                      f"{_dur((now - other.heartbeat).total_seconds())} ago)"
                      for other in row.elsewhere]
         if last:
-            done = (last.status if last.duration is None
-                    else f"{last.status} in {_dur(last.duration)}")
-            last_cell = _cell(last.progress or done,
+            last_cell = _cell(last.shown,
                               last.build_id, last.reason or "", *elsewhere,
                               style="red" if last.died else _STYLE.get(last.status, ""))
         else:

@@ -47,6 +47,11 @@ _V1_RECORDS = {
 _SECRET_WORDS = re.compile(r"password|secret|token|credential|private|product_key", re.I)
 
 
+# The state's record of the parent a refresh patches (not a step's: it precedes them all;
+# pipeline/run.py writes it).
+PARENT_RECORD = "parent"
+
+
 class BuildStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -137,6 +142,10 @@ class BuildState(BaseModel):
     @property
     def is_finished(self) -> bool:
         return self.status is not BuildStatus.RUNNING
+
+    @property
+    def is_refresh(self) -> bool:
+        return bool(self.records.get(PARENT_RECORD))
 
 
 def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:

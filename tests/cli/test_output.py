@@ -41,6 +41,16 @@ def test_summary_prints_the_build_time_like_2h14m(capsys: pytest.CaptureFixture[
         "ws2022-standard in east: built image ws2022-std (5c1f) in 2h14m17s")
 
 
+def test_a_refresh_says_so_in_its_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    # Only stderr's last event line said it was a refresh (found from outside, session 30).
+    print_summary([BuildResult(build_id="b1", family="ws2022-standard", cloud="east",
+                               succeeded=True, image_id="9a0b", image_name="ws2022-std",
+                               duration=2840.0, parent_image_id="5c1f", generation=2)])
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "ws2022-standard in east: built image ws2022-std (9a0b), a refresh of 5c1f "
+        "(generation 2) in 47m20s")
+
+
 def test_a_resumed_build_gives_its_whole_time_and_the_resumed_runs(
         capsys: pytest.CaptureFixture[str]) -> None:
     # `osbuild resume` of a 2 h build printed "in 41m11s": the resumed run alone.

@@ -228,6 +228,10 @@ def test_a_failed_refresh_leaves_the_current_image_current_and_nothing_behind(
     assert report["kind"] == {"kind": "refresh", "parent_image_id": before,
                               "generation": parent_generation + 1,
                               "reason": report["kind"]["reason"]}
+    # So does its build.failed event, for log pipelines (only build.succeeded did, s30).
+    failed = run.failure
+    assert (failed["kind"], failed["parent_image_id"], failed["generation"]) == (
+        "refresh", before, parent_generation + 1)
     assert _current(cloud) == before
     assert cloud.leftovers(keep=kept) == []
 

@@ -15,7 +15,7 @@ from osbuild import naming
 from osbuild.cli import main
 from osbuild.cloud.clock import Clock
 from osbuild.report.status import cloud_status, family_rows, last_build
-from osbuild.report.status_page import status_table
+from osbuild.report.status_page import render_status_html, status_table
 from osbuild.report.trend import sparkline
 from osbuild.unattended.state import BuildState, BuildStatus, StateStore
 from tests.unattended.helpers import BOOT_IMAGE
@@ -196,6 +196,27 @@ def test_a_live_build_shows_its_step_and_a_dead_one_where_it_died(tmp_path: Path
     finished = state(2 ** 22 + 1, "publish")
     finished.status = BuildStatus.SUCCEEDED
     assert last_build(finished).progress is None and last_build(finished).step is None
+
+
+def test_a_refresh_says_so_in_the_last_build_column(tmp_path: Path) -> None:
+    # Only a successful refresh's image said "made by refresh"; a failed or dead refresh
+    # read like a full build (found from outside, session 30).
+    store, logs = StateStore(tmp_path / "state"), tmp_path / "logs"
+    _build(store, logs, "20261201t010000-000004", FAMILY, BuildStatus.FAILED, 35.0,
+           kind="refresh", cloud="c", error="updates: the guest reported a failure",
+           records={"parent": {"image_id": "p-1", "name": "ws2022-cur"}})
+    [row] = family_rows("c", {}, store.list(), [])
+    assert row.last_build is not None
+    assert (row.last_build.kind, row.last_build.shown) == ("refresh", "refresh failed in 35s")
+    assert row.to_dict(datetime.now(UTC))["last_build"]["kind"] == "refresh"
+    out = io.StringIO()
+    status_table([row], now=datetime.now(UTC), print_to=out)
+    assert "refresh failed in 35s" in out.getvalue()
+    page = parse(render_status_html([row], clouds=["c"], state_dir=tmp_path, now=datetime.now(UTC)))
+    assert " ".join(table_rows(page, "families")[0][3].split()).startswith("refresh failed 35s")
+    full = last_build(BuildState(build_id=DEAD, family=FAMILY, cloud="c", spec_path="/s.yaml",
+                                 spec_digest="d", status=BuildStatus.FAILED))
+    assert full.kind == "full" and not full.shown.startswith("refresh")
 
 
 def test_a_build_with_no_report_counts_in_its_clouds_seconds() -> None:
