@@ -235,3 +235,16 @@ def test_the_schema_refuses_a_duration_validate_refuses(capsys) -> None:
     data = yaml.safe_load(MINIMAL_SPEC)
     data["builder"]["timeout"] = "soon"
     assert list(_published_schema(capsys).iter_errors(data))
+
+
+def test_a_refresh_choice_is_checked_against_the_cloud(
+        examples: list[Path], capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline, `--refresh auto` was ignored without a word: exit 0 and no choice shown
+    # (found from outside, session 30). The choice needs the family's current image.
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "none.yaml"))
+    for var in ("OS_CLOUD", "OS_AUTH_URL"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["validate", str(examples[0])]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(examples[0]), "--refresh", "auto"]) == EXIT_INVALID_INPUT
+    assert "OS_CLIENT_CONFIG_FILE names" in capsys.readouterr().err  # it went for the cloud

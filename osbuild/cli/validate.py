@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Check build specs. Offline by default; with --preflight (or --os-cloud) also run "
+        "Check build specs. Offline by default; with --preflight (or --os-cloud, or "
+        "--refresh auto|always, which the cloud decides) also run "
         "each build's preflight against the cloud, as `osbuild build` would before creating "
         "anything: ISOs, flavor, network, quotas, the refresh choice. Nothing is created and "
         "no lock is taken. Exit codes: 0 valid, 2 invalid.")
@@ -30,7 +31,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=1, metavar="N",
                         help="check the quotas of N builds at once, as `build --parallel N`")
     parser.add_argument("--refresh", choices=("never", "auto", "always"), default="never",
-                        help="check the build `build --refresh` would run (default never)")
+                        help="check the build `build --refresh` would run (default never; "
+                        "auto or always implies --preflight: the cloud's current image "
+                        "decides)")
     options.add_time_scale(parser)
     parser.set_defaults(handler=run)
 
@@ -41,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     all of it as one object on stdout and nothing on stderr (the exit code is the same)."""
     from osbuild.spec import load_spec  # pydantic: not for --help
 
-    online = bool(args.preflight or args.os_cloud)
+    # The refresh choice reads the family's current image: asking for it is asking online
+    # (it was silently ignored offline).
+    online = bool(args.preflight or args.os_cloud or args.refresh != "never")
     problems: list[str] = []
     specs: list[BuildSpec] = []
     for path in args.specs:
