@@ -90,7 +90,11 @@ def _print_text(cloud: str, result: GcResult, *, show_cloud: bool) -> None:
               f"for resume (newest {newest} old, younger than "
               f"{format_duration(result.older_than)}): " + ", ".join(map(_named, resources)))
     for build_id in result.abandoned_builds:
-        print(f"{prefix}marked dead build {build_id} failed: nothing of it is left to resume")
+        # The resources it removed above, or another host's gc before (README's words).
+        mine = sum(1 for r in result.removed if r.build_id == build_id)
+        why = (f"its {_count(mine, 'resource')} removed above, nothing is left to resume"
+               if mine else "nothing of it is left to resume")
+        print(f"{prefix}marked dead build {build_id} failed: {why}")
     counts = Counter(k.kept_for for k in result.kept)
     summary = f"{prefix}{len(result.removed)} {verb}, {len(result.kept)} kept"
     parts = [f"{counts['running']} of running builds" if counts["running"] else "",

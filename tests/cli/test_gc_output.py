@@ -48,3 +48,18 @@ def test_published_images_are_counted_and_a_dead_build_is_one_line(
         f"[east] kept dead build {DEAD}'s 2 resources for resume (newest 1h old, younger "
         f"than 6h): volume v1 osbuild-{DEAD}-iso, keypair osbuild-{DEAD}-verify",
         "[east] 1 would remove, 6 kept (2 for resume, 1 younger than 6h, 3 published images)"]
+
+
+def test_a_build_gc_emptied_itself_is_told_apart_from_one_found_empty(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # "nothing of it is left to resume" right after six "removed" lines read as if gc had
+    # found nothing of the build (found from outside, session 30).
+    other = "20261201t180000-e0e0e0"
+    removed = [Resource("volume", f"v{i}", f"osbuild-{DEAD}-v{i}", DEAD, 7 * 3600)
+               for i in range(2)]
+    _print_text("east", GcResult(dry_run=False, older_than=6 * 3600, removed=removed,
+                                 abandoned_builds=[DEAD, other]), show_cloud=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert (f"marked dead build {DEAD} failed: its 2 resources removed above, nothing is "
+            "left to resume") in lines
+    assert f"marked dead build {other} failed: nothing of it is left to resume" in lines
