@@ -20,6 +20,7 @@ from osbuild.spec import BuildSpec, format_duration
 from osbuild.unattended.fingerprint import (
     PROP_FINGERPRINT,
     PROP_INPUT_PREFIX,
+    changed_inputs,
     current_image_properties,
     image_age,
     inputs_now,
@@ -101,7 +102,7 @@ def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,
         if why_not:
             raise InvalidInput([f"--refresh always: {why_not}"])
         assert props is not None
-        return Choice(parent_from(props), "--refresh always")
+        return Choice(parent_from(props), "--refresh always" + _not_applied(conn, spec, props))
     if why_not:
         return Choice(None, why_not)
     assert props is not None
@@ -126,6 +127,20 @@ def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,
             else f"is refresh {generation} of {spec.refresh.max_generations} in a row")
     return Choice(parent_from(props), f"{name} has the same inputs, is "
                                       f"{format_duration(max(age, 0))} old and {made}")
+
+
+def _not_applied(conn: Any, spec: BuildSpec, props: dict[str, Any]) -> str:
+    """What a forced refresh leaves out: the inputs changed since the parent, which only a
+    full build installs (the refresh keeps the parent's fingerprint). "" when none did, or
+    when the ISOs cannot be read (a refresh needs neither)."""
+    inputs, _missing = inputs_now(conn, spec)
+    if inputs is None:
+        return ""
+    changed = changed_inputs(props, inputs)
+    if not changed:
+        return ""
+    return (f" (inputs changed since {naming.image_label(props)}: {', '.join(changed)}; a "
+            "refresh applies none of them, a full build does)")
 
 
 def _unusable(spec: BuildSpec, props: dict[str, Any] | None) -> str | None:

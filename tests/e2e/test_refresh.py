@@ -189,6 +189,20 @@ def test_a_deactivated_current_image_gets_a_full_build(family: Family) -> None:
     assert choose(conn, spec, RefreshMode.AUTO).kind == "refresh"
 
 
+def test_always_says_which_changed_inputs_the_refresh_leaves_out(family: Family) -> None:
+    # A changed timezone went unapplied without a word under --refresh always (the image
+    # keeps its parent's fingerprint); the reason, on the first line, now says so (s30).
+    conn = family.cloud.sim.connect()
+    spec = load_spec(family.spec)
+    assert choose(conn, spec, RefreshMode.ALWAYS).reason == "--refresh always"
+    changed = spec.model_copy(update={"windows": spec.windows.model_copy(
+        update={"timezone": "W. Europe Standard Time"})})
+    reason = choose(conn, changed, RefreshMode.ALWAYS).reason
+    assert reason.startswith("--refresh always (inputs changed since "), reason
+    assert reason.endswith(": the spec (windows); a refresh applies none of them, a full "
+                           "build does)"), reason
+
+
 def test_a_refresh_needs_cloudbase_inits_user_data_plugin(family: Family) -> None:
     spec = load_spec(family.spec)
     without = spec.model_copy(update={"cloudbase_init": spec.cloudbase_init.model_copy(
