@@ -85,7 +85,13 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
         # or "before the verify step" when the step it came in (publish) finished first.
         where = (f"while running the {running} step" if running
                  else f"before the {upcoming} step")
-        error = Interrupted(error.signal_name, where=where, stage=upcoming)
+        stage = upcoming
+        # In the guest's install, its stage too, as a guest failure names it (report's
+        # failed_stage: `updates`, not `install`).
+        guest = next((s.stage for s in reversed(ctx.stages) if s.finished is None), None)
+        if running and guest:
+            where, stage = f"{where} (guest stage {guest})", guest
+        error = Interrupted(error.signal_name, where=where, stage=stage)
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
     # Also a signal during the cleanup of a build that succeeded (the family claim is
     # deleted last): it said "stopping and cleaning up", so it exits 130 as well.
