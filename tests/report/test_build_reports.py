@@ -162,7 +162,7 @@ def test_an_interrupted_build(cloud: Cloud) -> None:
     assert _step_status(tree)["install"] == "failed"
     assert table_rows(tree, "stages")[0][0] == "winpe"
     assert "stopped in winpe" in text_of(tree, "result")  # the guest stage, as a failure
-    assert "no image was published: the build was interrupted in install" in text_of(
+    assert "no image was published: the build was interrupted in winpe" in text_of(
         tree, "image")
     assert text_of(tree, "next") == ("nothing else of the build is left in the cloud: run "
                                      "the same command again")
