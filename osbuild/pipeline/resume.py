@@ -16,7 +16,8 @@ from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud import images as image_api
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection
-from osbuild.errors import BuildFailed, InvalidInput
+from osbuild.errors import BuildFailed, InvalidInput, OsbuildError
+from osbuild.images.family import current_of, list_family
 from osbuild.images.refresh import Parent, install_provenance
 from osbuild.pipeline.context import BuildContext, BuildOptions, state_key
 from osbuild.pipeline.events import EventBus, EventName
@@ -32,6 +33,7 @@ from osbuild.pipeline.run import (
 )
 from osbuild.pipeline.runner import Step
 from osbuild.pipeline.steps.capture_image import CAPTURED_IMAGE
+from osbuild.pipeline.steps.promote_image import PromoteImage
 from osbuild.pipeline.steps.upload_config_iso import CONFIG_IMAGE, UploadConfigIso
 from osbuild.pipeline.steps.watch_install import WatchInstall
 from osbuild.spec import BuildSpec, load_spec
@@ -79,8 +81,29 @@ def resume_build(state: BuildState, spec: BuildSpec, conn: Connection, *, store:
         # Failed as a step does (build.failed, the report, the state, cleanup of what was
         # adopted and the rendered media), not with a bare error and a state left running.
         steps = [_CannotResume(exc)]
+    else:
+        _warn_if_parent_moved(ctx, state)
     # The whole build's clock: its duration and builder.timeout count from its first start.
     return execute(ctx, steps, resumed=state.started_at)
+
+
+def _warn_if_parent_moved(ctx: BuildContext, state: BuildState) -> None:
+    """Said up front: a resumed refresh whose parent is no longer current (a rollback while
+    its osbuild was dead) still runs its install, capture and boot test, and its promotion
+    then keeps the image hidden (PromoteImage checks again, and decides)."""
+    parent = ctx.parent
+    if parent is None or PromoteImage.name in state.steps_done:
+        return
+    try:
+        current = current_of(list_family(ctx.conn, ctx.spec.name, with_usage=False))
+    except OsbuildError:
+        return  # only a warning: the promotion reads it again
+    if current is None or current.id == parent.image_id:
+        return
+    ctx.emit(EventName.WARNING, message=(
+        f"the refresh's parent {parent.name} ({parent.image_id}) is no longer the current "
+        f"image of {ctx.spec.name} (now: {current.name} ({current.id})): the refresh goes on, "
+        "and its image will stay hidden, for osbuild images promote"))
 
 
 def restore(ctx: BuildContext, state: BuildState,

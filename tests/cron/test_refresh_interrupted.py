@@ -11,6 +11,7 @@ import pytest
 
 from osbuild import naming
 from osbuild.images.family import list_family
+from osbuild.images.manage import rollback
 from osbuild.pipeline.run import PARENT_RECORD
 from osbuild.unattended.state import BuildStatus
 from tests.cron.conftest import Cron
@@ -93,3 +94,24 @@ def test_resume_keeps_why_auto_chose_a_full_build(cron: Cron) -> None:
     assert resumed["kind"] == "full" and resumed["reason"] == started["reason"]
     report = json.loads(Path(run.success["report"]).read_text())
     assert report["kind"]["kind"] == "full" and report["kind"]["reason"] == started["reason"]
+
+
+def test_resume_warns_at_once_when_the_refreshs_parent_is_no_longer_current(
+        cron: Cron) -> None:
+    # Rolled back while the refresh's osbuild was dead: the resume ran install, capture and
+    # the boot test, and only at promotion said the parent had moved (outside, session 30).
+    first = cron.build(cron.spec())
+    assert first.exit_code == 0, first.why
+    parent, build_id = _killed_refresh(cron)
+    conn = cron.sim.connect()
+    rollback(conn, "ws2022-standard")  # `osbuild images rollback`: the first image again
+    now_current = first.success["image_id"]
+    assert _current(cron) == now_current
+    run = cron.resume(build_id)
+    assert run.exit_code == 1
+    warnings = [e["message"] for e in run.named("warning")]
+    warned = next(i for i, e in enumerate(run.events) if e["event"] == "warning")
+    assert warned < next(i for i, e in enumerate(run.events) if e["event"] == "step.started")
+    assert any("the refresh's parent " in w and f"({parent}) is no longer the current image"
+               in w and f"({now_current})" in w for w in warnings), warnings
+    assert _current(cron) == now_current
