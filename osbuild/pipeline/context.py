@@ -130,6 +130,8 @@ class BuildContext:
     # An existing image's own min_disk (`osbuild images verify`: a refresh's may exceed the
     # spec's).
     image_found_min_disk: int = 0
+    # While the install watcher runs: an interrupt names the guest's stage too.
+    watching_guest: bool = False
     # What the promotion's rotation did to older images of the family (image_id,
     # image_name, action: hide or delete, reason): the report and the summary say it.
     rotated: list[dict[str, str]] = field(default_factory=list)

@@ -87,10 +87,11 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
                  else f"before the {upcoming} step")
         stage = upcoming
         # In the guest's install, its stage too, as a guest failure names it (report's
-        # failed_stage: `updates`, not `install`).
-        guest = next((s.stage for s in reversed(ctx.stages) if s.finished is None), None)
-        if running and guest:
-            where, stage = f"{where} (guest stage {guest})", guest
+        # failed_stage: `updates`, not `install`); between two stages, the one that ended.
+        if running and ctx.watching_guest and ctx.stages:
+            last = ctx.stages[-1]
+            after = "" if last.finished is None else "after "
+            where, stage = f"{where} ({after}guest stage {last.stage})", last.stage
         error = Interrupted(error.signal_name, where=where, stage=stage)
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
     # Also a signal during the cleanup of a build that succeeded (the family claim is

@@ -59,10 +59,14 @@ class WatchInstall(Resumable):
 
     def run(self, ctx: BuildContext) -> None:
         watcher = _Watcher(ctx)
+        ctx.watching_guest = True
         try:
             watcher.watch()
         finally:
             watcher.transcript.close()
+        # Only when the watch ended on its own: an interrupt leaves it set for the runner,
+        # which names the guest's stage.
+        ctx.watching_guest = False
 
     def record(self, ctx: BuildContext) -> dict[str, Any]:
         # The transcript and the last stage are saved as the markers come (see _handle).
