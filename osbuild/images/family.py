@@ -48,6 +48,11 @@ class FamilyImage:
         return self.kind or "-"
 
     @property
+    def made_by_words(self) -> str:
+        """As a sentence says it: "a full build", "refresh 2"."""
+        return "a full build" if self.made_by == "full" else self.made_by
+
+    @property
     def verified(self) -> bool:
         return self.verify == VERIFY_PASSED
 

@@ -22,8 +22,8 @@ from osbuild.unattended.fingerprint import (
     PROP_INPUT_PREFIX,
     changed_inputs,
     current_image_properties,
-    image_age,
     inputs_now,
+    schedule_age,
     should_skip,
 )
 
@@ -113,7 +113,7 @@ def choose(conn: Any, spec: BuildSpec, mode: RefreshMode, *,
     same, why = should_skip(props, inputs, None, False, now)
     if not same:
         return Choice(None, why)
-    age = image_age(props, now or datetime.now(UTC))
+    age = schedule_age(props, now or datetime.now(UTC))  # as --if-changed counts it
     limit = spec.refresh.max_age
     if age is None or age > limit:
         shown = "unknown" if age is None else format_duration(age)

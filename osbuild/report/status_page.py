@@ -44,7 +44,7 @@ def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -
     for row in rows:
         # The id too: a family's images can share their name.
         current = (_cell(row.current.name, row.current.id,
-                         f"{_dur(row.current.age(now))} old, made by {row.current.made_by}")
+                         f"{_dur(row.current.age(now))} old, made by {row.current.made_by_words}")
                    if row.current else _cell("none", style="dim"))
         last = row.last_build
         elsewhere = [f"building on another host: build {other.build_id} (heartbeat "

@@ -291,9 +291,11 @@ def should_skip(
                 f"{name} is {format_duration(age)} old, older than "
                 f"{format_duration(due_at(limit))} ({why}: {format_duration(limit)}{early})"
             )
+        slack = limit - due_at(limit)
+        early = f": {format_duration(limit)} less {format_duration(slack)}" if slack >= 1 else ""
         return True, (
             f"{name} has the same inputs and is {format_duration(max(age, 0))} old "
-            f"(under {format_duration(limit)})"
+            f"(under {format_duration(due_at(limit))}{early})"
         )
     return True, f"{name} has the same inputs"
 

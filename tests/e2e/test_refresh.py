@@ -78,6 +78,9 @@ def test_a_refresh_patches_the_current_image_and_is_promoted(family: Family) -> 
     assert listed[refresh["image_id"]].made_by == "refresh 1"  # `images list`'s MADE BY
     assert listed[refresh["image_id"]].parent_image_id == full["image_id"]
     assert listed[full["image_id"]].made_by == "full"
+    # `status` says it in words (it read "made by full": outside, session 30).
+    assert listed[full["image_id"]].made_by_words == "a full build"
+    assert listed[refresh["image_id"]].made_by_words == "refresh 1"
     child, parent = _image(cloud, refresh["image_id"]), _image(cloud, full["image_id"])
     assert parent[naming.PROP_BUILD_KIND] == "full" and parent[naming.PROP_GENERATION] == "0"
     assert child[naming.PROP_BUILD_KIND] == "refresh"
