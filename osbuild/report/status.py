@@ -124,16 +124,16 @@ def _report(state: BuildState) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-def _report_duration(state: BuildState) -> float | None:
+def _report_duration(state: BuildState, report: dict[str, Any] | None = None) -> float | None:
     try:
-        return float(_report(state)["duration_seconds"])
+        return float((report if report is not None else _report(state))["duration_seconds"])
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def _report_kind(state: BuildState) -> str:
-    """full or refresh, as the build's report says (a report from before refreshes: full)."""
-    kind = _report(state).get("kind")
+def _report_kind(report: dict[str, Any]) -> str:
+    """full or refresh, as a build's report says (a report from before refreshes: full)."""
+    kind = report.get("kind")
     return str(kind.get("kind") or "full") if isinstance(kind, dict) else "full"
 
 
@@ -179,12 +179,19 @@ def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[B
         # far it got (seconds, when Ctrl-C came at the claim), and the last build column
         # shows it. Only builds of the newest one's kind: a refresh takes a fraction of a
         # full build, and a mixed line would jump with every full build between refreshes.
-        succeeded = [(s, _report_kind(s)) for s in builds if s.status is BuildStatus.SUCCEEDED]
-        if succeeded:
-            row.durations_kind = succeeded[-1][1]
-            same = [s for s, kind in succeeded if kind == row.durations_kind]
-            row.durations = [round(d, 1) for d in map(_report_duration, same[-TREND_BUILDS:])
-                             if d is not None]
+        trend: list[float | None] = []  # None: a report without a duration
+        for state in reversed(builds):  # newest first, each report read once
+            if state.status is not BuildStatus.SUCCEEDED:
+                continue
+            report = _report(state)
+            kind = _report_kind(report)
+            if row.durations_kind is None:
+                row.durations_kind = kind
+            if kind == row.durations_kind:
+                trend.append(_report_duration(state, report))
+                if len(trend) == TREND_BUILDS:
+                    break
+        row.durations = [round(d, 1) for d in reversed(trend) if d is not None]
         rows[family] = row
     for resource in leftovers:
         family = by_build.get(resource.build_id, NO_STATE)
