@@ -599,6 +599,15 @@ class BuildSpec(_Section):
             raise ValueError(f"image.min_disk: {self.image.min_disk} is less than "
                              f"builder.disk_gb ({self.builder.disk_gb}), the image's size: "
                              "nothing could boot it in so little")
+        if self.builder.target == "local" and self.image.disk_format != "qcow2":
+            # The image is Nova's snapshot of the builder: createImage takes no format, and
+            # the libvirt driver uploads in [libvirt] snapshot_image_format or the disk's own
+            # (nova/virt/libvirt/driver.py snapshot()), qcow2 on a default compute. qcow2 stays
+            # allowed: it is that default, and what a refresh (a volume upload) asks for.
+            raise ValueError(f"image.disk_format: {self.image.disk_format} cannot apply to a "
+                             "local target, whose image is Nova's snapshot of the builder in "
+                             "the format the cloud's Nova sets (qcow2 by default); remove the "
+                             "key, or use builder.target: volume")
         longest = self.image_name_for("2" * len("20261126t031500-a1b2c3"))
         if len(longest) > GLANCE_NAME_MAX:
             raise ValueError(f"image.name: the name it makes is longer than {GLANCE_NAME_MAX} "

@@ -29,6 +29,7 @@ SHUTOFF_DELAY_SECONDS = 15.0
 DELETE_SECONDS = 3.0
 SNAPSHOT_START_SECONDS = 3.0
 SNAPSHOT_SECONDS_PER_GB = 4.0
+SNAPSHOT_DISK_FORMAT = "qcow2"  # what a default libvirt compute uploads (see create_image)
 # nova-compute polls a volume it created 61 times, 3 s apart (block_device_allocate_retries).
 VOLUME_POLL_ATTEMPTS = 61
 VOLUME_POLL_INTERVAL = 3.0
@@ -505,7 +506,11 @@ def create_image(world: World, server: Server, name: str, metadata: dict[str, st
                  base_image_ref=server.image_id or "", owner_project_name="admin",
                  owner_user_name="admin", boot_roles="member,reader",
                  image_location="snapshot", user_id=USER_ID)
-    image = storage.new_image(world, name, disk_format=base.disk_format if base else "raw",
+    # The libvirt driver uploads the instance's disk in [libvirt] snapshot_image_format, unset
+    # by default, so in the disk's own format (nova/virt/libvirt/driver.py snapshot():
+    # ``CONF.libvirt.snapshot_image_format or source_type``): qcow2, the overlay that
+    # use_cow_images (default True) puts on the cached base, whatever the base image's format.
+    image = storage.new_image(world, name, disk_format=SNAPSHOT_DISK_FORMAT,
                               container_format="bare", visibility="private",
                               properties=props, min_disk=server.flavor.disk,
                               min_ram=base.min_ram if base else 0)

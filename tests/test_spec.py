@@ -498,3 +498,20 @@ def test_an_image_smaller_than_its_disk_is_refused(spec_dir: Path) -> None:
     assert load(spec_dir, edit("image:\n", "image:\n  min_disk: 60\n")).min_disk_gb == 60
     local = edit("builder:\n", "builder:\n  target: local\n", text)
     assert load(spec_dir, local).min_disk_gb == 30  # its size is the flavor's root disk
+
+
+def test_a_disk_format_with_a_local_target_is_refused(spec_dir: Path) -> None:
+    # Nova's createImage takes no format: the libvirt driver uploads in its own
+    # snapshot_image_format, so the key would be ignored without a word.
+    local = edit("builder:\n", "builder:\n  target: local\n")
+    [line] = problems(spec_dir, edit("image:\n", "image:\n  disk_format: raw\n", local))
+    assert line.endswith("image.disk_format: raw cannot apply to a local target, whose image "
+                         "is Nova's snapshot of the builder in the format the cloud's Nova "
+                         "sets (qcow2 by default); remove the key, or use builder.target: "
+                         "volume"), line
+    assert load(spec_dir, local).image.disk_format == "qcow2"
+    # Nova's default, and what the family's refreshes (volume uploads) ask for.
+    explicit = edit("image:\n", "image:\n  disk_format: qcow2\n", local)
+    assert load(spec_dir, explicit).image.disk_format == "qcow2"
+    volume = edit("image:\n", "image:\n  disk_format: raw\n")
+    assert load(spec_dir, volume).image.disk_format == "raw"

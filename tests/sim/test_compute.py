@@ -385,6 +385,10 @@ def test_create_server_image_from_local_root_copies_the_disk(sim: Any, conn: Any
     assert snap.instance_uuid == server.id
     assert snap.properties["extra"] == "1"
     assert snap.hw_machine_type == "q35"
+    # Not the raw base's format: a default libvirt compute uploads its qcow2 overlay
+    # (nova/virt/libvirt/driver.py snapshot(), snapshot_image_format unset), as the
+    # functional tier's guest driver does.
+    assert snap.disk_format == "qcow2"
     data = conn.image.download_image(snap)
     assert read_disk_record(data.content) == record
 
