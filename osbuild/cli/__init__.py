@@ -15,6 +15,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from osbuild import __version__
 from osbuild.errors import (
@@ -43,7 +44,7 @@ COMMANDS = {
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given ``argv``, only the sub-command it names gets its full arguments."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="osbuild",
         description="Build Windows cloud images from vendor install media inside OpenStack.",
     )
@@ -105,16 +106,51 @@ def _normalized(argv: Sequence[str]) -> list[str]:
     return [*argv[:at], *normalize(argv[at:])]
 
 
-class _UsageExit(Exception):
-    pass
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, remembering its usage error for the `error` event of --json."""
+
+    usage_error: str | None = None
+    usage_command = ""
+
+    def error(self, message: str) -> NoReturn:
+        _Parser.usage_error = f"{self.prog}: {message}"
+        # A sub-command's parser is "osbuild images rollback": the command is the rest.
+        _Parser.usage_command = self.prog.partition(" ")[2]
+        super().error(message)
+
+
+def _json_requested(argv: Sequence[str]) -> bool:
+    """Whether argv asks for --json (as an option: not after ``--``)."""
+    words = list(argv)
+    return "--json" in (words[: words.index("--")] if "--" in words else words)
+
+
+def _usage_command(argv: Sequence[str]) -> str:
+    """The command a usage error belongs to: the sub-command and, for `images`, `media` and
+    `sim`, its action (as the `error` event of a later failure names them)."""
+    words = [word for word in argv if not word.startswith("-")]
+    if words and words[0] in COMMANDS:
+        return " ".join(words[:2]) if words[0] in ("images", "media", "sim") else words[0]
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _Parser.usage_error = None
     try:
         argv = _normalized(sys.argv[1:] if argv is None else argv)
         parser = build_parser(argv)
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        if _Parser.usage_error is not None and _json_requested(argv or ()):
+            # A log pipeline reading stdout learns why cron's run did nothing, as from any
+            # other error (stderr has argparse's usage and message).
+            from osbuild.cli import jsonout
+
+            jsonout.forget()
+            # The top parser reports unrecognized arguments for every sub-command.
+            named = _command(argv or ())
+            command = _Parser.usage_command or (named if named in COMMANDS else "")
+            jsonout.print_error(command, [_Parser.usage_error], EXIT_INVALID_INPUT)
         return int(exc.code or 0)
     except KeyboardInterrupt:
         # Ctrl-C while the sub-command's modules load: still 130, as cron scripts expect

@@ -89,3 +89,34 @@ def test_validate_writes_its_own_result_only(tmp_path: Path,
     assert code == 2 and err == []
     [result] = events
     assert result["valid"] is False and "event" not in result
+
+
+def test_a_usage_error_is_an_error_event_too(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse writes its usage and message on stderr only; cron's log shipper reads stdout.
+    code, events, err = _run(capsys, "build", str(_bad_spec(tmp_path)), "--json", "--bogus")
+    assert code == 2
+    assert [(e["event"], e["command"], e["exit_code"], e["errors"]) for e in events] == [
+        ("error", "build", 2, ["osbuild: unrecognized arguments: --bogus"])]
+    assert err[-1] == "osbuild: error: unrecognized arguments: --bogus"
+    # The top parser finds unrecognized options, and knows the sub-command only.
+    code, events, _err = _run(capsys, "images", "rollback", "--json", "--keep")
+    assert [(e["command"], e["errors"]) for e in events] == [
+        ("images", ["osbuild: unrecognized arguments: --keep"])]
+    code, events, _err = _run(capsys, "validate", "--json")
+    assert (code, [(e["command"], e["errors"]) for e in events]) == (2, [
+        ("validate", ["osbuild validate: the following arguments are required: SPEC"])])
+    # Without --json, or with it only after `--`, stdout stays empty.
+    for argv in (("build", "--bogus"), ("build", "--bogus", "--", "--json")):
+        code, events, _err = _run(capsys, *argv)
+        assert (code, events) == (2, [])
+
+
+def test_a_usage_error_event_reaches_a_pipe_from_the_cli_process() -> None:
+    done = subprocess.run([sys.executable, "-m", "osbuild", "gc", "--json", "--older-than"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stdout.splitlines()
+    event = json.loads(line)
+    assert (event["event"], event["command"]) == ("error", "gc")
+    assert event["errors"] == ["osbuild gc: argument --older-than: expected one argument"]
