@@ -135,8 +135,9 @@ class BuildResult:
     skipped: str | None = None
     # SIGINT/SIGTERM came while the last step finished: built, and still exit 130.
     interrupted: str | None = None
-    # The refresh's parent image id, and why this kind was chosen.
-    kind: RunKind = RunKind.FULL
+    # The refresh's parent image id, and why this kind was chosen. None: the run was
+    # refused before it could choose (a cloud did not answer, another build's preflight).
+    kind: RunKind | None = RunKind.FULL
     parent_image_id: str | None = None
     kind_reason: str = ""
     # Refreshes in a row behind the image this run made, or would have made had it not

@@ -37,7 +37,7 @@ from osbuild.naming import new_build_id
 from osbuild.pipeline import BuildOptions, BuildResult, CancelToken, EventBus, run_build
 from osbuild.pipeline.events import Event, EventName, Listener
 from osbuild.pipeline.resume import load_resumable, resume_build
-from osbuild.pipeline.run import skipped_result
+from osbuild.pipeline.run import RunKind, skipped_result
 from osbuild.spec import BuildSpec
 from osbuild.unattended import metrics, notify
 from osbuild.unattended.fingerprint import unchanged_since_current
@@ -418,9 +418,9 @@ def _record_refused(jobs: Sequence[Job], identities: Mapping[str | None, str],
     for job, own in zip(jobs, refused.of_job, strict=True):
         problems = own or [f"not built: the run of {len(jobs)} builds was refused by {what}: "
                            + "; ".join(refused.problems)]
-        result = BuildResult(build_id=new_build_id(), family=job.spec.name,
-                             cloud=identities[job.cloud], succeeded=False,
-                             error=PreflightError(problems))
+        # No kind: the run never asked the cloud whether to refresh or build in full.
+        result = _not_started(job.spec, identities[job.cloud], new_build_id(),
+                              PreflightError(problems), bus, kind=None)
         report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
 
 
@@ -441,13 +441,14 @@ def _dead_here(build_id: str | None, options: BuildOptions) -> str | None:
 
 
 def _not_started(spec: BuildSpec, cloud: str | None, build_id: str, error: OsbuildError,
-                 bus: EventBus) -> BuildResult:
-    """A build that ended before its first step: nothing was created."""
+                 bus: EventBus, *, kind: RunKind | None = RunKind.FULL) -> BuildResult:
+    """A build that ended before its first step: nothing was created. Its `build.failed`
+    gives the build id its webhook's `notify.sent` carries something to join."""
     bus.publish(Event(EventName.BUILD_FAILED, build_id, spec.name,
                       {"reason": str(error), "details": error.lines(), "stage": None,
                        "exit_code": error.exit_code, "cloud": cloud}))
     return BuildResult(build_id=build_id, family=spec.name, cloud=cloud,
-                       succeeded=False, error=error)
+                       succeeded=False, error=error, kind=kind)
 
 
 def _skip(spec: BuildSpec, cloud: str | None, build_id: str, reason: str,
@@ -490,7 +491,8 @@ def report_outcome(*, result: BuildResult, spec: BuildSpec, metrics_file: Path |
                "kept": [k for k in result.kept if k.startswith("image ")],
                # exit_code 130: stopped by SIGINT/SIGTERM, not failed on its own.
                "interrupted": result.exit_code == EXIT_INTERRUPTED,
-               "kind": str(result.kind), "parent_image_id": result.parent_image_id,
+               "kind": str(result.kind) if result.kind else None,
+               "parent_image_id": result.parent_image_id,
                "resumed_duration_seconds": result.resumed_duration},
     )
     sent = notify.send(spec.notify.url, summary, cancel=cancel.event if cancel else None)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -35,8 +36,21 @@ def _start(cron: Cron, *specs: Path, extra: tuple[str, ...] = ()) -> subprocess.
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _events(out: str) -> list[dict[str, object]]:
+def _events(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def _assert_each_notice_joins_a_failed_build(events: list[dict[str, Any]],
+                                             posted: dict[str, dict[str, Any]]) -> None:
+    failed = {e["build_id"]: e for e in events if e["event"] == "build.failed"}
+    sent = [e["build_id"] for e in events if e["event"] == "notify.sent"]
+    assert sorted(sent) == sorted(failed) == sorted(b["build_id"] for b in posted.values())
+    assert [e["event"] for e in events if e["event"] not in ("build.failed", "notify.sent")
+            ] == [], events
+    for body in posted.values():
+        event = failed[body["build_id"]]
+        assert (event["family"], event["cloud"], event["exit_code"], event["reason"]) == (
+            body["family"], body["cloud"], 2, body["reason"])
 
 
 def test_a_bad_later_spec_refuses_the_run_before_anything_is_created(cron: Cron) -> None:
@@ -66,13 +80,16 @@ def test_a_refused_run_is_a_failure_in_the_metrics_and_webhooks(cron: Cron,
         good = cron.spec(name="family-a", notify=notify)
         bad = cron.spec(name="family-b", notify=notify, builder={"flavor": "m1.missing"})
         proc = _start(cron, good, bad, extra=("--metrics-file", str(metrics)))
-        _out, err = read_rest(proc, timeout=120)
+        out, err = read_rest(proc, timeout=120)
     finally:
         hook.close()
     assert proc.returncode == 2, err
     posted = {body["family"]: body for body in hook.delivered}
     assert set(posted) == {"family-a", "family-b"}
     assert all(b["result"] == "failure" and b["exit_code"] == 2 for b in posted.values())
+    # The run never chose between a refresh and a full build.
+    assert [b["kind"] for b in posted.values()] == [None, None]
+    _assert_each_notice_joins_a_failed_build(_events(out), posted)
     assert posted["family-b"]["reason"] == "builder.flavor: no flavor 'm1.missing'"
     assert posted["family-a"]["reason"].startswith("not built: the run of 2 builds was "
                                                    "refused by its preflight: family-b: ")
@@ -308,8 +325,9 @@ def test_a_cloud_that_does_not_answer_is_a_failure_in_the_metrics_and_webhooks(
                 for s in f.samples
                 if s.name == "osbuild_builds_total" and s.labels.get("result") == "failure"}
     assert failures == {cron.sim.cloud_name: 1, "down": 1}
-    # stdout alone tells a log pipeline why nothing was built.
-    events = _events(out)
-    assert [e["event"] for e in events if e["event"] != "notify.sent"] == ["error"], out
+    # stdout alone tells a log pipeline why nothing was built: a build.failed for each
+    # build, the one every notify.sent names.
+    _assert_each_notice_joins_a_failed_build(_events(out), posted)
+    assert all(b["kind"] is None for b in posted.values())
     assert cron.leftovers() == [] and cron.states() == []
     assert down["auth"]["password"] not in out + err + metrics.read_text()
