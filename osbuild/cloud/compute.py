@@ -104,13 +104,16 @@ def delete_server_metadata(conn: Connection, server_id: str, keys: list[str]) ->
 
 
 def server_password(conn: Connection, server_id: str, *,
-                    cancel: threading.Event | None = None) -> str | None:
-    """What the guest posted to os-server-password (encrypted), or None."""
+                    cancel: threading.Event | None = None,
+                    refused_ok: bool = False) -> str | None:
+    """What the guest posted to os-server-password (encrypted), or None. ``refused_ok``:
+    None too when Nova answers with another error (a policy that refuses it, say), for a
+    caller to whom the answer is a detail."""
     try:
         encrypted = retrying(conn.compute.get_server_password, server_id,
                              clock=session_clock(conn), cancel=cancel)
     except sdk_exc.HttpException as exc:
-        if is_not_found(exc):
+        if is_not_found(exc) or refused_ok:
             return None
         raise
     return str(encrypted) if encrypted else None

@@ -29,6 +29,11 @@ from osbuild.unattended.lock import Heartbeat, send_heartbeat
 
 log = logging.getLogger(__name__)
 
+# How a sysprep:ok the console did not show was known (the `stage sysprep ok` event's detail).
+ACK_READ = ("read from the server's os-server-password, where the guest posted it before "
+            "powering off (its console was gone)")
+POWERED_OFF = ("the builder powered off after sysprep:start, as the guest does once sysprep "
+               "has generalized Windows (its sysprep:ok went with the console)")
 FIRST_POLL_LINES = 200
 LAST_LINES_ON_STALL = 15
 # Info markers kept per stage in the report (a runaway loop must not grow it without end).
@@ -148,6 +153,8 @@ class _Watcher:
                 self._handle(markers.parse_lines(last.new_lines, self.nonce))
                 if not ctx.sysprep_reached and self._sysprep_acknowledged():
                     ctx.sysprep_reached = True
+                elif ctx.sysprep_reached and self._sysprep_running():
+                    self._sysprep_ok_unread()
                 self._finish_stage("ok" if ctx.sysprep_reached else "failed")
                 if ctx.sysprep_reached:
                     return
@@ -167,18 +174,40 @@ class _Watcher:
         that outlives a console gone with the power-off, for a watcher that missed
         sysprep:start (a resume after the orchestrator died)."""
         ctx = self.ctx
-        posted = compute.server_password(self.conn, self.server_id, cancel=ctx.cancel.event)
-        if posted is None or posted.strip() != markers.sysprep_ack(self.nonce):
+        if not self._ack_posted():
             return False
         if self.stage != "sysprep":
             self._finish_stage("ok")
             self._start_stage("sysprep")
         ctx.save_record(WatchInstall.name, last_stage="sysprep", sysprep_reached=True)
-        ctx.emit(EventName.STAGE, stage="sysprep", status=markers.Status.OK.value,
-                 detail="read from the server's os-server-password, where the guest posted it "
-                        "before powering off (its console was gone)",
-                 elapsed=round(ctx.elapsed(), 1))
+        self._emit_sysprep_ok(ACK_READ)
         return True
+
+    def _ack_posted(self, *, refused_ok: bool = False) -> bool:
+        posted = compute.server_password(self.conn, self.server_id,
+                                         cancel=self.ctx.cancel.event, refused_ok=refused_ok)
+        return posted is not None and posted.strip() == markers.sysprep_ack(self.nonce)
+
+    def _sysprep_running(self) -> bool:
+        """Whether sysprep:start was read and its sysprep:ok was not."""
+        stages = self.ctx.stages
+        return bool(stages) and stages[-1].stage == "sysprep" and stages[-1].status == "running"
+
+    def _sysprep_ok_unread(self) -> None:
+        """The builder powered off after sysprep:start, and sysprep:ok went with the console
+        (rule 1 of the power-off protocol: the usual case on Nova's pty console, where the
+        guest powers off seconds after writing it). The stage still ends in an event, so a
+        log alert keyed on `sysprep ok` sees every finished build; its detail says how the
+        end was known."""
+        # Only a detail here: the build has succeeded whatever Nova answers.
+        self._emit_sysprep_ok(ACK_READ if self._ack_posted(refused_ok=True) else POWERED_OFF)
+
+    def _emit_sysprep_ok(self, detail: str) -> None:
+        ctx = self.ctx
+        if ctx.stages and ctx.stages[-1].stage == "sysprep":
+            ctx.stages[-1].detail = detail
+        ctx.emit(EventName.STAGE, stage="sysprep", status=markers.Status.OK.value,
+                 detail=detail, elapsed=round(ctx.elapsed(), 1))
 
     def _next_interval(self, interval: float, progressed: bool) -> float:
         opts = self.ctx.options
@@ -255,7 +284,7 @@ class _Watcher:
         if self.ctx.stages and self.ctx.stages[-1].status == "running":
             record = self.ctx.stages[-1]
             record.status = status
-            record.detail = detail
+            record.detail = detail or record.detail
             record.finished = self.ctx.elapsed()
 
     def _next_stage(self, stage: str) -> str:
