@@ -434,12 +434,28 @@ class BuilderSpec(_Section):
 GLANCE_NAME_MAX = 255
 
 
+def _property_key(key: str) -> str:
+    """An image property's name; each bad one is its own problem (its own line)."""
+    if key.startswith("osbuild_"):
+        raise ValueError("the osbuild_ prefix is osbuild's own")
+    # Glance refuses to set its own fields as properties; it would say so only at publish.
+    from osbuild.cloud.image_fields import is_glance_field
+
+    if is_glance_field(key):
+        raise ValueError("Glance's own field, not a property (name, visibility, tags, "
+                         "min_disk, min_ram are image.* keys)")
+    return key
+
+
+PropertyKey = Annotated[str, AfterValidator(_property_key)]
+
+
 class ImageSpec(_Section):
     name: Text = Field(
         description="Name template: {name}, {date}, {datetime}, {build_id}, {version}, {edition}"
     )
     visibility: Literal["private", "shared", "community", "public"] = "private"
-    properties: dict[str, Text] = Field(default_factory=dict)
+    properties: dict[PropertyKey, Text] = Field(default_factory=dict)
     tags: tuple[Text, ...] = ()
     disk_format: Literal["qcow2", "raw"] = "qcow2"
     min_disk: int | None = Field(default=None, ge=1)
@@ -474,21 +490,6 @@ class ImageSpec(_Section):
                     + ", ".join(f"{{{a}}}" for a in sorted(allowed))
                     + ")"
                 )
-        return value
-
-    @field_validator("properties")
-    @classmethod
-    def _properties(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = [k for k in value if k.startswith("osbuild_")]
-        if reserved:
-            raise ValueError(f"{', '.join(reserved)}: the osbuild_ prefix is osbuild's own")
-        # Glance refuses to set its own fields as properties; it would say so only at publish.
-        from osbuild.cloud.image_fields import is_glance_field
-
-        glance = [k for k in value if is_glance_field(k)]
-        if glance:
-            raise ValueError(f"{', '.join(glance)}: Glance's own field, not a property "
-                             "(name, visibility, tags, min_disk, min_ram are image.* keys)")
         return value
 
     @model_validator(mode="after")
@@ -766,7 +767,8 @@ def _problems(exc: ValidationError, lines: dict[tuple[Any, ...], int]) -> list[t
              if error["type"] == "extra_forbidden"
              and (nearest := _nearest_key(tuple(error["loc"]))) is not None}
     for error in errors:
-        loc = tuple(error["loc"])
+        # pydantic places a mapping key's own error under the key, then "[key]".
+        loc = tuple(part for part in error["loc"] if part != "[key]")
         if error["type"] == "missing" and loc in meant:
             continue
         message = _describe(error)

@@ -515,3 +515,17 @@ def test_a_disk_format_with_a_local_target_is_refused(spec_dir: Path) -> None:
     assert load(spec_dir, explicit).image.disk_format == "qcow2"
     volume = edit("image:\n", "image:\n  disk_format: raw\n")
     assert load(spec_dir, volume).image.disk_format == "raw"
+
+
+def test_every_bad_image_property_is_its_own_problem(spec_dir: Path) -> None:
+    # One line for the first kind of bad key only: the Glance field showed once the
+    # reserved one was gone, and two reserved keys shared a line.
+    text = edit("image:\n", "image:\n  properties:\n    osbuild_x: '1'\n    os_hidden: 'true'\n"
+                "    hw_rng_model: virtio\n    osbuild_y: '2'\n")
+    lines = problems(spec_dir, text)
+    assert [line.split(": ", 3)[2:] for line in lines] == [
+        ["image.properties.osbuild_x", "the osbuild_ prefix is osbuild's own"],
+        ["image.properties.os_hidden", "Glance's own field, not a property (name, visibility, "
+                                       "tags, min_disk, min_ram are image.* keys)"],
+        ["image.properties.osbuild_y", "the osbuild_ prefix is osbuild's own"],
+    ], lines
