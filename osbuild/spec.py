@@ -132,7 +132,7 @@ class WindowsSpec(_Section):
     def _known_version(cls, value: str) -> str:
         if value not in windows.RELEASE:
             *first, last = (repr(v) for v in windows.VERSIONS)
-            raise ValueError(f"Input should be {', '.join(first)} or {last}")
+            raise ValueError(f"must be {', '.join(first)} or {last}")
         return value
 
     @field_validator("locale")
@@ -754,6 +754,9 @@ def _describe(error: Mapping[str, Any]) -> str:
         return msg.replace("Input should be", "must be")
     if kind in ("tuple_type", "list_type"):
         return "must be a list (- item per line, or [a, b])"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        # pydantic's text names its classes ("instance of WindowsSpec").
+        return "must be a mapping (key: value lines beneath it)"
     return msg.replace("Input should be", "must be")
 
 
@@ -839,15 +842,23 @@ def _file_problems(
     """Local files the spec names must exist (checked on the raw YAML, valid or not)."""
     problems: list[tuple[int, str]] = []
 
-    def check(relative: Any, loc: tuple[Any, ...]) -> None:
+    def check(relative: Any, loc: tuple[Any, ...], *, suffix: str | None = None) -> None:
         if not isinstance(relative, str) or not relative.strip():
             return  # the type or value error is reported by validation
         candidate = Path(relative.strip()).expanduser()
         target = candidate if candidate.is_absolute() else base_dir / candidate
-        if not target.is_file():
+        problem = None
+        if target.is_dir():
+            problem = f"a directory, not a file: {target}"
+        elif not target.is_file():
+            problem = f"file not found: {target}"
+        elif suffix is not None and target.suffix.lower() != suffix:
+            # powershell.exe -File runs .ps1 files only; the guest would fail at this stage.
+            problem = f"not a PowerShell script ({suffix}): {target}"
+        if problem is not None:
             line = lines.get(loc)
             where = f"line {line}: " if line else ""
-            problems.append((line or 0, f"{where}{_dotted(loc)}: file not found: {target}"))
+            problems.append((line or 0, f"{where}{_dotted(loc)}: {problem}"))
 
     cloudbase = data.get("cloudbase_init")
     if isinstance(cloudbase, dict):
@@ -857,7 +868,7 @@ def _file_problems(
     scripts = data.get("scripts")
     if isinstance(scripts, list):
         for index, script in enumerate(scripts):
-            check(script, ("scripts", index))
+            check(script, ("scripts", index), suffix=".ps1")
     return problems
 
 

@@ -202,7 +202,10 @@ MISTAKES = [
      "virtio.winpe_drivers", "must be a list", "winpe_drivers:"),
     ("bad enum", edit("flavor: m1.large", "flavor: m1.large\n  target: cloud"),
      "builder.target", "'volume' or 'local'", "target:"),
-    ("bad version", edit('"2022"', '"2012"'), "windows.version", "'2016'", "version:"),
+    ("bad version", edit('"2022"', '"2012"'), "windows.version",
+     "must be '2016', '2019', '2022', '2025', '10' or '11'", "version:"),
+    ("section not a mapping", edit("builder:\n  flavor: m1.large\n", "builder: [m1.large]\n"),
+     "builder", "must be a mapping (key: value lines beneath it)", "builder:"),
     ("bad duration", edit("flavor: m1.large", "flavor: m1.large\n  timeout: forever"),
      "builder.timeout", "not a duration", "timeout:"),
     ("zero duration", edit("flavor: m1.large",
@@ -529,3 +532,14 @@ def test_every_bad_image_property_is_its_own_problem(spec_dir: Path) -> None:
                                        "tags, min_disk, min_ram are image.* keys)"],
         ["image.properties.osbuild_y", "the osbuild_ prefix is osbuild's own"],
     ], lines
+
+
+def test_a_script_must_be_a_powershell_file(spec_dir: Path) -> None:
+    (spec_dir / "tools").mkdir()
+    (spec_dir / "setup.sh").write_text("#!/bin/sh\n")
+    (spec_dir / "Setup.PS1").write_text("Write-Output ok\n")
+    text = BASE + "scripts:\n  - tools\n  - setup.sh\n  - Setup.PS1\n"
+    assert [line.split(": ", 3)[2:] for line in problems(spec_dir, text)] == [
+        ["scripts[0]", f"a directory, not a file: {spec_dir / 'tools'}"],
+        ["scripts[1]", f"not a PowerShell script (.ps1): {spec_dir / 'setup.sh'}"],
+    ]
