@@ -36,11 +36,14 @@ SETUP_EXE = "setup.exe"
 # 2024-06-01T00:00:00Z: every timestamp in the stand-ins, so the bytes never change.
 _FIXED_TIME = 1717200000.0
 
+# Windows' EditionID strings (its product-type table: PRODUCT_STANDARD_SERVER_CORE is
+# "ServerStandardCor", PRODUCT_DATACENTER_EVALUATION_SERVER_CORE "ServerDatacenterEvalCor"):
+# Server Core's are cut to "Cor", and evaluation media put "Eval" before it.
 _SERVER_EDITION_IDS = {
-    "SERVERSTANDARDCORE": ("ServerStandardCore", "Server Core", "Standard"),
-    "SERVERSTANDARD": ("ServerStandard", "Server", "Standard (Desktop Experience)"),
-    "SERVERDATACENTERCORE": ("ServerDatacenterCore", "Server Core", "Datacenter"),
-    "SERVERDATACENTER": ("ServerDatacenter", "Server", "Datacenter (Desktop Experience)"),
+    "SERVERSTANDARDCORE": ("ServerStandard", "Cor", "Server Core", "Standard"),
+    "SERVERSTANDARD": ("ServerStandard", "", "Server", "Standard (Desktop Experience)"),
+    "SERVERDATACENTERCORE": ("ServerDatacenter", "Cor", "Server Core", "Datacenter"),
+    "SERVERDATACENTER": ("ServerDatacenter", "", "Server", "Datacenter (Desktop Experience)"),
 }
 _CLIENT_EDITION_IDS = {"Pro": "Professional", "Enterprise": "Enterprise", "Education": "Education"}
 CLIENT_MEDIA_EDITIONS = ("Pro", "Enterprise", "Education")
@@ -63,7 +66,8 @@ def install_wim_xml(version: str, editions: tuple[str, ...] | None = None, *,
     """install.wim's XML metadata (UTF-16LE with BOM, as DISM and wimlib store it).
 
     ``evaluation``: client evaluation media name their images `Windows 11 Enterprise
-    Evaluation` (edition id `EnterpriseEval`); server evaluation media keep retail names.
+    Evaluation` (edition id `EnterpriseEval`); server evaluation media keep retail names, and
+    only their edition ids say so (`ServerStandardEval`, `ServerDatacenterEvalCor`).
     ``arch``: WIM's ARCH code (9 = x64, 0 = x86, 12 = arm64)."""
     build = windows.BUILD_NUMBERS[version]
     server = windows.is_server(version)
@@ -77,7 +81,8 @@ def install_wim_xml(version: str, editions: tuple[str, ...] | None = None, *,
         if evaluation and not server:
             name, eval_suffix = f"{name} Evaluation", "Eval"
         if server:
-            edition_id, install_type, display = _SERVER_EDITION_IDS[edition]
+            base, core, install_type, display = _SERVER_EDITION_IDS[edition]
+            edition_id = base + ("Eval" if evaluation else "") + core
             display_name = f"Windows Server {version} {display}"
             product_type = "ServerNT"
         else:

@@ -120,7 +120,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         except wim.NotWindowsMedia:
             editions = None
     for image in editions or []:
-        facts = [fact for fact in (image.version, image.arch, "/".join(image.languages)) if fact]
+        # Evaluation media take no product key (windows.product_key omitted); others do.
+        evaluation = "evaluation" if image.evaluation else ""
+        facts = [fact for fact in (image.version, image.arch, "/".join(image.languages),
+                                   image.edition_id, evaluation) if fact]
         print(f"image {image.index}: {image.name}" + (f" ({', '.join(facts)})" if facts else ""))
     with path.open("rb") as fp:
         drivers = read_virtio_iso(fp, name=str(path))

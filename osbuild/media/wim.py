@@ -52,12 +52,19 @@ class WimImage:
 
     index: int
     name: str  # `/IMAGE/NAME`, what the answer file selects
-    edition_id: str = ""  # ServerStandard, Professional, EnterpriseEval, ...
+    edition_id: str = ""  # ServerStandard, ServerStandardCor, EnterpriseEval, ...
     installation_type: str = ""  # Server, Server Core, Client
     build: int | None = None  # 20348
     version: str | None = None  # 10.0.20348
     arch: str | None = None  # x64
     languages: tuple[str, ...] = ()
+
+    @property
+    def evaluation(self) -> bool:
+        """Evaluation media, which take no product key: the edition id says so, before
+        Server Core's "Cor" (`EnterpriseEval`, `ServerStandardEval`, `ServerDatacenterEvalCor`;
+        a server evaluation image keeps its retail name)."""
+        return "Eval" in self.edition_id
 
     def describe(self) -> str:
         """`Windows Server 2022 SERVERSTANDARD (index 2, 10.0.20348, x64, en-US)`."""

@@ -43,6 +43,22 @@ def test_evaluation_media_with_a_product_key_is_refused_before_boot(cloud: Cloud
     assert cloud.leftovers(keep={iso}) == []
 
 
+def test_server_core_evaluation_media_with_a_product_key_is_refused_too(cloud: Cloud) -> None:
+    # Server evaluation media keep the retail image names; only the edition id tells, and
+    # Server Core's ends in "Cor" (ServerStandardEvalCor), which a check for a trailing
+    # "Eval" missed: Setup would have refused the key at the WinPE pass.
+    iso = cloud.upload_iso("ws2022-eval.iso", windows_iso(
+        "2022", evaluation=True, editions=("SERVERSTANDARDCORE",)))
+    run = cloud.build(cloud.spec(windows={"iso_image": "ws2022-eval.iso",
+                                          "edition": "SERVERSTANDARDCORE",
+                                          "product_key": "kms"}))
+    assert run.exit_code == 2, run.why
+    assert ("windows.product_key: 'ws2022-eval.iso' is evaluation media (Windows Server 2022 "
+            "SERVERSTANDARDCORE), which takes no product key; omit it") in run.why
+    assert not run.named("stage")
+    assert cloud.leftovers(keep={iso}) == []
+
+
 def test_an_iso_of_another_release_is_refused_listing_what_it_holds(cloud: Cloud) -> None:
     iso = cloud.upload_iso("ws2019.iso", windows_iso("2019", editions=("SERVERSTANDARD",)))
     run = cloud.build(cloud.spec(windows={"iso_image": "ws2019.iso"}))

@@ -80,13 +80,13 @@ def test_a_cloud_without_ranges_is_detected_at_once() -> None:
     assert reader.requests == 1
 
 
-def test_media_inspect_lists_the_editions_of_a_real_format_wim(
-        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def _inspected(tmp_path: Any, capsys: pytest.CaptureFixture[str], xml: bytes) -> list[str]:
+    """`osbuild media inspect` of an ISO whose install.wim carries ``xml``."""
     import pycdlib
 
     from osbuild.cli import main
 
-    blob = _real_wim(install_wim_xml("2025", ("SERVERSTANDARD", "SERVERDATACENTER")))
+    blob = _real_wim(xml)
     iso = pycdlib.PyCdlib()
     iso.new(joliet=3)
     boot = b"\xeb" * 2048
@@ -99,9 +99,27 @@ def test_media_inspect_lists_the_editions_of_a_real_format_wim(
     iso.write(str(path))
     iso.close()
     assert main(["media", "inspect", str(path)]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[-2:] == ["image 1: Windows Server 2025 SERVERSTANDARD (10.0.26100, x64, en-US)",
-                        "image 2: Windows Server 2025 SERVERDATACENTER (10.0.26100, x64, en-US)"]
+    return capsys.readouterr().out.splitlines()
+
+
+def test_media_inspect_lists_the_editions_of_a_real_format_wim(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    out = _inspected(tmp_path, capsys,
+                     install_wim_xml("2025", ("SERVERSTANDARD", "SERVERDATACENTER")))
+    assert out[-2:] == [
+        "image 1: Windows Server 2025 SERVERSTANDARD (10.0.26100, x64, en-US, ServerStandard)",
+        "image 2: Windows Server 2025 SERVERDATACENTER (10.0.26100, x64, en-US, "
+        "ServerDatacenter)"]
+
+
+def test_media_inspect_tells_evaluation_media(
+        tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # A server evaluation image keeps its retail name: its edition id is all that tells an
+    # operator to leave windows.product_key out.
+    out = _inspected(tmp_path, capsys,
+                     install_wim_xml("2019", ("SERVERSTANDARDCORE",), evaluation=True))
+    assert out[-1] == ("image 1: Windows Server 2019 SERVERSTANDARDCORE (10.0.17763, x64, "
+                       "en-US, ServerStandardEvalCor, evaluation)")
 
 
 def test_images_carry_version_architecture_and_languages() -> None:

@@ -98,11 +98,16 @@ def test_windows_media(name: str) -> None:
 def test_server_image_names_and_edition_ids() -> None:
     images = media.read_wim_images(media.install_wim_xml("2019"))
     assert [(i.name, i.edition_id) for i in images] == [
-        ("Windows Server 2019 SERVERSTANDARDCORE", "ServerStandardCore"),
+        ("Windows Server 2019 SERVERSTANDARDCORE", "ServerStandardCor"),
         ("Windows Server 2019 SERVERSTANDARD", "ServerStandard"),
-        ("Windows Server 2019 SERVERDATACENTERCORE", "ServerDatacenterCore"),
+        ("Windows Server 2019 SERVERDATACENTERCORE", "ServerDatacenterCor"),
         ("Windows Server 2019 SERVERDATACENTER", "ServerDatacenter"),
     ]
+    evaluation = media.read_wim_images(media.install_wim_xml("2022", evaluation=True))
+    assert [i.edition_id for i in evaluation] == [
+        "ServerStandardEvalCor", "ServerStandardEval", "ServerDatacenterEvalCor",
+        "ServerDatacenterEval"]
+    assert all(i.evaluation for i in evaluation) and not any(i.evaluation for i in images)
     assert media.install_wim_xml("2019").startswith(b"\xff\xfe<\x00W\x00I\x00M\x00")
     assert media.read_wim_images(b"MSWIM\x00\x00\x00 binary") == []
 

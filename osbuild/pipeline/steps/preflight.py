@@ -304,7 +304,7 @@ class Preflight(Resumable):
         wanted = [name.casefold() for name in windows.edition_info.image_names]
         for image in images:
             if image.name.casefold() in wanted and image.arch in (None, "x64"):
-                if image.edition_id.endswith("Eval") and windows.product_key is not None:
+                if image.evaluation and windows.product_key is not None:
                     # Setup refuses a key that no image of evaluation media accepts.
                     problems.append(f"windows.product_key: {win.name!r} is evaluation media "
                                     f"({image.name}), which takes no product key; omit it")
