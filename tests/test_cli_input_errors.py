@@ -84,7 +84,7 @@ def test_os_client_config_file_that_does_not_exist(spec: Path, tmp_path: Path,
     assert "was not found" not in line
 
 
-@pytest.mark.parametrize("name", ["nope.yaml", "ABSOLUTE"])
+@pytest.mark.parametrize("name", ["nope.yaml", "nope", "ABSOLUTE"])
 def test_demo_spec_that_is_not_an_example(spec: Path, capsys, name: str) -> None:
     if name == "ABSOLUTE":
         name = str(spec)

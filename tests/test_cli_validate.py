@@ -248,3 +248,15 @@ def test_a_refresh_choice_is_checked_against_the_cloud(
     capsys.readouterr()
     assert main(["validate", str(examples[0]), "--refresh", "auto"]) == EXIT_INVALID_INPUT
     assert "OS_CLIENT_CONFIG_FILE names" in capsys.readouterr().err  # it went for the cloud
+
+
+def test_ok_and_problem_lines_name_a_spec_as_typed(
+        examples: list[Path], capsys, monkeypatch) -> None:
+    # An outside tryout read "/tmp/x/00-base.yaml: ok" beside "01-typo.yaml: line 22: ...".
+    monkeypatch.chdir(examples[0].parent)
+    bad = examples[0].with_name("bad.yaml")
+    bad.write_text(examples[0].read_text().replace("edition:", "editon:"))
+    assert main(["validate", examples[0].name, "bad.yaml"]) == EXIT_INVALID_INPUT
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{examples[0].name}: ok (")
+    assert captured.err.startswith("osbuild: error: bad.yaml: line ")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuild import naming
-from osbuild.cli import options
+from osbuild.cli import jsonout, options
 from osbuild.cli.build import print_signal, print_summary
 from osbuild.durations import format_duration
 from osbuild.errors import InvalidInput
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from osbuild_sim.media import cloudbase_msi_standin
 
     examples = sorted(p.name for p in examples_dir().glob("*.yaml"))
+    if args.spec not in examples and f"{args.spec}.yaml" in examples:
+        args.spec = f"{args.spec}.yaml"  # the family's name, as `osbuild status` shows it
     if args.spec not in examples:
         raise InvalidInput([f"--spec {args.spec}: not an example spec; the demo builds one of "
                             f"{', '.join(examples)} (your own specs: osbuild sim serve, "
@@ -91,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
                   "simulated cloud\"), or a build in your cloud (README, \"Building in your "
                   "cloud\")")
         code = outcome.exit_code
-        return code if code or not leftovers else 1
+        code = code if code or not leftovers else 1
+        if args.json:
+            # The demo's own verdict, after the build's events: what a human reads last.
+            jsonout.print_json({"command": "demo", "exit_code": code, "leftovers": leftovers,
+                                "kept": str(workdir) if args.keep else None})
+        return code
     finally:
         if args.keep:
             print(f"demo files kept in {workdir}", file=say)

@@ -111,6 +111,7 @@ class HumanView:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
+            unheard = event.build_id not in self.rows
             row = self.rows.setdefault(event.build_id, _Row(event.family, event.build_id))
             if event.elapsed is not None:
                 row.clock, row.clock_seen = event.elapsed, time.monotonic()
@@ -130,7 +131,10 @@ class HumanView:
                 row.last = str(fields.get("reason", ""))
             if self._live is not None:
                 self._live.refresh()
-            elif event.name in _INTERESTING and not self._closed:
+            elif event.name in _INTERESTING and not self._closed and not (
+                    unheard and event.name == EventName.BUILD_FAILED):
+                # (A build that failed before its start, refused with its run, is told by
+                # the error lines or the summary that follow: one line each, not two.)
                 # One event, one line: cron mail, journald and grep must not see it wrapped
                 # at the 80 columns rich assumes when stderr is no terminal.
                 try:

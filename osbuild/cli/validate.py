@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     online = bool(args.preflight or args.os_cloud or args.refresh != "never")
     problems: list[str] = []
     specs: list[BuildSpec] = []
+    typed: dict[str, str] = {}  # a spec's resolved path -> as the operator typed it
     for path in args.specs:
         try:
             spec = load_spec(path)
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             problems.extend(exc.lines())
             continue
         specs.append(spec)
+        typed[str(spec.source_path)] = str(path)
     checked = [{"spec": str(spec.source_path), "name": spec.name,
                 "image_name": spec.windows.image_name} for spec in specs]
     error: OsbuildError | None = SpecError(problems) if problems else None
@@ -76,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         return error.exit_code if error is not None else 0
     if not online:
         for ok in checked:
-            print(f"{ok['spec']}: ok ({ok['name']}: {ok['image_name']})")
+            # As its problems would be named: the path as typed.
+            shown = typed.get(ok["spec"], ok["spec"])
+            print(f"{shown}: ok ({ok['name']}: {ok['image_name']})")
     if error is not None:
         raise error
     return 0

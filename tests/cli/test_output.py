@@ -18,11 +18,23 @@ def test_plain_lines_to_a_pipe_are_never_wrapped() -> None:
     out = io.StringIO()
     view = HumanView(Console(file=out, force_terminal=False, width=80))
     reason = "verify: check server-active failed: test server went to error: " + "x" * 120
+    view(Event("build.started", "20261201t064237-701ab5", "ws2022-standard", {}))
     view(Event("build.failed", "20261201t064237-701ab5", "ws2022-standard",
                {"reason": reason}))
     lines = out.getvalue().splitlines()
-    assert len(lines) == 1
-    assert lines[0].endswith(reason)
+    assert len(lines) == 2
+    assert lines[1].endswith(reason)
+
+
+def test_a_build_refused_before_its_start_is_left_to_the_error_lines() -> None:
+    # A refused run's build.failed (for cron's log pipeline and its webhook) says what the
+    # `osbuild: error:` lines after it say: on a terminal or in cron mail, once is enough.
+    out = io.StringIO()
+    view = HumanView(Console(file=out, force_terminal=False, width=80))
+    view(Event("build.failed", "b2", "ws2022-standard",
+               {"reason": "cloud east: no clouds.yaml found"}))
+    assert out.getvalue() == ""
+    assert view.rows["b2"].state == "failed"
 
 
 def test_elapsed_time_in_plain_lines_reads_like_2h14m() -> None:

@@ -37,10 +37,13 @@ def test_demo_json_prints_only_events_with_the_documented_fields(
     # The demo points OS_CLIENT_CONFIG_FILE at its own clouds.yaml; restore it afterwards.
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "none.yaml"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where --keep leaves the files
-    assert main(["demo", "--json", "--keep"]) == 0
+    # The example by its family name, as `osbuild status` shows it (the file name works too).
+    assert main(["demo", "--json", "--keep", "--spec", "ws2022-standard"]) == 0
     out, err = capsys.readouterr()
-    events = [json.loads(line) for line in out.splitlines()]  # every line is one object
+    *events, verdict = [json.loads(line) for line in out.splitlines()]  # each line one object
     assert events and all(set(event) >= COMMON for event in events)
+    # The demo's own result comes last, as gc's and status's one line: nothing left behind.
+    assert (verdict["command"], verdict["exit_code"], verdict["leftovers"]) == ("demo", 0, [])
     seen: dict[str, set[str]] = {}
     for event in events:
         seen.setdefault(event["event"], set()).update(event)
@@ -55,6 +58,7 @@ def test_demo_json_prints_only_events_with_the_documented_fields(
 
     kept = re.search(r"demo files kept in (\S+)", err)
     assert kept, err
+    assert verdict["kept"] == kept[1]
     assert Path(kept[1]).parent == tmp_path
     (log_dir,) = (Path(kept[1]) / "logs").iterdir()
     assert log_dir.name == events[0]["build_id"]
