@@ -354,3 +354,27 @@ def test_no_cloud_configured_says_how_to_choose_one(
     err = capsys.readouterr().err
     assert "pass --os-cloud NAME" in err
     assert "Traceback" not in err
+
+
+def test_a_name_another_family_publishes_is_warned_of_before_the_build(cloud: Cloud) -> None:
+    # A spec copied with a new `name` but the old `image.name` published the first family's
+    # name: Glance takes duplicates, and lookups by name then find two (an outside tryout).
+    first = cloud.build(cloud.spec(name="win-a", image={"name": "shared-{date}"},
+                                   verify={"enabled": False}))
+    assert first.exit_code == 0, first.why
+    second = cloud.build(cloud.spec(name="win-b", image={"name": "shared-{date}"},
+                                    verify={"enabled": False}))
+    assert second.exit_code == 0, second.why
+    [warning] = [e["message"] for e in second.named("warning")
+                 if e["message"].startswith("image.name:")]
+    assert warning == (
+        f"image.name: {first.success['image_name']!r} (as it would be named today) is "
+        f"already the name of image {first.success['image_id']} (family win-a): lookups by "
+        "name will find both; put {name} in image.name")
+    # A family's own images are not another's: win-a's next build names win-b's image only.
+    again = cloud.build(cloud.spec(name="win-a", image={"name": "shared-{date}"},
+                                   verify={"enabled": False}))
+    [warning] = [e["message"] for e in again.named("warning")
+                 if e["message"].startswith("image.name:")]
+    assert f"image {second.success['image_id']} (family win-b):" in warning, warning
+    assert first.success["image_id"] not in warning

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
+from osbuild import naming
 from osbuild.cloud import compute
 from osbuild.cloud import images as image_api
 from osbuild.cloud import network as network_api
@@ -175,6 +176,7 @@ class Preflight(Resumable):
 
         problems.extend(verify_image.preflight_problems(ctx, flavor))
         self._warn_public_visibility(ctx)
+        self._warn_name_of_another_family(ctx)
 
         if flavor is not None and ((win and virtio) or refresh):
             resolved = Resolved(
@@ -246,6 +248,23 @@ class Preflight(Resumable):
             f"publicize_image) and this user's roles are {', '.join(sorted(roles)) or 'none'}; "
             "unless the cloud's policy allows it, the promotion will be refused (403) after "
             "the build: use shared with image.members, or community"))
+
+    def _warn_name_of_another_family(self, ctx: BuildContext) -> None:
+        """Glance allows duplicate names, so a spec copied with a new `name` but the old
+        `image.name` publishes the other family's name: lookups by name (`openstack server
+        create --image NAME`, `osbuild images verify NAME`) then find two. A warning: the
+        promotion may come on another day, and the name may be meant to be shared."""
+        spec = ctx.spec
+        name = spec.image_name_for(ctx.build_id)
+        others = [image for image in image_api.images(ctx.conn, name=name,
+                                                      cancel=ctx.cancel.event)
+                  if image.properties.get(naming.PROP_FAMILY) != spec.name]
+        if not others:
+            return
+        owners = ", ".join(f"{image.id} ({_made_by(image)})" for image in others[:3])
+        ctx.emit(EventName.WARNING, message=(
+            f"image.name: {name!r} (as it would be named today) is already the name of "
+            f"image {owners}: lookups by name will find both; put {{name}} in image.name"))
 
     def _parent_image(self, ctx: BuildContext, problems: list[str]) -> image_api.Image | None:
         """The image a refresh copies, which must still be there and active: it was chosen
@@ -430,6 +449,11 @@ def quota_problems(ctx: BuildContext, needs: Needs, *, who: str = "the build") -
         problems.append(f"quota: image: {who} {_need(who)} {needs.images} images, "
                         f"{max(limit - used, 0)} of {limit} left")
     return problems
+
+
+def _made_by(image: image_api.Image) -> str:
+    family = image.properties.get(naming.PROP_FAMILY)
+    return f"family {family}" if family else "not made by osbuild"
 
 
 def _need(who: str) -> str:
