@@ -16,6 +16,7 @@ from typing import Any
 from osbuild import naming
 from osbuild.errors import InvalidInput
 from osbuild.images.family import VERIFY_PASSED, VERIFY_SKIPPED
+from osbuild.media import windows
 from osbuild.spec import BuildSpec, format_duration
 from osbuild.unattended.fingerprint import (
     PROP_FINGERPRINT,
@@ -154,6 +155,13 @@ def _unusable(spec: BuildSpec, props: dict[str, Any] | None) -> str | None:
         # An admin deactivated it (a bad image pulled): the refresh cannot boot from it, and
         # a cron run refused every time would never replace it.
         return f"{name} is {status}, not active: a refresh boots from it"
+    generation = naming.generation_of(props) or 0
+    if generation + 2 > windows.SYSPREP_GENERALIZE_LIMIT:
+        # Its full build generalized once and each refresh once more: sysprep refuses the
+        # next (`--refresh always` passes refresh.max_generations by, not this).
+        return (f"{name} is refresh {generation} in a row: its Windows has been generalized "
+                f"{generation + 1} times, and sysprep stops at "
+                f"{windows.SYSPREP_GENERALIZE_LIMIT} (build it in full)")
     if not spec.updates.enabled:
         return "updates.enabled is false: a refresh would install nothing"
     plugins = spec.cloudbase_init.plugins

@@ -192,6 +192,26 @@ def test_a_deactivated_current_image_gets_a_full_build(family: Family) -> None:
     assert choose(conn, spec, RefreshMode.AUTO).kind == "refresh"
 
 
+def test_always_stops_at_windows_generalization_limit(family: Family) -> None:
+    # --refresh always passes refresh.max_generations by; sysprep's own limit (1001
+    # generalizations of one installation) it cannot: the refresh would fail at sysprep,
+    # after its whole update run (an outside tryout, session 30).
+    conn = family.cloud.sim.connect()
+    spec = load_spec(family.spec)
+    current = _current(family.cloud)
+    was = current_image_properties(conn, spec.name)[naming.PROP_GENERATION]
+    conn.image.update_image(current, **{naming.PROP_GENERATION: "999"})
+    try:
+        assert choose(conn, spec, RefreshMode.ALWAYS).kind == "refresh"  # the 1001st
+        conn.image.update_image(current, **{naming.PROP_GENERATION: "1000"})
+        with pytest.raises(InvalidInput, match=r"is refresh 1000 in a row: its Windows has "
+                           r"been generalized 1001 times, and sysprep stops at 1001 \(build "
+                           r"it in full\)"):
+            choose(conn, spec, RefreshMode.ALWAYS)
+    finally:
+        conn.image.update_image(current, **{naming.PROP_GENERATION: was})
+
+
 def test_always_says_which_changed_inputs_the_refresh_leaves_out(family: Family) -> None:
     # A changed timezone went unapplied without a word under --refresh always (the image
     # keeps its parent's fingerprint); the reason, on the first line, now says so (s30).
