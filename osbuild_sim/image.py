@@ -43,7 +43,9 @@ def find_image(world: World, image_id: str) -> Image:
 
 
 def _image(image: Image) -> dict[str, Any]:
-    has_data = image.data is not None and image.status == "active"
+    # A deactivated image keeps its stored checksum and size: Glance refuses its data, not
+    # its record (tests/functional/test_real_services.py, against real Glance).
+    has_data = image.data is not None and image.status in ("active", "deactivated")
     body: dict[str, Any] = {
         "id": image.id, "name": image.name, "status": image.status,
         "visibility": image.visibility, "protected": image.protected,

@@ -192,6 +192,22 @@ def test_a_deactivated_current_image_gets_a_full_build(family: Family) -> None:
     assert choose(conn, spec, RefreshMode.AUTO).kind == "refresh"
 
 
+def test_a_deactivated_iso_is_no_changed_input(family: Family) -> None:
+    # Glance keeps a deactivated image's checksum (real Glance, tests/functional): an ISO
+    # an admin pulled read as "inputs changed: the Windows ISO image", and auto chose a
+    # full build its preflight then refused (an outside tryout, session 30). A refresh
+    # needs no ISO.
+    conn, admin = family.cloud.sim.connect(), family.cloud.sim.connect(admin=True)
+    spec = load_spec(family.spec).model_copy(update={"refresh": RefreshSpec(max_generations=5)})
+    iso = admin.image.find_image(spec.windows.iso_image)
+    admin.image.deactivate_image(iso)
+    try:
+        choice = choose(conn, spec, RefreshMode.AUTO)
+        assert choice.kind == "refresh", choice.reason
+    finally:
+        admin.image.reactivate_image(iso)
+
+
 def test_always_stops_at_windows_generalization_limit(family: Family) -> None:
     # --refresh always passes refresh.max_generations by; sysprep's own limit (1001
     # generalizations of one installation) it cannot: the refresh would fail at sysprep,

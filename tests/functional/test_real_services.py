@@ -169,3 +169,27 @@ def test_a_rollback_mark_on_real_glance_is_set_passed_over_and_taken_back(
     finally:
         for image_id in made:
             conn.image.delete_image(image_id, ignore_missing=True)
+
+
+def test_a_deactivated_image_keeps_its_checksum_on_real_glance(
+        real_services: RealServices) -> None:
+    # Deactivation refuses the data (403 on download), not the record: its checksum and
+    # hash stay readable, so --refresh auto still compares an ISO an admin deactivated
+    # (the simulator had dropped them, and read the ISO as changed). osbuild_sim's Glance
+    # rests on this test (tests/sim/test_image.py).
+    conn = real_services.connect()
+    image = conn.image.create_image(name="iso-deactivated", data=_tiny_iso(),
+                                    disk_format="iso", container_format="bare",
+                                    allow_duplicates=True)
+    try:
+        conn.image.wait_for_status(image, "active", failures=["killed"], wait=60)
+        before = conn.image.get_image(image.id)
+        conn.image.deactivate_image(image)
+        after = conn.image.get_image(image.id)
+        assert after.status == "deactivated"
+        assert (after.checksum, after.hash_value, after.size) == (
+            before.checksum, before.hash_value, before.size)
+        assert after.checksum and after.hash_value
+    finally:
+        conn.image.reactivate_image(image)
+        conn.image.delete_image(image)
