@@ -203,9 +203,8 @@ class _Watcher:
         self._emit_sysprep_ok(ACK_READ if self._ack_posted(refused_ok=True) else POWERED_OFF)
 
     def _emit_sysprep_ok(self, detail: str) -> None:
+        # The event only: a stage record's detail is what a failed stage said.
         ctx = self.ctx
-        if ctx.stages and ctx.stages[-1].stage == "sysprep":
-            ctx.stages[-1].detail = detail
         ctx.emit(EventName.STAGE, stage="sysprep", status=markers.Status.OK.value,
                  detail=detail, elapsed=round(ctx.elapsed(), 1))
 
@@ -284,7 +283,7 @@ class _Watcher:
         if self.ctx.stages and self.ctx.stages[-1].status == "running":
             record = self.ctx.stages[-1]
             record.status = status
-            record.detail = detail or record.detail
+            record.detail = detail
             record.finished = self.ctx.elapsed()
 
     def _next_stage(self, stage: str) -> str:
