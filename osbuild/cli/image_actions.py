@@ -13,7 +13,7 @@ from typing import Any
 from osbuild.cli import jsonout, options
 from osbuild.cli.build import print_signal
 from osbuild.cli.output import event_view
-from osbuild.cloud.connect import Connection, check_auth, connect
+from osbuild.cloud.connect import Connection, check_auth, cloud_identity, connect
 from osbuild.errors import InvalidInput
 from osbuild.images import (
     Decision,
@@ -131,8 +131,10 @@ def _verify(args: argparse.Namespace, conn: Connection) -> int:
     with event_view(json_output=args.json) as view:
         bus.subscribe(view)
         with signals_cancel(cancel, on_signal=print_signal):
+            # The cloud as `osbuild build` names it: --os-cloud, else $OS_CLOUD or the OS_*
+            # variables' auth URL (it was null for a cloud from $OS_CLOUD).
             result = reverify(spec, conn, args.image, options=build_options, bus=bus, cancel=cancel,
-                              cloud_name=args.os_cloud)
+                              cloud_name=cloud_identity(conn, args.os_cloud))
     if not args.json:
         if result.error is None:
             current = result.image_id is not None and from_glance(

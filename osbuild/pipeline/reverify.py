@@ -52,6 +52,10 @@ class _NameProvenImage:
         self.build_id = build_id
 
     def run(self, ctx: BuildContext) -> None:
+        if self.build_id and self.image.name != naming.resource_name(self.build_id, "image"):
+            # Named already, by its promotion or an earlier pass (the current image, say):
+            # users and tooling know it by that name, and `{datetime}` would give a new one.
+            return
         name = ctx.spec.image_name_for(self.build_id or ctx.build_id)
         image = give_final_attributes(ctx.conn, ctx.spec, self.image.id, name)
         ctx.image_name = image.name or name

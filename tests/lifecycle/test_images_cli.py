@@ -108,6 +108,27 @@ def test_verify_runs_the_boot_test_of_a_kept_image_again(lifecycle: Lifecycle) -
     assert "promote" not in told.out
 
 
+def test_verify_keeps_the_name_of_an_image_named_already(
+        lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `{datetime}` formatted again at verify time renamed the current image, which users
+    # and tooling know by name (an outside tryout, session 31). Only an image still under
+    # its capture name (a failed boot test left it there) gets its final name.
+    spec = lifecycle.spec("lc-keepname", image={"name": "lc-keepname-{datetime}"})
+    image_id = _built(lifecycle, spec)
+    named = lifecycle.image(image_id).name
+    time.sleep(1.1)  # {datetime} has seconds: a new one would differ
+    # The cloud from $OS_CLOUD, as cron gives it: recorded as `osbuild build` records it
+    # (its events and report said null).
+    monkeypatch.setenv("OS_CLOUD", lifecycle.sim.cloud_name)
+    again = lifecycle.cli("images", "verify", image_id, "--json")
+    assert again.code == 0, again.err
+    assert again.event("build.started")["cloud"] == lifecycle.sim.cloud_name
+    report = json.loads(Path(again.event("build.succeeded")["report"]).read_text())
+    assert report["cloud"] == lifecycle.sim.cloud_name
+    assert lifecycle.image(image_id).name == named
+    assert naming.CURRENT_TAG in lifecycle.image(image_id).tags
+
+
 def test_verify_refuses_an_image_of_another_family(
         lifecycle: Lifecycle, same_name: tuple[str, str]) -> None:
     image_id = same_name[0]
