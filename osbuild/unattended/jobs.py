@@ -446,7 +446,10 @@ def _not_started(spec: BuildSpec, cloud: str | None, build_id: str, error: Osbui
     gives the build id its webhook's `notify.sent` carries something to join."""
     bus.publish(Event(EventName.BUILD_FAILED, build_id, spec.name,
                       {"reason": str(error), "details": error.lines(), "stage": None,
-                       "exit_code": error.exit_code, "cloud": cloud}))
+                       "exit_code": error.exit_code, "cloud": cloud,
+                       # Every build.failed has them (README's event table).
+                       "kind": str(kind) if kind else None, "parent_image_id": None,
+                       "generation": None}))
     return BuildResult(build_id=build_id, family=spec.name, cloud=cloud,
                        succeeded=False, error=error, kind=kind)
 

@@ -51,6 +51,9 @@ def _assert_each_notice_joins_a_failed_build(events: list[dict[str, Any]],
         event = failed[body["build_id"]]
         assert (event["family"], event["cloud"], event["exit_code"], event["reason"]) == (
             body["family"], body["cloud"], 2, body["reason"])
+        # The keys every build.failed has (README), none chosen.
+        assert (event["kind"], event["parent_image_id"], event["generation"]) == (
+            None, None, None)
 
 
 def test_a_bad_later_spec_refuses_the_run_before_anything_is_created(cron: Cron) -> None:
