@@ -385,7 +385,9 @@ def _write_report(ctx: BuildContext, result: BuildResult, started: datetime,
         # `osbuild resume` finished it: when, and what that run took (its timeline).
         "resumed": {"at": resumed_at.isoformat(timespec="seconds"),
                     "duration_seconds": result.resumed_duration} if resumed_at else None,
-        "result": "succeeded" if result.succeeded else "failed",
+        # The word the page and `osbuild status` use: an interrupt is no failure of its own.
+        "result": ("succeeded" if result.succeeded else "interrupted"
+                   if isinstance(result.error, Interrupted) else "failed"),
         "error": result.error.lines() if result.error else None,
         "failed_stage": result.failed_stage,
         "interrupted": isinstance(result.error, Interrupted) or bool(result.interrupted),

@@ -93,6 +93,11 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
             after = "" if last.finished is None else "after "
             where, stage = f"{where} ({after}guest stage {last.stage})", last.stage
         error = Interrupted(error.signal_name, where=where, stage=stage)
+    if isinstance(error, Interrupted) and ctx.stages and ctx.stages[-1].finished is None:
+        # The guest stage under way ends here, cut short: a finished report has nothing
+        # "running" (its page drew the stage on past the builder's deletion).
+        last = ctx.stages[-1]
+        last.status, last.finished = "interrupted", ctx.elapsed()
     leftovers, kept = _clean_up(ctx, succeeded=error is None)
     # Also a signal during the cleanup of a build that succeeded (the family claim is
     # deleted last): it said "stopping and cleaning up", so it exits 130 as well.

@@ -22,7 +22,7 @@ class Bar:
     label: str
     start: float
     end: float
-    status: str  # ok, failed, running (cut short), skipped
+    status: str  # ok, failed, interrupted or running (cut short), skipped
     x: float = 0.0
     width: float = 0.0
 
@@ -57,7 +57,10 @@ class Timeline:
         return sum(1 for t in self.ticks if t.kind == "update-pass")
 
 
-def _steps_from_events(events: list[dict[str, Any]], total: float, failed: bool) -> list[Bar]:
+def _steps_from_events(events: list[dict[str, Any]], total: float, ended: str | None
+                       ) -> list[Bar]:
+    """``ended``: what the step under way came to when the build stopped (failed,
+    interrupted), or None for a report of a build still running."""
     bars: list[Bar] = []
     open_bar: Bar | None = None
     for entry in events:
@@ -73,7 +76,7 @@ def _steps_from_events(events: list[dict[str, Any]], total: float, failed: bool)
             open_bar = None
     for bar in bars:
         if bar.status == "running":
-            bar.status = "failed" if failed else "running"
+            bar.status = ended or "running"
     return bars
 
 
@@ -176,9 +179,10 @@ def build_timeline(report: dict[str, Any], console: ConsoleMarkers = ()) -> Time
                  + [float(s.get("finished") or s.get("started") or 0) for s in stages] + [0.0])
     total = max(float(report.get("duration_seconds") or 0.0), latest, 1.0)
     timeline = Timeline(total=total)
-    failed = report.get("result") != "succeeded"
+    ended = (None if report.get("result") == "succeeded" else "interrupted"
+             if report.get("interrupted") else "failed")
     if events:
-        timeline.steps = _steps_from_events(events, total, failed)
+        timeline.steps = _steps_from_events(events, total, ended)
     elif report.get("step_timings"):
         timeline.steps = _steps_from_timings(report["step_timings"])
         timeline.notes.append("this report has no event timeline (written by an older "
