@@ -754,6 +754,12 @@ def _describe(error: Mapping[str, Any]) -> str:
         return msg.replace("Input should be", "must be")
     if kind in ("tuple_type", "list_type"):
         return "must be a list (- item per line, or [a, b])"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         # pydantic's text names its classes ("instance of WindowsSpec").
         return "must be a mapping (key: value lines beneath it)"

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     error: OsbuildError | None = SpecError(problems) if problems else None
     if online and specs:
         try:
-            checked, cloud_problems = _preflight(args, specs)
+            checked, cloud_problems = _preflight(args, specs, typed)
         except (InvalidInput, CloudError) as exc:  # no cloud, refused credentials, unreachable
             checked, cloud_problems = [], exc.lines()
             if error is None:
@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(args: argparse.Namespace,
-               specs: list[BuildSpec]) -> tuple[list[dict[str, Any]], list[str]]:
+def _preflight(args: argparse.Namespace, specs: list[BuildSpec],
+               typed: dict[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Each build that passed, as a dict (its line printed unless --json), and every
     problem of the others."""
     from osbuild.images.refresh import RefreshMode
@@ -118,6 +118,7 @@ def _preflight(args: argparse.Namespace,
                 kind = f"a refresh of {parent.name} ({parent.image_id})"
                 # The reason names the parent too ("NAME (ID) has the same inputs..."): once.
                 reason = reason.replace(f"{parent.name} ({parent.image_id}) ", "it ", 1)
-            print(f"{job.spec.source_path}: ok in {identities[job.cloud]} ({job.spec.name}: "
+            shown = typed.get(str(job.spec.source_path), str(job.spec.source_path))
+            print(f"{shown}: ok in {identities[job.cloud]} ({job.spec.name}: "
                   f"{kind}; {reason})")
     return checked, list(found.problems)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,10 +16,12 @@ from osbuild.errors import EXIT_INVALID_INPUT, EXIT_OK
 from tests.e2e.conftest import Cloud
 
 
-def _validate(cloud: Cloud, *argv: str) -> subprocess.CompletedProcess[str]:
+def _validate(cloud: Cloud, *argv: str, cwd: Path | None = None
+              ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}
     return subprocess.run([sys.executable, "-m", "osbuild", "validate", *argv],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
+                          capture_output=True, text=True, env=env, timeout=120, check=False,
+                          cwd=cwd)
 
 
 def test_a_spec_the_cloud_can_build_is_ok_with_the_kind_of_build(cloud: Cloud) -> None:
@@ -27,6 +30,9 @@ def test_a_spec_the_cloud_can_build_is_ok_with_the_kind_of_build(cloud: Cloud) -
     assert done.returncode == EXIT_OK, done.stderr
     assert done.stdout == (f"{spec}: ok in {cloud.sim.cloud_name} (ws2022-standard: a full "
                            "build; --refresh never)\n")
+    # Named as typed, as a problem line names it.
+    relative = _validate(cloud, spec.name, "--os-cloud", cloud.sim.cloud_name, cwd=spec.parent)
+    assert relative.stdout.startswith(f"{spec.name}: ok in "), relative.stdout
     assert cloud.leftovers() == []  # nothing created: no claim, no config image
     assert not (cloud.workdir / "state" / "osbuild" / "locks").exists()  # no lock taken
 
