@@ -58,8 +58,13 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
+    family = load_spec(args.spec).name if args.spec else None
     with _connected(args) as conn:
-        image = promote(conn, args.image, spec=partial(_spec_for_promote, args))
+        before = from_glance(find_image(conn, args.image))
+        image = promote(conn, args.image, spec=partial(_spec_for_promote, args), family=family)
+    if before.current and not before.rolled_back_at:
+        # Idempotent (exit 0), but said: "promoted" read as if it had been another image.
+        return _changed(args, "already current:", image)
     return _changed(args, "promoted", image)
 
 

@@ -99,6 +99,11 @@ def find_image(conn: Connection, name_or_id: str) -> image_api.Image:
         return _get(conn, name_or_id)
     matches = _by_name(conn, name_or_id)
     if not matches:
+        if image_api.images(conn, name=name_or_id):
+            # Glance has it, but osbuild did not make it (an ISO, an image of another tool).
+            raise InvalidInput([f"image {name_or_id}: not an osbuild image (no "
+                                f"{naming.TAG} tag); give the name or ID of one osbuild "
+                                "made"])
         raise InvalidInput([f"image {name_or_id}: no image with this ID or name in Glance"])
     if len(matches) > 1:
         candidates = sort_newest_first([from_glance(i) for i in matches])
@@ -149,18 +154,23 @@ def capture_name_reason(image: FamilyImage) -> str:
 
 
 def promote(conn: Connection, image_id: str,
-            spec: Callable[[FamilyImage], BuildSpec] | None = None) -> FamilyImage:
+            spec: Callable[[FamilyImage], BuildSpec] | None = None, *,
+            family: str | None = None) -> FamilyImage:
     """Make a verified image of a family current again (``image_id``: its ID or name).
 
     An image still under its capture name first gets the final name, visibility, tags and
     members of its family's spec (``spec``: finds it for the image); without a spec it is
     refused, since it would become current private, unshared and under a name nobody
-    looks for."""
+    looks for. ``family``: the family the operator named (a spec file), which the image
+    must be of whatever its name."""
     image = from_glance(find_image(conn, image_id))
     image_id = image.id
     if not image.family:
         raise InvalidInput([f"image {image_id}: not an osbuild image "
                             f"(no {naming.PROP_FAMILY} property)"])
+    if family is not None and family != image.family:
+        raise InvalidInput([f"image {image_id}: not an image of family {family} "
+                            f"({image.family})"])
     if image.status != "active":
         raise InvalidInput([f"image {image_id}: status is {image.status}, not active"])
     if not image.promotable:

@@ -50,6 +50,29 @@ def test_promote_by_a_name_several_images_share_lists_them(
     assert unknown.code == 2 and "no image with this ID or name" in unknown.err
 
 
+def test_promote_says_what_it_did_not_do(
+        lifecycle: Lifecycle, same_name: tuple[str, str]) -> None:
+    # From an outside tryout: an ISO read as "no image ... in Glance", the current image
+    # was "promoted" again, and another family's spec went unchecked once the image had
+    # its final name.
+    iso = lifecycle.images("promote", "virtio-win.iso")
+    assert iso.code == 2
+    assert iso.err == ("osbuild: error: image virtio-win.iso: not an osbuild image (no osbuild "
+                       "tag); give the name or ID of one osbuild made\n")
+    first, second = same_name
+    lifecycle.images("promote", second)  # current, whatever a test before did
+    again = lifecycle.images("promote", second)
+    assert again.code == 0, again.err
+    assert again.out.startswith(f"lc-names: already current: {lifecycle.image(second).name} "
+                                f"({second}, version "), again.out
+    other = lifecycle.spec("lc-other-family")
+    refused = lifecycle.images("promote", first, str(other))
+    assert refused.code == 2
+    assert refused.err == (f"osbuild: error: image {first}: not an image of family "
+                           "lc-other-family (lc-names)\n")
+    assert naming.CURRENT_TAG in lifecycle.image(second).tags
+
+
 def test_rollback_takes_the_spec_file_and_promote_a_unique_name(lifecycle: Lifecycle) -> None:
     spec = lifecycle.spec("lc-rollspec", image={"superseded": "hide"})
     first = _built(lifecycle, spec)
