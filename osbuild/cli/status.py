@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         if args.html is None:
             from osbuild.report.status_page import status_table
 
-            status_table(rows, now=now, print_to=sys.stdout)
+            status_table(rows, now=now, print_to=sys.stdout, unreachable=unreachable)
         for line in unreachable:
             print(f"osbuild: error: {line}", file=sys.stderr)
     # The clouds that answered are shown; the others make it exit 2 (in --json, named in

@@ -29,11 +29,21 @@ def _dur(seconds: float | None) -> str:
     return "-" if seconds is None else format_duration(max(seconds, 0))
 
 
-def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO) -> None:
+def status_table(rows: list[FamilyStatus], *, now: datetime, print_to: TextIO,
+                 unreachable: list[str] | None = None) -> None:
+    """The table; below it, as on the page, each cloud left out (``unreachable``)."""
     console = Console(file=print_to)
     if not console.is_terminal:
         # Piped or mailed by cron: no terminal width to fit, and grep wants whole names.
         console = Console(file=print_to, width=240)
+    try:
+        _print_table(console, rows, now)
+    finally:
+        for line in unreachable or []:
+            console.print(f"not shown, unreachable: {line}", markup=False, soft_wrap=True)
+
+
+def _print_table(console: Console, rows: list[FamilyStatus], now: datetime) -> None:
     if not rows:
         console.print("no image family in Glance or in the state folder", markup=False)
         return

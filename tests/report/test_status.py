@@ -337,6 +337,8 @@ def test_an_unreachable_cloud_is_named_and_the_others_are_shown(
     assert main(["status", *clouds, *state]) == 2
     out, err = capsys.readouterr()
     assert "ws2022-cur" in out and err == f"osbuild: error: {why}\n"
+    # The table names the cloud left out too, as the page does: stdout alone tells.
+    assert out.rstrip().endswith(f"not shown, unreachable: {why}"), out
 
     # gc does the clouds it reaches (a dry run here) and names the other.
     assert main(["gc", *clouds, *state, "--dry-run", "--json"]) == 2
