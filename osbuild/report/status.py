@@ -4,7 +4,7 @@ is left over. Reads the state folder and the cloud; changes nothing."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,18 @@ def last_build(state: BuildState, clock: Clock | None = None) -> LastBuild:
                      kind="refresh" if state.is_refresh else "full")
 
 
+def made_current_since(row: FamilyStatus) -> None:
+    """A failed build whose kept image is current now (`osbuild images promote` after a
+    failed promotion): its reason told to promote it, which reads wrong once done."""
+    last, current = row.last_build, row.current
+    if (last is None or last.status != "failed" or current is None
+            or current.build_id != last.build_id):
+        return
+    row.last_build = replace(last, reason=(
+        f"its image {current.id} has been made current since; it had failed with: "
+        f"{last.reason or 'no reason recorded'}"))
+
+
 def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[BuildState],
                 leftovers: list[gc.Resource],
                 live: list[ActiveBuilder] | None = None,
@@ -174,6 +186,7 @@ def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[B
                         key=lambda s: (s.started_at, s.build_id))
         if builds:
             row.last_build = last_build(builds[-1], clock)
+            made_current_since(row)
         # The trend answers "are builds getting slower?": what the last successful builds
         # took, as their reports measured it. A failed or interrupted build's time says how
         # far it got (seconds, when Ctrl-C came at the claim), and the last build column

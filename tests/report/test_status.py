@@ -349,3 +349,26 @@ def test_an_unreachable_cloud_is_named_and_the_others_are_shown(
     assert main(["status", "--os-cloud", "north", *state]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err == f"osbuild: error: {why}\n"
+
+
+def test_a_failed_build_whose_image_was_made_current_since_says_so(tmp_path: Path) -> None:
+    # Its promotion failed, the operator ran `osbuild images promote`: the last build column
+    # still told them to, beside the current image it named (an outside tryout, s31).
+    from osbuild.images.family import FamilyImage
+
+    store, logs = StateStore(tmp_path / "state"), tmp_path / "logs"
+    build_id = "20261201t010000-000005"
+    told = "promote: refused; run osbuild images promote img-5 SPEC"
+    _build(store, logs, build_id, FAMILY, BuildStatus.FAILED, 35.0, cloud="c", error=told)
+    image = FamilyImage(id="img-5", name="ws2022-5", family=FAMILY, version=build_id,
+                        build_id=build_id, status="active", verify="passed", current=True,
+                        hidden=False, protected=False, visibility="private",
+                        created_at=datetime.now(UTC), in_use=0, kind="full")
+    [row] = family_rows("c", {FAMILY: [image]}, store.list(), [])
+    assert row.last_build is not None and row.current is not None
+    assert row.last_build.reason == ("its image img-5 has been made current since; it had "
+                                     f"failed with: {told}")
+    # Another build's image being current changes nothing.
+    other = FamilyImage(**{**image.__dict__, "build_id": "20261130t010000-000001"})
+    [row] = family_rows("c", {FAMILY: [other]}, store.list(), [])
+    assert row.last_build is not None and row.last_build.reason == told
