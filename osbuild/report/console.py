@@ -74,10 +74,16 @@ def read_console(report_dir: Path, report: dict[str, Any], name: str, title: str
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        if name != "console.log":
-            return None
-        view.missing = ("no console transcript: the builder never booted"
-                        if not _booted(report) else f"the transcript {path} is gone")
+        if name != "console.log" or _kind(report) == "verify":
+            return None  # a boot test that never ran; `images verify` has no builder
+        if not _booted(report):
+            view.missing = "no console transcript: the builder never booted"
+        elif not _watched(report):
+            # No valid host, a boot timeout: the transcript is started by the install step.
+            view.missing = ("no console transcript: the build stopped before its install "
+                            "step read the builder's console")
+        else:
+            view.missing = f"the transcript {path} is gone"
         return view
     except OSError as exc:
         view.missing = f"the transcript {path} cannot be read: {exc.strerror or exc}"
@@ -95,4 +101,19 @@ def read_console(report_dir: Path, report: dict[str, Any], name: str, title: str
 
 def _booted(report: dict[str, Any]) -> bool:
     return any(r.get("kind") == "server" for r in report.get("resources") or [])
+
+
+def _watched(report: dict[str, Any]) -> bool:
+    """Whether the install step started (it writes the transcript); a report without a
+    timeline (an older osbuild's) is taken to have."""
+    timeline = report.get("timeline")
+    if not timeline:
+        return True
+    return any(isinstance(e, dict) and e.get("event") == "step.started"
+               and e.get("step") == "install" for e in timeline)
+
+
+def _kind(report: dict[str, Any]) -> str:
+    kind = report.get("kind")
+    return str(kind.get("kind") or "") if isinstance(kind, dict) else ""
 

@@ -190,7 +190,8 @@ def build_timeline(report: dict[str, Any], console: ConsoleMarkers = ()) -> Time
     else:
         timeline.notes.append("this report records no steps")
     timeline.stages = _stages(stages, total)
-    if not stages:
+    reverify = isinstance(report.get("kind"), dict) and report["kind"].get("kind") == "verify"
+    if not stages and not reverify:  # `images verify` has no builder and no guest stages
         timeline.notes.append("no guest stage was reached (no marker on the console)")
     timeline.ticks = sorted([*_ticks(events), *boot_ticks(events, console)],
                             key=lambda t: t.at)

@@ -168,6 +168,10 @@ def test_the_page_says_what_kind_of_run_it_was(tmp_path: Path) -> None:
     # `osbuild images verify` builds nothing: its page must not say "built image".
     assert text_of(tree, "kind").startswith("boot test of an existing image again")
     assert text_of(tree, "reason") == "image ws2022-x (img-1) passed its boot test again"
+    # No builder: no builder's console, guest stages or boots to miss.
+    timeline = text_of(tree, "timeline")
+    assert "no guest stage was reached" not in timeline and "of the builder" not in timeline
+    assert "builder" not in text_of(tree, "console")
     refreshed = write_report(tmp_path / "r", kind={"kind": "refresh", "parent_image_id": "p-1"})
     assert text_of(parse(render_build_html(refreshed)), "kind") == "refresh of image p-1"
     counted = write_report(tmp_path / "g", kind={"kind": "refresh", "parent_image_id": "p-1",

@@ -113,6 +113,10 @@ def test_a_nova_fault(cloud: Cloud) -> None:
     steps = _step_status(tree)
     failed = [name for name, status in steps.items() if status == "failed"]
     assert failed == [list(steps)[-1]]
+    # Its server never reached the install step, which writes the transcript: not "gone".
+    assert text_of(tree, "console").endswith(
+        "console.log no console transcript: the build stopped before its install step read "
+        "the builder's console")
     _resources_gone(tree)
 
 
