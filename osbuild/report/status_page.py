@@ -14,7 +14,7 @@ from osbuild.durations import format_duration
 from osbuild.redact import Redactor, visible
 from osbuild.report.pages import render_page
 from osbuild.report.status import FamilyStatus
-from osbuild.report.trend import spark_points, sparkline, trend_of
+from osbuild.report.trend import span_of, spark_points, sparkline, trend_of
 
 _STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
 
@@ -73,9 +73,8 @@ def _print_table(console: Console, rows: list[FamilyStatus], now: datetime) -> N
                      if following else _cell("-", style="dim"))
         leftovers = _cell(*(f"{r.kind} {r.name or r.id}" for r in row.leftovers)) \
             if row.leftovers else _cell("none", style="dim")
-        trend = _cell(sparkline(row.durations),
-                      f"{_dur(min(row.durations))}-{_dur(max(row.durations))}",
-                      trend_of(row.durations_kind)) \
+        trend = _cell(sparkline(row.durations), span_of(row.durations, _dur),
+                      trend_of(row.durations_kind, len(row.durations))) \
             if row.durations else _cell("-", style="dim")
         table.add_row(_cell(row.family), _cell(row.cloud), current, last_cell, next_cell,
                       leftovers, trend)

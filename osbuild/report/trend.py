@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 
 
@@ -12,9 +14,18 @@ def _scaled(values: list[float], steps: int) -> list[int]:
     return [round((v - low) / (high - low) * steps) for v in values]
 
 
-def trend_of(kind: str | None) -> str:
-    """What a trend's builds are: one kind only (a refresh takes a fraction of a full build)."""
+def trend_of(kind: str | None, count: int = 2) -> str:
+    """What a trend's builds are: one kind only (a refresh takes a fraction of a full build);
+    ``count`` of them (one reads "refresh")."""
+    if count == 1:
+        return "refresh" if kind == "refresh" else "full build"
     return "refreshes" if kind == "refresh" else "full builds"
+
+
+def span_of(durations: list[float], shown: Callable[[float], str]) -> str:
+    """``1h2m-1h9m``, or one duration when they are all the same (a single build)."""
+    low, high = shown(min(durations)), shown(max(durations))
+    return low if low == high else f"{low}-{high}"
 
 
 def sparkline(values: list[float]) -> str:

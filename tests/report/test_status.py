@@ -250,6 +250,21 @@ def test_the_trend_has_the_builds_of_the_newest_successful_ones_kind(tmp_path: P
     assert "40m-43m20s" in shown and "refreshes" in shown and "full builds" not in shown, shown
 
 
+def test_a_trend_of_one_build_reads_as_one(tmp_path: Path) -> None:
+    # "last 1 successful refreshes: 1h9m47s" and the range "1h9m47s-1h9m47s" (s31).
+    store, logs = StateStore(tmp_path / "state"), tmp_path / "logs"
+    _build(store, logs, "20261201t010000-000004", FAMILY, BuildStatus.SUCCEEDED, 2400.0,
+           kind="refresh", cloud="c")
+    [row] = family_rows("c", {}, store.list(), [])
+    out = io.StringIO()
+    status_table([row], now=datetime.now(UTC), print_to=out)
+    cells = [cell.strip() for line in out.getvalue().splitlines() for cell in line.split("│")]
+    assert "40m" in cells and "refresh" in cells, out.getvalue()
+    assert "40m-40m" not in out.getvalue() and "refreshes" not in out.getvalue()
+    page = render_status_html([row], clouds=["c"], state_dir=tmp_path, now=datetime.now(UTC))
+    assert "last 1 successful refresh:" in page and "40m&ndash;40m" not in page
+
+
 def test_leftovers_are_what_gc_would_remove(fleet: dict[str, Any]) -> None:
     later = datetime.now(UTC) + timedelta(days=2)
     rows = {r.family: r for r in cloud_status(fleet["conn"], fleet["sim"].cloud_name,
