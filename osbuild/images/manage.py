@@ -117,10 +117,16 @@ def find_image(conn: Connection, name_or_id: str) -> image_api.Image:
 
 def give_final_attributes(conn: Connection, spec: BuildSpec, image_id: str,
                           name: str) -> image_api.Image:
-    """The spec's name, visibility, tags and members for a proven image (not current yet)."""
+    """The spec's name, visibility, tags and members for a proven image (not current yet).
+
+    The visibility first, the name second, each in its own request: a refusal names what
+    was refused, and until both are done the image keeps its capture name, by which a later
+    `osbuild images promote` knows to give them again."""
     visibility = spec.image.visibility
+    image = image_api.get_image(conn, image_id)
     try:
-        image = image_api.update_image(conn, image_id, name=name, visibility=visibility)
+        if image.visibility != visibility:
+            image = image_api.update_image(conn, image_id, visibility=visibility)
     except HttpError as exc:
         if status_of(exc) != 403:
             raise
@@ -134,6 +140,16 @@ def give_final_attributes(conn: Connection, spec: BuildSpec, image_id: str,
             f"({api_message(exc)}){default}. The verified image stays hidden under its "
             f"capture name: once the visibility is allowed (or changed in the spec), run "
             f"osbuild images promote {image_id} SPEC", stage="promote") from None
+    try:
+        image = image_api.update_image(conn, image_id, name=name)
+    except HttpError as exc:
+        if status_of(exc) != 403:
+            raise
+        raise BuildFailed(
+            f"image.name: Glance refused to rename image {image_id} to {name!r} "
+            f"({api_message(exc)}). The verified image stays hidden under its capture name: "
+            f"once allowed, run osbuild images promote {image_id} SPEC",
+            stage="promote") from None
     for tag in spec.image.tags:
         image_api.add_tag(conn, image_id, tag)
     for member in spec.image.members:

@@ -336,6 +336,17 @@ def test_a_public_image_by_a_member_is_warned_about_before_anything_is_made(
     assert not private.named("warning"), private.named("warning")
 
 
+def test_a_refused_rename_at_promote_is_named_as_such(cloud: Cloud) -> None:
+    # A policy refusing the rename was told as "Glance refused to make image ... private"
+    # (one PATCH carried both; an outside tryout, s31). Now each is its own request.
+    cloud.sim.faults.add_rule(service="image", method="PATCH", body="/name", error=403)
+    run = cloud.build(cloud.spec(verify={"enabled": False}))
+    assert run.exit_code == 1 and run.failure["stage"] == "promote", run.why
+    assert "image.name: Glance refused to rename image " in run.why, run.why
+    assert "image.visibility" not in run.why
+    assert "osbuild images promote" in run.why
+
+
 def test_no_cloud_configured_says_how_to_choose_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
