@@ -239,6 +239,7 @@ def rollback(conn: Connection, family: str, now: datetime | None = None) -> Roll
     promoted = promote(conn, previous[0].id)
     stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     marked: dict[str, Any] = {naming.PROP_ROLLED_BACK: stamp}
-    image_api.update_image(conn, current.id, **marked)
+    # As it is now (not current, hidden, marked), which `rollback --json` shows.
+    rejected = from_glance(image_api.update_image(conn, current.id, **marked))
     newer_passed = [i for i in passed_over if i.version > promoted.version]
-    return RolledBack(promoted, current, newer_passed)
+    return RolledBack(promoted, rejected, newer_passed)

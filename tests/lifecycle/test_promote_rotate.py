@@ -254,6 +254,9 @@ def test_a_rollback_passes_over_the_image_rolled_back_from_until_it_is_promoted(
     done = json.loads(again.out)
     assert done["image"]["id"] == first
     assert done["rolled_back_from"]["id"] == third
+    # As the rollback left it, not as it was before (it showed current, unmarked: s31).
+    assert done["rolled_back_from"]["current"] is False
+    assert done["rolled_back_from"]["rolled_back_at"]
     assert [i["id"] for i in done["passed_over"]] == [rejected]
     images = _by_id(lifecycle.family("lc-reject"))
     assert images[first]["current"] and images[third]["rolled_back_at"]
