@@ -71,8 +71,17 @@ def plan(images: list[FamilyImage], policy: RotationPolicy,
 
     decisions = []
     for image in ordered:
-        decisions.append(_decide(image, reasons.get(image.id), blocked.get(image.id)))
+        decisions.append(_decide(image, reasons.get(image.id), blocked.get(image.id),
+                                 _kept_because(image, policy)))
     return decisions
+
+
+def _kept_because(image: FamilyImage, policy: RotationPolicy) -> str:
+    """Why a non-current image within the limits stays: the rule that spares it."""
+    if _usable(image):
+        return f"not current, one of the newest {policy.keep} a rollback could go to"
+    why = "rolled back from" if image.rolled_back_at else f"verify {image.verify}"
+    return f"not current ({why}), within the newest {policy.keep} of all"
 
 
 def _usable(image: FamilyImage) -> bool:
@@ -92,7 +101,8 @@ def _delete_reason(image: FamilyImage, rank: int, current: FamilyImage | None,
     return None
 
 
-def _decide(image: FamilyImage, delete_reason: str | None, blocker: str | None) -> Decision:
+def _decide(image: FamilyImage, delete_reason: str | None, blocker: str | None,
+            kept_because: str = "not current") -> Decision:
     if image.current:
         return Decision(image, "keep", "current")
     if image.verify == VERIFY_PENDING:
@@ -101,7 +111,7 @@ def _decide(image: FamilyImage, delete_reason: str | None, blocker: str | None) 
         return Decision(image, "keep", f"status {image.status}")
     if delete_reason and not blocker:
         return Decision(image, "delete", delete_reason)
-    note = f"{delete_reason}, kept: {blocker}" if delete_reason else "not current"
+    note = f"{delete_reason}, kept: {blocker}" if delete_reason else kept_because
     if image.hidden:
         return Decision(image, "keep", f"already hidden; {note}")
     return Decision(image, "hide", note)

@@ -121,3 +121,17 @@ def test_an_image_rolled_back_from_is_not_the_last_verified_one_kept() -> None:
               image(20, current=True, verify="skipped")]
     decided = actions(plan(images, RotationPolicy(keep=5, max_age=3600.0), NOW))
     assert decided == {"img-20": "keep", "img-02": "delete", "img-01": "keep"}
+
+
+def test_a_kept_image_says_which_rule_spares_it() -> None:
+    # "(already hidden; not current)" for an image rolled back from while an older good
+    # image went: the rule that kept it was not said (an outside tryout, s31).
+    images = [image(1), image(2, rolled_back_at="2026-11-02T10:00:00+00:00"),
+              image(3, verify="failed"), image(4), image(20, current=True)]
+    reasons = {d.image.id: d.reason for d in plan(images, RotationPolicy(keep=4), NOW)}
+    assert reasons["img-04"] == ("already hidden; not current, one of the newest 4 a "
+                                 "rollback could go to")
+    assert reasons["img-03"] == "already hidden; not current (verify failed), within the " \
+                                "newest 4 of all"
+    assert reasons["img-02"] == ("already hidden; not current (rolled back from), within the "
+                                 "newest 4 of all")
