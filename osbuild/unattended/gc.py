@@ -17,6 +17,7 @@ from osbuild.cloud import delete as cloud_delete
 from osbuild.cloud import images as image_api
 from osbuild.cloud import volumes as volume_api
 from osbuild.durations import format_duration
+from osbuild.errors import EXIT_BUILD_FAILED, OsbuildError
 from osbuild.images.family import VERIFY_PENDING
 from osbuild.unattended import lock
 from osbuild.unattended.fingerprint import PROP_BUILD_TIME
@@ -370,10 +371,11 @@ def _mark_abandoned(store: StateStore, states: dict[str, BuildState],
         state = states.get(build_id)
         if state is None or state.is_finished or live.running(build_id):
             continue
-        store.finish(build_id, BuildStatus.FAILED,
-                     error="abandoned; its resources were removed by osbuild gc",
+        error = "abandoned; its resources were removed by osbuild gc"
+        store.finish(build_id, BuildStatus.FAILED, error=error,
                      at=state.updated_at)  # it ended when its osbuild died, not now
         _remove_media(state)
+        _notify_abandoned(state, error)
         out.append(build_id)
     return out
 
@@ -387,12 +389,44 @@ def _retire_emptied(store: StateStore, states: Iterable[BuildState], in_cloud: s
         if (state.is_finished or state.build_id in in_cloud or live.running(state.build_id)
                 or (now - state.updated_at).total_seconds() < older_than):
             continue
-        store.finish(state.build_id, BuildStatus.FAILED,
-                     error="abandoned; nothing of it was left in the cloud (osbuild gc)",
-                     at=state.updated_at)
+        error = "abandoned; nothing of it was left in the cloud (osbuild gc)"
+        store.finish(state.build_id, BuildStatus.FAILED, error=error, at=state.updated_at)
         _remove_media(state)
+        _notify_abandoned(state, error)
         out.append(state.build_id)
     return out
+
+
+def _notify_abandoned(state: BuildState, error: str) -> None:
+    """The webhook of a build whose osbuild died (a SIGKILL, a reboot, the OOM killer) was
+    never sent: its run had no end to tell. Retiring it is that end, so the spec's webhook
+    hears of it now, as a failure (cron's alerts read webhooks, not exit codes). Nothing is
+    sent when the spec is gone or no longer this family's."""
+    from osbuild.spec import load_spec
+    from osbuild.unattended import notify
+
+    if state.host != socket.gethostname():
+        return  # another host's build: its own gc tells
+    try:
+        spec = load_spec(state.spec_path)
+    except (OsbuildError, OSError):
+        log.info("gc: no webhook for abandoned build %s: its spec %s cannot be read",
+                 state.build_id, state.spec_path)
+        return
+    if spec.name != state.family or spec.notify is None \
+            or not notify.should_notify(spec.notify.on, succeeded=False):
+        return
+    where = f" in step {state.step}" if state.step else ""
+    summary = notify.build_summary(
+        build_id=state.build_id, family=state.family, cloud=state.cloud or "default",
+        succeeded=False, reason=f"its osbuild (pid {state.pid}) died{where}; {error}",
+        stage=state.step, exit_code=EXIT_BUILD_FAILED, finished_at=state.updated_at,
+        extra={"abandoned": True, "kind": "refresh" if state.is_refresh else "full",
+               "interrupted": False})
+    sent = notify.send(spec.notify.url, summary)
+    if not sent.delivered:
+        log.warning("gc: webhook for abandoned build %s not delivered after %d attempt(s): "
+                    "%s", state.build_id, sent.attempts, sent.error)
 
 
 def _remove_media(state: BuildState) -> None:

@@ -109,6 +109,40 @@ def _cleanup(world: World) -> None:
     world.conn.block_storage.delete_volume(world.ids["foreign_volume"], ignore_missing=True)
 
 
+def test_a_retired_build_tells_its_specs_webhook(world: World, tmp_path: Path) -> None:
+    # A build whose osbuild died (SIGKILL, reboot) never sent its webhook: cron's alerts
+    # heard nothing of it. gc retiring it is its end, told as a failure (an outside
+    # tryout, s31). Only the spec's family, and only once.
+    import yaml
+
+    from osbuild.resources import examples_dir
+    from tests.support.webhook import WebhookReceiver
+
+    hook = WebhookReceiver()
+    try:
+        data = yaml.safe_load((examples_dir() / "ws2022-standard.yaml").read_text())
+        data.update(name="ws2022", notify={"url": hook.url, "on": ["failure"]})
+        (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(b"MZ")
+        spec = tmp_path / "ws2022.yaml"
+        spec.write_text(yaml.safe_dump(data))
+        state = world.store.load(DEAD)
+        state.spec_path, state.step = str(spec), "install"
+        world.store.save(state)
+        gc.collect(world.conn, older_than=6 * 3600, store=world.store, now=world.now,
+                   liveness=_liveness())
+        gc.collect(world.conn, older_than=6 * 3600, store=world.store, now=world.now,
+                   liveness=_liveness())
+        [body] = hook.delivered
+        assert (body["build_id"], body["family"], body["result"], body["stage"]) == (
+            DEAD, "ws2022", "failure", "install")
+        assert body["reason"] == (f"its osbuild (pid {LOCAL_PID + 1}) died in step install; "
+                                  "abandoned; its resources were removed by osbuild gc")
+        assert body["abandoned"] is True and body["exit_code"] == 1
+    finally:
+        hook.close()
+        _cleanup(world)
+
+
 def test_dry_run_lists_dead_build_only(world: World) -> None:
     try:
         before = _osbuild_ids(world.sim)
