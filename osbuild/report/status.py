@@ -78,6 +78,9 @@ class FamilyStatus:
     durations: list[float] = field(default_factory=list)  # oldest first
     durations_kind: str | None = None  # of those builds: full or refresh
     leftovers: list[gc.Resource] = field(default_factory=list)
+    # A dead build's resources that gc keeps for `osbuild resume` (younger than its
+    # --older-than): not leftovers yet, but in the cloud ("none" read as nothing there).
+    kept_for_resume: list[gc.Resource] = field(default_factory=list)
     # Builds of the family running now that this state folder does not know: another
     # host's (a builder or family claim with a fresh heartbeat). Its builds here show as the
     # last build.
@@ -94,6 +97,9 @@ class FamilyStatus:
             "leftovers": [{"kind": r.kind, "id": r.id, "name": r.name,
                            "build_id": r.build_id, "age_seconds": round(r.age_seconds)}
                           for r in self.leftovers],
+            "kept_for_resume": [{"kind": r.kind, "id": r.id, "name": r.name,
+                                 "build_id": r.build_id, "age_seconds": round(r.age_seconds)}
+                                for r in self.kept_for_resume],
             "building_elsewhere": [
                 # Past its builder (capture, boot test, promotion) only its claim is left.
                 {"build_id": b.build_id, "builder": b.name if b.server_id else None,
@@ -170,7 +176,8 @@ def made_current_since(row: FamilyStatus) -> None:
 def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[BuildState],
                 leftovers: list[gc.Resource],
                 live: list[ActiveBuilder] | None = None,
-                clock: Clock | None = None) -> list[FamilyStatus]:
+                clock: Clock | None = None,
+                kept_for_resume: list[gc.Resource] | None = None) -> list[FamilyStatus]:
     """One row per family known to Glance, to the state folder or building now (``live``:
     builders with a fresh heartbeat), for one cloud (``clock``: its clock)."""
     by_build = {s.build_id: s.family for s in states}
@@ -209,6 +216,9 @@ def family_rows(cloud: str, images: dict[str, list[FamilyImage]], states: list[B
     for resource in leftovers:
         family = by_build.get(resource.build_id, NO_STATE)
         rows.setdefault(family, FamilyStatus(family, cloud)).leftovers.append(resource)
+    for resource in kept_for_resume or []:
+        family = by_build.get(resource.build_id, NO_STATE)
+        rows.setdefault(family, FamilyStatus(family, cloud)).kept_for_resume.append(resource)
     return list(rows.values())
 
 
@@ -220,4 +230,6 @@ def cloud_status(conn: Connection, cloud: str, store: StateStore,
               for family, found in glance_families(conn).items()}
     swept = gc.collect(conn, dry_run=True, store=store, now=now)
     return family_rows(cloud, images, store.list(cloud=cloud), swept.removed,
-                       active_builders(conn, now=now), session_clock(conn))
+                       active_builders(conn, now=now), session_clock(conn),
+                       kept_for_resume=[k.resource for k in swept.kept
+                                        if k.kept_for == "resume"])

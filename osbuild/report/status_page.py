@@ -15,6 +15,7 @@ from osbuild.redact import Redactor, visible
 from osbuild.report.pages import render_page
 from osbuild.report.status import FamilyStatus
 from osbuild.report.trend import span_of, spark_points, sparkline, trend_of
+from osbuild.unattended import gc
 
 _STYLE = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
 
@@ -73,12 +74,20 @@ def _print_table(console: Console, rows: list[FamilyStatus], now: datetime) -> N
                      if following else _cell("-", style="dim"))
         leftovers = _cell(*(f"{r.kind} {r.name or r.id}" for r in row.leftovers)) \
             if row.leftovers else _cell("none", style="dim")
+        if row.kept_for_resume:
+            leftovers = _cell(*(f"{r.kind} {r.name or r.id}" for r in row.leftovers),
+                              *_kept_for_resume(row.kept_for_resume))
         trend = _cell(sparkline(row.durations), span_of(row.durations, _dur),
                       trend_of(row.durations_kind, len(row.durations))) \
             if row.durations else _cell("-", style="dim")
         table.add_row(_cell(row.family), _cell(row.cloud), current, last_cell, next_cell,
                       leftovers, trend)
     console.print(table)
+
+
+def _kept_for_resume(resources: list[gc.Resource]) -> list[str]:
+    """Lines of a narrow cell: the count, then each build (the table wraps wide cells)."""
+    return [f"{len(resources)} kept for resume", *sorted({r.build_id for r in resources})]
 
 
 def render_status_html(rows: list[FamilyStatus], *, clouds: list[str], state_dir: Path,

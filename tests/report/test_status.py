@@ -387,3 +387,23 @@ def test_a_failed_build_whose_image_was_made_current_since_says_so(tmp_path: Pat
     other = FamilyImage(**{**image.__dict__, "build_id": "20261130t010000-000001"})
     [row] = family_rows("c", {FAMILY: [other]}, store.list(), [])
     assert row.last_build is not None and row.last_build.reason == told
+
+
+def test_a_dead_builds_resources_kept_for_resume_are_shown(tmp_path: Path) -> None:
+    # `leftovers: none` while a SIGKILLed build's 8 resources sat in the cloud, kept by gc
+    # for `osbuild resume` (an outside tryout, s31): true to gc's definition, read as empty.
+    from osbuild.unattended import gc
+
+    store, logs = StateStore(tmp_path / "state"), tmp_path / "logs"
+    build_id = "20261201t010000-000006"
+    _build(store, logs, build_id, FAMILY, BuildStatus.RUNNING, 35.0, cloud="c")
+    kept = [gc.Resource("server", "s-1", f"osbuild-{build_id}-builder", build_id, 600.0),
+            gc.Resource("volume", "v-1", f"osbuild-{build_id}-target", build_id, 600.0)]
+    [row] = family_rows("c", {}, store.list(), [], kept_for_resume=kept)
+    assert [r["id"] for r in row.to_dict(datetime.now(UTC))["kept_for_resume"]] == ["s-1", "v-1"]
+    out = io.StringIO()
+    status_table([row], now=datetime.now(UTC), print_to=out)
+    cells = [cell.strip() for line in out.getvalue().splitlines() for cell in line.split("│")]
+    assert "2 kept for resume" in cells and build_id in cells, out.getvalue()
+    page = render_status_html([row], clouds=["c"], state_dir=tmp_path, now=datetime.now(UTC))
+    assert f"2 kept for resume of build {build_id}" in page
