@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuild import markers
+from osbuild.pipeline.events import EventName
 
 # The page stays small enough for a browser: a long transcript shows its end (where the
 # build finished or failed); the file beside the report has it all.
@@ -109,7 +110,7 @@ def _watched(report: dict[str, Any]) -> bool:
     timeline = report.get("timeline")
     if not timeline:
         return True
-    return any(isinstance(e, dict) and e.get("event") == "step.started"
+    return any(isinstance(e, dict) and e.get("event") == EventName.STEP_STARTED
                and e.get("step") == "install" for e in timeline)
 
 
