@@ -128,16 +128,20 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
     if shared:
         raise InvalidInput(shared)
     distinct = list(dict.fromkeys(job.cloud for job in jobs))
+    bus = _bus(listeners)
+    cancel = CancelToken()
     reached = _reach_clouds(distinct, region_name=region_name, settings=settings)
     identities = reached.identities
-    bus = _bus(listeners)
     if reached.problems:
         # A cloud that refused or did not answer builds nothing in any cloud (exit 2, every
         # problem at once): to cron's alerts a failure of each build, as a refused preflight.
         unreached = RunRefused(reached.problems, of_job=[
             reached.problems_of.get(job.cloud, []) for job in jobs])
-        _record_refused(jobs, reached.labels, unreached, metrics_file=metrics_file, bus=bus,
-                        what="its clouds")
+        # Its webhooks retry for seconds: a signal stops the retries, each build still gets
+        # its outcome (SIGTERM killed the process there: exit 143, later builds untold).
+        with signals_cancel(cancel, on_signal=on_signal):
+            _record_refused(jobs, reached.labels, unreached, metrics_file=metrics_file,
+                            bus=bus, what="its clouds", cancel=cancel)
         raise InvalidInput(reached.problems)
     # Every build of the run, before the first one creates anything (exit 2 with them all).
     try:
@@ -145,10 +149,23 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
                       region_name=region_name, settings=settings, refresh=refresh,
                       if_changed=if_changed, wait_lock=wait_lock)
     except RunRefused as refused:
-        _record_refused(jobs, identities, refused, metrics_file=metrics_file, bus=bus,
-                        what="its preflight")
+        with signals_cancel(cancel, on_signal=on_signal):
+            _record_refused(jobs, identities, refused, metrics_file=metrics_file, bus=bus,
+                            what="its preflight", cancel=cancel)
         raise
-    cancel = CancelToken()
+    with signals_cancel(cancel, on_signal=on_signal):
+        return _run_jobs(jobs, identities, options=options, bus=bus, cancel=cancel,
+                         parallel=parallel, region_name=region_name, settings=settings,
+                         wait_lock=wait_lock, if_changed=if_changed, refresh=refresh,
+                         metrics_file=metrics_file, distinct=distinct)
+
+
+def _run_jobs(jobs: Sequence[Job], identities: Mapping[str | None, str], *,
+              options: BuildOptions, bus: EventBus, cancel: CancelToken, parallel: int,
+              region_name: str | None, settings: Mapping[str, Any],
+              wait_lock: float | None, if_changed: bool, refresh: RefreshMode,
+              metrics_file: Path | None, distinct: Sequence[str | None]) -> RunResult:
+    """The run's builds, ``parallel`` at a time in each cloud."""
 
     def one(job: Job) -> BuildResult:
         conn = connect(job.cloud, region_name=region_name, **settings)
@@ -163,7 +180,7 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
                        cancel=cancel)
         return result
 
-    with signals_cancel(cancel, on_signal=on_signal), ExitStack() as pools:
+    with ExitStack() as pools:
         # One pool per cloud: ``parallel`` bounds each cloud's builds on its own, so a cloud
         # with many jobs never takes the slots of another (one shared pool of
         # parallel x clouds workers let two builds run in one cloud with --parallel 1).
@@ -411,7 +428,7 @@ def _locked_attempt(spec: BuildSpec, conn: Any, os_cloud: str | None, cloud: str
 
 def _record_refused(jobs: Sequence[Job], identities: Mapping[str | None, str],
                     refused: RunRefused, *, metrics_file: Path | None, bus: EventBus,
-                    what: str) -> None:
+                    what: str, cancel: CancelToken | None = None) -> None:
     """Every build of a refused run is a failure in the metrics and webhooks, as a build
     refused by its own preflight is: cron ignores exit codes, the alerts read these.
     ``what`` refused the run: its preflight, or its clouds (one did not answer)."""
@@ -421,7 +438,9 @@ def _record_refused(jobs: Sequence[Job], identities: Mapping[str | None, str],
         # No kind: the run never asked the cloud whether to refresh or build in full.
         result = _not_started(job.spec, identities[job.cloud], new_build_id(),
                               PreflightError(problems), bus, kind=None)
-        report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus)
+        # A signal stops the webhooks' retries (each build still gets its outcome).
+        report_outcome(result=result, spec=job.spec, metrics_file=metrics_file, bus=bus,
+                       cancel=cancel)
 
 
 def _dead_here(build_id: str | None, options: BuildOptions) -> str | None:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,52 @@ def test_a_failed_heartbeat_is_one_warning_event_in_json_with_stderr_merged(cron
     # One warning for the run of failures, not one per poll.
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("could not refresh the builder heartbeat: ")
+
+
+def test_a_signal_during_a_refused_runs_webhook_retries_stops_them(
+        cron: Cron, tmp_path: Path) -> None:
+    # SIGTERM while a refused run's webhooks waited to retry killed osbuild (exit 143): the
+    # later build had no build.failed, webhook or metrics line; SIGINT went unheard for
+    # every retry (an outside tryout, s31). Now the retries stop and every build is told.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    config = yaml.safe_load(cron.cloud.clouds_yaml.read_text())
+    down = copy.deepcopy(config["clouds"][cron.sim.cloud_name])
+    down["auth"]["auth_url"] = f"http://127.0.0.1:{closed_port}/v3"
+    config["clouds"] = {"down": down}
+    clouds_yaml = tmp_path / "clouds.yaml"
+    clouds_yaml.write_text(yaml.safe_dump(config))
+    hook = WebhookReceiver([(503, {"Retry-After": "30"})] * 8)
+    metrics = tmp_path / "osbuild.prom"
+    try:
+        specs = [cron.spec(name=name, clouds=["down"],
+                           notify={"url": hook.url, "on": ["failure"]})
+                 for name in ("family-a", "family-b")]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "osbuild", "build", *map(str, specs), "--state-dir",
+             str(cron.state_dir), "--json", "--metrics-file", str(metrics)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+        deadline = time.monotonic() + 60
+        while not hook.bodies:  # the first webhook has been answered 503
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)  # not the 30 s Retry-After, twice
+    finally:
+        hook.close()
+    assert proc.returncode == 2, err  # the run was refused; nothing was created
+    failed = [e for e in _events(out) if e["event"] == "build.failed"]
+    assert sorted(e["family"] for e in failed) == ["family-a", "family-b"], out
+    warned = [e["message"] for e in _events(out) if e["event"] == "warning"]
+    assert len(warned) == 2 and all(w.startswith("webhook not delivered") for w in warned), \
+        warned
+    failures = {s.labels["family"]: s.value
+                for f in text_string_to_metric_families(metrics.read_text())
+                for s in f.samples
+                if s.name == "osbuild_builds_total" and s.labels.get("result") == "failure"}
+    assert failures == {"family-a": 1, "family-b": 1}
 
 
 def test_a_cloud_that_does_not_answer_is_a_failure_in_the_metrics_and_webhooks(
