@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from osbuild.cli import options
+from osbuild.cli import jsonout, options
 from osbuild.durations import format_duration
-from osbuild.errors import Interrupted
+from osbuild.errors import EXIT_INVALID_INPUT, Interrupted, SpecError
 
 if TYPE_CHECKING:
     from osbuild.pipeline import BuildResult
+    from osbuild.spec import BuildSpec
 
 # --wait-lock without a duration: as long as a build may take (builder.timeout's default).
 DEFAULT_LOCK_WAIT = "6h"
@@ -68,11 +69,10 @@ def run(args: argparse.Namespace) -> int:
     from osbuild.cli.output import event_view
     from osbuild.images.refresh import RefreshMode
     from osbuild.pipeline import BuildOptions
-    from osbuild.spec import load_specs
     from osbuild.unattended.jobs import default_log_dir, run_builds
     from osbuild.unattended.state import default_state_dir
 
-    specs = load_specs(args.specs)
+    specs = _load_or_record(args)
     state_dir = (args.state_dir or default_state_dir()).resolve()
     build_options = BuildOptions(
         log_dir=(args.log_dir or default_log_dir(state_dir)).resolve(),
@@ -91,6 +91,32 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print_summary(outcome.results)
     return outcome.exit_code
+
+
+def _load_or_record(args: argparse.Namespace) -> list[BuildSpec]:
+    """Every spec; with one invalid, the run is refused (exit 2), and the builds of the
+    valid ones are failures in the metrics file and their webhooks, as cron's alerts read."""
+    from osbuild.cli.output import event_view
+    from osbuild.spec import load_spec
+    from osbuild.unattended.jobs import record_invalid_run
+
+    specs, problems = [], []
+    for path in args.specs:
+        try:
+            specs.append(load_spec(path))
+        except SpecError as exc:
+            problems.extend(exc.lines())
+    if not problems:
+        return specs
+    if specs:
+        with event_view(json_output=args.json) as view:
+            record_invalid_run(specs=specs, clouds=args.os_cloud, problems=problems,
+                               metrics_file=args.metrics_file, listeners=[view],
+                               on_signal=print_signal)
+        if args.json:
+            # Its own line too: the build.failed events above name the valid families only.
+            jsonout.print_error("build", problems, EXIT_INVALID_INPUT)
+    raise SpecError(problems)
 
 
 def print_signal(name: str, again: bool) -> None:

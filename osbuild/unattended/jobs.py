@@ -160,6 +160,24 @@ def run_builds(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
                          metrics_file=metrics_file, distinct=distinct)
 
 
+def record_invalid_run(*, specs: Sequence[BuildSpec], clouds: Sequence[str] | None,
+                       problems: Sequence[str], metrics_file: Path | None = None,
+                       listeners: Sequence[Listener] = (),
+                       on_signal: SignalNotice | None = None) -> None:
+    """A run refused because one of its spec files is invalid builds no family: to cron's
+    alerts (the metrics file, the webhooks) each build of the valid specs is a failure, as
+    in a run its preflight refused. Before, one typo in /etc/osbuild/builds/ stopped every
+    family with no trace but the exit code, which cron ignores, until the staleness alert.
+    Nothing is asked of the cloud: a build's cloud is named as the run names it."""
+    jobs = plan_jobs(specs=specs, clouds=clouds)
+    labels = {job.cloud: job.cloud or os.environ.get("OS_CLOUD") or "default" for job in jobs}
+    cancel = CancelToken()
+    with signals_cancel(cancel, on_signal=on_signal):
+        _record_refused(jobs, labels, RunRefused(list(problems), of_job=[[] for _ in jobs]),
+                        metrics_file=metrics_file, bus=_bus(listeners), what="its specs",
+                        cancel=cancel)
+
+
 def _run_jobs(jobs: Sequence[Job], identities: Mapping[str | None, str], *,
               options: BuildOptions, bus: EventBus, cancel: CancelToken, parallel: int,
               region_name: str | None, settings: Mapping[str, Any],

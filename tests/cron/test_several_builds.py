@@ -106,6 +106,36 @@ def test_a_refused_run_is_a_failure_in_the_metrics_and_webhooks(cron: Cron,
     assert cron.leftovers() == [] and cron.states() == []
 
 
+def test_an_invalid_spec_in_the_run_is_a_failure_of_the_others_in_metrics_and_webhooks(
+        cron: Cron, tmp_path: Path) -> None:
+    # One typo in /etc/osbuild/builds/ stopped every family with no trace in the metrics
+    # file or any webhook: the alert came with the staleness rule, 8 days on (s31).
+    hook = WebhookReceiver()
+    metrics = tmp_path / "osbuild.prom"
+    broken = tmp_path / "zz-broken.yaml"
+    broken.write_text("name: broken\nbuilder: {flavor: m1.large, disk_gb: abc}\n")
+    try:
+        good = cron.spec(name="family-a", notify={"url": hook.url, "on": ["failure"]})
+        proc = _start(cron, good, broken, extra=("--metrics-file", str(metrics)))
+        out, err = read_rest(proc, timeout=120)
+    finally:
+        hook.close()
+    assert proc.returncode == 2, err
+    assert f"osbuild: error: {broken}: line 2: builder.disk_gb: must be a whole number" in err
+    [body] = hook.delivered
+    assert body["family"] == "family-a" and body["result"] == "failure"
+    assert body["reason"].startswith("not built: the run of 1 builds was refused by its "
+                                     f"specs: {broken}: "), body["reason"]
+    events = _events(out)
+    assert [e["event"] for e in events] == ["build.failed", "notify.sent", "error"], events
+    assert any("builder.disk_gb" in line for line in events[-1]["errors"])
+    samples = {(s.name, s.labels.get("result")): s.value
+               for f in text_string_to_metric_families(metrics.read_text())
+               for s in f.samples if s.labels.get("family") == "family-a"}
+    assert samples[("osbuild_builds_total", "failure")] == 1
+    assert cron.leftovers() == [] and cron.states() == []
+
+
 def test_every_bad_spec_of_the_run_is_named_at_once(cron: Cron) -> None:
     first = cron.spec(name="family-a", windows={"iso_image": "gone.iso"})
     second = cron.spec(name="family-b", builder={"network": "nowhere"})
