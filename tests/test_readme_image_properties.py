@@ -8,7 +8,6 @@ image and a conditional one only with its setting, and every property it sets is
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +17,7 @@ import yaml
 from osbuild.pipeline.hardware import hardware_properties
 from osbuild.resources import examples_dir
 from osbuild.spec import BuildSpec, load_spec
+from osbuild_sim.media import cloudbase_msi_standin
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -39,7 +39,8 @@ def _spec(tmp_path: Path, name: str, **changes: dict[str, Any]) -> BuildSpec:
     data = yaml.safe_load((examples_dir() / "ws2022-standard.yaml").read_text())
     for section, values in changes.items():
         data[section] = {**data[section], **values}
-    shutil.copy(examples_dir() / "CloudbaseInitSetup_x64.msi", tmp_path)
+    # The examples name a local MSI, not in the repository (a clean clone has none).
+    (tmp_path / "CloudbaseInitSetup_x64.msi").write_bytes(cloudbase_msi_standin())
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_spec(path)
