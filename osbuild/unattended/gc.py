@@ -22,7 +22,7 @@ from osbuild.images.family import VERIFY_PENDING
 from osbuild.unattended import lock
 from osbuild.unattended.fingerprint import PROP_BUILD_TIME
 from osbuild.unattended.process import osbuild_alive, pid_alive
-from osbuild.unattended.state import BuildState, BuildStatus, StateStore
+from osbuild.unattended.state import PARENT_RECORD, BuildState, BuildStatus, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -421,8 +421,11 @@ def _notify_abandoned(state: BuildState, error: str) -> None:
         build_id=state.build_id, family=state.family, cloud=state.cloud or "default",
         succeeded=False, reason=f"its osbuild (pid {state.pid}) died{where}; {error}",
         stage=state.step, exit_code=EXIT_BUILD_FAILED, finished_at=state.updated_at,
+        # The keys every other webhook has (jobs.report_outcome), whatever is unknown here.
         extra={"abandoned": True, "kind": "refresh" if state.is_refresh else "full",
-               "interrupted": False})
+               "interrupted": False, "report": None, "kept": [],
+               "parent_image_id": (state.records.get(PARENT_RECORD) or {}).get("image_id"),
+               "resumed_duration_seconds": None})
     sent = notify.send(spec.notify.url, summary)
     if not sent.delivered:
         log.warning("gc: webhook for abandoned build %s not delivered after %d attempt(s): "

@@ -365,8 +365,10 @@ def check_cloud_guard(
                 build_id=other.build_id,
             )
         if on_wait is not None:
+            # Not "another host": a build of this host whose osbuild died keeps a fresh
+            # heartbeat for minutes, and the caller tells that case itself.
             on_wait(f"waiting up to {format_duration(round(wait))} for {others[0].describe()} "
-                    "(another host) to finish")
+                    "to finish")
             on_wait = None
         pause = min(poll_interval, max(0.0, deadline - clock()))
         if cancel is None:

@@ -138,6 +138,9 @@ def test_a_retired_build_tells_its_specs_webhook(world: World, tmp_path: Path) -
         assert body["reason"] == (f"its osbuild (pid {LOCAL_PID + 1}) died in step install; "
                                   "abandoned; its resources were removed by osbuild gc")
         assert body["abandoned"] is True and body["exit_code"] == 1
+        # The keys every webhook has, as a consumer reads them.
+        assert {"kind", "kept", "report", "parent_image_id", "interrupted",
+                "resumed_duration_seconds"} <= set(body)
     finally:
         hook.close()
         _cleanup(world)
