@@ -347,6 +347,17 @@ def test_a_refused_rename_at_promote_is_named_as_such(cloud: Cloud) -> None:
     assert "osbuild images promote" in run.why
 
 
+def test_a_refused_publish_is_told_in_osbuilds_words(cloud: Cloud) -> None:
+    # It read "publish: ForbiddenException: 403: Client Error for url: ..." (s31).
+    cloud.sim.faults.add_rule(service="image", method="PATCH", body='"/visibility"',
+                              error=403, times=1)
+    run = cloud.build(cloud.spec(verify={"enabled": False}))
+    assert run.exit_code == 1 and run.failure["stage"] == "publish", run.why
+    assert "Glance refused to set the captured image " in run.why, run.why
+    assert "Client Error for url" not in run.why
+    assert cloud.leftovers() == []  # the captured image went with the build
+
+
 def test_no_cloud_configured_says_how_to_choose_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 from osbuild import __version__, naming
 from osbuild.cloud import images as image_api
 from osbuild.cloud.image_fields import custom_properties, remove_properties
+from osbuild.cloud.retry import HttpError, api_message, status_of
+from osbuild.errors import BuildFailed
 from osbuild.images.family import VERIFY_PENDING, VERIFY_SKIPPED
 from osbuild.images.refresh import generation_made
 from osbuild.pipeline.context import BuildContext
@@ -117,14 +119,25 @@ class PublishImage(Resumable):
             **lineage_properties(ctx),
             **lifecycle_properties(ctx),
         }
-        image = image_api.update_image(
-            conn, image_id, cancel=ctx.cancel.event,
-            is_hidden=True,
-            visibility="private",
-            min_disk=ctx.image_min_disk_gb,
-            min_ram=spec.image.min_ram,
-            **properties,
-        )
+        try:
+            image = image_api.update_image(
+                conn, image_id, cancel=ctx.cancel.event,
+                is_hidden=True,
+                visibility="private",
+                min_disk=ctx.image_min_disk_gb,
+                min_ram=spec.image.min_ram,
+                **properties,
+            )
+        except HttpError as exc:
+            if status_of(exc) != 403:
+                raise
+            # In osbuild's words, as promote's refusals are (it read "ForbiddenException:
+            # 403: Client Error for url: ..."): the image is the build's, deleted with it.
+            raise BuildFailed(
+                f"Glance refused to set the captured image {image_id}'s properties, "
+                f"visibility and size limits ({api_message(exc)}): this cloud's policy "
+                "forbids updating images (modify_image) to this user",
+                stage="publish") from None
         # Nova's createImage copies the temporary root image's properties into the capture
         # (base_image_ref to a deleted image, the SDK's owner_specified.*, boot_roles...):
         # the published image carries exactly osbuild's and the spec's properties.
