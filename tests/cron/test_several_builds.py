@@ -318,20 +318,28 @@ def test_a_failed_heartbeat_is_one_warning_event_in_json_with_stderr_merged(cron
     assert warnings[0].startswith("could not refresh the builder heartbeat: ")
 
 
-def test_a_signal_during_a_refused_runs_webhook_retries_stops_them(
-        cron: Cron, tmp_path: Path) -> None:
-    # SIGTERM while a refused run's webhooks waited to retry killed osbuild (exit 143): the
-    # later build had no build.failed, webhook or metrics line; SIGINT went unheard for
-    # every retry (an outside tryout, s31). Now the retries stop and every build is told.
+def _with_a_cloud_down(cron: Cron, tmp_path: Path, *, only: bool = False
+                       ) -> tuple[Path, dict[str, Any]]:
+    """A clouds.yaml with a cloud `down` (the simulator's entry, its Keystone at a port
+    nothing listens on) beside the simulator's (``only``: alone), and that entry."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     config = yaml.safe_load(cron.cloud.clouds_yaml.read_text())
     down = copy.deepcopy(config["clouds"][cron.sim.cloud_name])
     down["auth"]["auth_url"] = f"http://127.0.0.1:{closed_port}/v3"
-    config["clouds"] = {"down": down}
+    config["clouds"] = {"down": down} if only else {**config["clouds"], "down": down}
     clouds_yaml = tmp_path / "clouds.yaml"
     clouds_yaml.write_text(yaml.safe_dump(config))
+    return clouds_yaml, down
+
+
+def test_a_signal_during_a_refused_runs_webhook_retries_stops_them(
+        cron: Cron, tmp_path: Path) -> None:
+    # SIGTERM while a refused run's webhooks waited to retry killed osbuild (exit 143): the
+    # later build had no build.failed, webhook or metrics line; SIGINT went unheard for
+    # every retry (an outside tryout, s31). Now the retries stop and every build is told.
+    clouds_yaml, _down = _with_a_cloud_down(cron, tmp_path, only=True)
     hook = WebhookReceiver([(503, {"Retry-After": "30"})] * 8)
     metrics = tmp_path / "osbuild.prom"
     try:
@@ -369,15 +377,7 @@ def test_a_cloud_that_does_not_answer_is_a_failure_in_the_metrics_and_webhooks(
     # The same for a run refused before its preflight, by a cloud that did not answer (a
     # Keystone down for the night): the weekly refresh did not happen and the alerts, which
     # read these, heard nothing of it (found in session 29).
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    config = yaml.safe_load(cron.cloud.clouds_yaml.read_text())
-    down = copy.deepcopy(config["clouds"][cron.sim.cloud_name])
-    down["auth"]["auth_url"] = f"http://127.0.0.1:{closed_port}/v3"
-    config["clouds"]["down"] = down
-    clouds_yaml = tmp_path / "clouds.yaml"
-    clouds_yaml.write_text(yaml.safe_dump(config))
+    clouds_yaml, down = _with_a_cloud_down(cron, tmp_path)
     hook = WebhookReceiver()
     metrics = tmp_path / "osbuild.prom"
     try:
