@@ -1014,7 +1014,7 @@ class _Guest:
                         "updates", Status.INFO,
                         f"pass {this_pass}/{cap}: no updates offered, reboot pending "
                         f"({signals}): restarting to search again")
-                    yield from self._reboot_and_resume("updates")
+                    yield from self._update_restart(plan)
                     continue
                 yield from self._stage_marker(
                     "updates", Status.INFO, f"pass {this_pass}/{cap}: no updates left"
@@ -1032,8 +1032,22 @@ class _Guest:
             yield from self._stage_marker(
                 "updates", Status.INFO, f"pass {this_pass}/{cap}: {count} updates, result code 2"
             )
-            yield from self._reboot_and_resume("updates")
+            yield from self._update_restart(plan)
         self.record["updated_at"] = self._wall().isoformat(timespec="seconds")
+
+    def _update_restart(self, plan: layout.GuestPlan) -> Iterator[GuestEvent]:
+        """stage-updates.ps1's Request-OsbuildUpdateRestart: a refresh turns the page file off
+        before its first update restart, and the boot after it deletes pagefile.sys."""
+        if (plan.kind == "refresh" and plan.hygiene.pagefile
+                and not self.record.get("pagefile_off")
+                and _calls(self._stage_script("updates"), "Disable-OsbuildPagefile")):
+            self.record["pagefile_off"] = True
+            yield from self._stage_marker(
+                "updates", Status.INFO,
+                "page file off: this restart removes pagefile.sys for the image")
+        yield from self._reboot_and_resume("updates")
+        if self.record.get("pagefile_off"):
+            self.usage.delete("pagefile")
 
     def _months_behind(self) -> float:
         """Months between the installed patch level and now (at least one)."""
@@ -1088,7 +1102,13 @@ class _Guest:
                 self.usage.delete("download")
             if hygiene.hiberfile:
                 self.usage.delete("hiberfile")
-            if hygiene.pagefile:
+            if hygiene.pagefile and self.record.get("pagefile_off") and _calls(
+                    script, "$State.pagefile_off"):
+                # A refresh's update restart deleted pagefile.sys (_update_restart).
+                yield from self._stage_marker(
+                    "cleanup", Status.INFO,
+                    "pagefile.sys went with the update restart: no restart for it here")
+            elif hygiene.pagefile:
                 # pagefile.sys is deleted by the next boot.
                 yield from self._reboot_and_resume("cleanup")
                 self.usage.delete("pagefile")
@@ -1252,6 +1272,7 @@ class _Guest:
             return  # the driver finds no plan: it writes nothing a watcher would accept
         self.target = device
         self.record = {**record, "update_passes": 0, "build_id": config.plan.build_id,
+                       "pagefile_off": False,
                        "refreshes": int(record.get("refreshes") or 0) + 1}
         self._wait(_FIRSTLOGON)
         yield from self._firstlogon(config.plan)

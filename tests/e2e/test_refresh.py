@@ -120,6 +120,26 @@ def test_a_refreshed_image_holds_its_parents_data_and_what_the_month_added(
     assert sizes[1] > sizes[0] > 8 * disk_usage.GIB, sizes
 
 
+def _infos(run: BuildRun, stage: str) -> list[str]:
+    return [e["detail"] for e in run.named("stage")
+            if e["stage"] == stage and e["status"] == "info"]
+
+
+def test_a_refresh_drops_the_page_file_with_its_update_restart(family: Family) -> None:
+    # The month's update restart takes pagefile.sys along, so cleanup restarts no more: a
+    # reboot less per refresh (issue 14). A full build's cleanup still restarts for it.
+    updates = _infos(family.refresh, "updates")
+    off = "page file off: this restart removes pagefile.sys for the image"
+    assert updates.count(off) == 1, updates
+    assert updates.index(off) < updates.index("resumed after reboot"), updates
+    assert _infos(family.refresh, "cleanup") == [
+        "component cleanup exited 0",
+        "pagefile.sys went with the update restart: no restart for it here"]
+    assert _infos(family.full, "cleanup") == ["component cleanup exited 0",
+                                              "resumed after reboot"]
+    assert off not in _infos(family.full, "updates")
+
+
 def test_a_refresh_attaches_no_installation_media(family: Family) -> None:
     created = [e["name"].rsplit("-", 1)[-1] for e in family.refresh.named("resource.created")
                if e["kind"] == "volume"]

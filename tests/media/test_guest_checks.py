@@ -92,7 +92,10 @@ def test_the_last_update_pass_restarts_for_a_pending_reboot_within_the_cap(
     text = (scripts / "stage-updates.ps1").read_text(encoding="utf-8-sig")
     branch = text[text.index("if ($batch.Count -eq 0) {"):text.index("$downloader =")]
     assert "Get-OsbuildPendingReboot" in branch
-    assert "$pass -lt $maxPasses" in branch and "$State.reboot = $true" in branch
+    assert "$pass -lt $maxPasses" in branch and "Request-OsbuildUpdateRestart" in branch
+    restart = text[text.index("function Request-OsbuildUpdateRestart {"):
+                   text.index("\nwhile ($true) {")]
+    assert "$State.reboot = $true" in restart
     assert "restarting to search again" in branch
     source = Path(sim_guest.__file__).read_text()
     assert 'restarting to search again")' in source
