@@ -72,7 +72,7 @@ def delete_volume(conn: Connection, volume_id: str, *, timeout: float = 600.0) -
             break
         except _Busy as busy:
             if deadline.expired:
-                raise TimeoutError(f"volume {volume_id} stuck in {busy}") from None
+                raise VolumeStuck(volume_id, str(busy)) from None
             clock.sleep(2.0)
         except Exception as exc:
             if is_not_found(exc):
@@ -98,3 +98,16 @@ def delete_keypair(conn: Connection, name: str) -> None:
 
 class _Busy(Exception):
     pass
+
+
+class VolumeStuck(TimeoutError):
+    """A volume stayed in a state Cinder refuses to delete it in; ``advice`` says what
+    unsticks it, for the leftover's line."""
+
+    def __init__(self, volume_id: str, status: str) -> None:
+        self.status = status
+        super().__init__(f"volume {volume_id} stuck in {status}")
+        # Only an admin may reset a volume's status (Cinder's os-reset_status policy); a
+        # project member cannot delete a volume stuck uploading or downloading otherwise.
+        self.advice = (f"stuck in {status}: an admin resets it first (openstack volume set "
+                       f"--state error {volume_id}), then it can be deleted")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from osbuild.cloud.retry import is_transient
+from osbuild.errors import BuildFailed, describe
 from osbuild.pipeline.context import BuildContext
 
 T = TypeVar("T")
@@ -31,4 +32,6 @@ def create_behind_lookup(ctx: BuildContext, create: Callable[[], T],
         if found is not None:
             return found
         ctx.pause(min(2.0 * 2**attempt, 30.0))
-    raise RuntimeError(f"could not create {what}: {last}") from last
+    reason = describe(last) if last is not None else "no answer"
+    raise BuildFailed(f"could not create {what} ({attempts} attempts): {reason}",
+                      stage=ctx.current_step) from last

@@ -25,6 +25,7 @@ class EventName(StrEnum):
     BUILD_SKIPPED = "build.skipped"
     STEP_STARTED = "step.started"
     STEP_FINISHED = "step.finished"
+    STEP_FAILED = "step.failed"
     STAGE = "stage"
     RESOURCE_CREATED = "resource.created"
     RESOURCE_ADOPTED = "resource.adopted"

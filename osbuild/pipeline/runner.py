@@ -52,6 +52,7 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
     error: OsbuildError | None = None
     running: str | None = None
     upcoming: str | None = None  # the step whose turn it is, started or not
+    started = 0.0
     try:
         for step in steps:
             upcoming = step.name
@@ -93,6 +94,11 @@ def run_steps(steps: list[Step], ctx: BuildContext) -> RunOutcome:
             after = "" if last.finished is None else "after "
             where, stage = f"{where} ({after}guest stage {last.stage})", last.stage
         error = Interrupted(error.signal_name, where=where, stage=stage)
+    if error is not None and running is not None:
+        # Every step.started has its end in the stream: a log shipper pairs them.
+        status = "interrupted" if isinstance(error, Interrupted) else "failed"
+        ctx.emit(EventName.STEP_FAILED, step=running, status=status, reason=str(error),
+                 duration=round(ctx.clock.now() - started, 1))
     if isinstance(error, Interrupted) and ctx.stages and ctx.stages[-1].finished is None:
         # The guest stage under way ends here, cut short: a finished report has nothing
         # "running" (its page drew the stage on past the builder's deletion).
@@ -122,8 +128,10 @@ def _clean_up(ctx: BuildContext, *, succeeded: bool) -> tuple[list[str], list[st
             kept.append(resource.label())
             _settle_kept(ctx, resource)
             continue
-        if not _delete(ctx, resource):
-            leftovers.append(resource.label())
+        failure = _delete(ctx, resource)
+        if failure is not None:
+            advice = getattr(failure, "advice", None)  # what unsticks it (VolumeStuck)
+            leftovers.append(f"{resource.label()}: {advice}" if advice else resource.label())
     return leftovers, kept
 
 
@@ -137,7 +145,8 @@ def _settle_kept(ctx: BuildContext, resource: TrackedResource) -> None:
         ctx.emit(EventName.WARNING, message=f"kept {resource.label()}: {describe(exc)}")
 
 
-def _delete(ctx: BuildContext, resource: TrackedResource) -> bool:
+def _delete(ctx: BuildContext, resource: TrackedResource) -> Exception | None:
+    """Deletes ``resource``; what failed, if it did."""
     # Cleanup is not cancellable: a second Ctrl-C must not leak what the first one spared.
     try:
         resource.delete()
@@ -147,10 +156,10 @@ def _delete(ctx: BuildContext, resource: TrackedResource) -> bool:
         log.debug("cleanup of %s failed", resource.label(), exc_info=True)
         ctx.emit(EventName.CLEANUP_FAILED, kind=resource.kind, id=resource.id,
                  reason=describe(exc))
-        return False
+        return exc
     resource.done = True
     ctx.emit(EventName.RESOURCE_DELETED, kind=resource.kind, id=resource.id, name=resource.name)
-    return True
+    return None
 
 
 def final_error(outcome: RunOutcome) -> OsbuildError | None:

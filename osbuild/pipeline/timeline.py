@@ -9,7 +9,7 @@ from osbuild.pipeline.context import BuildContext
 from osbuild.pipeline.events import Event, EventName
 
 # What the HTML report draws: steps, guest markers, resources coming and going, trouble.
-_KEPT = {EventName.STEP_STARTED, EventName.STEP_FINISHED, EventName.STAGE,
+_KEPT = {EventName.STEP_STARTED, EventName.STEP_FINISHED, EventName.STEP_FAILED, EventName.STAGE,
          EventName.RESOURCE_CREATED, EventName.RESOURCE_ADOPTED, EventName.RESOURCE_DELETED,
          EventName.CLEANUP_FAILED, EventName.VERIFY_PASSED, EventName.VERIFY_FAILED,
          EventName.VERIFY_SKIPPED, EventName.IMAGE_PROMOTED, EventName.IMAGE_ROTATED,

@@ -70,6 +70,10 @@ def _steps_from_events(events: list[dict[str, Any]], total: float, ended: str | 
         elif entry.get("event") == EventName.STEP_FINISHED and open_bar is not None:
             open_bar.end, open_bar.status = float(entry.get("at", open_bar.start)), "ok"
             open_bar = None
+        elif entry.get("event") == EventName.STEP_FAILED and open_bar is not None:
+            open_bar.end = float(entry.get("at", open_bar.start))
+            open_bar.status = str(entry.get("status") or ended or "failed")
+            open_bar = None
         elif open_bar is not None and entry.get("during") == "cleanup":
             # The runner cleans up once a step failed: the unfinished step ended here.
             open_bar.end = float(entry.get("at", open_bar.end))

@@ -127,6 +127,15 @@ def test_guest_failure_marker_fails_the_build(cloud: Cloud) -> None:
     run = cloud.build(cloud.spec())
     assert_clean_failure(cloud, run, 1, "cloudbaseinit", "msiexec exited 1603")
     assert run.failure["stage"] == "cloudbaseinit"
+    # The stream carries the failure marker as a `stage` event and ends the install step
+    # (a log shipper pairing start and end found neither: outside tryout, session 32).
+    [failed] = [e for e in run.named("stage") if e["status"] == "fail"]
+    assert (failed["stage"], failed["detail"]) == ("cloudbaseinit", "msiexec exited 1603")
+    [ended] = run.named("step.failed")
+    assert (ended["step"], ended["status"]) == ("install", "failed")
+    started = [e["step"] for e in run.named("step.started")]
+    finished = [e["step"] for e in run.named("step.finished")]
+    assert started == [*finished, "install"], (started, finished)
 
 
 def test_setup_hang_times_out_in_its_stage_with_console_tail(cloud: Cloud) -> None:
@@ -400,3 +409,13 @@ def test_a_name_another_family_publishes_is_warned_of_before_the_build(cloud: Cl
                  if e["message"].startswith("image.name:")]
     assert f"image {second.success['image_id']} (family win-b):" in warning, warning
     assert first.success["image_id"] not in warning
+
+
+def test_a_create_the_cloud_keeps_failing_names_no_python_type(cloud: Cloud) -> None:
+    # It read "volumes: RuntimeError: could not create the iso volume: HttpException: 500:
+    # ..." (an outside tryout, session 32): the type once, the cloud's, and the attempts.
+    cloud.sim.faults.add_rule(service="volume", method="POST", path="/volumes$", error=500)
+    run = cloud.build(cloud.spec())
+    assert_clean_failure(cloud, run, 1, "volumes: could not create the ", " volume (4 attempts)"
+                         ": HttpException: 500")
+    assert "RuntimeError" not in run.why and run.failure["stage"] == "volumes"

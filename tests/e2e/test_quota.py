@@ -76,3 +76,24 @@ def test_one_build_needs_the_larger_of_the_builder_and_the_boot_test(cloud: Clou
     assert run.exit_code == 2, run.why
     assert "quota: block storage volumes: the build needs 4, 3 of 3 left" in run.why
     assert cloud.leftovers() == []
+
+
+@pytest.mark.parametrize("service,path,body", [
+    ("volume", "/volumes$", "-verify-root"),   # the test server's root volume
+    ("compute", "/servers$", "-verify\""),     # the test server itself
+])
+def test_a_quota_refusal_at_the_boot_test_reads_over_quota(cloud: Cloud, service: str,
+                                                           path: str, body: str) -> None:
+    # It read "verify: check server-create failed: Quota exceeded ...", which an alert on
+    # the README's "<step>: over quota: " missed (an outside tryout, session 32).
+    cloud.sim.faults.add_rule(service=service, method="POST", path=path, body=body,
+                              error=413, times=1)
+    run = cloud.build(cloud.spec())
+    assert run.exit_code == 1, run.why
+    reason = run.failure["reason"]
+    assert reason.startswith("verify: over quota: "), reason
+    assert "HttpException" not in reason and "check " not in reason, reason
+    # As after any failed boot test: the image is kept hidden (verify.on_failure: hide).
+    [failed] = run.named("verify.failed")
+    assert cloud.leftovers(keep={failed["image_id"]}) == []
+    assert cloud.sim.connect().image.get_image(failed["image_id"]).is_hidden

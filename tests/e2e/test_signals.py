@@ -46,6 +46,9 @@ def test_signal_while_watching_cleans_up_and_exits_130(cloud: Cloud, signum: int
                         r"\((after )?guest stage (\w+)\)", failed["reason"])
     assert said, failed["reason"]
     assert failed["stage"] == said[2] and said[2] in ("winpe", "specialize")
+    [ended] = [e for e in events if e["event"] == "step.failed"]
+    assert (ended["step"], ended["status"], ended["reason"]) == (
+        "install", "interrupted", failed["reason"])
     assert cloud.leftovers() == []
 
 

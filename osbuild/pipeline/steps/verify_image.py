@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -27,7 +28,7 @@ from osbuild.cloud import volumes as volume_api
 from osbuild.cloud.clock import Deadline
 from osbuild.cloud.console import ConsoleReader
 from osbuild.cloud.delete import delete_keypair, delete_server, delete_volume
-from osbuild.cloud.retry import HttpError, api_message
+from osbuild.cloud.retry import HttpError, api_message, is_quota_error
 from osbuild.cloud.transcript import Transcript
 from osbuild.errors import BuildFailed, StageTimeout, VerifyFailed
 from osbuild.images.family import VERIFY_FAILED, VERIFY_PASSED
@@ -85,6 +86,26 @@ def read_console(ctx: BuildContext, reader: ConsoleReader) -> tuple[str, ...]:
 
 def _verify_failed(check: str, detail: str) -> VerifyFailed:
     return VerifyFailed(f"check {check} failed: {detail}", stage="verify")
+
+
+T = TypeVar("T")
+
+
+def _create_for_test(ctx: BuildContext, create: Callable[[], T],
+                     lookup: Callable[[], T | None], *, what: str,
+                     check: str | None = None) -> T:
+    """create_behind_lookup for the boot test. A quota refusal reads as any step's does
+    (README: `<step>: over quota: ...`), so that an alert on "over quota" catches the boot
+    test's too, and keeps the image as after any failed boot test; with ``check``, the
+    cloud's other refusals fail that check."""
+    try:
+        return create_behind_lookup(ctx, create, lookup, what=what)
+    except HttpError as exc:
+        if is_quota_error(exc):
+            raise VerifyFailed(f"over quota: {api_message(exc)}", stage="verify") from None
+        if check is None:
+            raise
+        raise _verify_failed(check, api_message(exc)) from None
 
 
 def new_keypair() -> tuple[rsa.RSAPrivateKey, str]:
@@ -314,8 +335,8 @@ class VerifyImage(Resumable):
             found = volume_api.volumes(conn, name=name, cancel=ctx.cancel.event)
             return found[0] if found else None
 
-        volume = create_behind_lookup(ctx, lambda: volume_api.create_volume(conn, **args),
-                                      lookup, what="the test server's root volume")
+        volume = _create_for_test(ctx, lambda: volume_api.create_volume(conn, **args), lookup,
+                                  what="the test server's root volume")
         ctx.track("volume", volume.id, name,
                   lambda: delete_volume(conn, volume.id))
         try:
@@ -374,11 +395,8 @@ class VerifyImage(Resumable):
             found = compute.servers(conn, tag=tag, name=name, cancel=ctx.cancel.event)
             return found[0] if found else None
 
-        try:
-            server = create_behind_lookup(ctx, lambda: compute.create_server(conn, **args),
-                                          lookup, what="the test server")
-        except HttpError as exc:
-            raise _verify_failed("server-create", api_message(exc)) from None
+        server = _create_for_test(ctx, lambda: compute.create_server(conn, **args), lookup,
+                                  what="the test server", check="server-create")
         ctx.track("server", server.id, name,
                   lambda: delete_server(conn, server.id))
         return str(server.id)

@@ -9,6 +9,7 @@ within its timeout, or the whole build running past `builder.timeout`.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ FIRST_POLL_LINES = 200
 LAST_LINES_ON_STALL = 15
 # Info markers kept per stage in the report (a runaway loop must not grow it without end).
 MAX_STAGE_INFO = 50
+# stage-updates.ps1's info marker after each pass: "pass 2/5: 7 updates, result code 2".
+_UPDATE_PASS = re.compile(r"pass (?P<pass>\d+)/(?P<cap>\d+):")
 
 
 class StallTimeout(StageTimeout):
@@ -115,6 +118,7 @@ class _Watcher:
                                     first_lines=FIRST_POLL_LINES, cancel=ctx.cancel.event,
                                     on_scroll=self._scrolled)
         self.stage = "boot"
+        self.last_info: str | None = None  # the stage's latest info marker
         self.stage_deadline = self._deadline_of("boot")
         if ctx.resumed_stage:
             # A resumed build goes on from the last marker the dead run recorded.
@@ -245,6 +249,7 @@ class _Watcher:
         for marker in found:
             if marker.status is markers.Status.FAIL:
                 self._finish_stage("failed", marker.detail)
+                self._emit_marker(marker)
                 raise GuestFailure(
                     f"the guest reported a failure: {marker.detail or 'no detail'}",
                     stage=marker.stage,
@@ -256,6 +261,7 @@ class _Watcher:
                     self.ctx.sysprep_reached = True
             elif marker.status is markers.Status.INFO:
                 self._note(marker)
+                self._check_update_cap(marker)
             elif marker.status is markers.Status.OK:
                 self._finish_stage("ok")
                 following = self._next_stage(marker.stage)
@@ -265,19 +271,38 @@ class _Watcher:
             self.ctx.save_record(WatchInstall.name, last_stage=marker.stage,
                                  sysprep_reached=self.ctx.sysprep_reached,
                                  transcript_position=self.ctx.console_bytes)
-            self.ctx.emit(EventName.STAGE, stage=marker.stage, status=marker.status.value,
-                          detail=marker.detail, elapsed=round(self.ctx.elapsed(), 1))
+            self._emit_marker(marker)
+
+    def _emit_marker(self, marker: markers.Marker) -> None:
+        self.ctx.emit(EventName.STAGE, stage=marker.stage, status=marker.status.value,
+                      detail=marker.detail, elapsed=round(self.ctx.elapsed(), 1))
 
     def _start_stage(self, stage: str) -> None:
         self.stage = stage
+        self.last_info = None
         self.ctx.stages.append(StageRecord(stage, started=self.ctx.elapsed()))
         self.stage_deadline = self._deadline_of(stage)
 
     def _note(self, marker: markers.Marker) -> None:
+        if marker.stage == self.stage and marker.detail:
+            self.last_info = marker.detail
         record = self.ctx.stages[-1] if self.ctx.stages else None
         if record is not None and record.stage == marker.stage and marker.detail and \
                 len(record.info) < MAX_STAGE_INFO:
             record.info.append(marker.detail)
+
+    def _check_update_cap(self, marker: markers.Marker) -> None:
+        """A guest past updates.max_passes is in a loop the cap should have ended (a
+        Windows Update that fails and is offered again, a script that lost count): it is
+        stopped now, not when the stage's deadline passes hours later."""
+        found = _UPDATE_PASS.match(marker.detail or "") if marker.stage == "updates" else None
+        cap = self.ctx.spec.updates.max_passes
+        if found is None or int(found["pass"]) <= cap:
+            return
+        self._finish_stage("failed", marker.detail)
+        self._emit_marker(marker)
+        raise BuildFailed(f"the guest went past updates.max_passes ({cap}): {marker.detail}",
+                          stage="updates")
 
     def _finish_stage(self, status: str, detail: str = "") -> None:
         if self.ctx.stages and self.ctx.stages[-1].status == "running":
@@ -299,13 +324,21 @@ class _Watcher:
 
     # ------------------------------------------------------------------ deadlines
 
+    def _stage_overdue(self) -> str:
+        """Why the stage deadline ends the build: a stage that said nothing is stuck; one
+        that kept reporting (update passes, reboots) is slow or looping, and its last word
+        tells which."""
+        limit = f"{format_duration(self.stage_deadline.seconds)} ({self.stage_deadline.setting})"
+        if self.last_info is None:
+            return f"no progress in stage {self.stage} for {limit}"
+        return (f"stage {self.stage} did not finish within {limit}; "
+                f"its last marker: {self.last_info}")
+
     def _check_deadlines(self) -> None:
         for deadline, reason in (
             (self.overall, f"the build ran past builder.timeout "
                            f"({format_duration(self.overall.seconds)})"),
-            (self.stage_deadline, f"no progress in stage {self.stage} for "
-                                  f"{format_duration(self.stage_deadline.seconds)} "
-                                  f"({self.stage_deadline.setting})"),
+            (self.stage_deadline, self._stage_overdue()),
         ):
             if deadline.expired:
                 if self.stage == "winpe" and deadline is self.stage_deadline:
