@@ -110,11 +110,3 @@ class ConsoleReader:
             length = min(length * 4, MAX_LINES)
             if self.on_scroll is not None:
                 self.on_scroll(got, length)
-
-    def url(self) -> str | None:
-        """The noVNC console's address for a human, or None where the cloud has none."""
-        try:
-            reply = self.conn.compute.get_server_console_url(self.server_id, "novnc")
-        except Exception:
-            return None
-        return reply.get("url") if isinstance(reply, dict) else None

@@ -145,6 +145,21 @@ def test_setup_hang_times_out_in_its_stage_with_console_tail(cloud: Cloud) -> No
     assert_clean_failure(cloud, run, 1, "no progress in stage winpe",
                          "builder.stage_timeouts.winpe")
     assert "last console lines:" in run.why
+    # No noVNC URL: its token opens the console to whoever reads the log, and the builder
+    # it points at is deleted (report.json and the terminal showed it: session 32).
+    assert "console:" not in run.why and "token" not in run.why
+
+
+def test_a_kept_stalled_builder_says_how_to_open_its_console(cloud: Cloud) -> None:
+    cloud.sim.faults.add_guest_scenario({"setup_hangs": True}, name="builder$")
+    spec = cloud.spec(builder={"stage_timeouts": {"winpe": "20m"}})
+    run = cloud.build(spec, extra=("--keep-on-failure",))
+    assert run.exit_code == 1, run.why
+    [server] = [k.split()[1] for k in run.failure["kept"] if k.startswith("server ")]
+    assert (f"console: openstack console url show {server} (the builder is kept: "
+            "--keep-on-failure)") in run.why
+    report = Path(run.failure["report"]).read_text()
+    assert "novnc" not in report.lower() and "token=" not in report
 
 
 def test_server_error_shows_novas_fault(cloud: Cloud) -> None:

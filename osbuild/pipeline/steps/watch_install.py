@@ -47,18 +47,18 @@ class StallTimeout(StageTimeout):
     """A stage timed out; carries the console's last lines and where to look."""
 
     def __init__(self, reason: str, *, stage: str, last_lines: list[str],
-                 console_url: str | None) -> None:
+                 console: str | None) -> None:
         super().__init__(reason, stage=stage)
         self.last_lines = last_lines
-        self.console_url = console_url
+        self.console = console
 
     def lines(self) -> list[str]:
         out = [str(self)]
         if self.last_lines:
             out.append("last console lines:")
             out.extend(f"  | {line}" for line in self.last_lines)
-        if self.console_url:
-            out.append(f"console: {self.console_url}")
+        if self.console:
+            out.append(f"console: {self.console}")
         return out
 
 
@@ -324,6 +324,15 @@ class _Watcher:
 
     # ------------------------------------------------------------------ deadlines
 
+    def _console_hint(self) -> str | None:
+        """How to see the stalled builder's screen. Only a kept builder has one to see; and
+        not its noVNC URL, whose token opens that console to anyone holding the log (a
+        secret: the report's pages redacted it, the terminal and report.json did not)."""
+        if not self.ctx.options.keep_on_failure:
+            return None
+        return (f"openstack console url show {self.server_id} (the builder is kept: "
+                "--keep-on-failure)")
+
     def _stage_overdue(self) -> str:
         """Why the stage deadline ends the build: a stage that said nothing is stuck; one
         that kept reporting (update passes, reboots) is slow or looping, and its last word
@@ -346,4 +355,4 @@ class _Watcher:
                                "ISO (`osbuild media inspect ISO` lists its editions)")
                 raise StallTimeout(reason, stage=self.stage,
                                    last_lines=self.transcript.tail(LAST_LINES_ON_STALL),
-                                   console_url=self.reader.url())
+                                   console=self._console_hint())
