@@ -6,9 +6,10 @@ Only idempotent calls (reads, deletes, polls, updates of a known resource) go th
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import keystoneauth1.exceptions as ksa_exc
@@ -18,6 +19,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
+    stop_when_event_set,
     wait_exponential_jitter,
 )
 
@@ -43,15 +45,40 @@ def status_of(exc: BaseException) -> int | None:
     return int(status) if status is not None else None
 
 
+_CONNECTION_ERRORS = (
+    ksa_exc.ConnectFailure,
+    ksa_exc.ConnectionError,
+    ksa_exc.RetriableConnectionFailure,
+    ConnectionError,
+)
+# This thread's listener for calls the cloud did not answer (reporting_unanswered).
+_unanswered = threading.local()
+
+
+@contextlib.contextmanager
+def reporting_unanswered(report: Callable[[str], None]) -> Iterator[None]:
+    """While inside, this thread's calls through :func:`retrying` tell ``report`` each time
+    the cloud did not answer one (a timeout, a refused or reset connection) and it is tried
+    again: a hung API once kept a build silent for minutes, each try waiting api_timeout."""
+    previous = getattr(_unanswered, "report", None)
+    _unanswered.report = report
+    try:
+        yield
+    finally:
+        _unanswered.report = previous
+
+
+def _no_answer(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, _CONNECTION_ERRORS):
+            return True
+        exc = exc.__cause__ if isinstance(exc, sdk_exc.SDKException) else None
+    return False
+
+
 def is_transient(exc: BaseException) -> bool:
     """A failure that says nothing about the request itself: retry if the call is safe."""
-    connection_errors = (
-        ksa_exc.ConnectFailure,
-        ksa_exc.ConnectionError,
-        ksa_exc.RetriableConnectionFailure,
-        ConnectionError,
-    )
-    if isinstance(exc, connection_errors):
+    if isinstance(exc, _CONNECTION_ERRORS):
         return True
     if isinstance(exc, ksa_exc.http.HttpError | sdk_exc.HttpException):
         return status_of(exc) in RETRIABLE_STATUS
@@ -136,13 +163,24 @@ def retrying(
         else:
             time.sleep(seconds)
 
+    def tell_unanswered(state: RetryCallState) -> None:
+        report = getattr(_unanswered, "report", None)
+        exc = state.outcome.exception() if state.outcome else None
+        if report is not None and _no_answer(exc):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            report(f"the cloud did not answer ({type(exc).__name__}: {first}); trying again, "
+                   f"attempt {state.attempt_number + 1} of {attempts}")
+
+    stop = stop_after_attempt(attempts)
     policy = Retrying(
         retry=retry_if_exception(
             (lambda e: is_transient(e) or is_lost_marker(e)) if listing else is_transient
         ),
-        stop=stop_after_attempt(attempts),
+        # A cancelled build tries no more: each try of a hung API waits out api_timeout.
+        stop=stop | stop_when_event_set(cancel) if cancel is not None else stop,
         wait=_WaitHonouringRetryAfter(clock.scale if clock is not None else 1.0),
         reraise=True,
         sleep=sleep,
+        before_sleep=tell_unanswered,
     )
     return policy(fn, *args, **kwargs)

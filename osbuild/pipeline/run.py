@@ -15,6 +15,7 @@ from typing import Any
 from osbuild import __version__
 from osbuild.cloud.clock import CancelToken
 from osbuild.cloud.connect import Connection, api_calls, auth_secrets
+from osbuild.cloud.retry import reporting_unanswered
 from osbuild.errors import (
     EXIT_INTERRUPTED,
     CleanupIncomplete,
@@ -232,7 +233,8 @@ def execute(ctx: BuildContext, steps: Sequence[Step], *, resumed: datetime | Non
     timeline = TimelineRecorder(ctx)
     ctx.bus.subscribe(timeline)
     try:
-        outcome = run_steps([_Recorded(step) for step in steps], ctx)
+        with reporting_unanswered(lambda message: ctx.emit(EventName.WARNING, message=message)):
+            outcome = run_steps([_Recorded(step) for step in steps], ctx)
     finally:
         ctx.bus.unsubscribe(timeline)
     # Redacted in place: the report, the state, the events and the CLI read this one object.

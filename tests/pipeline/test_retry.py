@@ -63,3 +63,44 @@ def test_retry_after_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     call, _calls = failing(exc)
     assert retrying(call, clock=Clock(1.0)) == "ok"
     assert slept == [7.0]
+
+
+def test_a_call_the_cloud_did_not_answer_is_told_each_time_it_is_tried_again() -> None:
+    # A hung API kept a build silent for minutes: every try waited out api_timeout and was
+    # sent again without a word (an outside tryout, session 32).
+    import keystoneauth1.exceptions as ksa_exc
+
+    from osbuild.cloud.retry import reporting_unanswered
+
+    told: list[str] = []
+    call, calls = failing(ksa_exc.ConnectTimeout("Request to http://nova/servers timed out"),
+                          http(503), ConnectionError("reset by peer"))
+    with reporting_unanswered(told.append):
+        assert retrying(call, clock=Clock(1000.0)) == "ok"
+    assert len(calls) == 4
+    # The 503 is an answer; the timeout and the reset are not.
+    assert told == [
+        "the cloud did not answer (ConnectTimeout: Request to http://nova/servers timed "
+        "out); trying again, attempt 2 of 6",
+        "the cloud did not answer (ConnectionError: reset by peer); trying again, attempt 4 "
+        "of 6"]
+    # Outside the block (another build's thread, a later call) nothing is told.
+    call, _calls = failing(ConnectionError("reset"))
+    assert retrying(call, clock=Clock(1000.0)) == "ok"
+    assert len(told) == 2
+
+
+def test_a_cancelled_build_tries_a_call_no_more() -> None:
+    import threading
+
+    cancel = threading.Event()
+    calls: list[int] = []
+
+    def hung() -> str:
+        calls.append(1)
+        cancel.set()  # Ctrl-C came while this try waited for an answer
+        raise ConnectionError("timed out")
+
+    with pytest.raises(ConnectionError):
+        retrying(hung, clock=Clock(1000.0), cancel=cancel)
+    assert len(calls) == 1

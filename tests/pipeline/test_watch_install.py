@@ -71,3 +71,29 @@ def test_lines_scrolled_past_everything_the_console_keeps_are_a_warning(
     _write(sim, watcher, ["after"])
     watcher._read_console()
     assert len(warnings) == 1  # once per gap
+
+
+def test_stages_whose_markers_were_never_read_are_a_warning_at_success(
+        tmp_path: Path, sim: Any, conn: Any) -> None:
+    # The cloud's API hung for minutes; the guest ran on and the console log moved past
+    # firstlogon..cleanup. The build stood (sysprep comes only after them) with no word
+    # that five stages were never seen (an outside tryout, session 32).
+    from osbuild.pipeline.context import StageRecord
+
+    watcher, warnings = _watching(tmp_path, sim, conn)
+    watcher.order = ("winpe", "specialize", "firstlogon", "virtio", "updates", "cleanup",
+                     "sysprep")
+    watcher.ctx.stages[:] = [StageRecord(s, started=0.0) for s in ("winpe", "specialize",
+                                                                  "sysprep")]
+    watcher._warn_unseen()
+    assert warnings == [
+        "the console never showed guest stage(s) firstlogon, virtio, updates, cleanup: their "
+        "markers had left the console log when it was read again; the guest ran them (it "
+        "starts sysprep only after them), so the image stands, without their times"]
+    # A refresh (no Setup) or a resumed build (its first stage is where it resumed): the
+    # stages before the first one this run saw are none of its business.
+    warnings.clear()
+    watcher.ctx.stages[:] = [StageRecord(s, started=0.0) for s in ("updates", "cleanup",
+                                                                  "sysprep")]
+    watcher._warn_unseen()
+    assert warnings == []

@@ -161,6 +161,7 @@ class _Watcher:
                     self._sysprep_ok_unread()
                 self._finish_stage("ok" if ctx.sysprep_reached else "failed")
                 if ctx.sysprep_reached:
+                    self._warn_unseen()
                     return
                 reason = f"the builder powered off before sysprep (last stage: {self.stage})"
                 if not last.available:
@@ -171,6 +172,22 @@ class _Watcher:
             self.heartbeat.maybe_beat()
             interval = self._next_interval(interval, bool(new_lines))
             ctx.pause(interval)
+
+    def _warn_unseen(self) -> None:
+        """Stages between the first this run saw and sysprep whose markers it never read:
+        the console log had moved past them when it was read again (a cloud that did not
+        answer for a while). The build stands, as the guest starts sysprep only after them;
+        the warning says why the report lacks their times."""
+        seen = [record.stage for record in self.ctx.stages]
+        if not seen or seen[0] not in self.order:
+            return
+        between = self.order[self.order.index(seen[0]):]
+        unseen = [stage for stage in between if stage not in seen and stage != "sysprep"]
+        if unseen:
+            self.ctx.emit(EventName.WARNING, message=(
+                f"the console never showed guest stage(s) {', '.join(unseen)}: their markers "
+                "had left the console log when it was read again; the guest ran them (it "
+                "starts sysprep only after them), so the image stands, without their times"))
 
     def _sysprep_acknowledged(self) -> bool:
         """Whether the powered-off guest had posted its sysprep:ok to the metadata service
