@@ -105,7 +105,6 @@ class VolumeStuck(TimeoutError):
     unsticks it, for the leftover's line."""
 
     def __init__(self, volume_id: str, status: str) -> None:
-        self.status = status
         super().__init__(f"volume {volume_id} stuck in {status}")
         # Only an admin may reset a volume's status (Cinder's os-reset_status policy); a
         # project member cannot delete a volume stuck uploading or downloading otherwise.

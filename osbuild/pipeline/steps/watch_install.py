@@ -40,7 +40,7 @@ LAST_LINES_ON_STALL = 15
 # Info markers kept per stage in the report (a runaway loop must not grow it without end).
 MAX_STAGE_INFO = 50
 # stage-updates.ps1's info marker after each pass: "pass 2/5: 7 updates, result code 2".
-_UPDATE_PASS = re.compile(r"pass (?P<pass>\d+)/(?P<cap>\d+):")
+_UPDATE_PASS = re.compile(r"pass (?P<pass>\d+)/\d+:")
 
 
 class StallTimeout(StageTimeout):
